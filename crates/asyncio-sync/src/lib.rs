@@ -1,0 +1,1 @@
+//! asyncio's synchronization primitives and queues, for any executor — not written yet.
