@@ -1,0 +1,1 @@
+//! Benchmarks of asyncio-rs against its peers (being written).

@@ -1,0 +1,170 @@
+//! The errors of the event loop and its tasks, named as asyncio names them.
+
+use std::any::Any;
+use std::fmt;
+
+/// The task was cancelled before it finished (asyncio's `CancelledError`).
+///
+/// In asyncio-rs cancelling a task drops its future at its next suspension point,
+/// so there is no exception to catch inside the task: destructors play the part of
+/// `finally`. The error is what an awaiter of the task sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, thiserror::Error)]
+#[error("the task was cancelled")]
+pub struct CancelledError;
+
+/// An operation was asked of a task or loop in a state that does not allow it
+/// (asyncio's `InvalidStateError`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidStateError {
+    /// The result was asked for before the task finished.
+    #[error("the task is not done yet: await it or check done() first")]
+    NotDone,
+    /// The result was already taken, by an earlier `await` or `try_result`.
+    #[error("the task's result was already taken")]
+    ResultTaken,
+}
+
+/// Misuse of the event loop (asyncio's `RuntimeError`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    /// No event loop is running on this thread.
+    #[error(
+        "no running event loop: call this from a task, inside asyncio::run or EventLoop::run_until_complete"
+    )]
+    NoRunningLoop,
+    /// `run_until_complete` was called on the loop that is already running it.
+    #[error("this event loop is already running: await the future instead of running it again")]
+    AlreadyRunning,
+    /// Another event loop is running on this thread; loops do not nest.
+    #[error(
+        "cannot run an event loop while another loop is running on this thread: await the future instead, or use a LoopHandle from another thread"
+    )]
+    AnotherLoopRunning,
+    /// The loop was closed and can run nothing more.
+    #[error("the event loop is closed")]
+    Closed,
+    /// The loop cannot be closed while it is running.
+    #[error("cannot close a running event loop")]
+    CloseWhileRunning,
+    /// The main task is waiting, but nothing could ever wake it: no task is
+    /// ready and no waker or loop handle exists anywhere (asyncio would hang).
+    #[error(
+        "the main task is waiting but nothing can ever wake it: no task is ready and no waker or loop handle is alive"
+    )]
+    Stalled,
+}
+
+/// Why `run_until_complete` (or a `Runner`) produced no value.
+///
+/// A panic in the main future is not in this list: it is re-raised on the calling
+/// thread once the loop is back in a clean state, as asyncio re-raises the main
+/// coroutine's exception.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The loop could not run the future (closed, or already running).
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// The main task was cancelled before it finished.
+    #[error(transparent)]
+    Cancelled(#[from] CancelledError),
+}
+
+/// A task panicked; the panic was caught at the task boundary.
+///
+/// The message is kept for display; the original payload can be taken back with
+/// [`PanicError::into_panic`] to re-raise it with [`std::panic::resume_unwind`].
+pub struct PanicError {
+    message: String,
+    payload: Option<Box<dyn Any + Send + 'static>>,
+}
+
+impl PanicError {
+    pub(crate) fn new(payload: Box<dyn Any + Send + 'static>) -> Self {
+        PanicError {
+            message: panic_message(&*payload),
+            payload: Some(payload),
+        }
+    }
+
+    /// The panic's message (`"Box<dyn Any>"` when the payload was not a string).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The original panic payload, for [`std::panic::resume_unwind`].
+    pub fn into_panic(self) -> Box<dyn Any + Send + 'static> {
+        match self.payload {
+            Some(payload) => payload,
+            None => Box::new(self.message),
+        }
+    }
+}
+
+impl Clone for PanicError {
+    /// A clone keeps the message; the payload (which cannot be cloned) becomes the message.
+    fn clone(&self) -> Self {
+        PanicError {
+            message: self.message.clone(),
+            payload: None,
+        }
+    }
+}
+
+impl PartialEq for PanicError {
+    fn eq(&self, other: &Self) -> bool {
+        self.message == other.message
+    }
+}
+
+impl Eq for PanicError {}
+
+impl fmt::Debug for PanicError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PanicError").field(&self.message).finish()
+    }
+}
+
+impl fmt::Display for PanicError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the task panicked: {}", self.message)
+    }
+}
+
+impl std::error::Error for PanicError {}
+
+/// How a task ended without a value: what awaiting a [`Task`](crate::Task) can fail with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TaskError {
+    /// The task was cancelled.
+    #[error(transparent)]
+    Cancelled(#[from] CancelledError),
+    /// The task panicked.
+    #[error(transparent)]
+    Panicked(#[from] PanicError),
+}
+
+impl TaskError {
+    /// Whether the task was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, TaskError::Cancelled(_))
+    }
+
+    /// Whether the task panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self, TaskError::Panicked(_))
+    }
+}
+
+/// The text of a panic payload, as `std`'s panic hook would print it.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_owned()
+    }
+}

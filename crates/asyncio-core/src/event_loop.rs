@@ -1,0 +1,897 @@
+//! The event loop: the ready queue, the registry of live tasks, and the run loop.
+
+use std::cell::{Cell, RefCell, UnsafeCell};
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::ptr::NonNull;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use slab::Slab;
+
+use crate::context;
+use crate::error::{PanicError, RunError, RuntimeError, TaskError};
+use crate::factory::{StartMode, TaskFactory, TaskOptions};
+use crate::shared::{Injected, Shared};
+use crate::task::header::Header;
+use crate::task::raw::TaskCell;
+use crate::task::state::*;
+use crate::task::{Task, TaskRef, waker};
+
+/// How deep eager steps may nest (an eager task creating an eager task …) before
+/// new tasks fall back to being scheduled. Each level keeps a `poll` frame on the
+/// native stack; the bound keeps a million-deep chain from overflowing it.
+pub const MAX_EAGER_DEPTH: u32 = 64;
+
+/// What the exception handler receives, as asyncio's context dict.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ExceptionContext {
+    /// What happened, e.g. `"Task exception was never retrieved"`.
+    pub message: String,
+    /// The task concerned, if any.
+    pub task: Option<TaskRef>,
+    /// The panic, if one was caught.
+    pub panic: Option<PanicError>,
+}
+
+impl fmt::Display for ExceptionContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(task) = &self.task {
+            write!(f, " (task {} '{}')", task.id(), task.name())?;
+        }
+        if let Some(panic) = &self.panic {
+            write!(f, ": panicked: {}", panic.message())?;
+        }
+        Ok(())
+    }
+}
+
+type Handler = Rc<dyn Fn(&ExceptionContext)>;
+
+/// A callback scheduled with `call_soon`.
+struct Call {
+    cancelled: Cell<bool>,
+    f: Cell<Option<Box<dyn FnOnce()>>>,
+}
+
+enum Runnable {
+    Task(TaskRef),
+    Call(Rc<Call>),
+}
+
+/// A callback scheduled with [`EventLoop::call_soon`]; it can still be cancelled.
+pub struct CallHandle {
+    call: Rc<Call>,
+}
+
+impl CallHandle {
+    /// Cancels the callback if it has not run yet, as `Handle.cancel()`.
+    pub fn cancel(&self) {
+        self.call.cancelled.set(true);
+        drop(self.call.f.take());
+    }
+
+    /// Whether [`cancel`](Self::cancel) was called.
+    pub fn cancelled(&self) -> bool {
+        self.call.cancelled.get()
+    }
+}
+
+impl fmt::Debug for CallHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallHandle")
+            .field("cancelled", &self.cancelled())
+            .finish()
+    }
+}
+
+pub(crate) struct LoopInner {
+    pub(crate) shared: Arc<Shared>,
+    /// FIFO of tasks and callbacks to run. Loop thread only; every access is a
+    /// short call that never runs user code while borrowed.
+    ready: UnsafeCell<VecDeque<Runnable>>,
+    /// Tasks that are not done; each entry holds a reference.
+    registry: UnsafeCell<Slab<TaskRef>>,
+    running: Cell<bool>,
+    closed: Cell<bool>,
+    /// Live `EventLoop` handles; the loop closes when the last goes.
+    handles: Cell<usize>,
+    next_id: Cell<u64>,
+    eager_depth: Cell<u32>,
+    /// The factory's fixed mode, read on every spawn without a dynamic call.
+    fixed_mode: Cell<Option<StartMode>>,
+    factory: RefCell<Option<Rc<dyn TaskFactory>>>,
+    handler: RefCell<Option<Handler>>,
+    debug: Cell<bool>,
+}
+
+impl LoopInner {
+    fn new() -> Self {
+        LoopInner {
+            shared: Arc::new(Shared::new()),
+            ready: UnsafeCell::new(VecDeque::new()),
+            registry: UnsafeCell::new(Slab::new()),
+            running: Cell::new(false),
+            closed: Cell::new(false),
+            handles: Cell::new(1),
+            next_id: Cell::new(1),
+            eager_depth: Cell::new(0),
+            fixed_mode: Cell::new(Some(StartMode::Lazy)),
+            factory: RefCell::new(None),
+            handler: RefCell::new(None),
+            debug: Cell::new(false),
+        }
+    }
+
+    #[inline]
+    fn push_ready(&self, r: Runnable) {
+        // SAFETY: loop thread; no other borrow of `ready` is alive (see the field).
+        unsafe { (*self.ready.get()).push_back(r) }
+    }
+
+    #[inline]
+    fn pop_ready(&self) -> Option<Runnable> {
+        // SAFETY: as in `push_ready`.
+        unsafe { (*self.ready.get()).pop_front() }
+    }
+
+    fn ready_len(&self) -> usize {
+        // SAFETY: as in `push_ready`.
+        unsafe { (*self.ready.get()).len() }
+    }
+
+    /// Puts the task at the back of the ready queue unless it is queued or done.
+    #[inline]
+    pub(crate) fn schedule(&self, task: &TaskRef) {
+        let header = task.header();
+        if header.has(SCHEDULED | COMPLETE) {
+            return;
+        }
+        header.set(SCHEDULED);
+        self.push_ready(Runnable::Task(task.clone()));
+    }
+
+    /// `schedule` for a waker, which holds no local reference.
+    ///
+    /// # Safety
+    /// `ptr` is a task of this loop whose local side is alive; loop thread.
+    #[inline]
+    pub(crate) unsafe fn schedule_raw(&self, ptr: NonNull<Header>) {
+        // SAFETY: caller's contract.
+        let header = unsafe { ptr.as_ref() };
+        if header.has(SCHEDULED | COMPLETE) {
+            return;
+        }
+        header.set(SCHEDULED);
+        // SAFETY: caller's contract: the local side is alive.
+        self.push_ready(Runnable::Task(unsafe { TaskRef::clone_raw(ptr) }));
+    }
+
+    fn register(&self, task: &TaskRef) {
+        // SAFETY: loop thread; `insert` runs no user code.
+        let key = unsafe { (*self.registry.get()).insert(task.clone()) };
+        task.header().registry_key.set(key);
+        task.header().set(REGISTERED);
+    }
+
+    fn unregister(&self, header: &Header) -> Option<TaskRef> {
+        if !header.has(REGISTERED) {
+            return None;
+        }
+        header.clear(REGISTERED);
+        // SAFETY: loop thread; `remove` runs no user code (the entry is returned,
+        // and dropped by the caller after this borrow ends).
+        Some(unsafe { (*self.registry.get()).remove(header.registry_key.get()) })
+    }
+
+    pub(crate) fn call_soon_boxed(&self, f: Box<dyn FnOnce()>) -> CallHandle {
+        let call = Rc::new(Call {
+            cancelled: Cell::new(false),
+            f: Cell::new(Some(f)),
+        });
+        self.push_ready(Runnable::Call(Rc::clone(&call)));
+        CallHandle { call }
+    }
+
+    /// Creates a task and starts it as the options or the factory say.
+    pub(crate) fn spawn<F>(self: &Rc<Self>, future: F, opts: Option<TaskOptions>) -> Task<F::Output>
+    where
+        F: Future + 'static,
+    {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        let ptr = TaskCell::allocate(future, self, id, HAS_HANDLE);
+        // SAFETY: `allocate` hands us the one reference, for a cell of output `F::Output`.
+        let task = unsafe { Task::from_ref(TaskRef::from_raw(ptr)) };
+        let mut eager = None;
+        if let Some(opts) = opts {
+            if let Some(name) = opts.name {
+                task.set_name(name);
+            }
+            eager = opts.eager_start;
+        }
+        let (mode, factory) = match eager {
+            Some(true) => (StartMode::Eager, None),
+            Some(false) => (StartMode::Lazy, None),
+            None => match self.fixed_mode.get() {
+                Some(mode) => (mode, None),
+                None => {
+                    let factory = self.factory.borrow().clone();
+                    match factory {
+                        Some(f) => (f.create(&task), Some(f)),
+                        None => (StartMode::Lazy, None),
+                    }
+                }
+            },
+        };
+        self.start(&task, mode);
+        if let Some(f) = factory {
+            f.started(&task, mode);
+        }
+        task
+    }
+
+    #[inline]
+    fn start(&self, task: &TaskRef, mode: StartMode) {
+        let depth = self.eager_depth.get();
+        if mode == StartMode::Eager && self.running.get() && depth < MAX_EAGER_DEPTH {
+            self.eager_depth.set(depth + 1);
+            let header = task.header();
+            header
+                .eager_parent
+                .set(NonNull::new(context::current_task().cast_mut()));
+            self.step(task);
+            header.eager_parent.set(None);
+            self.eager_depth.set(depth);
+            if !header.has(COMPLETE) {
+                self.register(task);
+            }
+        } else {
+            self.register(task);
+            self.schedule(task);
+        }
+    }
+
+    /// Polls the task once (or drops its future, if it was cancelled).
+    #[inline]
+    fn step(&self, task: &TaskRef) {
+        let header = task.header();
+        let ptr = task.as_ptr();
+        let prev = context::set_current_task(ptr.as_ptr());
+        header.set(RUNNING);
+        let done = if header.has(CANCEL_REQUESTED) {
+            header.clear(CANCEL_REQUESTED);
+            // SAFETY: a live, unfinished task of this loop, on its thread.
+            unsafe { (header.vtable.cancel)(ptr) };
+            true
+        } else {
+            // SAFETY: the task reference keeps the header alive during the poll.
+            let waker = unsafe { waker::borrowed(ptr) };
+            let mut cx = std::task::Context::from_waker(&waker);
+            // SAFETY: a live, unfinished task of this loop, on its thread, not
+            // already being polled (RUNNING was clear: the loop never re-enters).
+            unsafe { (header.vtable.poll)(ptr, &mut cx) }.is_ready()
+        };
+        header.clear(RUNNING);
+        context::set_current_task(prev);
+        if done {
+            self.complete(task);
+        } else if header.has(CANCEL_REQUESTED) {
+            self.schedule(task);
+        }
+    }
+
+    fn complete(&self, task: &TaskRef) {
+        let header = task.header();
+        header.set(COMPLETE);
+        let registered = self.unregister(header);
+        // SAFETY: loop thread; the slot is not borrowed elsewhere.
+        let join = unsafe { (*header.join_waker.get()).take() };
+        if let Some(w) = join {
+            w.wake();
+        }
+        if header.extra_ref().is_some_and(|e| !e.callbacks.is_empty()) {
+            let callbacks = header.with_extra(|e| std::mem::take(&mut e.callbacks));
+            for (_, cb) in callbacks {
+                let me = task.clone();
+                self.call_soon_boxed(Box::new(move || cb(&me)));
+            }
+        }
+        if header.has(FAILED) && !header.has(HAS_HANDLE | FAILURE_SEEN) {
+            header.set(FAILURE_SEEN);
+            self.report_unobserved(task);
+        }
+        drop(registered);
+    }
+
+    pub(crate) fn report_unobserved(&self, task: &TaskRef) {
+        // SAFETY: the task is complete and alive (we hold a reference).
+        let panic = unsafe { (task.header().vtable.peek_panic)(task.as_ptr()) };
+        self.call_exception_handler(&ExceptionContext {
+            message: "Task exception was never retrieved".to_owned(),
+            task: Some(task.clone()),
+            panic,
+        });
+    }
+
+    pub(crate) fn report_drop_panic(&self, payload: Box<dyn std::any::Any + Send>) {
+        self.call_exception_handler(&ExceptionContext {
+            message: "a task's output panicked while being dropped".to_owned(),
+            task: None,
+            panic: Some(PanicError::new(payload)),
+        });
+    }
+
+    pub(crate) fn call_exception_handler(&self, ctx: &ExceptionContext) {
+        let handler = self.handler.borrow().clone();
+        match handler {
+            None => default_exception_handler(ctx),
+            Some(h) => {
+                if let Err(payload) = catch_unwind(AssertUnwindSafe(|| h(ctx))) {
+                    default_exception_handler(&ExceptionContext {
+                        message: "Unhandled error in exception handler".to_owned(),
+                        task: None,
+                        panic: Some(PanicError::new(payload)),
+                    });
+                    default_exception_handler(ctx);
+                }
+            }
+        }
+    }
+
+    fn run_call(&self, call: Rc<Call>) {
+        if call.cancelled.get() {
+            return;
+        }
+        if let Some(f) = call.f.take()
+            && let Err(payload) = catch_unwind(AssertUnwindSafe(f))
+        {
+            self.call_exception_handler(&ExceptionContext {
+                message: "Exception in callback".to_owned(),
+                task: None,
+                panic: Some(PanicError::new(payload)),
+            });
+        }
+    }
+
+    /// Moves wakes that came from other threads into the ready queue.
+    fn drain_injector(&self) {
+        while let Some(item) = self.shared.injector.pop() {
+            match item {
+                Injected::Wake(wake) => {
+                    // SAFETY: the entry owns a waker count, so the header is allocated.
+                    let header = unsafe { wake.0.as_ref() };
+                    header
+                        .remote_notified
+                        .store(false, std::sync::atomic::Ordering::Release);
+                    if header.wakers.load(std::sync::atomic::Ordering::Relaxed)
+                        & crate::task::header::LOCAL
+                        != 0
+                    {
+                        // SAFETY: the local side is alive (LOCAL is set, and only
+                        // this thread clears it) and the task is ours.
+                        unsafe { self.schedule_raw(wake.0) };
+                    }
+                    drop(wake);
+                }
+            }
+        }
+    }
+
+    /// One iteration: take in foreign wakes, then run what was ready at its start.
+    fn run_once(&self) {
+        self.drain_injector();
+        let n = self.ready_len();
+        for _ in 0..n {
+            match self.pop_ready() {
+                Some(Runnable::Task(task)) => {
+                    task.header().clear(SCHEDULED);
+                    if !task.header().has(COMPLETE) {
+                        self.step(&task);
+                    }
+                }
+                Some(Runnable::Call(call)) => self.run_call(call),
+                None => break,
+            }
+        }
+    }
+
+    /// Whether nothing could ever wake the loop again: no ready work, and no waker
+    /// or handle anywhere that could inject some.
+    fn stalled(&self) -> bool {
+        self.ready_len() == 0
+            && self.shared.injector.is_empty()
+            && Arc::strong_count(&self.shared) == 1
+    }
+
+    fn all_tasks(&self) -> Vec<TaskRef> {
+        // SAFETY: loop thread; cloning references runs no user code.
+        let mut tasks: Vec<TaskRef> = unsafe {
+            (*self.registry.get())
+                .iter()
+                .map(|(_, t)| t.clone())
+                .collect()
+        };
+        // Tasks in their eager step are not registered yet: walk the chain.
+        let mut cur = NonNull::new(context::current_task().cast_mut());
+        while let Some(ptr) = cur {
+            // SAFETY: tasks on the eager chain are being polled, so alive.
+            let header = unsafe { ptr.as_ref() };
+            if !header.has(REGISTERED | COMPLETE) && std::ptr::eq(header.owner.as_ptr(), self) {
+                // SAFETY: alive and ours, on the loop thread.
+                tasks.push(unsafe { TaskRef::clone_raw(ptr) });
+            }
+            cur = header.eager_parent.get();
+        }
+        tasks
+    }
+
+    /// Drops every unfinished task's future (marking it cancelled), then the
+    /// callbacks still queued.
+    fn cancel_everything_now(&self) {
+        loop {
+            // SAFETY: loop thread; draining runs no user code.
+            let tasks: Vec<TaskRef> = unsafe { (*self.registry.get()).drain().collect() };
+            if tasks.is_empty() {
+                break;
+            }
+            for task in &tasks {
+                task.header().clear(REGISTERED);
+            }
+            for task in tasks {
+                if !task.header().has(COMPLETE) {
+                    task.header().set(CANCEL_REQUESTED);
+                    self.step(&task);
+                }
+            }
+        }
+        // Run the done callbacks the cancellations queued; drop the rest.
+        let n = self.ready_len();
+        for _ in 0..n {
+            match self.pop_ready() {
+                Some(Runnable::Call(call)) => self.run_call(call),
+                Some(Runnable::Task(task)) => drop(task),
+                None => break,
+            }
+        }
+        while let Some(r) = self.pop_ready() {
+            drop(r);
+        }
+    }
+}
+
+fn default_exception_handler(ctx: &ExceptionContext) {
+    eprintln!("asyncio: {ctx}");
+}
+
+/// An event loop, asyncio's `AbstractEventLoop` for one thread.
+///
+/// It runs tasks (futures that need not be `Send`) one at a time on the thread
+/// that created it. `EventLoop` is a cheap handle: clones refer to the same loop,
+/// which closes when the last handle is dropped (cancelling whatever tasks are
+/// left). Most programs use [`asyncio::run`](https://docs.rs/asyncio) or a
+/// `Runner` instead of driving a loop by hand.
+///
+/// ```
+/// use asyncio_core::EventLoop;
+///
+/// let lp = EventLoop::new();
+/// let n = lp
+///     .run_until_complete(async {
+///         let a = asyncio_core::create_task(async { 1 });
+///         let b = asyncio_core::create_task(async { 2 });
+///         a.await.unwrap() + b.await.unwrap()
+///     })
+///     .unwrap();
+/// assert_eq!(n, 3);
+/// lp.close().unwrap();
+/// ```
+pub struct EventLoop {
+    inner: Rc<LoopInner>,
+}
+
+impl EventLoop {
+    /// A new, idle loop bound to the current thread.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        EventLoop {
+            inner: Rc::new(LoopInner::new()),
+        }
+    }
+
+    pub(crate) fn from_inner(inner: Rc<LoopInner>) -> Self {
+        inner.handles.set(inner.handles.get() + 1);
+        EventLoop { inner }
+    }
+
+    /// Runs `future` as a task until it completes, and returns its output.
+    ///
+    /// The future becomes the loop's main task (created through the task factory,
+    /// so `current_task()` inside it is that task); other tasks run alongside it.
+    /// When it completes the loop stops; tasks still pending stay for the next run.
+    ///
+    /// # Errors
+    /// [`RuntimeError::Closed`] on a closed loop, [`RuntimeError::AlreadyRunning`]
+    /// from inside this loop, [`RuntimeError::AnotherLoopRunning`] from inside
+    /// another loop, [`RunError::Cancelled`] if the main task was cancelled, and
+    /// [`RuntimeError::Stalled`] if the main task waits but nothing could ever
+    /// wake it (no task ready, no waker or loop handle alive anywhere).
+    ///
+    /// # Panics
+    /// If the main future panics, the panic is resumed here once the loop has
+    /// stopped, as asyncio re-raises the main coroutine's exception.
+    pub fn run_until_complete<F>(&self, future: F) -> Result<F::Output, RunError>
+    where
+        F: Future + 'static,
+    {
+        let _running = self.enter()?;
+        let mut main = self.inner.spawn(future, None);
+        while !main.done() {
+            self.inner.run_once();
+            if main.done() {
+                break;
+            }
+            if self.inner.ready_len() == 0 {
+                if self.inner.stalled() {
+                    return Err(RuntimeError::Stalled.into());
+                }
+                self.inner.shared.park();
+            }
+        }
+        drop(_running);
+        match main
+            .try_result()
+            .expect("the main task is done and its result untaken")
+        {
+            Ok(value) => Ok(value),
+            Err(TaskError::Cancelled(c)) => Err(RunError::Cancelled(c)),
+            Err(TaskError::Panicked(p)) => resume_unwind(p.into_panic()),
+        }
+    }
+
+    /// Marks the loop running on this thread until the guard drops (also on unwind).
+    fn enter(&self) -> Result<RunningGuard<'_>, RuntimeError> {
+        if self.inner.closed.get() {
+            return Err(RuntimeError::Closed);
+        }
+        if self.inner.running.get() {
+            return Err(RuntimeError::AlreadyRunning);
+        }
+        if !context::running_loop().is_null() {
+            return Err(RuntimeError::AnotherLoopRunning);
+        }
+        self.inner.running.set(true);
+        context::set_running_loop(Rc::as_ptr(&self.inner));
+        Ok(RunningGuard { lp: &self.inner })
+    }
+
+    /// Cancels every task that is not done and runs the loop until each has
+    /// finished its cancellation (what `Runner.close()` and `asyncio.run` do
+    /// before closing). Tasks created meanwhile are cancelled too.
+    ///
+    /// # Errors
+    /// As [`run_until_complete`](Self::run_until_complete) for a loop that is
+    /// closed or running.
+    pub fn cancel_all_tasks(&self) -> Result<(), RuntimeError> {
+        let _running = self.enter()?;
+        loop {
+            let tasks = self.inner.all_tasks();
+            if tasks.is_empty() {
+                break;
+            }
+            for task in &tasks {
+                task.cancel();
+            }
+            drop(tasks);
+            self.inner.run_once();
+        }
+        // Let the done callbacks the cancellations scheduled run.
+        while self.inner.ready_len() > 0 {
+            self.inner.run_once();
+            // SAFETY: loop thread; reading the length runs no user code.
+            if unsafe { (*self.inner.registry.get()).len() } > 0 {
+                for task in self.inner.all_tasks() {
+                    task.cancel();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Schedules `f` to run on the next iteration, in FIFO order with tasks, as
+    /// `loop.call_soon`. A panic in `f` is reported to the exception handler.
+    pub fn call_soon(&self, f: impl FnOnce() + 'static) -> CallHandle {
+        self.inner.call_soon_boxed(Box::new(f))
+    }
+
+    /// Creates a task on this loop, started as the task factory says.
+    ///
+    /// Unlike [`create_task`](crate::create_task) this works on a loop that is not
+    /// running; the task then starts when the loop runs.
+    ///
+    /// # Panics
+    /// If the loop is closed: it could never run the task. Use
+    /// [`try_create_task`](Self::try_create_task) to get an error instead.
+    pub fn create_task<F>(&self, future: F) -> Task<F::Output>
+    where
+        F: Future + 'static,
+    {
+        self.try_create_task(future)
+            .expect("create_task on a closed event loop: create tasks before close()")
+    }
+
+    /// Like [`create_task`](Self::create_task), failing with
+    /// [`RuntimeError::Closed`] on a closed loop.
+    pub fn try_create_task<F>(&self, future: F) -> Result<Task<F::Output>, RuntimeError>
+    where
+        F: Future + 'static,
+    {
+        if self.inner.closed.get() {
+            return Err(RuntimeError::Closed);
+        }
+        Ok(self.inner.spawn(future, None))
+    }
+
+    /// Creates a task with per-call options (name, eager start).
+    ///
+    /// # Panics
+    /// If the loop is closed.
+    pub fn create_task_with<F>(&self, future: F, options: TaskOptions) -> Task<F::Output>
+    where
+        F: Future + 'static,
+    {
+        assert!(
+            !self.inner.closed.get(),
+            "create_task_with on a closed event loop: create tasks before close()"
+        );
+        self.inner.spawn(future, Some(options))
+    }
+
+    /// Installs the task factory, as `loop.set_task_factory`.
+    pub fn set_task_factory(&self, factory: impl TaskFactory) {
+        self.set_task_factory_rc(Some(Rc::new(factory)));
+    }
+
+    /// Installs a shared factory, or with `None` goes back to the lazy default.
+    pub fn set_task_factory_rc(&self, factory: Option<Rc<dyn TaskFactory>>) {
+        self.inner.fixed_mode.set(
+            factory
+                .as_ref()
+                .map_or(Some(StartMode::Lazy), |f| f.fixed_mode()),
+        );
+        *self.inner.factory.borrow_mut() = factory;
+    }
+
+    /// The installed factory; `None` means the lazy default.
+    pub fn get_task_factory(&self) -> Option<Rc<dyn TaskFactory>> {
+        self.inner.factory.borrow().clone()
+    }
+
+    /// Installs the exception handler (`None` restores the default, which prints
+    /// one line on stderr), as `loop.set_exception_handler`.
+    pub fn set_exception_handler(&self, handler: Option<impl Fn(&ExceptionContext) + 'static>) {
+        *self.inner.handler.borrow_mut() = handler.map(|h| Rc::new(h) as Handler);
+    }
+
+    /// Passes `ctx` to the exception handler, as `loop.call_exception_handler`.
+    pub fn call_exception_handler(&self, ctx: &ExceptionContext) {
+        self.inner.call_exception_handler(ctx);
+    }
+
+    /// The current time of the loop's monotonic clock.
+    ///
+    /// asyncio returns float seconds; Rust deadlines are `Instant`s.
+    pub fn time(&self) -> Instant {
+        Instant::now()
+    }
+
+    /// Whether the loop is running right now.
+    pub fn is_running(&self) -> bool {
+        self.inner.running.get()
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.get()
+    }
+
+    /// Debug mode (asyncio's `loop.set_debug`).
+    pub fn set_debug(&self, enabled: bool) {
+        self.inner.debug.set(enabled);
+    }
+
+    /// Whether debug mode is on.
+    pub fn get_debug(&self) -> bool {
+        self.inner.debug.get()
+    }
+
+    /// The task this loop is polling right now, if any.
+    pub fn current_task(&self) -> Option<TaskRef> {
+        if !std::ptr::eq(context::running_loop(), Rc::as_ptr(&self.inner)) {
+            return None;
+        }
+        current_task()
+    }
+
+    /// The tasks of this loop that are not done, as `asyncio.all_tasks()`.
+    pub fn all_tasks(&self) -> Vec<TaskRef> {
+        self.inner.all_tasks()
+    }
+
+    /// Closes the loop, as `loop.close()`; closing twice does nothing.
+    ///
+    /// Tasks still pending have their futures dropped here (their destructors run)
+    /// and end cancelled; their done callbacks run. Use
+    /// [`cancel_all_tasks`](Self::cancel_all_tasks) first to let them finish their
+    /// cancellation while the loop runs.
+    ///
+    /// # Errors
+    /// [`RuntimeError::CloseWhileRunning`] while the loop runs.
+    pub fn close(&self) -> Result<(), RuntimeError> {
+        if self.inner.running.get() {
+            return Err(RuntimeError::CloseWhileRunning);
+        }
+        if self.inner.closed.get() {
+            return Ok(());
+        }
+        self.inner.closed.set(true);
+        self.inner.cancel_everything_now();
+        self.inner.shared.close();
+        drop(self.inner.factory.borrow_mut().take());
+        drop(self.inner.handler.borrow_mut().take());
+        Ok(())
+    }
+
+    /// Whether two handles refer to the same loop.
+    pub fn same_loop(&self, other: &EventLoop) -> bool {
+        Rc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl Clone for EventLoop {
+    fn clone(&self) -> Self {
+        EventLoop::from_inner(Rc::clone(&self.inner))
+    }
+}
+
+impl Drop for EventLoop {
+    fn drop(&mut self) {
+        let handles = self.inner.handles.get() - 1;
+        self.inner.handles.set(handles);
+        if handles == 0 && !self.inner.running.get() {
+            let _ = self.close();
+        }
+    }
+}
+
+impl PartialEq for EventLoop {
+    fn eq(&self, other: &Self) -> bool {
+        self.same_loop(other)
+    }
+}
+
+impl Eq for EventLoop {}
+
+impl fmt::Debug for EventLoop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventLoop")
+            .field("running", &self.is_running())
+            .field("closed", &self.is_closed())
+            .field("ready", &self.inner.ready_len())
+            .finish()
+    }
+}
+
+struct RunningGuard<'a> {
+    lp: &'a Rc<LoopInner>,
+}
+
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        self.lp.running.set(false);
+        context::set_running_loop(std::ptr::null());
+    }
+}
+
+/// The loop running on this thread, as `asyncio.get_running_loop()`.
+///
+/// # Errors
+/// [`RuntimeError::NoRunningLoop`] outside a running loop.
+pub fn get_running_loop() -> Result<EventLoop, RuntimeError> {
+    let lp = context::running_loop();
+    if lp.is_null() {
+        return Err(RuntimeError::NoRunningLoop);
+    }
+    // SAFETY: a running loop is kept alive by the `EventLoop` that runs it; we take
+    // a new strong count of our own.
+    let inner = unsafe {
+        Rc::increment_strong_count(lp);
+        Rc::from_raw(lp)
+    };
+    Ok(EventLoop::from_inner(inner))
+}
+
+/// Runs `f` with the running loop's inner state.
+fn with_running<R>(f: impl FnOnce(&Rc<LoopInner>) -> R) -> Result<R, RuntimeError> {
+    let lp = context::running_loop();
+    if lp.is_null() {
+        return Err(RuntimeError::NoRunningLoop);
+    }
+    // SAFETY: as in `get_running_loop`; the `ManuallyDrop` borrows the running
+    // loop's count without changing it.
+    let inner = std::mem::ManuallyDrop::new(unsafe { Rc::from_raw(lp) });
+    Ok(f(&inner))
+}
+
+/// Creates a task on the running loop, as `asyncio.create_task`.
+///
+/// The future need not be `Send`: it runs on this thread. The task starts as the
+/// loop's factory says (lazily by default: at the back of the ready queue).
+///
+/// # Panics
+/// Outside a running loop, with a message saying where to call it from. Use
+/// [`try_create_task`] to get [`RuntimeError::NoRunningLoop`] instead.
+pub fn create_task<F>(future: F) -> Task<F::Output>
+where
+    F: Future + 'static,
+{
+    try_create_task(future).unwrap_or_else(|e| panic!("asyncio::create_task: {e}"))
+}
+
+/// Like [`create_task`], failing with [`RuntimeError::NoRunningLoop`] outside a
+/// running loop.
+pub fn try_create_task<F>(future: F) -> Result<Task<F::Output>, RuntimeError>
+where
+    F: Future + 'static,
+{
+    with_running(|lp| lp.spawn(future, None))
+}
+
+/// Creates a task on the running loop with per-call options.
+///
+/// # Panics
+/// Outside a running loop.
+pub fn create_task_with<F>(future: F, options: TaskOptions) -> Task<F::Output>
+where
+    F: Future + 'static,
+{
+    with_running(|lp| lp.spawn(future, Some(options)))
+        .unwrap_or_else(|e| panic!("asyncio::create_task_with: {e}"))
+}
+
+/// The task being run on this thread, as `asyncio.current_task()`.
+///
+/// Returns `None` outside a task — including outside a running loop, where
+/// asyncio would raise `RuntimeError` instead. It costs one thread-local read.
+#[inline]
+pub fn current_task() -> Option<TaskRef> {
+    let ptr = NonNull::new(context::current_task().cast_mut())?;
+    // SAFETY: the current task is being polled, so its local side is alive.
+    Some(unsafe { TaskRef::clone_raw(ptr) })
+}
+
+/// The tasks of the running loop that are not done, as `asyncio.all_tasks()`.
+///
+/// # Errors
+/// [`RuntimeError::NoRunningLoop`] outside a running loop.
+pub fn all_tasks() -> Result<Vec<TaskRef>, RuntimeError> {
+    with_running(|lp| lp.all_tasks())
+}
+
+/// Installs a task factory on the running loop (`loop.set_task_factory`).
+///
+/// # Panics
+/// Outside a running loop: use [`EventLoop::set_task_factory`] on a loop you hold.
+pub fn set_task_factory(factory: impl TaskFactory) {
+    match get_running_loop() {
+        Ok(lp) => lp.set_task_factory(factory),
+        Err(e) => panic!(
+            "asyncio::set_task_factory: {e}; outside a loop call EventLoop::set_task_factory"
+        ),
+    }
+}

@@ -1,0 +1,50 @@
+//! asyncio's event loop for Rust: one loop per thread, tasks, wakers and task factories.
+//!
+//! ```
+//! use asyncio_core::{EventLoop, create_task, current_task};
+//!
+//! let lp = EventLoop::new();
+//! let total = lp
+//!     .run_until_complete(async {
+//!         let me = current_task().expect("the main future runs as a task");
+//!         let children: Vec<_> = (1..=3u64).map(|i| create_task(async move { i * 10 })).collect();
+//!         let mut total = 0;
+//!         for child in children {
+//!             total += child.await.expect("no child fails");
+//!         }
+//!         assert!(!me.done());
+//!         total
+//!     })
+//!     .unwrap();
+//! assert_eq!(total, 60);
+//! ```
+//!
+//! The model is asyncio's: a loop runs on the thread that created it; tasks are
+//! futures that need not be `Send`; `create_task` returns a [`Task`] that can be
+//! awaited, cancelled or dropped (which detaches, never cancels); a panic in a
+//! task is caught and becomes the task's outcome; cancellation drops the task's
+//! future at its next suspension point. [`Waker`](std::task::Waker)s are
+//! `Send + Sync`: waking from another thread goes through a lock-free injector.
+//!
+//! Each task is one allocation. The loop-side reference count is a plain
+//! integer (tasks never leave their thread), so `current_task()` is a
+//! thread-local read and an increment; only wakers use an atomic count.
+
+#![warn(missing_docs, unsafe_op_in_unsafe_fn)]
+
+mod context;
+mod error;
+mod event_loop;
+mod factory;
+mod shared;
+mod task;
+mod yield_now;
+
+pub use error::{CancelledError, InvalidStateError, PanicError, RunError, RuntimeError, TaskError};
+pub use event_loop::{
+    CallHandle, EventLoop, ExceptionContext, MAX_EAGER_DEPTH, all_tasks, create_task,
+    create_task_with, current_task, get_running_loop, set_task_factory, try_create_task,
+};
+pub use factory::{LazyTaskFactory, StartMode, TaskFactory, TaskOptions};
+pub use task::{CallbackId, Task, TaskRef};
+pub use yield_now::{YieldNow, yield_now};

@@ -1,0 +1,430 @@
+//! The two handles users hold: `TaskRef` (type-erased) and `Task<T>` (typed, awaitable).
+
+use std::fmt;
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::pin::Pin;
+use std::ptr::NonNull;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+
+use super::header::{Header, LOCAL};
+use super::state::*;
+use crate::error::{InvalidStateError, TaskError};
+use crate::event_loop::{EventLoop, LoopInner};
+
+/// A type-erased handle to a task, as `asyncio.current_task()` and
+/// `asyncio.all_tasks()` return it.
+///
+/// A `TaskRef` can name, inspect and cancel the task and attach done callbacks, but
+/// cannot take its result (use the [`Task`] that `create_task` returned for that).
+/// Like an asyncio task it belongs to its loop's thread, so it is neither `Send`
+/// nor `Sync`. Cloning is cheap (a non-atomic count).
+///
+/// ```
+/// let lp = asyncio_core::EventLoop::new();
+/// let name = lp
+///     .run_until_complete(async {
+///         let me = asyncio_core::current_task().expect("inside a task");
+///         me.set_name("main");
+///         me.name()
+///     })
+///     .unwrap();
+/// assert_eq!(name, "main");
+/// ```
+pub struct TaskRef {
+    ptr: NonNull<Header>,
+    _not_send: PhantomData<*const ()>,
+}
+
+/// Identifies a done callback so it can be removed again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CallbackId(u64);
+
+impl TaskRef {
+    /// Takes over one loop-side reference.
+    ///
+    /// # Safety
+    /// The caller gives up one count of `refs` on a live header.
+    pub(crate) unsafe fn from_raw(ptr: NonNull<Header>) -> Self {
+        TaskRef {
+            ptr,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// A new loop-side reference to a live header.
+    ///
+    /// # Safety
+    /// `ptr` is a live header whose local side is alive (`refs > 0`), on its loop thread.
+    pub(crate) unsafe fn clone_raw(ptr: NonNull<Header>) -> Self {
+        // SAFETY: caller's contract.
+        let header = unsafe { ptr.as_ref() };
+        header.refs.set(header.refs.get() + 1);
+        // SAFETY: we just took the count we hand over.
+        unsafe { TaskRef::from_raw(ptr) }
+    }
+
+    #[inline]
+    pub(crate) fn header(&self) -> &Header {
+        // SAFETY: a `TaskRef` is a loop-side reference: the cell stays allocated.
+        unsafe { self.ptr.as_ref() }
+    }
+
+    pub(crate) fn as_ptr(&self) -> NonNull<Header> {
+        self.ptr
+    }
+
+    pub(crate) fn owner(&self) -> &LoopInner {
+        // SAFETY: the local side holds a strong `Rc` count on its owner.
+        unsafe { self.header().owner.as_ref() }
+    }
+
+    /// The task's id: unique among the tasks of its loop, in creation order.
+    pub fn id(&self) -> u64 {
+        self.header().id
+    }
+
+    /// The task's name: the one given with [`set_name`](Self::set_name) or
+    /// [`TaskOptions::name`](crate::TaskOptions::name), or `Task-<id>` as asyncio
+    /// names tasks.
+    pub fn name(&self) -> String {
+        match self.header().extra_ref().and_then(|e| e.name.as_ref()) {
+            Some(name) => name.clone(),
+            None => format!("Task-{}", self.header().id),
+        }
+    }
+
+    /// Renames the task.
+    pub fn set_name(&self, name: impl Into<String>) {
+        let name = name.into();
+        self.header().with_extra(|e| e.name = Some(name));
+    }
+
+    /// Whether the task finished: with a value, a panic, or by cancellation.
+    pub fn done(&self) -> bool {
+        self.header().has(COMPLETE)
+    }
+
+    /// Whether the task finished by cancellation.
+    pub fn cancelled(&self) -> bool {
+        self.header().has(CANCELLED)
+    }
+
+    /// Whether the task finished by panicking.
+    pub fn panicked(&self) -> bool {
+        self.header().has(FAILED)
+    }
+
+    /// Asks the task to stop, as `Task.cancel()`.
+    ///
+    /// Returns `false` if the task is already done. Otherwise the task's future is
+    /// dropped the next time the loop would poll it (at once if it is waiting, at its
+    /// next suspension point if it is the task calling `cancel`); its destructors
+    /// are its `finally` blocks. The task then ends with
+    /// [`TaskError::Cancelled`], unless a destructor panics, in which case it ends
+    /// with that panic.
+    pub fn cancel(&self) -> bool {
+        let header = self.header();
+        if header.has(COMPLETE) {
+            return false;
+        }
+        header.with_extra(|e| e.cancelling += 1);
+        if !header.has(CANCEL_REQUESTED) {
+            header.set(CANCEL_REQUESTED);
+            if !header.has(RUNNING) {
+                self.owner().schedule(self);
+            }
+        }
+        true
+    }
+
+    /// How many `cancel()` requests are pending, as `Task.cancelling()`.
+    pub fn cancelling(&self) -> u32 {
+        self.header().extra_ref().map_or(0, |e| e.cancelling)
+    }
+
+    /// Takes back one `cancel()` request, as `Task.uncancel()`; returns how many
+    /// remain. When none remain and the task has not yet acted on the request, it
+    /// will not be cancelled.
+    pub fn uncancel(&self) -> u32 {
+        let header = self.header();
+        let left = header.with_extra(|e| {
+            e.cancelling = e.cancelling.saturating_sub(1);
+            e.cancelling
+        });
+        if left == 0 {
+            header.clear(CANCEL_REQUESTED);
+        }
+        left
+    }
+
+    /// Adds a callback to run once the task is done, as `add_done_callback`.
+    ///
+    /// Callbacks are scheduled on the loop with `call_soon` when the task
+    /// finishes (at once if it already has), in the order they were added, and
+    /// receive the task. A panicking callback is reported to the loop's exception
+    /// handler; the loop goes on.
+    pub fn add_done_callback(&self, callback: impl FnOnce(&TaskRef) + 'static) -> CallbackId {
+        let header = self.header();
+        let id = header.with_extra(|e| {
+            e.next_callback += 1;
+            e.next_callback
+        });
+        if header.has(COMPLETE) {
+            let me = self.clone();
+            self.owner()
+                .call_soon_boxed(Box::new(move || callback(&me)));
+        } else {
+            let callback: super::header::DoneCallback = Box::new(callback);
+            header.with_extra(|e| e.callbacks.push((id, callback)));
+        }
+        CallbackId(id)
+    }
+
+    /// Removes a callback added with [`add_done_callback`](Self::add_done_callback)
+    /// that has not been scheduled yet; returns whether it was found.
+    ///
+    /// asyncio removes callbacks by equality of the function; Rust closures have no
+    /// equality, so the id returned by `add_done_callback` names the callback instead.
+    pub fn remove_done_callback(&self, id: CallbackId) -> bool {
+        let removed = self.header().with_extra(|e| {
+            let pos = e.callbacks.iter().position(|(cid, _)| *cid == id.0)?;
+            Some(e.callbacks.remove(pos))
+        });
+        // Dropped here, outside `with_extra`: the closure's captures are user code.
+        removed.is_some()
+    }
+
+    /// The loop the task belongs to.
+    pub fn get_loop(&self) -> EventLoop {
+        // SAFETY: the owner is alive while we hold a local reference.
+        EventLoop::from_inner(unsafe { clone_owner(self.header()) })
+    }
+}
+
+/// A new `Rc` to the task's owner.
+///
+/// # Safety
+/// The header's local side must be alive.
+pub(crate) unsafe fn clone_owner(header: &Header) -> Rc<LoopInner> {
+    // SAFETY: the local side holds one strong count, so the pointer is a live `Rc`.
+    unsafe {
+        Rc::increment_strong_count(header.owner.as_ptr().cast_const());
+        Rc::from_raw(header.owner.as_ptr().cast_const())
+    }
+}
+
+impl Clone for TaskRef {
+    #[inline]
+    fn clone(&self) -> Self {
+        // SAFETY: we hold a local reference, so the local side is alive.
+        unsafe { TaskRef::clone_raw(self.ptr) }
+    }
+}
+
+impl Drop for TaskRef {
+    #[inline]
+    fn drop(&mut self) {
+        let header = self.header();
+        let refs = header.refs.get() - 1;
+        header.refs.set(refs);
+        if refs == 0 {
+            // SAFETY: that was the last loop-side reference.
+            unsafe { release_local(self.ptr) };
+        }
+    }
+}
+
+/// Drops what the loop side owns and gives up the `LOCAL` bit; frees the cell if
+/// no waker is left.
+///
+/// # Safety
+/// Called once, on the loop thread, when `refs` reached zero.
+#[cold]
+unsafe fn release_local(ptr: NonNull<Header>) {
+    // SAFETY: the cell is still allocated: we hold the `LOCAL` bit.
+    let header = unsafe { ptr.as_ref() };
+    // SAFETY: last local owner, loop thread.
+    let panic = unsafe { (header.vtable.drop_stage)(ptr) };
+    // SAFETY: no one else reaches these fields any more.
+    let (join_waker, extra) = unsafe {
+        (
+            (*header.join_waker.get()).take(),
+            (*header.extra.get()).take(),
+        )
+    };
+    // SAFETY: the local side's strong count, given back exactly once.
+    let owner = unsafe { Rc::from_raw(header.owner.as_ptr().cast_const()) };
+    let vtable = header.vtable;
+    // Free the cell before running user destructors (which might, in theory,
+    // panic); from here `header` is not touched.
+    if header.wakers.load(Ordering::Acquire) == LOCAL
+        || header.wakers.fetch_sub(LOCAL, Ordering::AcqRel) == LOCAL
+    {
+        // SAFETY: no waker and no local reference: nothing reaches the cell.
+        unsafe { (vtable.dealloc)(ptr) };
+    }
+    drop(join_waker);
+    drop(extra);
+    if let Some(payload) = panic {
+        owner.report_drop_panic(payload);
+    }
+    drop(owner);
+}
+
+impl PartialEq for TaskRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.ptr == other.ptr
+    }
+}
+
+impl Eq for TaskRef {}
+
+impl Hash for TaskRef {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.ptr.hash(state);
+    }
+}
+
+impl fmt::Debug for TaskRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = if self.cancelled() {
+            "cancelled"
+        } else if self.panicked() {
+            "panicked"
+        } else if self.done() {
+            "finished"
+        } else {
+            "pending"
+        };
+        f.debug_struct("Task")
+            .field("id", &self.id())
+            .field("name", &self.name())
+            .field("state", &state)
+            .finish()
+    }
+}
+
+/// A task: the handle `create_task` returns, and a future of the task's outcome.
+///
+/// Awaiting it gives `Ok(value)`, or [`TaskError::Cancelled`] /
+/// [`TaskError::Panicked`]. Dropping it detaches the task, which runs on (it does
+/// not cancel it: call [`cancel`](TaskRef::cancel) for that). It dereferences to
+/// [`TaskRef`] for everything else (`cancel`, `done`, `name`, callbacks).
+///
+/// ```
+/// let lp = asyncio_core::EventLoop::new();
+/// let out = lp
+///     .run_until_complete(async {
+///         let task = asyncio_core::create_task(async { 6 * 7 });
+///         task.await
+///     })
+///     .unwrap();
+/// assert_eq!(out, Ok(42));
+/// ```
+pub struct Task<T> {
+    raw: TaskRef,
+    _output: PhantomData<T>,
+}
+
+impl<T> Task<T> {
+    /// Takes over the handle reference of a task created with `HAS_HANDLE`.
+    ///
+    /// # Safety
+    /// `raw` must point to a cell whose output type is `T`.
+    pub(crate) unsafe fn from_ref(raw: TaskRef) -> Self {
+        Task {
+            raw,
+            _output: PhantomData,
+        }
+    }
+
+    /// Takes the outcome without waiting, as `Task.result()`.
+    ///
+    /// Fails with [`InvalidStateError::NotDone`] before the task finished, and with
+    /// [`InvalidStateError::ResultTaken`] once the outcome was taken (by this call or
+    /// by awaiting).
+    pub fn try_result(&mut self) -> Result<Result<T, TaskError>, InvalidStateError> {
+        let header = self.raw.header();
+        if !header.has(COMPLETE) {
+            return Err(InvalidStateError::NotDone);
+        }
+        if header.has(OUTPUT_TAKEN) {
+            return Err(InvalidStateError::ResultTaken);
+        }
+        Ok(self.take_output())
+    }
+
+    fn take_output(&mut self) -> Result<T, TaskError> {
+        let header = self.raw.header();
+        header.set(OUTPUT_TAKEN | FAILURE_SEEN);
+        let mut out: Poll<Result<T, TaskError>> = Poll::Pending;
+        // SAFETY: the cell's output type is `T` (constructor's contract), the task is
+        // complete and the output was not taken yet.
+        unsafe { (header.vtable.read_output)(self.raw.ptr, (&raw mut out).cast()) };
+        match out {
+            Poll::Ready(out) => out,
+            Poll::Pending => unreachable!("read_output always writes the outcome"),
+        }
+    }
+
+    /// The type-erased handle (a new reference; this `Task` stays usable).
+    pub fn to_ref(&self) -> TaskRef {
+        self.raw.clone()
+    }
+}
+
+impl<T> Deref for Task<T> {
+    type Target = TaskRef;
+
+    fn deref(&self) -> &TaskRef {
+        &self.raw
+    }
+}
+
+impl<T> Future for Task<T> {
+    type Output = Result<T, TaskError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let header = this.raw.header();
+        if header.has(COMPLETE) {
+            assert!(
+                !header.has(OUTPUT_TAKEN),
+                "a Task was polled after it returned its result"
+            );
+            return Poll::Ready(this.take_output());
+        }
+        // SAFETY: loop thread; the slot is only touched here and at completion,
+        // neither of which runs while we hold this borrow.
+        let slot = unsafe { &mut *header.join_waker.get() };
+        match slot {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}
+
+impl<T> Drop for Task<T> {
+    fn drop(&mut self) {
+        let header = self.raw.header();
+        header.clear(HAS_HANDLE);
+        if header.has(FAILED) && !header.has(FAILURE_SEEN) {
+            header.set(FAILURE_SEEN);
+            self.raw.owner().report_unobserved(&self.raw);
+        }
+    }
+}
+
+impl<T> fmt::Debug for Task<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.raw, f)
+    }
+}
+
+impl<T> Unpin for Task<T> {}

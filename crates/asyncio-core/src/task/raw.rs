@@ -1,0 +1,175 @@
+//! The task cell: one allocation holding the header, then the future or its outcome.
+
+use std::cell::{Cell, UnsafeCell};
+use std::future::Future;
+use std::mem::MaybeUninit;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::ptr::{self, NonNull};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::task::{Context, Poll};
+
+use super::header::{Header, LOCAL, Vtable};
+use super::state::{CANCELLED, FAILED};
+use crate::error::{CancelledError, PanicError, TaskError};
+use crate::event_loop::LoopInner;
+
+/// What the cell holds after the header.
+enum Stage<F: Future> {
+    Running(F),
+    Finished(Result<F::Output, TaskError>),
+    Consumed,
+}
+
+#[repr(C)]
+pub(crate) struct TaskCell<F: Future> {
+    header: Header,
+    stage: UnsafeCell<Stage<F>>,
+}
+
+impl<F: Future + 'static> TaskCell<F> {
+    const VTABLE: Vtable = Vtable {
+        poll: poll::<F>,
+        cancel: cancel::<F>,
+        read_output: read_output::<F>,
+        peek_panic: peek_panic::<F>,
+        drop_stage: drop_stage::<F>,
+        dealloc: dealloc::<F>,
+    };
+
+    /// Allocates a cell owned by one loop-side reference (`refs == 1`).
+    pub(crate) fn allocate(
+        future: F,
+        owner: &Rc<LoopInner>,
+        id: u64,
+        state: u32,
+    ) -> NonNull<Header> {
+        let shared = NonNull::from(&*owner.shared);
+        let owner = NonNull::new(Rc::into_raw(Rc::clone(owner)).cast_mut())
+            .expect("Rc::into_raw never returns null");
+        let cell = Box::new(TaskCell {
+            header: Header {
+                state: Cell::new(state),
+                refs: Cell::new(1),
+                wakers: AtomicUsize::new(LOCAL),
+                remote_notified: AtomicBool::new(false),
+                vtable: &Self::VTABLE,
+                shared,
+                owner,
+                id,
+                registry_key: Cell::new(usize::MAX),
+                eager_parent: Cell::new(None),
+                join_waker: UnsafeCell::new(None),
+                extra: UnsafeCell::new(None),
+            },
+            stage: UnsafeCell::new(Stage::Running(future)),
+        });
+        NonNull::from(Box::leak(cell)).cast()
+    }
+}
+
+/// The stage of the cell behind `ptr`.
+///
+/// # Safety
+/// `ptr` must point to a live `TaskCell<F>`, and the caller must be on the loop
+/// thread with no other reference to the stage alive.
+unsafe fn stage<F: Future>(ptr: NonNull<Header>) -> *mut Stage<F> {
+    let cell = ptr.cast::<TaskCell<F>>().as_ptr();
+    // SAFETY: `cell` is live (caller's contract); `addr_of!` avoids making a
+    // reference to the whole cell, whose header other threads may be reading.
+    unsafe { UnsafeCell::raw_get(ptr::addr_of!((*cell).stage)) }
+}
+
+/// Replaces the stage, dropping the old one under `catch_unwind`; returns the
+/// panic of the old value's destructor, if it had one.
+///
+/// # Safety
+/// As for [`stage`].
+unsafe fn replace_stage<F: Future>(
+    ptr: NonNull<Header>,
+    new: Stage<F>,
+) -> Option<Box<dyn std::any::Any + Send>> {
+    // SAFETY: caller's contract; the old value is moved out before any user code runs.
+    let old = unsafe { ptr::replace(stage::<F>(ptr), new) };
+    catch_unwind(AssertUnwindSafe(move || drop(old))).err()
+}
+
+unsafe fn poll<F: Future>(ptr: NonNull<Header>, cx: &mut Context<'_>) -> Poll<()> {
+    // SAFETY: the loop polls only live cells of this type, on its thread; the
+    // future is pinned because the cell never moves.
+    let result = catch_unwind(AssertUnwindSafe(|| unsafe {
+        match &mut *stage::<F>(ptr) {
+            Stage::Running(future) => Pin::new_unchecked(future).poll(cx),
+            _ => unreachable!("a finished task is never polled"),
+        }
+    }));
+    let outcome = match result {
+        Ok(Poll::Pending) => return Poll::Pending,
+        Ok(Poll::Ready(value)) => Ok(value),
+        Err(payload) => Err(TaskError::Panicked(PanicError::new(payload))),
+    };
+    // SAFETY: as above; the poll has returned so no borrow of the future remains.
+    unsafe { finish::<F>(ptr, outcome) };
+    Poll::Ready(())
+}
+
+/// Stores the outcome after dropping the future; a panic in the future's
+/// destructor turns the outcome into that panic.
+///
+/// # Safety
+/// As for [`stage`].
+unsafe fn finish<F: Future>(ptr: NonNull<Header>, outcome: Result<F::Output, TaskError>) {
+    // SAFETY: caller's contract.
+    let outcome = match unsafe { replace_stage::<F>(ptr, Stage::Consumed) } {
+        None => outcome,
+        Some(payload) => Err(TaskError::Panicked(PanicError::new(payload))),
+    };
+    // SAFETY: the header is live; loop thread.
+    let header = unsafe { ptr.as_ref() };
+    match &outcome {
+        Err(TaskError::Panicked(_)) => header.set(FAILED),
+        Err(TaskError::Cancelled(_)) => header.set(CANCELLED),
+        Ok(_) => {}
+    }
+    // SAFETY: caller's contract; the stage is `Consumed`, so nothing is leaked.
+    unsafe { ptr::write(stage::<F>(ptr), Stage::Finished(outcome)) };
+}
+
+unsafe fn cancel<F: Future>(ptr: NonNull<Header>) {
+    // SAFETY: the loop cancels only live cells of this type, on its thread.
+    unsafe { finish::<F>(ptr, Err(TaskError::Cancelled(CancelledError))) };
+}
+
+unsafe fn read_output<F: Future>(ptr: NonNull<Header>, dst: *mut ()) {
+    // SAFETY: `Task<F::Output>` passes a `Poll<Result<F::Output, TaskError>>`; the
+    // cell is live and finished (checked by the caller through `COMPLETE`).
+    unsafe {
+        match ptr::replace(stage::<F>(ptr), Stage::Consumed) {
+            Stage::Finished(out) => {
+                *dst.cast::<Poll<Result<F::Output, TaskError>>>() = Poll::Ready(out);
+            }
+            _ => panic!("a task's output was read twice"),
+        }
+    }
+}
+
+unsafe fn peek_panic<F: Future>(ptr: NonNull<Header>) -> Option<PanicError> {
+    // SAFETY: live cell, loop thread; a shared borrow that ends here.
+    match unsafe { &*stage::<F>(ptr) } {
+        Stage::Finished(Err(TaskError::Panicked(p))) => Some(p.clone()),
+        _ => None,
+    }
+}
+
+unsafe fn drop_stage<F: Future>(ptr: NonNull<Header>) -> Option<Box<dyn std::any::Any + Send>> {
+    // SAFETY: called once, when the last loop-side reference goes, on the loop thread.
+    unsafe { replace_stage::<F>(ptr, Stage::Consumed) }
+}
+
+unsafe fn dealloc<F: Future>(ptr: NonNull<Header>) {
+    // SAFETY: the cell came from `Box<TaskCell<F>>` and nothing references it any
+    // more. `MaybeUninit` frees the memory without running destructors: the stage
+    // is `Consumed` and every owning header field was emptied on the loop thread.
+    drop(unsafe { Box::from_raw(ptr.cast::<MaybeUninit<TaskCell<F>>>().as_ptr()) });
+}

@@ -1,0 +1,36 @@
+//! The bits of a task's local state word.
+//!
+//! The word lives in a `Cell`: only the loop's thread reads or writes it. Other
+//! threads touch only the atomics of the header (the waker count and the
+//! remote-notified flag), so no transition here needs an atomic instruction.
+//!
+//! A task moves through these states:
+//!
+//! ```text
+//! created ──schedule──▶ SCHEDULED ──poll──▶ RUNNING ──Pending──▶ idle (waiting for a wake)
+//!    │                     ▲                  │                   │
+//!    └──eager step─────────┼──────────────────┘                   │
+//!                          └───────────────wake───────────────────┘
+//! RUNNING ──Ready / cancelled / panicked──▶ COMPLETE (+ CANCELLED or FAILED)
+//! ```
+
+/// In the loop's ready queue; a second wake while set does nothing.
+pub(crate) const SCHEDULED: u32 = 1 << 0;
+/// Being polled right now (its `poll` is on the stack).
+pub(crate) const RUNNING: u32 = 1 << 1;
+/// Finished: the future is gone and the outcome is stored (or was taken).
+pub(crate) const COMPLETE: u32 = 1 << 2;
+/// `cancel()` was called and the task has not yet acted on it.
+pub(crate) const CANCEL_REQUESTED: u32 = 1 << 3;
+/// Finished by cancellation.
+pub(crate) const CANCELLED: u32 = 1 << 4;
+/// Finished by a panic.
+pub(crate) const FAILED: u32 = 1 << 5;
+/// A `Task<T>` handle exists (so a failure is not yet unobserved).
+pub(crate) const HAS_HANDLE: u32 = 1 << 6;
+/// The outcome was moved out through the `Task<T>` handle.
+pub(crate) const OUTPUT_TAKEN: u32 = 1 << 7;
+/// Listed in the loop's registry of live tasks (`all_tasks`), which holds a reference.
+pub(crate) const REGISTERED: u32 = 1 << 8;
+/// The failure was handed to someone (awaited, taken, or reported to the exception handler).
+pub(crate) const FAILURE_SEEN: u32 = 1 << 9;

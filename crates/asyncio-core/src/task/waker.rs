@@ -1,0 +1,133 @@
+//! The `Waker` of a task: a pointer to its header, counted in `Header::wakers`.
+//!
+//! The waker a task is polled with is borrowed (not counted); each clone counts
+//! one. The first counted waker of a task also holds a strong count on the loop's
+//! `Shared`, so a waker that outlives its loop can still see that the loop closed
+//! and do nothing.
+
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{RawWaker, RawWakerVTable, Waker};
+
+use super::header::{Header, LOCAL, WAKER_COUNT};
+use crate::context;
+use crate::shared::{Injected, RemoteWake, Shared};
+
+static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, wake, wake_by_ref, drop_waker);
+
+/// The uncounted waker a task is polled with.
+///
+/// # Safety
+/// The header must stay live while the waker is used; the caller must not drop it
+/// (it is wrapped in `ManuallyDrop`).
+pub(crate) unsafe fn borrowed(ptr: NonNull<Header>) -> std::mem::ManuallyDrop<Waker> {
+    // SAFETY: the vtable's functions uphold the `RawWaker` contract for a header pointer.
+    std::mem::ManuallyDrop::new(unsafe {
+        Waker::from_raw(RawWaker::new(ptr.as_ptr().cast(), &VTABLE))
+    })
+}
+
+/// Adds one waker count.
+///
+/// # Safety
+/// `ptr` must be a live header.
+pub(crate) unsafe fn acquire_waker(ptr: NonNull<Header>) {
+    // SAFETY: live header (caller's contract).
+    let header = unsafe { ptr.as_ref() };
+    let prev = header.wakers.fetch_add(1, Ordering::Relaxed);
+    if prev & WAKER_COUNT == WAKER_COUNT - 1 {
+        std::process::abort();
+    }
+    if prev & WAKER_COUNT == 0 {
+        // SAFETY: a count can only go from zero to one by cloning the borrowed
+        // waker, which exists only while the loop polls the task: the loop's own
+        // `Arc<Shared>` is alive, so the pointer is valid for this increment.
+        unsafe { Arc::increment_strong_count(header.shared.as_ptr().cast_const()) };
+    }
+}
+
+/// Gives back one waker count; frees the cell if it was the last owner.
+///
+/// # Safety
+/// The caller must own one waker count on a live header; it may not use the
+/// pointer afterwards.
+pub(crate) unsafe fn release_waker(ptr: NonNull<Header>) {
+    // SAFETY: the caller's count keeps the header allocated until the `fetch_sub`;
+    // everything needed afterwards is read before it.
+    let (shared, vtable, prev) = unsafe {
+        let header = ptr.as_ref();
+        let shared = header.shared;
+        let vtable = header.vtable;
+        (shared, vtable, header.wakers.fetch_sub(1, Ordering::AcqRel))
+    };
+    if prev & WAKER_COUNT == 1 {
+        if prev & LOCAL == 0 {
+            // SAFETY: no loop-side owner and no other waker: nothing can reach the cell.
+            unsafe { (vtable.dealloc)(ptr) };
+        }
+        // SAFETY: the last waker gives back the strong count the first one took.
+        unsafe { Arc::decrement_strong_count(shared.as_ptr().cast_const()) };
+    }
+}
+
+unsafe fn clone(data: *const ()) -> RawWaker {
+    // SAFETY: `data` is the header of a waker that is alive, so the header is too.
+    unsafe { acquire_waker(NonNull::new_unchecked(data.cast_mut()).cast()) };
+    RawWaker::new(data, &VTABLE)
+}
+
+unsafe fn drop_waker(data: *const ()) {
+    // SAFETY: a counted waker owns one count.
+    unsafe { release_waker(NonNull::new_unchecked(data.cast_mut()).cast()) };
+}
+
+unsafe fn wake(data: *const ()) {
+    // SAFETY: a counted waker owns one count, which `wake_inner` consumes.
+    unsafe { wake_inner(NonNull::new_unchecked(data.cast_mut()).cast(), true) };
+}
+
+unsafe fn wake_by_ref(data: *const ()) {
+    // SAFETY: the waker (counted or borrowed) keeps the header alive during the call.
+    unsafe { wake_inner(NonNull::new_unchecked(data.cast_mut()).cast(), false) };
+}
+
+/// Schedules the task: directly when called on its loop's thread while the loop
+/// runs, through the injector otherwise.
+///
+/// # Safety
+/// `ptr` is a live header; if `owned`, the caller gives up one waker count.
+unsafe fn wake_inner(ptr: NonNull<Header>, owned: bool) {
+    // SAFETY: live header.
+    let header = unsafe { ptr.as_ref() };
+    let running = context::running_loop();
+    if std::ptr::eq(running, header.owner.as_ptr()) {
+        // On the loop's thread (no other thread can have this loop running). The
+        // `LOCAL` bit cannot change under us here: only this thread clears it.
+        if header.wakers.load(Ordering::Relaxed) & LOCAL != 0 {
+            // SAFETY: `running` is the live loop that owns the task's local side.
+            unsafe { (*running).schedule_raw(ptr) };
+        }
+        if owned {
+            // SAFETY: the count the caller gave up.
+            unsafe { release_waker(ptr) };
+        }
+        return;
+    }
+    // SAFETY: a counted waker holds a strong count on `Shared`; a borrowed one is
+    // only used while its loop polls the task, which keeps `Shared` alive.
+    let shared: &Shared = unsafe { header.shared.as_ref() };
+    if shared.is_closed() || header.remote_notified.swap(true, Ordering::AcqRel) {
+        // The loop is gone, or the task is already queued for it.
+        if owned {
+            // SAFETY: the count the caller gave up.
+            unsafe { release_waker(ptr) };
+        }
+        return;
+    }
+    if !owned {
+        // SAFETY: live header; the injector entry owns this new count.
+        unsafe { acquire_waker(ptr) };
+    }
+    shared.inject(Injected::Wake(RemoteWake(ptr)));
+}

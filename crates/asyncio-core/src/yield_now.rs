@@ -1,0 +1,50 @@
+//! `yield_now`: asyncio's `sleep(0)`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+/// Gives the other ready tasks a turn, as `await asyncio.sleep(0)`.
+///
+/// The task goes to the back of the ready queue and resumes on a later iteration.
+///
+/// ```
+/// use std::cell::RefCell;
+/// use std::rc::Rc;
+///
+/// let lp = asyncio_core::EventLoop::new();
+/// let log = Rc::new(RefCell::new(Vec::new()));
+/// let l = log.clone();
+/// lp.run_until_complete(async move {
+///     let l2 = l.clone();
+///     let other = asyncio_core::create_task(async move { l2.borrow_mut().push("other") });
+///     asyncio_core::yield_now().await;
+///     l.borrow_mut().push("main");
+///     other.await.unwrap();
+/// })
+/// .unwrap();
+/// assert_eq!(*log.borrow(), ["other", "main"]);
+/// ```
+pub fn yield_now() -> YieldNow {
+    YieldNow { yielded: false }
+}
+
+/// The future of [`yield_now`].
+#[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
+pub struct YieldNow {
+    yielded: bool,
+}
+
+impl Future for YieldNow {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.yielded {
+            return Poll::Ready(());
+        }
+        self.yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}

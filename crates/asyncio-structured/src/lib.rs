@@ -1,0 +1,1 @@
+//! asyncio's structured concurrency for Rust (being written).

@@ -1,0 +1,1 @@
+//! asyncio for Rust (being written).
