@@ -129,7 +129,7 @@ fn names_default_to_task_n_and_can_be_set() {
         assert_eq!(t.name(), format!("Task-{}", t.id()));
         t.set_name("worker");
         assert_eq!(t.name(), "worker");
-        assert_eq!(format!("{:?}", t.to_ref()).contains("worker"), true);
+        assert!(format!("{:?}", t.to_ref()).contains("worker"));
     })
     .unwrap();
 }

@@ -134,7 +134,8 @@ fn a_self_wake_on_the_loop_thread_reschedules_once() {
         // Several wakes in one poll still queue the task once.
         cx.waker().wake_by_ref();
         cx.waker().wake_by_ref();
-        cx.waker().clone().wake();
+        let owned = cx.waker().clone();
+        owned.wake(); // the by-value path, which gives its count back
         Poll::Pending
     }))
     .unwrap();
