@@ -1,1 +1,8 @@
-//! Benchmarks of asyncio-rs against its peers (being written).
+//! Benchmarks of asyncio-rs against its peers.
+//!
+//! Each workload is a plain function over one runtime, so the criterion benches
+//! and the `showdown` binary run exactly the same code for every runtime.
+
+#![warn(missing_docs)]
+
+pub mod workloads;

@@ -77,6 +77,11 @@ pub enum RunError {
 /// The message is kept for display; the original payload can be taken back with
 /// [`PanicError::into_panic`] to re-raise it with [`std::panic::resume_unwind`].
 pub struct PanicError {
+    // Boxed so that a task's outcome slot stays one pointer wide.
+    inner: Box<PanicInner>,
+}
+
+struct PanicInner {
     message: String,
     payload: Option<Box<dyn Any + Send + 'static>>,
 }
@@ -84,21 +89,24 @@ pub struct PanicError {
 impl PanicError {
     pub(crate) fn new(payload: Box<dyn Any + Send + 'static>) -> Self {
         PanicError {
-            message: panic_message(&*payload),
-            payload: Some(payload),
+            inner: Box::new(PanicInner {
+                message: panic_message(&*payload),
+                payload: Some(payload),
+            }),
         }
     }
 
     /// The panic's message (`"Box<dyn Any>"` when the payload was not a string).
     pub fn message(&self) -> &str {
-        &self.message
+        &self.inner.message
     }
 
     /// The original panic payload, for [`std::panic::resume_unwind`].
     pub fn into_panic(self) -> Box<dyn Any + Send + 'static> {
-        match self.payload {
+        let inner = *self.inner;
+        match inner.payload {
             Some(payload) => payload,
-            None => Box::new(self.message),
+            None => Box::new(inner.message),
         }
     }
 }
@@ -107,15 +115,17 @@ impl Clone for PanicError {
     /// A clone keeps the message; the payload (which cannot be cloned) becomes the message.
     fn clone(&self) -> Self {
         PanicError {
-            message: self.message.clone(),
-            payload: None,
+            inner: Box::new(PanicInner {
+                message: self.inner.message.clone(),
+                payload: None,
+            }),
         }
     }
 }
 
 impl PartialEq for PanicError {
     fn eq(&self, other: &Self) -> bool {
-        self.message == other.message
+        self.inner.message == other.inner.message
     }
 }
 
@@ -123,13 +133,15 @@ impl Eq for PanicError {}
 
 impl fmt::Debug for PanicError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("PanicError").field(&self.message).finish()
+        f.debug_tuple("PanicError")
+            .field(&self.inner.message)
+            .finish()
     }
 }
 
 impl fmt::Display for PanicError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "the task panicked: {}", self.message)
+        write!(f, "the task panicked: {}", self.inner.message)
     }
 }
 

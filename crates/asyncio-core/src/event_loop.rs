@@ -10,8 +10,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use slab::Slab;
-
+use crate::cell_cache::{self, CellCache};
 use crate::context;
 use crate::error::{PanicError, RunError, RuntimeError, TaskError};
 use crate::factory::{StartMode, TaskFactory, TaskOptions};
@@ -92,11 +91,19 @@ impl fmt::Debug for CallHandle {
 
 pub(crate) struct LoopInner {
     pub(crate) shared: Arc<Shared>,
+    /// Memory of finished task cells, reused by new tasks.
+    pub(crate) cells: CellCache,
     /// FIFO of tasks and callbacks to run. Loop thread only; every access is a
     /// short call that never runs user code while borrowed.
     ready: UnsafeCell<VecDeque<Runnable>>,
-    /// Tasks that are not done; each entry holds a reference.
-    registry: UnsafeCell<Slab<TaskRef>>,
+    /// Tasks that are not done, as an intrusive doubly-linked list through their
+    /// headers (`prev`/`next`); each listed task holds one reference for the list.
+    /// Loop thread only.
+    registry_head: Cell<Option<NonNull<Header>>>,
+    registry_len: Cell<usize>,
+    /// Tasks in their eager step, innermost last: not registered yet, but
+    /// `all_tasks()` lists them.
+    eager_stack: RefCell<Vec<NonNull<Header>>>,
     running: Cell<bool>,
     closed: Cell<bool>,
     /// Live `EventLoop` handles; the loop closes when the last goes.
@@ -114,8 +121,11 @@ impl LoopInner {
     fn new() -> Self {
         LoopInner {
             shared: Arc::new(Shared::new()),
+            cells: CellCache::new(),
             ready: UnsafeCell::new(VecDeque::new()),
-            registry: UnsafeCell::new(Slab::new()),
+            registry_head: Cell::new(None),
+            registry_len: Cell::new(0),
+            eager_stack: RefCell::new(Vec::new()),
             running: Cell::new(false),
             closed: Cell::new(false),
             handles: Cell::new(1),
@@ -172,21 +182,55 @@ impl LoopInner {
         self.push_ready(Runnable::Task(unsafe { TaskRef::clone_raw(ptr) }));
     }
 
+    /// Links the task into the registry, which keeps one reference to it.
     fn register(&self, task: &TaskRef) {
-        // SAFETY: loop thread; `insert` runs no user code.
-        let key = unsafe { (*self.registry.get()).insert(task.clone()) };
-        task.header().registry_key.set(key);
-        task.header().set(REGISTERED);
+        let header = task.header();
+        debug_assert!(!header.has(REGISTERED));
+        let ptr = std::mem::ManuallyDrop::new(task.clone()).as_ptr();
+        let head = self.registry_head.get();
+        header.prev.set(None);
+        header.next.set(head);
+        if let Some(old) = head {
+            // SAFETY: listed tasks are alive: the list holds a reference to each.
+            unsafe { old.as_ref() }.prev.set(Some(ptr));
+        }
+        self.registry_head.set(Some(ptr));
+        self.registry_len.set(self.registry_len.get() + 1);
+        header.set(REGISTERED);
     }
 
+    /// Unlinks the task; returns the list's reference for the caller to drop.
     fn unregister(&self, header: &Header) -> Option<TaskRef> {
         if !header.has(REGISTERED) {
             return None;
         }
         header.clear(REGISTERED);
-        // SAFETY: loop thread; `remove` runs no user code (the entry is returned,
-        // and dropped by the caller after this borrow ends).
-        Some(unsafe { (*self.registry.get()).remove(header.registry_key.get()) })
+        let (prev, next) = (header.prev.take(), header.next.take());
+        match prev {
+            // SAFETY: listed neighbours are alive (the list holds references).
+            Some(p) => unsafe { p.as_ref() }.next.set(next),
+            None => self.registry_head.set(next),
+        }
+        if let Some(n) = next {
+            // SAFETY: as above.
+            unsafe { n.as_ref() }.prev.set(prev);
+        }
+        self.registry_len.set(self.registry_len.get() - 1);
+        // SAFETY: the list's reference, handed over to the caller.
+        Some(unsafe { TaskRef::from_raw(NonNull::from(header)) })
+    }
+
+    /// References to every registered task, newest first.
+    fn registered(&self) -> Vec<TaskRef> {
+        let mut out = Vec::with_capacity(self.registry_len.get());
+        let mut cur = self.registry_head.get();
+        while let Some(ptr) = cur {
+            // SAFETY: listed tasks are alive; loop thread.
+            out.push(unsafe { TaskRef::clone_raw(ptr) });
+            // SAFETY: as above.
+            cur = unsafe { ptr.as_ref() }.next.get();
+        }
+        out
     }
 
     pub(crate) fn call_soon_boxed(&self, f: Box<dyn FnOnce()>) -> CallHandle {
@@ -229,31 +273,32 @@ impl LoopInner {
                 }
             },
         };
-        self.start(&task, mode);
+        let mode = self.start(&task, mode);
         if let Some(f) = factory {
             f.started(&task, mode);
         }
         task
     }
 
+    /// Starts the task; returns how it actually started.
     #[inline]
-    fn start(&self, task: &TaskRef, mode: StartMode) {
+    fn start(&self, task: &TaskRef, mode: StartMode) -> StartMode {
         let depth = self.eager_depth.get();
         if mode == StartMode::Eager && self.running.get() && depth < MAX_EAGER_DEPTH {
             self.eager_depth.set(depth + 1);
             let header = task.header();
-            header
-                .eager_parent
-                .set(NonNull::new(context::current_task().cast_mut()));
+            self.eager_stack.borrow_mut().push(task.as_ptr());
             self.step(task);
-            header.eager_parent.set(None);
+            self.eager_stack.borrow_mut().pop();
             self.eager_depth.set(depth);
             if !header.has(COMPLETE) {
                 self.register(task);
             }
+            StartMode::Eager
         } else {
             self.register(task);
             self.schedule(task);
+            StartMode::Lazy
         }
     }
 
@@ -366,9 +411,10 @@ impl LoopInner {
                 Injected::Wake(wake) => {
                     // SAFETY: the entry owns a waker count, so the header is allocated.
                     let header = unsafe { wake.0.as_ref() };
-                    header
-                        .remote_notified
-                        .store(false, std::sync::atomic::Ordering::Release);
+                    header.wakers.fetch_and(
+                        !crate::task::header::REMOTE,
+                        std::sync::atomic::Ordering::AcqRel,
+                    );
                     if header.wakers.load(std::sync::atomic::Ordering::Relaxed)
                         & crate::task::header::LOCAL
                         != 0
@@ -410,23 +456,14 @@ impl LoopInner {
     }
 
     fn all_tasks(&self) -> Vec<TaskRef> {
-        // SAFETY: loop thread; cloning references runs no user code.
-        let mut tasks: Vec<TaskRef> = unsafe {
-            (*self.registry.get())
-                .iter()
-                .map(|(_, t)| t.clone())
-                .collect()
-        };
-        // Tasks in their eager step are not registered yet: walk the chain.
-        let mut cur = NonNull::new(context::current_task().cast_mut());
-        while let Some(ptr) = cur {
-            // SAFETY: tasks on the eager chain are being polled, so alive.
-            let header = unsafe { ptr.as_ref() };
-            if !header.has(REGISTERED | COMPLETE) && std::ptr::eq(header.owner.as_ptr(), self) {
+        let mut tasks = self.registered();
+        // Tasks in their eager step are not registered yet.
+        for &ptr in self.eager_stack.borrow().iter() {
+            // SAFETY: tasks in their eager step are being polled, so alive.
+            if !unsafe { ptr.as_ref() }.has(REGISTERED | COMPLETE) {
                 // SAFETY: alive and ours, on the loop thread.
                 tasks.push(unsafe { TaskRef::clone_raw(ptr) });
             }
-            cur = header.eager_parent.get();
         }
         tasks
     }
@@ -435,13 +472,13 @@ impl LoopInner {
     /// callbacks still queued.
     fn cancel_everything_now(&self) {
         loop {
-            // SAFETY: loop thread; draining runs no user code.
-            let tasks: Vec<TaskRef> = unsafe { (*self.registry.get()).drain().collect() };
+            let mut tasks = Vec::with_capacity(self.registry_len.get());
+            while let Some(head) = self.registry_head.get() {
+                // SAFETY: listed tasks are alive; loop thread.
+                tasks.extend(self.unregister(unsafe { head.as_ref() }));
+            }
             if tasks.is_empty() {
                 break;
-            }
-            for task in &tasks {
-                task.header().clear(REGISTERED);
             }
             for task in tasks {
                 if !task.header().has(COMPLETE) {
@@ -540,6 +577,7 @@ impl EventLoop {
                 if self.inner.stalled() {
                     return Err(RuntimeError::Stalled.into());
                 }
+                self.inner.cells.trim(cell_cache::IDLE_KEEP);
                 self.inner.shared.park();
             }
         }
@@ -593,8 +631,7 @@ impl EventLoop {
         // Let the done callbacks the cancellations scheduled run.
         while self.inner.ready_len() > 0 {
             self.inner.run_once();
-            // SAFETY: loop thread; reading the length runs no user code.
-            if unsafe { (*self.inner.registry.get()).len() } > 0 {
+            if self.inner.registry_len.get() > 0 {
                 for task in self.inner.all_tasks() {
                     task.cancel();
                 }
@@ -700,6 +737,13 @@ impl EventLoop {
         self.inner.closed.get()
     }
 
+    /// Bounds the memory of finished task cells the loop keeps for reuse
+    /// (default 256 MiB; an idle loop keeps at most 1 MiB, a closed one none).
+    /// `0` turns the reuse off.
+    pub fn set_task_cache_limit(&self, bytes: usize) {
+        self.inner.cells.set_limit(bytes);
+    }
+
     /// Debug mode (asyncio's `loop.set_debug`).
     pub fn set_debug(&self, enabled: bool) {
         self.inner.debug.set(enabled);
@@ -744,6 +788,7 @@ impl EventLoop {
         self.inner.shared.close();
         drop(self.inner.factory.borrow_mut().take());
         drop(self.inner.handler.borrow_mut().take());
+        self.inner.cells.trim(0);
         Ok(())
     }
 

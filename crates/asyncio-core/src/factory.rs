@@ -48,8 +48,10 @@ pub trait TaskFactory: 'static {
     /// Called for each new task before it starts: returns how it starts.
     fn create(&self, task: &TaskRef) -> StartMode;
 
-    /// Called once the task started: after its eager step (the task may be done
-    /// already) or once it was scheduled.
+    /// Called once the task started, with the mode it actually started in (an
+    /// eager start falls back to lazy off a running loop or past
+    /// [`MAX_EAGER_DEPTH`](crate::MAX_EAGER_DEPTH)): after its eager step (the
+    /// task may be done already) or once it was scheduled.
     fn started(&self, task: &TaskRef, mode: StartMode) {
         let _ = (task, mode);
     }

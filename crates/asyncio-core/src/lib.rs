@@ -32,6 +32,7 @@
 
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 
+mod cell_cache;
 mod context;
 mod error;
 mod event_loop;

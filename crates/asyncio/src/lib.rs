@@ -1,1 +1,70 @@
-//! asyncio for Rust (being written).
+//! Python's asyncio, in Rust: one event loop per thread, tasks, task factories,
+//! `Runner`, and asyncio's primitives, under asyncio's own names.
+//!
+//! ```
+//! use std::rc::Rc;
+//!
+//! async fn light_coro() {}
+//!
+//! async fn main_task() -> usize {
+//!     asyncio::set_task_factory(asyncio::eager_task_factory);
+//!     let tasks: Vec<_> = (0..1000).map(|_| asyncio::create_task(light_coro())).collect();
+//!     let mut done = 0;
+//!     for t in tasks {
+//!         t.await.expect("light_coro neither panics nor is cancelled");
+//!         done += 1;
+//!     }
+//!     done
+//! }
+//!
+//! assert_eq!(asyncio::run(main_task()).unwrap(), 1000);
+//! ```
+//!
+//! This crate only re-exports; each part is its own crate, usable alone.
+//!
+//! ## Running
+//! - [`run`], [`Runner`]: run a top-level future on a fresh loop (`asyncio.run`,
+//!   `asyncio.Runner`).
+//! - [`EventLoop`], [`get_running_loop`]: the loop itself, for lower-level control.
+//!
+//! ## Tasks
+//! - [`create_task`], [`create_task_with`], [`Task`], [`TaskRef`]: start
+//!   concurrent work and await, cancel or inspect it.
+//! - [`current_task`], [`all_tasks`]: which task runs, which are alive.
+//! - [`yield_now`]: `await asyncio.sleep(0)`.
+//!
+//! ## Task factories
+//! - [`set_task_factory`], [`eager_task_factory`], [`create_eager_task_factory`],
+//!   [`InstrumentedFactory`]: choose how new tasks start.
+//!
+//! ## Errors
+//! - [`CancelledError`], [`InvalidStateError`], [`RuntimeError`], [`TaskError`],
+//!   [`RunError`]: asyncio's exceptions as Rust error types.
+//!
+//! Where Rust cannot do what asyncio does (cancellation is `Drop`, there are no
+//! exceptions), asyncio-rs does the closest thing; `docs/semantics.md` in the
+//! repository lists each difference.
+
+#![warn(missing_docs, unsafe_op_in_unsafe_fn)]
+
+// Running
+pub use asyncio_core::{EventLoop, get_running_loop};
+pub use asyncio_structured::{Runner, RunnerBuilder, run};
+
+// Tasks
+pub use asyncio_core::{
+    CallHandle, CallbackId, ExceptionContext, MAX_EAGER_DEPTH, Task, TaskOptions, TaskRef,
+    YieldNow, all_tasks, create_task, create_task_with, current_task, try_create_task, yield_now,
+};
+
+// Task factories
+pub use asyncio_core::{LazyTaskFactory, StartMode, TaskFactory, set_task_factory};
+pub use asyncio_factory::{
+    EagerTaskFactory, EagerTaskFactoryWith, FactoryStats, InstrumentedFactory, StatsHandle,
+    create_eager_task_factory, eager_task_factory,
+};
+
+// Errors
+pub use asyncio_core::{
+    CancelledError, InvalidStateError, PanicError, RunError, RuntimeError, TaskError,
+};

@@ -63,7 +63,11 @@ impl TaskRef {
     pub(crate) unsafe fn clone_raw(ptr: NonNull<Header>) -> Self {
         // SAFETY: caller's contract.
         let header = unsafe { ptr.as_ref() };
-        header.refs.set(header.refs.get() + 1);
+        let refs = header.refs.get();
+        if refs == u32::MAX {
+            std::process::abort();
+        }
+        header.refs.set(refs + 1);
         // SAFETY: we just took the count we hand over.
         unsafe { TaskRef::from_raw(ptr) }
     }
@@ -265,8 +269,9 @@ unsafe fn release_local(ptr: NonNull<Header>) {
     if header.wakers.load(Ordering::Acquire) == LOCAL
         || header.wakers.fetch_sub(LOCAL, Ordering::AcqRel) == LOCAL
     {
-        // SAFETY: no waker and no local reference: nothing reaches the cell.
-        unsafe { (vtable.dealloc)(ptr) };
+        // No waker and no local reference: nothing reaches the cell. Its memory
+        // goes back to the loop's cache (or to the allocator, if that is full).
+        owner.cells.free(ptr.cast(), vtable.layout);
     }
     drop(join_waker);
     drop(extra);

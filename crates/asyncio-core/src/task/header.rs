@@ -2,7 +2,7 @@
 
 use std::cell::{Cell, UnsafeCell};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::AtomicUsize;
 use std::task::{Context, Poll, Waker};
 
 use crate::event_loop::LoopInner;
@@ -15,11 +15,16 @@ use crate::task::TaskRef;
 /// rest of the word counts `Waker`s, which other threads may hold. The cell's
 /// memory is freed when the word reaches zero.
 pub(crate) const LOCAL: usize = 1 << (usize::BITS - 1);
+/// The bit of `Header::wakers` set while the task sits in the loop's injector, so
+/// repeated wakes from other threads push it once.
+pub(crate) const REMOTE: usize = 1 << (usize::BITS - 2);
 /// The waker-count part of `Header::wakers`.
-pub(crate) const WAKER_COUNT: usize = LOCAL - 1;
+pub(crate) const WAKER_COUNT: usize = REMOTE - 1;
 
 /// The functions that know the future's type.
 pub(crate) struct Vtable {
+    /// The layout the cell was allocated with (for the loop's cell cache).
+    pub(crate) layout: std::alloc::Layout,
     /// Polls the future; on `Ready` (or a panic) stores the outcome and returns `Ready`.
     pub(crate) poll: unsafe fn(NonNull<Header>, &mut Context<'_>) -> Poll<()>,
     /// Drops the future and stores `Cancelled` (or `Panicked` if its destructor panicked).
@@ -54,12 +59,10 @@ pub(crate) struct Header {
     /// `state::*` bits; loop thread only.
     pub(crate) state: Cell<u32>,
     /// Loop-side references: `TaskRef`s, `Task`s, the ready queue, the registry.
-    pub(crate) refs: Cell<usize>,
-    /// `LOCAL` while `refs > 0`, plus one per live `Waker`. Any thread.
+    pub(crate) refs: Cell<u32>,
+    /// `LOCAL` while `refs > 0`, `REMOTE` while in the injector, plus one per
+    /// live `Waker`. Any thread.
     pub(crate) wakers: AtomicUsize,
-    /// Set while the task sits in the loop's injector, so repeated foreign wakes
-    /// push it once. Any thread.
-    pub(crate) remote_notified: AtomicBool,
     pub(crate) vtable: &'static Vtable,
     /// The loop's cross-thread part. Never changes; kept alive by the loop while the
     /// local side lives, and by a strong count while any waker lives.
@@ -68,11 +71,9 @@ pub(crate) struct Header {
     /// the local side is released; other threads use the address only to compare.
     pub(crate) owner: NonNull<LoopInner>,
     pub(crate) id: u64,
-    /// Slab key in the loop's registry while `REGISTERED`.
-    pub(crate) registry_key: Cell<usize>,
-    /// The task that was current when this one started its eager step, so
-    /// `all_tasks()` can find tasks that are mid-step and not yet registered.
-    pub(crate) eager_parent: Cell<Option<NonNull<Header>>>,
+    /// Neighbours in the loop's intrusive list of live tasks while `REGISTERED`.
+    pub(crate) prev: Cell<Option<NonNull<Header>>>,
+    pub(crate) next: Cell<Option<NonNull<Header>>>,
     /// Who awaits the `Task<T>` handle.
     pub(crate) join_waker: UnsafeCell<Option<Waker>>,
     pub(crate) extra: UnsafeCell<Option<Box<Extra>>>,

@@ -1,13 +1,13 @@
 //! The task cell: one allocation holding the header, then the future or its outcome.
 
+use std::alloc::Layout;
 use std::cell::{Cell, UnsafeCell};
 use std::future::Future;
-use std::mem::MaybeUninit;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::ptr::{self, NonNull};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::AtomicUsize;
 use std::task::{Context, Poll};
 
 use super::header::{Header, LOCAL, Vtable};
@@ -29,7 +29,16 @@ pub(crate) struct TaskCell<F: Future> {
 }
 
 impl<F: Future + 'static> TaskCell<F> {
+    /// The layout cells of this type are allocated with: rounded up to their
+    /// size class when they fit one, so the loop's cell cache can reuse them
+    /// for any future of the same class.
+    const LAYOUT: Layout = match crate::cell_cache::class_layout(Layout::new::<TaskCell<F>>()) {
+        Some(layout) => layout,
+        None => Layout::new::<TaskCell<F>>(),
+    };
+
     const VTABLE: Vtable = Vtable {
+        layout: Self::LAYOUT,
         poll: poll::<F>,
         cancel: cancel::<F>,
         read_output: read_output::<F>,
@@ -45,27 +54,33 @@ impl<F: Future + 'static> TaskCell<F> {
         id: u64,
         state: u32,
     ) -> NonNull<Header> {
-        let shared = NonNull::from(&*owner.shared);
+        // `Arc::as_ptr` keeps the provenance of the whole allocation, which the
+        // wakers need to reach the strong count.
+        let shared = NonNull::new(std::sync::Arc::as_ptr(&owner.shared).cast_mut())
+            .expect("Arc::as_ptr never returns null");
+        let mem = owner.cells.alloc(Self::LAYOUT);
         let owner = NonNull::new(Rc::into_raw(Rc::clone(owner)).cast_mut())
             .expect("Rc::into_raw never returns null");
-        let cell = Box::new(TaskCell {
+        let cell = TaskCell {
             header: Header {
                 state: Cell::new(state),
                 refs: Cell::new(1),
                 wakers: AtomicUsize::new(LOCAL),
-                remote_notified: AtomicBool::new(false),
                 vtable: &Self::VTABLE,
                 shared,
                 owner,
                 id,
-                registry_key: Cell::new(usize::MAX),
-                eager_parent: Cell::new(None),
+                prev: Cell::new(None),
+                next: Cell::new(None),
                 join_waker: UnsafeCell::new(None),
                 extra: UnsafeCell::new(None),
             },
             stage: UnsafeCell::new(Stage::Running(future)),
-        });
-        NonNull::from(Box::leak(cell)).cast()
+        };
+        // SAFETY: `mem` is fresh memory of `LAYOUT`, which is at least as large and
+        // as aligned as `TaskCell<F>`.
+        unsafe { mem.cast::<TaskCell<F>>().as_ptr().write(cell) };
+        mem.cast()
     }
 }
 
@@ -92,6 +107,9 @@ unsafe fn replace_stage<F: Future>(
 ) -> Option<Box<dyn std::any::Any + Send>> {
     // SAFETY: caller's contract; the old value is moved out before any user code runs.
     let old = unsafe { ptr::replace(stage::<F>(ptr), new) };
+    if !std::mem::needs_drop::<Stage<F>>() {
+        return None;
+    }
     catch_unwind(AssertUnwindSafe(move || drop(old))).err()
 }
 
@@ -167,9 +185,9 @@ unsafe fn drop_stage<F: Future>(ptr: NonNull<Header>) -> Option<Box<dyn std::any
     unsafe { replace_stage::<F>(ptr, Stage::Consumed) }
 }
 
-unsafe fn dealloc<F: Future>(ptr: NonNull<Header>) {
-    // SAFETY: the cell came from `Box<TaskCell<F>>` and nothing references it any
-    // more. `MaybeUninit` frees the memory without running destructors: the stage
-    // is `Consumed` and every owning header field was emptied on the loop thread.
-    drop(unsafe { Box::from_raw(ptr.cast::<MaybeUninit<TaskCell<F>>>().as_ptr()) });
+unsafe fn dealloc<F: Future + 'static>(ptr: NonNull<Header>) {
+    // SAFETY: the cell was allocated with `TaskCell::<F>::LAYOUT` and nothing
+    // references it any more. No destructor runs: the stage is `Consumed` and every
+    // owning header field was emptied on the loop thread.
+    unsafe { std::alloc::dealloc(ptr.cast::<u8>().as_ptr(), TaskCell::<F>::LAYOUT) };
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{RawWaker, RawWakerVTable, Waker};
 
-use super::header::{Header, LOCAL, WAKER_COUNT};
+use super::header::{Header, LOCAL, REMOTE, WAKER_COUNT};
 use crate::context;
 use crate::shared::{Injected, RemoteWake, Shared};
 
@@ -62,7 +62,7 @@ pub(crate) unsafe fn release_waker(ptr: NonNull<Header>) {
         (shared, vtable, header.wakers.fetch_sub(1, Ordering::AcqRel))
     };
     if prev & WAKER_COUNT == 1 {
-        if prev & LOCAL == 0 {
+        if prev & (LOCAL | REMOTE) == 0 {
             // SAFETY: no loop-side owner and no other waker: nothing can reach the cell.
             unsafe { (vtable.dealloc)(ptr) };
         }
@@ -117,7 +117,7 @@ unsafe fn wake_inner(ptr: NonNull<Header>, owned: bool) {
     // SAFETY: a counted waker holds a strong count on `Shared`; a borrowed one is
     // only used while its loop polls the task, which keeps `Shared` alive.
     let shared: &Shared = unsafe { header.shared.as_ref() };
-    if shared.is_closed() || header.remote_notified.swap(true, Ordering::AcqRel) {
+    if shared.is_closed() || header.wakers.fetch_or(REMOTE, Ordering::AcqRel) & REMOTE != 0 {
         // The loop is gone, or the task is already queued for it.
         if owned {
             // SAFETY: the count the caller gave up.

@@ -1,0 +1,34 @@
+//! Runs one workload repeatedly, for `perf record` / callgrind, or a quick look.
+//!
+//! `profile_spawn WORKLOAD [N] [ROUNDS]` with WORKLOAD one of `lazy`, `floor`,
+//! `tokio`, `tokio_local`, `async_executor`.
+
+use asyncio_bench::workloads::*;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let which = args.next().unwrap_or_else(|| "lazy".into());
+    let n: usize = args
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let rounds: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let lp = asyncio::EventLoop::new();
+    let rt = tokio_rt();
+    let ex = async_executor::LocalExecutor::new();
+    for _ in 0..5 {
+        let t = std::time::Instant::now();
+        for _ in 0..rounds {
+            match which.as_str() {
+                "lazy" => asyncio_spawn_lazy(&lp, n),
+                "floor" => floor_box_poll(n),
+                "tokio" => tokio_spawn_lazy(&rt, n),
+                "tokio_local" => tokio_local_spawn_lazy(&rt, n),
+                "async_executor" => async_executor_spawn_lazy(&ex, n),
+                other => panic!("unknown workload {other}"),
+            }
+        }
+        let per = t.elapsed().as_nanos() as f64 / (n * rounds) as f64;
+        eprintln!("{which}: {per:.1} ns/task");
+    }
+}

@@ -1,0 +1,100 @@
+//! The measured workloads, one function per (scenario, runtime).
+
+use std::future::Future;
+use std::hint::black_box;
+use std::task::{Context, Poll, Waker};
+
+/// The seed's `light_coro`: an async function that does nothing.
+pub async fn light_coro() {}
+
+/// The floor: box one trivial future, poll it once, free it — `n` times.
+pub fn floor_box_poll(n: usize) {
+    let mut cx = Context::from_waker(Waker::noop());
+    for _ in 0..n {
+        let mut fut: std::pin::Pin<Box<dyn Future<Output = ()>>> =
+            Box::pin(black_box(light_coro()));
+        match fut.as_mut().poll(&mut cx) {
+            Poll::Ready(()) => {}
+            Poll::Pending => unreachable!("light_coro never suspends"),
+        }
+        drop(black_box(fut));
+    }
+}
+
+/// ex_6_2's shape on asyncio-rs: create `n` tasks lazily, then await them all.
+pub fn asyncio_spawn_lazy(lp: &asyncio::EventLoop, n: usize) {
+    lp.run_until_complete(async move {
+        let tasks: Vec<_> = (0..n).map(|_| asyncio::create_task(light_coro())).collect();
+        for t in tasks {
+            t.await.expect("light_coro cannot fail");
+        }
+    })
+    .expect("the loop runs");
+}
+
+/// ex_6_2's shape on tokio's current-thread runtime with `tokio::spawn`.
+pub fn tokio_spawn_lazy(rt: &tokio::runtime::Runtime, n: usize) {
+    rt.block_on(async move {
+        let handles: Vec<_> = (0..n).map(|_| tokio::spawn(light_coro())).collect();
+        for h in handles {
+            h.await.expect("light_coro cannot fail");
+        }
+    });
+}
+
+/// ex_6_2's shape on tokio's `LocalSet` (the closest peer: `!Send` tasks).
+pub fn tokio_local_spawn_lazy(rt: &tokio::runtime::Runtime, n: usize) {
+    let local = tokio::task::LocalSet::new();
+    local.block_on(rt, async move {
+        let handles: Vec<_> = (0..n)
+            .map(|_| tokio::task::spawn_local(light_coro()))
+            .collect();
+        for h in handles {
+            h.await.expect("light_coro cannot fail");
+        }
+    });
+}
+
+/// ex_6_2's shape on async-executor's `LocalExecutor`.
+pub fn async_executor_spawn_lazy(ex: &async_executor::LocalExecutor<'_>, n: usize) {
+    futures::executor::block_on(ex.run(async {
+        let tasks: Vec<_> = (0..n).map(|_| ex.spawn(light_coro())).collect();
+        for t in tasks {
+            t.await;
+        }
+    }));
+}
+
+/// `current_task()` called `n` times inside a task.
+pub fn asyncio_current_task(lp: &asyncio::EventLoop, n: usize) {
+    lp.run_until_complete(async move {
+        for _ in 0..n {
+            black_box(asyncio::current_task());
+        }
+    })
+    .expect("the loop runs");
+}
+
+/// A current-thread tokio runtime.
+pub fn tokio_rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a current-thread runtime builds")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_workload_runs_to_completion() {
+        floor_box_poll(10);
+        let lp = asyncio::EventLoop::new();
+        asyncio_spawn_lazy(&lp, 100);
+        asyncio_current_task(&lp, 100);
+        let rt = tokio_rt();
+        tokio_spawn_lazy(&rt, 100);
+        tokio_local_spawn_lazy(&rt, 100);
+        async_executor_spawn_lazy(&async_executor::LocalExecutor::new(), 100);
+    }
+}

@@ -1,0 +1,129 @@
+//! Reuse of task-cell memory within one loop.
+//!
+//! Spawning is dominated by `malloc`/`free` once a loop has many tasks alive:
+//! glibc's per-thread cache holds only a few chunks per size, so a burst of
+//! tasks goes through its slow paths twice. The loop keeps the memory of
+//! finished cells instead, sorted by size class (multiples of 16 bytes, up to
+//! 1 KiB), and hands it to new tasks of any future type of that class.
+//!
+//! Bounds: at most `limit` bytes are kept; when the loop goes idle it trims the
+//! cache to `IDLE_KEEP` bytes, and closing the loop frees it all. A cell freed
+//! off the loop's thread (its last waker dropped elsewhere) bypasses the cache.
+
+use std::alloc::Layout;
+use std::cell::{Cell, UnsafeCell};
+use std::ptr::NonNull;
+
+const GRANULE: usize = 16;
+const CLASSES: usize = 64; // up to 1 KiB
+/// Default bound on cached bytes per loop.
+pub(crate) const DEFAULT_LIMIT: usize = 256 << 20;
+/// What an idle loop keeps.
+pub(crate) const IDLE_KEEP: usize = 1 << 20;
+
+/// The size-class layout for a cell, or `None` if it is too large or too aligned
+/// to be cached.
+pub(crate) const fn class_layout(layout: Layout) -> Option<Layout> {
+    if layout.size() == 0 || layout.size() > CLASSES * GRANULE || layout.align() > GRANULE {
+        return None;
+    }
+    let size = layout.size().div_ceil(GRANULE) * GRANULE;
+    match Layout::from_size_align(size, GRANULE) {
+        Ok(l) => Some(l),
+        Err(_) => None,
+    }
+}
+
+fn class_of(layout: Layout) -> Option<usize> {
+    if layout.align() != GRANULE || !layout.size().is_multiple_of(GRANULE) {
+        return None;
+    }
+    let class = layout.size() / GRANULE - 1;
+    (class < CLASSES).then_some(class)
+}
+
+pub(crate) struct CellCache {
+    /// Free cells per class. Loop thread only; no user code runs while borrowed.
+    free: UnsafeCell<[Vec<NonNull<u8>>; CLASSES]>,
+    bytes: Cell<usize>,
+    limit: Cell<usize>,
+}
+
+impl CellCache {
+    pub(crate) fn new() -> Self {
+        CellCache {
+            free: UnsafeCell::new([const { Vec::new() }; CLASSES]),
+            bytes: Cell::new(0),
+            limit: Cell::new(DEFAULT_LIMIT),
+        }
+    }
+
+    /// Memory for a cell of `layout`.
+    #[inline]
+    pub(crate) fn alloc(&self, layout: Layout) -> NonNull<u8> {
+        if let Some(class) = class_of(layout) {
+            // SAFETY: loop thread; the borrow ends within this block.
+            let cached = unsafe { (*self.free.get())[class].pop() };
+            if let Some(ptr) = cached {
+                self.bytes.set(self.bytes.get() - layout.size());
+                return ptr;
+            }
+        }
+        // SAFETY: task cells are never zero-sized.
+        let ptr = unsafe { std::alloc::alloc(layout) };
+        match NonNull::new(ptr) {
+            Some(p) => p,
+            None => std::alloc::handle_alloc_error(layout),
+        }
+    }
+
+    /// Takes back the memory of a dead cell allocated with `layout`.
+    #[inline]
+    pub(crate) fn free(&self, ptr: NonNull<u8>, layout: Layout) {
+        if let Some(class) = class_of(layout)
+            && self.bytes.get() + layout.size() <= self.limit.get()
+        {
+            // SAFETY: loop thread; the borrow ends within this block.
+            unsafe { (*self.free.get())[class].push(ptr) };
+            self.bytes.set(self.bytes.get() + layout.size());
+            return;
+        }
+        // SAFETY: `ptr` came from `alloc` (here or in the allocator) with `layout`.
+        unsafe { std::alloc::dealloc(ptr.as_ptr(), layout) };
+    }
+
+    /// Frees cached cells until at most `keep` bytes remain.
+    pub(crate) fn trim(&self, keep: usize) {
+        if self.bytes.get() <= keep {
+            return;
+        }
+        // SAFETY: loop thread; `dealloc` runs no user code.
+        let free = unsafe { &mut *self.free.get() };
+        for (class, list) in free.iter_mut().enumerate() {
+            let size = (class + 1) * GRANULE;
+            let layout = Layout::from_size_align(size, GRANULE).expect("class layouts are valid");
+            while self.bytes.get() > keep {
+                let Some(ptr) = list.pop() else { break };
+                // SAFETY: cached cells were allocated with their class layout.
+                unsafe { std::alloc::dealloc(ptr.as_ptr(), layout) };
+                self.bytes.set(self.bytes.get() - size);
+            }
+            if self.bytes.get() <= keep {
+                list.shrink_to_fit();
+                break;
+            }
+            *list = Vec::new();
+        }
+    }
+
+    pub(crate) fn set_limit(&self, limit: usize) {
+        self.limit.set(limit);
+        self.trim(limit);
+    }
+}
+
+impl Drop for CellCache {
+    fn drop(&mut self) {
+        self.trim(0);
+    }
+}

@@ -1,0 +1,68 @@
+//! The eager strategy, plain and with a per-task constructor.
+
+use std::fmt;
+
+use asyncio_core::{StartMode, TaskFactory, TaskRef};
+
+/// Starts every task eagerly (the type of [`eager_task_factory`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EagerTaskFactory;
+
+impl TaskFactory for EagerTaskFactory {
+    fn create(&self, _task: &TaskRef) -> StartMode {
+        StartMode::Eager
+    }
+
+    fn fixed_mode(&self) -> Option<StartMode> {
+        Some(StartMode::Eager)
+    }
+}
+
+/// asyncio's `eager_task_factory`: each new task runs inside `create_task` until
+/// it first suspends; a task that finishes there is never scheduled.
+///
+/// ```
+/// let lp = asyncio_core::EventLoop::new();
+/// lp.set_task_factory(asyncio_factory::eager_task_factory);
+/// ```
+#[allow(non_upper_case_globals)]
+pub const eager_task_factory: EagerTaskFactory = EagerTaskFactory;
+
+/// asyncio's `create_eager_task_factory(custom_task_constructor)`.
+///
+/// Rust has no task subclasses; `ctor` is called with each new task before its
+/// eager step instead, and may name it, add done callbacks or record it.
+///
+/// ```
+/// use asyncio_core::{EventLoop, create_task};
+///
+/// let lp = EventLoop::new();
+/// lp.set_task_factory(asyncio_factory::create_eager_task_factory(|t| t.set_name("eager")));
+/// let name = lp.run_until_complete(async { create_task(async {}).name() }).unwrap();
+/// assert_eq!(name, "eager");
+/// ```
+pub fn create_eager_task_factory<C>(ctor: C) -> EagerTaskFactoryWith<C>
+where
+    C: Fn(&TaskRef) + 'static,
+{
+    EagerTaskFactoryWith { ctor }
+}
+
+/// The factory [`create_eager_task_factory`] returns.
+pub struct EagerTaskFactoryWith<C> {
+    ctor: C,
+}
+
+impl<C: Fn(&TaskRef) + 'static> TaskFactory for EagerTaskFactoryWith<C> {
+    fn create(&self, task: &TaskRef) -> StartMode {
+        (self.ctor)(task);
+        StartMode::Eager
+    }
+}
+
+impl<C> fmt::Debug for EagerTaskFactoryWith<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EagerTaskFactoryWith")
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,185 @@
+//! The eager start, as CPython documents `eager_task_factory`.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use asyncio_core::{
+    EventLoop, MAX_EAGER_DEPTH, Task, TaskError, TaskOptions, all_tasks, create_task,
+    create_task_with, current_task, yield_now,
+};
+use asyncio_factory::{create_eager_task_factory, eager_task_factory};
+
+fn eager_loop() -> EventLoop {
+    let lp = EventLoop::new();
+    lp.set_task_factory(eager_task_factory);
+    lp
+}
+
+#[test]
+fn an_eager_task_that_does_not_suspend_finishes_inside_create_task() {
+    let lp = eager_loop();
+    lp.run_until_complete(async {
+        let ran = Rc::new(Cell::new(false));
+        let r = ran.clone();
+        let t = create_task(async move { r.set(true) });
+        assert!(ran.get(), "the body ran synchronously");
+        assert!(t.done());
+        assert!(
+            !all_tasks().unwrap().contains(&t),
+            "never scheduled or registered"
+        );
+        t.await.unwrap();
+    })
+    .unwrap();
+}
+
+#[test]
+fn lazy_tasks_do_not_run_inside_create_task() {
+    let lp = EventLoop::new();
+    lp.run_until_complete(async {
+        let ran = Rc::new(Cell::new(false));
+        let r = ran.clone();
+        let t = create_task(async move { r.set(true) });
+        assert!(!ran.get());
+        t.await.unwrap();
+        assert!(ran.get());
+    })
+    .unwrap();
+}
+
+#[test]
+fn current_task_is_the_new_task_during_its_eager_step_and_the_creator_after() {
+    let lp = eager_loop();
+    lp.run_until_complete(async {
+        let creator = current_task().unwrap();
+        let seen = Rc::new(RefCell::new(None));
+        let s = seen.clone();
+        let t = create_task(async move {
+            *s.borrow_mut() = current_task();
+        });
+        assert_eq!(seen.borrow().as_ref(), Some(&t.to_ref()));
+        assert_eq!(current_task().unwrap(), creator);
+    })
+    .unwrap();
+}
+
+#[test]
+fn an_eager_task_that_suspends_is_registered_and_resumes_later() {
+    let lp = eager_loop();
+    lp.run_until_complete(async {
+        let steps = Rc::new(RefCell::new(Vec::new()));
+        let s = steps.clone();
+        let t = create_task(async move {
+            s.borrow_mut().push("before");
+            yield_now().await;
+            s.borrow_mut().push("after");
+            5
+        });
+        assert_eq!(*steps.borrow(), ["before"]);
+        assert!(!t.done());
+        assert!(all_tasks().unwrap().contains(&t));
+        assert_eq!(t.await, Ok(5));
+        assert_eq!(*steps.borrow(), ["before", "after"]);
+    })
+    .unwrap();
+}
+
+#[test]
+fn all_tasks_during_an_eager_step_includes_the_stepping_task() {
+    let lp = eager_loop();
+    lp.run_until_complete(async {
+        let inner_view = Rc::new(RefCell::new(Vec::new()));
+        let v = inner_view.clone();
+        let t = create_task(async move {
+            *v.borrow_mut() = all_tasks().unwrap();
+        });
+        assert!(inner_view.borrow().contains(&t.to_ref()));
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_panic_in_the_eager_step_is_stored_in_the_task() {
+    let lp = eager_loop();
+    lp.run_until_complete(async {
+        let t: Task<()> = create_task(async { panic!("eager boom") });
+        assert!(t.done() && t.panicked());
+        match t.await {
+            Err(TaskError::Panicked(p)) => assert_eq!(p.message(), "eager boom"),
+            other => panic!("{other:?}"),
+        }
+    })
+    .unwrap();
+}
+
+#[test]
+fn eager_start_off_a_running_loop_falls_back_to_scheduling() {
+    let lp = eager_loop();
+    let ran = Rc::new(Cell::new(false));
+    let r = ran.clone();
+    let t = lp.create_task(async move { r.set(true) });
+    assert!(!ran.get() && !t.done());
+    lp.run_until_complete(t).unwrap().unwrap();
+    assert!(ran.get());
+}
+
+#[test]
+fn per_call_eager_start_overrides_the_loop_factory() {
+    let lp = EventLoop::new();
+    lp.run_until_complete(async {
+        let t = create_task_with(async {}, TaskOptions::new().eager_start(true));
+        assert!(t.done());
+    })
+    .unwrap();
+    let lp = eager_loop();
+    lp.run_until_complete(async {
+        let t = create_task_with(async {}, TaskOptions::new().eager_start(false));
+        assert!(!t.done());
+        t.await.unwrap();
+    })
+    .unwrap();
+}
+
+#[test]
+fn create_eager_task_factory_calls_the_constructor_before_the_step() {
+    let lp = EventLoop::new();
+    let names = Rc::new(RefCell::new(Vec::new()));
+    lp.set_task_factory(create_eager_task_factory(|t| {
+        t.set_name(format!("custom-{}", t.id()))
+    }));
+    let n = names.clone();
+    lp.run_until_complete(async move {
+        let n2 = n.clone();
+        let t = create_task(async move { n2.borrow_mut().push(current_task().unwrap().name()) });
+        assert!(t.done(), "still eager");
+        assert_eq!(n.borrow()[0], format!("custom-{}", t.id()));
+    })
+    .unwrap();
+}
+
+/// Task `n` creates task `n + 1` and awaits it, `depth` times.
+fn chain(depth: u32, n: u32) -> std::pin::Pin<Box<dyn std::future::Future<Output = u32>>> {
+    Box::pin(async move {
+        if n == depth {
+            return n;
+        }
+        create_task(chain(depth, n + 1)).await.unwrap()
+    })
+}
+
+#[test]
+fn deep_eager_recursion_falls_back_to_scheduling_past_the_bound() {
+    let lp = eager_loop();
+    let depth = if cfg!(miri) { 200 } else { 20_000 };
+    let out = lp.run_until_complete(chain(depth, 0)).unwrap();
+    assert_eq!(out, depth);
+    assert!(MAX_EAGER_DEPTH < depth);
+}
+
+#[test]
+#[ignore = "stress: a million-deep chain of eager tasks; run from ci/stress.sh"]
+fn a_million_deep_eager_chain_does_not_overflow_the_stack() {
+    let lp = eager_loop();
+    let out = lp.run_until_complete(chain(1_000_000, 0)).unwrap();
+    assert_eq!(out, 1_000_000);
+}

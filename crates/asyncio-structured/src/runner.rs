@@ -1,0 +1,213 @@
+//! `asyncio.run` and `asyncio.Runner`.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::future::Future;
+use std::rc::Rc;
+
+use asyncio_core::{EventLoop, RunError, RuntimeError, TaskFactory, get_running_loop};
+
+/// Runs `future` on a new event loop and closes the loop, as `asyncio.run`.
+///
+/// The future runs as the loop's main task. When it finishes, every task still
+/// pending is cancelled and run until its cancellation completes, then the loop is
+/// closed: no task outlives `run`.
+///
+/// # Errors
+/// [`RuntimeError::AnotherLoopRunning`] when called from inside a running loop
+/// (await the future there instead), and [`RunError::Cancelled`] when the main
+/// task was cancelled.
+///
+/// # Panics
+/// A panic in the main future is resumed here after the loop was closed, as
+/// asyncio re-raises the main coroutine's exception.
+///
+/// ```
+/// let r = asyncio_structured::run(async {
+///     // Nesting is refused with an error, never a hang.
+///     asyncio_structured::run(async { 1 })
+/// });
+/// assert!(r.unwrap().is_err());
+/// ```
+pub fn run<F>(future: F) -> Result<F::Output, RunError>
+where
+    F: Future + 'static,
+{
+    if get_running_loop().is_ok() {
+        return Err(RuntimeError::AnotherLoopRunning.into());
+    }
+    let runner = Runner::new();
+    let out = runner.run(future);
+    runner.close()?;
+    out
+}
+
+/// Configures a [`Runner`].
+#[derive(Default)]
+pub struct RunnerBuilder {
+    debug: Option<bool>,
+    task_factory: Option<Rc<dyn TaskFactory>>,
+}
+
+impl RunnerBuilder {
+    /// Turns the loop's debug mode on or off (asyncio's `debug=`).
+    pub fn debug(mut self, enabled: bool) -> Self {
+        self.debug = Some(enabled);
+        self
+    }
+
+    /// Installs a task factory on the loop before the first `run`, so the main
+    /// task is created through it too.
+    pub fn task_factory(mut self, factory: impl TaskFactory) -> Self {
+        self.task_factory = Some(Rc::new(factory));
+        self
+    }
+
+    /// The runner. Its loop is created lazily, on the first `run` or `get_loop`.
+    pub fn build(self) -> Runner {
+        Runner {
+            state: RefCell::new(State::Fresh(self)),
+        }
+    }
+}
+
+impl fmt::Debug for RunnerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunnerBuilder")
+            .field("debug", &self.debug)
+            .field("task_factory", &self.task_factory.is_some())
+            .finish()
+    }
+}
+
+enum State {
+    Fresh(RunnerBuilder),
+    Open(EventLoop),
+    Closed,
+}
+
+/// Runs several top-level futures on one event loop, as `asyncio.Runner`.
+///
+/// Each [`run`](Self::run) call runs a future as the loop's main task; tasks it
+/// leaves pending stay on the loop for later calls. [`close`](Self::close) (or
+/// dropping the runner) cancels what is left, lets it finish its cancellation and
+/// closes the loop.
+///
+/// ```
+/// use asyncio_structured::Runner;
+///
+/// let runner = Runner::new();
+/// let first = runner.run(async { 1 }).unwrap();
+/// let second = runner.run(async { 2 }).unwrap();
+/// assert_eq!(first + second, 3);
+/// runner.close().unwrap();
+/// runner.close().unwrap(); // idempotent
+/// ```
+pub struct Runner {
+    state: RefCell<State>,
+}
+
+impl Runner {
+    /// A runner with default settings.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        RunnerBuilder::default().build()
+    }
+
+    /// Configures a runner (debug mode, task factory).
+    pub fn builder() -> RunnerBuilder {
+        RunnerBuilder::default()
+    }
+
+    /// The runner's loop, created on first use.
+    ///
+    /// # Errors
+    /// [`RuntimeError::Closed`] once the runner was closed.
+    pub fn get_loop(&self) -> Result<EventLoop, RuntimeError> {
+        let mut state = self.state.borrow_mut();
+        if let State::Fresh(builder) = &mut *state {
+            let lp = EventLoop::new();
+            if let Some(debug) = builder.debug {
+                lp.set_debug(debug);
+            }
+            if let Some(f) = builder.task_factory.take() {
+                lp.set_task_factory_rc(Some(f));
+            }
+            *state = State::Open(lp);
+        }
+        match &*state {
+            State::Open(lp) => Ok(lp.clone()),
+            State::Closed => Err(RuntimeError::Closed),
+            State::Fresh(_) => unreachable!("initialised above"),
+        }
+    }
+
+    /// Runs `future` to completion on the runner's loop and returns its output.
+    ///
+    /// # Errors
+    /// [`RuntimeError::Closed`] after `close`, [`RuntimeError::AlreadyRunning`] /
+    /// [`RuntimeError::AnotherLoopRunning`] from inside a running loop (never a
+    /// deadlock), [`RunError::Cancelled`] if the main task was cancelled.
+    ///
+    /// # Panics
+    /// A panic of the main future is resumed here; the runner stays usable.
+    pub fn run<F>(&self, future: F) -> Result<F::Output, RunError>
+    where
+        F: Future + 'static,
+    {
+        if let Ok(running) = get_running_loop() {
+            let ours = matches!(&*self.state.borrow(), State::Open(lp) if lp.same_loop(&running));
+            return Err(if ours {
+                RuntimeError::AlreadyRunning
+            } else {
+                RuntimeError::AnotherLoopRunning
+            }
+            .into());
+        }
+        let lp = self.get_loop()?;
+        lp.run_until_complete(future)
+    }
+
+    /// Cancels every task left, runs the loop until their cancellation finished,
+    /// and closes the loop. Closing again does nothing.
+    ///
+    /// # Errors
+    /// [`RuntimeError::CloseWhileRunning`] when called from inside the runner's
+    /// own loop.
+    pub fn close(&self) -> Result<(), RuntimeError> {
+        let open = match &*self.state.borrow() {
+            State::Open(lp) => Some(lp.clone()),
+            _ => None,
+        };
+        let Some(lp) = open else {
+            drop(self.state.replace(State::Closed));
+            return Ok(());
+        };
+        if lp.is_running() {
+            return Err(RuntimeError::CloseWhileRunning);
+        }
+        let cancelled = lp.cancel_all_tasks();
+        let closed = lp.close();
+        drop(self.state.replace(State::Closed));
+        cancelled.and(closed)
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        // Only fails when dropped inside its own running loop, which `&self`
+        // borrows make impossible; the loop then closes when its last handle goes.
+        let _ = self.close();
+    }
+}
+
+impl fmt::Debug for Runner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &*self.state.borrow() {
+            State::Fresh(_) => "fresh",
+            State::Open(_) => "open",
+            State::Closed => "closed",
+        };
+        f.debug_struct("Runner").field("state", &state).finish()
+    }
+}

@@ -1,0 +1,196 @@
+//! `asyncio.run` and `asyncio.Runner`.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use asyncio_core::{
+    EventLoop, RunError, RuntimeError, create_task, current_task, get_running_loop, yield_now,
+};
+use asyncio_structured::{Runner, run};
+
+#[test]
+fn run_returns_the_main_futures_output() {
+    assert_eq!(run(async { "done" }).unwrap(), "done");
+}
+
+#[test]
+fn two_runs_of_one_runner_share_the_loop_and_its_state() {
+    let runner = Runner::new();
+    let first = runner.run(async { get_running_loop().unwrap() }).unwrap();
+    let kept = Rc::new(Cell::new(0));
+    let k = kept.clone();
+    runner.run(async move { k.set(41) }).unwrap();
+    let k = kept.clone();
+    let second = runner
+        .run(async move {
+            k.set(k.get() + 1);
+            get_running_loop().unwrap()
+        })
+        .unwrap();
+    assert!(first.same_loop(&second));
+    assert_eq!(kept.get(), 42);
+    assert!(runner.get_loop().unwrap().same_loop(&first));
+}
+
+#[test]
+fn tasks_left_by_one_run_keep_running_in_the_next() {
+    let runner = Runner::new();
+    let count = Rc::new(Cell::new(0));
+    let c = count.clone();
+    runner
+        .run(async move {
+            drop(create_task(async move {
+                loop {
+                    c.set(c.get() + 1);
+                    yield_now().await;
+                }
+            }));
+        })
+        .unwrap();
+    let before = count.get();
+    runner
+        .run(async {
+            for _ in 0..5 {
+                yield_now().await;
+            }
+        })
+        .unwrap();
+    assert!(count.get() > before);
+}
+
+#[test]
+fn close_is_idempotent_and_later_runs_fail() {
+    let runner = Runner::new();
+    runner.run(async {}).unwrap();
+    runner.close().unwrap();
+    runner.close().unwrap();
+    assert_eq!(
+        runner.run(async {}),
+        Err(RunError::Runtime(RuntimeError::Closed))
+    );
+    assert_eq!(runner.get_loop().unwrap_err(), RuntimeError::Closed);
+}
+
+#[test]
+fn close_cancels_leftover_tasks_and_lets_their_cleanup_run() {
+    struct Cleanup(Rc<RefCell<Vec<&'static str>>>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            self.0.borrow_mut().push("cleanup");
+        }
+    }
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let runner = Runner::new();
+    let l = log.clone();
+    let lp = runner.get_loop().unwrap();
+    runner
+        .run(async move {
+            let t = create_task(async move {
+                let _c = Cleanup(l);
+                std::future::pending::<()>().await;
+            });
+            let l2 = t.to_ref();
+            t.add_done_callback(move |task| assert!(task.cancelled()));
+            drop(l2);
+            yield_now().await;
+        })
+        .unwrap();
+    assert!(log.borrow().is_empty());
+    runner.close().unwrap();
+    assert_eq!(*log.borrow(), ["cleanup"]);
+    assert!(lp.is_closed());
+    assert!(lp.all_tasks().is_empty());
+}
+
+#[test]
+fn run_inside_a_running_loop_is_an_error_not_a_deadlock() {
+    let runner = Rc::new(Runner::new());
+    let r2 = runner.clone();
+    let nested_same = runner.run(async move { r2.run(async { 1 }) }).unwrap();
+    assert_eq!(
+        nested_same,
+        Err(RunError::Runtime(RuntimeError::AlreadyRunning))
+    );
+    let nested_other = runner
+        .run(async { Runner::new().run(async { 1 }) })
+        .unwrap();
+    assert_eq!(
+        nested_other,
+        Err(RunError::Runtime(RuntimeError::AnotherLoopRunning))
+    );
+    let nested_fn = runner.run(async { run(async { 1 }) }).unwrap();
+    assert_eq!(
+        nested_fn,
+        Err(RunError::Runtime(RuntimeError::AnotherLoopRunning))
+    );
+}
+
+#[test]
+fn close_from_inside_the_runners_loop_is_refused() {
+    let runner = Rc::new(Runner::new());
+    let r2 = runner.clone();
+    let r = runner.run(async move { r2.close() }).unwrap();
+    assert_eq!(r, Err(RuntimeError::CloseWhileRunning));
+    runner.close().unwrap();
+}
+
+#[test]
+fn builder_sets_debug_and_task_factory_before_the_main_task() {
+    struct Tagging;
+    impl asyncio_core::TaskFactory for Tagging {
+        fn create(&self, task: &asyncio_core::TaskRef) -> asyncio_core::StartMode {
+            task.set_name("tagged");
+            asyncio_core::StartMode::Lazy
+        }
+    }
+    let runner = Runner::builder().debug(true).task_factory(Tagging).build();
+    let name = runner
+        .run(async { current_task().unwrap().name() })
+        .unwrap();
+    assert_eq!(name, "tagged");
+    assert!(runner.get_loop().unwrap().get_debug());
+}
+
+#[test]
+fn dropping_a_runner_closes_its_loop() {
+    let lp: EventLoop;
+    {
+        let runner = Runner::new();
+        lp = runner.get_loop().unwrap();
+        runner.run(async {}).unwrap();
+    }
+    assert!(lp.is_closed());
+}
+
+#[test]
+fn a_panicking_main_future_propagates_and_the_runner_stays_usable() {
+    let runner = Runner::new();
+    let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runner.run(async { panic!("main") })
+    }));
+    assert!(err.is_err());
+    assert_eq!(runner.run(async { 3 }).unwrap(), 3);
+}
+
+#[test]
+fn run_closes_its_loop_and_cancels_leftovers() {
+    let dropped = Rc::new(Cell::new(false));
+    let d = dropped.clone();
+    struct Flag(Rc<Cell<bool>>);
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            self.0.set(true);
+        }
+    }
+    let lp = run(async move {
+        drop(create_task(async move {
+            let _f = Flag(d);
+            std::future::pending::<()>().await;
+        }));
+        yield_now().await;
+        get_running_loop().unwrap()
+    })
+    .unwrap();
+    assert!(dropped.get());
+    assert!(lp.is_closed());
+}
