@@ -33,6 +33,22 @@ fn spawn_lazy(c: &mut Criterion) {
     g.finish();
 }
 
+fn taskgroup_eager(c: &mut Criterion) {
+    let mut g = c.benchmark_group("taskgroup_eager_1M");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(N as u64));
+    let lp = eager_loop();
+    let rt = tokio_rt();
+    let ex = async_executor::LocalExecutor::new();
+    g.bench_function("floor_box_poll", |b| b.iter(|| floor_box_poll(N)));
+    g.bench_function("asyncio", |b| b.iter(|| asyncio_taskgroup_eager(&lp, N)));
+    g.bench_function("tokio_joinset", |b| b.iter(|| tokio_joinset(&rt, N)));
+    g.bench_function("async_executor_local", |b| {
+        b.iter(|| async_executor_group(&ex, N))
+    });
+    g.finish();
+}
+
 fn current_task(c: &mut Criterion) {
     let mut g = c.benchmark_group("current_task_1M");
     g.sample_size(20);
@@ -42,5 +58,5 @@ fn current_task(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, spawn_lazy, current_task);
+criterion_group!(benches, spawn_lazy, taskgroup_eager, current_task);
 criterion_main!(benches);

@@ -75,6 +75,59 @@ pub fn asyncio_current_task(lp: &asyncio::EventLoop, n: usize) {
     .expect("the loop runs");
 }
 
+/// ex_6_1's shape on asyncio-rs: `n` trivial children of a TaskGroup under the
+/// eager task factory (the loop should already have it installed).
+pub fn asyncio_taskgroup_eager(lp: &asyncio::EventLoop, n: usize) {
+    lp.run_until_complete(async move {
+        asyncio::task_group(|tg| async move {
+            for _ in 0..n {
+                drop(tg.create_task(light_coro()).expect("the group is open"));
+            }
+        })
+        .await
+        .expect("no child fails");
+    })
+    .expect("the loop runs");
+}
+
+/// An event loop with the eager task factory installed.
+pub fn eager_loop() -> asyncio::EventLoop {
+    let lp = asyncio::EventLoop::new();
+    lp.set_task_factory(asyncio::eager_task_factory);
+    lp
+}
+
+/// ex_6_2's shape through `gather`, as the seed writes it.
+pub fn asyncio_gather_lazy(lp: &asyncio::EventLoop, n: usize) {
+    lp.run_until_complete(async move {
+        let coros: Vec<_> = (0..n).map(|_| light_coro()).collect();
+        asyncio::gather(coros)
+            .await
+            .expect("light_coro cannot fail");
+    })
+    .expect("the loop runs");
+}
+
+/// ex_6_1's shape on tokio: `n` trivial tasks in a `JoinSet` on a current-thread
+/// runtime, all joined.
+pub fn tokio_joinset(rt: &tokio::runtime::Runtime, n: usize) {
+    rt.block_on(async move {
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..n {
+            set.spawn(light_coro());
+        }
+        while let Some(r) = set.join_next().await {
+            r.expect("light_coro cannot fail");
+        }
+    });
+}
+
+/// ex_6_1's shape on async-executor's `LocalExecutor` (it has no task group:
+/// spawn, keep the handles, await them all).
+pub fn async_executor_group(ex: &async_executor::LocalExecutor<'_>, n: usize) {
+    async_executor_spawn_lazy(ex, n);
+}
+
 /// A current-thread tokio runtime.
 pub fn tokio_rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -96,5 +149,8 @@ mod tests {
         tokio_spawn_lazy(&rt, 100);
         tokio_local_spawn_lazy(&rt, 100);
         async_executor_spawn_lazy(&async_executor::LocalExecutor::new(), 100);
+        asyncio_taskgroup_eager(&eager_loop(), 100);
+        asyncio_gather_lazy(&lp, 100);
+        tokio_joinset(&rt, 100);
     }
 }

@@ -1,7 +1,7 @@
 //! Runs one workload repeatedly, for `perf record` / callgrind, or a quick look.
 //!
-//! `profile_spawn WORKLOAD [N] [ROUNDS]` with WORKLOAD one of `lazy`, `floor`,
-//! `tokio`, `tokio_local`, `async_executor`.
+//! `profile_spawn WORKLOAD [N] [ROUNDS]` with WORKLOAD one of `lazy`, `gather`,
+//! `taskgroup`, `floor`, `tokio`, `tokio_local`, `joinset`, `async_executor`.
 
 use asyncio_bench::workloads::*;
 
@@ -14,6 +14,7 @@ fn main() {
         .unwrap_or(1_000_000);
     let rounds: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(5);
     let lp = asyncio::EventLoop::new();
+    let eager = eager_loop();
     let rt = tokio_rt();
     let ex = async_executor::LocalExecutor::new();
     for _ in 0..5 {
@@ -21,6 +22,9 @@ fn main() {
         for _ in 0..rounds {
             match which.as_str() {
                 "lazy" => asyncio_spawn_lazy(&lp, n),
+                "gather" => asyncio_gather_lazy(&lp, n),
+                "taskgroup" => asyncio_taskgroup_eager(&eager, n),
+                "joinset" => tokio_joinset(&rt, n),
                 "floor" => floor_box_poll(n),
                 "tokio" => tokio_spawn_lazy(&rt, n),
                 "tokio_local" => tokio_local_spawn_lazy(&rt, n),

@@ -87,7 +87,8 @@ struct PanicInner {
 }
 
 impl PanicError {
-    pub(crate) fn new(payload: Box<dyn Any + Send + 'static>) -> Self {
+    /// Wraps a payload caught with [`std::panic::catch_unwind`].
+    pub fn new(payload: Box<dyn Any + Send + 'static>) -> Self {
         PanicError {
             inner: Box::new(PanicInner {
                 message: panic_message(&*payload),

@@ -200,7 +200,12 @@ impl LoopInner {
     }
 
     /// Unlinks the task; returns the list's reference for the caller to drop.
-    fn unregister(&self, header: &Header) -> Option<TaskRef> {
+    ///
+    /// Takes the cell pointer itself (not a `&Header`): the returned reference
+    /// must keep the provenance of the whole cell.
+    fn unregister(&self, ptr: NonNull<Header>) -> Option<TaskRef> {
+        // SAFETY: the caller passes a live task of this loop.
+        let header = unsafe { ptr.as_ref() };
         if !header.has(REGISTERED) {
             return None;
         }
@@ -217,7 +222,7 @@ impl LoopInner {
         }
         self.registry_len.set(self.registry_len.get() - 1);
         // SAFETY: the list's reference, handed over to the caller.
-        Some(unsafe { TaskRef::from_raw(NonNull::from(header)) })
+        Some(unsafe { TaskRef::from_raw(ptr) })
     }
 
     /// References to every registered task, newest first.
@@ -334,7 +339,7 @@ impl LoopInner {
     fn complete(&self, task: &TaskRef) {
         let header = task.header();
         header.set(COMPLETE);
-        let registered = self.unregister(header);
+        let registered = self.unregister(task.as_ptr());
         // SAFETY: loop thread; the slot is not borrowed elsewhere.
         let join = unsafe { (*header.join_waker.get()).take() };
         if let Some(w) = join {
@@ -474,8 +479,7 @@ impl LoopInner {
         loop {
             let mut tasks = Vec::with_capacity(self.registry_len.get());
             while let Some(head) = self.registry_head.get() {
-                // SAFETY: listed tasks are alive; loop thread.
-                tasks.extend(self.unregister(unsafe { head.as_ref() }));
+                tasks.extend(self.unregister(head));
             }
             if tasks.is_empty() {
                 break;

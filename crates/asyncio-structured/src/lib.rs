@@ -1,20 +1,43 @@
-//! asyncio's structured concurrency for Rust: `run` and `Runner`.
+//! asyncio's structured concurrency for Rust: `run`, `Runner`, `TaskGroup`,
+//! `gather` and `shield`.
 //!
 //! ```
-//! let answer = asyncio_structured::run(async {
-//!     let t = asyncio_core::create_task(async { 21 });
-//!     t.await.unwrap() * 2
+//! use asyncio_structured::{run, task_group};
+//!
+//! let total = run(async {
+//!     task_group(|tg| async move {
+//!         let tasks: Vec<_> = (1..=3u32)
+//!             .map(|i| tg.create_task(async move { Ok::<_, std::io::Error>(i * 10) }).unwrap())
+//!             .collect();
+//!         let mut total = 0;
+//!         for t in tasks {
+//!             total += t.await.unwrap().unwrap();
+//!         }
+//!         total
+//!     })
+//!     .await
 //! })
 //! .unwrap();
-//! assert_eq!(answer, 42);
+//! assert_eq!(total.unwrap(), 60);
 //! ```
 //!
 //! [`run`] creates a loop, runs one future as its main task, cancels whatever
 //! tasks are left, and closes the loop. [`Runner`] does the same for several
-//! top-level futures that share one loop (asyncio's `Runner`).
+//! top-level futures that share one loop. [`TaskGroup`] and [`task_group`] keep
+//! children from outliving their scope and gather their failures in an
+//! [`ExceptionGroup`].
 
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 
+mod catch;
+mod error;
+mod gather;
 mod runner;
+mod shield;
+mod taskgroup;
 
+pub use error::{ChildFailure, ChildOutput, ExceptionGroup, TaskGroupError};
+pub use gather::{Gather, GatherAll, gather};
 pub use runner::{Runner, RunnerBuilder, run};
+pub use shield::{Shield, shield};
+pub use taskgroup::{Join, Scope, TaskGroup, TaskGroupHandle, task_group};

@@ -33,6 +33,12 @@
 //! - [`current_task`], [`all_tasks`]: which task runs, which are alive.
 //! - [`yield_now`]: `await asyncio.sleep(0)`.
 //!
+//! ## Structured concurrency
+//! - [`TaskGroup`], [`task_group`], [`ExceptionGroup`]: children that end
+//!   together and fail together.
+//! - [`gather`], [`shield`]: wait for several futures; protect one from
+//!   cancellation.
+//!
 //! ## Task factories
 //! - [`set_task_factory`], [`eager_task_factory`], [`create_eager_task_factory`],
 //!   [`InstrumentedFactory`]: choose how new tasks start.
@@ -55,6 +61,12 @@ pub use asyncio_structured::{Runner, RunnerBuilder, run};
 pub use asyncio_core::{
     CallHandle, CallbackId, ExceptionContext, MAX_EAGER_DEPTH, Task, TaskOptions, TaskRef,
     YieldNow, all_tasks, create_task, create_task_with, current_task, try_create_task, yield_now,
+};
+
+// Structured concurrency
+pub use asyncio_structured::{
+    ChildFailure, ChildOutput, ExceptionGroup, Gather, GatherAll, Join, Scope, Shield, TaskGroup,
+    TaskGroupError, TaskGroupHandle, gather, shield, task_group,
 };
 
 // Task factories

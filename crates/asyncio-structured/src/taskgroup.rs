@@ -1,0 +1,529 @@
+//! `TaskGroup`: children that end together, and fail together.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use asyncio_core::{
+    Task, TaskOptions, TaskRef, create_task, create_task_with, current_task, get_running_loop,
+};
+use slab::Slab;
+
+use crate::catch::CatchPanic;
+use crate::error::{ChildFailure, ChildOutput, ExceptionGroup, TaskGroupError};
+
+/// What the group's children share.
+struct GroupState {
+    /// Children that have not finished; `None` while a child is being created.
+    children: RefCell<Slab<Option<TaskRef>>>,
+    failures: RefCell<Vec<ChildFailure>>,
+    /// A child failed: the others are being cancelled and no new task is taken.
+    aborting: Cell<bool>,
+    /// An abort was scheduled with `call_soon` (asyncio aborts from the failed
+    /// child's done callback, one loop turn after the failure).
+    abort_scheduled: Cell<bool>,
+    /// Joined or dropped: no new task is taken.
+    finished: Cell<bool>,
+    /// Whoever waits for the group (its `join`, or its scope).
+    waiter: RefCell<Option<Waker>>,
+}
+
+impl GroupState {
+    fn new() -> Rc<Self> {
+        Rc::new(GroupState {
+            children: RefCell::new(Slab::new()),
+            failures: RefCell::new(Vec::new()),
+            aborting: Cell::new(false),
+            abort_scheduled: Cell::new(false),
+            finished: Cell::new(false),
+            waiter: RefCell::new(None),
+        })
+    }
+
+    fn spawn<F>(
+        self: &Rc<Self>,
+        fut: F,
+        name: Option<String>,
+    ) -> Result<Task<Option<<F::Output as ChildOutput>::Ok>>, TaskGroupError>
+    where
+        F: Future + 'static,
+        F::Output: ChildOutput,
+    {
+        if self.finished.get() {
+            return Err(TaskGroupError::Finished);
+        }
+        if self.aborting.get() {
+            return Err(TaskGroupError::ShuttingDown);
+        }
+        let slot = self.children.borrow_mut().insert(None);
+        let guard = ChildGuard {
+            state: Rc::clone(self),
+            slot,
+            armed: true,
+        };
+        let child = async move {
+            let mut guard = guard;
+            let outcome = CatchPanic::new(fut).await;
+            guard.armed = false;
+            let failure = match outcome {
+                Ok(out) => match out.into_result() {
+                    Ok(value) => {
+                        guard.state.child_done(guard.slot, None);
+                        return Some(value);
+                    }
+                    Err(error) => ChildFailure::Error {
+                        task: task_name(),
+                        error,
+                    },
+                },
+                Err(panic) => ChildFailure::Panic {
+                    task: task_name(),
+                    panic,
+                },
+            };
+            guard.state.child_done(guard.slot, Some(failure));
+            None
+        };
+        let task = match name {
+            None => create_task(child),
+            Some(name) => create_task_with(child, TaskOptions::new().name(name)),
+        };
+        if !task.done() {
+            if let Some(entry) = self.children.borrow_mut().get_mut(slot) {
+                *entry = Some(task.to_ref());
+            }
+            // A sibling may have failed during this child's eager step.
+            if self.aborting.get() {
+                task.cancel();
+            }
+        }
+        Ok(task)
+    }
+
+    /// A child ended: with a failure, successfully (`None`), or cancelled (`None`).
+    ///
+    /// As in asyncio, a failure aborts the group from a callback scheduled with
+    /// `call_soon`, so siblings that fail in the same loop iteration are all
+    /// recorded — except for a child that fails during its eager step inside
+    /// `create_task`, which aborts the group at once.
+    fn child_done(self: &Rc<Self>, slot: usize, failure: Option<ChildFailure>) {
+        let (in_eager_step, removed) = {
+            let mut children = self.children.borrow_mut();
+            (
+                matches!(children.get(slot), Some(None)),
+                children.try_remove(slot),
+            )
+        };
+        drop(removed);
+        if let Some(failure) = failure {
+            self.failures.borrow_mut().push(failure);
+            if in_eager_step {
+                self.abort();
+            } else if !self.abort_scheduled.replace(true) {
+                let me = Rc::clone(self);
+                match get_running_loop() {
+                    Ok(lp) => drop(lp.call_soon(move || me.abort())),
+                    Err(_) => self.abort(),
+                }
+            }
+        }
+        if self.children.borrow().is_empty() {
+            self.wake_waiter();
+        }
+    }
+
+    /// Records a failure of the body itself and aborts at once.
+    fn body_failed(&self, failure: ChildFailure) {
+        self.failures.borrow_mut().push(failure);
+        self.abort();
+    }
+
+    /// Cancels the children and refuses new ones (asyncio's `_abort`).
+    fn abort(&self) {
+        if !self.aborting.replace(true) {
+            self.cancel_children();
+            self.wake_waiter();
+        }
+    }
+
+    fn cancel_children(&self) {
+        let children: Vec<TaskRef> = self
+            .children
+            .borrow()
+            .iter()
+            .filter_map(|(_, t)| t.clone())
+            .collect();
+        for child in children {
+            child.cancel();
+        }
+    }
+
+    fn wake_waiter(&self) {
+        let waker = self.waiter.borrow_mut().take();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    fn register_waiter(&self, cx: &Context<'_>) {
+        let mut slot = self.waiter.borrow_mut();
+        match &*slot {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => *slot = Some(cx.waker().clone()),
+        }
+    }
+
+    fn has_children(&self) -> bool {
+        !self.children.borrow().is_empty()
+    }
+
+    /// The group's outcome once every child is done.
+    fn outcome(&self) -> Result<(), ExceptionGroup> {
+        self.finished.set(true);
+        let failures = std::mem::take(&mut *self.failures.borrow_mut());
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(ExceptionGroup::new(failures))
+        }
+    }
+
+    /// The owner went away without waiting: cancel everything, take nothing new.
+    fn abandon(&self) {
+        if !self.finished.replace(true) {
+            self.cancel_children();
+        }
+    }
+}
+
+fn task_name() -> String {
+    current_task().map_or_else(|| "<no task>".to_owned(), |t| t.name())
+}
+
+/// Reports a child that ended without finishing: cancelled, or panicking in a
+/// destructor while it was being cancelled.
+struct ChildGuard {
+    state: Rc<GroupState>,
+    slot: usize,
+    armed: bool,
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            let failure = std::thread::panicking().then(|| ChildFailure::Panic {
+                task: task_name(),
+                panic: asyncio_core::PanicError::new(Box::new("panicked while being cancelled")),
+            });
+            self.state.child_done(self.slot, failure);
+        }
+    }
+}
+
+/// A group of tasks that end together, as asyncio's `TaskGroup`.
+///
+/// Add children with [`create_task`](Self::create_task) and wait for all of them
+/// with [`join`](Self::join). If a child fails — returns `Err` or panics — the
+/// other children are cancelled, no new task is accepted, and `join` returns
+/// every failure in an [`ExceptionGroup`], in the order they happened. Dropping a
+/// group that was not joined (for example because the task owning it was
+/// cancelled) cancels its children: no child outlives its group.
+///
+/// asyncio also cancels the *body* of the `async with` block when a child fails;
+/// a Rust future cannot be cancelled from inside while it keeps running, so that
+/// needs the scoped form, [`task_group`], which drops the body at its next
+/// suspension point. With `TaskGroup` the body sees the failure when it calls
+/// `create_task` (an error) or `join`.
+///
+/// ```
+/// use asyncio_structured::{TaskGroup, run};
+///
+/// let r = run(async {
+///     let tg = TaskGroup::new();
+///     let a = tg.create_task(async { Ok::<_, std::io::Error>(1) }).unwrap();
+///     let b = tg.create_task(async { Ok::<_, std::io::Error>(2) }).unwrap();
+///     tg.join().await.unwrap();
+///     a.await.unwrap().unwrap() + b.await.unwrap().unwrap()
+/// });
+/// assert_eq!(r.unwrap(), 3);
+/// ```
+pub struct TaskGroup {
+    state: Rc<GroupState>,
+}
+
+impl TaskGroup {
+    /// An empty group, ready for children.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        TaskGroup {
+            state: GroupState::new(),
+        }
+    }
+
+    /// Starts `fut` as a child task, as `TaskGroup.create_task`.
+    ///
+    /// The child starts as the loop's task factory says (eagerly under
+    /// `eager_task_factory`). Its task yields `Some(value)` when it succeeds, and
+    /// `None` when it failed — its error is then in the group's
+    /// [`ExceptionGroup`].
+    ///
+    /// # Errors
+    /// [`TaskGroupError::ShuttingDown`] once a child failed, and
+    /// [`TaskGroupError::Finished`] after the group ended.
+    ///
+    /// # Panics
+    /// Outside a running event loop, as `create_task`.
+    pub fn create_task<F>(
+        &self,
+        fut: F,
+    ) -> Result<Task<Option<<F::Output as ChildOutput>::Ok>>, TaskGroupError>
+    where
+        F: Future + 'static,
+        F::Output: ChildOutput,
+    {
+        self.state.spawn(fut, None)
+    }
+
+    /// [`create_task`](Self::create_task) with a task name.
+    ///
+    /// # Errors
+    /// As `create_task`.
+    pub fn create_task_named<F>(
+        &self,
+        fut: F,
+        name: impl Into<String>,
+    ) -> Result<Task<Option<<F::Output as ChildOutput>::Ok>>, TaskGroupError>
+    where
+        F: Future + 'static,
+        F::Output: ChildOutput,
+    {
+        self.state.spawn(fut, Some(name.into()))
+    }
+
+    /// A handle that children (or anyone) can use to add tasks to the group.
+    pub fn handle(&self) -> TaskGroupHandle {
+        TaskGroupHandle {
+            state: Rc::clone(&self.state),
+        }
+    }
+
+    /// Waits until every child is done (children may still be added meanwhile),
+    /// then returns the failures, if any.
+    ///
+    /// `join` consumes the group, so joining twice does not compile:
+    ///
+    /// ```compile_fail
+    /// # async fn f() {
+    /// let tg = asyncio_structured::TaskGroup::new();
+    /// let first = tg.join();
+    /// let second = tg.join(); // error: use of moved value
+    /// # }
+    /// ```
+    ///
+    /// Dropping the returned future before it completes cancels the children
+    /// that are left.
+    pub fn join(self) -> Join {
+        Join { group: self }
+    }
+}
+
+impl Drop for TaskGroup {
+    fn drop(&mut self) {
+        self.state.abandon();
+    }
+}
+
+impl fmt::Debug for TaskGroup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskGroup")
+            .field("children", &self.state.children.borrow().len())
+            .field("failures", &self.state.failures.borrow().len())
+            .field("aborting", &self.state.aborting.get())
+            .field("finished", &self.state.finished.get())
+            .finish()
+    }
+}
+
+/// The future of [`TaskGroup::join`].
+#[must_use = "futures do nothing unless awaited"]
+#[derive(Debug)]
+pub struct Join {
+    group: TaskGroup,
+}
+
+impl Future for Join {
+    type Output = Result<(), ExceptionGroup>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let state = &self.group.state;
+        if state.finished.get() {
+            panic!("a TaskGroup's Join was polled after it completed");
+        }
+        if state.has_children() {
+            state.register_waiter(cx);
+            return Poll::Pending;
+        }
+        Poll::Ready(state.outcome())
+    }
+}
+
+/// Adds tasks to a group from anywhere: clone it into children.
+///
+/// It does not keep the group open: once the group ended, `create_task` fails
+/// with [`TaskGroupError::Finished`].
+#[derive(Clone)]
+pub struct TaskGroupHandle {
+    state: Rc<GroupState>,
+}
+
+impl TaskGroupHandle {
+    /// As [`TaskGroup::create_task`].
+    ///
+    /// # Errors
+    /// As `TaskGroup::create_task`.
+    pub fn create_task<F>(
+        &self,
+        fut: F,
+    ) -> Result<Task<Option<<F::Output as ChildOutput>::Ok>>, TaskGroupError>
+    where
+        F: Future + 'static,
+        F::Output: ChildOutput,
+    {
+        self.state.spawn(fut, None)
+    }
+
+    /// As [`TaskGroup::create_task_named`].
+    ///
+    /// # Errors
+    /// As `TaskGroup::create_task`.
+    pub fn create_task_named<F>(
+        &self,
+        fut: F,
+        name: impl Into<String>,
+    ) -> Result<Task<Option<<F::Output as ChildOutput>::Ok>>, TaskGroupError>
+    where
+        F: Future + 'static,
+        F::Output: ChildOutput,
+    {
+        self.state.spawn(fut, Some(name.into()))
+    }
+}
+
+impl fmt::Debug for TaskGroupHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskGroupHandle").finish_non_exhaustive()
+    }
+}
+
+/// Runs `body` with a task group and waits for the group, as
+/// `async with asyncio.TaskGroup() as tg: body`.
+///
+/// When a child fails, the other children *and the body* are cancelled (the
+/// body's future is dropped at its current suspension point); once every child
+/// has finished, all failures come back in an [`ExceptionGroup`] (a panic of the
+/// body is one of them). Otherwise the body's output is returned after every
+/// child finished.
+///
+/// ```
+/// use asyncio_structured::{run, task_group};
+///
+/// let out = run(async {
+///     task_group(|tg| async move {
+///         tg.create_task(async { Ok::<_, String>(()) }).unwrap();
+///         tg.create_task(async { Err::<(), _>("disk full".to_string()) }).unwrap();
+///         // Wait for ever: the failure cancels the body here.
+///         std::future::pending::<()>().await;
+///     })
+///     .await
+/// })
+/// .unwrap();
+/// let errors = out.unwrap_err();
+/// assert_eq!(errors.len(), 1);
+/// assert!(errors.to_string().contains("disk full"));
+/// ```
+pub fn task_group<B, Fut>(body: B) -> Scope<Fut>
+where
+    B: FnOnce(TaskGroupHandle) -> Fut,
+    Fut: Future,
+{
+    let state = GroupState::new();
+    let body = body(TaskGroupHandle {
+        state: Rc::clone(&state),
+    });
+    Scope {
+        state,
+        body: Some(Box::pin(CatchPanic::new(body))),
+        output: None,
+    }
+}
+
+/// The future of [`task_group`].
+#[must_use = "futures do nothing unless awaited"]
+pub struct Scope<Fut: Future> {
+    state: Rc<GroupState>,
+    body: Option<Pin<Box<CatchPanic<Fut>>>>,
+    output: Option<Fut::Output>,
+}
+
+impl<Fut: Future> Future for Scope<Fut> {
+    type Output = Result<Fut::Output, ExceptionGroup>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: nothing is structurally pinned: the body is boxed.
+        let this = unsafe { self.get_unchecked_mut() };
+        let state = Rc::clone(&this.state);
+        if let Some(body) = &mut this.body {
+            if state.aborting.get() {
+                this.body = None;
+            } else {
+                match body.as_mut().poll(cx) {
+                    Poll::Pending => {}
+                    Poll::Ready(Ok(out)) => {
+                        this.output = Some(out);
+                        this.body = None;
+                    }
+                    Poll::Ready(Err(panic)) => {
+                        this.body = None;
+                        state.body_failed(ChildFailure::Panic {
+                            task: task_name(),
+                            panic,
+                        });
+                    }
+                }
+                // A child may have failed while the body ran.
+                if state.aborting.get() {
+                    this.body = None;
+                }
+            }
+        }
+        if this.body.is_some() || state.has_children() {
+            state.register_waiter(cx);
+            return Poll::Pending;
+        }
+        match state.outcome() {
+            Err(errors) => Poll::Ready(Err(errors)),
+            Ok(()) => Poll::Ready(Ok(this
+                .output
+                .take()
+                .expect("the body finished (it was not cancelled: nothing failed)"))),
+        }
+    }
+}
+
+impl<Fut: Future> Drop for Scope<Fut> {
+    fn drop(&mut self) {
+        self.body = None;
+        self.state.abandon();
+    }
+}
+
+impl<Fut: Future> fmt::Debug for Scope<Fut> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scope")
+            .field("body_running", &self.body.is_some())
+            .finish_non_exhaustive()
+    }
+}

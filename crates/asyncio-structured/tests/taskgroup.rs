@@ -1,0 +1,449 @@
+//! TaskGroup behaviours, after CPython's `test_taskgroups.py` (written anew).
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use asyncio_core::{EventLoop, create_task, current_task, yield_now};
+use asyncio_factory::eager_task_factory;
+use asyncio_structured::{
+    ChildFailure, ExceptionGroup, TaskGroup, TaskGroupError, run, task_group,
+};
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Boom(&'static str);
+
+struct OnDrop(Rc<RefCell<Vec<&'static str>>>, &'static str);
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        self.0.borrow_mut().push(self.1);
+    }
+}
+
+async fn sleep_ticks(n: usize) {
+    for _ in 0..n {
+        yield_now().await;
+    }
+}
+
+fn messages(e: &ExceptionGroup) -> Vec<String> {
+    e.failures()
+        .iter()
+        .map(|f| match f {
+            ChildFailure::Error { error, .. } => error.to_string(),
+            ChildFailure::Panic { panic, .. } => format!("panic: {}", panic.message()),
+            other => other.to_string(),
+        })
+        .collect()
+}
+
+#[test]
+fn join_waits_for_every_child_and_returns_their_values() {
+    let out = run(async {
+        let tg = TaskGroup::new();
+        let a = tg
+            .create_task(async {
+                sleep_ticks(5).await;
+                Ok::<_, Boom>(1)
+            })
+            .unwrap();
+        let b = tg
+            .create_task(async {
+                sleep_ticks(1).await;
+                Ok::<_, Boom>(2)
+            })
+            .unwrap();
+        tg.join().await.unwrap();
+        assert!(a.done() && b.done());
+        (a.await.unwrap(), b.await.unwrap())
+    })
+    .unwrap();
+    assert_eq!(out, (Some(1), Some(2)));
+}
+
+#[test]
+fn failures_are_aggregated_in_the_order_they_happened() {
+    let err = run(async {
+        let tg = TaskGroup::new();
+        tg.create_task(async {
+            sleep_ticks(3).await;
+            Err::<(), _>(Boom("second"))
+        })
+        .unwrap();
+        tg.create_task(async {
+            sleep_ticks(1).await;
+            Err::<(), _>(Boom("first"))
+        })
+        .unwrap();
+        tg.join().await
+    })
+    .unwrap()
+    .unwrap_err();
+    // The second child is cancelled by the first failure before it can fail.
+    assert_eq!(messages(&err), ["first"]);
+
+    let err = run(async {
+        let tg = TaskGroup::new();
+        tg.create_task(async { Err::<(), _>(Boom("a")) }).unwrap();
+        tg.create_task(async { Err::<(), _>(Boom("b")) }).unwrap();
+        tg.join().await
+    })
+    .unwrap()
+    .unwrap_err();
+    // Both fail in the same iteration: both are kept, in order.
+    assert_eq!(messages(&err), ["a", "b"]);
+    assert!(err.to_string().contains("2 sub-exceptions"));
+}
+
+#[test]
+fn a_failure_cancels_the_siblings_and_their_cleanup_runs() {
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let l = log.clone();
+    let err = run(async move {
+        let tg = TaskGroup::new();
+        let l2 = l.clone();
+        let slow = tg
+            .create_task(async move {
+                let _g = OnDrop(l2, "slow cleaned up");
+                std::future::pending::<()>().await;
+            })
+            .unwrap();
+        tg.create_task(async {
+            yield_now().await;
+            Err::<(), _>(Boom("fail"))
+        })
+        .unwrap();
+        let r = tg.join().await;
+        assert!(slow.cancelled());
+        r
+    })
+    .unwrap()
+    .unwrap_err();
+    assert_eq!(messages(&err), ["fail"]);
+    assert_eq!(*log.borrow(), ["slow cleaned up"]);
+}
+
+#[test]
+fn a_panicking_child_is_a_failure_with_its_message() {
+    let err = run(async {
+        let tg = TaskGroup::new();
+        tg.create_task_named(
+            async {
+                yield_now().await;
+                if true {
+                    panic!("child exploded");
+                }
+            },
+            "exploder",
+        )
+        .unwrap();
+        tg.join().await
+    })
+    .unwrap()
+    .unwrap_err();
+    assert_eq!(messages(&err), ["panic: child exploded"]);
+    assert_eq!(err.failures()[0].task_name(), "exploder");
+    assert!(err.failures()[0].is_panic());
+}
+
+#[test]
+fn create_task_is_refused_while_shutting_down_and_after_the_end() {
+    run(async {
+        let tg = TaskGroup::new();
+        let handle = tg.handle();
+        tg.create_task(async { Err::<(), _>(Boom("x")) }).unwrap();
+        // One turn for the child to fail, one for the group's abort callback.
+        yield_now().await;
+        yield_now().await;
+        assert_eq!(
+            tg.create_task(async {}).err(),
+            Some(TaskGroupError::ShuttingDown)
+        );
+        assert!(tg.join().await.is_err());
+        assert_eq!(
+            handle.create_task(async {}).err(),
+            Some(TaskGroupError::Finished)
+        );
+    })
+    .unwrap();
+}
+
+#[test]
+fn children_may_add_children_while_the_group_is_joined() {
+    let count = run(async {
+        let tg = TaskGroup::new();
+        let h = tg.handle();
+        let counter = Rc::new(Cell::new(0));
+        let c = counter.clone();
+        tg.create_task(async move {
+            yield_now().await;
+            for _ in 0..3 {
+                let c = c.clone();
+                h.create_task(async move {
+                    yield_now().await;
+                    c.set(c.get() + 1);
+                })
+                .unwrap();
+            }
+        })
+        .unwrap();
+        tg.join().await.unwrap();
+        counter.get()
+    })
+    .unwrap();
+    assert_eq!(count, 3);
+}
+
+#[test]
+fn cancelling_the_task_that_owns_the_group_cancels_the_children() {
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let l = log.clone();
+    run(async move {
+        let l2 = l.clone();
+        let owner = create_task(async move {
+            let tg = TaskGroup::new();
+            for name in ["c1", "c2"] {
+                let l = l2.clone();
+                tg.create_task(async move {
+                    let _g = OnDrop(l, name);
+                    std::future::pending::<()>().await;
+                })
+                .unwrap();
+            }
+            tg.join().await
+        });
+        sleep_ticks(2).await;
+        owner.cancel();
+        assert!(owner.await.unwrap_err().is_cancelled());
+        // The children are dropped at their next turn.
+        yield_now().await;
+    })
+    .unwrap();
+    let mut seen = log.borrow().clone();
+    seen.sort();
+    assert_eq!(seen, ["c1", "c2"]);
+}
+
+#[test]
+fn dropping_a_group_that_was_not_joined_cancels_its_children() {
+    run(async {
+        let tg = TaskGroup::new();
+        let t = tg.create_task(std::future::pending::<()>()).unwrap();
+        drop(tg);
+        yield_now().await;
+        assert!(t.cancelled());
+    })
+    .unwrap();
+}
+
+#[test]
+fn nested_groups_report_the_inner_group_as_one_failure_of_the_outer() {
+    let err = run(async {
+        task_group(|outer| async move {
+            outer
+                .create_task(async {
+                    task_group(|inner| async move {
+                        inner
+                            .create_task(async { Err::<(), _>(Boom("deep")) })
+                            .unwrap();
+                        yield_now().await;
+                    })
+                    .await
+                })
+                .unwrap();
+        })
+        .await
+    })
+    .unwrap()
+    .unwrap_err();
+    assert_eq!(err.len(), 1);
+    let text = err.to_string();
+    assert!(text.contains("deep"), "{text}");
+}
+
+#[test]
+fn the_scoped_form_cancels_the_body_on_a_child_failure() {
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let l = log.clone();
+    let err = run(async move {
+        task_group(|tg| async move {
+            let _g = OnDrop(l.clone(), "body cleaned up");
+            tg.create_task(async { Err::<(), _>(Boom("child")) })
+                .unwrap();
+            sleep_ticks(10).await;
+            l.borrow_mut().push("body finished");
+        })
+        .await
+    })
+    .unwrap()
+    .unwrap_err();
+    assert_eq!(messages(&err), ["child"]);
+    assert_eq!(*log.borrow(), ["body cleaned up"]);
+}
+
+#[test]
+fn a_body_panic_and_child_failures_come_back_together() {
+    let err = run(async {
+        task_group(|tg| async move {
+            tg.create_task(async {
+                yield_now().await;
+                Err::<(), _>(Boom("child"))
+            })
+            .unwrap();
+            panic!("body");
+        })
+        .await
+    })
+    .unwrap()
+    .unwrap_err();
+    // The body's panic comes first; it cancels the child before it fails.
+    assert_eq!(messages(&err), ["panic: body"]);
+}
+
+#[test]
+fn the_scoped_form_returns_the_bodys_output_when_nothing_fails() {
+    let out = run(async {
+        task_group(|tg| async move {
+            tg.create_task(sleep_ticks(3)).unwrap();
+            "body value"
+        })
+        .await
+    })
+    .unwrap();
+    assert_eq!(out.unwrap(), "body value");
+}
+
+#[test]
+fn a_child_that_panics_while_being_cancelled_is_a_failure_too() {
+    struct Bomb;
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            panic!("bomb in drop");
+        }
+    }
+    let lp = EventLoop::new();
+    lp.set_exception_handler(Some(|_: &asyncio_core::ExceptionContext| {}));
+    let err = lp
+        .run_until_complete(async {
+            let tg = TaskGroup::new();
+            tg.create_task(async {
+                let _b = Bomb;
+                std::future::pending::<()>().await;
+            })
+            .unwrap();
+            tg.create_task(async {
+                yield_now().await;
+                Err::<(), _>(Boom("trigger"))
+            })
+            .unwrap();
+            tg.join().await
+        })
+        .unwrap()
+        .unwrap_err();
+    let m = messages(&err);
+    assert_eq!(m[0], "trigger");
+    assert_eq!(m[1], "panic: panicked while being cancelled");
+}
+
+#[test]
+fn an_eager_childs_failure_during_create_task_is_seen_by_the_group() {
+    let lp = EventLoop::new();
+    lp.set_task_factory(eager_task_factory);
+    let err = lp
+        .run_until_complete(async {
+            let tg = TaskGroup::new();
+            let t = tg
+                .create_task(async { Err::<(), _>(Boom("eager")) })
+                .unwrap();
+            assert!(t.done());
+            assert_eq!(
+                tg.create_task(async {}).err(),
+                Some(TaskGroupError::ShuttingDown)
+            );
+            tg.join().await
+        })
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(messages(&err), ["eager"]);
+}
+
+#[test]
+fn an_eager_child_that_suspends_is_cancelled_if_a_sibling_fails_during_its_step() {
+    let lp = EventLoop::new();
+    lp.set_task_factory(eager_task_factory);
+    lp.run_until_complete(async {
+        let tg = TaskGroup::new();
+        let h = tg.handle();
+        // This child's eager step starts a failing grandchild, then suspends.
+        let t = tg
+            .create_task(async move {
+                let _ = h.create_task(async { Err::<(), _>(Boom("inner")) });
+                yield_now().await;
+            })
+            .unwrap();
+        assert!(tg.join().await.is_err());
+        assert!(t.cancelled());
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_hundred_thousand_children_all_run() {
+    for eager in [false, true] {
+        let lp = EventLoop::new();
+        if eager {
+            lp.set_task_factory(eager_task_factory);
+        }
+        let n = if cfg!(miri) { 100 } else { 100_000 };
+        let done = lp
+            .run_until_complete(async move {
+                let counter = Rc::new(Cell::new(0usize));
+                let tg = TaskGroup::new();
+                for _ in 0..n {
+                    let c = counter.clone();
+                    drop(tg.create_task(async move { c.set(c.get() + 1) }).unwrap());
+                }
+                tg.join().await.unwrap();
+                counter.get()
+            })
+            .unwrap();
+        assert_eq!(done, n);
+    }
+}
+
+#[test]
+#[ignore = "stress: one million children; run from ci/stress.sh"]
+fn a_million_children_all_run() {
+    let lp = EventLoop::new();
+    lp.set_task_factory(eager_task_factory);
+    let done = lp
+        .run_until_complete(async {
+            let counter = Rc::new(Cell::new(0usize));
+            let tg = TaskGroup::new();
+            for _ in 0..1_000_000 {
+                let c = counter.clone();
+                drop(tg.create_task(async move {
+                    yield_now().await;
+                    c.set(c.get() + 1)
+                }));
+            }
+            tg.join().await.unwrap();
+            counter.get()
+        })
+        .unwrap();
+    assert_eq!(done, 1_000_000);
+}
+
+#[test]
+fn current_task_inside_a_child_is_the_child() {
+    run(async {
+        let tg = TaskGroup::new();
+        let t = tg
+            .create_task(async { Ok::<_, Boom>(current_task().unwrap().id()) })
+            .unwrap();
+        tg.join().await.unwrap();
+        let id = t.id();
+        assert_eq!(t.await.unwrap(), Some(id));
+    })
+    .unwrap();
+}
