@@ -102,14 +102,14 @@ pub(crate) struct LoopInner {
     registry_head: Cell<Option<NonNull<Header>>>,
     registry_len: Cell<usize>,
     /// Tasks in their eager step, innermost last: not registered yet, but
-    /// `all_tasks()` lists them.
-    eager_stack: RefCell<Vec<NonNull<Header>>>,
+    /// `all_tasks()` lists them. Its length is the eager nesting depth. Loop
+    /// thread only; never borrowed across user code.
+    eager_stack: UnsafeCell<Vec<NonNull<Header>>>,
     running: Cell<bool>,
     closed: Cell<bool>,
     /// Live `EventLoop` handles; the loop closes when the last goes.
     handles: Cell<usize>,
     next_id: Cell<u64>,
-    eager_depth: Cell<u32>,
     /// The factory's fixed mode, read on every spawn without a dynamic call.
     fixed_mode: Cell<Option<StartMode>>,
     factory: RefCell<Option<Rc<dyn TaskFactory>>>,
@@ -125,12 +125,11 @@ impl LoopInner {
             ready: UnsafeCell::new(VecDeque::new()),
             registry_head: Cell::new(None),
             registry_len: Cell::new(0),
-            eager_stack: RefCell::new(Vec::new()),
+            eager_stack: UnsafeCell::new(Vec::new()),
             running: Cell::new(false),
             closed: Cell::new(false),
             handles: Cell::new(1),
             next_id: Cell::new(1),
-            eager_depth: Cell::new(0),
             fixed_mode: Cell::new(Some(StartMode::Lazy)),
             factory: RefCell::new(None),
             handler: RefCell::new(None),
@@ -257,6 +256,13 @@ impl LoopInner {
         let ptr = TaskCell::allocate(future, self, id, HAS_HANDLE);
         // SAFETY: `allocate` hands us the one reference, for a cell of output `F::Output`.
         let task = unsafe { Task::from_ref(TaskRef::from_raw(ptr)) };
+        // The spawn path of nearly every task: no options, a fixed factory mode.
+        if opts.is_none()
+            && let Some(mode) = self.fixed_mode.get()
+        {
+            self.start(&task, mode);
+            return task;
+        }
         let mut eager = None;
         if let Some(opts) = opts {
             if let Some(name) = opts.name {
@@ -288,14 +294,15 @@ impl LoopInner {
     /// Starts the task; returns how it actually started.
     #[inline]
     fn start(&self, task: &TaskRef, mode: StartMode) -> StartMode {
-        let depth = self.eager_depth.get();
-        if mode == StartMode::Eager && self.running.get() && depth < MAX_EAGER_DEPTH {
-            self.eager_depth.set(depth + 1);
+        // SAFETY: loop thread; the borrow ends at once.
+        let depth = unsafe { (*self.eager_stack.get()).len() };
+        if mode == StartMode::Eager && self.running.get() && depth < MAX_EAGER_DEPTH as usize {
             let header = task.header();
-            self.eager_stack.borrow_mut().push(task.as_ptr());
+            // SAFETY: as above.
+            unsafe { (*self.eager_stack.get()).push(task.as_ptr()) };
             self.step(task);
-            self.eager_stack.borrow_mut().pop();
-            self.eager_depth.set(depth);
+            // SAFETY: as above; nested steps pushed and popped their own entries.
+            unsafe { (*self.eager_stack.get()).pop() };
             if !header.has(COMPLETE) {
                 self.register(task);
             }
@@ -339,13 +346,17 @@ impl LoopInner {
     fn complete(&self, task: &TaskRef) {
         let header = task.header();
         header.set(COMPLETE);
+        if !header.has(COMPLETION_WORK) {
+            return;
+        }
         let registered = self.unregister(task.as_ptr());
         // SAFETY: loop thread; the slot is not borrowed elsewhere.
         let join = unsafe { (*header.join_waker.get()).take() };
         if let Some(w) = join {
             w.wake();
         }
-        if header.extra_ref().is_some_and(|e| !e.callbacks.is_empty()) {
+        if header.has(HAS_CALLBACKS) {
+            header.clear(HAS_CALLBACKS);
             let callbacks = header.with_extra(|e| std::mem::take(&mut e.callbacks));
             for (_, cb) in callbacks {
                 let me = task.clone();
@@ -463,7 +474,8 @@ impl LoopInner {
     fn all_tasks(&self) -> Vec<TaskRef> {
         let mut tasks = self.registered();
         // Tasks in their eager step are not registered yet.
-        for &ptr in self.eager_stack.borrow().iter() {
+        // SAFETY: loop thread; cloning references runs no user code.
+        for &ptr in unsafe { &*self.eager_stack.get() } {
             // SAFETY: tasks in their eager step are being polled, so alive.
             if !unsafe { ptr.as_ref() }.has(REGISTERED | COMPLETE) {
                 // SAFETY: alive and ours, on the loop thread.

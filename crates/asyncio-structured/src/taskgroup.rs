@@ -10,15 +10,21 @@ use std::task::{Context, Poll, Waker};
 use asyncio_core::{
     Task, TaskOptions, TaskRef, create_task, create_task_with, current_task, get_running_loop,
 };
-use slab::Slab;
 
 use crate::catch::CatchPanic;
 use crate::error::{ChildFailure, ChildOutput, ExceptionGroup, TaskGroupError};
 
 /// What the group's children share.
 struct GroupState {
-    /// Children that have not finished; `None` while a child is being created.
-    children: RefCell<Slab<Option<TaskRef>>>,
+    /// Children that suspended at least once, so may need cancelling. Finished
+    /// ones are swept out as the list grows; a child that finishes inside
+    /// `create_task` (eager) is never listed.
+    children: RefCell<Vec<TaskRef>>,
+    /// Children that have not finished.
+    live: Cell<usize>,
+    /// How many `create_task` calls of this group are on the stack: a child that
+    /// fails while this is non-zero failed during its eager step.
+    creating: Cell<u32>,
     failures: RefCell<Vec<ChildFailure>>,
     /// A child failed: the others are being cancelled and no new task is taken.
     aborting: Cell<bool>,
@@ -34,7 +40,9 @@ struct GroupState {
 impl GroupState {
     fn new() -> Rc<Self> {
         Rc::new(GroupState {
-            children: RefCell::new(Slab::new()),
+            children: RefCell::new(Vec::new()),
+            live: Cell::new(0),
+            creating: Cell::new(0),
             failures: RefCell::new(Vec::new()),
             aborting: Cell::new(false),
             abort_scheduled: Cell::new(false),
@@ -58,10 +66,9 @@ impl GroupState {
         if self.aborting.get() {
             return Err(TaskGroupError::ShuttingDown);
         }
-        let slot = self.children.borrow_mut().insert(None);
+        self.live.set(self.live.get() + 1);
         let guard = ChildGuard {
             state: Rc::clone(self),
-            slot,
             armed: true,
         };
         let child = async move {
@@ -71,7 +78,7 @@ impl GroupState {
             let failure = match outcome {
                 Ok(out) => match out.into_result() {
                     Ok(value) => {
-                        guard.state.child_done(guard.slot, None);
+                        guard.state.child_done(None);
                         return Some(value);
                     }
                     Err(error) => ChildFailure::Error {
@@ -84,17 +91,18 @@ impl GroupState {
                     panic,
                 },
             };
-            guard.state.child_done(guard.slot, Some(failure));
+            guard.state.child_done(Some(failure));
             None
         };
-        let task = match name {
-            None => create_task(child),
-            Some(name) => create_task_with(child, TaskOptions::new().name(name)),
+        let task = {
+            let _creating = Creating::enter(self);
+            match name {
+                None => create_task(child),
+                Some(name) => create_task_with(child, TaskOptions::new().name(name)),
+            }
         };
         if !task.done() {
-            if let Some(entry) = self.children.borrow_mut().get_mut(slot) {
-                *entry = Some(task.to_ref());
-            }
+            self.track(task.to_ref());
             // A sibling may have failed during this child's eager step.
             if self.aborting.get() {
                 task.cancel();
@@ -103,24 +111,37 @@ impl GroupState {
         Ok(task)
     }
 
+    /// Lists a child that suspended, sweeping out finished ones now and then so
+    /// the list stays within twice the number of live children.
+    fn track(&self, child: TaskRef) {
+        let sweep = {
+            let mut children = self.children.borrow_mut();
+            children.push(child);
+            children.len() >= 2 * self.live.get() + 64
+        };
+        if sweep {
+            // Dropping a finished child's reference may run its output's
+            // destructor: do it with the list taken out of its cell.
+            let mut list = std::mem::take(&mut *self.children.borrow_mut());
+            list.retain(|t| !t.done());
+            let mut cur = self.children.borrow_mut();
+            list.append(&mut cur);
+            *cur = list;
+        }
+    }
+
     /// A child ended: with a failure, successfully (`None`), or cancelled (`None`).
     ///
     /// As in asyncio, a failure aborts the group from a callback scheduled with
     /// `call_soon`, so siblings that fail in the same loop iteration are all
     /// recorded — except for a child that fails during its eager step inside
     /// `create_task`, which aborts the group at once.
-    fn child_done(self: &Rc<Self>, slot: usize, failure: Option<ChildFailure>) {
-        let (in_eager_step, removed) = {
-            let mut children = self.children.borrow_mut();
-            (
-                matches!(children.get(slot), Some(None)),
-                children.try_remove(slot),
-            )
-        };
-        drop(removed);
+    fn child_done(self: &Rc<Self>, failure: Option<ChildFailure>) {
+        let live = self.live.get() - 1;
+        self.live.set(live);
         if let Some(failure) = failure {
             self.failures.borrow_mut().push(failure);
-            if in_eager_step {
+            if self.creating.get() > 0 {
                 self.abort();
             } else if !self.abort_scheduled.replace(true) {
                 let me = Rc::clone(self);
@@ -130,7 +151,7 @@ impl GroupState {
                 }
             }
         }
-        if self.children.borrow().is_empty() {
+        if live == 0 {
             self.wake_waiter();
         }
     }
@@ -154,7 +175,8 @@ impl GroupState {
             .children
             .borrow()
             .iter()
-            .filter_map(|(_, t)| t.clone())
+            .filter(|t| !t.done())
+            .cloned()
             .collect();
         for child in children {
             child.cancel();
@@ -177,7 +199,7 @@ impl GroupState {
     }
 
     fn has_children(&self) -> bool {
-        !self.children.borrow().is_empty()
+        self.live.get() > 0
     }
 
     /// The group's outcome once every child is done.
@@ -203,11 +225,26 @@ fn task_name() -> String {
     current_task().map_or_else(|| "<no task>".to_owned(), |t| t.name())
 }
 
+/// Counts a `create_task` of the group on the stack (undone on unwind too).
+struct Creating<'a>(&'a GroupState);
+
+impl<'a> Creating<'a> {
+    fn enter(state: &'a GroupState) -> Self {
+        state.creating.set(state.creating.get() + 1);
+        Creating(state)
+    }
+}
+
+impl Drop for Creating<'_> {
+    fn drop(&mut self) {
+        self.0.creating.set(self.0.creating.get() - 1);
+    }
+}
+
 /// Reports a child that ended without finishing: cancelled, or panicking in a
 /// destructor while it was being cancelled.
 struct ChildGuard {
     state: Rc<GroupState>,
-    slot: usize,
     armed: bool,
 }
 
@@ -218,7 +255,7 @@ impl Drop for ChildGuard {
                 task: task_name(),
                 panic: asyncio_core::PanicError::new(Box::new("panicked while being cancelled")),
             });
-            self.state.child_done(self.slot, failure);
+            self.state.child_done(failure);
         }
     }
 }
@@ -339,7 +376,7 @@ impl Drop for TaskGroup {
 impl fmt::Debug for TaskGroup {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TaskGroup")
-            .field("children", &self.state.children.borrow().len())
+            .field("children", &self.state.live.get())
             .field("failures", &self.state.failures.borrow().len())
             .field("aborting", &self.state.aborting.get())
             .field("finished", &self.state.finished.get())

@@ -185,6 +185,7 @@ impl TaskRef {
         } else {
             let callback: super::header::DoneCallback = Box::new(callback);
             header.with_extra(|e| e.callbacks.push((id, callback)));
+            header.set(HAS_CALLBACKS);
         }
         CallbackId(id)
     }
@@ -411,6 +412,7 @@ impl<T> Future for Task<T> {
             Some(w) if w.will_wake(cx.waker()) => {}
             _ => *slot = Some(cx.waker().clone()),
         }
+        header.set(HAS_JOIN_WAKER);
         Poll::Pending
     }
 }

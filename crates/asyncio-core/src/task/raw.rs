@@ -138,10 +138,15 @@ unsafe fn poll<F: Future>(ptr: NonNull<Header>, cx: &mut Context<'_>) -> Poll<()
 /// # Safety
 /// As for [`stage`].
 unsafe fn finish<F: Future>(ptr: NonNull<Header>, outcome: Result<F::Output, TaskError>) {
-    // SAFETY: caller's contract.
-    let outcome = match unsafe { replace_stage::<F>(ptr, Stage::Consumed) } {
-        None => outcome,
-        Some(payload) => Err(TaskError::Panicked(PanicError::new(payload))),
+    // A future without drop glue is simply overwritten below.
+    let outcome = if !std::mem::needs_drop::<F>() {
+        outcome
+    } else {
+        // SAFETY: caller's contract.
+        match unsafe { replace_stage::<F>(ptr, Stage::Consumed) } {
+            None => outcome,
+            Some(payload) => Err(TaskError::Panicked(PanicError::new(payload))),
+        }
     };
     // SAFETY: the header is live; loop thread.
     let header = unsafe { ptr.as_ref() };
@@ -150,7 +155,8 @@ unsafe fn finish<F: Future>(ptr: NonNull<Header>, outcome: Result<F::Output, Tas
         Err(TaskError::Cancelled(_)) => header.set(CANCELLED),
         Ok(_) => {}
     }
-    // SAFETY: caller's contract; the stage is `Consumed`, so nothing is leaked.
+    // SAFETY: caller's contract; the stage is `Consumed`, or `Running` with a future
+    // that has nothing to drop, so nothing is leaked.
     unsafe { ptr::write(stage::<F>(ptr), Stage::Finished(outcome)) };
 }
 
@@ -181,6 +187,12 @@ unsafe fn peek_panic<F: Future>(ptr: NonNull<Header>) -> Option<PanicError> {
 }
 
 unsafe fn drop_stage<F: Future>(ptr: NonNull<Header>) -> Option<Box<dyn std::any::Any + Send>> {
+    // SAFETY: live cell, loop thread; the shared borrow ends in this block.
+    match unsafe { &*stage::<F>(ptr) } {
+        Stage::Consumed => return None,
+        Stage::Finished(Ok(_)) if !std::mem::needs_drop::<F::Output>() => return None,
+        _ => {}
+    }
     // SAFETY: called once, when the last loop-side reference goes, on the loop thread.
     unsafe { replace_stage::<F>(ptr, Stage::Consumed) }
 }

@@ -34,3 +34,9 @@ pub(crate) const OUTPUT_TAKEN: u32 = 1 << 7;
 pub(crate) const REGISTERED: u32 = 1 << 8;
 /// The failure was handed to someone (awaited, taken, or reported to the exception handler).
 pub(crate) const FAILURE_SEEN: u32 = 1 << 9;
+/// A `Task<T>` handle was polled and left its waker in `join_waker`.
+pub(crate) const HAS_JOIN_WAKER: u32 = 1 << 10;
+/// Done callbacks are waiting in `extra`.
+pub(crate) const HAS_CALLBACKS: u32 = 1 << 11;
+/// What `complete` has to look at beyond marking the task done.
+pub(crate) const COMPLETION_WORK: u32 = REGISTERED | HAS_JOIN_WAKER | HAS_CALLBACKS | FAILED;
