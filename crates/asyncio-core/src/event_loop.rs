@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use crate::cell_cache::{self, CellCache};
 use crate::context;
+use crate::contextvars;
 use crate::error::{PanicError, RunError, RuntimeError, TaskError};
 use crate::factory::{StartMode, TaskFactory, TaskOptions};
 use crate::shared::{Injected, Shared};
@@ -247,7 +248,11 @@ impl LoopInner {
     }
 
     /// Creates a task and starts it as the options or the factory say.
-    pub(crate) fn spawn<F>(self: &Rc<Self>, future: F, opts: Option<TaskOptions>) -> Task<F::Output>
+    pub(crate) fn spawn<F>(
+        self: &Rc<Self>,
+        future: F,
+        mut opts: Option<TaskOptions>,
+    ) -> Task<F::Output>
     where
         F: Future + 'static,
     {
@@ -256,6 +261,10 @@ impl LoopInner {
         let ptr = TaskCell::allocate(future, self, id, HAS_HANDLE);
         // SAFETY: `allocate` hands us the one reference, for a cell of output `F::Output`.
         let task = unsafe { Task::from_ref(TaskRef::from_raw(ptr)) };
+        let explicit = opts.as_mut().and_then(|o| o.context.take());
+        if let Some(ctx) = explicit.or_else(contextvars::copy_for_task) {
+            task.attach_context(ctx);
+        }
         // The spawn path of nearly every task: no options, a fixed factory mode.
         if opts.is_none()
             && let Some(mode) = self.fixed_mode.get()
@@ -320,6 +329,17 @@ impl LoopInner {
         let header = task.header();
         let ptr = task.as_ptr();
         let prev = context::set_current_task(ptr.as_ptr());
+        // Only when contexts are in use: the task's context becomes current.
+        let prev_ctx = if contextvars::in_use() {
+            let ctx = if header.has(HAS_CONTEXT) {
+                header.extra_ref().and_then(|e| e.context.clone())
+            } else {
+                None
+            };
+            Some(contextvars::enter(ctx))
+        } else {
+            None
+        };
         header.set(RUNNING);
         let done = if header.has(CANCEL_REQUESTED) {
             header.clear(CANCEL_REQUESTED);
@@ -335,6 +355,9 @@ impl LoopInner {
             unsafe { (header.vtable.poll)(ptr, &mut cx) }.is_ready()
         };
         header.clear(RUNNING);
+        if let Some(prev_ctx) = prev_ctx {
+            contextvars::enter(prev_ctx);
+        }
         context::set_current_task(prev);
         if done {
             self.complete(task);
@@ -582,8 +605,31 @@ impl EventLoop {
     where
         F: Future + 'static,
     {
+        self.run_main(future, None)
+    }
+
+    /// [`run_until_complete`](Self::run_until_complete) with options for the main
+    /// task (its name, its [`Context`](crate::Context), eager start).
+    ///
+    /// # Errors
+    /// As `run_until_complete`.
+    pub fn run_until_complete_with<F>(
+        &self,
+        future: F,
+        options: TaskOptions,
+    ) -> Result<F::Output, RunError>
+    where
+        F: Future + 'static,
+    {
+        self.run_main(future, Some(options))
+    }
+
+    fn run_main<F>(&self, future: F, options: Option<TaskOptions>) -> Result<F::Output, RunError>
+    where
+        F: Future + 'static,
+    {
         let _running = self.enter()?;
-        let mut main = self.inner.spawn(future, None);
+        let mut main = self.inner.spawn(future, options);
         while !main.done() {
             self.inner.run_once();
             if main.done() {

@@ -91,10 +91,11 @@ impl TaskFactory for LazyTaskFactory {
 /// })
 /// .unwrap();
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct TaskOptions {
     pub(crate) name: Option<String>,
     pub(crate) eager_start: Option<bool>,
+    pub(crate) context: Option<crate::contextvars::Context>,
 }
 
 impl TaskOptions {
@@ -106,6 +107,13 @@ impl TaskOptions {
     /// Names the task (asyncio's `name=`).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
+        self
+    }
+
+    /// Runs the task in `context` instead of a copy of the creator's (asyncio's
+    /// `context=`).
+    pub fn context(mut self, context: crate::contextvars::Context) -> Self {
+        self.context = Some(context);
         self
     }
 

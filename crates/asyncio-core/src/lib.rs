@@ -34,6 +34,7 @@
 
 mod cell_cache;
 mod context;
+mod contextvars;
 mod error;
 mod event_loop;
 mod factory;
@@ -41,6 +42,7 @@ mod shared;
 mod task;
 mod yield_now;
 
+pub use contextvars::{Context, ContextError, ContextVar, Token, copy_context};
 pub use error::{CancelledError, InvalidStateError, PanicError, RunError, RuntimeError, TaskError};
 pub use event_loop::{
     CallHandle, EventLoop, ExceptionContext, MAX_EAGER_DEPTH, all_tasks, create_task,

@@ -36,6 +36,7 @@ mod runner;
 mod shield;
 mod taskgroup;
 
+pub use asyncio_core::{Context, ContextError, ContextVar, Token, copy_context};
 pub use error::{ChildFailure, ChildOutput, ExceptionGroup, TaskGroupError};
 pub use gather::{Gather, GatherAll, gather};
 pub use runner::{Runner, RunnerBuilder, run};

@@ -5,7 +5,9 @@ use std::fmt;
 use std::future::Future;
 use std::rc::Rc;
 
-use asyncio_core::{EventLoop, RunError, RuntimeError, TaskFactory, get_running_loop};
+use asyncio_core::{
+    Context, EventLoop, RunError, RuntimeError, TaskFactory, TaskOptions, get_running_loop,
+};
 
 /// Runs `future` on a new event loop and closes the loop, as `asyncio.run`.
 ///
@@ -166,6 +168,23 @@ impl Runner {
         }
         let lp = self.get_loop()?;
         lp.run_until_complete(future)
+    }
+
+    /// Runs `future` as [`run`](Self::run) does, with `context` as the main task's
+    /// context (asyncio's `runner.run(coro, context=ctx)`); the task's changes to
+    /// context variables stay in `context`.
+    ///
+    /// # Errors
+    /// As [`run`](Self::run).
+    pub fn run_in_context<F>(&self, future: F, context: Context) -> Result<F::Output, RunError>
+    where
+        F: Future + 'static,
+    {
+        if get_running_loop().is_ok() {
+            return self.run(future);
+        }
+        let lp = self.get_loop()?;
+        lp.run_until_complete_with(future, TaskOptions::new().context(context))
     }
 
     /// Cancels every task left, runs the loop until their cancellation finished,

@@ -39,6 +39,10 @@
 //! - [`gather`], [`shield`]: wait for several futures; protect one from
 //!   cancellation.
 //!
+//! ## Context variables
+//! - [`ContextVar`], [`Context`], [`copy_context`]: Python's `contextvars`,
+//!   per task.
+//!
 //! ## Task factories
 //! - [`set_task_factory`], [`eager_task_factory`], [`create_eager_task_factory`],
 //!   [`InstrumentedFactory`]: choose how new tasks start.
@@ -68,6 +72,9 @@ pub use asyncio_structured::{
     ChildFailure, ChildOutput, ExceptionGroup, Gather, GatherAll, Join, Scope, Shield, TaskGroup,
     TaskGroupError, TaskGroupHandle, gather, shield, task_group,
 };
+
+// Context variables
+pub use asyncio_core::{Context, ContextError, ContextVar, Token, copy_context};
 
 // Task factories
 pub use asyncio_core::{LazyTaskFactory, StartMode, TaskFactory, set_task_factory};

@@ -204,6 +204,14 @@ impl TaskRef {
         removed.is_some()
     }
 
+    /// Gives the task a context (it had none: contexts were not in use when it
+    /// was created).
+    pub(crate) fn attach_context(&self, ctx: crate::contextvars::Context) {
+        crate::contextvars::mark_in_use();
+        self.header().with_extra(|e| e.context = Some(ctx));
+        self.header().set(HAS_CONTEXT);
+    }
+
     /// The loop the task belongs to.
     pub fn get_loop(&self) -> EventLoop {
         // SAFETY: the owner is alive while we hold a local reference.

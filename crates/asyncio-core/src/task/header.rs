@@ -50,6 +50,8 @@ pub(crate) struct Extra {
     pub(crate) callbacks: Vec<(u64, DoneCallback)>,
     pub(crate) next_callback: u64,
     pub(crate) cancelling: u32,
+    /// The task's context, if contexts are in use (see `contextvars`).
+    pub(crate) context: Option<crate::contextvars::Context>,
 }
 
 /// The first field of every task cell (`#[repr(C)]`, so a `NonNull<Header>` is

@@ -38,5 +38,7 @@ pub(crate) const FAILURE_SEEN: u32 = 1 << 9;
 pub(crate) const HAS_JOIN_WAKER: u32 = 1 << 10;
 /// Done callbacks are waiting in `extra`.
 pub(crate) const HAS_CALLBACKS: u32 = 1 << 11;
+/// The task has a context of its own (in `extra`).
+pub(crate) const HAS_CONTEXT: u32 = 1 << 12;
 /// What `complete` has to look at beyond marking the task done.
 pub(crate) const COMPLETION_WORK: u32 = REGISTERED | HAS_JOIN_WAKER | HAS_CALLBACKS | FAILED;
