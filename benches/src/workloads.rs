@@ -128,6 +128,20 @@ pub fn async_executor_group(ex: &async_executor::LocalExecutor<'_>, n: usize) {
     async_executor_spawn_lazy(ex, n);
 }
 
+/// The nearest tokio has to `current_task()`: `tokio::task::try_id()`, `n`
+/// times inside a task.
+pub fn tokio_current_task_id(rt: &tokio::runtime::Runtime, n: usize) {
+    rt.block_on(async move {
+        tokio::spawn(async move {
+            for _ in 0..n {
+                black_box(tokio::task::try_id());
+            }
+        })
+        .await
+        .expect("the loop cannot fail");
+    });
+}
+
 /// A current-thread tokio runtime.
 pub fn tokio_rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -152,5 +166,6 @@ mod tests {
         asyncio_taskgroup_eager(&eager_loop(), 100);
         asyncio_gather_lazy(&lp, 100);
         tokio_joinset(&rt, 100);
+        tokio_current_task_id(&rt, 100);
     }
 }

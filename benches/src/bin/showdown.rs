@@ -1,0 +1,175 @@
+//! Runs every scenario on asyncio-rs and on its peers in one process, alternating
+//! runtimes round by round, and prints a table of medians plus one JSON object
+//! per line (`{"scenario":..,"runtime":..,"ns_per_op":..}`), so ratios can be
+//! read off a single run.
+//!
+//! ```text
+//! cargo run --release -p asyncio-bench --bin showdown -- [--rounds 7] [--n 1000000] [--only SUBSTRING]
+//! ```
+//!
+//! `--only` keeps the scenario/runtime pairs whose `scenario/runtime` name
+//! contains the substring (useful to measure one runtime's peak memory with
+//! `/usr/bin/time -v`).
+
+use std::time::Instant;
+
+use asyncio_bench::workloads::*;
+
+struct Entry {
+    scenario: &'static str,
+    runtime: &'static str,
+    run: Box<dyn Fn(usize)>,
+}
+
+fn entries() -> Vec<Entry> {
+    let lp = std::rc::Rc::new(asyncio::EventLoop::new());
+    let eager = std::rc::Rc::new(eager_loop());
+    let rt = std::rc::Rc::new(tokio_rt());
+    let ex = std::rc::Rc::new(async_executor::LocalExecutor::new());
+    let mut v: Vec<Entry> = Vec::new();
+    let mut add = |scenario, runtime, run: Box<dyn Fn(usize)>| {
+        v.push(Entry {
+            scenario,
+            runtime,
+            run,
+        })
+    };
+
+    // The seed's ex_6_1: a million trivial tasks in a TaskGroup, eager.
+    add(
+        "taskgroup_eager",
+        "floor_box_poll",
+        Box::new(floor_box_poll),
+    );
+    let e = eager.clone();
+    add(
+        "taskgroup_eager",
+        "asyncio",
+        Box::new(move |n| asyncio_taskgroup_eager(&e, n)),
+    );
+    let r = rt.clone();
+    add(
+        "taskgroup_eager",
+        "tokio_joinset",
+        Box::new(move |n| tokio_joinset(&r, n)),
+    );
+    let x = ex.clone();
+    add(
+        "taskgroup_eager",
+        "async_executor",
+        Box::new(move |n| async_executor_group(&x, n)),
+    );
+
+    // The seed's ex_6_2: a million trivial tasks created lazily, then awaited.
+    let l = lp.clone();
+    add(
+        "spawn_lazy",
+        "asyncio",
+        Box::new(move |n| asyncio_spawn_lazy(&l, n)),
+    );
+    let l = lp.clone();
+    add(
+        "spawn_lazy",
+        "asyncio_gather",
+        Box::new(move |n| asyncio_gather_lazy(&l, n)),
+    );
+    let r = rt.clone();
+    add(
+        "spawn_lazy",
+        "tokio_current_thread",
+        Box::new(move |n| tokio_spawn_lazy(&r, n)),
+    );
+    let r = rt.clone();
+    add(
+        "spawn_lazy",
+        "tokio_local_set",
+        Box::new(move |n| tokio_local_spawn_lazy(&r, n)),
+    );
+    let x = ex.clone();
+    add(
+        "spawn_lazy",
+        "async_executor",
+        Box::new(move |n| async_executor_spawn_lazy(&x, n)),
+    );
+
+    // The seed's ex_6_3: current_task() in a loop.
+    let l = lp.clone();
+    add(
+        "current_task",
+        "asyncio",
+        Box::new(move |n| asyncio_current_task(&l, n)),
+    );
+    let r = rt.clone();
+    add(
+        "current_task",
+        "tokio_try_id",
+        Box::new(move |n| tokio_current_task_id(&r, n)),
+    );
+    v
+}
+
+fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    xs[xs.len() / 2]
+}
+
+fn main() {
+    let mut rounds = 7usize;
+    let mut n = 1_000_000usize;
+    let mut only: Option<String> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--rounds" => {
+                rounds = args
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .expect("--rounds N")
+            }
+            "--n" => n = args.next().and_then(|s| s.parse().ok()).expect("--n N"),
+            "--only" => only = Some(args.next().expect("--only SUBSTRING")),
+            other => panic!("unknown argument {other}; see the doc comment of showdown.rs"),
+        }
+    }
+    let entries: Vec<Entry> = entries()
+        .into_iter()
+        .filter(|e| {
+            only.as_ref()
+                .is_none_or(|o| format!("{}/{}", e.scenario, e.runtime).contains(o.as_str()))
+        })
+        .collect();
+    // Warm up once each (page faults, caches, lazily started threads).
+    for e in &entries {
+        (e.run)(n / 10);
+    }
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); entries.len()];
+    for _ in 0..rounds {
+        for (i, e) in entries.iter().enumerate() {
+            let t = Instant::now();
+            (e.run)(n);
+            samples[i].push(t.elapsed().as_nanos() as f64 / n as f64);
+        }
+    }
+    let medians: Vec<f64> = samples.iter_mut().map(|s| median(s)).collect();
+    println!(
+        "{:<18} {:<22} {:>12} {:>16}",
+        "scenario", "runtime", "ns/op", "vs asyncio"
+    );
+    for (i, e) in entries.iter().enumerate() {
+        let ours = entries
+            .iter()
+            .position(|o| o.scenario == e.scenario && o.runtime == "asyncio")
+            .map(|j| medians[j]);
+        let ratio = ours.map_or_else(String::new, |o| format!("{:.2}x", medians[i] / o));
+        println!(
+            "{:<18} {:<22} {:>12.1} {:>16}",
+            e.scenario, e.runtime, medians[i], ratio
+        );
+    }
+    for (i, e) in entries.iter().enumerate() {
+        println!(
+            "{{\"scenario\":\"{}\",\"runtime\":\"{}\",\"ns_per_op\":{:.2},\"n\":{},\"rounds\":{}}}",
+            e.scenario, e.runtime, medians[i], n, rounds
+        );
+    }
+}
