@@ -49,6 +49,21 @@ fn taskgroup_eager(c: &mut Criterion) {
     g.finish();
 }
 
+fn suspend_once(c: &mut Criterion) {
+    let mut g = c.benchmark_group("taskgroup_suspend_once_1M");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(N as u64));
+    let lazy = asyncio::EventLoop::new();
+    let eager = eager_loop();
+    g.bench_function("asyncio_lazy", |b| {
+        b.iter(|| asyncio_taskgroup_suspend_once(&lazy, N))
+    });
+    g.bench_function("asyncio_eager", |b| {
+        b.iter(|| asyncio_taskgroup_suspend_once(&eager, N))
+    });
+    g.finish();
+}
+
 fn current_task(c: &mut Criterion) {
     let mut g = c.benchmark_group("current_task_1M");
     g.sample_size(20);
@@ -58,5 +73,11 @@ fn current_task(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, spawn_lazy, taskgroup_eager, current_task);
+criterion_group!(
+    benches,
+    spawn_lazy,
+    taskgroup_eager,
+    suspend_once,
+    current_task
+);
 criterion_main!(benches);

@@ -142,6 +142,26 @@ pub fn tokio_current_task_id(rt: &tokio::runtime::Runtime, n: usize) {
     });
 }
 
+/// A coroutine that suspends once (as if it waited for I/O), then finishes.
+pub async fn suspend_once() {
+    asyncio::yield_now().await;
+}
+
+/// `n` tasks that each suspend once, in a TaskGroup, on `lp` (eager or lazy,
+/// as its factory says): where the eager start cannot skip the ready queue.
+pub fn asyncio_taskgroup_suspend_once(lp: &asyncio::EventLoop, n: usize) {
+    lp.run_until_complete(async move {
+        asyncio::task_group(|tg| async move {
+            for _ in 0..n {
+                drop(tg.create_task(suspend_once()).expect("the group is open"));
+            }
+        })
+        .await
+        .expect("no child fails");
+    })
+    .expect("the loop runs");
+}
+
 /// A current-thread tokio runtime.
 pub fn tokio_rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -167,5 +187,6 @@ mod tests {
         asyncio_gather_lazy(&lp, 100);
         tokio_joinset(&rt, 100);
         tokio_current_task_id(&rt, 100);
+        asyncio_taskgroup_suspend_once(&lp, 100);
     }
 }

@@ -7,9 +7,9 @@
 //! cargo run --release -p asyncio-bench --bin showdown -- [--rounds 7] [--n 1000000] [--only SUBSTRING]
 //! ```
 //!
-//! `--only` keeps the scenario/runtime pairs whose `scenario/runtime` name
-//! contains the substring (useful to measure one runtime's peak memory with
-//! `/usr/bin/time -v`).
+//! `--only scenario/runtime` keeps exactly that pair (to measure one runtime's
+//! peak memory with `/usr/bin/time -v`); `--only WORD` keeps the pairs whose
+//! name contains WORD.
 
 use std::time::Instant;
 
@@ -92,6 +92,20 @@ fn entries() -> Vec<Entry> {
         Box::new(move |n| async_executor_spawn_lazy(&x, n)),
     );
 
+    // Children that suspend once: the eager start saves nothing, and must not cost.
+    let l = lp.clone();
+    add(
+        "suspend_once",
+        "asyncio",
+        Box::new(move |n| asyncio_taskgroup_suspend_once(&l, n)),
+    );
+    let e = eager.clone();
+    add(
+        "suspend_once",
+        "asyncio_eager",
+        Box::new(move |n| asyncio_taskgroup_suspend_once(&e, n)),
+    );
+
     // The seed's ex_6_3: current_task() in a loop.
     let l = lp.clone();
     add(
@@ -134,8 +148,14 @@ fn main() {
     let entries: Vec<Entry> = entries()
         .into_iter()
         .filter(|e| {
-            only.as_ref()
-                .is_none_or(|o| format!("{}/{}", e.scenario, e.runtime).contains(o.as_str()))
+            only.as_ref().is_none_or(|o| {
+                let name = format!("{}/{}", e.scenario, e.runtime);
+                if o.contains('/') {
+                    name == *o
+                } else {
+                    name.contains(o.as_str())
+                }
+            })
         })
         .collect();
     // Warm up once each (page faults, caches, lazily started threads).
