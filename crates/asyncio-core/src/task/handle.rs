@@ -60,12 +60,13 @@ impl TaskRef {
     ///
     /// # Safety
     /// `ptr` is a live header whose local side is alive (`refs > 0`), on its loop thread.
+    #[inline]
     pub(crate) unsafe fn clone_raw(ptr: NonNull<Header>) -> Self {
         // SAFETY: caller's contract.
         let header = unsafe { ptr.as_ref() };
         let refs = header.refs.get();
         if refs == u32::MAX {
-            std::process::abort();
+            refcount_overflow();
         }
         header.refs.set(refs + 1);
         // SAFETY: we just took the count we hand over.
@@ -217,6 +218,13 @@ impl TaskRef {
         // SAFETY: the owner is alive while we hold a local reference.
         EventLoop::from_inner(unsafe { clone_owner(self.header()) })
     }
+}
+
+/// Four billion references to one task can only come from leaked clones.
+#[cold]
+#[inline(never)]
+fn refcount_overflow() -> ! {
+    std::process::abort()
 }
 
 /// A new `Rc` to the task's owner.
