@@ -35,6 +35,7 @@ mod gather;
 mod runner;
 mod shield;
 mod taskgroup;
+mod wait;
 
 pub use asyncio_core::{Context, ContextError, ContextVar, Token, copy_context};
 pub use error::{ChildFailure, ChildOutput, ExceptionGroup, TaskGroupError};
@@ -42,3 +43,4 @@ pub use gather::{Gather, GatherAll, gather};
 pub use runner::{Runner, RunnerBuilder, run};
 pub use shield::{Shield, shield};
 pub use taskgroup::{Join, Scope, TaskGroup, TaskGroupHandle, task_group};
+pub use wait::{AsCompleted, EmptyWaitError, ReturnWhen, Wait, WaitResult, as_completed, wait};

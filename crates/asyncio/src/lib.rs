@@ -36,8 +36,8 @@
 //! ## Structured concurrency
 //! - [`TaskGroup`], [`task_group`], [`ExceptionGroup`]: children that end
 //!   together and fail together.
-//! - [`gather`], [`shield`]: wait for several futures; protect one from
-//!   cancellation.
+//! - [`gather`], [`wait`], [`as_completed`], [`shield`]: wait for several
+//!   futures or tasks; protect one from cancellation.
 //!
 //! ## Context variables
 //! - [`ContextVar`], [`Context`], [`copy_context`]: Python's `contextvars`,

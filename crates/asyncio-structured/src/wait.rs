@@ -1,0 +1,317 @@
+//! `wait` and `as_completed`: react to tasks as they finish.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
+use std::task::{Context, Poll, Waker};
+
+use asyncio_core::{CallbackId, Task};
+use futures_core::Stream;
+
+/// When [`wait`] returns, as asyncio's `FIRST_COMPLETED`, `FIRST_EXCEPTION` and
+/// `ALL_COMPLETED`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReturnWhen {
+    /// As soon as any task is done.
+    FirstCompleted,
+    /// As soon as any task panics (a cancelled task does not count, as in
+    /// asyncio); otherwise when all are done.
+    FirstException,
+    /// When every task is done.
+    #[default]
+    AllCompleted,
+}
+
+/// `wait` was given no task (asyncio's `ValueError: Set of Tasks/Futures is empty`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("wait() needs at least one task")]
+pub struct EmptyWaitError;
+
+/// The two sets `wait` returns.
+#[derive(Debug)]
+pub struct WaitResult<T> {
+    /// The tasks that are done, in input order.
+    pub done: Vec<Task<T>>,
+    /// The tasks still pending, in input order.
+    pub pending: Vec<Task<T>>,
+}
+
+/// Completion notices shared by the tasks' done callbacks and the waiter.
+struct Notices {
+    finished: RefCell<VecDeque<usize>>,
+    waiter: RefCell<Option<Waker>>,
+}
+
+impl Notices {
+    fn new() -> Rc<Self> {
+        Rc::new(Notices {
+            finished: RefCell::new(VecDeque::new()),
+            waiter: RefCell::new(None),
+        })
+    }
+
+    fn register(&self, cx: &Context<'_>) {
+        let mut slot = self.waiter.borrow_mut();
+        match &*slot {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => *slot = Some(cx.waker().clone()),
+        }
+    }
+}
+
+/// Subscribes to each task's completion; the callbacks hold only a weak
+/// reference, so a dropped waiter leaves nothing behind but a no-op.
+fn watch<T>(tasks: &[Task<T>], notices: &Rc<Notices>) -> Vec<CallbackId> {
+    tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let weak: Weak<Notices> = Rc::downgrade(notices);
+            t.add_done_callback(move |_| {
+                if let Some(n) = weak.upgrade() {
+                    n.finished.borrow_mut().push_back(i);
+                    let waker = n.waiter.borrow_mut().take();
+                    if let Some(w) = waker {
+                        w.wake();
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// Waits for the tasks until `return_when` is met, as `asyncio.wait`, and
+/// returns them split into done and pending (no task is cancelled).
+///
+/// # Errors
+/// [`EmptyWaitError`] when `tasks` is empty, as asyncio raises `ValueError`.
+///
+/// ```
+/// use asyncio_core::{create_task, yield_now};
+/// use asyncio_structured::{ReturnWhen, run, wait};
+///
+/// run(async {
+///     let quick = create_task(async { 1 });
+///     let slow = create_task(async {
+///         for _ in 0..5 {
+///             yield_now().await;
+///         }
+///         2
+///     });
+///     let r = wait(vec![quick, slow], ReturnWhen::FirstCompleted).unwrap().await;
+///     assert_eq!((r.done.len(), r.pending.len()), (1, 1));
+/// })
+/// .unwrap();
+/// ```
+pub fn wait<T>(tasks: Vec<Task<T>>, return_when: ReturnWhen) -> Result<Wait<T>, EmptyWaitError> {
+    if tasks.is_empty() {
+        return Err(EmptyWaitError);
+    }
+    let notices = Notices::new();
+    let callbacks = watch(&tasks, &notices);
+    Ok(Wait {
+        tasks,
+        callbacks,
+        notices,
+        return_when,
+        finished: 0,
+        panicked: false,
+        deadline: None,
+    })
+}
+
+/// The future of [`wait`].
+#[must_use = "futures do nothing unless awaited"]
+pub struct Wait<T> {
+    tasks: Vec<Task<T>>,
+    callbacks: Vec<CallbackId>,
+    notices: Rc<Notices>,
+    return_when: ReturnWhen,
+    finished: usize,
+    panicked: bool,
+    /// Ends the wait early, leaving the unfinished tasks pending.
+    pub(crate) deadline: Option<Pin<Box<dyn Future<Output = ()>>>>,
+}
+
+impl<T> Wait<T> {
+    /// Takes in completion notices; returns whether `return_when` is met. Each
+    /// task is counted once, when its done callback runs (as in asyncio, a task
+    /// that was already done is noticed one loop turn later).
+    fn satisfied(&mut self) -> bool {
+        loop {
+            let next = self.notices.finished.borrow_mut().pop_front();
+            let Some(i) = next else { break };
+            self.finished += 1;
+            self.panicked |= self.tasks[i].panicked();
+        }
+        let all = self.finished == self.tasks.len();
+        match self.return_when {
+            ReturnWhen::AllCompleted => all,
+            ReturnWhen::FirstCompleted => self.finished > 0,
+            ReturnWhen::FirstException => self.panicked || all,
+        }
+    }
+
+    fn split(&mut self) -> WaitResult<T> {
+        for (task, id) in self.tasks.iter().zip(self.callbacks.drain(..)) {
+            task.remove_done_callback(id);
+        }
+        let (done, pending) = std::mem::take(&mut self.tasks)
+            .into_iter()
+            .partition(|t| t.done());
+        WaitResult { done, pending }
+    }
+}
+
+impl<T> Future for Wait<T> {
+    type Output = WaitResult<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<WaitResult<T>> {
+        let this = self.get_mut();
+        if this.satisfied() {
+            return Poll::Ready(this.split());
+        }
+        if let Some(deadline) = &mut this.deadline
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(this.split());
+        }
+        this.notices.register(cx);
+        Poll::Pending
+    }
+}
+
+impl<T> Unpin for Wait<T> {}
+
+impl<T> fmt::Debug for Wait<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Wait")
+            .field("tasks", &self.tasks.len())
+            .field("return_when", &self.return_when)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Yields the tasks in the order they finish, as `asyncio.as_completed` (its
+/// 3.13 async-iterator form, which yields the original tasks). Each yielded task
+/// is done: awaiting it returns its outcome at once.
+///
+/// The stream ends once every task was yielded. Dropping it leaves the tasks
+/// running (they are the caller's, as in asyncio).
+///
+/// ```
+/// use asyncio_core::{create_task, yield_now};
+/// use asyncio_structured::{as_completed, run};
+/// use std::future::poll_fn;
+/// use std::pin::Pin;
+/// use futures_core::Stream;
+///
+/// let order = run(async {
+///     let slow = create_task(async {
+///         for _ in 0..3 {
+///             yield_now().await;
+///         }
+///         "slow"
+///     });
+///     let fast = create_task(async { "fast" });
+///     let mut stream = as_completed(vec![slow, fast]);
+///     let mut order = Vec::new();
+///     while let Some(task) = poll_fn(|cx| Pin::new(&mut stream).poll_next(cx)).await {
+///         order.push(task.await.unwrap());
+///     }
+///     order
+/// })
+/// .unwrap();
+/// assert_eq!(order, ["fast", "slow"]);
+/// ```
+pub fn as_completed<T>(tasks: Vec<Task<T>>) -> AsCompleted<T> {
+    let notices = Notices::new();
+    let callbacks = watch(&tasks, &notices);
+    AsCompleted {
+        tasks: tasks.into_iter().map(Some).collect(),
+        callbacks,
+        notices,
+        left: 0,
+    }
+    .counted()
+}
+
+/// The stream of [`as_completed`].
+#[must_use = "streams do nothing unless polled"]
+pub struct AsCompleted<T> {
+    tasks: Vec<Option<Task<T>>>,
+    callbacks: Vec<CallbackId>,
+    notices: Rc<Notices>,
+    left: usize,
+}
+
+impl<T> AsCompleted<T> {
+    fn counted(mut self) -> Self {
+        self.left = self.tasks.len();
+        self
+    }
+
+    /// How many tasks have not been yielded yet.
+    pub fn remaining(&self) -> usize {
+        self.left
+    }
+
+    /// Takes the tasks not yielded yet (for example after a timeout).
+    pub fn into_remaining(mut self) -> Vec<Task<T>> {
+        self.left = 0;
+        std::mem::take(&mut self.tasks)
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+}
+
+impl<T> Stream for AsCompleted<T> {
+    type Item = Task<T>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Task<T>>> {
+        let this = self.get_mut();
+        if this.left == 0 {
+            return Poll::Ready(None);
+        }
+        loop {
+            let next = this.notices.finished.borrow_mut().pop_front();
+            let Some(i) = next else { break };
+            if let Some(task) = this.tasks[i].take() {
+                this.left -= 1;
+                return Poll::Ready(Some(task));
+            }
+        }
+        // Tasks that were already done when the stream was made are noticed
+        // through their (scheduled) callbacks; nothing else to check here.
+        this.notices.register(cx);
+        Poll::Pending
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl<T> Drop for AsCompleted<T> {
+    fn drop(&mut self) {
+        for (task, id) in self.tasks.iter().zip(self.callbacks.drain(..)) {
+            if let Some(task) = task {
+                task.remove_done_callback(id);
+            }
+        }
+    }
+}
+
+impl<T> Unpin for AsCompleted<T> {}
+
+impl<T> fmt::Debug for AsCompleted<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsCompleted")
+            .field("remaining", &self.left)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,116 @@
+//! `wait` and `as_completed`.
+
+use std::future::poll_fn;
+use std::pin::Pin;
+
+use asyncio_core::{Task, create_task, yield_now};
+use asyncio_structured::{EmptyWaitError, ReturnWhen, as_completed, run, wait};
+use futures_core::Stream;
+
+fn after(ticks: usize, value: u32) -> Task<u32> {
+    create_task(async move {
+        for _ in 0..ticks {
+            yield_now().await;
+        }
+        value
+    })
+}
+
+#[test]
+fn all_completed_waits_for_every_task() {
+    run(async {
+        let r = wait(vec![after(3, 1), after(1, 2)], ReturnWhen::AllCompleted)
+            .unwrap()
+            .await;
+        assert_eq!((r.done.len(), r.pending.len()), (2, 0));
+    })
+    .unwrap();
+}
+
+#[test]
+fn first_completed_returns_at_the_first_and_leaves_the_rest_running() {
+    run(async {
+        let r = wait(vec![after(10, 1), after(1, 2)], ReturnWhen::FirstCompleted)
+            .unwrap()
+            .await;
+        assert_eq!(r.done.len(), 1);
+        assert_eq!(r.pending.len(), 1);
+        let pending = r.pending.into_iter().next().unwrap();
+        assert!(!pending.cancelled());
+        assert_eq!(pending.await, Ok(1));
+    })
+    .unwrap();
+}
+
+#[test]
+fn first_exception_returns_at_the_first_panic() {
+    run(async {
+        let bad = create_task(async {
+            yield_now().await;
+            if true {
+                panic!("bad");
+            }
+            0u32
+        });
+        let r = wait(vec![after(50, 1), bad], ReturnWhen::FirstException)
+            .unwrap()
+            .await;
+        assert_eq!(r.done.len(), 1);
+        assert!(r.done[0].panicked());
+        assert_eq!(r.pending.len(), 1);
+        for t in r.done {
+            assert!(t.await.is_err());
+        }
+    })
+    .unwrap();
+}
+
+#[test]
+fn first_exception_without_a_panic_waits_for_all() {
+    run(async {
+        let r = wait(vec![after(2, 1), after(4, 2)], ReturnWhen::FirstException)
+            .unwrap()
+            .await;
+        assert_eq!(r.pending.len(), 0);
+    })
+    .unwrap();
+}
+
+#[test]
+fn waiting_on_nothing_is_an_error() {
+    run(async {
+        assert_eq!(
+            wait(Vec::<Task<u32>>::new(), ReturnWhen::AllCompleted).err(),
+            Some(EmptyWaitError)
+        );
+    })
+    .unwrap();
+}
+
+#[test]
+fn as_completed_yields_in_completion_order_including_already_done_tasks() {
+    let order = run(async {
+        let done_already = after(0, 0);
+        yield_now().await;
+        assert!(done_already.done());
+        let tasks = vec![after(6, 3), done_already, after(3, 2), after(1, 1)];
+        let mut stream = as_completed(tasks);
+        assert_eq!(stream.remaining(), 4);
+        let mut order = Vec::new();
+        while let Some(t) = poll_fn(|cx| Pin::new(&mut stream).poll_next(cx)).await {
+            order.push(t.await.unwrap());
+        }
+        order
+    })
+    .unwrap();
+    assert_eq!(order, [0, 1, 2, 3]);
+}
+
+#[test]
+fn as_completed_of_nothing_ends_at_once() {
+    run(async {
+        let mut s = as_completed(Vec::<Task<u8>>::new());
+        assert!(poll_fn(|cx| Pin::new(&mut s).poll_next(cx)).await.is_none());
+    })
+    .unwrap();
+}
