@@ -69,8 +69,9 @@ pub use asyncio_core::{
 
 // Structured concurrency
 pub use asyncio_structured::{
-    ChildFailure, ChildOutput, ExceptionGroup, Gather, GatherAll, Join, Scope, Shield, TaskGroup,
-    TaskGroupError, TaskGroupHandle, gather, shield, task_group,
+    AsCompleted, ChildFailure, ChildOutput, EmptyWaitError, ExceptionGroup, Gather, GatherAll,
+    Join, ReturnWhen, Scope, Shield, TaskGroup, TaskGroupError, TaskGroupHandle, Wait, WaitResult,
+    as_completed, gather, shield, task_group, wait,
 };
 
 // Context variables
