@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the heavy tests kept out of `cargo test` with #[ignore]: millions of
-# tasks, million-deep eager chains, random cancels and panics.
+# tasks, million-deep eager chains, random cancels and panics. One test at a
+# time: the stress binaries count their process's memory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo test --workspace --release -- --ignored "$@"
+cargo test --workspace --release -- --ignored --test-threads=1 "$@"
