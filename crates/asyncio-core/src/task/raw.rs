@@ -96,8 +96,12 @@ unsafe fn stage<F: Future>(ptr: NonNull<Header>) -> *mut Stage<F> {
     unsafe { UnsafeCell::raw_get(ptr::addr_of!((*cell).stage)) }
 }
 
-/// Replaces the stage, dropping the old one under `catch_unwind`; returns the
-/// panic of the old value's destructor, if it had one.
+/// Replaces the stage, dropping the old one in place under `catch_unwind`;
+/// returns the panic of the old value's destructor, if it had one.
+///
+/// The old stage is dropped where it lies, never moved out: a `Running` future
+/// is pinned, and pinning promises it is dropped in place (a finished async block
+/// may also hold stale, already-freed captures that must not be copied).
 ///
 /// # Safety
 /// As for [`stage`].
@@ -105,12 +109,18 @@ unsafe fn replace_stage<F: Future>(
     ptr: NonNull<Header>,
     new: Stage<F>,
 ) -> Option<Box<dyn std::any::Any + Send>> {
-    // SAFETY: caller's contract; the old value is moved out before any user code runs.
-    let old = unsafe { ptr::replace(stage::<F>(ptr), new) };
-    if !std::mem::needs_drop::<Stage<F>>() {
-        return None;
-    }
-    catch_unwind(AssertUnwindSafe(move || drop(old))).err()
+    // SAFETY: caller's contract: the stage is live and ours.
+    let place = unsafe { stage::<F>(ptr) };
+    let panic = if std::mem::needs_drop::<Stage<F>>() {
+        // SAFETY: the stage holds a valid value, dropped exactly once here; if its
+        // destructor unwinds, the place is overwritten below without another drop.
+        catch_unwind(AssertUnwindSafe(|| unsafe { ptr::drop_in_place(place) })).err()
+    } else {
+        None
+    };
+    // SAFETY: the old value is gone (dropped, or had nothing to drop).
+    unsafe { ptr::write(place, new) };
+    panic
 }
 
 unsafe fn poll<F: Future>(ptr: NonNull<Header>, cx: &mut Context<'_>) -> Poll<()> {
