@@ -88,3 +88,18 @@ pub use asyncio_factory::{
 pub use asyncio_core::{
     CancelledError, InvalidStateError, PanicError, RunError, RuntimeError, TaskError,
 };
+
+/// The tutorial's chapters, compiled and run as doc tests.
+#[cfg(doctest)]
+mod tutorial {
+    #[doc = include_str!("../../../docs/tutorial/01-run-and-runner.md")]
+    struct RunAndRunner;
+    #[doc = include_str!("../../../docs/tutorial/02-tasks-and-taskgroup.md")]
+    struct TasksAndTaskGroup;
+    #[doc = include_str!("../../../docs/tutorial/03-eager-task-factory.md")]
+    struct EagerTaskFactory;
+    #[doc = include_str!("../../../docs/tutorial/04-current-task.md")]
+    struct CurrentTask;
+    #[doc = include_str!("../../../docs/tutorial/05-context-variables.md")]
+    struct ContextVariables;
+}
