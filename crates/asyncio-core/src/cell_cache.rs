@@ -34,12 +34,14 @@ pub(crate) const fn class_layout(layout: Layout) -> Option<Layout> {
     }
 }
 
-fn class_of(layout: Layout) -> Option<usize> {
+/// The class of a layout made by [`class_layout`] (computed once per future
+/// type, in its vtable).
+pub(crate) const fn class_of(layout: Layout) -> Option<usize> {
     if layout.align() != GRANULE || !layout.size().is_multiple_of(GRANULE) {
         return None;
     }
     let class = layout.size() / GRANULE - 1;
-    (class < CLASSES).then_some(class)
+    if class < CLASSES { Some(class) } else { None }
 }
 
 pub(crate) struct CellCache {
@@ -58,10 +60,10 @@ impl CellCache {
         }
     }
 
-    /// Memory for a cell of `layout`.
+    /// Memory for a cell of `layout`, whose class is `class`.
     #[inline]
-    pub(crate) fn alloc(&self, layout: Layout) -> NonNull<u8> {
-        if let Some(class) = class_of(layout) {
+    pub(crate) fn alloc(&self, layout: Layout, class: Option<usize>) -> NonNull<u8> {
+        if let Some(class) = class {
             // SAFETY: loop thread; the borrow ends within this block.
             let cached = unsafe { (*self.free.get())[class].pop() };
             if let Some(ptr) = cached {
@@ -77,10 +79,10 @@ impl CellCache {
         }
     }
 
-    /// Takes back the memory of a dead cell allocated with `layout`.
+    /// Takes back the memory of a dead cell allocated with `layout` (of `class`).
     #[inline]
-    pub(crate) fn free(&self, ptr: NonNull<u8>, layout: Layout) {
-        if let Some(class) = class_of(layout)
+    pub(crate) fn free(&self, ptr: NonNull<u8>, layout: Layout, class: Option<usize>) {
+        if let Some(class) = class
             && self.bytes.get() + layout.size() <= self.limit.get()
         {
             // SAFETY: loop thread; the borrow ends within this block.

@@ -269,8 +269,13 @@ impl Drop for TaskRef {
 unsafe fn release_local(ptr: NonNull<Header>) {
     // SAFETY: the cell is still allocated: we hold the `LOCAL` bit.
     let header = unsafe { ptr.as_ref() };
-    // SAFETY: last local owner, loop thread.
-    let panic = unsafe { (header.vtable.drop_stage)(ptr) };
+    // A taken outcome left nothing behind in the stage.
+    let panic = if header.has(OUTPUT_TAKEN) {
+        None
+    } else {
+        // SAFETY: last local owner, loop thread.
+        unsafe { (header.vtable.drop_stage)(ptr) }
+    };
     // SAFETY: no one else reaches these fields any more.
     let (join_waker, extra) = unsafe {
         (
@@ -288,7 +293,7 @@ unsafe fn release_local(ptr: NonNull<Header>) {
     {
         // No waker and no local reference: nothing reaches the cell. Its memory
         // goes back to the loop's cache (or to the allocator, if that is full).
-        owner.cells.free(ptr.cast(), vtable.layout);
+        owner.cells.free(ptr.cast(), vtable.layout, vtable.class);
     }
     drop(join_waker);
     drop(extra);

@@ -39,6 +39,7 @@ impl<F: Future + 'static> TaskCell<F> {
 
     const VTABLE: Vtable = Vtable {
         layout: Self::LAYOUT,
+        class: crate::cell_cache::class_of(Self::LAYOUT),
         poll: poll::<F>,
         cancel: cancel::<F>,
         read_output: read_output::<F>,
@@ -58,7 +59,7 @@ impl<F: Future + 'static> TaskCell<F> {
         // wakers need to reach the strong count.
         let shared = NonNull::new(std::sync::Arc::as_ptr(&owner.shared).cast_mut())
             .expect("Arc::as_ptr never returns null");
-        let mem = owner.cells.alloc(Self::LAYOUT);
+        let mem = owner.cells.alloc(Self::LAYOUT, Self::VTABLE.class);
         let owner = NonNull::new(Rc::into_raw(Rc::clone(owner)).cast_mut())
             .expect("Rc::into_raw never returns null");
         let cell = TaskCell {
