@@ -262,7 +262,7 @@ impl Drop for ChildGuard {
 
 /// A group of tasks that end together, as asyncio's `TaskGroup`.
 ///
-/// Add children with [`create_task`](Self::create_task) and wait for all of them
+/// Add children with [`create_task`](TaskGroupHandle::create_task) and wait for all of them
 /// with [`join`](Self::join). If a child fails — returns `Err` or panics — the
 /// other children are cancelled, no new task is accepted, and `join` returns
 /// every failure in an [`ExceptionGroup`], in the order they happened. Dropping a
@@ -288,7 +288,7 @@ impl Drop for ChildGuard {
 /// assert_eq!(r.unwrap(), 3);
 /// ```
 pub struct TaskGroup {
-    state: Rc<GroupState>,
+    handle: TaskGroupHandle,
 }
 
 impl TaskGroup {
@@ -296,10 +296,97 @@ impl TaskGroup {
     #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
         TaskGroup {
-            state: GroupState::new(),
+            handle: TaskGroupHandle {
+                state: GroupState::new(),
+            },
         }
     }
 
+    /// A handle that children (or anyone) can use to add tasks to the group.
+    pub fn handle(&self) -> TaskGroupHandle {
+        self.handle.clone()
+    }
+
+    /// Waits until every child is done (children may still be added meanwhile),
+    /// then returns the failures, if any.
+    ///
+    /// `join` consumes the group, so joining twice does not compile:
+    ///
+    /// ```compile_fail
+    /// # async fn f() {
+    /// let tg = asyncio_structured::TaskGroup::new();
+    /// let first = tg.join();
+    /// let second = tg.join(); // error: use of moved value
+    /// # }
+    /// ```
+    ///
+    /// Dropping the returned future before it completes cancels the children
+    /// that are left.
+    pub fn join(self) -> Join {
+        Join { group: self }
+    }
+}
+
+impl std::ops::Deref for TaskGroup {
+    type Target = TaskGroupHandle;
+
+    /// `create_task` and `create_task_named` come from the handle.
+    fn deref(&self) -> &TaskGroupHandle {
+        &self.handle
+    }
+}
+
+impl Drop for TaskGroup {
+    fn drop(&mut self) {
+        self.handle.state.abandon();
+    }
+}
+
+impl fmt::Debug for TaskGroup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = &self.handle.state;
+        f.debug_struct("TaskGroup")
+            .field("children", &state.live.get())
+            .field("failures", &state.failures.borrow().len())
+            .field("aborting", &state.aborting.get())
+            .field("finished", &state.finished.get())
+            .finish()
+    }
+}
+
+/// The future of [`TaskGroup::join`].
+#[must_use = "futures do nothing unless awaited"]
+#[derive(Debug)]
+pub struct Join {
+    group: TaskGroup,
+}
+
+impl Future for Join {
+    type Output = Result<(), ExceptionGroup>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let state = &self.group.handle.state;
+        if state.finished.get() {
+            panic!("a TaskGroup's Join was polled after it completed");
+        }
+        if state.has_children() {
+            state.register_waiter(cx);
+            return Poll::Pending;
+        }
+        Poll::Ready(state.outcome())
+    }
+}
+
+/// Adds tasks to a group from anywhere: clone it into children.
+///
+/// It does not keep the group open: once the group ended, `create_task` fails
+/// with [`TaskGroupError::Finished`].
+#[derive(Clone)]
+pub struct TaskGroupHandle {
+    state: Rc<GroupState>,
+}
+
+impl TaskGroupHandle {
     /// Starts `fut` as a child task, as `TaskGroup.create_task`.
     ///
     /// The child starts as the loop's task factory says (eagerly under
@@ -328,114 +415,6 @@ impl TaskGroup {
     ///
     /// # Errors
     /// As `create_task`.
-    pub fn create_task_named<F>(
-        &self,
-        fut: F,
-        name: impl Into<String>,
-    ) -> Result<Task<Option<<F::Output as ChildOutput>::Ok>>, TaskGroupError>
-    where
-        F: Future + 'static,
-        F::Output: ChildOutput,
-    {
-        self.state.spawn(fut, Some(name.into()))
-    }
-
-    /// A handle that children (or anyone) can use to add tasks to the group.
-    pub fn handle(&self) -> TaskGroupHandle {
-        TaskGroupHandle {
-            state: Rc::clone(&self.state),
-        }
-    }
-
-    /// Waits until every child is done (children may still be added meanwhile),
-    /// then returns the failures, if any.
-    ///
-    /// `join` consumes the group, so joining twice does not compile:
-    ///
-    /// ```compile_fail
-    /// # async fn f() {
-    /// let tg = asyncio_structured::TaskGroup::new();
-    /// let first = tg.join();
-    /// let second = tg.join(); // error: use of moved value
-    /// # }
-    /// ```
-    ///
-    /// Dropping the returned future before it completes cancels the children
-    /// that are left.
-    pub fn join(self) -> Join {
-        Join { group: self }
-    }
-}
-
-impl Drop for TaskGroup {
-    fn drop(&mut self) {
-        self.state.abandon();
-    }
-}
-
-impl fmt::Debug for TaskGroup {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TaskGroup")
-            .field("children", &self.state.live.get())
-            .field("failures", &self.state.failures.borrow().len())
-            .field("aborting", &self.state.aborting.get())
-            .field("finished", &self.state.finished.get())
-            .finish()
-    }
-}
-
-/// The future of [`TaskGroup::join`].
-#[must_use = "futures do nothing unless awaited"]
-#[derive(Debug)]
-pub struct Join {
-    group: TaskGroup,
-}
-
-impl Future for Join {
-    type Output = Result<(), ExceptionGroup>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let state = &self.group.state;
-        if state.finished.get() {
-            panic!("a TaskGroup's Join was polled after it completed");
-        }
-        if state.has_children() {
-            state.register_waiter(cx);
-            return Poll::Pending;
-        }
-        Poll::Ready(state.outcome())
-    }
-}
-
-/// Adds tasks to a group from anywhere: clone it into children.
-///
-/// It does not keep the group open: once the group ended, `create_task` fails
-/// with [`TaskGroupError::Finished`].
-#[derive(Clone)]
-pub struct TaskGroupHandle {
-    state: Rc<GroupState>,
-}
-
-impl TaskGroupHandle {
-    /// As [`TaskGroup::create_task`].
-    ///
-    /// # Errors
-    /// As `TaskGroup::create_task`.
-    pub fn create_task<F>(
-        &self,
-        fut: F,
-    ) -> Result<Task<Option<<F::Output as ChildOutput>::Ok>>, TaskGroupError>
-    where
-        F: Future + 'static,
-        F::Output: ChildOutput,
-    {
-        self.state.spawn(fut, None)
-    }
-
-    /// As [`TaskGroup::create_task_named`].
-    ///
-    /// # Errors
-    /// As `TaskGroup::create_task`.
     pub fn create_task_named<F>(
         &self,
         fut: F,
