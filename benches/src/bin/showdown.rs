@@ -13,6 +13,7 @@
 
 use std::time::Instant;
 
+use asyncio_bench::sync::*;
 use asyncio_bench::workloads::*;
 
 struct Entry {
@@ -118,6 +119,45 @@ fn entries() -> Vec<Entry> {
         "current_task",
         "tokio_try_id",
         Box::new(move |n| tokio_current_task_id(&r, n)),
+    );
+    // Synchronization: a bounded queue (128) from one producer to one consumer,
+    // a Barrier of 1,000 parties (n / 1,000 rounds), and 1,000 tasks taking a
+    // contended Lock n / 1,000 times each; ns per item, wait or acquisition.
+    let l = lp.clone();
+    add(
+        "queue_128",
+        "asyncio",
+        Box::new(move |n| asyncio_queue(&l, n)),
+    );
+    let r = rt.clone();
+    add(
+        "queue_128",
+        "tokio_mpsc",
+        Box::new(move |n| tokio_mpsc_bounded(&r, n)),
+    );
+    let l = lp.clone();
+    add(
+        "barrier_1000",
+        "asyncio",
+        Box::new(move |n| asyncio_barrier(&l, 1000, n.div_ceil(1000))),
+    );
+    let r = rt.clone();
+    add(
+        "barrier_1000",
+        "tokio",
+        Box::new(move |n| tokio_barrier(&r, 1000, n.div_ceil(1000))),
+    );
+    let l = lp.clone();
+    add(
+        "lock_1000",
+        "asyncio",
+        Box::new(move |n| asyncio_lock(&l, 1000, n.div_ceil(1000))),
+    );
+    let r = rt.clone();
+    add(
+        "lock_1000",
+        "tokio_mutex",
+        Box::new(move |n| tokio_mutex(&r, 1000, n.div_ceil(1000))),
     );
     v
 }

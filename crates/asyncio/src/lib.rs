@@ -39,6 +39,12 @@
 //! - [`gather`], [`wait`], [`as_completed`], [`shield`]: wait for several
 //!   futures or tasks; protect one from cancellation.
 //!
+//! ## Synchronization and queues
+//! - [`Lock`], [`Event`], [`Condition`], [`Semaphore`], [`BoundedSemaphore`],
+//!   [`Barrier`]: asyncio's primitives, FIFO-fair and cancellation-safe.
+//! - [`Queue`], [`PriorityQueue`], [`LifoQueue`]: bounded or unbounded queues
+//!   with `task_done`/`join` and `shutdown`.
+//!
 //! ## Context variables
 //! - [`ContextVar`], [`Context`], [`copy_context`]: Python's `contextvars`,
 //!   per task.
@@ -50,6 +56,8 @@
 //! ## Errors
 //! - [`CancelledError`], [`InvalidStateError`], [`RuntimeError`], [`TaskError`],
 //!   [`RunError`]: asyncio's exceptions as Rust error types.
+//! - [`QueueFull`], [`QueueEmpty`], [`QueueShutDown`], [`BrokenBarrierError`]
+//!   and the other errors of the primitives.
 //!
 //! Where Rust cannot do what asyncio does (cancellation is `Drop`, there are no
 //! exceptions), asyncio-rs does the closest thing; `docs/semantics.md` in the
@@ -74,6 +82,12 @@ pub use asyncio_structured::{
     as_completed, gather, shield, task_group, wait,
 };
 
+// Synchronization and queues
+pub use asyncio_sync::{
+    Barrier, BoundedSemaphore, Condition, Event, LifoQueue, Lock, LockGuard, PriorityQueue, Queue,
+    Semaphore, SemaphorePermit,
+};
+
 // Context variables
 pub use asyncio_core::{Context, ContextError, ContextVar, Token, copy_context};
 
@@ -87,6 +101,10 @@ pub use asyncio_factory::{
 // Errors
 pub use asyncio_core::{
     CancelledError, InvalidStateError, PanicError, RunError, RuntimeError, TaskError,
+};
+pub use asyncio_sync::{
+    BrokenBarrierError, GetError, PutError, QueueEmpty, QueueFull, QueueShutDown, ReleaseError,
+    TaskDoneError, ZeroPartiesError,
 };
 
 /// The tutorial's chapters, compiled and run as doc tests.
@@ -102,4 +120,6 @@ mod tutorial {
     struct CurrentTask;
     #[doc = include_str!("../../../docs/tutorial/05-context-variables.md")]
     struct ContextVariables;
+    #[doc = include_str!("../../../docs/tutorial/06-synchronization-and-queues.md")]
+    struct SynchronizationAndQueues;
 }

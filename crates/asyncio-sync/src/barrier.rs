@@ -1,0 +1,348 @@
+//! `Barrier`: asyncio's barrier, with draining, `reset` and `abort`.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use crate::error::{BrokenBarrierError, ZeroPartiesError};
+use crate::waiters::{WaitList, WakeBatch};
+
+/// asyncio's `Barrier`: tasks wait until `parties` of them have arrived, then
+/// all go on together.
+///
+/// Each `wait()` of a cycle returns a distinct index in `0..parties`, in order
+/// of arrival (the last to arrive gets `parties - 1`). After the barrier trips
+/// it *drains*: tasks that arrive before every released task has returned
+/// wait for the next cycle. [`reset`](Barrier::reset) breaks the tasks waiting
+/// in the current cycle with [`BrokenBarrierError`] and then starts over;
+/// [`abort`](Barrier::abort) breaks them and every later `wait()` until the
+/// next `reset`.
+///
+/// A `wait()` future dropped before the barrier trips leaves the cycle, so the
+/// barrier needs one more arrival (asyncio's cancelled waiter does the same).
+/// Indices are handed out when the barrier trips, so they stay distinct even
+/// when a waiter leaves.
+///
+/// ```
+/// use std::rc::Rc;
+/// use asyncio_sync::Barrier;
+/// use futures::executor::LocalPool;
+/// use futures::task::LocalSpawnExt;
+///
+/// let barrier = Rc::new(Barrier::new(3).unwrap());
+/// let mut pool = LocalPool::new();
+/// let handles: Vec<_> = (0..3)
+///     .map(|_| {
+///         let b = barrier.clone();
+///         pool.spawner().spawn_local_with_handle(async move { b.wait().await.unwrap() }).unwrap()
+///     })
+///     .collect();
+/// let mut indices: Vec<usize> = handles.into_iter().map(|h| pool.run_until(h)).collect();
+/// indices.sort();
+/// assert_eq!(indices, [0, 1, 2]);
+/// ```
+pub struct Barrier {
+    parties: usize,
+    state: RefCell<State>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Collecting arrivals for the next trip.
+    Filling,
+    /// Tripped; released tasks have not all returned yet.
+    Draining,
+    /// Reset while tasks were still inside; they leave broken.
+    Resetting,
+    /// Aborted: every wait fails until `reset`.
+    Broken,
+}
+
+#[derive(Debug)]
+struct State {
+    phase: Phase,
+    /// asyncio's `_count`: tasks of the current cycle that have not returned.
+    count: usize,
+    /// In `Filling`, the tasks of the cycle; otherwise tasks that arrived
+    /// during draining or resetting and wait for the next cycle.
+    waiters: WaitList<Slot>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    /// Filled in when the waiter is released or broken.
+    outcome: Option<Result<usize, BrokenBarrierError>>,
+    /// Whether this waiter is part of `count`.
+    counted: bool,
+}
+
+impl Barrier {
+    /// Creates a barrier for `parties` tasks (asyncio's `Barrier(parties)`).
+    ///
+    /// # Errors
+    ///
+    /// [`ZeroPartiesError`] if `parties` is 0 (asyncio raises `ValueError`).
+    ///
+    /// ```
+    /// let barrier = asyncio_sync::Barrier::new(4).unwrap();
+    /// assert_eq!(barrier.parties(), 4);
+    /// assert!(asyncio_sync::Barrier::new(0).is_err());
+    /// ```
+    pub fn new(parties: usize) -> Result<Self, ZeroPartiesError> {
+        if parties == 0 {
+            return Err(ZeroPartiesError);
+        }
+        Ok(Self {
+            parties,
+            state: RefCell::new(State {
+                phase: Phase::Filling,
+                count: 0,
+                waiters: WaitList::new(),
+            }),
+        })
+    }
+
+    /// Waits until `parties` tasks wait, then returns this task's index in
+    /// `0..parties` (distinct within a cycle).
+    ///
+    /// # Errors
+    ///
+    /// [`BrokenBarrierError`] if the barrier is broken when called, or is
+    /// reset or aborted before this task returns.
+    ///
+    /// ```
+    /// use futures::executor::block_on;
+    ///
+    /// let barrier = asyncio_sync::Barrier::new(1).unwrap();
+    /// assert_eq!(block_on(barrier.wait()), Ok(0));
+    /// ```
+    pub fn wait(&self) -> impl Future<Output = Result<usize, BrokenBarrierError>> + '_ {
+        BarrierWait {
+            barrier: self,
+            key: None,
+        }
+    }
+
+    /// Breaks the tasks waiting in the current cycle (and those released but
+    /// not yet returned) with [`BrokenBarrierError`], and returns the barrier
+    /// to the empty state once they have left (asyncio's `reset()`). Also
+    /// mends an aborted barrier.
+    ///
+    /// ```
+    /// let barrier = asyncio_sync::Barrier::new(2).unwrap();
+    /// barrier.abort();
+    /// barrier.reset();
+    /// assert!(!barrier.broken());
+    /// ```
+    pub fn reset(&self) {
+        let mut st = self.state.borrow_mut();
+        let mut batch = WakeBatch::default();
+        if st.count > 0 {
+            match st.phase {
+                Phase::Filling => break_in_line(&mut st, &mut batch),
+                Phase::Draining => break_released(&mut st),
+                Phase::Resetting | Phase::Broken => {}
+            }
+            st.phase = Phase::Resetting;
+        } else {
+            st.phase = Phase::Filling;
+        }
+        drop(st);
+        batch.wake();
+    }
+
+    /// Puts the barrier in the broken state: current waiters and every later
+    /// `wait()` fail with [`BrokenBarrierError`] until [`reset`](Barrier::reset)
+    /// (asyncio's `abort()`).
+    ///
+    /// ```
+    /// let barrier = asyncio_sync::Barrier::new(2).unwrap();
+    /// barrier.abort();
+    /// assert!(barrier.broken());
+    /// ```
+    pub fn abort(&self) {
+        let mut st = self.state.borrow_mut();
+        st.phase = Phase::Broken;
+        let mut batch = WakeBatch::default();
+        break_in_line(&mut st, &mut batch);
+        break_released(&mut st);
+        drop(st);
+        batch.wake();
+    }
+
+    /// How many tasks the barrier waits for.
+    ///
+    /// ```
+    /// assert_eq!(asyncio_sync::Barrier::new(3).unwrap().parties(), 3);
+    /// ```
+    pub fn parties(&self) -> usize {
+        self.parties
+    }
+
+    /// How many tasks wait in the filling cycle (0 while draining, resetting
+    /// or broken).
+    ///
+    /// ```
+    /// use futures::FutureExt;
+    ///
+    /// let barrier = asyncio_sync::Barrier::new(2).unwrap();
+    /// let mut first = Box::pin(barrier.wait());
+    /// assert!((&mut first).now_or_never().is_none());
+    /// assert_eq!(barrier.n_waiting(), 1);
+    /// ```
+    pub fn n_waiting(&self) -> usize {
+        let st = self.state.borrow();
+        if st.phase == Phase::Filling {
+            st.count
+        } else {
+            0
+        }
+    }
+
+    /// Whether the barrier is broken (aborted and not reset).
+    ///
+    /// ```
+    /// assert!(!asyncio_sync::Barrier::new(1).unwrap().broken());
+    /// ```
+    pub fn broken(&self) -> bool {
+        self.state.borrow().phase == Phase::Broken
+    }
+
+    /// A counted task leaves (returned or dropped): once the last one has
+    /// left a draining or reset cycle, the barrier fills again, starting with
+    /// the tasks that queued meanwhile.
+    fn exit(&self, st: &mut State, batch: &mut WakeBatch) {
+        st.count -= 1;
+        if st.count > 0 || !matches!(st.phase, Phase::Draining | Phase::Resetting) {
+            return;
+        }
+        st.phase = Phase::Filling;
+        let room = self.parties;
+        let mut joined = 0;
+        st.waiters.for_each_linked_mut(|slot| {
+            if joined == room {
+                return false;
+            }
+            slot.counted = true;
+            joined += 1;
+            true
+        });
+        st.count = joined;
+        if joined == self.parties {
+            trip(st, batch);
+        }
+    }
+}
+
+/// Releases the counted waiters at the front of the line, indices in order.
+fn trip(st: &mut State, batch: &mut WakeBatch) {
+    let mut index = 0;
+    while let Some(slot) = st.waiters.front_mut() {
+        if !slot.counted {
+            break;
+        }
+        slot.outcome = Some(Ok(index));
+        index += 1;
+        batch.push(st.waiters.wake_front());
+    }
+    st.phase = Phase::Draining;
+}
+
+fn break_in_line(st: &mut State, batch: &mut WakeBatch) {
+    while let Some(slot) = st.waiters.front_mut() {
+        slot.outcome = Some(Err(BrokenBarrierError));
+        batch.push(st.waiters.wake_front());
+    }
+}
+
+/// Released tasks that have not returned yet see the reset or abort, as the
+/// ones in asyncio that have not re-checked the state yet.
+fn break_released(st: &mut State) {
+    for slot in st.waiters.woken_data_mut() {
+        slot.outcome = Some(Err(BrokenBarrierError));
+    }
+}
+
+impl fmt::Debug for Barrier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let st = self.state.borrow();
+        f.debug_struct("Barrier")
+            .field("parties", &self.parties)
+            .field("phase", &st.phase)
+            .field("count", &st.count)
+            .finish()
+    }
+}
+
+struct BarrierWait<'a> {
+    barrier: &'a Barrier,
+    key: Option<usize>,
+}
+
+impl Future for BarrierWait<'_> {
+    type Output = Result<usize, BrokenBarrierError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let barrier = self.barrier;
+        let mut st = barrier.state.borrow_mut();
+        let Some(key) = self.key else {
+            match st.phase {
+                Phase::Broken => return Poll::Ready(Err(BrokenBarrierError)),
+                Phase::Filling => {
+                    st.count += 1;
+                    if st.count < barrier.parties {
+                        let slot = Slot {
+                            outcome: None,
+                            counted: true,
+                        };
+                        self.key = Some(st.waiters.push_back(cx.waker(), slot));
+                        return Poll::Pending;
+                    }
+                    let mut batch = WakeBatch::default();
+                    trip(&mut st, &mut batch);
+                    barrier.exit(&mut st, &mut batch);
+                    drop(st);
+                    batch.wake();
+                    return Poll::Ready(Ok(barrier.parties - 1));
+                }
+                Phase::Draining | Phase::Resetting => {
+                    let slot = Slot {
+                        outcome: None,
+                        counted: false,
+                    };
+                    self.key = Some(st.waiters.push_back(cx.waker(), slot));
+                    return Poll::Pending;
+                }
+            }
+        };
+        if st.waiters.is_linked(key) {
+            st.waiters.set_waker(key, cx.waker());
+            return Poll::Pending;
+        }
+        let slot = st.waiters.remove(key);
+        self.key = None;
+        let mut batch = WakeBatch::default();
+        if slot.counted {
+            barrier.exit(&mut st, &mut batch);
+        }
+        drop(st);
+        batch.wake();
+        Poll::Ready(slot.outcome.expect("a woken barrier waiter has an outcome"))
+    }
+}
+
+impl Drop for BarrierWait<'_> {
+    fn drop(&mut self) {
+        let Some(key) = self.key else { return };
+        let mut st = self.barrier.state.borrow_mut();
+        let slot = st.waiters.remove(key);
+        let mut batch = WakeBatch::default();
+        if slot.counted {
+            self.barrier.exit(&mut st, &mut batch);
+        }
+        drop(st);
+        batch.wake();
+    }
+}

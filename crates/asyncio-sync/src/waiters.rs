@@ -1,0 +1,286 @@
+//! The FIFO list of parked futures that every primitive is built on.
+//!
+//! Nodes live in a slab so that a future can find (and drop) its own node in
+//! O(1) by key. Linked nodes form a doubly linked list in arrival order; waking
+//! a node unlinks it but leaves it in the slab, so the future can tell on its
+//! next poll (or in its destructor) that it was handed something. That is what
+//! makes every waiting future cancellation-safe: a future dropped while still
+//! linked just leaves the line, and a future dropped after being woken knows it
+//! must pass what it was handed on.
+//!
+//! Wakers are never called here: waking methods return the [`Waker`] so the
+//! caller can release its `RefCell` borrow first. A waker that re-entered the
+//! primitive while it is borrowed would otherwise panic.
+
+use std::task::Waker;
+
+use slab::Slab;
+
+const NIL: usize = usize::MAX;
+
+#[derive(Debug)]
+struct Node<D> {
+    waker: Option<Waker>,
+    prev: usize,
+    next: usize,
+    linked: bool,
+    data: D,
+}
+
+/// A FIFO of parked futures, each with some per-waiter data `D`.
+#[derive(Debug)]
+pub(crate) struct WaitList<D> {
+    nodes: Slab<Node<D>>,
+    head: usize,
+    tail: usize,
+    linked: usize,
+}
+
+impl<D> Default for WaitList<D> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<D> WaitList<D> {
+    pub(crate) const fn new() -> Self {
+        Self {
+            nodes: Slab::new(),
+            head: NIL,
+            tail: NIL,
+            linked: 0,
+        }
+    }
+
+    /// Whether no future is waiting in line (woken ones do not count).
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.linked == 0
+    }
+
+    /// How many futures are waiting in line.
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.linked
+    }
+
+    /// Parks a new waiter at the back of the line.
+    pub(crate) fn push_back(&mut self, waker: &Waker, data: D) -> usize {
+        let key = self.nodes.insert(Node {
+            waker: Some(waker.clone()),
+            prev: NIL,
+            next: NIL,
+            linked: false,
+            data,
+        });
+        self.link_back(key);
+        key
+    }
+
+    /// Parks a new waiter at the front of the line (a woken waiter that found
+    /// its chance taken keeps its place).
+    pub(crate) fn push_front(&mut self, waker: &Waker, data: D) -> usize {
+        let key = self.nodes.insert(Node {
+            waker: Some(waker.clone()),
+            prev: NIL,
+            next: NIL,
+            linked: false,
+            data,
+        });
+        self.link_front(key);
+        key
+    }
+
+    fn link_back(&mut self, key: usize) {
+        let tail = self.tail;
+        {
+            let node = &mut self.nodes[key];
+            node.prev = tail;
+            node.next = NIL;
+            node.linked = true;
+        }
+        if tail == NIL {
+            self.head = key;
+        } else {
+            self.nodes[tail].next = key;
+        }
+        self.tail = key;
+        self.linked += 1;
+    }
+
+    fn link_front(&mut self, key: usize) {
+        let head = self.head;
+        {
+            let node = &mut self.nodes[key];
+            node.prev = NIL;
+            node.next = head;
+            node.linked = true;
+        }
+        if head == NIL {
+            self.tail = key;
+        } else {
+            self.nodes[head].prev = key;
+        }
+        self.head = key;
+        self.linked += 1;
+    }
+
+    fn unlink(&mut self, key: usize) {
+        let (prev, next) = {
+            let node = &mut self.nodes[key];
+            debug_assert!(node.linked);
+            node.linked = false;
+            (node.prev, node.next)
+        };
+        if prev == NIL {
+            self.head = next;
+        } else {
+            self.nodes[prev].next = next;
+        }
+        if next == NIL {
+            self.tail = prev;
+        } else {
+            self.nodes[next].prev = prev;
+        }
+        self.linked -= 1;
+    }
+
+    /// Whether the waiter is still in line (not woken yet).
+    #[inline]
+    pub(crate) fn is_linked(&self, key: usize) -> bool {
+        self.nodes[key].linked
+    }
+
+    /// Stores the waker of the latest poll, unless it would wake the same task.
+    pub(crate) fn set_waker(&mut self, key: usize, waker: &Waker) {
+        match &mut self.nodes[key].waker {
+            Some(old) if old.will_wake(waker) => {}
+            slot => *slot = Some(waker.clone()),
+        }
+    }
+
+    /// Forgets a waiter (woken or not) and returns its data.
+    pub(crate) fn remove(&mut self, key: usize) -> D {
+        if self.nodes[key].linked {
+            self.unlink(key);
+        }
+        self.nodes.remove(key).data
+    }
+
+    /// The data of the waiter at the front of the line.
+    pub(crate) fn front_mut(&mut self) -> Option<&mut D> {
+        if self.head == NIL {
+            None
+        } else {
+            Some(&mut self.nodes[self.head].data)
+        }
+    }
+
+    /// Takes the first waiter out of the line and returns its waker.
+    pub(crate) fn wake_front(&mut self) -> Option<Waker> {
+        let key = self.head;
+        if key == NIL {
+            return None;
+        }
+        self.unlink(key);
+        self.nodes[key].waker.take()
+    }
+
+    /// Takes every waiter out of the line, front first, after letting `f`
+    /// write into each one's data; their wakers are appended to `wakers`.
+    pub(crate) fn wake_all_with(&mut self, wakers: &mut Vec<Waker>, mut f: impl FnMut(&mut D)) {
+        wakers.reserve(self.linked);
+        while self.head != NIL {
+            let key = self.head;
+            f(&mut self.nodes[key].data);
+            self.unlink(key);
+            if let Some(w) = self.nodes[key].waker.take() {
+                wakers.push(w);
+            }
+        }
+    }
+
+    /// Visits the waiters in line, front first, while `f` returns true.
+    pub(crate) fn for_each_linked_mut(&mut self, mut f: impl FnMut(&mut D) -> bool) {
+        let mut key = self.head;
+        while key != NIL {
+            let node = &mut self.nodes[key];
+            if !f(&mut node.data) {
+                break;
+            }
+            key = node.next;
+        }
+    }
+
+    /// The data of every waiter that was woken but has not yet collected
+    /// what it was handed.
+    pub(crate) fn woken_data_mut(&mut self) -> impl Iterator<Item = &mut D> {
+        self.nodes
+            .iter_mut()
+            .filter(|(_, n)| !n.linked)
+            .map(|(_, n)| &mut n.data)
+    }
+}
+
+/// Wakes every waker in `wakers` (after the caller has released its borrow).
+pub(crate) fn wake_all(wakers: Vec<Waker>) {
+    for w in wakers {
+        w.wake();
+    }
+}
+
+/// Wakers collected under a borrow, to be woken after it; the common case of
+/// a single waker needs no allocation.
+#[derive(Debug, Default)]
+pub(crate) struct WakeBatch {
+    first: Option<Waker>,
+    rest: Vec<Waker>,
+}
+
+impl WakeBatch {
+    pub(crate) fn push(&mut self, waker: Option<Waker>) {
+        let Some(w) = waker else { return };
+        if self.first.is_none() {
+            self.first = Some(w);
+        } else {
+            self.rest.push(w);
+        }
+    }
+
+    pub(crate) fn wake(self) {
+        if let Some(w) = self.first {
+            w.wake();
+        }
+        wake_all(self.rest);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Waker;
+
+    #[test]
+    fn fifo_order_and_removal_from_the_middle() {
+        let w = Waker::noop();
+        let mut list = WaitList::new();
+        let a = list.push_back(w, 'a');
+        let b = list.push_back(w, 'b');
+        let c = list.push_back(w, 'c');
+        assert_eq!(list.len(), 3);
+        assert_eq!(list.remove(b), 'b');
+        assert!(list.wake_front().is_some());
+        assert!(!list.is_linked(a));
+        assert!(list.is_linked(c));
+        let d = list.push_front(w, 'd');
+        assert_eq!(list.front_mut().copied(), Some('d'));
+        assert!(list.wake_front().is_some());
+        assert!(!list.is_linked(d));
+        assert_eq!(list.front_mut().copied(), Some('c'));
+        let mut wakers = Vec::new();
+        list.wake_all_with(&mut wakers, |_| {});
+        assert_eq!(wakers.len(), 1);
+        assert!(list.is_empty());
+        assert_eq!(list.woken_data_mut().count(), 3);
+    }
+}

@@ -1,0 +1,197 @@
+//! `Barrier`: indices, draining, reset, abort, parties, n_waiting, broken.
+
+mod common;
+
+use std::rc::Rc;
+use std::task::Poll;
+
+use asyncio_sync::{Barrier, BrokenBarrierError, ZeroPartiesError};
+use common::{Rt, counting_waker, poll_once, poll_with, settle};
+
+on_both!(each_cycle_hands_out_distinct_indices, |rt: Rt| async move {
+    let parties = 5;
+    let barrier = Rc::new(Barrier::new(parties).unwrap());
+    let handles: Vec<_> = (0..parties)
+        .map(|_| {
+            let b = barrier.clone();
+            rt.spawn(async move {
+                let mut got = Vec::new();
+                for _ in 0..3 {
+                    got.push(b.wait().await.unwrap());
+                }
+                got
+            })
+        })
+        .collect();
+    let mut per_round = vec![Vec::new(); 3];
+    for h in handles {
+        for (round, index) in h.await.into_iter().enumerate() {
+            per_round[round].push(index);
+        }
+    }
+    for mut indices in per_round {
+        indices.sort();
+        assert_eq!(indices, (0..parties).collect::<Vec<_>>());
+    }
+    assert_eq!(barrier.n_waiting(), 0);
+    assert!(!barrier.broken());
+});
+
+on_both!(
+    nobody_passes_before_all_parties_arrive,
+    |rt: Rt| async move {
+        let barrier = Rc::new(Barrier::new(3).unwrap());
+        let (b1, b2) = (barrier.clone(), barrier.clone());
+        let first = rt.spawn(async move { b1.wait().await });
+        let second = rt.spawn(async move { b2.wait().await });
+        settle(3).await;
+        assert_eq!(barrier.n_waiting(), 2);
+        // The last to arrive gets parties - 1, as in asyncio.
+        assert_eq!(barrier.wait().await, Ok(2));
+        let mut got = [first.await.unwrap(), second.await.unwrap()];
+        got.sort();
+        assert_eq!(got, [0, 1]);
+    }
+);
+
+#[test]
+fn tasks_arriving_while_it_drains_wait_for_the_next_cycle() {
+    let barrier = Barrier::new(2).unwrap();
+    let mut a = Box::pin(barrier.wait());
+    assert!(poll_once(a.as_mut()).is_pending());
+    let mut b = Box::pin(barrier.wait());
+    assert_eq!(poll_once(b.as_mut()), Poll::Ready(Ok(1))); // trips the barrier
+    // `a` has been released but has not returned yet: the barrier drains.
+    assert_eq!(barrier.n_waiting(), 0);
+    let (wc, woken_c) = counting_waker();
+    let mut c = Box::pin(barrier.wait());
+    let mut d = Box::pin(barrier.wait());
+    assert!(poll_with(c.as_mut(), &wc).is_pending());
+    assert!(
+        poll_once(d.as_mut()).is_pending(),
+        "d alone would have tripped a filling barrier"
+    );
+    assert_eq!(poll_once(a.as_mut()), Poll::Ready(Ok(0)));
+    // The last of the old cycle left: c and d form the next one.
+    assert_eq!(woken_c.get(), 1);
+    assert_eq!(poll_once(c.as_mut()), Poll::Ready(Ok(0)));
+    assert_eq!(poll_once(d.as_mut()), Poll::Ready(Ok(1)));
+}
+
+#[test]
+fn reset_breaks_the_waiters_and_starts_over() {
+    let barrier = Barrier::new(3).unwrap();
+    let mut a = Box::pin(barrier.wait());
+    let mut b = Box::pin(barrier.wait());
+    let (wa, woken_a) = counting_waker();
+    assert!(poll_with(a.as_mut(), &wa).is_pending());
+    assert!(poll_once(b.as_mut()).is_pending());
+    barrier.reset();
+    assert_eq!(woken_a.get(), 1);
+    assert!(!barrier.broken(), "reset is not abort");
+    // Until the broken waiters leave, newcomers wait.
+    let mut c = Box::pin(barrier.wait());
+    assert!(poll_once(c.as_mut()).is_pending());
+    assert_eq!(poll_once(a.as_mut()), Poll::Ready(Err(BrokenBarrierError)));
+    assert_eq!(poll_once(b.as_mut()), Poll::Ready(Err(BrokenBarrierError)));
+    // The barrier is usable again: c plus two more trip it.
+    assert_eq!(barrier.n_waiting(), 1);
+    let mut d = Box::pin(barrier.wait());
+    assert!(poll_once(d.as_mut()).is_pending());
+    assert_eq!(
+        poll_once(std::pin::pin!(barrier.wait())),
+        Poll::Ready(Ok(2))
+    );
+    assert_eq!(poll_once(c.as_mut()), Poll::Ready(Ok(0)));
+    assert_eq!(poll_once(d.as_mut()), Poll::Ready(Ok(1)));
+}
+
+#[test]
+fn abort_breaks_current_and_later_waits_until_reset() {
+    let barrier = Barrier::new(2).unwrap();
+    let mut a = Box::pin(barrier.wait());
+    assert!(poll_once(a.as_mut()).is_pending());
+    barrier.abort();
+    assert!(barrier.broken());
+    assert_eq!(poll_once(a.as_mut()), Poll::Ready(Err(BrokenBarrierError)));
+    assert_eq!(
+        poll_once(std::pin::pin!(barrier.wait())),
+        Poll::Ready(Err(BrokenBarrierError))
+    );
+    assert_eq!(barrier.n_waiting(), 0);
+    barrier.reset();
+    assert!(!barrier.broken());
+    let mut b = Box::pin(barrier.wait());
+    assert!(poll_once(b.as_mut()).is_pending());
+    assert_eq!(
+        poll_once(std::pin::pin!(barrier.wait())),
+        Poll::Ready(Ok(1))
+    );
+    assert_eq!(poll_once(b.as_mut()), Poll::Ready(Ok(0)));
+}
+
+#[test]
+fn abort_reaches_released_tasks_that_have_not_returned() {
+    let barrier = Barrier::new(2).unwrap();
+    let mut a = Box::pin(barrier.wait());
+    assert!(poll_once(a.as_mut()).is_pending());
+    assert_eq!(
+        poll_once(std::pin::pin!(barrier.wait())),
+        Poll::Ready(Ok(1))
+    );
+    barrier.abort();
+    assert_eq!(poll_once(a.as_mut()), Poll::Ready(Err(BrokenBarrierError)));
+}
+
+#[test]
+fn a_dropped_waiter_leaves_the_cycle() {
+    let barrier = Barrier::new(2).unwrap();
+    let mut a = Box::pin(barrier.wait());
+    assert!(poll_once(a.as_mut()).is_pending());
+    assert_eq!(barrier.n_waiting(), 1);
+    drop(a);
+    assert_eq!(barrier.n_waiting(), 0);
+    let mut b = Box::pin(barrier.wait());
+    assert!(
+        poll_once(b.as_mut()).is_pending(),
+        "the dropped waiter does not count"
+    );
+    assert_eq!(
+        poll_once(std::pin::pin!(barrier.wait())),
+        Poll::Ready(Ok(1))
+    );
+    assert_eq!(poll_once(b.as_mut()), Poll::Ready(Ok(0)));
+}
+
+#[test]
+fn a_released_waiter_dropped_before_returning_still_lets_the_next_cycle_fill() {
+    let barrier = Barrier::new(2).unwrap();
+    let mut a = Box::pin(barrier.wait());
+    assert!(poll_once(a.as_mut()).is_pending());
+    assert_eq!(
+        poll_once(std::pin::pin!(barrier.wait())),
+        Poll::Ready(Ok(1))
+    );
+    let mut c = Box::pin(barrier.wait());
+    assert!(poll_once(c.as_mut()).is_pending());
+    drop(a); // released but cancelled before it returned
+    assert_eq!(barrier.n_waiting(), 1, "c now fills the new cycle");
+    assert_eq!(
+        poll_once(std::pin::pin!(barrier.wait())),
+        Poll::Ready(Ok(1))
+    );
+    assert_eq!(poll_once(c.as_mut()), Poll::Ready(Ok(0)));
+}
+
+#[test]
+fn zero_parties_is_an_error_and_one_party_never_waits() {
+    assert_eq!(Barrier::new(0).unwrap_err(), ZeroPartiesError);
+    let barrier = Barrier::new(1).unwrap();
+    assert_eq!(barrier.parties(), 1);
+    for _ in 0..3 {
+        assert_eq!(
+            poll_once(std::pin::pin!(barrier.wait())),
+            Poll::Ready(Ok(0))
+        );
+    }
+}
