@@ -91,6 +91,27 @@ pub fn tokio_barrier(rt: &tokio::runtime::Runtime, parties: usize, rounds: usize
     });
 }
 
+/// [`tokio_barrier`] with `tokio::spawn` on the runtime itself (`Send` tasks,
+/// no `LocalSet`).
+pub fn tokio_barrier_spawn(rt: &tokio::runtime::Runtime, parties: usize, rounds: usize) {
+    rt.block_on(async move {
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(parties));
+        let handles: Vec<_> = (0..parties)
+            .map(|_| {
+                let b = barrier.clone();
+                tokio::spawn(async move {
+                    for _ in 0..rounds {
+                        black_box(b.wait().await.is_leader());
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.await.expect("no party fails");
+        }
+    });
+}
+
 /// `tasks` tasks each taking a contended `asyncio::Lock` `times` times,
 /// yielding to the others while they hold it.
 pub fn asyncio_lock(lp: &asyncio::EventLoop, tasks: usize, times: usize) {

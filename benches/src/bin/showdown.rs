@@ -147,6 +147,12 @@ fn entries() -> Vec<Entry> {
         "tokio",
         Box::new(move |n| tokio_barrier(&r, 1000, n.div_ceil(1000))),
     );
+    let r = rt.clone();
+    add(
+        "barrier_1000",
+        "tokio_spawn",
+        Box::new(move |n| tokio_barrier_spawn(&r, 1000, n.div_ceil(1000))),
+    );
     let l = lp.clone();
     add(
         "lock_1000",

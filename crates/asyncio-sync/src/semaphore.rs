@@ -76,6 +76,24 @@ impl Core {
         }
     }
 
+    fn try_permit(&self, n: usize) -> Option<SemaphorePermit<'_>> {
+        // Not `then_some`: it would build (and drop) a permit guard on failure,
+        // giving back permits that were never taken.
+        if self.try_acquire(n) {
+            Some(SemaphorePermit { core: self, n })
+        } else {
+            None
+        }
+    }
+
+    fn acquire(&self, n: usize) -> Acquire<'_> {
+        Acquire {
+            core: self,
+            n,
+            key: None,
+        }
+    }
+
     fn locked(&self) -> bool {
         let st = self.state.borrow();
         st.value == 0 || !st.waiters.is_empty()
@@ -164,11 +182,7 @@ impl Semaphore {
     /// assert!(!sem.locked());
     /// ```
     pub fn acquire(&self) -> impl Future<Output = SemaphorePermit<'_>> + '_ {
-        Acquire {
-            core: &self.core,
-            n: 1,
-            key: None,
-        }
+        self.core.acquire(1)
     }
 
     /// Waits for `n` permits at once, keeping its place in line until all
@@ -183,11 +197,7 @@ impl Semaphore {
     /// assert!(sem.try_acquire().is_none());
     /// ```
     pub fn acquire_many(&self, n: usize) -> impl Future<Output = SemaphorePermit<'_>> + '_ {
-        Acquire {
-            core: &self.core,
-            n,
-            key: None,
-        }
+        self.core.acquire(n)
     }
 
     /// Takes one permit if one is free and nobody waits; `None` otherwise.
@@ -210,16 +220,7 @@ impl Semaphore {
     /// assert!(sem.try_acquire_many(2).is_some());
     /// ```
     pub fn try_acquire_many(&self, n: usize) -> Option<SemaphorePermit<'_>> {
-        // Not `then_some`: it would build (and drop) a permit guard on failure,
-        // giving back permits that were never taken.
-        if self.core.try_acquire(n) {
-            Some(SemaphorePermit {
-                core: &self.core,
-                n,
-            })
-        } else {
-            None
-        }
+        self.core.try_permit(n)
     }
 
     /// Adds one permit, waking the first waiter if it can now proceed
@@ -324,11 +325,7 @@ impl BoundedSemaphore {
             n <= bound,
             "acquire_many({n}) on a BoundedSemaphore of {bound} can never succeed"
         );
-        Acquire {
-            core: &self.core,
-            n,
-            key: None,
-        }
+        self.core.acquire(n)
     }
 
     /// Takes one permit if one is free and nobody waits; `None` otherwise.
@@ -349,16 +346,7 @@ impl BoundedSemaphore {
     /// assert!(sem.try_acquire_many(2).is_some());
     /// ```
     pub fn try_acquire_many(&self, n: usize) -> Option<SemaphorePermit<'_>> {
-        // Not `then_some`: it would build (and drop) a permit guard on failure,
-        // giving back permits that were never taken.
-        if self.core.try_acquire(n) {
-            Some(SemaphorePermit {
-                core: &self.core,
-                n,
-            })
-        } else {
-            None
-        }
+        self.core.try_permit(n)
     }
 
     /// Returns one permit by hand (for permits taken with

@@ -66,13 +66,7 @@ impl<D> WaitList<D> {
 
     /// Parks a new waiter at the back of the line.
     pub(crate) fn push_back(&mut self, waker: &Waker, data: D) -> usize {
-        let key = self.nodes.insert(Node {
-            waker: Some(waker.clone()),
-            prev: NIL,
-            next: NIL,
-            linked: false,
-            data,
-        });
+        let key = self.insert(waker, data);
         self.link_back(key);
         key
     }
@@ -80,15 +74,19 @@ impl<D> WaitList<D> {
     /// Parks a new waiter at the front of the line (a woken waiter that found
     /// its chance taken keeps its place).
     pub(crate) fn push_front(&mut self, waker: &Waker, data: D) -> usize {
-        let key = self.nodes.insert(Node {
+        let key = self.insert(waker, data);
+        self.link_front(key);
+        key
+    }
+
+    fn insert(&mut self, waker: &Waker, data: D) -> usize {
+        self.nodes.insert(Node {
             waker: Some(waker.clone()),
             prev: NIL,
             next: NIL,
             linked: false,
             data,
-        });
-        self.link_front(key);
-        key
+        })
     }
 
     fn link_back(&mut self, key: usize) {
