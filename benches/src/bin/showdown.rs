@@ -16,10 +16,25 @@ use std::time::Instant;
 use asyncio_bench::sync::*;
 use asyncio_bench::workloads::*;
 
+/// One measured workload: runs itself `n` times over.
+type Run = Box<dyn Fn(usize)>;
+
 struct Entry {
     scenario: &'static str,
     runtime: &'static str,
-    run: Box<dyn Fn(usize)>,
+    /// How many operations `run(n)` performs (ns/op divides by this).
+    ops: fn(usize) -> usize,
+    run: Run,
+}
+
+/// The shape of the Barrier workload: 1,000 parties, and rounds scaled
+/// so that `n` = 1,000,000 gives its 100 rounds.
+const BARRIER_PARTIES: usize = 1000;
+fn barrier_rounds(n: usize) -> usize {
+    n.div_ceil(10_000)
+}
+fn barrier_ops(n: usize) -> usize {
+    BARRIER_PARTIES * barrier_rounds(n)
 }
 
 fn entries() -> Vec<Entry> {
@@ -32,6 +47,7 @@ fn entries() -> Vec<Entry> {
         v.push(Entry {
             scenario,
             runtime,
+            ops: |n| n,
             run,
         })
     };
@@ -121,8 +137,8 @@ fn entries() -> Vec<Entry> {
         Box::new(move |n| tokio_current_task_id(&r, n)),
     );
     // Synchronization: a bounded queue (128) from one producer to one consumer,
-    // a Barrier of 1,000 parties (n / 1,000 rounds), and 1,000 tasks taking a
-    // contended Lock n / 1,000 times each; ns per item, wait or acquisition.
+    // and 1,000 tasks taking a contended Lock n / 1,000 times each (ns per item
+    // or acquisition); the Barrier follows below.
     let l = lp.clone();
     add(
         "queue_128",
@@ -137,24 +153,6 @@ fn entries() -> Vec<Entry> {
     );
     let l = lp.clone();
     add(
-        "barrier_1000",
-        "asyncio",
-        Box::new(move |n| asyncio_barrier(&l, 1000, n.div_ceil(1000))),
-    );
-    let r = rt.clone();
-    add(
-        "barrier_1000",
-        "tokio",
-        Box::new(move |n| tokio_barrier(&r, 1000, n.div_ceil(1000))),
-    );
-    let r = rt.clone();
-    add(
-        "barrier_1000",
-        "tokio_spawn",
-        Box::new(move |n| tokio_barrier_spawn(&r, 1000, n.div_ceil(1000))),
-    );
-    let l = lp.clone();
-    add(
         "lock_1000",
         "asyncio",
         Box::new(move |n| asyncio_lock(&l, 1000, n.div_ceil(1000))),
@@ -165,6 +163,32 @@ fn entries() -> Vec<Entry> {
         "tokio_mutex",
         Box::new(move |n| tokio_mutex(&r, 1000, n.div_ceil(1000))),
     );
+    // The Barrier's ns/op is per `wait()`: 1,000 parties × n / 10,000 rounds.
+    let l = lp.clone();
+    let r = rt.clone();
+    let r2 = rt.clone();
+    let barrier: [(&'static str, Run); 3] = [
+        (
+            "asyncio",
+            Box::new(move |n| asyncio_barrier(&l, BARRIER_PARTIES, barrier_rounds(n))),
+        ),
+        (
+            "tokio",
+            Box::new(move |n| tokio_barrier(&r, BARRIER_PARTIES, barrier_rounds(n))),
+        ),
+        (
+            "tokio_spawn",
+            Box::new(move |n| tokio_barrier_spawn(&r2, BARRIER_PARTIES, barrier_rounds(n))),
+        ),
+    ];
+    for (runtime, run) in barrier {
+        v.push(Entry {
+            scenario: "barrier_1000x100",
+            runtime,
+            ops: barrier_ops,
+            run,
+        });
+    }
     v
 }
 
@@ -213,7 +237,7 @@ fn main() {
         for (i, e) in entries.iter().enumerate() {
             let t = Instant::now();
             (e.run)(n);
-            samples[i].push(t.elapsed().as_nanos() as f64 / n as f64);
+            samples[i].push(t.elapsed().as_nanos() as f64 / (e.ops)(n) as f64);
         }
     }
     let medians: Vec<f64> = samples.iter_mut().map(|s| median(s)).collect();
