@@ -54,6 +54,12 @@ pub enum RuntimeError {
         "the main task is waiting but nothing can ever wake it: no task is ready and no waker or loop handle is alive"
     )]
     Stalled,
+    /// The loop's default executor (`to_thread`, `run_in_executor`) was shut
+    /// down, or could not start a thread.
+    #[error(
+        "the default executor is shut down or could not start a thread: run blocking work before the loop closes"
+    )]
+    ExecutorUnavailable,
 }
 
 /// Why `run_until_complete` (or a `Runner`) produced no value.

@@ -10,16 +10,20 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::blocking::{Pool, PoolConfig};
 use crate::cell_cache::{self, CellCache};
 use crate::context;
 use crate::contextvars;
 use crate::error::{PanicError, RunError, RuntimeError, TaskError};
 use crate::factory::{StartMode, TaskFactory, TaskOptions};
+use crate::io::{FdCallbacks, Wakeup};
+use crate::reactor::Driver;
 use crate::shared::{Injected, Shared};
 use crate::task::header::Header;
 use crate::task::raw::TaskCell;
 use crate::task::state::*;
 use crate::task::{Task, TaskRef, waker};
+use crate::time::Timers;
 
 /// How deep eager steps may nest (an eager task creating an eager task …) before
 /// new tasks fall back to being scheduled. Each level keeps a `poll` frame on the
@@ -53,10 +57,28 @@ impl fmt::Display for ExceptionContext {
 
 type Handler = Rc<dyn Fn(&ExceptionContext)>;
 
-/// A callback scheduled with `call_soon`.
-struct Call {
+/// A callback scheduled with `call_soon` (or a timer, or another thread).
+pub(crate) struct Call {
     cancelled: Cell<bool>,
     f: Cell<Option<Box<dyn FnOnce()>>>,
+}
+
+impl Call {
+    pub(crate) fn new(f: Box<dyn FnOnce()>) -> Rc<Call> {
+        Rc::new(Call {
+            cancelled: Cell::new(false),
+            f: Cell::new(Some(f)),
+        })
+    }
+
+    pub(crate) fn cancel(&self) {
+        self.cancelled.set(true);
+        drop(self.f.take());
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled.get()
+    }
 }
 
 enum Runnable {
@@ -72,8 +94,7 @@ pub struct CallHandle {
 impl CallHandle {
     /// Cancels the callback if it has not run yet, as `Handle.cancel()`.
     pub fn cancel(&self) {
-        self.call.cancelled.set(true);
-        drop(self.call.f.take());
+        self.call.cancel();
     }
 
     /// Whether [`cancel`](Self::cancel) was called.
@@ -107,7 +128,7 @@ pub(crate) struct LoopInner {
     /// thread only; never borrowed across user code.
     eager_stack: UnsafeCell<Vec<NonNull<Header>>>,
     running: Cell<bool>,
-    closed: Cell<bool>,
+    pub(crate) closed: Cell<bool>,
     /// Live `EventLoop` handles; the loop closes when the last goes.
     handles: Cell<usize>,
     next_id: Cell<u64>,
@@ -116,12 +137,26 @@ pub(crate) struct LoopInner {
     factory: RefCell<Option<Rc<dyn TaskFactory>>>,
     handler: RefCell<Option<Handler>>,
     debug: Cell<bool>,
+    /// Timers: `sleep`, timeouts, `call_later`.
+    pub(crate) timers: RefCell<Timers>,
+    /// Where the loop waits, and its I/O registrations.
+    pub(crate) driver: Driver,
+    pub(crate) fd_callbacks: FdCallbacks,
+    /// The default executor of `to_thread`/`run_in_executor`, started lazily.
+    pub(crate) pool: RefCell<Option<Arc<Pool>>>,
+    pub(crate) pool_config: Cell<PoolConfig>,
+    /// Unique among all loops of the process (addresses can be reused).
+    pub(crate) id: u64,
 }
+
+static NEXT_LOOP_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl LoopInner {
     fn new() -> Self {
+        let (driver, notifier) = Driver::new()
+            .unwrap_or_else(|e| panic!("could not create the event loop's poller (epoll): {e}"));
         LoopInner {
-            shared: Arc::new(Shared::new()),
+            shared: Arc::new(Shared::new(notifier)),
             cells: CellCache::new(),
             ready: UnsafeCell::new(VecDeque::new()),
             registry_head: Cell::new(None),
@@ -135,7 +170,41 @@ impl LoopInner {
             factory: RefCell::new(None),
             handler: RefCell::new(None),
             debug: Cell::new(false),
+            timers: RefCell::new(Timers::default()),
+            driver,
+            fd_callbacks: FdCallbacks::default(),
+            pool: RefCell::new(None),
+            pool_config: Cell::new(PoolConfig::default()),
+            id: NEXT_LOOP_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
+    }
+
+    pub(crate) fn push_call(&self, call: Rc<Call>) {
+        self.push_ready(Runnable::Call(call));
+    }
+
+    /// Waits in the kernel until the next timer, an I/O event or a wake-up,
+    /// then queues what became ready.
+    fn idle(&self) {
+        let timeout = self.timer_timeout();
+        let mut wakeups = Vec::new();
+        if self.shared.prepare_to_sleep() {
+            self.driver.wait(timeout, &mut wakeups);
+            self.shared.awake();
+        }
+        for w in wakeups {
+            match w {
+                Wakeup::Waker(w) => w.wake(),
+                Wakeup::Callback(cb, key) => {
+                    self.push_call(Call::new(Box::new(move || {
+                        if let Ok(lp) = running_inner() {
+                            crate::io::run_callback(&lp, &cb, key);
+                        }
+                    })));
+                }
+            }
+        }
+        self.fire_timers();
     }
 
     #[inline]
@@ -239,10 +308,7 @@ impl LoopInner {
     }
 
     pub(crate) fn call_soon_boxed(&self, f: Box<dyn FnOnce()>) -> CallHandle {
-        let call = Rc::new(Call {
-            cancelled: Cell::new(false),
-            f: Cell::new(Some(f)),
-        });
+        let call = Call::new(f);
         self.push_ready(Runnable::Call(Rc::clone(&call)));
         CallHandle { call }
     }
@@ -464,6 +530,7 @@ impl LoopInner {
                     }
                     drop(wake);
                 }
+                Injected::Call(f) => self.push_call(Call::new(f)),
             }
         }
     }
@@ -492,6 +559,8 @@ impl LoopInner {
         self.ready_len() == 0
             && self.shared.injector.is_empty()
             && Arc::strong_count(&self.shared) == 1
+            && self.timers.borrow().len() == 0
+            && !self.driver.has_io()
     }
 
     fn all_tasks(&self) -> Vec<TaskRef> {
@@ -568,7 +637,7 @@ fn default_exception_handler(ctx: &ExceptionContext) {
 /// lp.close().unwrap();
 /// ```
 pub struct EventLoop {
-    inner: Rc<LoopInner>,
+    pub(crate) inner: Rc<LoopInner>,
 }
 
 impl EventLoop {
@@ -635,12 +704,13 @@ impl EventLoop {
             if main.done() {
                 break;
             }
+            self.inner.fire_timers();
             if self.inner.ready_len() == 0 {
                 if self.inner.stalled() {
                     return Err(RuntimeError::Stalled.into());
                 }
                 self.inner.cells.trim(cell_cache::IDLE_KEEP);
-                self.inner.shared.park();
+                self.inner.idle();
             }
         }
         drop(_running);
@@ -848,6 +918,19 @@ impl EventLoop {
         self.inner.closed.set(true);
         self.inner.cancel_everything_now();
         self.inner.shared.close();
+        // Timer callbacks and I/O registrations go with the loop (dropped
+        // outside their borrows: they may own anything).
+        let timers = self.inner.timers.borrow_mut().take_all();
+        drop(timers);
+        let io: Vec<_> = self.inner.driver.io.borrow_mut().drain().collect();
+        drop(io);
+        self.inner.fd_callbacks_clear();
+        // Like asyncio's `executor.shutdown(wait=False)`: running jobs finish
+        // in the background, nothing new starts.
+        let pool = self.inner.pool.borrow().clone();
+        if let Some(pool) = pool {
+            pool.shutdown_nowait();
+        }
         drop(self.inner.factory.borrow_mut().take());
         drop(self.inner.handler.borrow_mut().take());
         self.inner.cells.trim(0);
@@ -921,6 +1004,19 @@ pub fn get_running_loop() -> Result<EventLoop, RuntimeError> {
         Rc::from_raw(lp)
     };
     Ok(EventLoop::from_inner(inner))
+}
+
+/// The running loop's inner state, as a new strong reference.
+pub(crate) fn running_inner() -> Result<Rc<LoopInner>, RuntimeError> {
+    let lp = context::running_loop();
+    if lp.is_null() {
+        return Err(RuntimeError::NoRunningLoop);
+    }
+    // SAFETY: as in `get_running_loop`.
+    Ok(unsafe {
+        Rc::increment_strong_count(lp);
+        Rc::from_raw(lp)
+    })
 }
 
 /// Runs `f` with the running loop's inner state.

@@ -32,14 +32,19 @@
 
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 
+mod blocking;
 mod cell_cache;
 mod context;
 mod contextvars;
 mod error;
 mod event_loop;
 mod factory;
+mod handle;
+mod io;
+mod reactor;
 mod shared;
 mod task;
+mod time;
 mod yield_now;
 
 pub use contextvars::{Context, ContextError, ContextVar, Token, copy_context};
@@ -51,3 +56,11 @@ pub use event_loop::{
 pub use factory::{LazyTaskFactory, StartMode, TaskFactory, TaskOptions};
 pub use task::{CallbackId, Task, TaskRef};
 pub use yield_now::{YieldNow, yield_now};
+
+pub use blocking::{Blocking, to_thread};
+pub use handle::{ConcurrentFuture, LoopHandle};
+pub use io::IoRegistration;
+pub use time::{
+    Sleep, Timeout, TimeoutError, TimeoutHandle, TimerHandle, sleep, sleep_until, timeout,
+    timeout_at, wait_for,
+};

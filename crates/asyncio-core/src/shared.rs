@@ -2,10 +2,10 @@
 
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering, fence};
-use std::thread::Thread;
 
 use crossbeam_queue::SegQueue;
 
+use crate::reactor::Notifier;
 use crate::task::header::Header;
 use crate::task::waker;
 
@@ -28,39 +28,68 @@ impl Drop for RemoteWake {
 pub(crate) enum Injected {
     /// A task was woken.
     Wake(RemoteWake),
+    /// `call_soon_threadsafe`: a callback to run on the loop.
+    Call(Box<dyn FnOnce() + Send>),
 }
 
 pub(crate) struct Shared {
     pub(crate) injector: SegQueue<Injected>,
     pub(crate) closed: AtomicBool,
-    /// The thread the loop belongs to; woken with `unpark` while it idles.
-    thread: Thread,
+    /// Set while the loop is about to wait, or waits, in the kernel: only then
+    /// does an injection pay for a wake-up system call.
+    sleeping: AtomicBool,
+    notifier: Notifier,
 }
 
 impl Shared {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(notifier: Notifier) -> Self {
         Shared {
             injector: SegQueue::new(),
             closed: AtomicBool::new(false),
-            thread: std::thread::current(),
+            sleeping: AtomicBool::new(false),
+            notifier,
         }
     }
 
     /// Hands `item` to the loop and wakes it. After the loop closed the item is
-    /// dropped instead (waking a task whose loop is gone does nothing).
-    pub(crate) fn inject(&self, item: Injected) {
+    /// dropped instead (waking a task whose loop is gone does nothing); returns
+    /// whether the loop was open.
+    pub(crate) fn inject(&self, item: Injected) -> bool {
         if self.closed.load(Ordering::Acquire) {
-            return;
+            return false;
         }
         self.injector.push(item);
-        self.thread.unpark();
+        // Pairs with the fence in `prepare_to_sleep`: either the loop sees our
+        // item before it sleeps, or we see that it sleeps and wake it.
+        fence(Ordering::SeqCst);
+        if self.sleeping.load(Ordering::Relaxed) {
+            self.notifier.wake();
+        }
         // Pairs with the fence in `close`: either the closing loop's drain sees our
         // push, or we see `closed` and drain it ourselves; nothing stays behind
         // holding a count on a task of a closed loop.
-        fence(Ordering::SeqCst);
         if self.closed.load(Ordering::Relaxed) {
             self.drain();
         }
+        true
+    }
+
+    /// The loop is about to wait in the kernel: returns false (and does not
+    /// sleep) if something was injected meanwhile.
+    pub(crate) fn prepare_to_sleep(&self) -> bool {
+        self.sleeping.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if self.injector.is_empty() {
+            true
+        } else {
+            self.sleeping.store(false, Ordering::Relaxed);
+            false
+        }
+    }
+
+    /// The loop woke up.
+    pub(crate) fn awake(&self) {
+        self.sleeping.store(false, Ordering::Relaxed);
     }
 
     /// Marks the loop closed and drops whatever was injected.
@@ -77,13 +106,6 @@ impl Shared {
     fn drain(&self) {
         while let Some(item) = self.injector.pop() {
             drop(item);
-        }
-    }
-
-    /// Blocks the loop's thread until `inject` is called (or a spurious wake-up).
-    pub(crate) fn park(&self) {
-        if self.injector.is_empty() {
-            std::thread::park();
         }
     }
 }

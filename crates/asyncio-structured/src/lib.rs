@@ -40,7 +40,7 @@ mod wait;
 pub use asyncio_core::{Context, ContextError, ContextVar, Token, copy_context};
 pub use error::{ChildFailure, ChildOutput, ExceptionGroup, TaskGroupError};
 pub use gather::{Gather, GatherAll, gather};
-pub use runner::{Runner, RunnerBuilder, run};
+pub use runner::{EXECUTOR_SHUTDOWN_TIMEOUT, Runner, RunnerBuilder, run};
 pub use shield::{Shield, shield};
 pub use taskgroup::{Join, Scope, TaskGroup, TaskGroupHandle, task_group};
 pub use wait::{AsCompleted, EmptyWaitError, ReturnWhen, Wait, WaitResult, as_completed, wait};

@@ -206,11 +206,26 @@ impl Runner {
             return Err(RuntimeError::CloseWhileRunning);
         }
         let cancelled = lp.cancel_all_tasks();
+        // asyncio's Runner.close: wait (up to 300 s) for the default executor's
+        // running jobs; on timeout they go on in the background, as there.
+        if lp
+            .shutdown_default_executor(EXECUTOR_SHUTDOWN_TIMEOUT)
+            .is_err()
+        {
+            eprintln!(
+                "asyncio: the default executor did not finish within {} seconds",
+                EXECUTOR_SHUTDOWN_TIMEOUT.as_secs()
+            );
+        }
         let closed = lp.close();
         drop(self.state.replace(State::Closed));
         cancelled.and(closed)
     }
 }
+
+/// How long `Runner::close` waits for the default executor (CPython's
+/// `THREAD_JOIN_TIMEOUT`).
+pub const EXECUTOR_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl Drop for Runner {
     fn drop(&mut self) {

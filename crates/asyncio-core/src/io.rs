@@ -1,0 +1,334 @@
+//! I/O readiness: [`IoRegistration`] for futures (edge-triggered, what the
+//! streams build on) and asyncio's callback style, `add_reader`/`add_writer`.
+
+use std::cell::Cell;
+use std::fmt;
+use std::io;
+use std::os::fd::RawFd;
+use std::rc::{Rc, Weak};
+use std::task::{Context, Poll, Waker};
+
+use crate::error::RuntimeError;
+use crate::event_loop::{EventLoop, LoopInner};
+
+/// One registered file descriptor.
+pub(crate) struct IoEntry {
+    fd: RawFd,
+    read_ready: bool,
+    write_ready: bool,
+    read_waker: Option<Waker>,
+    write_waker: Option<Waker>,
+    reader: Option<Rc<dyn Fn()>>,
+    writer: Option<Rc<dyn Fn()>>,
+}
+
+/// What an event asks the loop to do.
+pub(crate) enum Wakeup {
+    Waker(Waker),
+    Callback(Rc<dyn Fn()>, usize),
+}
+
+impl IoEntry {
+    fn new(fd: RawFd) -> Self {
+        IoEntry {
+            fd,
+            read_ready: false,
+            write_ready: false,
+            read_waker: None,
+            write_waker: None,
+            reader: None,
+            writer: None,
+        }
+    }
+
+    pub(crate) fn on_event(
+        &mut self,
+        key: usize,
+        readable: bool,
+        writable: bool,
+        out: &mut Vec<Wakeup>,
+    ) {
+        if readable {
+            self.read_ready = true;
+            out.extend(self.read_waker.take().map(Wakeup::Waker));
+            out.extend(self.reader.clone().map(|cb| Wakeup::Callback(cb, key)));
+        }
+        if writable {
+            self.write_ready = true;
+            out.extend(self.write_waker.take().map(Wakeup::Waker));
+            out.extend(self.writer.clone().map(|cb| Wakeup::Callback(cb, key)));
+        }
+    }
+}
+
+#[cfg(not(miri))]
+fn register(lp: &LoopInner, fd: RawFd, key: usize, reregister: bool) -> io::Result<()> {
+    let poll = lp.driver.registry();
+    let mut source = mio::unix::SourceFd(&fd);
+    let interest = mio::Interest::READABLE | mio::Interest::WRITABLE;
+    if reregister {
+        poll.registry()
+            .reregister(&mut source, mio::Token(key), interest)
+    } else {
+        poll.registry()
+            .register(&mut source, mio::Token(key), interest)
+    }
+}
+
+#[cfg(miri)]
+fn register(_: &LoopInner, _: RawFd, _: usize, _: bool) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "I/O readiness is not available under Miri",
+    ))
+}
+
+#[cfg(not(miri))]
+fn deregister(lp: &LoopInner, fd: RawFd) {
+    let poll = lp.driver.registry();
+    // The fd may already be closed (the kernel then dropped it from the epoll
+    // set itself); either way it is gone, which is what was asked.
+    let _ = poll.registry().deregister(&mut mio::unix::SourceFd(&fd));
+}
+
+#[cfg(miri)]
+fn deregister(_: &LoopInner, _: RawFd) {}
+
+fn add(lp: &LoopInner, fd: RawFd) -> io::Result<usize> {
+    let key = lp.driver.io.borrow_mut().insert(IoEntry::new(fd));
+    if let Err(e) = register(lp, fd, key, false) {
+        lp.driver.io.borrow_mut().remove(key);
+        return Err(e);
+    }
+    Ok(key)
+}
+
+fn remove(lp: &LoopInner, key: usize) {
+    let entry = lp.driver.io.borrow_mut().try_remove(key);
+    if let Some(entry) = entry {
+        deregister(lp, entry.fd);
+        drop(entry); // wakers and callbacks dropped outside the borrow
+    }
+}
+
+/// Runs an I/O callback (from `add_reader`/`add_writer`) and re-arms the
+/// registration, so the callback runs again while the fd stays ready, as
+/// asyncio's level-triggered callbacks do.
+pub(crate) fn run_callback(lp: &LoopInner, cb: &Rc<dyn Fn()>, key: usize) {
+    cb();
+    let fd = lp.driver.io.borrow().get(key).map(|e| e.fd);
+    if let Some(fd) = fd {
+        let _ = register(lp, fd, key, true);
+    }
+}
+
+/// A file descriptor registered with the running loop for readiness, the
+/// building block of sockets and pipes (edge-triggered, through `epoll`).
+///
+/// `poll_readable` returns `Ready` once the fd became readable since the last
+/// [`clear_readable`](Self::clear_readable); after an operation fails with
+/// `WouldBlock`, call `clear_readable` and poll again. The same holds for
+/// writing. Dropping the registration removes the fd from the loop; it does not
+/// close the fd.
+pub struct IoRegistration {
+    lp: Weak<LoopInner>,
+    key: usize,
+}
+
+impl IoRegistration {
+    /// Registers `fd` (which must be in non-blocking mode and stay open while
+    /// registered) with the running loop.
+    ///
+    /// # Errors
+    /// `ErrorKind::Other` wrapping [`RuntimeError::NoRunningLoop`] outside a
+    /// loop; the OS error if `epoll` refuses the fd (closed, or not pollable
+    /// like a regular file); `Unsupported` under Miri.
+    pub fn new(fd: RawFd) -> io::Result<Self> {
+        let lp = crate::event_loop::running_inner().map_err(io::Error::other)?;
+        let key = add(&lp, fd)?;
+        Ok(IoRegistration {
+            lp: Rc::downgrade(&lp),
+            key,
+        })
+    }
+
+    fn poll_ready(&self, cx: &mut Context<'_>, read: bool) -> Poll<io::Result<()>> {
+        let Some(lp) = self.lp.upgrade() else {
+            return Poll::Ready(Err(io::Error::other(RuntimeError::Closed)));
+        };
+        let mut io = lp.driver.io.borrow_mut();
+        let Some(entry) = io.get_mut(self.key) else {
+            return Poll::Ready(Err(io::Error::other(RuntimeError::Closed)));
+        };
+        let (ready, waker) = if read {
+            (entry.read_ready, &mut entry.read_waker)
+        } else {
+            (entry.write_ready, &mut entry.write_waker)
+        };
+        if ready {
+            return Poll::Ready(Ok(()));
+        }
+        match waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// `Ready` once the fd is readable (or at end of file, or in error).
+    ///
+    /// # Errors
+    /// If the loop closed.
+    pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_ready(cx, true)
+    }
+
+    /// `Ready` once the fd is writable (or in error).
+    ///
+    /// # Errors
+    /// If the loop closed.
+    pub fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_ready(cx, false)
+    }
+
+    fn clear(&self, read: bool) {
+        if let Some(lp) = self.lp.upgrade()
+            && let Some(entry) = lp.driver.io.borrow_mut().get_mut(self.key)
+        {
+            if read {
+                entry.read_ready = false;
+            } else {
+                entry.write_ready = false;
+            }
+        }
+    }
+
+    /// Forgets the readable state after a read returned `WouldBlock`.
+    pub fn clear_readable(&self) {
+        self.clear(true);
+    }
+
+    /// Forgets the writable state after a write returned `WouldBlock`.
+    pub fn clear_writable(&self) {
+        self.clear(false);
+    }
+
+    /// Waits until the fd is readable.
+    ///
+    /// # Errors
+    /// If the loop closed.
+    pub async fn readable(&self) -> io::Result<()> {
+        std::future::poll_fn(|cx| self.poll_readable(cx)).await
+    }
+
+    /// Waits until the fd is writable.
+    ///
+    /// # Errors
+    /// If the loop closed.
+    pub async fn writable(&self) -> io::Result<()> {
+        std::future::poll_fn(|cx| self.poll_writable(cx)).await
+    }
+}
+
+impl Drop for IoRegistration {
+    fn drop(&mut self) {
+        if let Some(lp) = self.lp.upgrade() {
+            remove(&lp, self.key);
+        }
+    }
+}
+
+impl fmt::Debug for IoRegistration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IoRegistration")
+            .field("token", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Callback registrations by fd: `add_reader`/`add_writer`.
+#[derive(Default)]
+pub(crate) struct FdCallbacks {
+    keys: std::cell::RefCell<std::collections::HashMap<RawFd, usize>>,
+    _not_send: std::marker::PhantomData<Cell<()>>,
+}
+
+impl LoopInner {
+    pub(crate) fn fd_callbacks_clear(&self) {
+        self.fd_callbacks.keys.borrow_mut().clear();
+    }
+}
+
+impl EventLoop {
+    fn set_fd_callback(
+        &self,
+        fd: RawFd,
+        callback: Option<Rc<dyn Fn()>>,
+        read: bool,
+    ) -> io::Result<bool> {
+        let lp = &self.inner;
+        if lp.closed.get() {
+            return Err(io::Error::other(RuntimeError::Closed));
+        }
+        let existing = lp.fd_callbacks.keys.borrow().get(&fd).copied();
+        let key = match (existing, &callback) {
+            (Some(key), _) => key,
+            (None, None) => return Ok(false),
+            (None, Some(_)) => {
+                let key = add(lp, fd)?;
+                lp.fd_callbacks.keys.borrow_mut().insert(fd, key);
+                key
+            }
+        };
+        let (had, now_empty) = {
+            let mut io = lp.driver.io.borrow_mut();
+            let entry = &mut io[key];
+            let slot = if read {
+                &mut entry.reader
+            } else {
+                &mut entry.writer
+            };
+            let had = std::mem::replace(slot, callback.clone()).is_some();
+            (had, entry.reader.is_none() && entry.writer.is_none())
+        };
+        if now_empty {
+            lp.fd_callbacks.keys.borrow_mut().remove(&fd);
+            remove(lp, key);
+        } else if callback.is_some() {
+            // Re-arm, so a fd that is already ready reports at once.
+            register(lp, fd, key, true)?;
+        }
+        Ok(had)
+    }
+
+    /// Calls `callback` whenever `fd` is readable (asyncio's `add_reader`),
+    /// replacing an earlier reader of the same fd. Like asyncio's, the callback
+    /// runs again on each loop iteration while the fd stays readable.
+    ///
+    /// # Errors
+    /// On a closed loop, or if `epoll` refuses the fd (closed or not pollable).
+    pub fn add_reader(&self, fd: RawFd, callback: impl Fn() + 'static) -> io::Result<()> {
+        self.set_fd_callback(fd, Some(Rc::new(callback)), true)
+            .map(drop)
+    }
+
+    /// Calls `callback` whenever `fd` is writable (asyncio's `add_writer`).
+    ///
+    /// # Errors
+    /// As [`add_reader`](Self::add_reader).
+    pub fn add_writer(&self, fd: RawFd, callback: impl Fn() + 'static) -> io::Result<()> {
+        self.set_fd_callback(fd, Some(Rc::new(callback)), false)
+            .map(drop)
+    }
+
+    /// Stops watching `fd` for reading; returns whether a reader was registered
+    /// (asyncio's `remove_reader`). Call it before closing the fd.
+    pub fn remove_reader(&self, fd: RawFd) -> bool {
+        self.set_fd_callback(fd, None, true).unwrap_or(false)
+    }
+
+    /// Stops watching `fd` for writing; returns whether a writer was registered.
+    pub fn remove_writer(&self, fd: RawFd) -> bool {
+        self.set_fd_callback(fd, None, false).unwrap_or(false)
+    }
+}

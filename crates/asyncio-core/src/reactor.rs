@@ -1,0 +1,124 @@
+//! Where the loop waits when nothing is ready: in `epoll` (through `mio`) until
+//! the next timer, an I/O event, or a wake from another thread.
+//!
+//! Under Miri, which cannot run `epoll`, the loop parks its thread instead (with
+//! the next timer as the timeout) and I/O registration is unavailable.
+
+use std::cell::RefCell;
+use std::io;
+use std::time::Duration;
+
+use slab::Slab;
+
+use crate::io::{IoEntry, Wakeup};
+
+/// Wakes the loop's thread out of its wait; `Send + Sync`, kept in `Shared`.
+pub(crate) struct Notifier {
+    #[cfg(not(miri))]
+    waker: mio::Waker,
+    #[cfg(miri)]
+    thread: std::thread::Thread,
+}
+
+impl Notifier {
+    pub(crate) fn wake(&self) {
+        #[cfg(not(miri))]
+        {
+            // A failed write to the eventfd means it is already signalled (its
+            // counter is full), so the loop wakes anyway.
+            let _ = self.waker.wake();
+        }
+        #[cfg(miri)]
+        self.thread.unpark();
+    }
+}
+
+#[cfg(not(miri))]
+const WAKER_TOKEN: mio::Token = mio::Token(usize::MAX);
+
+/// The loop's poller and its I/O registrations. Loop thread only.
+pub(crate) struct Driver {
+    #[cfg(not(miri))]
+    poll: RefCell<mio::Poll>,
+    #[cfg(not(miri))]
+    events: RefCell<mio::Events>,
+    /// I/O registrations; the slab key is the mio token.
+    pub(crate) io: RefCell<Slab<IoEntry>>,
+}
+
+impl Driver {
+    /// A new poller and the notifier that interrupts its waits.
+    pub(crate) fn new() -> io::Result<(Driver, Notifier)> {
+        #[cfg(not(miri))]
+        {
+            let poll = mio::Poll::new()?;
+            let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
+            Ok((
+                Driver {
+                    poll: RefCell::new(poll),
+                    events: RefCell::new(mio::Events::with_capacity(256)),
+                    io: RefCell::new(Slab::new()),
+                },
+                Notifier { waker },
+            ))
+        }
+        #[cfg(miri)]
+        {
+            Ok((
+                Driver {
+                    io: RefCell::new(Slab::new()),
+                },
+                Notifier {
+                    thread: std::thread::current(),
+                },
+            ))
+        }
+    }
+
+    /// Waits until an event, a wake-up, or `timeout` (`None`: no timeout); what
+    /// the I/O events ask for is appended to `out`.
+    pub(crate) fn wait(&self, timeout: Option<Duration>, out: &mut Vec<Wakeup>) {
+        #[cfg(not(miri))]
+        {
+            let mut events = self.events.borrow_mut();
+            match self.poll.borrow_mut().poll(&mut events, timeout) {
+                Ok(()) => {}
+                // A signal interrupted the wait: the loop simply looks again.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => return,
+                Err(e) => panic!("the event loop's epoll_wait failed: {e}"),
+            }
+            let mut io = self.io.borrow_mut();
+            for event in events.iter() {
+                let token = event.token();
+                if token == WAKER_TOKEN {
+                    continue;
+                }
+                if let Some(entry) = io.get_mut(token.0) {
+                    entry.on_event(
+                        token.0,
+                        event.is_readable() || event.is_read_closed() || event.is_error(),
+                        event.is_writable() || event.is_write_closed() || event.is_error(),
+                        out,
+                    );
+                }
+            }
+        }
+        #[cfg(miri)]
+        let _ = out;
+        #[cfg(miri)]
+        match timeout {
+            Some(t) => std::thread::park_timeout(t),
+            None => std::thread::park(),
+        }
+    }
+
+    #[cfg(not(miri))]
+    pub(crate) fn registry(&self) -> std::cell::Ref<'_, mio::Poll> {
+        self.poll.borrow()
+    }
+
+    /// Whether any I/O source is registered (the loop may still be woken by it).
+    pub(crate) fn has_io(&self) -> bool {
+        !self.io.borrow().is_empty()
+    }
+}

@@ -1,0 +1,126 @@
+//! I/O readiness: IoRegistration (edge-triggered futures) and asyncio's
+//! add_reader/add_writer callbacks. Not under Miri (no epoll there).
+#![cfg(not(miri))]
+
+use std::cell::RefCell;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::rc::Rc;
+use std::time::Duration;
+
+use asyncio_core::{EventLoop, IoRegistration, get_running_loop, sleep};
+
+fn pair() -> (UnixStream, UnixStream) {
+    let (a, b) = UnixStream::pair().unwrap();
+    a.set_nonblocking(true).unwrap();
+    b.set_nonblocking(true).unwrap();
+    (a, b)
+}
+
+#[test]
+fn a_registration_wakes_its_reader_when_data_arrives() {
+    let lp = EventLoop::new();
+    let got = lp
+        .run_until_complete(async {
+            let (mut reader, writer) = pair();
+            let reg = IoRegistration::new(reader.as_raw_fd()).unwrap();
+            let writer = Rc::new(RefCell::new(writer));
+            let w = writer.clone();
+            get_running_loop()
+                .unwrap()
+                .call_later(Duration::from_millis(20), move || {
+                    w.borrow_mut().write_all(b"ping").unwrap();
+                });
+            let mut buf = [0u8; 16];
+            loop {
+                reg.readable().await.unwrap();
+                match reader.read(&mut buf) {
+                    Ok(n) => break buf[..n].to_vec(),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => reg.clear_readable(),
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        })
+        .unwrap();
+    assert_eq!(got, b"ping");
+}
+
+#[test]
+fn a_fresh_socket_is_writable() {
+    let lp = EventLoop::new();
+    lp.run_until_complete(async {
+        let (a, _b) = pair();
+        let reg = IoRegistration::new(a.as_raw_fd()).unwrap();
+        reg.writable().await.unwrap();
+    })
+    .unwrap();
+}
+
+#[test]
+fn add_reader_calls_back_while_readable_and_remove_reader_stops_it() {
+    let lp = EventLoop::new();
+    let (reader, mut writer) = pair();
+    let reader = Rc::new(RefCell::new(reader));
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let (r, g) = (reader.clone(), got.clone());
+    let fd = reader.borrow().as_raw_fd();
+    lp.add_reader(fd, move || {
+        // Read one byte per call: the callback must come again while data is left.
+        let mut b = [0u8; 1];
+        if let Ok(1) = r.borrow_mut().read(&mut b) {
+            g.borrow_mut().push(b[0]);
+        }
+    })
+    .unwrap();
+    writer.write_all(b"abc").unwrap();
+    lp.run_until_complete(sleep(Duration::from_millis(50)))
+        .unwrap();
+    assert_eq!(*got.borrow(), b"abc", "level-triggered, as asyncio's");
+    assert!(lp.remove_reader(fd));
+    assert!(!lp.remove_reader(fd), "nothing left to remove");
+    writer.write_all(b"d").unwrap();
+    lp.run_until_complete(sleep(Duration::from_millis(20)))
+        .unwrap();
+    assert_eq!(*got.borrow(), b"abc");
+}
+
+#[test]
+fn add_writer_calls_back_when_writable() {
+    let lp = EventLoop::new();
+    let (a, _b) = pair();
+    let fd = a.as_raw_fd();
+    let calls = Rc::new(RefCell::new(0));
+    let c = calls.clone();
+    let lp2 = lp.clone();
+    lp.add_writer(fd, move || {
+        *c.borrow_mut() += 1;
+        lp2.remove_writer(fd);
+    })
+    .unwrap();
+    lp.run_until_complete(sleep(Duration::from_millis(20)))
+        .unwrap();
+    assert_eq!(*calls.borrow(), 1);
+}
+
+#[test]
+fn bad_and_closed_fds() {
+    let lp = EventLoop::new();
+    lp.run_until_complete(async {
+        assert!(IoRegistration::new(-1).is_err(), "an invalid fd is refused");
+        // A fd closed while still registered: the kernel drops it from epoll;
+        // the loop carries on and dropping the registration is harmless.
+        let (a, b) = pair();
+        let reg = IoRegistration::new(a.as_raw_fd()).unwrap();
+        drop(a);
+        drop(b);
+        sleep(Duration::from_millis(5)).await;
+        drop(reg);
+    })
+    .unwrap();
+    assert!(lp.add_reader(-1, || {}).is_err());
+    assert!(
+        IoRegistration::new(0).is_err(),
+        "outside a loop: an error, not a panic"
+    );
+}
