@@ -6,4 +6,5 @@
 #![warn(missing_docs)]
 
 pub mod sync;
+pub mod timers;
 pub mod workloads;

@@ -14,6 +14,7 @@
 use std::time::Instant;
 
 use asyncio_bench::sync::*;
+use asyncio_bench::timers::*;
 use asyncio_bench::workloads::*;
 
 /// One measured workload: runs itself `n` times over.
@@ -163,6 +164,31 @@ fn entries() -> Vec<Entry> {
         "tokio_mutex",
         Box::new(move |n| tokio_mutex(&r, 1000, n.div_ceil(1000))),
     );
+    // Timers: n tasks each sleeping a pseudo-random 0-100 ms (ns per timer);
+    // and n / 10 callbacks sent from another thread (ns per call).
+    let rt_timers = std::rc::Rc::new(tokio_rt_timers());
+    let l = lp.clone();
+    add(
+        "timers",
+        "asyncio",
+        Box::new(move |n| asyncio_sleepers(&l, n)),
+    );
+    let r = rt_timers.clone();
+    add("timers", "tokio", Box::new(move |n| tokio_sleepers(&r, n)));
+    let l = lp.clone();
+    v.push(Entry {
+        scenario: "threadsafe",
+        runtime: "asyncio",
+        ops: |n| n / 10,
+        run: Box::new(move |n| asyncio_threadsafe(&l, n / 10)),
+    });
+    let r = rt_timers.clone();
+    v.push(Entry {
+        scenario: "threadsafe",
+        runtime: "tokio_handle_spawn",
+        ops: |n| n / 10,
+        run: Box::new(move |n| tokio_threadsafe(&r, n / 10)),
+    });
     // The Barrier's ns/op is per `wait()`: 1,000 parties × n / 10,000 rounds.
     let l = lp.clone();
     let r = rt.clone();

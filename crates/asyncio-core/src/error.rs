@@ -76,6 +76,10 @@ pub enum RunError {
     /// The main task was cancelled before it finished.
     #[error(transparent)]
     Cancelled(#[from] CancelledError),
+    /// Ctrl-C (SIGINT) cancelled the main task during `Runner::run` (asyncio
+    /// raises `KeyboardInterrupt`).
+    #[error("interrupted by Ctrl-C (SIGINT): the main task was cancelled")]
+    Interrupted,
 }
 
 /// A task panicked; the panic was caught at the task boundary.

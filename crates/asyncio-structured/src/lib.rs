@@ -34,6 +34,7 @@ mod error;
 mod gather;
 mod runner;
 mod shield;
+mod sigint;
 mod taskgroup;
 mod wait;
 

@@ -49,6 +49,7 @@ where
 pub struct RunnerBuilder {
     debug: Option<bool>,
     task_factory: Option<Rc<dyn TaskFactory>>,
+    handle_sigint: Option<bool>,
 }
 
 impl RunnerBuilder {
@@ -66,9 +67,24 @@ impl RunnerBuilder {
     }
 
     /// The runner. Its loop is created lazily, on the first `run` or `get_loop`.
+    /// Whether Ctrl-C (SIGINT) during [`Runner::run`] cancels the main task
+    /// (the run then returns [`RunError::Interrupted`]; a second Ctrl-C while
+    /// it is being cancelled ends the process, killed by SIGINT, as Python's
+    /// `KeyboardInterrupt`). By default only on the program's main thread, as
+    /// asyncio's Runner.
+    pub fn handle_sigint(mut self, enabled: bool) -> Self {
+        self.handle_sigint = Some(enabled);
+        self
+    }
+
+    /// Creates the runner (its loop is created on first use).
     pub fn build(self) -> Runner {
+        let sigint = self
+            .handle_sigint
+            .unwrap_or_else(|| std::thread::current().name() == Some("main"));
         Runner {
             state: RefCell::new(State::Fresh(self)),
+            sigint,
         }
     }
 }
@@ -107,6 +123,7 @@ enum State {
 /// ```
 pub struct Runner {
     state: RefCell<State>,
+    sigint: bool,
 }
 
 impl Runner {
@@ -167,7 +184,40 @@ impl Runner {
             .into());
         }
         let lp = self.get_loop()?;
-        lp.run_until_complete(future)
+        self.run_main(&lp, future, None)
+    }
+
+    /// Runs the main future, with Ctrl-C handling when enabled.
+    fn run_main<F>(
+        &self,
+        lp: &EventLoop,
+        future: F,
+        options: Option<TaskOptions>,
+    ) -> Result<F::Output, RunError>
+    where
+        F: Future + 'static,
+    {
+        let guard = if self.sigint {
+            crate::sigint::SigintGuard::install().ok()
+        } else {
+            None
+        };
+        let Some(guard) = guard else {
+            return match options {
+                Some(o) => lp.run_until_complete_with(future, o),
+                None => lp.run_until_complete(future),
+            };
+        };
+        let wrapped = guard.wrap(future);
+        let out = match options {
+            Some(o) => lp.run_until_complete_with(wrapped, o),
+            None => lp.run_until_complete(wrapped),
+        };
+        drop(guard);
+        match out? {
+            Ok(value) => Ok(value),
+            Err(()) => Err(RunError::Interrupted),
+        }
     }
 
     /// Runs `future` as [`run`](Self::run) does, with `context` as the main task's
@@ -184,7 +234,7 @@ impl Runner {
             return self.run(future);
         }
         let lp = self.get_loop()?;
-        lp.run_until_complete_with(future, TaskOptions::new().context(context))
+        self.run_main(&lp, future, Some(TaskOptions::new().context(context)))
     }
 
     /// Cancels every task left, runs the loop until their cancellation finished,

@@ -7,8 +7,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
-use asyncio_core::{CallbackId, Task};
+use asyncio_core::{CallbackId, Sleep, Task, sleep};
 use futures_core::Stream;
 
 /// When [`wait`] returns, as asyncio's `FIRST_COMPLETED`, `FIRST_EXCEPTION` and
@@ -133,10 +134,21 @@ pub struct Wait<T> {
     finished: usize,
     panicked: bool,
     /// Ends the wait early, leaving the unfinished tasks pending.
-    pub(crate) deadline: Option<Pin<Box<dyn Future<Output = ()>>>>,
+    deadline: Option<Sleep>,
 }
 
 impl<T> Wait<T> {
+    /// Returns after `timeout` at the latest, with the unfinished tasks in
+    /// `pending` (asyncio's `wait(..., timeout=)`: a timeout is not an error,
+    /// and the tasks are not cancelled).
+    ///
+    /// # Panics
+    /// If awaited outside a running loop.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.deadline = Some(sleep(timeout));
+        self
+    }
+
     /// Takes in completion notices; returns whether `return_when` is met. Each
     /// task is counted once, when its done callback runs (as in asyncio, a task
     /// that was already done is noticed one loop turn later).
@@ -175,7 +187,7 @@ impl<T> Future for Wait<T> {
             return Poll::Ready(this.split());
         }
         if let Some(deadline) = &mut this.deadline
-            && deadline.as_mut().poll(cx).is_ready()
+            && Pin::new(deadline).poll(cx).is_ready()
         {
             return Poll::Ready(this.split());
         }
@@ -235,6 +247,8 @@ pub fn as_completed<T>(tasks: Vec<Task<T>>) -> AsCompleted<T> {
         callbacks,
         notices,
         left: 0,
+        deadline: None,
+        timed_out: false,
     }
     .counted()
 }
@@ -246,9 +260,30 @@ pub struct AsCompleted<T> {
     callbacks: Vec<CallbackId>,
     notices: Rc<Notices>,
     left: usize,
+    deadline: Option<Sleep>,
+    timed_out: bool,
 }
 
 impl<T> AsCompleted<T> {
+    /// Ends the stream after `timeout` even if tasks are left (asyncio's
+    /// `as_completed(..., timeout=)`, whose iterator then raises
+    /// `TimeoutError`): check [`timed_out`](Self::timed_out) after the stream
+    /// ends, and take the unfinished tasks with
+    /// [`into_remaining`](Self::into_remaining). They are not cancelled.
+    ///
+    /// # Panics
+    /// If polled outside a running loop.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.deadline = Some(sleep(timeout));
+        self
+    }
+
+    /// Whether the stream ended because its timeout expired
+    /// (asyncio's `TimeoutError`).
+    pub fn timed_out(&self) -> bool {
+        self.timed_out
+    }
+
     fn counted(mut self) -> Self {
         self.left = self.tasks.len();
         self
@@ -284,6 +319,14 @@ impl<T> Stream for AsCompleted<T> {
                 this.left -= 1;
                 return Poll::Ready(Some(task));
             }
+        }
+        if let Some(deadline) = &mut this.deadline
+            && Pin::new(deadline).poll(cx).is_ready()
+        {
+            this.timed_out = true;
+            this.deadline = None;
+            this.left = 0;
+            return Poll::Ready(None);
         }
         // Tasks that were already done when the stream was made are noticed
         // through their (scheduled) callbacks; nothing else to check here.

@@ -194,3 +194,39 @@ fn run_closes_its_loop_and_cancels_leftovers() {
     assert!(dropped.get());
     assert!(lp.is_closed());
 }
+
+#[test]
+#[cfg_attr(miri, ignore = "signals are not available under Miri")]
+fn ctrl_c_cancels_the_main_task_of_runner_run() {
+    use std::time::{Duration, Instant};
+    struct Cleanup(std::rc::Rc<std::cell::Cell<bool>>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            self.0.set(true);
+        }
+    }
+    let runner = asyncio_structured::Runner::builder()
+        .handle_sigint(true)
+        .build();
+    let cleaned = std::rc::Rc::new(std::cell::Cell::new(false));
+    let c = cleaned.clone();
+    let started = Instant::now();
+    let out = runner.run(async move {
+        let _cleanup = Cleanup(c);
+        asyncio_core::create_task(async {
+            asyncio_core::sleep(Duration::from_millis(20)).await;
+            signal_hook::low_level::raise(signal_hook::consts::SIGINT).unwrap();
+        });
+        asyncio_core::sleep(Duration::from_secs(30)).await;
+        "not interrupted"
+    });
+    assert_eq!(out, Err(asyncio_core::RunError::Interrupted));
+    assert!(
+        cleaned.get(),
+        "the main task's future was dropped (cancelled)"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // The runner is still usable, as asyncio's after KeyboardInterrupt.
+    assert_eq!(runner.run(async { 5 }), Ok(5));
+    runner.close().unwrap();
+}

@@ -114,3 +114,58 @@ fn as_completed_of_nothing_ends_at_once() {
     })
     .unwrap();
 }
+
+#[test]
+fn wait_with_a_timeout_returns_the_unfinished_tasks_as_pending() {
+    use std::time::Duration;
+    asyncio_structured::run(async {
+        let quick = asyncio_core::create_task(asyncio_core::sleep(Duration::from_millis(5)));
+        let slow = asyncio_core::create_task(asyncio_core::sleep(Duration::from_secs(30)));
+        let started = std::time::Instant::now();
+        let r = asyncio_structured::wait(
+            vec![quick, slow],
+            asyncio_structured::ReturnWhen::AllCompleted,
+        )
+        .unwrap()
+        .timeout(Duration::from_millis(40))
+        .await;
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!((r.done.len(), r.pending.len()), (1, 1));
+        assert!(
+            !r.pending[0].cancelled(),
+            "a timeout does not cancel the pending tasks"
+        );
+        r.pending[0].cancel();
+    })
+    .unwrap();
+}
+
+#[test]
+fn as_completed_with_a_timeout_ends_early_and_says_so() {
+    use futures_core::Stream;
+    use std::time::Duration;
+    asyncio_structured::run(async {
+        let quick = asyncio_core::create_task(async {
+            asyncio_core::sleep(Duration::from_millis(5)).await;
+            "quick"
+        });
+        let slow = asyncio_core::create_task(async {
+            asyncio_core::sleep(Duration::from_secs(30)).await;
+            "slow"
+        });
+        let mut stream =
+            asyncio_structured::as_completed(vec![slow, quick]).timeout(Duration::from_millis(40));
+        let mut got = Vec::new();
+        while let Some(t) =
+            std::future::poll_fn(|cx| std::pin::Pin::new(&mut stream).poll_next(cx)).await
+        {
+            got.push(t.await.unwrap());
+        }
+        assert_eq!(got, ["quick"]);
+        assert!(stream.timed_out());
+        let left = stream.into_remaining();
+        assert_eq!(left.len(), 1);
+        left[0].cancel();
+    })
+    .unwrap();
+}

@@ -33,6 +33,18 @@
 //! - [`current_task`], [`all_tasks`]: which task runs, which are alive.
 //! - [`yield_now`]: `await asyncio.sleep(0)`.
 //!
+//! ## Time, threads and I/O
+//! - [`sleep`], [`sleep_until`], [`timeout`], [`timeout_at`], [`wait_for`],
+//!   [`TimeoutHandle`]: waiting, with the loop asleep in the kernel.
+//! - [`EventLoop::call_later`], [`EventLoop::call_at`] ([`TimerHandle`]):
+//!   callbacks at a time.
+//! - [`LoopHandle`] (`call_soon_threadsafe`, `run_coroutine_threadsafe` →
+//!   [`ConcurrentFuture`]): other threads hand work to the loop.
+//! - [`to_thread`], [`EventLoop::run_in_executor`] ([`Blocking`]): blocking
+//!   work on the default executor.
+//! - [`IoRegistration`], [`EventLoop::add_reader`]: readiness of file
+//!   descriptors.
+//!
 //! ## Structured concurrency
 //! - [`TaskGroup`], [`task_group`], [`ExceptionGroup`]: children that end
 //!   together and fail together.
@@ -55,7 +67,7 @@
 //!
 //! ## Errors
 //! - [`CancelledError`], [`InvalidStateError`], [`RuntimeError`], [`TaskError`],
-//!   [`RunError`]: asyncio's exceptions as Rust error types.
+//!   [`RunError`], [`TimeoutError`]: asyncio's exceptions as Rust error types.
 //! - [`QueueFull`], [`QueueEmpty`], [`QueueShutDown`], [`BrokenBarrierError`]
 //!   and the other errors of the primitives.
 //!
@@ -74,6 +86,13 @@ pub use asyncio_core::{
     CallHandle, CallbackId, ExceptionContext, MAX_EAGER_DEPTH, Task, TaskOptions, TaskRef,
     YieldNow, all_tasks, create_task, create_task_with, current_task, try_create_task, yield_now,
 };
+
+// Time, threads and I/O
+pub use asyncio_core::{
+    Blocking, ConcurrentFuture, IoRegistration, LoopHandle, Sleep, Timeout, TimeoutHandle,
+    TimerHandle, sleep, sleep_until, timeout, timeout_at, to_thread, wait_for,
+};
+pub use asyncio_structured::EXECUTOR_SHUTDOWN_TIMEOUT;
 
 // Structured concurrency
 pub use asyncio_structured::{
@@ -100,7 +119,7 @@ pub use asyncio_factory::{
 
 // Errors
 pub use asyncio_core::{
-    CancelledError, InvalidStateError, PanicError, RunError, RuntimeError, TaskError,
+    CancelledError, InvalidStateError, PanicError, RunError, RuntimeError, TaskError, TimeoutError,
 };
 pub use asyncio_sync::{
     BrokenBarrierError, GetError, PutError, QueueEmpty, QueueFull, QueueShutDown, ReleaseError,
@@ -122,4 +141,6 @@ mod tutorial {
     struct ContextVariables;
     #[doc = include_str!("../../../docs/tutorial/06-synchronization-and-queues.md")]
     struct SynchronizationAndQueues;
+    #[doc = include_str!("../../../docs/tutorial/07-time-and-threads.md")]
+    struct TimeAndThreads;
 }
