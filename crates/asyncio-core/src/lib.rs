@@ -43,9 +43,13 @@ mod handle;
 mod io;
 mod reactor;
 mod shared;
+mod sync;
 mod task;
 mod time;
 mod yield_now;
+
+#[cfg(all(test, loom))]
+mod loom_models;
 
 pub use contextvars::{Context, ContextError, ContextVar, Token, copy_context};
 pub use error::{CancelledError, InvalidStateError, PanicError, RunError, RuntimeError, TaskError};

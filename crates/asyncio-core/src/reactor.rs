@@ -14,6 +14,9 @@ use crate::io::{IoEntry, Wakeup};
 
 /// Wakes the loop's thread out of its wait; `Send + Sync`, kept in `Shared`.
 pub(crate) struct Notifier {
+    /// Under loom: whether `wake` was called, for the models to check.
+    #[cfg(loom)]
+    pub(crate) woken: crate::sync::AtomicBool,
     #[cfg(not(miri))]
     waker: mio::Waker,
     #[cfg(miri)]
@@ -22,6 +25,8 @@ pub(crate) struct Notifier {
 
 impl Notifier {
     pub(crate) fn wake(&self) {
+        #[cfg(loom)]
+        self.woken.store(true, std::sync::atomic::Ordering::SeqCst);
         #[cfg(not(miri))]
         {
             // A failed write to the eventfd means it is already signalled (its
@@ -59,7 +64,11 @@ impl Driver {
                     events: RefCell::new(mio::Events::with_capacity(256)),
                     io: RefCell::new(Slab::new()),
                 },
-                Notifier { waker },
+                Notifier {
+                    #[cfg(loom)]
+                    woken: crate::sync::AtomicBool::new(false),
+                    waker,
+                },
             ))
         }
         #[cfg(miri)]

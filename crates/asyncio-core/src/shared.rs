@@ -1,7 +1,9 @@
 //! The part of a loop that other threads may touch: the injector and the wake-up.
 
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, Ordering, fence};
+use std::sync::atomic::Ordering;
+
+use crate::sync::{AtomicBool, fence};
 
 use crossbeam_queue::SegQueue;
 
@@ -90,6 +92,11 @@ impl Shared {
     /// The loop woke up.
     pub(crate) fn awake(&self) {
         self.sleeping.store(false, Ordering::Relaxed);
+    }
+
+    #[cfg(all(test, loom))]
+    pub(crate) fn notifier_woken(&self) -> bool {
+        self.notifier.woken.load(Ordering::SeqCst)
     }
 
     /// Marks the loop closed and drops whatever was injected.

@@ -1,8 +1,8 @@
 //! The part of a task cell that does not depend on the future's type.
 
+use crate::sync::AtomicUsize;
 use std::cell::{Cell, UnsafeCell};
 use std::ptr::NonNull;
-use std::sync::atomic::AtomicUsize;
 use std::task::{Context, Poll, Waker};
 
 use crate::event_loop::LoopInner;

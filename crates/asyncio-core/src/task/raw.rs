@@ -1,5 +1,6 @@
 //! The task cell: one allocation holding the header, then the future or its outcome.
 
+use crate::sync::AtomicUsize;
 use std::alloc::Layout;
 use std::cell::{Cell, UnsafeCell};
 use std::future::Future;
@@ -7,7 +8,6 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::ptr::{self, NonNull};
 use std::rc::Rc;
-use std::sync::atomic::AtomicUsize;
 use std::task::{Context, Poll};
 
 use super::header::{Header, LOCAL, Vtable};
