@@ -84,6 +84,8 @@ impl Call {
 enum Runnable {
     Task(TaskRef),
     Call(Rc<Call>),
+    /// A callback nobody can cancel (from another thread): no handle, no `Rc`.
+    Boxed(Box<dyn FnOnce()>),
 }
 
 /// A callback scheduled with [`EventLoop::call_soon`]; it can still be cancelled.
@@ -498,9 +500,13 @@ impl LoopInner {
         if call.cancelled.get() {
             return;
         }
-        if let Some(f) = call.f.take()
-            && let Err(payload) = catch_unwind(AssertUnwindSafe(f))
-        {
+        if let Some(f) = call.f.take() {
+            self.run_boxed(f);
+        }
+    }
+
+    fn run_boxed(&self, f: Box<dyn FnOnce()>) {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
             self.call_exception_handler(&ExceptionContext {
                 message: "Exception in callback".to_owned(),
                 task: None,
@@ -530,7 +536,7 @@ impl LoopInner {
                     }
                     drop(wake);
                 }
-                Injected::Call(f) => self.push_call(Call::new(f)),
+                Injected::Call(f) => self.push_ready(Runnable::Boxed(f)),
             }
         }
     }
@@ -548,6 +554,7 @@ impl LoopInner {
                     }
                 }
                 Some(Runnable::Call(call)) => self.run_call(call),
+                Some(Runnable::Boxed(f)) => self.run_boxed(f),
                 None => break,
             }
         }
@@ -600,6 +607,7 @@ impl LoopInner {
         for _ in 0..n {
             match self.pop_ready() {
                 Some(Runnable::Call(call)) => self.run_call(call),
+                Some(Runnable::Boxed(f)) => self.run_boxed(f),
                 Some(Runnable::Task(task)) => drop(task),
                 None => break,
             }

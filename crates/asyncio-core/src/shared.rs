@@ -37,8 +37,8 @@ pub(crate) enum Injected {
 pub(crate) struct Shared {
     pub(crate) injector: SegQueue<Injected>,
     pub(crate) closed: AtomicBool,
-    /// Set while the loop is about to wait, or waits, in the kernel: only then
-    /// does an injection pay for a wake-up system call.
+    /// Set while the loop is about to wait, or waits, in the kernel, until the
+    /// first injection clears it: only that one pays for a wake-up system call.
     sleeping: AtomicBool,
     notifier: Notifier,
 }
@@ -64,7 +64,9 @@ impl Shared {
         // Pairs with the fence in `prepare_to_sleep`: either the loop sees our
         // item before it sleeps, or we see that it sleeps and wake it.
         fence(Ordering::SeqCst);
-        if self.sleeping.load(Ordering::Relaxed) {
+        // Only the first injection after the loop went to sleep pays for the
+        // wake-up call; the loop takes in everything queued when it wakes.
+        if self.sleeping.load(Ordering::Relaxed) && self.sleeping.swap(false, Ordering::Relaxed) {
             self.notifier.wake();
         }
         // Pairs with the fence in `close`: either the closing loop's drain sees our
