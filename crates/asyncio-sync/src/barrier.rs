@@ -72,10 +72,34 @@ struct State {
 
 #[derive(Debug)]
 struct Slot {
-    /// Filled in when the waiter is released or broken.
-    outcome: Option<Result<usize, BrokenBarrierError>>,
+    /// Filled in when the waiter is released (its index) or broken.
+    outcome: Outcome,
     /// Whether this waiter is part of `count`.
     counted: bool,
+}
+
+/// A waiter's result, kept small so the line's nodes stay compact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Waiting,
+    Released(u32),
+    Broken,
+}
+
+impl Outcome {
+    fn released(index: usize) -> Outcome {
+        // Indices are below `parties`, and a cycle of 4 billion tasks cannot
+        // be gathered; saturate rather than wrap if it ever were.
+        Outcome::Released(u32::try_from(index).unwrap_or(u32::MAX))
+    }
+
+    fn result(self) -> Result<usize, BrokenBarrierError> {
+        match self {
+            Outcome::Released(i) => Ok(i as usize),
+            Outcome::Broken => Err(BrokenBarrierError),
+            Outcome::Waiting => unreachable!("a woken barrier waiter has an outcome"),
+        }
+    }
 }
 
 impl Barrier {
@@ -243,7 +267,7 @@ fn trip(st: &mut State, batch: &mut WakeBatch) {
         if !slot.counted {
             break;
         }
-        slot.outcome = Some(Ok(index));
+        slot.outcome = Outcome::released(index);
         index += 1;
         batch.push(st.waiters.wake_front());
     }
@@ -252,7 +276,7 @@ fn trip(st: &mut State, batch: &mut WakeBatch) {
 
 fn break_in_line(st: &mut State, batch: &mut WakeBatch) {
     while let Some(slot) = st.waiters.front_mut() {
-        slot.outcome = Some(Err(BrokenBarrierError));
+        slot.outcome = Outcome::Broken;
         batch.push(st.waiters.wake_front());
     }
 }
@@ -261,7 +285,7 @@ fn break_in_line(st: &mut State, batch: &mut WakeBatch) {
 /// ones in asyncio that have not re-checked the state yet.
 fn break_released(st: &mut State) {
     for slot in st.waiters.woken_data_mut() {
-        slot.outcome = Some(Err(BrokenBarrierError));
+        slot.outcome = Outcome::Broken;
     }
 }
 
@@ -294,7 +318,7 @@ impl Future for BarrierWait<'_> {
                     st.count += 1;
                     if st.count < barrier.parties {
                         let slot = Slot {
-                            outcome: None,
+                            outcome: Outcome::Waiting,
                             counted: true,
                         };
                         self.key = Some(st.waiters.push_back(cx.waker(), slot));
@@ -309,7 +333,7 @@ impl Future for BarrierWait<'_> {
                 }
                 Phase::Draining | Phase::Resetting => {
                     let slot = Slot {
-                        outcome: None,
+                        outcome: Outcome::Waiting,
                         counted: false,
                     };
                     self.key = Some(st.waiters.push_back(cx.waker(), slot));
@@ -329,7 +353,7 @@ impl Future for BarrierWait<'_> {
         }
         drop(st);
         batch.wake();
-        Poll::Ready(slot.outcome.expect("a woken barrier waiter has an outcome"))
+        Poll::Ready(slot.outcome.result())
     }
 }
 

@@ -16,13 +16,20 @@ use std::task::Waker;
 
 use slab::Slab;
 
-const NIL: usize = usize::MAX;
+/// Links are `u32` slab keys, which keeps a node small (a line never holds
+/// anywhere near 4 billion waiters: each costs memory and a task).
+const NIL: u32 = u32::MAX;
+
+#[inline]
+fn link(key: usize) -> u32 {
+    u32::try_from(key).expect("fewer than 4 billion waiters in one line")
+}
 
 #[derive(Debug)]
 struct Node<D> {
     waker: Option<Waker>,
-    prev: usize,
-    next: usize,
+    prev: u32,
+    next: u32,
     linked: bool,
     data: D,
 }
@@ -31,8 +38,8 @@ struct Node<D> {
 #[derive(Debug)]
 pub(crate) struct WaitList<D> {
     nodes: Slab<Node<D>>,
-    head: usize,
-    tail: usize,
+    head: u32,
+    tail: u32,
     linked: usize,
 }
 
@@ -97,12 +104,13 @@ impl<D> WaitList<D> {
             node.next = NIL;
             node.linked = true;
         }
+        let k = link(key);
         if tail == NIL {
-            self.head = key;
+            self.head = k;
         } else {
-            self.nodes[tail].next = key;
+            self.nodes[tail as usize].next = k;
         }
-        self.tail = key;
+        self.tail = k;
         self.linked += 1;
     }
 
@@ -114,12 +122,13 @@ impl<D> WaitList<D> {
             node.next = head;
             node.linked = true;
         }
+        let k = link(key);
         if head == NIL {
-            self.tail = key;
+            self.tail = k;
         } else {
-            self.nodes[head].prev = key;
+            self.nodes[head as usize].prev = k;
         }
-        self.head = key;
+        self.head = k;
         self.linked += 1;
     }
 
@@ -133,12 +142,12 @@ impl<D> WaitList<D> {
         if prev == NIL {
             self.head = next;
         } else {
-            self.nodes[prev].next = next;
+            self.nodes[prev as usize].next = next;
         }
         if next == NIL {
             self.tail = prev;
         } else {
-            self.nodes[next].prev = prev;
+            self.nodes[next as usize].prev = prev;
         }
         self.linked -= 1;
     }
@@ -170,16 +179,16 @@ impl<D> WaitList<D> {
         if self.head == NIL {
             None
         } else {
-            Some(&mut self.nodes[self.head].data)
+            Some(&mut self.nodes[self.head as usize].data)
         }
     }
 
     /// Takes the first waiter out of the line and returns its waker.
     pub(crate) fn wake_front(&mut self) -> Option<Waker> {
-        let key = self.head;
-        if key == NIL {
+        if self.head == NIL {
             return None;
         }
+        let key = self.head as usize;
         self.unlink(key);
         self.nodes[key].waker.take()
     }
@@ -189,7 +198,7 @@ impl<D> WaitList<D> {
     pub(crate) fn wake_all_with(&mut self, wakers: &mut Vec<Waker>, mut f: impl FnMut(&mut D)) {
         wakers.reserve(self.linked);
         while self.head != NIL {
-            let key = self.head;
+            let key = self.head as usize;
             f(&mut self.nodes[key].data);
             self.unlink(key);
             if let Some(w) = self.nodes[key].waker.take() {
@@ -202,7 +211,7 @@ impl<D> WaitList<D> {
     pub(crate) fn for_each_linked_mut(&mut self, mut f: impl FnMut(&mut D) -> bool) {
         let mut key = self.head;
         while key != NIL {
-            let node = &mut self.nodes[key];
+            let node = &mut self.nodes[key as usize];
             if !f(&mut node.data) {
                 break;
             }
@@ -245,10 +254,12 @@ impl WakeBatch {
         }
     }
 
+    #[inline]
     pub(crate) fn wake(self) {
-        if let Some(w) = self.first {
-            w.wake();
-        }
+        // `rest` fills only after `first`: nothing to do (and nothing to
+        // free) in the common case of an empty batch.
+        let Some(first) = self.first else { return };
+        first.wake();
         wake_all(self.rest);
     }
 }
