@@ -262,6 +262,7 @@ impl Barrier {
 
 /// Releases the counted waiters at the front of the line, indices in order.
 fn trip(st: &mut State, batch: &mut WakeBatch) {
+    batch.reserve(st.waiters.len());
     let mut index = 0;
     while let Some(slot) = st.waiters.front_mut() {
         if !slot.counted {

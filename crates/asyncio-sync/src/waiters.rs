@@ -254,6 +254,11 @@ impl WakeBatch {
         }
     }
 
+    /// Makes room for `n` more wakers at once (a barrier trip, a shutdown).
+    pub(crate) fn reserve(&mut self, n: usize) {
+        self.rest.reserve(n.saturating_sub(1));
+    }
+
     #[inline]
     pub(crate) fn wake(self) {
         // `rest` fills only after `first`: nothing to do (and nothing to
