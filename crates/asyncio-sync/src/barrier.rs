@@ -238,10 +238,15 @@ impl Barrier {
     /// left a draining or reset cycle, the barrier fills again, starting with
     /// the tasks that queued meanwhile.
     fn exit(&self, st: &mut State, batch: &mut WakeBatch) {
-        st.count -= 1;
-        if st.count > 0 || !matches!(st.phase, Phase::Draining | Phase::Resetting) {
-            return;
+        if leave(st) {
+            self.refill(st, batch);
         }
+    }
+
+    /// The last task of a draining or reset cycle has left: fill the next
+    /// cycle with the tasks that queued meanwhile (and trip it if complete).
+    #[cold]
+    fn refill(&self, st: &mut State, batch: &mut WakeBatch) {
         st.phase = Phase::Filling;
         let room = self.parties;
         let mut joined = 0;
@@ -258,6 +263,14 @@ impl Barrier {
             trip(st, batch);
         }
     }
+}
+
+/// A counted task leaves (returned or dropped); true if it was the last of a
+/// draining or reset cycle, so the next cycle must be filled.
+#[inline]
+fn leave(st: &mut State) -> bool {
+    st.count -= 1;
+    st.count == 0 && matches!(st.phase, Phase::Draining | Phase::Resetting)
 }
 
 /// Releases the counted waiters at the front of the line, indices in order.
@@ -348,12 +361,13 @@ impl Future for BarrierWait<'_> {
         }
         let slot = st.waiters.remove(key);
         self.key = None;
-        let mut batch = WakeBatch::default();
-        if slot.counted {
-            barrier.exit(&mut st, &mut batch);
+        // The common case wakes nobody: no batch to build or to wake.
+        if slot.counted && leave(&mut st) {
+            let mut batch = WakeBatch::default();
+            barrier.refill(&mut st, &mut batch);
+            drop(st);
+            batch.wake();
         }
-        drop(st);
-        batch.wake();
         Poll::Ready(slot.outcome.result())
     }
 }
@@ -363,11 +377,11 @@ impl Drop for BarrierWait<'_> {
         let Some(key) = self.key else { return };
         let mut st = self.barrier.state.borrow_mut();
         let slot = st.waiters.remove(key);
-        let mut batch = WakeBatch::default();
-        if slot.counted {
-            self.barrier.exit(&mut st, &mut batch);
+        if slot.counted && leave(&mut st) {
+            let mut batch = WakeBatch::default();
+            self.barrier.refill(&mut st, &mut batch);
+            drop(st);
+            batch.wake();
         }
-        drop(st);
-        batch.wake();
     }
 }
