@@ -170,7 +170,10 @@ impl<T> Lock<T> {
             .value
             .try_borrow_mut()
             .expect("the holder of the lock is the only borrower of its value");
-        LockGuard { lock: self, value }
+        LockGuard {
+            lock: self,
+            value: Some(value),
+        }
     }
 
     /// Releases the lock: hands it to the first waiter, or marks it free.
@@ -217,7 +220,10 @@ impl<T: fmt::Debug> fmt::Debug for Lock<T> {
 /// ```
 pub struct LockGuard<'a, T> {
     lock: &'a Lock<T>,
-    value: RefMut<'a, T>,
+    /// Always `Some` until the guard is dropped: the borrow of the value ends
+    /// before the lock is handed on, since the next holder may be polled
+    /// inside the hand-over's `wake`.
+    value: Option<RefMut<'a, T>>,
 }
 
 impl<'a, T> LockGuard<'a, T> {
@@ -236,29 +242,30 @@ impl<'a, T> LockGuard<'a, T> {
 impl<T> Deref for LockGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        &self.value
+        self.value.as_deref().expect("a live guard holds the value")
     }
 }
 
 impl<T> DerefMut for LockGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
-        &mut self.value
+        self.value
+            .as_deref_mut()
+            .expect("a live guard holds the value")
     }
 }
 
 impl<T> Drop for LockGuard<'_, T> {
     fn drop(&mut self) {
-        // The `RefMut` field is released right after this; the next holder
-        // only borrows the value when it is polled, which is later.
+        // End the borrow of the value first: the waker of the next holder
+        // may poll it (and borrow the value) before `unlock` returns.
+        self.value = None;
         self.lock.unlock();
     }
 }
 
 impl<T: fmt::Debug> fmt::Debug for LockGuard<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LockGuard")
-            .field("value", &*self.value)
-            .finish()
+        f.debug_struct("LockGuard").field("value", &**self).finish()
     }
 }
 

@@ -310,9 +310,11 @@ impl<S: Store> Core<S> {
         st.woken_putters += st.putters.len();
         st.putters.wake_all_with(&mut wakers, |_| {});
         drop(st);
+        // Wake first: a destructor that panics must not leave the waiters,
+        // already taken out of line, asleep for ever.
+        crate::waiters::wake_all(wakers);
         // Items are dropped outside the borrow: their destructors may use the queue.
         drop(discarded);
-        crate::waiters::wake_all(wakers);
     }
 }
 
@@ -377,7 +379,8 @@ impl<S: Store> Stream for Get<'_, S> {
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.core.qsize(), None)
+        // Other getters may take the items left: no lower bound can be promised.
+        (0, None)
     }
 }
 
