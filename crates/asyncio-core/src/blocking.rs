@@ -7,13 +7,14 @@ use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::error::{PanicError, RuntimeError};
 use crate::event_loop::{EventLoop, LoopInner, running_inner};
 use crate::shared::Shared;
+use crate::sync::lock;
 use crate::time::TimeoutError;
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -50,12 +51,6 @@ struct PoolState {
     threads: usize,
     idle: usize,
     shutdown: bool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Jobs run outside the lock and their panics are caught: a poisoned lock
-    // can only come from a bug here, and the state is still consistent.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Pool {

@@ -4,13 +4,14 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::error::{CancelledError, RuntimeError, TaskError};
 use crate::event_loop::{EventLoop, try_create_task};
 use crate::shared::{Injected, Shared};
+use crate::sync::lock;
 use crate::task::Task;
 use crate::time::TimeoutError;
 
@@ -131,10 +132,6 @@ struct CfState<T> {
     cancel: bool,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl<T> CfInner<T> {
     fn complete(&self, result: Result<T, TaskError>) {
         let waiter = {
@@ -238,13 +235,9 @@ impl<T> ConcurrentFuture<T> {
         r
     }
 
-    /// Blocks this thread until the task finishes; its output, or why it has
-    /// none (cancelled, panicked, or its loop closed first).
-    ///
-    /// # Panics
-    /// On the loop's own thread (it would wait forever), or if the outcome was
-    /// already taken by `wait_timeout` or an `await`.
-    pub fn wait(self) -> Result<T, TaskError> {
+    /// Blocks until the outcome is there (taking it) or `deadline` passes
+    /// (`None`: no deadline).
+    fn wait_until(&self, deadline: Option<Instant>) -> Option<Result<T, TaskError>> {
         self.check_not_on_own_loop();
         let mut st = lock(&self.inner.state);
         loop {
@@ -253,14 +246,38 @@ impl<T> ConcurrentFuture<T> {
                 "the ConcurrentFuture's outcome was already taken"
             );
             if let Some(r) = Self::take(&mut st) {
-                return r;
+                return Some(r);
             }
-            st = self
-                .inner
-                .done
-                .wait(st)
-                .unwrap_or_else(PoisonError::into_inner);
+            st = match deadline {
+                None => self
+                    .inner
+                    .done
+                    .wait(st)
+                    .unwrap_or_else(PoisonError::into_inner),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return None;
+                    }
+                    self.inner
+                        .done
+                        .wait_timeout(st, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
         }
+    }
+
+    /// Blocks this thread until the task finishes; its output, or why it has
+    /// none (cancelled, panicked, or its loop closed first).
+    ///
+    /// # Panics
+    /// On the loop's own thread (it would wait forever), or if the outcome was
+    /// already taken by `wait_timeout` or an `await`.
+    pub fn wait(self) -> Result<T, TaskError> {
+        self.wait_until(None)
+            .expect("without a deadline the wait ends only with the outcome")
     }
 
     /// Like [`wait`](Self::wait), giving up after `timeout` (the task goes on).
@@ -272,31 +289,9 @@ impl<T> ConcurrentFuture<T> {
     /// # Panics
     /// As `wait`.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<Result<T, TaskError>, TimeoutError> {
-        self.check_not_on_own_loop();
-        let deadline = Instant::now().checked_add(timeout);
-        let mut st = lock(&self.inner.state);
-        loop {
-            assert!(
-                !st.taken,
-                "the ConcurrentFuture's outcome was already taken"
-            );
-            if let Some(r) = Self::take(&mut st) {
-                return Ok(r);
-            }
-            let left = match deadline {
-                Some(d) => d.saturating_duration_since(Instant::now()),
-                None => Duration::from_secs(3600),
-            };
-            if left.is_zero() {
-                return Err(TimeoutError);
-            }
-            st = self
-                .inner
-                .done
-                .wait_timeout(st, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
+        // A timeout too long for `Instant` is no deadline at all.
+        self.wait_until(Instant::now().checked_add(timeout))
+            .ok_or(TimeoutError)
     }
 
     /// Whether the task finished (or its loop closed before it could).
