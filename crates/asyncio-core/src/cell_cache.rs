@@ -11,8 +11,8 @@
 //! off the loop's thread (its last waker dropped elsewhere) bypasses the cache.
 
 use std::alloc::Layout;
-use std::cell::{Cell, UnsafeCell};
-use std::ptr::NonNull;
+use std::cell::Cell;
+use std::ptr::{self, NonNull};
 
 const GRANULE: usize = 16;
 const CLASSES: usize = 64; // up to 1 KiB
@@ -45,8 +45,9 @@ pub(crate) const fn class_of(layout: Layout) -> Option<usize> {
 }
 
 pub(crate) struct CellCache {
-    /// Free cells per class. Loop thread only; no user code runs while borrowed.
-    free: UnsafeCell<[Vec<NonNull<u8>>; CLASSES]>,
+    /// Per class, the most recently freed cell; each free cell's first word
+    /// holds the next one (null ends the list). Loop thread only.
+    heads: [Cell<*mut u8>; CLASSES],
     bytes: Cell<usize>,
     limit: Cell<usize>,
 }
@@ -54,7 +55,7 @@ pub(crate) struct CellCache {
 impl CellCache {
     pub(crate) fn new() -> Self {
         CellCache {
-            free: UnsafeCell::new([const { Vec::new() }; CLASSES]),
+            heads: [const { Cell::new(ptr::null_mut()) }; CLASSES],
             bytes: Cell::new(0),
             limit: Cell::new(DEFAULT_LIMIT),
         }
@@ -64,11 +65,14 @@ impl CellCache {
     #[inline]
     pub(crate) fn alloc(&self, layout: Layout, class: Option<usize>) -> NonNull<u8> {
         if let Some(class) = class {
-            // SAFETY: loop thread; the borrow ends within this block.
-            let cached = unsafe { (*self.free.get())[class].pop() };
-            if let Some(ptr) = cached {
+            let head = self.heads[class].get();
+            if !head.is_null() {
+                // SAFETY: `head` is a free cell of this class (at least 16 bytes,
+                // 16-aligned) whose first word `free` set to the next free cell.
+                self.heads[class].set(unsafe { head.cast::<*mut u8>().read() });
                 self.bytes.set(self.bytes.get() - layout.size());
-                return ptr;
+                // SAFETY: checked non-null above.
+                return unsafe { NonNull::new_unchecked(head) };
             }
         }
         // SAFETY: task cells are never zero-sized.
@@ -85,8 +89,10 @@ impl CellCache {
         if let Some(class) = class
             && self.bytes.get() + layout.size() <= self.limit.get()
         {
-            // SAFETY: loop thread; the borrow ends within this block.
-            unsafe { (*self.free.get())[class].push(ptr) };
+            // SAFETY: the cell is dead and its memory ours: at least 16 bytes,
+            // 16-aligned (class layouts), so its first word can link the list.
+            unsafe { ptr.cast::<*mut u8>().write(self.heads[class].get()) };
+            self.heads[class].set(ptr.as_ptr());
             self.bytes.set(self.bytes.get() + layout.size());
             return;
         }
@@ -96,25 +102,23 @@ impl CellCache {
 
     /// Frees cached cells until at most `keep` bytes remain.
     pub(crate) fn trim(&self, keep: usize) {
-        if self.bytes.get() <= keep {
-            return;
-        }
-        // SAFETY: loop thread; `dealloc` runs no user code.
-        let free = unsafe { &mut *self.free.get() };
-        for (class, list) in free.iter_mut().enumerate() {
+        for (class, head) in self.heads.iter().enumerate() {
+            if self.bytes.get() <= keep {
+                return;
+            }
             let size = (class + 1) * GRANULE;
             let layout = Layout::from_size_align(size, GRANULE).expect("class layouts are valid");
             while self.bytes.get() > keep {
-                let Some(ptr) = list.pop() else { break };
+                let cell = head.get();
+                if cell.is_null() {
+                    break;
+                }
+                // SAFETY: a free cell of this class; its first word links the list.
+                head.set(unsafe { cell.cast::<*mut u8>().read() });
                 // SAFETY: cached cells were allocated with their class layout.
-                unsafe { std::alloc::dealloc(ptr.as_ptr(), layout) };
+                unsafe { std::alloc::dealloc(cell, layout) };
                 self.bytes.set(self.bytes.get() - size);
             }
-            if self.bytes.get() <= keep {
-                list.shrink_to_fit();
-                break;
-            }
-            *list = Vec::new();
         }
     }
 

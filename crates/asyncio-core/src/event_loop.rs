@@ -126,10 +126,12 @@ pub(crate) struct LoopInner {
     /// Loop thread only.
     registry_head: Cell<Option<NonNull<Header>>>,
     registry_len: Cell<usize>,
-    /// Tasks in their eager step, innermost last: not registered yet, but
-    /// `all_tasks()` lists them. Its length is the eager nesting depth. Loop
-    /// thread only; never borrowed across user code.
-    eager_stack: UnsafeCell<Vec<NonNull<Header>>>,
+    /// The innermost task in its eager step. Tasks in their eager step are not
+    /// registered yet (but `all_tasks()` lists them): their `next` link, unused
+    /// until registration, points to the task whose step created them.
+    eager_top: Cell<Option<NonNull<Header>>>,
+    /// How many eager steps are on the stack.
+    eager_depth: Cell<u32>,
     running: Cell<bool>,
     pub(crate) closed: Cell<bool>,
     /// Live `EventLoop` handles; the loop closes when the last goes.
@@ -164,7 +166,8 @@ impl LoopInner {
             ready: UnsafeCell::new(VecDeque::new()),
             registry_head: Cell::new(None),
             registry_len: Cell::new(0),
-            eager_stack: UnsafeCell::new(Vec::new()),
+            eager_top: Cell::new(None),
+            eager_depth: Cell::new(0),
             running: Cell::new(false),
             closed: Cell::new(false),
             handles: Cell::new(1),
@@ -317,7 +320,114 @@ impl LoopInner {
     }
 
     /// Creates a task and starts it as the options or the factory say.
-    pub(crate) fn spawn<F>(
+    pub(crate) fn spawn<F>(self: &Rc<Self>, future: F, opts: Option<TaskOptions>) -> Task<F::Output>
+    where
+        F: Future + 'static,
+    {
+        match opts {
+            None => self.spawn_default(future),
+            Some(opts) => self.spawn_general(future, Some(opts)),
+        }
+    }
+
+    /// `create_task(future)` without options.
+    #[inline(always)]
+    pub(crate) fn spawn_default<F>(self: &Rc<Self>, future: F) -> Task<F::Output>
+    where
+        F: Future + 'static,
+    {
+        // The spawn path of nearly every task under the eager factory: a running
+        // loop, no context variables in use.
+        if self.fixed_mode.get() == Some(StartMode::Eager)
+            && self.can_step_eagerly()
+            && !contextvars::in_use()
+        {
+            self.spawn_eager(future)
+        } else {
+            self.spawn_general(future, None)
+        }
+    }
+
+    /// Whether a new task may run its first step now: the loop runs and eager
+    /// steps are not nested too deep.
+    #[inline]
+    fn can_step_eagerly(&self) -> bool {
+        self.running.get() && self.eager_depth.get() < MAX_EAGER_DEPTH
+    }
+
+    #[inline]
+    fn next_task_id(&self) -> u64 {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        id
+    }
+
+    /// Creates a task and runs its eager step, with the future's `poll` called
+    /// directly (no vtable) so it can be inlined into the step.
+    #[inline(always)]
+    fn spawn_eager<F>(self: &Rc<Self>, future: F) -> Task<F::Output>
+    where
+        F: Future + 'static,
+    {
+        let ptr = TaskCell::allocate(future, self, self.next_task_id(), HAS_HANDLE | RUNNING);
+        // SAFETY: `allocate` hands us the one reference, for a cell of output `F::Output`.
+        let task = unsafe { Task::from_ref(TaskRef::from_raw(ptr)) };
+        let header = task.header();
+        self.push_eager(header, ptr);
+        let prev = context::set_current_task(ptr.as_ptr());
+        let outcome_bits = {
+            // SAFETY: the task reference keeps the header alive during the poll.
+            let waker = unsafe { waker::borrowed(ptr) };
+            let mut cx = std::task::Context::from_waker(&waker);
+            // SAFETY: a live, new task of type `F`, on the loop thread, polled once.
+            unsafe { crate::task::raw::poll_step::<F>(ptr, &mut cx) }
+        };
+        context::set_current_task(prev);
+        self.pop_eager(header);
+        match outcome_bits {
+            Some(bits) => {
+                // One update of the state word: done, with what the outcome set.
+                let state = (header.state.get() & !RUNNING) | COMPLETE | bits;
+                header.state.set(state);
+                if state & COMPLETION_WORK != 0 {
+                    self.completion_work(&task);
+                }
+            }
+            None => {
+                header.clear(RUNNING);
+                self.suspended_in_eager_step(&task);
+            }
+        }
+        task
+    }
+
+    /// Marks `header` (at `ptr`) as the innermost task in its eager step.
+    #[inline]
+    fn push_eager(&self, header: &Header, ptr: NonNull<Header>) {
+        header.next.set(self.eager_top.replace(Some(ptr)));
+        self.eager_depth.set(self.eager_depth.get() + 1);
+    }
+
+    /// Undoes `push_eager` once the task's eager step returned.
+    #[inline]
+    fn pop_eager(&self, header: &Header) {
+        self.eager_top.set(header.next.take());
+        self.eager_depth.set(self.eager_depth.get() - 1);
+    }
+
+    /// A task that suspended during its eager step joins the registry (and the
+    /// ready queue, if it cancelled itself meanwhile).
+    #[cold]
+    fn suspended_in_eager_step(&self, task: &TaskRef) {
+        self.register(task);
+        if task.header().has(CANCEL_REQUESTED) {
+            self.schedule(task);
+        }
+    }
+
+    /// Every spawn but the eager fast path: options, factory hooks, contexts.
+    #[inline(never)]
+    fn spawn_general<F>(
         self: &Rc<Self>,
         future: F,
         mut opts: Option<TaskOptions>,
@@ -325,21 +435,12 @@ impl LoopInner {
     where
         F: Future + 'static,
     {
-        let id = self.next_id.get();
-        self.next_id.set(id + 1);
-        let ptr = TaskCell::allocate(future, self, id, HAS_HANDLE);
+        let ptr = TaskCell::allocate(future, self, self.next_task_id(), HAS_HANDLE);
         // SAFETY: `allocate` hands us the one reference, for a cell of output `F::Output`.
         let task = unsafe { Task::from_ref(TaskRef::from_raw(ptr)) };
         let explicit = opts.as_mut().and_then(|o| o.context.take());
         if let Some(ctx) = explicit.or_else(contextvars::copy_for_task) {
             task.attach_context(ctx);
-        }
-        // The spawn path of nearly every task: no options, a fixed factory mode.
-        if opts.is_none()
-            && let Some(mode) = self.fixed_mode.get()
-        {
-            self.start(&task, mode);
-            return task;
         }
         let mut eager = None;
         if let Some(opts) = opts {
@@ -370,17 +471,12 @@ impl LoopInner {
     }
 
     /// Starts the task; returns how it actually started.
-    #[inline]
     fn start(&self, task: &TaskRef, mode: StartMode) -> StartMode {
-        // SAFETY: loop thread; the borrow ends at once.
-        let depth = unsafe { (*self.eager_stack.get()).len() };
-        if mode == StartMode::Eager && self.running.get() && depth < MAX_EAGER_DEPTH as usize {
+        if mode == StartMode::Eager && self.can_step_eagerly() {
             let header = task.header();
-            // SAFETY: as above.
-            unsafe { (*self.eager_stack.get()).push(task.as_ptr()) };
+            self.push_eager(header, task.as_ptr());
             self.step(task);
-            // SAFETY: as above; nested steps pushed and popped their own entries.
-            unsafe { (*self.eager_stack.get()).pop() };
+            self.pop_eager(header);
             if !header.has(COMPLETE) {
                 self.register(task);
             }
@@ -435,12 +531,20 @@ impl LoopInner {
         }
     }
 
+    #[inline]
     fn complete(&self, task: &TaskRef) {
         let header = task.header();
         header.set(COMPLETE);
-        if !header.has(COMPLETION_WORK) {
-            return;
+        if header.has(COMPLETION_WORK) {
+            self.completion_work(task);
         }
+    }
+
+    /// Unregisters the task, wakes whoever awaits it, schedules its done
+    /// callbacks and reports an unobserved failure.
+    #[inline(never)]
+    fn completion_work(&self, task: &TaskRef) {
+        let header = task.header();
         let registered = self.unregister(task.as_ptr());
         // SAFETY: loop thread; the slot is not borrowed elsewhere.
         let join = unsafe { (*header.join_waker.get()).take() };
@@ -575,13 +679,15 @@ impl LoopInner {
     fn all_tasks(&self) -> Vec<TaskRef> {
         let mut tasks = self.registered();
         // Tasks in their eager step are not registered yet.
-        // SAFETY: loop thread; cloning references runs no user code.
-        for &ptr in unsafe { &*self.eager_stack.get() } {
+        let mut cur = self.eager_top.get();
+        while let Some(ptr) = cur {
             // SAFETY: tasks in their eager step are being polled, so alive.
-            if !unsafe { ptr.as_ref() }.has(REGISTERED | COMPLETE) {
+            let header = unsafe { ptr.as_ref() };
+            if !header.has(REGISTERED | COMPLETE) {
                 // SAFETY: alive and ours, on the loop thread.
                 tasks.push(unsafe { TaskRef::clone_raw(ptr) });
             }
+            cur = header.next.get();
         }
         tasks
     }
@@ -812,7 +918,7 @@ impl EventLoop {
         if self.inner.closed.get() {
             return Err(RuntimeError::Closed);
         }
-        Ok(self.inner.spawn(future, None))
+        Ok(self.inner.spawn_default(future))
     }
 
     /// Creates a task with per-call options (name, eager start).
@@ -1029,6 +1135,7 @@ pub(crate) fn running_inner() -> Result<Rc<LoopInner>, RuntimeError> {
 }
 
 /// Runs `f` with the running loop's inner state.
+#[inline]
 fn with_running<R>(f: impl FnOnce(&Rc<LoopInner>) -> R) -> Result<R, RuntimeError> {
     let lp = context::running_loop();
     if lp.is_null() {
@@ -1048,20 +1155,31 @@ fn with_running<R>(f: impl FnOnce(&Rc<LoopInner>) -> R) -> Result<R, RuntimeErro
 /// # Panics
 /// Outside a running loop, with a message saying where to call it from. Use
 /// [`try_create_task`] to get [`RuntimeError::NoRunningLoop`] instead.
+#[inline]
 pub fn create_task<F>(future: F) -> Task<F::Output>
 where
     F: Future + 'static,
 {
-    try_create_task(future).unwrap_or_else(|e| panic!("asyncio::create_task: {e}"))
+    match try_create_task(future) {
+        Ok(task) => task,
+        Err(e) => no_running_loop("create_task", e),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn no_running_loop(what: &str, e: RuntimeError) -> ! {
+    panic!("asyncio::{what}: {e}")
 }
 
 /// Like [`create_task`], failing with [`RuntimeError::NoRunningLoop`] outside a
 /// running loop.
+#[inline]
 pub fn try_create_task<F>(future: F) -> Result<Task<F::Output>, RuntimeError>
 where
     F: Future + 'static,
 {
-    with_running(|lp| lp.spawn(future, None))
+    with_running(|lp| lp.spawn_default(future))
 }
 
 /// Creates a task on the running loop with per-call options.

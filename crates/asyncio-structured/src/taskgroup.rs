@@ -3,6 +3,7 @@
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
@@ -34,7 +35,7 @@ struct GroupState {
     /// Joined or dropped: no new task is taken.
     finished: Cell<bool>,
     /// Whoever waits for the group (its `join`, or its scope).
-    waiter: RefCell<Option<Waker>>,
+    waiter: Cell<Option<Waker>>,
 }
 
 impl GroupState {
@@ -47,10 +48,11 @@ impl GroupState {
             aborting: Cell::new(false),
             abort_scheduled: Cell::new(false),
             finished: Cell::new(false),
-            waiter: RefCell::new(None),
+            waiter: Cell::new(None),
         })
     }
 
+    #[inline(always)]
     fn spawn<F>(
         self: &Rc<Self>,
         fut: F,
@@ -67,32 +69,9 @@ impl GroupState {
             return Err(TaskGroupError::ShuttingDown);
         }
         self.live.set(self.live.get() + 1);
-        let guard = ChildGuard {
-            state: Rc::clone(self),
-            armed: true,
-        };
-        let child = async move {
-            let mut guard = guard;
-            let outcome = CatchPanic::new(fut).await;
-            guard.armed = false;
-            let failure = match outcome {
-                Ok(out) => match out.into_result() {
-                    Ok(value) => {
-                        guard.state.child_done(None);
-                        return Some(value);
-                    }
-                    Err(error) => ChildFailure::Error {
-                        task: task_name(),
-                        error,
-                    },
-                },
-                Err(panic) => ChildFailure::Panic {
-                    task: task_name(),
-                    panic,
-                },
-            };
-            guard.state.child_done(Some(failure));
-            None
+        let child = Child {
+            fut,
+            guard: ChildGuard(Some(Rc::clone(self))),
         };
         let task = {
             let _creating = Creating::enter(self);
@@ -136,23 +115,29 @@ impl GroupState {
     /// `call_soon`, so siblings that fail in the same loop iteration are all
     /// recorded — except for a child that fails during its eager step inside
     /// `create_task`, which aborts the group at once.
+    #[inline(always)]
     fn child_done(self: &Rc<Self>, failure: Option<ChildFailure>) {
         let live = self.live.get() - 1;
         self.live.set(live);
         if let Some(failure) = failure {
-            self.failures.borrow_mut().push(failure);
-            if self.creating.get() > 0 {
-                self.abort();
-            } else if !self.abort_scheduled.replace(true) {
-                let me = Rc::clone(self);
-                match get_running_loop() {
-                    Ok(lp) => drop(lp.call_soon(move || me.abort())),
-                    Err(_) => self.abort(),
-                }
-            }
+            self.child_failed(failure);
         }
         if live == 0 {
             self.wake_waiter();
+        }
+    }
+
+    #[cold]
+    fn child_failed(self: &Rc<Self>, failure: ChildFailure) {
+        self.failures.borrow_mut().push(failure);
+        if self.creating.get() > 0 {
+            self.abort();
+        } else if !self.abort_scheduled.replace(true) {
+            let me = Rc::clone(self);
+            match get_running_loop() {
+                Ok(lp) => drop(lp.call_soon(move || me.abort())),
+                Err(_) => self.abort(),
+            }
         }
     }
 
@@ -183,19 +168,19 @@ impl GroupState {
         }
     }
 
+    #[inline]
     fn wake_waiter(&self) {
-        let waker = self.waiter.borrow_mut().take();
-        if let Some(w) = waker {
+        if let Some(w) = self.waiter.take() {
             w.wake();
         }
     }
 
     fn register_waiter(&self, cx: &Context<'_>) {
-        let mut slot = self.waiter.borrow_mut();
-        match &*slot {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => *slot = Some(cx.waker().clone()),
-        }
+        let waker = match self.waiter.take() {
+            Some(w) if w.will_wake(cx.waker()) => w,
+            _ => cx.waker().clone(),
+        };
+        self.waiter.set(Some(waker));
     }
 
     fn has_children(&self) -> bool {
@@ -241,21 +226,81 @@ impl Drop for Creating<'_> {
     }
 }
 
+/// A child's future inside its task: runs `fut`, then reports to the group how
+/// it ended.
+struct Child<F> {
+    fut: F,
+    /// Declared after `fut`, so dropped after it: a child dropped before it
+    /// finished reports once its future is gone, also when that panicked.
+    guard: ChildGuard,
+}
+
+impl<F> Future for Child<F>
+where
+    F: Future,
+    F::Output: ChildOutput,
+{
+    type Output = Option<<F::Output as ChildOutput>::Ok>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: `fut` is structurally pinned: it is never moved out of `self`,
+        // `Child` has no `Drop` impl, and it is `Unpin` only when `F` is.
+        let this = unsafe { self.get_unchecked_mut() };
+        // SAFETY: as above.
+        let fut = unsafe { Pin::new_unchecked(&mut this.fut) };
+        let failure = match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(out)) => match out.into_result() {
+                Ok(value) => {
+                    this.guard.report(None);
+                    return Poll::Ready(Some(value));
+                }
+                Err(error) => ChildFailure::Error {
+                    task: task_name(),
+                    error,
+                },
+            },
+            Err(payload) => ChildFailure::Panic {
+                task: task_name(),
+                panic: asyncio_core::PanicError::new(payload),
+            },
+        };
+        this.guard.report(Some(failure));
+        Poll::Ready(None)
+    }
+}
+
 /// Reports a child that ended without finishing: cancelled, or panicking in a
 /// destructor while it was being cancelled.
-struct ChildGuard {
-    state: Rc<GroupState>,
-    armed: bool,
+///
+/// Holds the group until it reported (`None` afterwards).
+struct ChildGuard(Option<Rc<GroupState>>);
+
+impl ChildGuard {
+    /// Tells the group how the child ended (`None`: successfully, or cancelled).
+    #[inline(always)]
+    fn report(&mut self, failure: Option<ChildFailure>) {
+        if let Some(state) = self.0.take() {
+            state.child_done(failure);
+        }
+    }
+
+    #[cold]
+    fn report_unfinished(&mut self) {
+        let failure = std::thread::panicking().then(|| ChildFailure::Panic {
+            task: task_name(),
+            panic: asyncio_core::PanicError::new(Box::new("panicked while being cancelled")),
+        });
+        self.report(failure);
+    }
 }
 
 impl Drop for ChildGuard {
+    #[inline]
     fn drop(&mut self) {
-        if self.armed {
-            let failure = std::thread::panicking().then(|| ChildFailure::Panic {
-                task: task_name(),
-                panic: asyncio_core::PanicError::new(Box::new("panicked while being cancelled")),
-            });
-            self.state.child_done(failure);
+        if self.0.is_some() {
+            self.report_unfinished();
         }
     }
 }
@@ -400,6 +445,7 @@ impl TaskGroupHandle {
     ///
     /// # Panics
     /// Outside a running event loop, as `create_task`.
+    #[inline]
     pub fn create_task<F>(
         &self,
         fut: F,

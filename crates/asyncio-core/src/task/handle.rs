@@ -248,7 +248,7 @@ impl Clone for TaskRef {
 }
 
 impl Drop for TaskRef {
-    #[inline]
+    #[inline(always)]
     fn drop(&mut self) {
         let header = self.header();
         let refs = header.refs.get() - 1;
@@ -261,12 +261,40 @@ impl Drop for TaskRef {
 }
 
 /// Drops what the loop side owns and gives up the `LOCAL` bit; frees the cell if
+/// no waker is left. Inline for the common case: a finished task whose stage,
+/// extra data and join waker hold nothing, and no waker anywhere.
+///
+/// # Safety
+/// Called once, on the loop thread, when `refs` reached zero.
+#[inline(always)]
+unsafe fn release_local(ptr: NonNull<Header>) {
+    // SAFETY: the cell is still allocated: we hold the `LOCAL` bit.
+    let header = unsafe { ptr.as_ref() };
+    let state = header.state.get();
+    if state & (HAS_EXTRA | HAS_JOIN_WAKER) == 0
+        && state & (OUTPUT_TAKEN | STAGE_TRIVIAL) != 0
+        && header.wakers.load(Ordering::Acquire) == LOCAL
+    {
+        // No waker exists, so no other thread can reach the cell (only a waker
+        // holder could make a new one); nothing in the cell needs dropping.
+        // SAFETY: the local side's strong count, given back exactly once.
+        let owner = unsafe { Rc::from_raw(header.owner.as_ptr().cast_const()) };
+        let vtable = header.vtable;
+        owner.cells.free(ptr.cast(), vtable.layout, vtable.class);
+        drop(owner);
+    } else {
+        // SAFETY: caller's contract, passed on.
+        unsafe { release_local_slow(ptr) }
+    }
+}
+
+/// Drops what the loop side owns and gives up the `LOCAL` bit; frees the cell if
 /// no waker is left.
 ///
 /// # Safety
 /// Called once, on the loop thread, when `refs` reached zero.
-#[cold]
-unsafe fn release_local(ptr: NonNull<Header>) {
+#[inline(never)]
+unsafe fn release_local_slow(ptr: NonNull<Header>) {
     // SAFETY: the cell is still allocated: we hold the `LOCAL` bit.
     let header = unsafe { ptr.as_ref() };
     // A taken outcome left nothing behind in the stage.
@@ -439,10 +467,15 @@ impl<T> Future for Task<T> {
 }
 
 impl<T> Drop for Task<T> {
+    #[inline]
     fn drop(&mut self) {
         let header = self.raw.header();
-        header.clear(HAS_HANDLE);
-        if header.has(FAILED) && !header.has(FAILURE_SEEN) {
+        let state = header.state.get();
+        if state & COMPLETE == 0 {
+            // Only completion looks at the flag: a failure nobody can take any
+            // more is reported then.
+            header.clear(HAS_HANDLE);
+        } else if state & (FAILED | FAILURE_SEEN) == FAILED {
             header.set(FAILURE_SEEN);
             self.raw.owner().report_unobserved(&self.raw);
         }

@@ -106,6 +106,7 @@ impl Header {
         // `extra_ref`, whose borrows never overlap: `f` runs no user code that could
         // reach this task's `extra` again.
         let slot = unsafe { &mut *self.extra.get() };
+        self.set(crate::task::state::HAS_EXTRA);
         f(slot.get_or_insert_with(Default::default))
     }
 

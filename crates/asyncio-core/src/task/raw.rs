@@ -11,7 +11,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use super::header::{Header, LOCAL, Vtable};
-use super::state::{CANCELLED, FAILED};
+use super::state::{CANCELLED, FAILED, STAGE_TRIVIAL};
 use crate::error::{CancelledError, PanicError, TaskError};
 use crate::event_loop::LoopInner;
 
@@ -49,6 +49,7 @@ impl<F: Future + 'static> TaskCell<F> {
     };
 
     /// Allocates a cell owned by one loop-side reference (`refs == 1`).
+    #[inline(always)]
     pub(crate) fn allocate(
         future: F,
         owner: &Rc<LoopInner>,
@@ -124,9 +125,19 @@ unsafe fn replace_stage<F: Future>(
     panic
 }
 
-unsafe fn poll<F: Future>(ptr: NonNull<Header>, cx: &mut Context<'_>) -> Poll<()> {
-    // SAFETY: the loop polls only live cells of this type, on its thread; the
-    // future is pinned because the cell never moves.
+/// Polls the future; on `Ready` (or a panic) stores the outcome and returns the
+/// state bits the outcome calls for (`FAILED`, `STAGE_TRIVIAL`), for the caller
+/// to set together with `COMPLETE`.
+///
+/// # Safety
+/// `ptr` is a live, unfinished cell of type `F` on its loop's thread, not being
+/// polled already.
+#[inline(always)]
+pub(crate) unsafe fn poll_step<F: Future>(
+    ptr: NonNull<Header>,
+    cx: &mut Context<'_>,
+) -> Option<u32> {
+    // SAFETY: caller's contract; the future is pinned because the cell never moves.
     let result = catch_unwind(AssertUnwindSafe(|| unsafe {
         match &mut *stage::<F>(ptr) {
             Stage::Running(future) => Pin::new_unchecked(future).poll(cx),
@@ -134,46 +145,72 @@ unsafe fn poll<F: Future>(ptr: NonNull<Header>, cx: &mut Context<'_>) -> Poll<()
         }
     }));
     let outcome = match result {
-        Ok(Poll::Pending) => return Poll::Pending,
+        Ok(Poll::Pending) => return None,
         Ok(Poll::Ready(value)) => Ok(value),
         Err(payload) => Err(TaskError::Panicked(PanicError::new(payload))),
     };
     // SAFETY: as above; the poll has returned so no borrow of the future remains.
-    unsafe { finish::<F>(ptr, outcome) };
-    Poll::Ready(())
+    Some(unsafe { finish::<F>(ptr, outcome) })
+}
+
+/// The vtable's poll: [`poll_step`], setting the outcome's bits.
+unsafe fn poll<F: Future>(ptr: NonNull<Header>, cx: &mut Context<'_>) -> Poll<()> {
+    // SAFETY: the loop polls only live, unfinished cells of this type, on its thread.
+    match unsafe { poll_step::<F>(ptr, cx) } {
+        None => Poll::Pending,
+        Some(bits) => {
+            // SAFETY: live header, loop thread.
+            unsafe { ptr.as_ref() }.set(bits);
+            Poll::Ready(())
+        }
+    }
 }
 
 /// Stores the outcome after dropping the future; a panic in the future's
-/// destructor turns the outcome into that panic.
+/// destructor turns the outcome into that panic. Returns the state bits the
+/// outcome calls for.
 ///
 /// # Safety
-/// As for [`stage`].
-unsafe fn finish<F: Future>(ptr: NonNull<Header>, outcome: Result<F::Output, TaskError>) {
+/// As for [`stage`], and the stage must be `Running`.
+#[inline(always)]
+unsafe fn finish<F: Future>(ptr: NonNull<Header>, outcome: Result<F::Output, TaskError>) -> u32 {
+    // SAFETY: caller's contract.
+    let place = unsafe { stage::<F>(ptr) };
     // A future without drop glue is simply overwritten below.
     let outcome = if !std::mem::needs_drop::<F>() {
         outcome
     } else {
-        // SAFETY: caller's contract.
-        match unsafe { replace_stage::<F>(ptr, Stage::Consumed) } {
-            None => outcome,
-            Some(payload) => Err(TaskError::Panicked(PanicError::new(payload))),
+        // SAFETY: the stage is `Running` (caller's contract); the future is
+        // dropped where it lies, exactly once: if its destructor unwinds, the
+        // stage is overwritten below without another drop.
+        let dropped = catch_unwind(AssertUnwindSafe(|| unsafe {
+            match &mut *place {
+                Stage::Running(future) => ptr::drop_in_place(future),
+                _ => unreachable!("finish is only called on a running task"),
+            }
+        }));
+        match dropped {
+            Ok(()) => outcome,
+            Err(payload) => Err(TaskError::Panicked(PanicError::new(payload))),
         }
     };
-    // SAFETY: the header is live; loop thread.
-    let header = unsafe { ptr.as_ref() };
-    match &outcome {
-        Err(TaskError::Panicked(_)) => header.set(FAILED),
-        Err(TaskError::Cancelled(_)) => header.set(CANCELLED),
-        Ok(_) => {}
-    }
-    // SAFETY: caller's contract; the stage is `Consumed`, or `Running` with a future
-    // that has nothing to drop, so nothing is leaked.
-    unsafe { ptr::write(stage::<F>(ptr), Stage::Finished(outcome)) };
+    let bits = match &outcome {
+        Err(TaskError::Panicked(_)) => FAILED,
+        Err(TaskError::Cancelled(_)) => CANCELLED,
+        Ok(_) if !std::mem::needs_drop::<F::Output>() => STAGE_TRIVIAL,
+        Ok(_) => 0,
+    };
+    // SAFETY: caller's contract; the future was dropped in place (or has nothing
+    // to drop), so overwriting the stage leaks nothing.
+    unsafe { ptr::write(place, Stage::Finished(outcome)) };
+    bits
 }
 
 unsafe fn cancel<F: Future>(ptr: NonNull<Header>) {
-    // SAFETY: the loop cancels only live cells of this type, on its thread.
-    unsafe { finish::<F>(ptr, Err(TaskError::Cancelled(CancelledError))) };
+    // SAFETY: the loop cancels only live, unfinished cells of this type, on its thread.
+    let bits = unsafe { finish::<F>(ptr, Err(TaskError::Cancelled(CancelledError))) };
+    // SAFETY: live header, loop thread.
+    unsafe { ptr.as_ref() }.set(bits);
 }
 
 unsafe fn read_output<F: Future>(ptr: NonNull<Header>, dst: *mut ()) {

@@ -40,5 +40,10 @@ pub(crate) const HAS_JOIN_WAKER: u32 = 1 << 10;
 pub(crate) const HAS_CALLBACKS: u32 = 1 << 11;
 /// The task has a context of its own (in `extra`).
 pub(crate) const HAS_CONTEXT: u32 = 1 << 12;
+/// The task's `extra` data was created (release must free it).
+pub(crate) const HAS_EXTRA: u32 = 1 << 13;
+/// The stage holds nothing with a destructor (an outcome `Ok(v)` whose type has
+/// no drop glue): releasing the cell need not look at it.
+pub(crate) const STAGE_TRIVIAL: u32 = 1 << 14;
 /// What `complete` has to look at beyond marking the task done.
 pub(crate) const COMPLETION_WORK: u32 = REGISTERED | HAS_JOIN_WAKER | HAS_CALLBACKS | FAILED;
