@@ -324,28 +324,54 @@ impl LoopInner {
     where
         F: Future + 'static,
     {
-        match opts {
-            None => self.spawn_default(future),
-            Some(opts) => self.spawn_general(future, Some(opts)),
-        }
+        let ptr = TaskCell::allocate(future, self, self.next_task_id(), HAS_HANDLE);
+        // SAFETY: `allocate` hands us the one reference, for a cell of output `F::Output`.
+        let task = unsafe { Task::from_ref(TaskRef::from_raw(ptr)) };
+        self.start_new(&task, opts);
+        task
     }
 
     /// `create_task(future)` without options.
+    ///
+    /// The future is moved once, into its cell; only then does the path split,
+    /// so the slow path (type-erased) needs no copy of it.
     #[inline(always)]
     pub(crate) fn spawn_default<F>(self: &Rc<Self>, future: F) -> Task<F::Output>
     where
         F: Future + 'static,
     {
+        self.spawn_default_with(|| future)
+    }
+
+    /// [`spawn_default`](Self::spawn_default) with the future made in place.
+    #[inline(always)]
+    pub(crate) fn spawn_default_with<F>(
+        self: &Rc<Self>,
+        make: impl FnOnce() -> F,
+    ) -> Task<F::Output>
+    where
+        F: Future + 'static,
+    {
         // The spawn path of nearly every task under the eager factory: a running
         // loop, no context variables in use.
-        if self.fixed_mode.get() == Some(StartMode::Eager)
+        let fast = self.fixed_mode.get() == Some(StartMode::Eager)
             && self.can_step_eagerly()
-            && !contextvars::in_use()
-        {
-            self.spawn_eager(future)
+            && !contextvars::in_use();
+        let state = if fast {
+            HAS_HANDLE | RUNNING
         } else {
-            self.spawn_general(future, None)
+            HAS_HANDLE
+        };
+        let ptr = TaskCell::allocate_with(make, self, self.next_task_id(), state);
+        // SAFETY: `allocate` hands us the one reference, for a cell of output `F::Output`.
+        let task = unsafe { Task::from_ref(TaskRef::from_raw(ptr)) };
+        if fast {
+            // SAFETY: a new cell of type `F`, marked RUNNING, on the loop thread.
+            unsafe { self.eager_step::<F>(&task) };
+        } else {
+            self.start_new(&task, None);
         }
+        task
     }
 
     /// Whether a new task may run its first step now: the loop runs and eager
@@ -362,16 +388,18 @@ impl LoopInner {
         id
     }
 
-    /// Creates a task and runs its eager step, with the future's `poll` called
-    /// directly (no vtable) so it can be inlined into the step.
+    /// Runs a new task's eager step, with the future's `poll` called directly
+    /// (no vtable) so it can be inlined into the step.
+    ///
+    /// # Safety
+    /// `task` is a new, never polled cell of type `F` with `RUNNING` set, on the
+    /// loop thread, and the loop may step eagerly (`can_step_eagerly`).
     #[inline(always)]
-    fn spawn_eager<F>(self: &Rc<Self>, future: F) -> Task<F::Output>
+    unsafe fn eager_step<F>(&self, task: &TaskRef)
     where
         F: Future + 'static,
     {
-        let ptr = TaskCell::allocate(future, self, self.next_task_id(), HAS_HANDLE | RUNNING);
-        // SAFETY: `allocate` hands us the one reference, for a cell of output `F::Output`.
-        let task = unsafe { Task::from_ref(TaskRef::from_raw(ptr)) };
+        let ptr = task.as_ptr();
         let header = task.header();
         self.push_eager(header, ptr);
         let prev = context::set_current_task(ptr.as_ptr());
@@ -379,7 +407,7 @@ impl LoopInner {
             // SAFETY: the task reference keeps the header alive during the poll.
             let waker = unsafe { waker::borrowed(ptr) };
             let mut cx = std::task::Context::from_waker(&waker);
-            // SAFETY: a live, new task of type `F`, on the loop thread, polled once.
+            // SAFETY: caller's contract.
             unsafe { crate::task::raw::poll_step::<F>(ptr, &mut cx) }
         };
         context::set_current_task(prev);
@@ -390,15 +418,14 @@ impl LoopInner {
                 let state = (header.state.get() & !RUNNING) | COMPLETE | bits;
                 header.state.set(state);
                 if state & COMPLETION_WORK != 0 {
-                    self.completion_work(&task);
+                    self.completion_work(task);
                 }
             }
             None => {
                 header.clear(RUNNING);
-                self.suspended_in_eager_step(&task);
+                self.suspended_in_eager_step(task);
             }
         }
-        task
     }
 
     /// Marks `header` (at `ptr`) as the innermost task in its eager step.
@@ -425,19 +452,10 @@ impl LoopInner {
         }
     }
 
-    /// Every spawn but the eager fast path: options, factory hooks, contexts.
+    /// Starts a new task as its options, the context rules and the factory say
+    /// (every spawn but the eager fast path). Not generic: the cell is built.
     #[inline(never)]
-    fn spawn_general<F>(
-        self: &Rc<Self>,
-        future: F,
-        mut opts: Option<TaskOptions>,
-    ) -> Task<F::Output>
-    where
-        F: Future + 'static,
-    {
-        let ptr = TaskCell::allocate(future, self, self.next_task_id(), HAS_HANDLE);
-        // SAFETY: `allocate` hands us the one reference, for a cell of output `F::Output`.
-        let task = unsafe { Task::from_ref(TaskRef::from_raw(ptr)) };
+    fn start_new(&self, task: &TaskRef, mut opts: Option<TaskOptions>) {
         let explicit = opts.as_mut().and_then(|o| o.context.take());
         if let Some(ctx) = explicit.or_else(contextvars::copy_for_task) {
             task.attach_context(ctx);
@@ -457,17 +475,16 @@ impl LoopInner {
                 None => {
                     let factory = self.factory.borrow().clone();
                     match factory {
-                        Some(f) => (f.create(&task), Some(f)),
+                        Some(f) => (f.create(task), Some(f)),
                         None => (StartMode::Lazy, None),
                     }
                 }
             },
         };
-        let mode = self.start(&task, mode);
+        let mode = self.start(task, mode);
         if let Some(f) = factory {
-            f.started(&task, mode);
+            f.started(task, mode);
         }
-        task
     }
 
     /// Starts the task; returns how it actually started.
@@ -548,6 +565,7 @@ impl LoopInner {
         let registered = self.unregister(task.as_ptr());
         // SAFETY: loop thread; the slot is not borrowed elsewhere.
         let join = unsafe { (*header.join_waker.get()).take() };
+        header.clear(HAS_JOIN_WAKER);
         if let Some(w) = join {
             w.wake();
         }
@@ -1166,6 +1184,43 @@ where
     }
 }
 
+/// [`create_task`] with the future made by `make` inside the task's memory.
+///
+/// `create_task(fut)` moves `fut` through a few calls into the task; usually the
+/// compiler removes the copies, but a small future with padding (say a pointer
+/// and a byte) can end up copied field by field and then read back whole, which
+/// the CPU cannot forward from its store buffer. Building the future in place
+/// avoids that: wrappers that spawn a very large number of small tasks (a task
+/// group's children, for one) use this. If `make` panics, nothing is created and
+/// the panic goes on.
+///
+/// ```
+/// let lp = asyncio_core::EventLoop::new();
+/// let out = lp
+///     .run_until_complete(async {
+///         let n = 20;
+///         asyncio_core::create_task_in_place(move || async move { n + 1 }).await
+///     })
+///     .unwrap();
+/// assert_eq!(out, Ok(21));
+/// ```
+///
+/// # Panics
+/// Outside a running loop, as [`create_task`] (then `make` is not called).
+#[inline]
+pub fn create_task_in_place<F>(make: impl FnOnce() -> F) -> Task<F::Output>
+where
+    F: Future + 'static,
+{
+    let lp = context::running_loop();
+    if lp.is_null() {
+        no_running_loop("create_task_in_place", RuntimeError::NoRunningLoop);
+    }
+    // SAFETY: as in `with_running`.
+    let inner = std::mem::ManuallyDrop::new(unsafe { Rc::from_raw(lp) });
+    inner.spawn_default_with(make)
+}
+
 #[cold]
 #[inline(never)]
 fn no_running_loop(what: &str, e: RuntimeError) -> ! {
@@ -1179,7 +1234,14 @@ pub fn try_create_task<F>(future: F) -> Result<Task<F::Output>, RuntimeError>
 where
     F: Future + 'static,
 {
-    with_running(|lp| lp.spawn_default(future))
+    let lp = context::running_loop();
+    if lp.is_null() {
+        return Err(RuntimeError::NoRunningLoop);
+    }
+    // SAFETY: as in `with_running` (written out so the future is passed on
+    // without a closure capturing it).
+    let inner = std::mem::ManuallyDrop::new(unsafe { Rc::from_raw(lp) });
+    Ok(inner.spawn_default(future))
 }
 
 /// Creates a task on the running loop with per-call options.

@@ -5,11 +5,13 @@ use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
+use std::ptr::NonNull;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use asyncio_core::{
-    Task, TaskOptions, TaskRef, create_task, create_task_with, current_task, get_running_loop,
+    Task, TaskOptions, TaskRef, create_task_in_place, create_task_with, current_task,
+    get_running_loop,
 };
 
 use crate::catch::CatchPanic;
@@ -36,6 +38,8 @@ struct GroupState {
     finished: Cell<bool>,
     /// Whoever waits for the group (its `join`, or its scope).
     waiter: Cell<Option<Waker>>,
+    /// `waiter` holds a waker.
+    has_waiter: Cell<bool>,
 }
 
 impl GroupState {
@@ -49,9 +53,11 @@ impl GroupState {
             abort_scheduled: Cell::new(false),
             finished: Cell::new(false),
             waiter: Cell::new(None),
+            has_waiter: Cell::new(false),
         })
     }
 
+    /// Starts `fut` as a child task (named `name`, if given).
     #[inline(always)]
     fn spawn<F>(
         self: &Rc<Self>,
@@ -68,19 +74,29 @@ impl GroupState {
         if self.aborting.get() {
             return Err(TaskGroupError::ShuttingDown);
         }
-        self.live.set(self.live.get() + 1);
-        let child = Child {
+        let group = NonNull::from(&**self);
+        let child = move || Child {
             fut,
-            guard: ChildGuard(Some(Rc::clone(self))),
+            guard: ChildGuard { group, armed: true },
         };
         let task = {
             let _creating = Creating::enter(self);
             match name {
-                None => create_task(child),
-                Some(name) => create_task_with(child, TaskOptions::new().name(name)),
+                // Built in the task's memory: a child (the future, a pointer and
+                // a flag) is just the kind of small padded value whose copies
+                // stall the CPU, and ex_6_1 creates a million of them. (The
+                // closure holds the future and the pointer apart, unpadded.)
+                None => create_task_in_place(child),
+                Some(name) => create_task_with(child(), TaskOptions::new().name(name)),
             }
         };
         if !task.done() {
+            // The child suspended (or has not started yet): from now on it
+            // counts, and keeps the group alive until it reports.
+            self.live.set(self.live.get() + 1);
+            // SAFETY: `self` is a live `Rc`; the child's guard gives this count
+            // back, once, when it reports.
+            unsafe { Rc::increment_strong_count(Rc::as_ptr(self)) };
             self.track(task.to_ref());
             // A sibling may have failed during this child's eager step.
             if self.aborting.get() {
@@ -115,7 +131,7 @@ impl GroupState {
     /// `call_soon`, so siblings that fail in the same loop iteration are all
     /// recorded — except for a child that fails during its eager step inside
     /// `create_task`, which aborts the group at once.
-    #[inline(always)]
+    #[inline]
     fn child_done(self: &Rc<Self>, failure: Option<ChildFailure>) {
         let live = self.live.get() - 1;
         self.live.set(live);
@@ -125,6 +141,14 @@ impl GroupState {
         if live == 0 {
             self.wake_waiter();
         }
+    }
+
+    /// A child failed inside its own `create_task` (its eager step): the group
+    /// aborts at once.
+    #[cold]
+    fn child_failed_eagerly(&self, failure: ChildFailure) {
+        self.failures.borrow_mut().push(failure);
+        self.abort();
     }
 
     #[cold]
@@ -170,7 +194,11 @@ impl GroupState {
 
     #[inline]
     fn wake_waiter(&self) {
-        if let Some(w) = self.waiter.take() {
+        // Checked first: while the body runs nobody waits, and eager children
+        // end one by one, each bringing `live` back to zero.
+        if self.has_waiter.replace(false)
+            && let Some(w) = self.waiter.take()
+        {
             w.wake();
         }
     }
@@ -181,6 +209,7 @@ impl GroupState {
             _ => cx.waker().clone(),
         };
         self.waiter.set(Some(waker));
+        self.has_waiter.set(true);
     }
 
     fn has_children(&self) -> bool {
@@ -271,18 +300,47 @@ where
     }
 }
 
-/// Reports a child that ended without finishing: cancelled, or panicking in a
-/// destructor while it was being cancelled.
+/// Reports how a child ended to its group; dropped unreported (the child was
+/// cancelled, or panicked in a destructor while being cancelled), it reports that.
 ///
-/// Holds the group until it reported (`None` afterwards).
-struct ChildGuard(Option<Rc<GroupState>>);
+/// A child that finishes inside its own `create_task` (its eager step) never
+/// counts among the group's live children and holds no reference to the group:
+/// the creator's reference keeps the group alive meanwhile, and that saves two
+/// counter updates per child on the path of ex_6_1. Once `create_task` returns
+/// with the child unfinished, the creator counts it in `live` and gives it one
+/// strong count of the group, which the report gives back. Which of the two
+/// holds when the child reports is told by the group's `creating`: a child of
+/// the group can only end while one of the group's `create_task` calls is on
+/// the stack if it is the one being created (only the loop polls other tasks,
+/// and it cannot run inside an eager step).
+struct ChildGuard {
+    group: NonNull<GroupState>,
+    /// Not reported yet.
+    armed: bool,
+}
 
 impl ChildGuard {
     /// Tells the group how the child ended (`None`: successfully, or cancelled).
     #[inline(always)]
     fn report(&mut self, failure: Option<ChildFailure>) {
-        if let Some(state) = self.0.take() {
-            state.child_done(failure);
+        if !self.armed {
+            return;
+        }
+        self.armed = false;
+        // SAFETY: the group is alive: kept by the creator while its
+        // `create_task` runs, and by this child's own count afterwards (see the
+        // type's documentation).
+        let group = unsafe { self.group.as_ref() };
+        if group.creating.get() > 0 {
+            // Ended inside its own `create_task`: never counted.
+            if let Some(failure) = failure {
+                group.child_failed_eagerly(failure);
+            }
+        } else {
+            // SAFETY: the strong count the creator gave this child, taken back
+            // exactly once (`armed` is now false).
+            let group = unsafe { Rc::from_raw(self.group.as_ptr().cast_const()) };
+            group.child_done(failure);
         }
     }
 
@@ -299,7 +357,7 @@ impl ChildGuard {
 impl Drop for ChildGuard {
     #[inline]
     fn drop(&mut self) {
-        if self.0.is_some() {
+        if self.armed {
             self.report_unfinished();
         }
     }

@@ -261,14 +261,29 @@ impl Drop for TaskRef {
 }
 
 /// Drops what the loop side owns and gives up the `LOCAL` bit; frees the cell if
-/// no waker is left. Inline for the common case: a finished task whose stage,
-/// extra data and join waker hold nothing, and no waker anywhere.
+/// no waker is left.
 ///
 /// # Safety
 /// Called once, on the loop thread, when `refs` reached zero.
 #[inline(always)]
 unsafe fn release_local(ptr: NonNull<Header>) {
-    // SAFETY: the cell is still allocated: we hold the `LOCAL` bit.
+    // SAFETY: caller's contract.
+    if !unsafe { free_if_trivial(ptr) } {
+        // SAFETY: caller's contract, passed on.
+        unsafe { release_local_slow(ptr) }
+    }
+}
+
+/// The common end of a task: finished, its stage, extra data and join waker
+/// holding nothing, and no waker anywhere. Then frees the cell and returns
+/// `true`; otherwise does nothing.
+///
+/// # Safety
+/// The caller holds the last loop-side reference (it is given up on `true`), on
+/// the loop thread.
+#[inline(always)]
+unsafe fn free_if_trivial(ptr: NonNull<Header>) -> bool {
+    // SAFETY: the cell is allocated: the caller holds a local reference.
     let header = unsafe { ptr.as_ref() };
     let state = header.state.get();
     if state & (HAS_EXTRA | HAS_JOIN_WAKER) == 0
@@ -282,9 +297,9 @@ unsafe fn release_local(ptr: NonNull<Header>) {
         let vtable = header.vtable;
         owner.cells.free(ptr.cast(), vtable.layout, vtable.class);
         drop(owner);
+        true
     } else {
-        // SAFETY: caller's contract, passed on.
-        unsafe { release_local_slow(ptr) }
+        false
     }
 }
 
@@ -382,7 +397,8 @@ impl fmt::Debug for TaskRef {
 /// assert_eq!(out, Ok(42));
 /// ```
 pub struct Task<T> {
-    raw: TaskRef,
+    /// Released by `Drop for Task` itself (its fast path frees the cell directly).
+    raw: std::mem::ManuallyDrop<TaskRef>,
     _output: PhantomData<T>,
 }
 
@@ -393,7 +409,7 @@ impl<T> Task<T> {
     /// `raw` must point to a cell whose output type is `T`.
     pub(crate) unsafe fn from_ref(raw: TaskRef) -> Self {
         Task {
-            raw,
+            raw: std::mem::ManuallyDrop::new(raw),
             _output: PhantomData,
         }
     }
@@ -429,7 +445,7 @@ impl<T> Task<T> {
 
     /// The type-erased handle (a new reference; this `Task` stays usable).
     pub fn to_ref(&self) -> TaskRef {
-        self.raw.clone()
+        TaskRef::clone(&self.raw)
     }
 }
 
@@ -470,6 +486,23 @@ impl<T> Drop for Task<T> {
     #[inline]
     fn drop(&mut self) {
         let header = self.raw.header();
+        // The handle of a task that finished without failing, held by no one
+        // else: free the cell at once.
+        if header.refs.get() == 1 && header.state.get() & (COMPLETE | FAILED) == COMPLETE {
+            // SAFETY: `refs == 1`: ours is the last local reference, given up if
+            // the cell is freed (and `raw` is never used again then).
+            if unsafe { free_if_trivial(self.raw.ptr) } {
+                return;
+            }
+        }
+        self.drop_slow();
+    }
+}
+
+impl<T> Task<T> {
+    #[inline(never)]
+    fn drop_slow(&mut self) {
+        let header = self.raw.header();
         let state = header.state.get();
         if state & COMPLETE == 0 {
             // Only completion looks at the flag: a failure nobody can take any
@@ -479,6 +512,8 @@ impl<T> Drop for Task<T> {
             header.set(FAILURE_SEEN);
             self.raw.owner().report_unobserved(&self.raw);
         }
+        // SAFETY: `drop` runs once and `raw` is not used afterwards.
+        unsafe { std::mem::ManuallyDrop::drop(&mut self.raw) };
     }
 }
 

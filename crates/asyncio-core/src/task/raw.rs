@@ -12,6 +12,7 @@ use std::task::{Context, Poll};
 
 use super::header::{Header, LOCAL, Vtable};
 use super::state::{CANCELLED, FAILED, STAGE_TRIVIAL};
+use crate::cell_cache::CellCache;
 use crate::error::{CancelledError, PanicError, TaskError};
 use crate::event_loop::LoopInner;
 
@@ -56,32 +57,59 @@ impl<F: Future + 'static> TaskCell<F> {
         id: u64,
         state: u32,
     ) -> NonNull<Header> {
+        Self::allocate_with(|| future, owner, id, state)
+    }
+
+    /// [`allocate`](Self::allocate) with the future returned by `make`, written
+    /// straight into the cell.
+    ///
+    /// A future passed by value through several calls gets copied on the way,
+    /// and a small future with padding (a pointer and a byte, say) is copied
+    /// field by field and then read back whole, which the CPU cannot forward
+    /// from its store buffer: a stall of a dozen cycles per task. Built by
+    /// `make` inside the cell, it is written once.
+    #[inline(always)]
+    pub(crate) fn allocate_with(
+        make: impl FnOnce() -> F,
+        owner: &Rc<LoopInner>,
+        id: u64,
+        state: u32,
+    ) -> NonNull<Header> {
+        let mem = owner.cells.alloc(Self::LAYOUT, Self::VTABLE.class);
+        let cell = mem.cast::<TaskCell<F>>().as_ptr();
+        // Gives the memory back if `make` panics.
+        struct Unwind<'a>(&'a CellCache, NonNull<u8>, &'static Vtable);
+        impl Drop for Unwind<'_> {
+            fn drop(&mut self) {
+                self.0.free(self.1, self.2.layout, self.2.class);
+            }
+        }
+        let unwind = Unwind(&owner.cells, mem, &Self::VTABLE);
+        // SAFETY: `mem` is fresh memory of `LAYOUT`, which is at least as large
+        // and as aligned as `TaskCell<F>`; the stage is written once, in place.
+        unsafe { ptr::addr_of_mut!((*cell).stage).write(UnsafeCell::new(Stage::Running(make()))) };
+        std::mem::forget(unwind);
         // `Arc::as_ptr` keeps the provenance of the whole allocation, which the
         // wakers need to reach the strong count.
         let shared = NonNull::new(std::sync::Arc::as_ptr(&owner.shared).cast_mut())
             .expect("Arc::as_ptr never returns null");
-        let mem = owner.cells.alloc(Self::LAYOUT, Self::VTABLE.class);
         let owner = NonNull::new(Rc::into_raw(Rc::clone(owner)).cast_mut())
             .expect("Rc::into_raw never returns null");
-        let cell = TaskCell {
-            header: Header {
-                state: Cell::new(state),
-                refs: Cell::new(1),
-                wakers: AtomicUsize::new(LOCAL),
-                vtable: &Self::VTABLE,
-                shared,
-                owner,
-                id,
-                prev: Cell::new(None),
-                next: Cell::new(None),
-                join_waker: UnsafeCell::new(None),
-                extra: UnsafeCell::new(None),
-            },
-            stage: UnsafeCell::new(Stage::Running(future)),
+        let header = Header {
+            state: Cell::new(state),
+            refs: Cell::new(1),
+            wakers: AtomicUsize::new(LOCAL),
+            vtable: &Self::VTABLE,
+            shared,
+            owner,
+            id,
+            prev: Cell::new(None),
+            next: Cell::new(None),
+            join_waker: UnsafeCell::new(None),
+            extra: UnsafeCell::new(None),
         };
-        // SAFETY: `mem` is fresh memory of `LAYOUT`, which is at least as large and
-        // as aligned as `TaskCell<F>`.
-        unsafe { mem.cast::<TaskCell<F>>().as_ptr().write(cell) };
+        // SAFETY: as above, for the header.
+        unsafe { ptr::addr_of_mut!((*cell).header).write(header) };
         mem.cast()
     }
 }
