@@ -200,3 +200,50 @@ fn a_task_can_await_another_task_that_is_still_pending() {
         .unwrap();
     assert_eq!(out, 14);
 }
+
+#[test]
+fn create_task_in_place_runs_the_future_it_makes() {
+    let lp = EventLoop::new();
+    let out = lp
+        .run_until_complete(async {
+            let base = 40;
+            let task = asyncio_core::create_task_in_place(move || async move {
+                yield_now().await;
+                base + 2
+            });
+            task.await.unwrap()
+        })
+        .unwrap();
+    assert_eq!(out, 42);
+}
+
+#[test]
+fn a_panicking_maker_creates_no_task_and_the_loop_goes_on() {
+    let lp = EventLoop::new();
+    let (caught, tasks_before, tasks_after, next) = lp
+        .run_until_complete(async {
+            let before = all_tasks().unwrap().len();
+            let caught = std::panic::catch_unwind(|| {
+                asyncio_core::create_task_in_place(|| -> std::future::Ready<u8> {
+                    panic!("maker failed")
+                })
+            })
+            .is_err();
+            let after = all_tasks().unwrap().len();
+            // The memory given back is reused by the next task.
+            let next = create_task(async { 7 }).await.unwrap();
+            (caught, before, after, next)
+        })
+        .unwrap();
+    assert!(caught, "the maker's panic reaches the caller");
+    assert_eq!(tasks_before, tasks_after, "no task was created");
+    assert_eq!(next, 7);
+}
+
+#[test]
+#[should_panic(expected = "no running event loop")]
+fn create_task_in_place_outside_a_loop_panics_without_calling_the_maker() {
+    asyncio_core::create_task_in_place(|| -> std::future::Ready<()> {
+        unreachable!("the maker must not run outside a loop")
+    });
+}

@@ -183,3 +183,88 @@ fn a_million_deep_eager_chain_does_not_overflow_the_stack() {
     let out = lp.run_until_complete(chain(1_000_000, 0)).unwrap();
     assert_eq!(out, 1_000_000);
 }
+
+#[test]
+fn a_task_that_cancels_itself_in_its_eager_step_and_suspends_ends_cancelled() {
+    let lp = eager_loop();
+    let ran_on = Rc::new(Cell::new(false));
+    let r = Rc::clone(&ran_on);
+    let cancelled = lp
+        .run_until_complete(async move {
+            let task = create_task(async move {
+                current_task().expect("inside its step").cancel();
+                yield_now().await;
+                r.set(true);
+            });
+            assert!(!task.done(), "it suspended in its eager step");
+            task.await.unwrap_err().is_cancelled()
+        })
+        .unwrap();
+    assert!(cancelled);
+    assert!(
+        !ran_on.get(),
+        "the cancel requested during the step took effect"
+    );
+}
+
+/// An output whose drops are counted.
+struct Counted(Rc<Cell<u32>>, u32);
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() + 1);
+    }
+}
+
+#[test]
+fn outputs_of_finished_eager_tasks_are_dropped_once_whether_read_or_not() {
+    let lp = eager_loop();
+    let drops = Rc::new(Cell::new(0));
+    let d = Rc::clone(&drops);
+    let sum = lp
+        .run_until_complete(async move {
+            let mut sum = 0;
+            for i in 0..40u32 {
+                let d = Rc::clone(&d);
+                let task = create_task(async move { Counted(d, i) });
+                assert!(task.done());
+                if i % 2 == 0 {
+                    sum += task.await.unwrap().1;
+                } else {
+                    drop(task);
+                }
+            }
+            sum
+        })
+        .unwrap();
+    assert_eq!(sum, (0..40).step_by(2).sum::<u32>());
+    assert_eq!(drops.get(), 40, "every output dropped exactly once");
+}
+
+#[test]
+fn reused_cells_keep_eager_and_suspended_tasks_apart() {
+    let lp = eager_loop();
+    let out = lp
+        .run_until_complete(async {
+            let mut pending = Vec::new();
+            let mut total = 0u64;
+            for i in 0..60u64 {
+                if i % 3 == 0 {
+                    pending.push(create_task(async move {
+                        yield_now().await;
+                        i * 10
+                    }));
+                } else {
+                    total += create_task(async move { i }).await.unwrap();
+                }
+            }
+            for t in pending {
+                total += t.await.unwrap();
+            }
+            total
+        })
+        .unwrap();
+    let expected: u64 = (0..60u64)
+        .map(|i| if i % 3 == 0 { i * 10 } else { i })
+        .sum();
+    assert_eq!(out, expected);
+}

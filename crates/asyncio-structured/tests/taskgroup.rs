@@ -447,3 +447,115 @@ fn current_task_inside_a_child_is_the_child() {
     })
     .unwrap();
 }
+
+fn eager_loop() -> EventLoop {
+    let lp = EventLoop::new();
+    lp.set_task_factory(eager_task_factory);
+    lp
+}
+
+#[test]
+fn an_eager_child_that_suspends_keeps_the_group_open_until_it_ends() {
+    let lp = eager_loop();
+    let log: Rc<RefCell<Vec<&'static str>>> = Rc::default();
+    let l = Rc::clone(&log);
+    lp.run_until_complete(async move {
+        let tg = TaskGroup::new();
+        for _ in 0..3 {
+            // Finish inside create_task: never counted.
+            tg.create_task(async {}).unwrap();
+        }
+        let l2 = Rc::clone(&l);
+        let t = tg
+            .create_task(async move {
+                sleep_ticks(3).await;
+                l2.borrow_mut().push("child");
+                Ok::<_, Boom>(5)
+            })
+            .unwrap();
+        assert!(!t.done());
+        tg.join().await.unwrap();
+        l.borrow_mut().push("joined");
+        assert_eq!(t.await.unwrap(), Some(5));
+    })
+    .unwrap();
+    assert_eq!(*log.borrow(), ["child", "joined"]);
+}
+
+#[test]
+fn children_created_in_an_eager_step_are_counted_only_if_they_suspend() {
+    let lp = eager_loop();
+    let out = lp
+        .run_until_complete(async {
+            task_group(|tg| async move {
+                let inner = tg.clone();
+                let a = tg
+                    .create_task(async move {
+                        // Inside A's eager step: B finishes at once, C suspends.
+                        let b = inner.create_task(async { Ok::<_, Boom>(1) }).unwrap();
+                        let c = inner
+                            .create_task(async {
+                                sleep_ticks(2).await;
+                                Ok::<_, Boom>(10)
+                            })
+                            .unwrap();
+                        assert!(b.done() && !c.done());
+                        yield_now().await;
+                        Ok::<_, Boom>(b.await.unwrap().unwrap() + c.await.unwrap().unwrap())
+                    })
+                    .unwrap();
+                assert!(!a.done());
+                // Handed out of the body (wrapped: the body returns, not awaits it).
+                Some(a)
+            })
+            .await
+        })
+        .unwrap();
+    let a = out.expect("no child failed").expect("the body returns A");
+    assert!(a.done(), "the group waited for A and C");
+    let mut a = a;
+    assert_eq!(a.try_result().unwrap().unwrap(), Some(11));
+}
+
+#[test]
+fn a_failure_after_suspending_in_the_eager_step_is_reported_once() {
+    let lp = eager_loop();
+    let err = lp
+        .run_until_complete(async {
+            let tg = TaskGroup::new();
+            tg.create_task(async {
+                yield_now().await;
+                Err::<(), _>(Boom("late"))
+            })
+            .unwrap();
+            tg.create_task(async { Ok::<_, Boom>(()) }).unwrap();
+            tg.join().await
+        })
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(messages(&err), ["late"]);
+}
+
+#[test]
+fn a_group_dropped_with_suspended_eager_children_outlives_them() {
+    let lp = eager_loop();
+    let log: Rc<RefCell<Vec<&'static str>>> = Rc::default();
+    let l = Rc::clone(&log);
+    lp.run_until_complete(async move {
+        let tg = TaskGroup::new();
+        let guard = OnDrop(Rc::clone(&l), "child dropped");
+        let child = tg
+            .create_task(async move {
+                let _guard = guard;
+                std::future::pending::<()>().await;
+            })
+            .unwrap();
+        // The owner goes away: the child is cancelled, and reports to the group
+        // (kept alive by the child's own reference) when the loop drops it.
+        drop(tg);
+        l.borrow_mut().push("group dropped");
+        assert!(child.await.unwrap_err().is_cancelled());
+    })
+    .unwrap();
+    assert_eq!(*log.borrow(), ["group dropped", "child dropped"]);
+}
