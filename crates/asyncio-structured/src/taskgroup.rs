@@ -74,7 +74,9 @@ impl GroupState {
         if self.aborting.get() {
             return Err(TaskGroupError::ShuttingDown);
         }
-        let group = NonNull::from(&**self);
+        // `Rc::as_ptr` keeps the provenance of the whole `Rc` allocation, which
+        // `Rc::from_raw` needs when the child gives its count back.
+        let group = NonNull::new(Rc::as_ptr(self).cast_mut()).expect("an Rc is never null");
         let child = move || Child {
             fut,
             guard: ChildGuard { group, armed: true },
