@@ -1152,17 +1152,23 @@ pub(crate) fn running_inner() -> Result<Rc<LoopInner>, RuntimeError> {
     })
 }
 
-/// Runs `f` with the running loop's inner state.
+/// The running loop's inner state, borrowed: the `ManuallyDrop` holds the
+/// running loop's count without changing it.
 #[inline]
-fn with_running<R>(f: impl FnOnce(&Rc<LoopInner>) -> R) -> Result<R, RuntimeError> {
+fn running_borrowed() -> Result<std::mem::ManuallyDrop<Rc<LoopInner>>, RuntimeError> {
     let lp = context::running_loop();
     if lp.is_null() {
         return Err(RuntimeError::NoRunningLoop);
     }
-    // SAFETY: as in `get_running_loop`; the `ManuallyDrop` borrows the running
-    // loop's count without changing it.
-    let inner = std::mem::ManuallyDrop::new(unsafe { Rc::from_raw(lp) });
-    Ok(f(&inner))
+    // SAFETY: as in `get_running_loop`; never dropped, so the count is unchanged.
+    Ok(std::mem::ManuallyDrop::new(unsafe { Rc::from_raw(lp) }))
+}
+
+/// Runs `f` with the running loop's inner state.
+#[inline]
+fn with_running<R>(f: impl FnOnce(&Rc<LoopInner>) -> R) -> Result<R, RuntimeError> {
+    let lp = running_borrowed()?;
+    Ok(f(&lp))
 }
 
 /// Creates a task on the running loop, as `asyncio.create_task`.
@@ -1212,13 +1218,10 @@ pub fn create_task_in_place<F>(make: impl FnOnce() -> F) -> Task<F::Output>
 where
     F: Future + 'static,
 {
-    let lp = context::running_loop();
-    if lp.is_null() {
-        no_running_loop("create_task_in_place", RuntimeError::NoRunningLoop);
+    match running_borrowed() {
+        Ok(lp) => lp.spawn_default_with(make),
+        Err(e) => no_running_loop("create_task_in_place", e),
     }
-    // SAFETY: as in `with_running`.
-    let inner = std::mem::ManuallyDrop::new(unsafe { Rc::from_raw(lp) });
-    inner.spawn_default_with(make)
 }
 
 #[cold]
@@ -1234,14 +1237,7 @@ pub fn try_create_task<F>(future: F) -> Result<Task<F::Output>, RuntimeError>
 where
     F: Future + 'static,
 {
-    let lp = context::running_loop();
-    if lp.is_null() {
-        return Err(RuntimeError::NoRunningLoop);
-    }
-    // SAFETY: as in `with_running` (written out so the future is passed on
-    // without a closure capturing it).
-    let inner = std::mem::ManuallyDrop::new(unsafe { Rc::from_raw(lp) });
-    Ok(inner.spawn_default(future))
+    Ok(running_borrowed()?.spawn_default(future))
 }
 
 /// Creates a task on the running loop with per-call options.

@@ -3,7 +3,6 @@
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::ptr::NonNull;
 use std::rc::Rc;
@@ -38,8 +37,6 @@ struct GroupState {
     finished: Cell<bool>,
     /// Whoever waits for the group (its `join`, or its scope).
     waiter: Cell<Option<Waker>>,
-    /// `waiter` holds a waker.
-    has_waiter: Cell<bool>,
 }
 
 impl GroupState {
@@ -53,7 +50,6 @@ impl GroupState {
             abort_scheduled: Cell::new(false),
             finished: Cell::new(false),
             waiter: Cell::new(None),
-            has_waiter: Cell::new(false),
         })
     }
 
@@ -78,7 +74,7 @@ impl GroupState {
         // `Rc::from_raw` needs when the child gives its count back.
         let group = NonNull::new(Rc::as_ptr(self).cast_mut()).expect("an Rc is never null");
         let child = move || Child {
-            fut,
+            fut: CatchPanic::new(fut),
             guard: ChildGuard { group, armed: true },
         };
         let task = {
@@ -127,12 +123,13 @@ impl GroupState {
         }
     }
 
-    /// A child ended: with a failure, successfully (`None`), or cancelled (`None`).
+    /// A counted child ended: with a failure, successfully (`None`), or
+    /// cancelled (`None`).
     ///
     /// As in asyncio, a failure aborts the group from a callback scheduled with
     /// `call_soon`, so siblings that fail in the same loop iteration are all
-    /// recorded — except for a child that fails during its eager step inside
-    /// `create_task`, which aborts the group at once.
+    /// recorded. (A child that fails during its eager step inside `create_task`
+    /// is never counted; it aborts the group at once, `child_failed_eagerly`.)
     #[inline]
     fn child_done(self: &Rc<Self>, failure: Option<ChildFailure>) {
         let live = self.live.get() - 1;
@@ -153,12 +150,12 @@ impl GroupState {
         self.abort();
     }
 
+    /// A counted child failed (after its `create_task` returned): the group
+    /// aborts from a callback, as asyncio's done callback does.
     #[cold]
     fn child_failed(self: &Rc<Self>, failure: ChildFailure) {
         self.failures.borrow_mut().push(failure);
-        if self.creating.get() > 0 {
-            self.abort();
-        } else if !self.abort_scheduled.replace(true) {
+        if !self.abort_scheduled.replace(true) {
             let me = Rc::clone(self);
             match get_running_loop() {
                 Ok(lp) => drop(lp.call_soon(move || me.abort())),
@@ -194,13 +191,8 @@ impl GroupState {
         }
     }
 
-    #[inline]
     fn wake_waiter(&self) {
-        // Checked first: while the body runs nobody waits, and eager children
-        // end one by one, each bringing `live` back to zero.
-        if self.has_waiter.replace(false)
-            && let Some(w) = self.waiter.take()
-        {
+        if let Some(w) = self.waiter.take() {
             w.wake();
         }
     }
@@ -211,7 +203,6 @@ impl GroupState {
             _ => cx.waker().clone(),
         };
         self.waiter.set(Some(waker));
-        self.has_waiter.set(true);
     }
 
     fn has_children(&self) -> bool {
@@ -260,7 +251,7 @@ impl Drop for Creating<'_> {
 /// A child's future inside its task: runs `fut`, then reports to the group how
 /// it ended.
 struct Child<F> {
-    fut: F,
+    fut: CatchPanic<F>,
     /// Declared after `fut`, so dropped after it: a child dropped before it
     /// finished reports once its future is gone, also when that panicked.
     guard: ChildGuard,
@@ -280,9 +271,9 @@ where
         let this = unsafe { self.get_unchecked_mut() };
         // SAFETY: as above.
         let fut = unsafe { Pin::new_unchecked(&mut this.fut) };
-        let failure = match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
-            Ok(Poll::Pending) => return Poll::Pending,
-            Ok(Poll::Ready(out)) => match out.into_result() {
+        let failure = match fut.poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Ok(out)) => match out.into_result() {
                 Ok(value) => {
                     this.guard.report(None);
                     return Poll::Ready(Some(value));
@@ -292,9 +283,9 @@ where
                     error,
                 },
             },
-            Err(payload) => ChildFailure::Panic {
+            Poll::Ready(Err(panic)) => ChildFailure::Panic {
                 task: task_name(),
-                panic: asyncio_core::PanicError::new(payload),
+                panic,
             },
         };
         this.guard.report(Some(failure));
