@@ -1,7 +1,8 @@
 //! Runs one workload repeatedly, for `perf record` / callgrind, or a quick look.
 //!
 //! `profile_spawn WORKLOAD [N] [ROUNDS]` with WORKLOAD one of `lazy`, `gather`,
-//! `taskgroup`, `floor`, `tokio`, `tokio_local`, `joinset`, `async_executor`.
+//! `taskgroup`, `eager_plain` (eager `create_task` + drop, no group), `floor`,
+//! `tokio`, `tokio_local`, `joinset`, `async_executor`.
 
 use asyncio_bench::workloads::*;
 
@@ -26,6 +27,13 @@ fn main() {
                 "taskgroup" => asyncio_taskgroup_eager(&eager, n),
                 "joinset" => tokio_joinset(&rt, n),
                 "floor" => floor_box_poll(n),
+                "eager_plain" => eager
+                    .run_until_complete(async move {
+                        for _ in 0..n {
+                            drop(asyncio::create_task(light_coro()));
+                        }
+                    })
+                    .unwrap(),
                 "tokio" => tokio_spawn_lazy(&rt, n),
                 "tokio_local" => tokio_local_spawn_lazy(&rt, n),
                 "async_executor" => async_executor_spawn_lazy(&ex, n),

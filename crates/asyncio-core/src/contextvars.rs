@@ -123,14 +123,21 @@ impl Drop for Restore {
 /// Makes `ctx` current; returns the previous one.
 pub(crate) fn enter(ctx: Option<Context>) -> Option<Context> {
     if ctx.is_some() {
-        IN_USE.with(|u| u.set(true));
+        mark_in_use();
     }
     CURRENT.with(|c| c.replace(ctx))
 }
 
 /// Notes that a context is in use on this thread (a task was given one).
 pub(crate) fn mark_in_use() {
-    IN_USE.with(|u| u.set(true));
+    if !IN_USE.with(|u| u.replace(true)) {
+        // The running loop's eager fast path skips context work: close it.
+        let lp = crate::context::running_loop();
+        if !lp.is_null() {
+            // SAFETY: the running loop is alive while it runs on this thread.
+            unsafe { &*lp }.fast_eager.set(false);
+        }
+    }
 }
 
 /// Whether contexts were ever used on this thread.

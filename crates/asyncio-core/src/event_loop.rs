@@ -126,11 +126,8 @@ pub(crate) struct LoopInner {
     /// Loop thread only.
     registry_head: Cell<Option<NonNull<Header>>>,
     registry_len: Cell<usize>,
-    /// The innermost task in its eager step. Tasks in their eager step are not
-    /// registered yet (but `all_tasks()` lists them): their `next` link, unused
-    /// until registration, points to the task whose step created them.
-    eager_top: Cell<Option<NonNull<Header>>>,
-    /// How many eager steps are on the stack.
+    /// How many eager steps are on the stack. (The tasks in them are not
+    /// registered yet, but `all_tasks()` lists them: see `state::EAGER_STEP`.)
     eager_depth: Cell<u32>,
     running: Cell<bool>,
     pub(crate) closed: Cell<bool>,
@@ -139,6 +136,10 @@ pub(crate) struct LoopInner {
     next_id: Cell<u64>,
     /// The factory's fixed mode, read on every spawn without a dynamic call.
     fixed_mode: Cell<Option<StartMode>>,
+    /// The loop runs, its factory is fixed eager and no context variable is in
+    /// use on this thread: spawns may take the eager fast path (see
+    /// `refresh_fast_eager`). One flag, so the fast path tests one byte.
+    pub(crate) fast_eager: Cell<bool>,
     factory: RefCell<Option<Rc<dyn TaskFactory>>>,
     handler: RefCell<Option<Handler>>,
     debug: Cell<bool>,
@@ -166,13 +167,13 @@ impl LoopInner {
             ready: UnsafeCell::new(VecDeque::new()),
             registry_head: Cell::new(None),
             registry_len: Cell::new(0),
-            eager_top: Cell::new(None),
             eager_depth: Cell::new(0),
             running: Cell::new(false),
             closed: Cell::new(false),
             handles: Cell::new(1),
             next_id: Cell::new(1),
             fixed_mode: Cell::new(Some(StartMode::Lazy)),
+            fast_eager: Cell::new(false),
             factory: RefCell::new(None),
             handler: RefCell::new(None),
             debug: Cell::new(false),
@@ -354,11 +355,9 @@ impl LoopInner {
     {
         // The spawn path of nearly every task under the eager factory: a running
         // loop, no context variables in use.
-        let fast = self.fixed_mode.get() == Some(StartMode::Eager)
-            && self.can_step_eagerly()
-            && !contextvars::in_use();
+        let fast = self.fast_eager.get() && self.eager_depth.get() < MAX_EAGER_DEPTH;
         let state = if fast {
-            HAS_HANDLE | RUNNING
+            HAS_HANDLE | RUNNING | EAGER_STEP
         } else {
             HAS_HANDLE
         };
@@ -366,12 +365,23 @@ impl LoopInner {
         // SAFETY: `allocate` hands us the one reference, for a cell of output `F::Output`.
         let task = unsafe { Task::from_ref(TaskRef::from_raw(ptr)) };
         if fast {
-            // SAFETY: a new cell of type `F`, marked RUNNING, on the loop thread.
+            // SAFETY: a new cell of type `F`, marked RUNNING and EAGER_STEP, on
+            // the loop thread.
             unsafe { self.eager_step::<F>(&task) };
         } else {
             self.start_new(&task, None);
         }
         task
+    }
+
+    /// Recomputes `fast_eager` after the loop started or stopped, or its
+    /// factory changed (`contextvars` clears it when a context comes into use).
+    fn refresh_fast_eager(&self) {
+        self.fast_eager.set(
+            self.running.get()
+                && self.fixed_mode.get() == Some(StartMode::Eager)
+                && !contextvars::in_use(),
+        );
     }
 
     /// Whether a new task may run its first step now: the loop runs and eager
@@ -392,8 +402,9 @@ impl LoopInner {
     /// (no vtable) so it can be inlined into the step.
     ///
     /// # Safety
-    /// `task` is a new, never polled cell of type `F` with `RUNNING` set, on the
-    /// loop thread, and the loop may step eagerly (`can_step_eagerly`).
+    /// `task` is a new, never polled cell of type `F` with `RUNNING` and
+    /// `EAGER_STEP` set, on the loop thread, and the loop may step eagerly
+    /// (`fast_eager`, below the depth bound).
     #[inline(always)]
     unsafe fn eager_step<F>(&self, task: &TaskRef)
     where
@@ -401,8 +412,11 @@ impl LoopInner {
     {
         let ptr = task.as_ptr();
         let header = task.header();
-        self.push_eager(header, ptr);
         let prev = context::set_current_task(ptr.as_ptr());
+        // Not `push_eager`: the creator, which the chain needs, is at hand, and
+        // the state word was created with `EAGER_STEP` set.
+        header.next.set(NonNull::new(prev.cast_mut()));
+        self.eager_depth.set(self.eager_depth.get() + 1);
         let outcome_bits = {
             // SAFETY: the task reference keeps the header alive during the poll.
             let waker = unsafe { waker::borrowed(ptr) };
@@ -411,34 +425,38 @@ impl LoopInner {
             unsafe { crate::task::raw::poll_step::<F>(ptr, &mut cx) }
         };
         context::set_current_task(prev);
-        self.pop_eager(header);
+        self.eager_depth.set(self.eager_depth.get() - 1);
         match outcome_bits {
             Some(bits) => {
                 // One update of the state word: done, with what the outcome set.
-                let state = (header.state.get() & !RUNNING) | COMPLETE | bits;
+                let state = (header.state.get() & !(RUNNING | EAGER_STEP)) | COMPLETE | bits;
                 header.state.set(state);
                 if state & COMPLETION_WORK != 0 {
                     self.completion_work(task);
                 }
             }
             None => {
-                header.clear(RUNNING);
+                header.clear(RUNNING | EAGER_STEP);
                 self.suspended_in_eager_step(task);
             }
         }
     }
 
-    /// Marks `header` (at `ptr`) as the innermost task in its eager step.
+    /// Marks the task of `header` as in its eager step, linked to the task
+    /// that is current now (see `state::EAGER_STEP`).
     #[inline]
-    fn push_eager(&self, header: &Header, ptr: NonNull<Header>) {
-        header.next.set(self.eager_top.replace(Some(ptr)));
+    fn push_eager(&self, header: &Header) {
+        header
+            .next
+            .set(NonNull::new(context::current_task().cast_mut()));
+        header.set(EAGER_STEP);
         self.eager_depth.set(self.eager_depth.get() + 1);
     }
 
     /// Undoes `push_eager` once the task's eager step returned.
     #[inline]
     fn pop_eager(&self, header: &Header) {
-        self.eager_top.set(header.next.take());
+        header.clear(EAGER_STEP);
         self.eager_depth.set(self.eager_depth.get() - 1);
     }
 
@@ -491,7 +509,7 @@ impl LoopInner {
     fn start(&self, task: &TaskRef, mode: StartMode) -> StartMode {
         if mode == StartMode::Eager && self.can_step_eagerly() {
             let header = task.header();
-            self.push_eager(header, task.as_ptr());
+            self.push_eager(header);
             self.step(task);
             self.pop_eager(header);
             if !header.has(COMPLETE) {
@@ -696,15 +714,23 @@ impl LoopInner {
 
     fn all_tasks(&self) -> Vec<TaskRef> {
         let mut tasks = self.registered();
-        // Tasks in their eager step are not registered yet.
-        let mut cur = self.eager_top.get();
+        // Tasks in their eager step are not registered yet: they are the chain
+        // from the current task, as long as it runs an eager step. (Only this
+        // loop's, if it is the one running here.)
+        let mut cur = if std::ptr::eq(context::running_loop(), self) {
+            NonNull::new(context::current_task().cast_mut())
+        } else {
+            None
+        };
         while let Some(ptr) = cur {
-            // SAFETY: tasks in their eager step are being polled, so alive.
+            // SAFETY: the current task is being polled, and each task in the
+            // chain is in its eager step, on the stack of the one after it: alive.
             let header = unsafe { ptr.as_ref() };
-            if !header.has(REGISTERED | COMPLETE) {
-                // SAFETY: alive and ours, on the loop thread.
-                tasks.push(unsafe { TaskRef::clone_raw(ptr) });
+            if !header.has(EAGER_STEP) {
+                break;
             }
+            // SAFETY: alive and ours, on the loop thread.
+            tasks.push(unsafe { TaskRef::clone_raw(ptr) });
             cur = header.next.get();
         }
         tasks
@@ -870,6 +896,7 @@ impl EventLoop {
         }
         self.inner.running.set(true);
         context::set_running_loop(Rc::as_ptr(&self.inner));
+        self.inner.refresh_fast_eager();
         Ok(RunningGuard { lp: &self.inner })
     }
 
@@ -966,6 +993,7 @@ impl EventLoop {
                 .as_ref()
                 .map_or(Some(StartMode::Lazy), |f| f.fixed_mode()),
         );
+        self.inner.refresh_fast_eager();
         *self.inner.factory.borrow_mut() = factory;
     }
 
@@ -1117,6 +1145,7 @@ struct RunningGuard<'a> {
 impl Drop for RunningGuard<'_> {
     fn drop(&mut self) {
         self.lp.running.set(false);
+        self.lp.refresh_fast_eager();
         context::set_running_loop(std::ptr::null());
     }
 }

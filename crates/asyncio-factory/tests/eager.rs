@@ -4,7 +4,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use asyncio_core::{
-    EventLoop, MAX_EAGER_DEPTH, Task, TaskError, TaskOptions, all_tasks, create_task,
+    EventLoop, MAX_EAGER_DEPTH, Task, TaskError, TaskOptions, TaskRef, all_tasks, create_task,
     create_task_with, current_task, yield_now,
 };
 use asyncio_factory::{create_eager_task_factory, eager_task_factory};
@@ -94,6 +94,84 @@ fn all_tasks_during_an_eager_step_includes_the_stepping_task() {
             *v.borrow_mut() = all_tasks().unwrap();
         });
         assert!(inner_view.borrow().contains(&t.to_ref()));
+    })
+    .unwrap();
+}
+
+/// Counts how often each of `expected` appears in `all`, which must hold
+/// nothing else.
+fn assert_lists_each_once(all: &[TaskRef], expected: &[&TaskRef]) {
+    assert_eq!(all.len(), expected.len(), "{all:?}");
+    for task in expected {
+        let times = all.iter().filter(|t| t == task).count();
+        assert_eq!(times, 1, "{task:?} listed {times} times in {all:?}");
+    }
+}
+
+#[test]
+fn another_loops_all_tasks_never_lists_this_loops_eager_tasks() {
+    let lp = eager_loop();
+    let other = EventLoop::new();
+    let seen = lp
+        .run_until_complete(async move {
+            create_task(async move { (other.all_tasks(), all_tasks().unwrap().len()) })
+                .await
+                .unwrap()
+        })
+        .unwrap();
+    assert!(seen.0.is_empty(), "{:?}", seen.0);
+    assert_eq!(seen.1, 2, "this loop's: the main task and the stepping one");
+}
+
+/// Where `all_tasks()` was called, what it said, and the task that called it.
+type View = (&'static str, Vec<TaskRef>, TaskRef);
+
+#[test]
+fn all_tasks_lists_every_task_of_nested_eager_steps_once() {
+    // Three eager steps nested inside the main task: an unnamed task (the fast
+    // path), a named one (the general path) and an unnamed one again.
+    let lp = eager_loop();
+    lp.run_until_complete(async {
+        let main = current_task().unwrap();
+        let views: Rc<RefCell<Vec<View>>> = Rc::default();
+        let v = views.clone();
+        let outer = create_task(async move {
+            let outer = current_task().unwrap();
+            let v2 = v.clone();
+            let middle = create_task_with(
+                async move {
+                    let middle = current_task().unwrap();
+                    let v3 = v2.clone();
+                    let inner = create_task(async move {
+                        let inner = current_task().unwrap();
+                        v3.borrow_mut()
+                            .push(("inner step", all_tasks().unwrap(), inner));
+                        yield_now().await;
+                    });
+                    // `inner` suspended: registered now, and listed once.
+                    v2.borrow_mut()
+                        .push(("middle step", all_tasks().unwrap(), middle));
+                    inner.await.unwrap();
+                },
+                TaskOptions::new().name("middle"),
+            );
+            v.borrow_mut()
+                .push(("outer step", all_tasks().unwrap(), outer));
+            middle.await.unwrap();
+        });
+        let views = std::mem::take(&mut *views.borrow_mut());
+        assert_eq!(
+            views.iter().map(|(at, ..)| *at).collect::<Vec<_>>(),
+            ["inner step", "middle step", "outer step"]
+        );
+        // Each view holds the main task, the tasks whose steps enclose it and
+        // the tasks that suspended in theirs.
+        let everyone = [&main, &views[2].2, &views[1].2, &views[0].2];
+        for (_, all, _) in &views {
+            assert_lists_each_once(all, &everyone);
+        }
+        outer.await.unwrap();
+        assert_lists_each_once(&all_tasks().unwrap(), &[&main]);
     })
     .unwrap();
 }

@@ -120,6 +120,38 @@ fn eager_tasks_and_group_children_inherit_the_context_too() {
 }
 
 #[test]
+fn eager_children_get_their_own_context_when_contexts_come_into_use_mid_run() {
+    // On a thread of its own, so that no context was used on it before the
+    // loop started: the eager loop's first spawns skip all context work.
+    std::thread::spawn(|| {
+        let var = ContextVar::with_default("v", "default");
+        let v = var.clone();
+        let lp = EventLoop::new();
+        lp.set_task_factory(eager_task_factory);
+        let (creator_after, child_after_suspending) = lp
+            .run_until_complete(async move {
+                create_task(async {}).await.unwrap();
+                // The thread's first context.
+                v.set("creator");
+                let c = v.clone();
+                let child = create_task(async move {
+                    c.set("child");
+                    yield_now().await;
+                    c.get()
+                });
+                (v.get(), child.await.unwrap())
+            })
+            .unwrap();
+        // The child's change stayed in its own context, which it kept across
+        // its suspension.
+        assert_eq!(creator_after, Some("creator"));
+        assert_eq!(child_after_suspending, Some("child"));
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
 fn an_explicit_context_is_used_as_is_and_keeps_the_tasks_changes() {
     let var = ContextVar::new("v");
     let ctx = Context::new();

@@ -25,8 +25,8 @@ pub(crate) const WAKER_COUNT: usize = REMOTE - 1;
 pub(crate) struct Vtable {
     /// The layout the cell was allocated with (for the loop's cell cache).
     pub(crate) layout: std::alloc::Layout,
-    /// The cell cache's size class of `layout`, if it has one.
-    pub(crate) class: Option<usize>,
+    /// The cell cache's size class of `layout` (`cell_cache::NO_CLASS` if none).
+    pub(crate) class: usize,
     /// Polls the future; on `Ready` (or a panic) stores the outcome and returns `Ready`.
     pub(crate) poll: unsafe fn(NonNull<Header>, &mut Context<'_>) -> Poll<()>,
     /// Drops the future and stores `Cancelled` (or `Panicked` if its destructor panicked).

@@ -45,5 +45,10 @@ pub(crate) const HAS_EXTRA: u32 = 1 << 13;
 /// The stage holds nothing with a destructor (an outcome `Ok(v)` whose type has
 /// no drop glue): releasing the cell need not look at it.
 pub(crate) const STAGE_TRIVIAL: u32 = 1 << 14;
+/// Running its eager step, inside the `create_task` that made it. Its header's
+/// `next` link (unused until it is registered) then points to the task that
+/// was current when the step began, so the tasks in their eager steps form a
+/// chain from the current task, which `all_tasks()` follows.
+pub(crate) const EAGER_STEP: u32 = 1 << 15;
 /// What `complete` has to look at beyond marking the task done.
 pub(crate) const COMPLETION_WORK: u32 = REGISTERED | HAS_JOIN_WAKER | HAS_CALLBACKS | FAILED;
