@@ -6,9 +6,23 @@
 //! finished cells instead, sorted by size class (multiples of 16 bytes, up to
 //! 1 KiB), and hands it to new tasks of any future type of that class.
 //!
-//! Bounds: at most `limit` bytes are kept; when the loop goes idle it trims the
-//! cache to `IDLE_KEEP` bytes, and closing the loop frees it all. A cell freed
-//! off the loop's thread (its last waker dropped elsewhere) bypasses the cache.
+//! Each class has a *hot slot* for one cell besides its list. A loop that
+//! creates and finishes tasks one after the other (the eager factory's common
+//! case) passes one cell back and forth through the slot: taking it is a load
+//! and a store of a constant, so nothing read from memory feeds the next
+//! task's bookkeeping (a list pop, which reads the next link, and a byte
+//! counter both do, and such chains through memory, not instruction counts,
+//! bound how fast eager tasks go).
+//!
+//! Bounds: at most `limit` bytes are kept, the slots included (they take
+//! [`HOT_RESERVE`] of it, or stay unused under a smaller limit); when the loop
+//! goes idle it trims the cache to `IDLE_KEEP` bytes, and closing the loop
+//! frees it all and keeps nothing more. A cell freed off the loop's thread (its
+//! last waker dropped elsewhere) bypasses the cache.
+//!
+//! The cache only holds memory: the loop's strong count that each cached cell
+//! keeps (see `LoopInner::alloc_cell`) is the caller's business, which is why
+//! `alloc`, `free` and `trim` say whether they used the cache.
 
 use std::alloc::Layout;
 use std::cell::Cell;
@@ -20,6 +34,8 @@ const CLASSES: usize = 64; // up to 1 KiB
 pub(crate) const DEFAULT_LIMIT: usize = 256 << 20;
 /// What an idle loop keeps.
 pub(crate) const IDLE_KEEP: usize = 1 << 20;
+/// The most the hot slots hold: one cell of every class.
+pub(crate) const HOT_RESERVE: usize = GRANULE * CLASSES * (CLASSES + 1) / 2;
 
 /// The size-class layout for a cell, or `None` if it is too large or too aligned
 /// to be cached.
@@ -47,102 +63,180 @@ pub(crate) const fn class_of(layout: Layout) -> usize {
 /// The class of cells the cache does not keep (too large, or too aligned).
 pub(crate) const NO_CLASS: usize = CLASSES;
 
+fn class_size(class: usize) -> usize {
+    (class + 1) * GRANULE
+}
+
+fn class_layout_of(class: usize) -> Layout {
+    Layout::from_size_align(class_size(class), GRANULE).expect("class layouts are valid")
+}
+
 pub(crate) struct CellCache {
-    /// Per class, the most recently freed cell; each free cell's first word
-    /// holds the next one (null ends the list). Loop thread only.
+    /// Per class, at most one free cell (null: none). Loop thread only.
+    hot: [Cell<*mut u8>; CLASSES],
+    /// Whether the limit leaves room for the hot slots.
+    hot_on: Cell<bool>,
+    /// Per class, the most recently listed free cell; each listed cell's first
+    /// word holds the next one (null ends the list). Loop thread only.
     heads: [Cell<*mut u8>; CLASSES],
-    /// How many more bytes may be kept: `limit` minus the cached bytes. (One
-    /// counter, so that keeping a cell is a subtraction and a sign test.)
+    /// How many more bytes the lists may keep: `list_limit` minus the listed
+    /// bytes.
     room: Cell<usize>,
-    limit: Cell<usize>,
+    /// The lists' share of the limit (all of it when the slots are off).
+    list_limit: Cell<usize>,
 }
 
 impl CellCache {
     pub(crate) fn new() -> Self {
-        CellCache {
+        let cache = CellCache {
+            hot: [const { Cell::new(ptr::null_mut()) }; CLASSES],
+            hot_on: Cell::new(false),
             heads: [const { Cell::new(ptr::null_mut()) }; CLASSES],
-            room: Cell::new(DEFAULT_LIMIT),
-            limit: Cell::new(DEFAULT_LIMIT),
-        }
+            room: Cell::new(0),
+            list_limit: Cell::new(0),
+        };
+        let freed = cache.set_limit(DEFAULT_LIMIT);
+        debug_assert_eq!(freed, 0);
+        cache
+    }
+
+    /// Bytes in the lists.
+    fn listed_bytes(&self) -> usize {
+        self.list_limit.get() - self.room.get()
+    }
+
+    /// Bytes in the hot slots.
+    fn hot_bytes(&self) -> usize {
+        (self.hot.iter().enumerate())
+            .filter(|(_, slot)| !slot.get().is_null())
+            .map(|(class, _)| class_size(class))
+            .sum()
     }
 
     /// Bytes held by the cache.
+    #[cfg(test)]
     fn bytes(&self) -> usize {
-        self.limit.get() - self.room.get()
+        self.listed_bytes() + self.hot_bytes()
     }
 
-    /// Memory for a cell of `layout`, whose class is `class` (from [`class_of`]).
+    /// Memory for a cell of `layout`, whose class is `class` (from
+    /// [`class_of`]), and whether it came from the cache.
     #[inline]
-    pub(crate) fn alloc(&self, layout: Layout, class: usize) -> NonNull<u8> {
-        if let Some(head_slot) = self.heads.get(class) {
-            let head = head_slot.get();
-            if !head.is_null() {
-                // SAFETY: `head` is a free cell of this class (at least 16 bytes,
-                // 16-aligned) whose first word `free` set to the next free cell.
+    pub(crate) fn alloc(&self, layout: Layout, class: usize) -> (NonNull<u8>, bool) {
+        if let Some(slot) = self.hot.get(class) {
+            if let Some(cell) = NonNull::new(slot.get()) {
+                slot.set(ptr::null_mut());
+                return (cell, true);
+            }
+            let head_slot = &self.heads[class];
+            if let Some(head) = NonNull::new(head_slot.get()) {
+                // SAFETY: `head` is a listed free cell of this class (at least 16
+                // bytes, 16-aligned) whose first word `free` set to the next one.
                 head_slot.set(unsafe { head.cast::<*mut u8>().read() });
                 self.room.set(self.room.get() + layout.size());
-                // SAFETY: checked non-null above.
-                return unsafe { NonNull::new_unchecked(head) };
+                return (head, true);
             }
         }
         // SAFETY: task cells are never zero-sized.
         let ptr = unsafe { std::alloc::alloc(layout) };
         match NonNull::new(ptr) {
-            Some(p) => p,
+            Some(p) => (p, false),
             None => std::alloc::handle_alloc_error(layout),
         }
     }
 
-    /// Takes back the memory of a dead cell allocated with `layout` (of `class`).
+    /// Takes back the memory of a dead cell allocated with `layout` (of
+    /// `class`); returns whether the cache kept it (else it was deallocated).
     #[inline]
-    pub(crate) fn free(&self, ptr: NonNull<u8>, layout: Layout, class: usize) {
-        if let Some(head_slot) = self.heads.get(class)
-            && let Some(room) = self.room.get().checked_sub(layout.size())
-        {
-            // SAFETY: the cell is dead and its memory ours: at least 16 bytes,
-            // 16-aligned (class layouts), so its first word can link the list.
-            unsafe { ptr.cast::<*mut u8>().write(head_slot.get()) };
-            head_slot.set(ptr.as_ptr());
-            self.room.set(room);
-            return;
+    pub(crate) fn free(&self, ptr: NonNull<u8>, layout: Layout, class: usize) -> bool {
+        if let Some(slot) = self.hot.get(class) {
+            if self.hot_on.get() && slot.get().is_null() {
+                slot.set(ptr.as_ptr());
+                return true;
+            }
+            if let Some(room) = self.room.get().checked_sub(layout.size()) {
+                let head_slot = &self.heads[class];
+                // SAFETY: the cell is dead and its memory ours: at least 16
+                // bytes, 16-aligned (class layouts), so its first word can link
+                // the list.
+                unsafe { ptr.cast::<*mut u8>().write(head_slot.get()) };
+                head_slot.set(ptr.as_ptr());
+                self.room.set(room);
+                return true;
+            }
         }
         // SAFETY: `ptr` came from `alloc` (here or in the allocator) with `layout`.
         unsafe { std::alloc::dealloc(ptr.as_ptr(), layout) };
+        false
     }
 
-    /// Frees cached cells until at most `keep` bytes remain.
-    pub(crate) fn trim(&self, keep: usize) {
+    /// Frees cached cells until at most `keep` bytes remain (listed cells
+    /// first); returns how many it freed.
+    pub(crate) fn trim(&self, keep: usize) -> usize {
+        if self.listed_bytes() + HOT_RESERVE <= keep {
+            return 0;
+        }
+        let hot = self.hot_bytes();
+        let mut freed = self.trim_lists(keep.saturating_sub(hot));
+        if self.listed_bytes() + hot > keep {
+            freed += self.free_hot();
+        }
+        freed
+    }
+
+    /// Frees listed cells until the lists hold at most `keep` bytes; returns
+    /// how many it freed.
+    fn trim_lists(&self, keep: usize) -> usize {
+        let mut freed = 0;
         for (class, head) in self.heads.iter().enumerate() {
-            if self.bytes() <= keep {
-                return;
-            }
-            let size = (class + 1) * GRANULE;
-            let layout = Layout::from_size_align(size, GRANULE).expect("class layouts are valid");
-            while self.bytes() > keep {
-                let cell = head.get();
-                if cell.is_null() {
+            let layout = class_layout_of(class);
+            while self.listed_bytes() > keep {
+                let Some(cell) = NonNull::new(head.get()) else {
                     break;
-                }
-                // SAFETY: a free cell of this class; its first word links the list.
+                };
+                // SAFETY: a listed cell of this class; its first word links the list.
                 head.set(unsafe { cell.cast::<*mut u8>().read() });
                 // SAFETY: cached cells were allocated with their class layout.
-                unsafe { std::alloc::dealloc(cell, layout) };
-                self.room.set(self.room.get() + size);
+                unsafe { std::alloc::dealloc(cell.as_ptr(), layout) };
+                self.room.set(self.room.get() + layout.size());
+                freed += 1;
             }
         }
+        freed
     }
 
-    pub(crate) fn set_limit(&self, limit: usize) {
-        self.trim(limit);
-        // At most `limit` bytes are cached now.
-        let bytes = self.bytes();
-        self.limit.set(limit);
-        self.room.set(limit - bytes);
+    /// Frees the cells of the hot slots; returns how many.
+    fn free_hot(&self) -> usize {
+        let mut freed = 0;
+        for (class, slot) in self.hot.iter().enumerate() {
+            if let Some(cell) = NonNull::new(slot.replace(ptr::null_mut())) {
+                // SAFETY: cached cells were allocated with their class layout.
+                unsafe { std::alloc::dealloc(cell.as_ptr(), class_layout_of(class)) };
+                freed += 1;
+            }
+        }
+        freed
+    }
+
+    /// Sets the bound on cached bytes, trimming to it; returns how many cells
+    /// it freed.
+    pub(crate) fn set_limit(&self, limit: usize) -> usize {
+        let hot_on = limit >= HOT_RESERVE;
+        let list_limit = if hot_on { limit - HOT_RESERVE } else { limit };
+        let mut freed = if hot_on { 0 } else { self.free_hot() };
+        freed += self.trim_lists(list_limit);
+        let listed = self.listed_bytes();
+        self.hot_on.set(hot_on);
+        self.list_limit.set(list_limit);
+        self.room.set(list_limit - listed);
+        freed
     }
 }
 
 impl Drop for CellCache {
     fn drop(&mut self) {
+        // Nothing is left here in practice: each cached cell keeps the loop
+        // alive. Free whatever is, all the same.
         self.trim(0);
     }
 }
@@ -151,55 +245,89 @@ impl Drop for CellCache {
 mod tests {
     use super::*;
 
-    fn class_layout_of(size: usize) -> (Layout, usize) {
+    fn class_layout_of_size(size: usize) -> (Layout, usize) {
         let layout = class_layout(Layout::from_size_align(size, 8).unwrap()).unwrap();
         (layout, class_of(layout))
     }
 
-    #[test]
-    fn keeps_at_most_its_limit_and_hands_cells_back_last_in_first_out() {
-        let cache = CellCache::new();
-        cache.set_limit(64);
-        let (layout, class) = class_layout_of(20);
-        assert_eq!(layout.size(), 32);
-        let cells: Vec<_> = (0..3).map(|_| cache.alloc(layout, class)).collect();
-        for &cell in &cells {
-            cache.free(cell, layout, class);
-        }
-        // Two fit; the third went back to the allocator.
-        assert_eq!(cache.bytes(), 64);
-        assert_eq!(cache.alloc(layout, class), cells[1]);
-        assert_eq!(cache.bytes(), 32);
-        assert_eq!(cache.alloc(layout, class), cells[0]);
-        assert_eq!(cache.bytes(), 0);
-        // Nothing cached: fresh memory.
-        let fresh = cache.alloc(layout, class);
-        for cell in [cells[0], cells[1], fresh] {
-            cache.free(cell, layout, class);
-        }
-        assert_eq!(cache.bytes(), 64);
+    fn alloc_n(cache: &CellCache, layout: Layout, class: usize, n: usize) -> Vec<NonNull<u8>> {
+        (0..n)
+            .map(|_| {
+                let (cell, cached) = cache.alloc(layout, class);
+                assert!(!cached, "the cache starts empty");
+                cell
+            })
+            .collect()
     }
 
     #[test]
-    fn lowering_the_limit_trims_and_raising_it_makes_room() {
+    fn the_hot_slot_fills_first_then_the_list_up_to_its_share_of_the_limit() {
         let cache = CellCache::new();
-        let (layout, class) = class_layout_of(100);
-        let cells: Vec<_> = (0..4).map(|_| cache.alloc(layout, class)).collect();
-        for &cell in &cells {
+        assert_eq!(cache.set_limit(HOT_RESERVE + 64), 0);
+        let (layout, class) = class_layout_of_size(20);
+        assert_eq!(layout.size(), 32);
+        let cells = alloc_n(&cache, layout, class, 4);
+        let kept: Vec<bool> = cells
+            .iter()
+            .map(|&c| cache.free(c, layout, class))
+            .collect();
+        // The slot, then two listed; the fourth went back to the allocator.
+        assert_eq!(kept, [true, true, true, false]);
+        assert_eq!(cache.bytes(), 32 + 64);
+        // The slot first, then the list, last in first out, then fresh memory.
+        assert_eq!(cache.alloc(layout, class), (cells[0], true));
+        assert_eq!(cache.alloc(layout, class), (cells[2], true));
+        assert_eq!(cache.alloc(layout, class), (cells[1], true));
+        assert_eq!(cache.bytes(), 0);
+        let (fresh, cached) = cache.alloc(layout, class);
+        assert!(!cached);
+        for cell in [cells[0], cells[1], cells[2], fresh] {
             cache.free(cell, layout, class);
         }
-        assert_eq!(cache.bytes(), 4 * layout.size());
-        cache.set_limit(layout.size());
-        assert_eq!(cache.bytes(), layout.size());
+    }
+
+    #[test]
+    fn lowering_the_limit_frees_and_counts_cells_and_raising_it_makes_room() {
+        let cache = CellCache::new();
+        let (layout, class) = class_layout_of_size(100);
+        let size = layout.size();
+        for cell in alloc_n(&cache, layout, class, 4) {
+            assert!(cache.free(cell, layout, class));
+        }
+        assert_eq!(cache.bytes(), 4 * size);
+        // The lists' share shrinks to one cell: two listed cells go.
+        assert_eq!(cache.set_limit(HOT_RESERVE + size), 2);
+        assert_eq!(cache.bytes(), 2 * size);
+        // Too small for the slots: the slot's cell goes, and the slots stay unused.
+        assert_eq!(cache.set_limit(size), 1);
+        assert_eq!(cache.bytes(), size);
         assert_eq!(cache.room.get(), 0);
-        let a = cache.alloc(layout, class);
-        let b = cache.alloc(layout, class);
-        cache.free(a, layout, class);
-        cache.free(b, layout, class); // no room: deallocated
-        assert_eq!(cache.bytes(), layout.size());
-        cache.set_limit(10 * layout.size());
-        assert_eq!(cache.room.get(), 9 * layout.size());
-        assert_eq!(cache.bytes(), layout.size());
+        let (a, cached) = cache.alloc(layout, class);
+        assert!(cached);
+        let (b, cached) = cache.alloc(layout, class);
+        assert!(!cached);
+        assert!(cache.free(a, layout, class));
+        assert!(!cache.free(b, layout, class), "no room, and no slot");
+        assert_eq!(cache.set_limit(10 * size), 0);
+        assert_eq!(cache.room.get(), 9 * size);
+        assert_eq!(cache.trim(0), 1);
+        assert_eq!(cache.bytes(), 0);
+    }
+
+    #[test]
+    fn trimming_keeps_at_most_the_bytes_asked_listed_cells_going_first() {
+        let cache = CellCache::new();
+        let (layout, class) = class_layout_of_size(32);
+        for cell in alloc_n(&cache, layout, class, 4) {
+            cache.free(cell, layout, class);
+        }
+        // One in the slot, three listed.
+        assert_eq!(cache.trim(4 * 32), 0);
+        assert_eq!(cache.trim(2 * 32), 2);
+        assert_eq!(cache.bytes(), 2 * 32);
+        assert_eq!(cache.trim(16), 2);
+        assert_eq!(cache.bytes(), 0);
+        assert_eq!(cache.trim(0), 0);
     }
 
     #[test]
@@ -212,8 +340,9 @@ mod tests {
         assert_eq!(class_of(too_aligned), NO_CLASS);
         let cache = CellCache::new();
         for layout in [too_big, too_aligned] {
-            let cell = cache.alloc(layout, NO_CLASS);
-            cache.free(cell, layout, NO_CLASS);
+            let (cell, cached) = cache.alloc(layout, NO_CLASS);
+            assert!(!cached);
+            assert!(!cache.free(cell, layout, NO_CLASS));
             assert_eq!(cache.bytes(), 0);
         }
     }

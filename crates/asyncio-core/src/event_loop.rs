@@ -1,5 +1,6 @@
 //! The event loop: the ready queue, the registry of live tasks, and the run loop.
 
+use std::alloc::Layout;
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::collections::VecDeque;
 use std::fmt;
@@ -29,6 +30,24 @@ use crate::time::Timers;
 /// new tasks fall back to being scheduled. Each level keeps a `poll` frame on the
 /// native stack; the bound keeps a million-deep chain from overflowing it.
 pub const MAX_EAGER_DEPTH: u32 = 64;
+const _: () = assert!(MAX_EAGER_DEPTH < EAGER_DEPTH >> EAGER_DEPTH_SHIFT);
+
+/// How many eager steps are nested on this thread: the depth the current task
+/// keeps in its state word if it is in its eager step, else 0.
+#[inline(always)]
+fn eager_depth_below(current: *const Header) -> u32 {
+    if current.is_null() {
+        return 0;
+    }
+    // SAFETY: the current task is being polled on this thread, so alive; only
+    // this thread touches its state word.
+    let state = unsafe { (*current).state.get() };
+    if state & EAGER_STEP != 0 {
+        (state & EAGER_DEPTH) >> EAGER_DEPTH_SHIFT
+    } else {
+        0
+    }
+}
 
 /// What the exception handler receives, as asyncio's context dict.
 #[derive(Debug, Clone)]
@@ -126,9 +145,6 @@ pub(crate) struct LoopInner {
     /// Loop thread only.
     registry_head: Cell<Option<NonNull<Header>>>,
     registry_len: Cell<usize>,
-    /// How many eager steps are on the stack. (The tasks in them are not
-    /// registered yet, but `all_tasks()` lists them: see `state::EAGER_STEP`.)
-    eager_depth: Cell<u32>,
     running: Cell<bool>,
     pub(crate) closed: Cell<bool>,
     /// Live `EventLoop` handles; the loop closes when the last goes.
@@ -167,7 +183,6 @@ impl LoopInner {
             ready: UnsafeCell::new(VecDeque::new()),
             registry_head: Cell::new(None),
             registry_len: Cell::new(0),
-            eager_depth: Cell::new(0),
             running: Cell::new(false),
             closed: Cell::new(false),
             handles: Cell::new(1),
@@ -355,9 +370,11 @@ impl LoopInner {
     {
         // The spawn path of nearly every task under the eager factory: a running
         // loop, no context variables in use.
-        let fast = self.fast_eager.get() && self.eager_depth.get() < MAX_EAGER_DEPTH;
+        let creator = context::current_task();
+        let depth = eager_depth_below(creator) + 1;
+        let fast = self.fast_eager.get() && depth <= MAX_EAGER_DEPTH;
         let state = if fast {
-            HAS_HANDLE | RUNNING | EAGER_STEP
+            HAS_HANDLE | RUNNING | EAGER_STEP | depth << EAGER_DEPTH_SHIFT
         } else {
             HAS_HANDLE
         };
@@ -365,13 +382,50 @@ impl LoopInner {
         // SAFETY: `allocate` hands us the one reference, for a cell of output `F::Output`.
         let task = unsafe { Task::from_ref(TaskRef::from_raw(ptr)) };
         if fast {
-            // SAFETY: a new cell of type `F`, marked RUNNING and EAGER_STEP, on
-            // the loop thread.
-            unsafe { self.eager_step::<F>(&task) };
+            // SAFETY: a new cell of type `F`, marked RUNNING and EAGER_STEP with
+            // its depth, on the loop thread, created while `creator` is current.
+            unsafe { self.eager_step::<F>(&task, creator) };
         } else {
             self.start_new(&task, None);
         }
         task
+    }
+
+    /// Memory for a new task cell of `layout` (of cache class `class`), which
+    /// holds one strong count of the loop from here on: a cell from the cache
+    /// still holds its own, a new one is given one. (So a task that reuses a
+    /// cell touches no counter, and no chain of dependent memory updates links
+    /// one spawn to the next.)
+    #[inline(always)]
+    pub(crate) fn alloc_cell(self: &Rc<Self>, layout: Layout, class: usize) -> NonNull<u8> {
+        let (mem, cached) = self.cells.alloc(layout, class);
+        if !cached {
+            // SAFETY: `self` is a live `Rc`; the count is the new cell's.
+            unsafe { Rc::increment_strong_count(Rc::as_ptr(self)) };
+        }
+        mem
+    }
+
+    /// Gives the memory of a dead cell back to the loop's cache, which keeps
+    /// the cell's strong count of the loop with it, or to the allocator, and
+    /// the count back to the loop.
+    ///
+    /// # Safety
+    /// `owner` (with the provenance of its `Rc`) allocated the cell with
+    /// [`alloc_cell`](Self::alloc_cell); the cell is dead, holds its count, and
+    /// is not used again; on the loop thread.
+    #[inline(always)]
+    pub(crate) unsafe fn free_cell(
+        owner: NonNull<LoopInner>,
+        mem: NonNull<u8>,
+        layout: Layout,
+        class: usize,
+    ) {
+        // SAFETY: the cell's count keeps the loop alive until here.
+        if !unsafe { owner.as_ref() }.cells.free(mem, layout, class) {
+            // SAFETY: the cell's count, given back once.
+            unsafe { Rc::decrement_strong_count(owner.as_ptr().cast_const()) };
+        }
     }
 
     /// Recomputes `fast_eager` after the loop started or stopped, or its
@@ -388,7 +442,7 @@ impl LoopInner {
     /// steps are not nested too deep.
     #[inline]
     fn can_step_eagerly(&self) -> bool {
-        self.running.get() && self.eager_depth.get() < MAX_EAGER_DEPTH
+        self.running.get() && eager_depth_below(context::current_task()) < MAX_EAGER_DEPTH
     }
 
     #[inline]
@@ -402,21 +456,21 @@ impl LoopInner {
     /// (no vtable) so it can be inlined into the step.
     ///
     /// # Safety
-    /// `task` is a new, never polled cell of type `F` with `RUNNING` and
-    /// `EAGER_STEP` set, on the loop thread, and the loop may step eagerly
-    /// (`fast_eager`, below the depth bound).
+    /// `task` is a new, never polled cell of type `F` with `RUNNING`,
+    /// `EAGER_STEP` and its depth set, on the loop thread, `creator` is the
+    /// current task, and the loop may step eagerly (`fast_eager`, within the
+    /// depth bound).
     #[inline(always)]
-    unsafe fn eager_step<F>(&self, task: &TaskRef)
+    unsafe fn eager_step<F>(&self, task: &TaskRef, creator: *const Header)
     where
         F: Future + 'static,
     {
         let ptr = task.as_ptr();
         let header = task.header();
-        let prev = context::set_current_task(ptr.as_ptr());
+        context::set_current_task(ptr.as_ptr());
         // Not `push_eager`: the creator, which the chain needs, is at hand, and
-        // the state word was created with `EAGER_STEP` set.
-        header.next.set(NonNull::new(prev.cast_mut()));
-        self.eager_depth.set(self.eager_depth.get() + 1);
+        // the state word was created with `EAGER_STEP` and the depth.
+        header.next.set(NonNull::new(creator.cast_mut()));
         let outcome_bits = {
             // SAFETY: the task reference keeps the header alive during the poll.
             let waker = unsafe { waker::borrowed(ptr) };
@@ -424,40 +478,38 @@ impl LoopInner {
             // SAFETY: caller's contract.
             unsafe { crate::task::raw::poll_step::<F>(ptr, &mut cx) }
         };
-        context::set_current_task(prev);
-        self.eager_depth.set(self.eager_depth.get() - 1);
+        context::set_current_task(creator);
         match outcome_bits {
             Some(bits) => {
                 // One update of the state word: done, with what the outcome set.
-                let state = (header.state.get() & !(RUNNING | EAGER_STEP)) | COMPLETE | bits;
+                let state =
+                    (header.state.get() & !(RUNNING | EAGER_STEP | EAGER_DEPTH)) | COMPLETE | bits;
                 header.state.set(state);
                 if state & COMPLETION_WORK != 0 {
                     self.completion_work(task);
                 }
             }
             None => {
-                header.clear(RUNNING | EAGER_STEP);
+                header.clear(RUNNING | EAGER_STEP | EAGER_DEPTH);
                 self.suspended_in_eager_step(task);
             }
         }
     }
 
     /// Marks the task of `header` as in its eager step, linked to the task
-    /// that is current now (see `state::EAGER_STEP`).
+    /// that is current now, one level deeper (see `state::EAGER_STEP`).
     #[inline]
     fn push_eager(&self, header: &Header) {
-        header
-            .next
-            .set(NonNull::new(context::current_task().cast_mut()));
-        header.set(EAGER_STEP);
-        self.eager_depth.set(self.eager_depth.get() + 1);
+        let creator = context::current_task();
+        header.next.set(NonNull::new(creator.cast_mut()));
+        let depth = eager_depth_below(creator) + 1;
+        header.set(EAGER_STEP | depth << EAGER_DEPTH_SHIFT);
     }
 
     /// Undoes `push_eager` once the task's eager step returned.
     #[inline]
     fn pop_eager(&self, header: &Header) {
-        header.clear(EAGER_STEP);
-        self.eager_depth.set(self.eager_depth.get() - 1);
+        header.clear(EAGER_STEP | EAGER_DEPTH);
     }
 
     /// A task that suspended during its eager step joins the registry (and the
@@ -868,7 +920,7 @@ impl EventLoop {
                 if self.inner.stalled() {
                     return Err(RuntimeError::Stalled.into());
                 }
-                self.inner.cells.trim(cell_cache::IDLE_KEEP);
+                self.release_cached(self.inner.cells.trim(cell_cache::IDLE_KEEP));
                 self.inner.idle();
             }
         }
@@ -1032,9 +1084,21 @@ impl EventLoop {
 
     /// Bounds the memory of finished task cells the loop keeps for reuse
     /// (default 256 MiB; an idle loop keeps at most 1 MiB, a closed one none).
-    /// `0` turns the reuse off.
+    /// `0` turns the reuse off. On a closed loop it does nothing.
     pub fn set_task_cache_limit(&self, bytes: usize) {
-        self.inner.cells.set_limit(bytes);
+        if !self.inner.closed.get() {
+            self.release_cached(self.inner.cells.set_limit(bytes));
+        }
+    }
+
+    /// Gives back the strong counts of `cells` cells the cache just freed
+    /// (each cached cell keeps one: see `LoopInner::alloc_cell`).
+    fn release_cached(&self, cells: usize) {
+        for _ in 0..cells {
+            // SAFETY: the freed cell's count, given back once; `self.inner`
+            // holds another, so the loop outlives this.
+            unsafe { Rc::decrement_strong_count(Rc::as_ptr(&self.inner)) };
+        }
     }
 
     /// Debug mode (asyncio's `loop.set_debug`).
@@ -1094,7 +1158,8 @@ impl EventLoop {
         }
         drop(self.inner.factory.borrow_mut().take());
         drop(self.inner.handler.borrow_mut().take());
-        self.inner.cells.trim(0);
+        // Nothing is cached from now on.
+        self.release_cached(self.inner.cells.set_limit(0));
         Ok(())
     }
 
@@ -1290,6 +1355,23 @@ pub fn current_task() -> Option<TaskRef> {
     let ptr = NonNull::new(context::current_task().cast_mut())?;
     // SAFETY: the current task is being polled, so its local side is alive.
     Some(unsafe { TaskRef::clone_raw(ptr) })
+}
+
+/// Whether the task being run on this thread is in its eager step: it was
+/// started inside the `create_task` that made it (eager factory, or
+/// `eager_start`) and has not suspended yet, so that call is still on the
+/// stack. `false` outside a task.
+///
+/// asyncio has no such query; it lets a library tell a task that ends inside
+/// its own `create_task` from one that ends later (asyncio-structured's
+/// `TaskGroup` does not count the former). It costs a thread-local read and
+/// one load.
+#[inline]
+pub fn in_eager_step() -> bool {
+    let task = context::current_task();
+    // SAFETY: the current task is being polled on this thread, so alive; only
+    // this thread touches its state word.
+    !task.is_null() && unsafe { (*task).state.get() } & EAGER_STEP != 0
 }
 
 /// The tasks of the running loop that are not done, as `asyncio.all_tasks()`.

@@ -55,8 +55,8 @@ pub use contextvars::{Context, ContextError, ContextVar, Token, copy_context};
 pub use error::{CancelledError, InvalidStateError, PanicError, RunError, RuntimeError, TaskError};
 pub use event_loop::{
     CallHandle, EventLoop, ExceptionContext, MAX_EAGER_DEPTH, all_tasks, create_task,
-    create_task_in_place, create_task_with, current_task, get_running_loop, set_task_factory,
-    try_create_task,
+    create_task_in_place, create_task_with, current_task, get_running_loop, in_eager_step,
+    set_task_factory, try_create_task,
 };
 pub use factory::{LazyTaskFactory, StartMode, TaskFactory, TaskOptions};
 pub use task::{CallbackId, Task, TaskRef};

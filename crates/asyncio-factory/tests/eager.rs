@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use asyncio_core::{
     EventLoop, MAX_EAGER_DEPTH, Task, TaskError, TaskOptions, TaskRef, all_tasks, create_task,
-    create_task_with, current_task, yield_now,
+    create_task_with, current_task, in_eager_step, yield_now,
 };
 use asyncio_factory::{create_eager_task_factory, eager_task_factory};
 
@@ -252,6 +252,88 @@ fn deep_eager_recursion_falls_back_to_scheduling_past_the_bound() {
     let out = lp.run_until_complete(chain(depth, 0)).unwrap();
     assert_eq!(out, depth);
     assert!(MAX_EAGER_DEPTH < depth);
+}
+
+/// Level `n` of a chain: logs whether it started in an eager step, then
+/// creates level `n + 1` (every other level with a name, which takes the
+/// general path rather than the fast one) and awaits it.
+fn logged_chain(
+    depth: u32,
+    n: u32,
+    log: Rc<RefCell<Vec<bool>>>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
+    Box::pin(async move {
+        log.borrow_mut().push(in_eager_step());
+        if n == depth {
+            return;
+        }
+        let next = logged_chain(depth, n + 1, Rc::clone(&log));
+        let task = if n.is_multiple_of(2) {
+            create_task(next)
+        } else {
+            create_task_with(next, TaskOptions::new().name(format!("level {}", n + 1)))
+        };
+        task.await.unwrap();
+    })
+}
+
+#[test]
+fn exactly_max_eager_depth_steps_nest_whichever_path_starts_them() {
+    let lp = eager_loop();
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let l = Rc::clone(&log);
+    let depth = 3 * (MAX_EAGER_DEPTH + 1);
+    lp.run_until_complete(async move {
+        // Resumed by the loop: no eager step below the chain.
+        yield_now().await;
+        create_task(logged_chain(depth, 1, l)).await.unwrap();
+    })
+    .unwrap();
+    let log = log.borrow();
+    assert_eq!(log.len(), depth as usize);
+    for (level, &eager) in (1u32..).zip(log.iter()) {
+        // Past the bound a level is scheduled instead, and starts the count anew.
+        let expected = !level.is_multiple_of(MAX_EAGER_DEPTH + 1);
+        assert_eq!(eager, expected, "level {level}");
+    }
+}
+
+#[test]
+fn in_eager_step_holds_from_a_tasks_start_to_its_first_suspension() {
+    assert!(!in_eager_step(), "outside a loop");
+    let lp = eager_loop();
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let s = Rc::clone(&seen);
+    lp.run_until_complete(async move {
+        assert!(in_eager_step(), "the main task starts eagerly too");
+        yield_now().await;
+        assert!(!in_eager_step(), "resumed by the loop");
+        let s1 = Rc::clone(&s);
+        let eager = create_task(async move {
+            s1.borrow_mut().push(("eager, first step", in_eager_step()));
+            yield_now().await;
+            s1.borrow_mut().push(("eager, resumed", in_eager_step()));
+        });
+        assert!(!in_eager_step(), "the creator, after the child's step");
+        let s2 = Rc::clone(&s);
+        let lazy = create_task_with(
+            async move { s2.borrow_mut().push(("lazy", in_eager_step())) },
+            TaskOptions::new().eager_start(false),
+        );
+        eager.await.unwrap();
+        lazy.await.unwrap();
+    })
+    .unwrap();
+    let mut seen = seen.borrow().clone();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("eager, first step", true),
+            ("eager, resumed", false),
+            ("lazy", false)
+        ]
+    );
 }
 
 #[test]

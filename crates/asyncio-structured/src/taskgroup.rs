@@ -10,7 +10,7 @@ use std::task::{Context, Poll, Waker};
 
 use asyncio_core::{
     Task, TaskOptions, TaskRef, create_task_in_place, create_task_with, current_task,
-    get_running_loop,
+    get_running_loop, in_eager_step,
 };
 
 use crate::catch::CatchPanic;
@@ -22,11 +22,9 @@ struct GroupState {
     /// ones are swept out as the list grows; a child that finishes inside
     /// `create_task` (eager) is never listed.
     children: RefCell<Vec<TaskRef>>,
-    /// Children that have not finished.
+    /// Children that have not finished, but for one that finishes inside its
+    /// own `create_task` (see `ChildGuard`).
     live: Cell<usize>,
-    /// How many `create_task` calls of this group are on the stack: a child that
-    /// fails while this is non-zero failed during its eager step.
-    creating: Cell<u32>,
     failures: RefCell<Vec<ChildFailure>>,
     /// A child failed: the others are being cancelled and no new task is taken.
     aborting: Cell<bool>,
@@ -44,7 +42,6 @@ impl GroupState {
         Rc::new(GroupState {
             children: RefCell::new(Vec::new()),
             live: Cell::new(0),
-            creating: Cell::new(0),
             failures: RefCell::new(Vec::new()),
             aborting: Cell::new(false),
             abort_scheduled: Cell::new(false),
@@ -75,18 +72,15 @@ impl GroupState {
         let group = NonNull::new(Rc::as_ptr(self).cast_mut()).expect("an Rc is never null");
         let child = move || Child {
             fut: CatchPanic::new(fut),
-            guard: ChildGuard { group, armed: true },
+            guard: ChildGuard::new(group),
         };
-        let task = {
-            let _creating = Creating::enter(self);
-            match name {
-                // Built in the task's memory: a child (the future, a pointer and
-                // a flag) is just the kind of small padded value whose copies
-                // stall the CPU, and ex_6_1 creates a million of them. (The
-                // closure holds the future and the pointer apart, unpadded.)
-                None => create_task_in_place(child),
-                Some(name) => create_task_with(child(), TaskOptions::new().name(name)),
-            }
+        let task = match name {
+            // Built in the task's memory: a child (the future, a pointer and a
+            // flag) is just the kind of small padded value whose copies stall
+            // the CPU, and ex_6_1 creates a million of them. (The closure holds
+            // the future and the pointer apart, unpadded.)
+            None => create_task_in_place(child),
+            Some(name) => create_task_with(child(), TaskOptions::new().name(name)),
         };
         if !task.done() {
             // The child suspended (or has not started yet): from now on it
@@ -232,22 +226,6 @@ fn task_name() -> String {
     current_task().map_or_else(|| "<no task>".to_owned(), |t| t.name())
 }
 
-/// Counts a `create_task` of the group on the stack (undone on unwind too).
-struct Creating<'a>(&'a GroupState);
-
-impl<'a> Creating<'a> {
-    fn enter(state: &'a GroupState) -> Self {
-        state.creating.set(state.creating.get() + 1);
-        Creating(state)
-    }
-}
-
-impl Drop for Creating<'_> {
-    fn drop(&mut self) {
-        self.0.creating.set(self.0.creating.get() - 1);
-    }
-}
-
 /// A child's future inside its task: runs `fut`, then reports to the group how
 /// it ended.
 struct Child<F> {
@@ -275,7 +253,7 @@ where
             Poll::Pending => return Poll::Pending,
             Poll::Ready(Ok(out)) => match out.into_result() {
                 Ok(value) => {
-                    this.guard.report(None);
+                    this.guard.succeeded();
                     return Poll::Ready(Some(value));
                 }
                 Err(error) => ChildFailure::Error {
@@ -301,39 +279,90 @@ where
 /// the creator's reference keeps the group alive meanwhile, and that saves two
 /// counter updates per child on the path of ex_6_1. Once `create_task` returns
 /// with the child unfinished, the creator counts it in `live` and gives it one
-/// strong count of the group, which the report gives back. Which of the two
-/// holds when the child reports is told by the group's `creating`: a child of
-/// the group can only end while one of the group's `create_task` calls is on
-/// the stack if it is the one being created (only the loop polls other tasks,
-/// and it cannot run inside an eager step).
+/// strong count of the group, which the report gives back.
+///
+/// Which of the two holds when the child reports is told by
+/// [`in_eager_step`]: the report runs while the child's own task is current —
+/// in its poll, or when its future is dropped by the loop's cancellation or
+/// after a panic in that poll — and that task is in its eager step exactly
+/// when it ends inside its `create_task`. (A child's future is otherwise only
+/// dropped when the loop closes, with no task current; while the loop runs its
+/// unfinished tasks are held by the loop.) Asking the task rather than
+/// counting the group's `create_task` calls up and down keeps consecutive
+/// children independent of each other.
 struct ChildGuard {
     group: NonNull<GroupState>,
-    /// Not reported yet.
-    armed: bool,
+    owed: Owed,
+}
+
+/// What a child's guard still owes its group.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Owed {
+    /// Nothing: the child reported, or succeeded inside its own `create_task`.
+    Nothing,
+    /// How the child ended: it has not yet (dropped now, it was cancelled).
+    Outcome,
+    /// That the (counted) child succeeded: told once its future is dropped.
+    Success,
 }
 
 impl ChildGuard {
-    /// Tells the group how the child ended (`None`: successfully, or cancelled).
+    fn new(group: NonNull<GroupState>) -> Self {
+        ChildGuard {
+            group,
+            owed: Owed::Outcome,
+        }
+    }
+
+    /// The child succeeded. A counted child tells its group when its future
+    /// is dropped, right after this poll; so the poll of a child calls nothing
+    /// that could touch the task's memory, and the compiler folds the rest of
+    /// an eager step that ends here (ex_6_1's case) to a few stores.
     #[inline(always)]
+    fn succeeded(&mut self) {
+        if self.owed == Owed::Outcome {
+            self.owed = if in_eager_step() {
+                Owed::Nothing
+            } else {
+                Owed::Success
+            };
+        }
+    }
+
+    /// A counted child ended (see the type's documentation).
+    ///
+    /// # Safety
+    /// `group` holds the strong count the creator gave this child, given back
+    /// here, once.
+    #[cold]
+    #[inline(never)]
+    unsafe fn counted_child_done(group: NonNull<GroupState>, failure: Option<ChildFailure>) {
+        // SAFETY: caller's contract.
+        let group = unsafe { Rc::from_raw(group.as_ptr().cast_const()) };
+        group.child_done(failure);
+    }
+
+    /// Tells the group how the child ended (`None`: it was cancelled).
+    #[cold]
+    #[inline(never)]
     fn report(&mut self, failure: Option<ChildFailure>) {
-        if !self.armed {
+        if self.owed != Owed::Outcome {
             return;
         }
-        self.armed = false;
+        self.owed = Owed::Nothing;
         // SAFETY: the group is alive: kept by the creator while its
         // `create_task` runs, and by this child's own count afterwards (see the
         // type's documentation).
         let group = unsafe { self.group.as_ref() };
-        if group.creating.get() > 0 {
+        if in_eager_step() {
             // Ended inside its own `create_task`: never counted.
             if let Some(failure) = failure {
                 group.child_failed_eagerly(failure);
             }
         } else {
-            // SAFETY: the strong count the creator gave this child, taken back
-            // exactly once (`armed` is now false).
-            let group = unsafe { Rc::from_raw(self.group.as_ptr().cast_const()) };
-            group.child_done(failure);
+            // SAFETY: the count the creator gave this child, taken back once
+            // (nothing is owed any more).
+            unsafe { Self::counted_child_done(self.group, failure) };
         }
     }
 
@@ -350,8 +379,15 @@ impl ChildGuard {
 impl Drop for ChildGuard {
     #[inline]
     fn drop(&mut self) {
-        if self.armed {
-            self.report_unfinished();
+        match self.owed {
+            Owed::Nothing => {}
+            Owed::Outcome => self.report_unfinished(),
+            Owed::Success => {
+                self.owed = Owed::Nothing;
+                // SAFETY: a counted child's count, taken back once (nothing
+                // is owed any more).
+                unsafe { Self::counted_child_done(self.group, None) };
+            }
         }
     }
 }

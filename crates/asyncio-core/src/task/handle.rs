@@ -309,14 +309,10 @@ unsafe fn free_if_trivial(ptr: NonNull<Header>) -> bool {
 unsafe fn free_unreachable(ptr: NonNull<Header>) {
     // SAFETY: the caller's reference keeps the cell allocated until here.
     let header = unsafe { ptr.as_ref() };
-    let owner = header.owner;
     let vtable = header.vtable;
-    // SAFETY: the owner outlives its cells: each holds a strong count of it.
-    unsafe { owner.as_ref() }
-        .cells
-        .free(ptr.cast(), vtable.layout, vtable.class);
-    // SAFETY: the local side's strong count, given back exactly once.
-    unsafe { Rc::decrement_strong_count(owner.as_ptr().cast_const()) };
+    // SAFETY: the cell is the owner's and dead (caller's contract), and
+    // holds the owner's strong count.
+    unsafe { LoopInner::free_cell(header.owner, ptr.cast(), vtable.layout, vtable.class) };
 }
 
 /// Drops what the loop side owns and gives up the `LOCAL` bit; frees the cell if
@@ -352,7 +348,12 @@ unsafe fn release_local_slow(ptr: NonNull<Header>) {
     {
         // No waker and no local reference: nothing reaches the cell. Its memory
         // goes back to the loop's cache (or to the allocator, if that is full).
-        owner.cells.free(ptr.cast(), vtable.layout, vtable.class);
+        if owner.cells.free(ptr.cast(), vtable.layout, vtable.class) {
+            // The cached cell keeps its count of the loop; `owner` takes a
+            // new one for the rest of this function.
+            // SAFETY: `owner` is a live `Rc`.
+            unsafe { Rc::increment_strong_count(Rc::as_ptr(&owner)) };
+        }
     }
     drop(join_waker);
     drop(extra);

@@ -71,8 +71,10 @@ pub(crate) struct Header {
     /// The loop's cross-thread part. Never changes; kept alive by the loop while the
     /// local side lives, and by a strong count while any waker lives.
     pub(crate) shared: NonNull<Shared>,
-    /// The owning loop. Never changes. Holds one strong `Rc` count, given back when
-    /// the local side is released; other threads use the address only to compare.
+    /// The owning loop. Never changes. Holds one strong `Rc` count, which stays
+    /// with the cell's memory while the loop's cache keeps it and is given back
+    /// otherwise when the local side is released (`LoopInner::free_cell`);
+    /// other threads use the address only to compare.
     pub(crate) owner: NonNull<LoopInner>,
     pub(crate) id: u64,
     /// Neighbours in the loop's intrusive list of live tasks while `REGISTERED`.

@@ -12,7 +12,6 @@ use std::task::{Context, Poll};
 
 use super::header::{Header, LOCAL, Vtable};
 use super::state::{CANCELLED, FAILED, STAGE_TRIVIAL};
-use crate::cell_cache::CellCache;
 use crate::error::{CancelledError, PanicError, TaskError};
 use crate::event_loop::LoopInner;
 
@@ -75,16 +74,21 @@ impl<F: Future + 'static> TaskCell<F> {
         id: u64,
         state: u32,
     ) -> NonNull<Header> {
-        let mem = owner.cells.alloc(Self::LAYOUT, Self::VTABLE.class);
+        let mem = owner.alloc_cell(Self::LAYOUT, Self::VTABLE.class);
         let cell = mem.cast::<TaskCell<F>>().as_ptr();
-        // Gives the memory back if `make` panics.
-        struct Unwind<'a>(&'a CellCache, NonNull<u8>, &'static Vtable);
-        impl Drop for Unwind<'_> {
+        // `Rc::as_ptr` keeps the provenance of the whole allocation, which
+        // giving the cell's count back needs.
+        let owner_ptr =
+            NonNull::new(Rc::as_ptr(owner).cast_mut()).expect("Rc::as_ptr never returns null");
+        // Gives the memory (and its count of the loop) back if `make` panics.
+        struct Unwind(NonNull<LoopInner>, NonNull<u8>, &'static Vtable);
+        impl Drop for Unwind {
             fn drop(&mut self) {
-                self.0.free(self.1, self.2.layout, self.2.class);
+                // SAFETY: memory from `alloc_cell` of this loop, never used.
+                unsafe { LoopInner::free_cell(self.0, self.1, self.2.layout, self.2.class) };
             }
         }
-        let unwind = Unwind(&owner.cells, mem, &Self::VTABLE);
+        let unwind = Unwind(owner_ptr, mem, &Self::VTABLE);
         // SAFETY: `mem` is fresh memory of `LAYOUT`, which is at least as large
         // and as aligned as `TaskCell<F>`; the stage is written once, in place.
         unsafe { ptr::addr_of_mut!((*cell).stage).write(UnsafeCell::new(Stage::Running(make()))) };
@@ -93,15 +97,13 @@ impl<F: Future + 'static> TaskCell<F> {
         // wakers need to reach the strong count.
         let shared = NonNull::new(std::sync::Arc::as_ptr(&owner.shared).cast_mut())
             .expect("Arc::as_ptr never returns null");
-        let owner = NonNull::new(Rc::into_raw(Rc::clone(owner)).cast_mut())
-            .expect("Rc::into_raw never returns null");
         let header = Header {
             state: Cell::new(state),
             refs: Cell::new(1),
             wakers: AtomicUsize::new(LOCAL),
             vtable: &Self::VTABLE,
             shared,
-            owner,
+            owner: owner_ptr,
             id,
             prev: Cell::new(None),
             next: Cell::new(None),

@@ -28,8 +28,16 @@ pub(crate) const CANCELLED: u32 = 1 << 4;
 pub(crate) const FAILED: u32 = 1 << 5;
 /// A `Task<T>` handle exists (so a failure is not yet unobserved).
 pub(crate) const HAS_HANDLE: u32 = 1 << 6;
-/// The outcome was moved out through the `Task<T>` handle.
-pub(crate) const OUTPUT_TAKEN: u32 = 1 << 7;
+/// Running its eager step, inside the `create_task` that made it. Its header's
+/// `next` link (unused until it is registered) then points to the task that
+/// was current when the step began, so the tasks in their eager steps form a
+/// chain from the current task, which `all_tasks()` follows.
+///
+/// In the word's first byte on purpose: a test of it right after the word
+/// was written (a TaskGroup child reporting from its eager step) compiles to a
+/// one-byte load, which the CPU serves from the pending four-byte store only
+/// when both start at the same address; in another byte it stalls instead.
+pub(crate) const EAGER_STEP: u32 = 1 << 7;
 /// Listed in the loop's registry of live tasks (`all_tasks`), which holds a reference.
 pub(crate) const REGISTERED: u32 = 1 << 8;
 /// The failure was handed to someone (awaited, taken, or reported to the exception handler).
@@ -45,10 +53,13 @@ pub(crate) const HAS_EXTRA: u32 = 1 << 13;
 /// The stage holds nothing with a destructor (an outcome `Ok(v)` whose type has
 /// no drop glue): releasing the cell need not look at it.
 pub(crate) const STAGE_TRIVIAL: u32 = 1 << 14;
-/// Running its eager step, inside the `create_task` that made it. Its header's
-/// `next` link (unused until it is registered) then points to the task that
-/// was current when the step began, so the tasks in their eager steps form a
-/// chain from the current task, which `all_tasks()` follows.
-pub(crate) const EAGER_STEP: u32 = 1 << 15;
+/// The outcome was moved out through the `Task<T>` handle.
+pub(crate) const OUTPUT_TAKEN: u32 = 1 << 15;
+/// Where a task in its eager step keeps how many eager steps are nested, its
+/// own included (bits 24 to 31; meaningful only with `EAGER_STEP`). Kept in
+/// the task rather than counted up and down in the loop: a counter that every
+/// spawn increments and decrements chains each spawn to the one before.
+pub(crate) const EAGER_DEPTH_SHIFT: u32 = 24;
+pub(crate) const EAGER_DEPTH: u32 = 0xFF << EAGER_DEPTH_SHIFT;
 /// What `complete` has to look at beyond marking the task done.
 pub(crate) const COMPLETION_WORK: u32 = REGISTERED | HAS_JOIN_WAKER | HAS_CALLBACKS | FAILED;
