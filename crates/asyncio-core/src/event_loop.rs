@@ -1369,9 +1369,17 @@ pub fn current_task() -> Option<TaskRef> {
 #[inline]
 pub fn in_eager_step() -> bool {
     let task = context::current_task();
+    if task.is_null() {
+        return false;
+    }
+    // The whole word, read as written: called at the end of an eager step, the
+    // word was stored moments ago, and the one-byte load the compiler would
+    // otherwise narrow this to is forwarded from that store less well.
     // SAFETY: the current task is being polled on this thread, so alive; only
-    // this thread touches its state word.
-    !task.is_null() && unsafe { (*task).state.get() } & EAGER_STEP != 0
+    // this thread touches its state word, and a `Cell` may be read through its
+    // pointer.
+    let state = unsafe { std::ptr::read_volatile((*task).state.as_ptr()) };
+    state & EAGER_STEP != 0
 }
 
 /// The tasks of the running loop that are not done, as `asyncio.all_tasks()`.

@@ -32,11 +32,6 @@ pub(crate) const HAS_HANDLE: u32 = 1 << 6;
 /// `next` link (unused until it is registered) then points to the task that
 /// was current when the step began, so the tasks in their eager steps form a
 /// chain from the current task, which `all_tasks()` follows.
-///
-/// In the word's first byte on purpose: a test of it right after the word
-/// was written (a TaskGroup child reporting from its eager step) compiles to a
-/// one-byte load, which the CPU serves from the pending four-byte store only
-/// when both start at the same address; in another byte it stalls instead.
 pub(crate) const EAGER_STEP: u32 = 1 << 7;
 /// Listed in the loop's registry of live tasks (`all_tasks`), which holds a reference.
 pub(crate) const REGISTERED: u32 = 1 << 8;
