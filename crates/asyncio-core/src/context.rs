@@ -12,11 +12,18 @@ use crate::task::header::Header;
 struct ThreadContext {
     running: Cell<*const LoopInner>,
     task: Cell<*const Header>,
+    /// `create_task` calls on the general path between making their task and
+    /// returning it (see `event_loop::in_task_start`).
+    starting: Cell<u32>,
 }
 
 thread_local! {
     static CONTEXT: ThreadContext = const {
-        ThreadContext { running: Cell::new(ptr::null()), task: Cell::new(ptr::null()) }
+        ThreadContext {
+            running: Cell::new(ptr::null()),
+            task: Cell::new(ptr::null()),
+            starting: Cell::new(0),
+        }
     };
 }
 
@@ -35,6 +42,16 @@ pub(crate) fn set_running_loop(lp: *const LoopInner) -> *const LoopInner {
 #[inline]
 pub(crate) fn current_task() -> *const Header {
     CONTEXT.with(|c| c.task.get())
+}
+
+/// How many `create_task` calls are starting a task on the general path.
+pub(crate) fn starting() -> u32 {
+    CONTEXT.with(|c| c.starting.get())
+}
+
+/// Adds `delta` (±1) to [`starting`].
+pub(crate) fn add_starting(delta: i32) {
+    CONTEXT.with(|c| c.starting.set(c.starting.get().wrapping_add_signed(delta)));
 }
 
 /// Sets the task being polled; returns the previous one.

@@ -32,6 +32,23 @@ use crate::time::Timers;
 pub const MAX_EAGER_DEPTH: u32 = 64;
 const _: () = assert!(MAX_EAGER_DEPTH < EAGER_DEPTH >> EAGER_DEPTH_SHIFT);
 
+/// Marks a `create_task` call on the general path, from before its task is
+/// made until it returns or unwinds (see [`in_task_start`]).
+struct Starting;
+
+impl Starting {
+    fn enter() -> Self {
+        context::add_starting(1);
+        Starting
+    }
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        context::add_starting(-1);
+    }
+}
+
 /// How many eager steps are nested on this thread: the depth the current task
 /// keeps in its state word if it is in its eager step, else 0.
 #[inline(always)]
@@ -340,6 +357,8 @@ impl LoopInner {
     where
         F: Future + 'static,
     {
+        // Declared before the task: on unwind it is dropped after it.
+        let _starting = Starting::enter();
         let ptr = TaskCell::allocate(future, self, self.next_task_id(), HAS_HANDLE);
         // SAFETY: `allocate` hands us the one reference, for a cell of output `F::Output`.
         let task = unsafe { Task::from_ref(TaskRef::from_raw(ptr)) };
@@ -378,17 +397,26 @@ impl LoopInner {
         } else {
             HAS_HANDLE
         };
-        let ptr = TaskCell::allocate_with(make, self, self.next_task_id(), state);
-        // SAFETY: `allocate` hands us the one reference, for a cell of output `F::Output`.
-        let task = unsafe { Task::from_ref(TaskRef::from_raw(ptr)) };
         if fast {
+            let ptr = TaskCell::allocate_with(make, self, self.next_task_id(), state);
+            // SAFETY: `allocate` hands us the one reference, for a cell of
+            // output `F::Output`.
+            let task = unsafe { Task::from_ref(TaskRef::from_raw(ptr)) };
             // SAFETY: a new cell of type `F`, marked RUNNING and EAGER_STEP with
             // its depth, on the loop thread, created while `creator` is current.
             unsafe { self.eager_step::<F>(&task, creator) };
+            task
         } else {
+            // Options and factory hooks, which may panic, run before the
+            // future's first poll. (Declared before the task: on unwind it is
+            // dropped after it.)
+            let _starting = Starting::enter();
+            let ptr = TaskCell::allocate_with(make, self, self.next_task_id(), state);
+            // SAFETY: as above.
+            let task = unsafe { Task::from_ref(TaskRef::from_raw(ptr)) };
             self.start_new(&task, None);
+            task
         }
-        task
     }
 
     /// Memory for a new task cell of `layout` (of cache class `class`), which
@@ -553,7 +581,17 @@ impl LoopInner {
         };
         let mode = self.start(task, mode);
         if let Some(f) = factory {
-            f.started(task, mode);
+            // The task exists and has started: a panic here must not unwind
+            // through `create_task`, whose caller would never get the task
+            // (a TaskGroup would never count a child that is running). It goes
+            // to the exception handler instead.
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| f.started(task, mode))) {
+                self.call_exception_handler(&ExceptionContext {
+                    message: "a task factory's `started` hook panicked".to_owned(),
+                    task: Some(task.clone()),
+                    panic: Some(PanicError::new(payload)),
+                });
+            }
         }
     }
 
@@ -1141,6 +1179,9 @@ impl EventLoop {
             return Ok(());
         }
         self.inner.closed.set(true);
+        // Nothing is cached from now on (first, so that a destructor panicking
+        // below cannot leave cached cells holding the loop alive).
+        self.release_cached(self.inner.cells.set_limit(0));
         self.inner.cancel_everything_now();
         self.inner.shared.close();
         // Timer callbacks and I/O registrations go with the loop (dropped
@@ -1158,8 +1199,6 @@ impl EventLoop {
         }
         drop(self.inner.factory.borrow_mut().take());
         drop(self.inner.handler.borrow_mut().take());
-        // Nothing is cached from now on.
-        self.release_cached(self.inner.cells.set_limit(0));
         Ok(())
     }
 
@@ -1380,6 +1419,20 @@ pub fn in_eager_step() -> bool {
     // pointer.
     let state = unsafe { std::ptr::read_volatile((*task).state.as_ptr()) };
     state & EAGER_STEP != 0
+}
+
+/// Whether a `create_task` call on this thread is starting a task on the
+/// general path right now: it made the task and is applying options and the
+/// task factory's hooks, which may panic; a panic then drops the new task's
+/// future before its first poll. (The eager fast path polls the future at
+/// once, and is never counted here.)
+///
+/// Not in asyncio. It lets a future that some structure counts once its
+/// `create_task` returns (asyncio-structured's `TaskGroup` children) tell that
+/// it is dropped inside that call, never counted, from being cancelled before
+/// it ever ran.
+pub fn in_task_start() -> bool {
+    context::starting() > 0
 }
 
 /// The tasks of the running loop that are not done, as `asyncio.all_tasks()`.

@@ -51,7 +51,9 @@ pub trait TaskFactory: 'static {
     /// Called once the task started, with the mode it actually started in (an
     /// eager start falls back to lazy off a running loop or past
     /// [`MAX_EAGER_DEPTH`](crate::MAX_EAGER_DEPTH)): after its eager step (the
-    /// task may be done already) or once it was scheduled.
+    /// task may be done already) or once it was scheduled. A panic here does
+    /// not leave `create_task`: it goes to the loop's exception handler, since
+    /// the task already runs.
     fn started(&self, task: &TaskRef, mode: StartMode) {
         let _ = (task, mode);
     }

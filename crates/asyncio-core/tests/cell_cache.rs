@@ -88,3 +88,29 @@ fn cached_cells_and_tasks_outliving_their_loop_let_it_go() {
         assert_eq!(t.try_result().unwrap(), Ok(i));
     }
 }
+
+/// `close` shuts the cache before it drops anything users gave the loop, so
+/// a destructor panicking there leaves no cached cell holding the loop alive
+/// (Miri's leak checker verifies it).
+#[test]
+fn a_destructor_panicking_in_close_still_lets_the_loop_go() {
+    struct PanicOnDrop;
+    impl Drop for PanicOnDrop {
+        fn drop(&mut self) {
+            panic!("a timer callback's capture panics when dropped");
+        }
+    }
+    let lp = EventLoop::new();
+    lp.run_until_complete(async {
+        for t in (0..PER).map(|_| create_task(sized::<8>(1))) {
+            t.await.unwrap();
+        }
+    })
+    .unwrap();
+    let capture = PanicOnDrop;
+    drop(lp.call_later(std::time::Duration::from_secs(3600), move || drop(capture)));
+    let closed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lp.close()));
+    assert!(closed.is_err(), "the destructor's panic comes out of close");
+    assert!(lp.is_closed());
+    drop(lp);
+}

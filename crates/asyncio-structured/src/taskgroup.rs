@@ -80,7 +80,14 @@ impl GroupState {
             // the CPU, and ex_6_1 creates a million of them. (The closure holds
             // the future and the pointer apart, unpadded.)
             None => create_task_in_place(child),
-            Some(name) => create_task_with(child(), TaskOptions::new().name(name)),
+            Some(name) => {
+                // Without a loop `create_task_with` would drop the child before
+                // panicking, outside any start: fail before making it.
+                if let Err(e) = get_running_loop() {
+                    panic!("asyncio::TaskGroup::create_task_named: {e}");
+                }
+                create_task_with(child(), TaskOptions::new().name(name))
+            }
         };
         if !task.done() {
             // The child suspended (or has not started yet): from now on it
@@ -250,7 +257,10 @@ where
         // SAFETY: as above.
         let fut = unsafe { Pin::new_unchecked(&mut this.fut) };
         let failure = match fut.poll(cx) {
-            Poll::Pending => return Poll::Pending,
+            Poll::Pending => {
+                this.guard.started();
+                return Poll::Pending;
+            }
             Poll::Ready(Ok(out)) => match out.into_result() {
                 Ok(value) => {
                     this.guard.succeeded();
@@ -300,17 +310,28 @@ struct ChildGuard {
 enum Owed {
     /// Nothing: the child reported, or succeeded inside its own `create_task`.
     Nothing,
-    /// How the child ended: it has not yet (dropped now, it was cancelled).
-    Outcome,
     /// That the (counted) child succeeded: told once its future is dropped.
     Success,
+    /// How the child ended, but it was never polled: dropped inside its own
+    /// `create_task` it owes nothing (it was never counted).
+    Unstarted,
+    /// How the child ended: it has not yet (dropped now, it was cancelled).
+    Outcome,
 }
 
 impl ChildGuard {
     fn new(group: NonNull<GroupState>) -> Self {
         ChildGuard {
             group,
-            owed: Owed::Outcome,
+            owed: Owed::Unstarted,
+        }
+    }
+
+    /// The child's future was polled (and has not ended).
+    #[inline(always)]
+    fn started(&mut self) {
+        if self.owed == Owed::Unstarted {
+            self.owed = Owed::Outcome;
         }
     }
 
@@ -320,7 +341,7 @@ impl ChildGuard {
     /// an eager step that ends here (ex_6_1's case) to a few stores.
     #[inline(always)]
     fn succeeded(&mut self) {
-        if self.owed == Owed::Outcome {
+        if matches!(self.owed, Owed::Unstarted | Owed::Outcome) {
             self.owed = if in_eager_step() {
                 Owed::Nothing
             } else {
@@ -346,7 +367,7 @@ impl ChildGuard {
     #[cold]
     #[inline(never)]
     fn report(&mut self, failure: Option<ChildFailure>) {
-        if self.owed != Owed::Outcome {
+        if !matches!(self.owed, Owed::Unstarted | Owed::Outcome) {
             return;
         }
         self.owed = Owed::Nothing;
@@ -366,6 +387,20 @@ impl ChildGuard {
         }
     }
 
+    /// The child's future is dropped before it was ever polled: inside its own
+    /// `create_task` (a task factory panicked, say), nobody counted it and it
+    /// owes nothing; otherwise it was cancelled before it started. (While the
+    /// loop runs, an unstarted child is held by the loop, so the only one
+    /// dropped during a task start is the one being started.)
+    #[cold]
+    fn dropped_unstarted(&mut self) {
+        if asyncio_core::in_task_start() {
+            self.owed = Owed::Nothing;
+        } else {
+            self.report_unfinished();
+        }
+    }
+
     #[cold]
     fn report_unfinished(&mut self) {
         let failure = std::thread::panicking().then(|| ChildFailure::Panic {
@@ -381,6 +416,7 @@ impl Drop for ChildGuard {
     fn drop(&mut self) {
         match self.owed {
             Owed::Nothing => {}
+            Owed::Unstarted => self.dropped_unstarted(),
             Owed::Outcome => self.report_unfinished(),
             Owed::Success => {
                 self.owed = Owed::Nothing;

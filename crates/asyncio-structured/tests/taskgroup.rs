@@ -559,3 +559,101 @@ fn a_group_dropped_with_suspended_eager_children_outlives_them() {
     .unwrap();
     assert_eq!(*log.borrow(), ["group dropped", "child dropped"]);
 }
+
+/// An eager task factory that, once `armed`, panics in `create`
+/// (`panic_in_create`) or in `started`.
+struct PanickyFactory {
+    armed: Rc<Cell<bool>>,
+    panic_in_create: bool,
+}
+
+impl asyncio_core::TaskFactory for PanickyFactory {
+    fn create(&self, _task: &asyncio_core::TaskRef) -> asyncio_core::StartMode {
+        if self.armed.get() && self.panic_in_create {
+            panic!("factory refuses");
+        }
+        asyncio_core::StartMode::Eager
+    }
+
+    fn started(&self, _task: &asyncio_core::TaskRef, _mode: asyncio_core::StartMode) {
+        if self.armed.get() && !self.panic_in_create {
+            panic!("started hook fails");
+        }
+    }
+}
+
+#[test]
+fn a_child_whose_creation_panics_is_never_counted() {
+    // Outside a loop: the named form builds the child before `create_task`
+    // finds no loop and panics.
+    let tg = TaskGroup::new();
+    let outside = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        tg.create_task_named(async { Ok::<_, Boom>(()) }, "orphan")
+    }));
+    assert!(outside.is_err());
+    assert!(format!("{tg:?}").contains("children: 0"), "{tg:?}");
+    drop(tg);
+
+    // In a loop whose task factory panics before the child ever runs.
+    let lp = EventLoop::new();
+    let armed = Rc::new(Cell::new(false));
+    lp.set_task_factory(PanickyFactory {
+        armed: Rc::clone(&armed),
+        panic_in_create: true,
+    });
+    let out = lp
+        .run_until_complete(async move {
+            armed.set(true);
+            let tg = TaskGroup::new();
+            let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                tg.create_task(async { Ok::<_, Boom>(()) })
+            }));
+            assert!(refused.is_err());
+            tg.join().await
+        })
+        .unwrap();
+    assert!(out.is_ok(), "nothing ran, nothing failed");
+}
+
+#[test]
+fn a_panicking_started_hook_is_reported_and_the_child_still_counts() {
+    let lp = EventLoop::new();
+    let armed = Rc::new(Cell::new(false));
+    lp.set_task_factory(PanickyFactory {
+        armed: Rc::clone(&armed),
+        panic_in_create: false,
+    });
+    let reported = Rc::new(RefCell::new(Vec::new()));
+    let r = Rc::clone(&reported);
+    lp.set_exception_handler(Some(move |ctx: &asyncio_core::ExceptionContext| {
+        r.borrow_mut().push(format!("{ctx}"));
+    }));
+    let finished = Rc::new(Cell::new(false));
+    let f = Rc::clone(&finished);
+    let out = lp
+        .run_until_complete(async move {
+            armed.set(true);
+            let tg = TaskGroup::new();
+            let child = tg
+                .create_task(async move {
+                    yield_now().await;
+                    f.set(true);
+                    Ok::<_, Boom>(5)
+                })
+                .unwrap();
+            assert!(!child.done(), "it suspended in its eager step");
+            tg.join().await.unwrap();
+            child.await.unwrap()
+        })
+        .unwrap();
+    assert_eq!(out, Some(5));
+    assert!(finished.get(), "join waited for the child");
+    // The child's, then the main task's (armed during its own eager step).
+    let reported = reported.borrow();
+    assert_eq!(reported.len(), 2, "{reported:?}");
+    assert!(
+        reported[0].contains("started` hook panicked (task 2"),
+        "{reported:?}"
+    );
+    assert!(reported[1].contains("(task 1"), "{reported:?}");
+}
