@@ -357,10 +357,26 @@ impl LoopInner {
     where
         F: Future + 'static,
     {
-        // Declared before the task: on unwind it is dropped after it.
+        self.spawn_general(|| future, opts)
+    }
+
+    /// [`spawn`](Self::spawn) with the future made in place: the general path,
+    /// which applies options and factory hooks (type-erased, in `start_new`).
+    #[inline(always)]
+    fn spawn_general<F>(
+        self: &Rc<Self>,
+        make: impl FnOnce() -> F,
+        opts: Option<TaskOptions>,
+    ) -> Task<F::Output>
+    where
+        F: Future + 'static,
+    {
+        // Options and factory hooks, which may panic, run before the future's
+        // first poll. (Declared before the task: on unwind it is dropped after
+        // it.)
         let _starting = Starting::enter();
-        let ptr = TaskCell::allocate(future, self, self.next_task_id(), HAS_HANDLE);
-        // SAFETY: `allocate` hands us the one reference, for a cell of output `F::Output`.
+        let ptr = TaskCell::allocate_with(make, self, self.next_task_id(), HAS_HANDLE);
+        // SAFETY: `allocate_with` hands us the one reference, for a cell of output `F::Output`.
         let task = unsafe { Task::from_ref(TaskRef::from_raw(ptr)) };
         self.start_new(&task, opts);
         task
@@ -368,8 +384,7 @@ impl LoopInner {
 
     /// `create_task(future)` without options.
     ///
-    /// The future is moved once, into its cell; only then does the path split,
-    /// so the slow path (type-erased) needs no copy of it.
+    /// Either path moves the future once, into its cell.
     #[inline(always)]
     pub(crate) fn spawn_default<F>(self: &Rc<Self>, future: F) -> Task<F::Output>
     where
@@ -391,32 +406,17 @@ impl LoopInner {
         // loop, no context variables in use.
         let creator = context::current_task();
         let depth = eager_depth_below(creator) + 1;
-        let fast = self.fast_eager.get() && depth <= MAX_EAGER_DEPTH;
-        let state = if fast {
-            HAS_HANDLE | RUNNING | EAGER_STEP | depth << EAGER_DEPTH_SHIFT
-        } else {
-            HAS_HANDLE
-        };
-        if fast {
-            let ptr = TaskCell::allocate_with(make, self, self.next_task_id(), state);
-            // SAFETY: `allocate` hands us the one reference, for a cell of
-            // output `F::Output`.
-            let task = unsafe { Task::from_ref(TaskRef::from_raw(ptr)) };
-            // SAFETY: a new cell of type `F`, marked RUNNING and EAGER_STEP with
-            // its depth, on the loop thread, created while `creator` is current.
-            unsafe { self.eager_step::<F>(&task, creator) };
-            task
-        } else {
-            // Options and factory hooks, which may panic, run before the
-            // future's first poll. (Declared before the task: on unwind it is
-            // dropped after it.)
-            let _starting = Starting::enter();
-            let ptr = TaskCell::allocate_with(make, self, self.next_task_id(), state);
-            // SAFETY: as above.
-            let task = unsafe { Task::from_ref(TaskRef::from_raw(ptr)) };
-            self.start_new(&task, None);
-            task
+        if !(self.fast_eager.get() && depth <= MAX_EAGER_DEPTH) {
+            return self.spawn_general(make, None);
         }
+        let state = HAS_HANDLE | RUNNING | EAGER_STEP | depth << EAGER_DEPTH_SHIFT;
+        let ptr = TaskCell::allocate_with(make, self, self.next_task_id(), state);
+        // SAFETY: `allocate_with` hands us the one reference, for a cell of output `F::Output`.
+        let task = unsafe { Task::from_ref(TaskRef::from_raw(ptr)) };
+        // SAFETY: a new cell of type `F`, marked RUNNING and EAGER_STEP with its
+        // depth, on the loop thread, created while `creator` is current.
+        unsafe { self.eager_step::<F>(&task, creator) };
+        task
     }
 
     /// Memory for a new task cell of `layout` (of cache class `class`), which

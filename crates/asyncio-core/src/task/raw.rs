@@ -48,19 +48,8 @@ impl<F: Future + 'static> TaskCell<F> {
         dealloc: dealloc::<F>,
     };
 
-    /// Allocates a cell owned by one loop-side reference (`refs == 1`).
-    #[inline(always)]
-    pub(crate) fn allocate(
-        future: F,
-        owner: &Rc<LoopInner>,
-        id: u64,
-        state: u32,
-    ) -> NonNull<Header> {
-        Self::allocate_with(|| future, owner, id, state)
-    }
-
-    /// [`allocate`](Self::allocate) with the future returned by `make`, written
-    /// straight into the cell.
+    /// Allocates a cell owned by one loop-side reference (`refs == 1`), with
+    /// the future returned by `make` written straight into it.
     ///
     /// A future passed by value through several calls gets copied on the way,
     /// and a small future with padding (a pointer and a byte, say) is copied
