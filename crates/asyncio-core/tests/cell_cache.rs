@@ -1,7 +1,54 @@
 //! The loop reuses the memory of finished task cells; that must never change
 //! what tasks see.
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
 use asyncio_core::{EventLoop, create_task, yield_now};
+
+/// Counts the allocations and the freed bytes of each thread, so that the
+/// tests can see what the loop does with cell memory (nothing else in the
+/// public API shows it).
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+    static FREED_BYTES: Cell<usize> = const { Cell::new(0) };
+}
+
+// SAFETY: every call is passed on to the system allocator unchanged; the
+// counters are const-initialised thread-locals without destructors, which
+// never allocate.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        // SAFETY: the caller's contract is the one `System.alloc` needs.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        let _ = FREED_BYTES.try_with(|n| n.set(n.get() + layout.size()));
+        // SAFETY: `ptr` came from `System.alloc` with `layout` (through `alloc`).
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static COUNTING: Counting = Counting;
+
+/// How many allocations this thread made while `f` ran.
+fn allocations_during(f: impl FnOnce()) -> usize {
+    let before = ALLOCATIONS.with(Cell::get);
+    f();
+    ALLOCATIONS.with(Cell::get) - before
+}
+
+/// How many bytes this thread freed while `f` ran.
+fn bytes_freed_during(f: impl FnOnce()) -> usize {
+    let before = FREED_BYTES.with(Cell::get);
+    f();
+    FREED_BYTES.with(Cell::get) - before
+}
 
 /// Futures of several sizes, so cells of different classes interleave.
 async fn sized<const N: usize>(seed: u8) -> u64 {
@@ -39,7 +86,19 @@ fn churn(lp: &EventLoop) {
 fn reused_cells_give_every_task_its_own_state() {
     let lp = EventLoop::new();
     churn(&lp);
-    churn(&lp);
+    let reusing = allocations_during(|| churn(&lp));
+    // The same work on a loop that keeps no cells.
+    let off = EventLoop::new();
+    off.set_task_cache_limit(0);
+    churn(&off);
+    let not_reusing = allocations_during(|| churn(&off));
+    // Everything else allocates alike; the second churn's tasks found their
+    // cells in the cache, one allocation fewer per task.
+    let tasks = 2 * usize::from(ROUNDS) * PER;
+    assert!(
+        not_reusing >= reusing + tasks,
+        "{tasks} tasks: {reusing} allocations with the cache, {not_reusing} without"
+    );
 }
 
 #[test]
@@ -47,13 +106,24 @@ fn a_zero_cache_limit_turns_reuse_off_and_tasks_still_run() {
     let lp = EventLoop::new();
     lp.set_task_cache_limit(0);
     churn(&lp);
+    // Each task of a churn allocates its cell: the cache gives none.
+    let tasks = 2 * usize::from(ROUNDS) * PER;
+    let allocations = allocations_during(|| churn(&lp));
+    assert!(allocations >= tasks, "{allocations} for {tasks} tasks");
 }
 
 #[test]
 fn lowering_the_limit_after_use_frees_cached_cells() {
     let lp = EventLoop::new();
     churn(&lp);
-    lp.set_task_cache_limit(1024);
+    // `churn` leaves PER cells of futures over 200 bytes and PER of futures
+    // over 8 bytes in the cache; at most 1024 bytes of them may stay.
+    let freed = bytes_freed_during(|| lp.set_task_cache_limit(1024));
+    let at_least = (PER * (200 + 8)).saturating_sub(1024);
+    assert!(
+        freed >= at_least.max(1),
+        "freed {freed} bytes, expected {at_least} or more"
+    );
     churn(&lp);
     lp.close().unwrap();
 }

@@ -5,6 +5,9 @@ use std::rc::Rc;
 
 use asyncio_core::{EventLoop, RunError, RuntimeError, create_task, get_running_loop, yield_now};
 
+mod common;
+use common::Checks;
+
 #[test]
 fn run_until_complete_inside_the_same_running_loop_is_an_error() {
     let lp = EventLoop::new();
@@ -69,6 +72,47 @@ fn close_drops_pending_tasks_and_marks_them_cancelled() {
     lp.close().unwrap();
     assert!(dropped.get());
     assert!(t.cancelled());
+}
+
+/// docs/semantics.md: `close` drops the futures of pending tasks, they end
+/// cancelled, and their done callbacks run (in the order they were added),
+/// although the loop never runs again.
+#[test]
+fn close_runs_the_done_callbacks_of_the_tasks_it_cancels() {
+    let lp = EventLoop::new();
+    let checks = Checks::new();
+    let tasks: Vec<_> = (0..2)
+        .map(|_| lp.create_task(std::future::pending::<()>()))
+        .collect();
+    for (i, t) in tasks.iter().enumerate() {
+        for n in ["first", "second"] {
+            let c = checks.clone();
+            t.add_done_callback(move |task| {
+                c.check(format!("task {i}, {n} callback"), || {
+                    assert!(task.cancelled(), "ran for a task that is not cancelled");
+                });
+            });
+        }
+    }
+    lp.run_until_complete(yield_now()).unwrap();
+    assert!(checks.names().is_empty(), "nothing is done yet");
+    lp.close().unwrap();
+    // Every callback passed its check...
+    let mut ran = checks.names();
+    checks.assert_ran(&ran);
+    // ...and ran once, each task's in the order they were added (the tasks in
+    // whichever order close takes them: a stable sort by task keeps the rest).
+    ran.sort_by_key(|n| n.starts_with("task 1"));
+    assert_eq!(
+        ran,
+        [
+            "task 0, first callback",
+            "task 0, second callback",
+            "task 1, first callback",
+            "task 1, second callback"
+        ]
+    );
+    assert!(tasks.iter().all(|t| t.cancelled()));
 }
 
 #[test]

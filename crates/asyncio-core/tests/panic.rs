@@ -5,6 +5,8 @@ use std::rc::Rc;
 
 use asyncio_core::{EventLoop, ExceptionContext, TaskError, create_task, yield_now};
 
+mod common;
+
 fn capture(lp: &EventLoop) -> Rc<RefCell<Vec<String>>> {
     let seen = Rc::new(RefCell::new(Vec::new()));
     let s = seen.clone();
@@ -80,8 +82,10 @@ fn an_awaited_failure_is_not_reported() {
     assert!(seen.borrow().is_empty());
 }
 
+/// What the default handler prints is checked by the next test, in a child
+/// process; this one checks that the loop survives its handler's panic.
 #[test]
-fn a_panicking_exception_handler_falls_back_to_the_default() {
+fn a_panicking_exception_handler_does_not_stop_the_loop() {
     let lp = EventLoop::new();
     lp.set_exception_handler(Some(|_: &ExceptionContext| panic!("handler broke")));
     lp.run_until_complete(async {
@@ -90,6 +94,45 @@ fn a_panicking_exception_handler_falls_back_to_the_default() {
     })
     .unwrap();
     assert_eq!(lp.run_until_complete(async { 9 }).unwrap(), 9);
+}
+
+/// The default handler prints one line per report on stderr: for a loop with
+/// no handler, and as the fallback of a handler that panics (which reports
+/// the handler's panic, then the original report). The test binary runs the
+/// scenario as a child process (`libtest` would capture the output in-process)
+/// and reads the child's stderr.
+#[test]
+#[cfg_attr(miri, ignore = "Miri cannot start processes")]
+fn the_default_exception_handler_reports_on_stderr() {
+    const NAME: &str = "the_default_exception_handler_reports_on_stderr";
+    if common::child_mode(NAME) {
+        let lp = EventLoop::new();
+        lp.run_until_complete(async {
+            drop(create_task(async { panic!("no handler installed") }));
+            yield_now().await;
+        })
+        .unwrap();
+        let lp = EventLoop::new();
+        lp.set_exception_handler(Some(|_: &ExceptionContext| panic!("handler broke")));
+        lp.run_until_complete(async {
+            drop(create_task(async { panic!("the handler panics") }));
+            yield_now().await;
+        })
+        .unwrap();
+        return;
+    }
+    let (status, _, stderr) = common::run_child(NAME);
+    assert!(status.success(), "{status}\n{stderr}");
+    let reports: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("asyncio: "))
+        .collect();
+    let expected = [
+        "asyncio: Task exception was never retrieved (task 2 'Task-2'): panicked: no handler installed",
+        "asyncio: Unhandled error in exception handler: panicked: handler broke",
+        "asyncio: Task exception was never retrieved (task 2 'Task-2'): panicked: the handler panics",
+    ];
+    assert_eq!(reports, expected, "stderr:\n{stderr}");
 }
 
 #[test]

@@ -9,8 +9,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use asyncio_core::{
-    EventLoop, ExceptionContext, RuntimeError, TaskError, TimeoutError, sleep, to_thread,
+    ContextVar, EventLoop, ExceptionContext, RuntimeError, TaskError, TimeoutError, copy_context,
+    sleep, to_thread,
 };
+
+mod common;
+use common::{Checks, LoopThread, PATIENCE, eventually};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -20,17 +24,26 @@ fn ms(n: u64) -> Duration {
 fn call_soon_threadsafe_wakes_a_sleeping_loop() {
     let lp = EventLoop::new();
     let handle = lp.handle();
+    let loop_thread = LoopThread::current();
     let got = lp
         .run_until_complete(async move {
             let (tx, rx) = futures::channel::oneshot::channel();
+            let (go_tx, go_rx) = std::sync::mpsc::channel();
             let t = std::thread::spawn(move || {
-                std::thread::sleep(ms(30));
+                // Sent once the main task below waits on `rx`; then the loop
+                // has nothing to do and goes to sleep in epoll.
+                go_rx.recv_timeout(PATIENCE).expect("the main task waits");
+                loop_thread.wait_until_parked();
                 handle
                     .call_soon_threadsafe(move || {
                         tx.send(std::thread::current().id()).unwrap();
                     })
                     .unwrap();
             });
+            // Runs after this task's poll, which registers its waker with `rx`.
+            asyncio_core::get_running_loop()
+                .unwrap()
+                .call_soon(move || go_tx.send(()).unwrap());
             let ran_on = rx.await.unwrap();
             t.join().unwrap();
             ran_on
@@ -48,18 +61,19 @@ fn many_threadsafe_calls_all_run_in_order() {
     let lp = EventLoop::new();
     let handle = lp.handle();
     let n = if cfg!(miri) { 50 } else { 10_000 };
-    let seen = Rc::new(Cell::new(0usize));
+    let checks = Checks::new();
     let counter = Arc::new(AtomicUsize::new(0));
-    let s = seen.clone();
+    let c = checks.clone();
     lp.run_until_complete(async move {
         let (tx, rx) = futures::channel::oneshot::channel();
-        let c = counter.clone();
         let t = std::thread::spawn(move || {
             for i in 0..n {
-                let c = c.clone();
+                let (counter, c) = (counter.clone(), c.clone());
                 handle
                     .call_soon_threadsafe(move || {
-                        assert_eq!(c.fetch_add(1, Ordering::Relaxed), i, "FIFO");
+                        c.check(format!("call {i}"), || {
+                            assert_eq!(counter.fetch_add(1, Ordering::Relaxed), i, "FIFO");
+                        });
                     })
                     .unwrap();
             }
@@ -69,10 +83,11 @@ fn many_threadsafe_calls_all_run_in_order() {
         });
         rx.await.unwrap();
         t.join().unwrap();
-        s.set(counter.load(Ordering::Relaxed));
     })
     .unwrap();
-    assert_eq!(seen.get(), n);
+    // Every call ran, once, in the order it was made, and its check passed.
+    let expected: Vec<String> = (0..n).map(|i| format!("call {i}")).collect();
+    checks.assert_ran(&expected);
 }
 
 #[test]
@@ -147,16 +162,20 @@ fn run_coroutine_threadsafe_from_a_plain_thread() {
         .unwrap();
     assert_eq!(f.wait(), Ok(42));
 
-    // A short wait times out; the outcome can still be had later.
+    // A short wait times out; the outcome can still be had later. The
+    // coroutine cannot finish before this thread opens its gate.
+    let (gate, opened) = futures::channel::oneshot::channel::<()>();
     let slow = handle
         .run_coroutine_threadsafe(async {
-            sleep(ms(80)).await;
+            opened.await.unwrap();
             "slow"
         })
         .unwrap();
     assert_eq!(slow.wait_timeout(ms(1)), Err(TimeoutError));
     assert!(!slow.done());
-    assert_eq!(slow.wait_timeout(Duration::from_secs(10)), Ok(Ok("slow")));
+    gate.send(()).unwrap();
+    assert_eq!(slow.wait_timeout(PATIENCE), Ok(Ok("slow")));
+    assert!(slow.done());
 
     // Cancelled from this thread.
     let forever = handle
@@ -240,22 +259,34 @@ fn to_thread_runs_elsewhere_and_returns_the_value() {
 #[test]
 fn the_loop_keeps_running_tasks_while_blocking_work_runs() {
     let lp = EventLoop::new();
-    let ticks = lp
+    let ticks_seen_by_the_work = lp
         .run_until_complete(async {
-            let ticks = Rc::new(Cell::new(0));
+            let ticks = Arc::new(AtomicUsize::new(0));
             let t = ticks.clone();
             let ticker = asyncio_core::create_task(async move {
                 loop {
-                    sleep(ms(5)).await;
-                    t.set(t.get() + 1);
+                    sleep(ms(1)).await;
+                    t.fetch_add(1, Ordering::SeqCst);
                 }
             });
-            to_thread(|| std::thread::sleep(ms(150))).await.unwrap();
+            // The work returns once the loop ticked three times while it ran;
+            // a loop blocked by the work would never tick, and the work would
+            // give up after PATIENCE.
+            let seen = to_thread(move || {
+                let start = ticks.load(Ordering::SeqCst);
+                eventually(|| ticks.load(Ordering::SeqCst) >= start + 3);
+                ticks.load(Ordering::SeqCst) - start
+            })
+            .await
+            .unwrap();
             ticker.cancel();
-            ticks.get()
+            seen
         })
         .unwrap();
-    assert!(ticks >= 2, "only {ticks} ticks while the thread slept");
+    assert!(
+        ticks_seen_by_the_work >= 3,
+        "only {ticks_seen_by_the_work} ticks while the blocking work ran"
+    );
 }
 
 #[test]
@@ -266,6 +297,35 @@ fn a_panic_in_blocking_work_comes_back_as_an_error() {
         .unwrap()
         .unwrap_err();
     assert!(err.message().contains("blocking boom"));
+}
+
+/// Context variables are values of the loop's thread: `to_thread` does not
+/// carry the caller's context into the worker (asyncio's copies it), and
+/// neither a variable nor a context can be sent there.
+#[test]
+fn context_variables_are_not_carried_into_to_thread() {
+    // Ambiguous, so a compile error, for a type that is `Send`.
+    trait AmbiguousIfSend<A> {
+        fn some_item() {}
+    }
+    impl<T: ?Sized> AmbiguousIfSend<()> for T {}
+    struct IsSend;
+    impl<T: ?Sized + Send> AmbiguousIfSend<IsSend> for T {}
+    let _ = <ContextVar<u8> as AmbiguousIfSend<_>>::some_item;
+    let _ = <asyncio_core::Context as AmbiguousIfSend<_>>::some_item;
+
+    let lp = EventLoop::new();
+    let var = ContextVar::new("v");
+    let (on_loop, in_worker) = lp
+        .run_until_complete(async move {
+            var.set(1u8);
+            let on_loop = copy_context().len();
+            let in_worker = to_thread(|| copy_context().len()).await.unwrap();
+            (on_loop, in_worker)
+        })
+        .unwrap();
+    assert_eq!(on_loop, 1, "the task's context holds the variable");
+    assert_eq!(in_worker, 0, "the worker runs in an empty context");
 }
 
 #[test]

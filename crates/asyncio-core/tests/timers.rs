@@ -2,7 +2,9 @@
 //! loop sleeping in the kernel while it waits.
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use asyncio_core::{
@@ -15,32 +17,50 @@ fn ms(n: u64) -> Duration {
 }
 
 #[test]
-fn concurrent_sleeps_take_the_time_of_the_longest() {
+fn concurrent_sleeps_overlap_and_wake_in_deadline_order() {
     let lp = EventLoop::new();
     let start = Instant::now();
-    let order = lp
+    let log = lp
         .run_until_complete(async {
-            let order = Rc::new(RefCell::new(Vec::new()));
+            let log = Rc::new(RefCell::new(Vec::new()));
             let tasks: Vec<_> = [150u64, 50, 100]
                 .into_iter()
                 .map(|d| {
-                    let order = order.clone();
+                    let log = log.clone();
                     create_task(async move {
+                        log.borrow_mut().push(("start", d));
+                        let slept = Instant::now();
                         sleep(ms(d)).await;
-                        order.borrow_mut().push(d);
+                        assert!(
+                            slept.elapsed() >= ms(d),
+                            "woke early: {:?}",
+                            slept.elapsed()
+                        );
+                        log.borrow_mut().push(("end", d));
                     })
                 })
                 .collect();
             for t in tasks {
                 t.await.unwrap();
             }
-            order.take()
+            log.take()
         })
         .unwrap();
     let took = start.elapsed();
-    assert_eq!(order, [50, 100, 150], "they wake in deadline order");
+    // All three were asleep at once (every start before the first end), and
+    // they woke in deadline order.
+    assert_eq!(
+        log,
+        [
+            ("start", 150),
+            ("start", 50),
+            ("start", 100),
+            ("end", 50),
+            ("end", 100),
+            ("end", 150)
+        ]
+    );
     assert!(took >= ms(150), "slept {took:?}");
-    assert!(took < ms(400), "the sleeps overlapped: {took:?}");
     assert_eq!(lp.scheduled_timers(), 0);
 }
 
@@ -65,10 +85,87 @@ fn sleep_zero_gives_the_others_one_turn() {
 #[test]
 fn sleep_until_a_past_instant_returns_after_one_turn() {
     let lp = EventLoop::new();
-    lp.run_until_complete(async {
-        sleep_until(Instant::now() - ms(10)).await;
-    })
-    .unwrap();
+    let log = lp
+        .run_until_complete(async {
+            let log = Rc::new(RefCell::new(Vec::new()));
+            let l = log.clone();
+            // Logs once per turn of the loop.
+            let other = create_task(async move {
+                for turn in ["other, turn 1", "other, turn 2", "other, turn 3"] {
+                    l.borrow_mut().push(turn);
+                    yield_now().await;
+                }
+            });
+            log.borrow_mut().push("before");
+            sleep_until(Instant::now() - ms(10)).await;
+            log.borrow_mut().push("after");
+            other.await.unwrap();
+            log.take()
+        })
+        .unwrap();
+    // Not zero turns ("after" before turn 1), not two (after turn 2).
+    assert_eq!(
+        log,
+        [
+            "before",
+            "other, turn 1",
+            "after",
+            "other, turn 2",
+            "other, turn 3"
+        ]
+    );
+}
+
+/// A `sleep` is `Send`; dropped on another thread it cannot reach its loop's
+/// timers, so its timer stays until it would have fired, then goes (and its
+/// wake-up is harmless). Dropped on its own loop's thread it goes at once.
+#[test]
+fn a_sleep_dropped_on_another_thread_leaves_its_timer_until_it_fires() {
+    fn is_send<T: Send>(t: T) -> T {
+        t
+    }
+    let lp = EventLoop::new();
+    let l = lp.clone();
+    let (left_after_drops, left_once_due) = lp
+        .run_until_complete(async move {
+            let mut plain = Box::pin(is_send(sleep(ms(30))));
+            let mut other_loop = Box::pin(is_send(sleep(ms(30))));
+            let mut here = Box::pin(sleep(ms(30)));
+            let last = other_loop.deadline().unwrap();
+            assert!(plain.deadline().unwrap() <= last);
+            // Poll each once: each arms a timer on this loop.
+            std::future::poll_fn(|cx| {
+                assert!(plain.as_mut().poll(cx).is_pending());
+                assert!(other_loop.as_mut().poll(cx).is_pending());
+                assert!(here.as_mut().poll(cx).is_pending());
+                Poll::Ready(())
+            })
+            .await;
+            assert_eq!(l.scheduled_timers(), 3);
+            drop(here);
+            assert_eq!(
+                l.scheduled_timers(),
+                2,
+                "dropped on its loop: freed at once"
+            );
+            // On a thread with no loop, and inside another loop's task.
+            std::thread::spawn(move || drop(plain)).join().unwrap();
+            std::thread::spawn(move || {
+                let lp = EventLoop::new();
+                lp.run_until_complete(async move { drop(other_loop) })
+                    .unwrap();
+                assert_eq!(lp.scheduled_timers(), 0);
+            })
+            .join()
+            .unwrap();
+            let left_after_drops = l.scheduled_timers();
+            // Due no earlier than the two left: they fire with it or before.
+            sleep_until(last).await;
+            (left_after_drops, l.scheduled_timers())
+        })
+        .unwrap();
+    assert_eq!(left_after_drops, 2, "the timers stay after the drops");
+    assert_eq!(left_once_due, 0, "and go once due");
 }
 
 #[test]
