@@ -26,6 +26,33 @@ struct ContextCell {
     map: RefCell<Rc<VarMap>>,
 }
 
+impl Drop for ContextCell {
+    /// The values are user values whose destructors may panic. The hash
+    /// table does not free its memory when an element's destructor unwinds
+    /// through it, so the last owner of a map drops the values one by one,
+    /// frees the table, and only then passes the first panic on (the loop
+    /// reports it where it drops a task's context).
+    fn drop(&mut self) {
+        let Some(map) = Rc::get_mut(self.map.get_mut()) else {
+            return;
+        };
+        let mut first = None;
+        // The emptied table is freed with the field, even while the first
+        // panic unwinds.
+        for (_, value) in map.drain() {
+            if let Some(payload) = crate::unwind::drop_catching(value) {
+                match first {
+                    None => first = Some(payload),
+                    Some(_) => crate::unwind::discard_payload(payload),
+                }
+            }
+        }
+        if let Some(payload) = first {
+            std::panic::resume_unwind(payload);
+        }
+    }
+}
+
 /// A mapping of context variables to values, as Python's `contextvars.Context`.
 ///
 /// Cloning a `Context` gives another handle to the same context; [`copy`]
@@ -284,12 +311,17 @@ impl<T: Clone + 'static> ContextVar<T> {
         if !same_context {
             return Err(ContextError::WrongContext);
         }
-        let mut map = token.ctx.cell.map.borrow_mut();
-        let map = Rc::make_mut(&mut map);
-        match token.old {
-            Some(old) => map.insert(self.id, old),
-            None => map.remove(&self.id),
+        let replaced = {
+            let mut map = token.ctx.cell.map.borrow_mut();
+            let map = Rc::make_mut(&mut map);
+            match token.old {
+                Some(old) => map.insert(self.id, old),
+                None => map.remove(&self.id),
+            }
         };
+        // Dropped once the map is no longer borrowed: its destructor may read
+        // context variables.
+        drop(replaced);
         Ok(())
     }
 }

@@ -113,11 +113,22 @@ impl PanicError {
     }
 
     /// The original panic payload, for [`std::panic::resume_unwind`].
-    pub fn into_panic(self) -> Box<dyn Any + Send + 'static> {
-        let inner = *self.inner;
-        match inner.payload {
+    pub fn into_panic(mut self) -> Box<dyn Any + Send + 'static> {
+        match self.inner.payload.take() {
             Some(payload) => payload,
-            None => Box::new(inner.message),
+            None => Box::new(std::mem::take(&mut self.inner.message)),
+        }
+    }
+}
+
+impl Drop for PanicInner {
+    /// The payload's destructor is user code and may panic: a `PanicError`
+    /// is dropped in the middle of the loop's own work (a task's discarded
+    /// outcome, a report to the exception handler), so its payload is dropped
+    /// without letting such a panic out.
+    fn drop(&mut self) {
+        if let Some(payload) = self.payload.take() {
+            crate::unwind::discard_payload(payload);
         }
     }
 }

@@ -233,7 +233,7 @@ impl LoopInner {
         }
         for w in wakeups {
             match w {
-                Wakeup::Waker(w) => w.wake(),
+                Wakeup::Waker(w) => self.wake_reporting(w),
                 Wakeup::Callback(cb, key) => {
                     self.push_call(Call::new(Box::new(move || {
                         if let Ok(lp) = running_inner() {
@@ -495,7 +495,9 @@ impl LoopInner {
     {
         let ptr = task.as_ptr();
         let header = task.header();
-        context::set_current_task(ptr.as_ptr());
+        // Makes the creator current again however the step ends. (`poll_step`
+        // does not unwind; the guard keeps that from being load-bearing.)
+        let current = CurrentTask::enter(ptr.as_ptr(), creator);
         // Not `push_eager`: the creator, which the chain needs, is at hand, and
         // the state word was created with `EAGER_STEP` and the depth.
         header.next.set(NonNull::new(creator.cast_mut()));
@@ -506,15 +508,15 @@ impl LoopInner {
             // SAFETY: caller's contract.
             unsafe { crate::task::raw::poll_step::<F>(ptr, &mut cx) }
         };
-        context::set_current_task(creator);
+        drop(current);
         match outcome_bits {
             Some(bits) => {
                 // One update of the state word: done, with what the outcome set.
                 let state =
                     (header.state.get() & !(RUNNING | EAGER_STEP | EAGER_DEPTH)) | COMPLETE | bits;
                 header.state.set(state);
-                if state & COMPLETION_WORK != 0 {
-                    self.completion_work(task);
+                if state & (COMPLETION_WORK | HAS_CONTEXT) != 0 {
+                    self.eager_step_done_slow(task, state);
                 }
             }
             None => {
@@ -534,16 +536,26 @@ impl LoopInner {
         header.set(EAGER_STEP | depth << EAGER_DEPTH_SHIFT);
     }
 
-    /// Undoes `push_eager` once the task's eager step returned.
-    #[inline]
-    fn pop_eager(&self, header: &Header) {
-        header.clear(EAGER_STEP | EAGER_DEPTH);
+    /// The end of a fast-path eager step that has more to do than mark the
+    /// task done: completion work, or a context the step put in use.
+    #[cold]
+    #[inline(never)]
+    fn eager_step_done_slow(&self, task: &TaskRef, state: u32) {
+        if state & HAS_CONTEXT != 0 {
+            self.left_fast_path();
+        }
+        if state & COMPLETION_WORK != 0 {
+            self.completion_work(task);
+        }
     }
 
     /// A task that suspended during its eager step joins the registry (and the
     /// ready queue, if it cancelled itself meanwhile).
     #[cold]
     fn suspended_in_eager_step(&self, task: &TaskRef) {
+        if task.header().has(HAS_CONTEXT) {
+            self.left_fast_path();
+        }
         self.register(task);
         if task.header().has(CANCEL_REQUESTED) {
             self.schedule(task);
@@ -600,8 +612,16 @@ impl LoopInner {
         if mode == StartMode::Eager && self.can_step_eagerly() {
             let header = task.header();
             self.push_eager(header);
+            // Undoes `push_eager` however the step ends.
+            struct PopEager<'a>(&'a Header);
+            impl Drop for PopEager<'_> {
+                fn drop(&mut self) {
+                    self.0.clear(EAGER_STEP | EAGER_DEPTH);
+                }
+            }
+            let pop = PopEager(header);
             self.step(task);
-            self.pop_eager(header);
+            drop(pop);
             if !header.has(COMPLETE) {
                 self.register(task);
             }
@@ -618,18 +638,22 @@ impl LoopInner {
     fn step(&self, task: &TaskRef) {
         let header = task.header();
         let ptr = task.as_ptr();
-        let prev = context::set_current_task(ptr.as_ptr());
+        // Restores the current task, the current context and `RUNNING` however
+        // the step ends.
+        let mut guard = StepGuard {
+            header,
+            _current: CurrentTask::enter(ptr.as_ptr(), context::current_task()),
+            prev_ctx: None,
+        };
         // Only when contexts are in use: the task's context becomes current.
-        let prev_ctx = if contextvars::in_use() {
+        if contextvars::in_use() {
             let ctx = if header.has(HAS_CONTEXT) {
                 header.extra_ref().and_then(|e| e.context.clone())
             } else {
                 None
             };
-            Some(contextvars::enter(ctx))
-        } else {
-            None
-        };
+            guard.prev_ctx = Some(contextvars::enter(ctx));
+        }
         header.set(RUNNING);
         let done = if header.has(CANCEL_REQUESTED) {
             header.clear(CANCEL_REQUESTED);
@@ -644,11 +668,7 @@ impl LoopInner {
             // already being polled (RUNNING was clear: the loop never re-enters).
             unsafe { (header.vtable.poll)(ptr, &mut cx) }.is_ready()
         };
-        header.clear(RUNNING);
-        if let Some(prev_ctx) = prev_ctx {
-            contextvars::enter(prev_ctx);
-        }
-        context::set_current_task(prev);
+        drop(guard);
         if done {
             self.complete(task);
         } else if header.has(CANCEL_REQUESTED) {
@@ -675,7 +695,7 @@ impl LoopInner {
         let join = unsafe { (*header.join_waker.get()).take() };
         header.clear(HAS_JOIN_WAKER);
         if let Some(w) = join {
-            w.wake();
+            self.wake_reporting(w);
         }
         if header.has(HAS_CALLBACKS) {
             header.clear(HAS_CALLBACKS);
@@ -702,12 +722,55 @@ impl LoopInner {
         });
     }
 
-    pub(crate) fn report_drop_panic(&self, payload: Box<dyn std::any::Any + Send>) {
+    /// Reports a panic in the destructor of a value the loop dropped (a
+    /// task's output or its context, a callback that never ran, …).
+    pub(crate) fn report_drop_panic(&self, payload: crate::unwind::Payload) {
         self.call_exception_handler(&ExceptionContext {
-            message: "a task's output panicked while being dropped".to_owned(),
+            message: "a value's destructor panicked while the loop dropped it".to_owned(),
             task: None,
             panic: Some(PanicError::new(payload)),
         });
+    }
+
+    /// Reports the panic of a task's poll that a panic in its future's
+    /// destructor replaced as the task's outcome.
+    pub(crate) fn report_replaced_panic(&self, task: NonNull<Header>, first: PanicError) {
+        self.call_exception_handler(&ExceptionContext {
+            message: "a task panicked, then its future's destructor panicked too (the task ends with the second panic)".to_owned(),
+            // SAFETY: called during the task's step, which holds a reference.
+            task: Some(unsafe { TaskRef::clone_raw(task) }),
+            panic: Some(first),
+        });
+    }
+
+    /// Wakes a waker, reporting a panic in its `wake` instead of unwinding
+    /// through the loop.
+    pub(crate) fn wake_reporting(&self, waker: std::task::Waker) {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| waker.wake())) {
+            self.call_exception_handler(&ExceptionContext {
+                message: "a waker panicked when woken".to_owned(),
+                task: None,
+                panic: Some(PanicError::new(payload)),
+            });
+        }
+    }
+
+    /// Drops a user value, reporting a panic in its destructor.
+    pub(crate) fn drop_reporting<T>(&self, value: T) {
+        if let Some(payload) = crate::unwind::drop_catching(value) {
+            self.report_drop_panic(payload);
+        }
+    }
+
+    /// A fast-path eager step put a context in use (the task got one: the
+    /// fast path attaches none, and runs only while no context is in use on
+    /// the thread): the creator ran with none, so none is current again.
+    #[cold]
+    #[inline(never)]
+    fn left_fast_path(&self) {
+        if contextvars::in_use() {
+            self.drop_reporting(contextvars::enter(None));
+        }
     }
 
     pub(crate) fn call_exception_handler(&self, ctx: &ExceptionContext) {
@@ -842,9 +905,13 @@ impl LoopInner {
                     task.header().set(CANCEL_REQUESTED);
                     self.step(&task);
                 }
+                // Releasing the task drops its context (user values); that
+                // reports rather than unwinds (see `release_local_slow`).
+                drop(task);
             }
         }
-        // Run the done callbacks the cancellations queued; drop the rest.
+        // Run the done callbacks the cancellations queued; drop the rest
+        // (their captures are user values).
         let n = self.ready_len();
         for _ in 0..n {
             match self.pop_ready() {
@@ -854,7 +921,69 @@ impl LoopInner {
             }
         }
         while let Some(r) = self.pop_ready() {
-            drop(r);
+            self.drop_reporting(r);
+        }
+    }
+}
+
+/// Makes a task current on this thread and, when dropped (also on unwind),
+/// the one that was current before.
+struct CurrentTask {
+    prev: *const Header,
+}
+
+impl CurrentTask {
+    #[inline(always)]
+    fn enter(task: *const Header, prev: *const Header) -> Self {
+        context::set_current_task(task);
+        CurrentTask { prev }
+    }
+}
+
+impl Drop for CurrentTask {
+    #[inline(always)]
+    fn drop(&mut self) {
+        context::set_current_task(self.prev);
+    }
+}
+
+/// Undoes what `step` set up for the poll: `RUNNING`, the task's context,
+/// the current task (in that order, as the fields drop).
+struct StepGuard<'a> {
+    header: &'a Header,
+    /// The context that was current before the task's, if contexts are in use.
+    prev_ctx: Option<Option<contextvars::Context>>,
+    /// Dropped after the body of `drop`: the current task is restored last.
+    _current: CurrentTask,
+}
+
+impl Drop for StepGuard<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        self.header.clear(RUNNING);
+        if self.prev_ctx.is_some() || contextvars::in_use() {
+            self.leave_context();
+        }
+    }
+}
+
+impl StepGuard<'_> {
+    /// Makes the context that was current before the step current again.
+    #[cold]
+    #[inline(never)]
+    fn leave_context(&mut self) {
+        let task_ctx = match self.prev_ctx.take() {
+            Some(prev) => contextvars::enter(prev),
+            // Contexts came into use during the poll (the task set the
+            // thread's first context variable): before it none was current.
+            None => contextvars::enter(None),
+        };
+        // The task's extra data keeps its context, so this is rarely the last
+        // handle to it; if it is, its values' destructors must not unwind
+        // from here.
+        if task_ctx.is_some() {
+            // SAFETY: the task being stepped holds a strong count of its owner.
+            unsafe { self.header.owner.as_ref() }.drop_reporting(task_ctx);
         }
     }
 }
@@ -1179,17 +1308,34 @@ impl EventLoop {
             return Ok(());
         }
         self.inner.closed.set(true);
-        // Nothing is cached from now on (first, so that a destructor panicking
-        // below cannot leave cached cells holding the loop alive).
+        // The user values dropped below report a panicking destructor to the
+        // exception handler and closing goes on: whatever they do, the loop
+        // ends closed, and the shared side (what other threads wait on)
+        // closed with it. The guard covers a panic that escapes anyway.
+        struct CloseShared<'a>(&'a Shared);
+        impl Drop for CloseShared<'_> {
+            fn drop(&mut self) {
+                self.0.close();
+            }
+        }
+        let close_shared = CloseShared(&self.inner.shared);
+        // Nothing is cached from now on (first, so that nothing below can
+        // leave cached cells holding the loop alive).
         self.release_cached(self.inner.cells.set_limit(0));
         self.inner.cancel_everything_now();
-        self.inner.shared.close();
+        drop(close_shared);
         // Timer callbacks and I/O registrations go with the loop (dropped
         // outside their borrows: they may own anything).
+        // One at a time: a second panic while a collection's drop unwinds
+        // would abort.
         let timers = self.inner.timers.borrow_mut().take_all();
-        drop(timers);
+        for timer in timers {
+            self.inner.drop_reporting(timer);
+        }
         let io: Vec<_> = self.inner.driver.io.borrow_mut().drain().collect();
-        drop(io);
+        for entry in io {
+            self.inner.drop_reporting(entry);
+        }
         self.inner.fd_callbacks_clear();
         // Like asyncio's `executor.shutdown(wait=False)`: running jobs finish
         // in the background, nothing new starts.
@@ -1197,8 +1343,12 @@ impl EventLoop {
         if let Some(pool) = pool {
             pool.shutdown_nowait();
         }
-        drop(self.inner.factory.borrow_mut().take());
-        drop(self.inner.handler.borrow_mut().take());
+        let factory = self.inner.factory.borrow_mut().take();
+        self.inner.drop_reporting(factory);
+        // Last: with no handler left, a panic in its own destructor goes to
+        // the default one.
+        let handler = self.inner.handler.borrow_mut().take();
+        self.inner.drop_reporting(handler);
         Ok(())
     }
 

@@ -46,6 +46,7 @@ mod shared;
 mod sync;
 mod task;
 mod time;
+mod unwind;
 mod yield_now;
 
 #[cfg(all(test, loom))]

@@ -116,7 +116,7 @@ impl LoopInner {
             let action = self.timers.borrow_mut().pop_due(now);
             match action {
                 None => break,
-                Some(Action::Wake(w)) => w.wake(),
+                Some(Action::Wake(w)) => self.wake_reporting(w),
                 Some(Action::Call(c)) => self.push_call(c),
             }
         }

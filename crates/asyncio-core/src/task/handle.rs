@@ -355,10 +355,17 @@ unsafe fn release_local_slow(ptr: NonNull<Header>) {
             unsafe { Rc::increment_strong_count(Rc::as_ptr(&owner)) };
         }
     }
-    drop(join_waker);
-    drop(extra);
+    // User values (a waker, done callbacks never run, a context's values):
+    // a panic in their destructors is reported, not unwound through whoever
+    // dropped the last reference.
     if let Some(payload) = panic {
         owner.report_drop_panic(payload);
+    }
+    if join_waker.is_some() {
+        owner.drop_reporting(join_waker);
+    }
+    if extra.is_some() {
+        owner.drop_reporting(extra);
     }
     drop(owner);
 }
@@ -487,14 +494,31 @@ impl<T> Future for Task<T> {
             );
             return Poll::Ready(this.take_output());
         }
-        // SAFETY: loop thread; the slot is only touched here and at completion,
-        // neither of which runs while we hold this borrow.
-        let slot = unsafe { &mut *header.join_waker.get() };
-        match slot {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => *slot = Some(cx.waker().clone()),
+        // SAFETY: loop thread; the shared borrow ends in this statement, and
+        // `will_wake` compares pointers without calling into the waker.
+        let same = unsafe { &*header.join_waker.get() }
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()));
+        if !same {
+            // The clone and the old waker's drop are user code, which may
+            // re-enter the loop and complete this task (taking the slot): no
+            // borrow of the slot is held across either. The new waker is in
+            // the slot, and the flag set, before the old one is dropped, so a
+            // completion that runs inside that drop wakes the new one.
+            let new = cx.waker().clone();
+            if header.has(COMPLETE) {
+                // The clone re-entered the loop, which finished the task: no
+                // completion is left to wake `new`.
+                let out = this.take_output();
+                drop(new);
+                return Poll::Ready(out);
+            }
+            // SAFETY: loop thread; the exclusive borrow ends in this statement
+            // and runs no user code (the old value is moved out, not dropped).
+            let old = unsafe { (*header.join_waker.get()).replace(new) };
+            header.set(HAS_JOIN_WAKER);
+            drop(old);
         }
-        header.set(HAS_JOIN_WAKER);
         Poll::Pending
     }
 }

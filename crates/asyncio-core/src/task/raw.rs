@@ -163,13 +163,20 @@ pub(crate) unsafe fn poll_step<F: Future>(
             _ => unreachable!("a finished task is never polled"),
         }
     }));
-    let outcome = match result {
-        Ok(Poll::Pending) => return None,
-        Ok(Poll::Ready(value)) => Ok(value),
-        Err(payload) => Err(TaskError::Panicked(PanicError::new(payload))),
-    };
-    // SAFETY: as above; the poll has returned so no borrow of the future remains.
-    Some(unsafe { finish::<F>(ptr, outcome) })
+    // One `finish` per arm, so each inlined copy knows its outcome's variant.
+    match result {
+        Ok(Poll::Pending) => None,
+        Ok(Poll::Ready(value)) => {
+            // SAFETY: as above; the poll has returned so no borrow of the
+            // future remains.
+            Some(unsafe { finish::<F>(ptr, Ok(value)) })
+        }
+        Err(payload) => {
+            let outcome = Err(TaskError::Panicked(PanicError::new(payload)));
+            // SAFETY: as in the other arm.
+            Some(unsafe { finish::<F>(ptr, outcome) })
+        }
+    }
 }
 
 /// The vtable's poll: [`poll_step`], setting the outcome's bits.
@@ -186,8 +193,15 @@ unsafe fn poll<F: Future>(ptr: NonNull<Header>, cx: &mut Context<'_>) -> Poll<()
 }
 
 /// Stores the outcome after dropping the future; a panic in the future's
-/// destructor turns the outcome into that panic. Returns the state bits the
+/// destructor turns the outcome into that panic (as an exception raised in a
+/// `finally` block replaces the one in flight). Returns the state bits the
 /// outcome calls for.
+///
+/// Never unwinds: every user destructor it runs (the future's, and that of the
+/// outcome a destructor's panic replaced) runs under `catch_unwind`, so the
+/// caller's state transition always completes. What a replaced outcome's
+/// destructor does, or the panic it replaced, goes to the exception handler
+/// once the stage is whole again.
 ///
 /// # Safety
 /// As for [`stage`], and the stage must be `Running`.
@@ -196,22 +210,19 @@ unsafe fn finish<F: Future>(ptr: NonNull<Header>, outcome: Result<F::Output, Tas
     // SAFETY: caller's contract.
     let place = unsafe { stage::<F>(ptr) };
     // A future without drop glue is simply overwritten below.
-    let outcome = if !std::mem::needs_drop::<F>() {
-        outcome
+    let drop_panic = if !std::mem::needs_drop::<F>() {
+        None
     } else {
         // SAFETY: the stage is `Running` (caller's contract); the future is
         // dropped where it lies, exactly once: if its destructor unwinds, the
         // stage is overwritten below without another drop.
-        let dropped = catch_unwind(AssertUnwindSafe(|| unsafe {
+        catch_unwind(AssertUnwindSafe(|| unsafe {
             match &mut *place {
                 Stage::Running(future) => ptr::drop_in_place(future),
                 _ => unreachable!("finish is only called on a running task"),
             }
-        }));
-        match dropped {
-            Ok(()) => outcome,
-            Err(payload) => Err(TaskError::Panicked(PanicError::new(payload))),
-        }
+        }))
+        .err()
     };
     let bits = match &outcome {
         Err(TaskError::Panicked(_)) => FAILED,
@@ -222,7 +233,44 @@ unsafe fn finish<F: Future>(ptr: NonNull<Header>, outcome: Result<F::Output, Tas
     // SAFETY: caller's contract; the future was dropped in place (or has nothing
     // to drop), so overwriting the stage leaks nothing.
     unsafe { ptr::write(place, Stage::Finished(outcome)) };
-    bits
+    match drop_panic {
+        None => bits,
+        // SAFETY: caller's contract; the stage was just written.
+        Some(payload) => unsafe { replace_with_drop_panic::<F>(ptr, payload) },
+    }
+}
+
+/// The end of [`finish`] when the future's destructor panicked: that panic
+/// replaces the outcome just stored (as an exception raised in a `finally`
+/// replaces the result or the exception in flight), and the replaced outcome
+/// is disposed of once the stage is whole again — a value whose destructor
+/// panics, or the panic the future's poll raised, is reported to the loop's
+/// exception handler rather than lost. Returns `FAILED`.
+///
+/// (The outcome is stored first and swapped here, rather than passed here,
+/// so the common path keeps it in registers.)
+///
+/// # Safety
+/// As for [`stage`]; the stage is `Finished`.
+#[cold]
+#[inline(never)]
+unsafe fn replace_with_drop_panic<F: Future>(
+    ptr: NonNull<Header>,
+    payload: crate::unwind::Payload,
+) -> u32 {
+    let outcome = Err(TaskError::Panicked(PanicError::new(payload)));
+    // SAFETY: caller's contract; `replace` moves the old outcome out.
+    let replaced = match unsafe { ptr::replace(stage::<F>(ptr), Stage::Finished(outcome)) } {
+        Stage::Finished(replaced) => replaced,
+        _ => unreachable!("the outcome was just stored"),
+    };
+    // SAFETY: the task holds a strong count of its owner, so the loop is alive.
+    let owner = unsafe { ptr.as_ref().owner.as_ref() };
+    match replaced {
+        Err(TaskError::Panicked(first)) => owner.report_replaced_panic(ptr, first),
+        other => owner.drop_reporting(other),
+    }
+    FAILED
 }
 
 unsafe fn cancel<F: Future>(ptr: NonNull<Header>) {
