@@ -235,13 +235,20 @@ fn create_eager_task_factory_calls_the_constructor_before_the_step() {
     .unwrap();
 }
 
-/// Task `n` creates task `n + 1` and awaits it, `depth` times.
-fn chain(depth: u32, n: u32) -> std::pin::Pin<Box<dyn std::future::Future<Output = u32>>> {
+/// Task `n` creates task `n + 1` and awaits it, `depth` times; each level
+/// notes in `eager` whether it started inside its creator's `create_task`.
+fn chain(
+    depth: u32,
+    n: u32,
+    eager: Rc<RefCell<Vec<bool>>>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = u32>>> {
     Box::pin(async move {
+        eager.borrow_mut().push(in_eager_step());
         if n == depth {
             return n;
         }
-        create_task(chain(depth, n + 1)).await.unwrap()
+        let next = chain(depth, n + 1, Rc::clone(&eager));
+        create_task(next).await.unwrap()
     })
 }
 
@@ -249,9 +256,22 @@ fn chain(depth: u32, n: u32) -> std::pin::Pin<Box<dyn std::future::Future<Output
 fn deep_eager_recursion_falls_back_to_scheduling_past_the_bound() {
     let lp = eager_loop();
     let depth = if cfg!(miri) { 200 } else { 20_000 };
-    let out = lp.run_until_complete(chain(depth, 0)).unwrap();
+    let eager = Rc::new(RefCell::new(Vec::new()));
+    let out = lp
+        .run_until_complete(chain(depth, 0, Rc::clone(&eager)))
+        .unwrap();
     assert_eq!(out, depth);
-    assert!(MAX_EAGER_DEPTH < depth);
+    let eager = eager.borrow();
+    assert_eq!(eager.len(), depth as usize + 1);
+    // Eager steps nest at most MAX_EAGER_DEPTH deep: no longer run of levels
+    // started eagerly, one inside the other, and a scheduled level after each.
+    let longest_run = eager.split(|&e| !e).map(<[bool]>::len).max().unwrap();
+    assert_eq!(longest_run, MAX_EAGER_DEPTH as usize);
+    let scheduled = eager.iter().filter(|&&e| !e).count();
+    assert!(
+        scheduled >= depth as usize / (MAX_EAGER_DEPTH as usize + 1),
+        "{scheduled} levels scheduled"
+    );
 }
 
 /// Level `n` of a chain: logs whether it started in an eager step, then
@@ -340,7 +360,9 @@ fn in_eager_step_holds_from_a_tasks_start_to_its_first_suspension() {
 #[ignore = "stress: a million-deep chain of eager tasks; run from ci/stress.sh"]
 fn a_million_deep_eager_chain_does_not_overflow_the_stack() {
     let lp = eager_loop();
-    let out = lp.run_until_complete(chain(1_000_000, 0)).unwrap();
+    let out = lp
+        .run_until_complete(chain(1_000_000, 0, Rc::default()))
+        .unwrap();
     assert_eq!(out, 1_000_000);
 }
 

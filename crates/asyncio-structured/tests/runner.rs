@@ -8,6 +8,10 @@ use asyncio_core::{
 };
 use asyncio_structured::{Runner, run};
 
+#[path = "../../asyncio-core/tests/common/mod.rs"]
+mod common;
+use common::Checks;
+
 #[test]
 fn run_returns_the_main_futures_output() {
     assert_eq!(run(async { "done" }).unwrap(), "done");
@@ -80,8 +84,9 @@ fn close_cancels_leftover_tasks_and_lets_their_cleanup_run() {
         }
     }
     let log = Rc::new(RefCell::new(Vec::new()));
+    let checks = Checks::new();
     let runner = Runner::new();
-    let l = log.clone();
+    let (l, c) = (log.clone(), checks.clone());
     let lp = runner.get_loop().unwrap();
     runner
         .run(async move {
@@ -89,15 +94,17 @@ fn close_cancels_leftover_tasks_and_lets_their_cleanup_run() {
                 let _c = Cleanup(l);
                 std::future::pending::<()>().await;
             });
-            let l2 = t.to_ref();
-            t.add_done_callback(move |task| assert!(task.cancelled()));
-            drop(l2);
+            t.add_done_callback(move |task| {
+                c.check("done callback", || assert!(task.cancelled()));
+            });
             yield_now().await;
         })
         .unwrap();
     assert!(log.borrow().is_empty());
+    assert!(checks.names().is_empty());
     runner.close().unwrap();
     assert_eq!(*log.borrow(), ["cleanup"]);
+    checks.assert_ran(&["done callback"]);
     assert!(lp.is_closed());
     assert!(lp.all_tasks().is_empty());
 }
@@ -198,7 +205,7 @@ fn run_closes_its_loop_and_cancels_leftovers() {
 #[test]
 #[cfg_attr(miri, ignore = "signals are not available under Miri")]
 fn ctrl_c_cancels_the_main_task_of_runner_run() {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     struct Cleanup(std::rc::Rc<std::cell::Cell<bool>>);
     impl Drop for Cleanup {
         fn drop(&mut self) {
@@ -210,7 +217,6 @@ fn ctrl_c_cancels_the_main_task_of_runner_run() {
         .build();
     let cleaned = std::rc::Rc::new(std::cell::Cell::new(false));
     let c = cleaned.clone();
-    let started = Instant::now();
     let out = runner.run(async move {
         let _cleanup = Cleanup(c);
         asyncio_core::create_task(async {
@@ -225,8 +231,93 @@ fn ctrl_c_cancels_the_main_task_of_runner_run() {
         cleaned.get(),
         "the main task's future was dropped (cancelled)"
     );
-    assert!(started.elapsed() < Duration::from_secs(10));
     // The runner is still usable, as asyncio's after KeyboardInterrupt.
     assert_eq!(runner.run(async { 5 }), Ok(5));
     runner.close().unwrap();
+}
+
+/// docs/semantics.md: "A second SIGINT before the run returns kills the
+/// process with SIGINT, as an unhandled `KeyboardInterrupt` does." The test
+/// binary runs a `Runner` in a child process whose main task ignores its
+/// cancellation for a while (its destructor blocks); the first SIGINT starts
+/// that cancellation, the second, sent while it runs, must kill the child.
+#[test]
+#[cfg_attr(miri, ignore = "Miri has neither signals nor processes")]
+fn a_second_ctrl_c_while_the_main_task_is_cancelled_kills_the_process() {
+    use std::io::BufRead;
+    use std::os::unix::process::ExitStatusExt;
+    use std::sync::mpsc;
+
+    const NAME: &str = "a_second_ctrl_c_while_the_main_task_is_cancelled_kills_the_process";
+    if common::child_mode(NAME) {
+        /// Blocks the cancellation of the main task (its future's drop).
+        struct SlowCleanup {
+            finished: bool,
+        }
+        impl Drop for SlowCleanup {
+            fn drop(&mut self) {
+                if self.finished {
+                    return;
+                }
+                println!("child: cancelling");
+                // Long enough for the parent's second SIGINT, short enough to
+                // end before the parent gives up on this process.
+                std::thread::sleep(common::PATIENCE / 2);
+                println!("child: cleanup finished");
+            }
+        }
+        let runner = Runner::builder().handle_sigint(true).build();
+        let out = runner.run(async {
+            let mut cleanup = SlowCleanup { finished: false };
+            println!("child: running");
+            asyncio_core::sleep(common::PATIENCE / 2).await;
+            cleanup.finished = true;
+        });
+        println!("child: run returned {out:?}");
+        return;
+    }
+
+    let mut child = common::spawn_child(NAME);
+    let stdout = child.stdout.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let mut wait_for = |what: &str, child: &mut std::process::Child| loop {
+        match lines.recv_timeout(common::PATIENCE) {
+            // libtest's "test <name> ... " may begin the line.
+            Ok(line) if line.ends_with(what) => return,
+            Ok(line) => seen.push(line),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("the child never printed {what:?}; it printed {seen:?}");
+            }
+        }
+    };
+    let sigint = |child: &std::process::Child| {
+        let status = std::process::Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    };
+    // The main task runs, with Ctrl-C handling installed.
+    wait_for("child: running", &mut child);
+    sigint(&child);
+    // The first SIGINT cancels the main task: its destructor runs, and the
+    // process is still alive.
+    wait_for("child: cancelling", &mut child);
+    sigint(&child);
+    let (status, rest, stderr) = common::wait_child(child);
+    assert_eq!(
+        status.signal(),
+        Some(2),
+        "killed by SIGINT; got {status}\nstdout: {seen:?} {rest}\nstderr:\n{stderr}"
+    );
 }

@@ -285,19 +285,49 @@ fn the_scoped_form_cancels_the_body_on_a_child_failure() {
 fn a_body_panic_and_child_failures_come_back_together() {
     let err = run(async {
         task_group(|tg| async move {
+            tg.create_task(async { Err::<(), _>(Boom("first child")) })
+                .unwrap();
+            tg.create_task(async { Err::<(), _>(Boom("second child")) })
+                .unwrap();
             tg.create_task(async {
                 yield_now().await;
-                Err::<(), _>(Boom("child"))
+                yield_now().await;
+                Err::<(), _>(Boom("too late"))
             })
             .unwrap();
+            // The first two children fail during this turn, before the body
+            // resumes and panics.
+            yield_now().await;
             panic!("body");
         })
         .await
     })
     .unwrap()
     .unwrap_err();
-    // The body's panic comes first; it cancels the child before it fails.
-    assert_eq!(messages(&err), ["panic: body"]);
+    // All in the order they happened; the body's panic cancelled the third
+    // child before it failed.
+    assert_eq!(
+        messages(&err),
+        ["first child", "second child", "panic: body"]
+    );
+}
+
+#[test]
+fn a_body_panic_after_an_eager_childs_failure_comes_back_with_it() {
+    let lp = eager_loop();
+    let err = lp
+        .run_until_complete(async {
+            task_group(|tg| async move {
+                // Fails inside create_task, which aborts the group at once.
+                let child = tg.create_task(async { Err::<(), _>(Boom("eager child")) });
+                assert!(child.is_ok());
+                panic!("body");
+            })
+            .await
+        })
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(messages(&err), ["eager child", "panic: body"]);
 }
 
 #[test]
