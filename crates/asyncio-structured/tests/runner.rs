@@ -321,3 +321,30 @@ fn a_second_ctrl_c_while_the_main_task_is_cancelled_kills_the_process() {
         "killed by SIGINT; got {status}\nstdout: {seen:?} {rest}\nstderr:\n{stderr}"
     );
 }
+
+/// test_runners' `test_run_keeps_context`: every run of one runner uses the
+/// runner's context, so a variable the main task set in one run is what the
+/// next run reads.
+#[test]
+fn runs_of_one_runner_share_one_context() {
+    let var = asyncio_core::ContextVar::<u32>::new("value");
+    let runner = Runner::new();
+    let v = var.clone();
+    assert_eq!(runner.run(async move { v.get() }).unwrap(), None);
+    let v = var.clone();
+    runner.run(async move { drop(v.set(1)) }).unwrap();
+    let v = var.clone();
+    runner
+        .run(async move {
+            assert_eq!(v.get(), Some(1));
+            drop(v.set(2));
+        })
+        .unwrap();
+    let v = var.clone();
+    assert_eq!(runner.run(async move { v.get() }).unwrap(), Some(2));
+    // The thread's own context never saw any of it.
+    assert_eq!(var.get(), None);
+    // Nor does another runner.
+    let v = var.clone();
+    assert_eq!(Runner::new().run(async move { v.get() }).unwrap(), None);
+}
