@@ -190,6 +190,8 @@ pub(crate) struct LoopInner {
     /// Where the loop waits, and its I/O registrations.
     pub(crate) driver: Driver,
     pub(crate) fd_callbacks: FdCallbacks,
+    /// Signal handlers (`add_signal_handler`) and their self-pipe.
+    pub(crate) signals: crate::signals::SignalsCell,
     /// The default executor of `to_thread`/`run_in_executor`, started lazily.
     pub(crate) pool: RefCell<Option<Arc<Pool>>>,
     pub(crate) pool_config: Cell<PoolConfig>,
@@ -222,6 +224,7 @@ impl LoopInner {
             timers: RefCell::new(Timers::default()),
             driver,
             fd_callbacks: FdCallbacks::default(),
+            signals: Default::default(),
             pool: RefCell::new(None),
             pool_config: Cell::new(PoolConfig::default()),
             id: NEXT_LOOP_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -263,7 +266,7 @@ impl LoopInner {
     #[cold]
     #[inline(never)]
     fn poll_io_now(&self) {
-        if self.driver.has_io() {
+        if self.driver.has_io() || self.signals.borrow().any() {
             let mut wakeups = Vec::new();
             self.driver
                 .wait(Some(std::time::Duration::ZERO), &mut wakeups);
@@ -276,6 +279,7 @@ impl LoopInner {
         for w in wakeups {
             match w {
                 Wakeup::Waker(w) => self.wake_reporting(w),
+                Wakeup::Signals => self.dispatch_signals(),
                 Wakeup::Callback(cb, key) => {
                     self.push_call(Call::new(Box::new(move || {
                         if let Ok(lp) = running_inner() {
@@ -914,6 +918,7 @@ impl LoopInner {
             && Arc::strong_count(&self.shared) == 1
             && self.timers.borrow().len() == 0
             && !self.driver.has_io()
+            && !self.signals.borrow().any()
     }
 
     fn all_tasks(&self) -> Vec<TaskRef> {
@@ -1415,6 +1420,7 @@ impl EventLoop {
             self.inner.drop_reporting(entry);
         }
         self.inner.fd_callbacks_clear();
+        self.inner.clear_signal_handlers();
         // Like asyncio's `executor.shutdown(wait=False)`: running jobs finish
         // in the background, nothing new starts.
         let pool = self.inner.pool.borrow().clone();

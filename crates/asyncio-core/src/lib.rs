@@ -43,6 +43,7 @@ mod handle;
 mod io;
 mod reactor;
 mod shared;
+mod signals;
 mod sync;
 mod task;
 mod time;
@@ -66,6 +67,7 @@ pub use yield_now::{YieldNow, yield_now};
 pub use blocking::{Blocking, to_thread};
 pub use handle::{ConcurrentFuture, LoopHandle};
 pub use io::IoRegistration;
+pub use signals::SignalError;
 pub use time::{
     Sleep, Timeout, TimeoutError, TimeoutFinished, TimeoutHandle, TimerHandle, sleep, sleep_until,
     timeout, timeout_at, wait_for,

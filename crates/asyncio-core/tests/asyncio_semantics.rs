@@ -333,9 +333,7 @@ fn awaiting_a_task_of_another_loop_fails_at_once() {
     let lp1 = EventLoop::new();
     let lp2 = EventLoop::new();
     let foreign = lp1.create_task(std::future::pending::<()>());
-    let out = catch_unwind(AssertUnwindSafe(|| {
-        lp2.run_until_complete(foreign)
-    }));
+    let out = catch_unwind(AssertUnwindSafe(|| lp2.run_until_complete(foreign)));
     let message = panic_message(out.expect_err("the awaiting task fails"));
     assert!(
         message.contains("another event loop"),

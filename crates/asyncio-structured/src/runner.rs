@@ -211,7 +211,7 @@ impl Runner {
         F: Future + 'static,
     {
         let guard = if self.sigint {
-            crate::sigint::SigintGuard::install().ok()
+            crate::sigint::SigintGuard::install(lp).ok()
         } else {
             None
         };
