@@ -415,10 +415,22 @@ fn run_barrier(parties: usize, ops: Vec<BOp>) {
                         let w = waiters.remove(i);
                         if let Ok(index) = result {
                             assert!(index < parties);
-                            trips.entry(w.trip.expect("woken")).or_default().push(index);
+                            // parties - 1 goes only to the arrival that trips
+                            // (here one admitted after a drain): this step.
+                            let trip = if index == parties - 1 {
+                                step
+                            } else {
+                                w.trip.expect("woken")
+                            };
+                            trips.entry(trip).or_default().push(index);
                         }
                     }
-                    Poll::Pending => assert!(!was_woken, "a woken waiter has its outcome"),
+                    Poll::Pending => {
+                        // Only a task admitted after a drain waits again: it
+                        // joins the cycle now.
+                        assert!(!barrier.broken(), "a broken barrier fails at once");
+                        waiters[i].trip = None;
+                    }
                 }
             }
             BOp::Drop(i) if !waiters.is_empty() => {
