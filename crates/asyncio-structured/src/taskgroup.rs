@@ -38,6 +38,9 @@ struct GroupState {
     finished: Cell<bool>,
     /// Whoever waits for the group (its `join`, or its scope).
     waiter: Cell<Option<Waker>>,
+    /// The task that made the group: once it is being cancelled, nobody may
+    /// read the group's failures any more.
+    owner: Option<TaskRef>,
 }
 
 impl GroupState {
@@ -50,7 +53,19 @@ impl GroupState {
             abort_scheduled: Cell::new(false),
             finished: Cell::new(false),
             waiter: Cell::new(None),
+            owner: current_task(),
         })
+    }
+
+    /// Whether the group's failures may still be read: it has not ended, and
+    /// the task that made it is not being cancelled (at a runner's shutdown
+    /// every task is, and a child may be dropped before its owner).
+    fn may_be_read(&self) -> bool {
+        !self.finished.get()
+            && self
+                .owner
+                .as_ref()
+                .is_none_or(|t| t.cancelling() == 0 && !t.done())
     }
 
     /// Starts `fut` as a child task (named `name`, if given).
@@ -449,9 +464,10 @@ impl ChildGuard {
         }
         // SAFETY: the child still owes its outcome, so the group is alive (see
         // the type's documentation).
-        if unsafe { self.group.as_ref() }.finished.get() {
-            // The group was dropped or joined: nobody would read the failure
-            // there. The task ends with the panic, which the loop reports.
+        if !unsafe { self.group.as_ref() }.may_be_read() {
+            // The group was dropped, or its owner is being cancelled: nobody
+            // would read the failure there. The task ends with the panic,
+            // which the loop reports.
             resume_unwind(payload);
         }
         self.report(Some(ChildFailure::Panic {

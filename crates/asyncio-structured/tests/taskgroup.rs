@@ -841,3 +841,40 @@ fn a_panicking_started_hook_is_reported_and_the_child_still_counts() {
     );
     assert!(reported[1].contains("(task 1"), "{reported:?}");
 }
+
+// At a runner's shutdown every task is cancelled, and a child may be dropped
+// before the task that owns its group: its cleanup panic is then reported by
+// the loop, not kept in a group that nobody will read.
+#[test]
+fn a_childs_cleanup_panic_at_shutdown_is_reported_by_the_loop() {
+    let runner = asyncio_structured::Runner::new();
+    let lp = runner.get_loop().unwrap();
+    let reported = Rc::new(RefCell::new(Vec::new()));
+    let r = Rc::clone(&reported);
+    lp.set_exception_handler(Some(move |ctx: &asyncio_core::ExceptionContext| {
+        r.borrow_mut().push(format!("{ctx}"));
+    }));
+    runner
+        .run(async {
+            create_task(async {
+                let _ = task_group(|tg| async move {
+                    tg.create_task(async {
+                        let _b = Bomb("cleanup at shutdown");
+                        std::future::pending::<()>().await;
+                    })
+                    .unwrap();
+                    std::future::pending::<()>().await;
+                })
+                .await;
+            });
+            sleep_ticks(3).await;
+        })
+        .unwrap();
+    runner.close().unwrap();
+    let reported = reported.borrow();
+    let hits = reported
+        .iter()
+        .filter(|m| m.contains("cleanup at shutdown"))
+        .count();
+    assert_eq!(hits, 1, "{reported:?}");
+}
