@@ -464,7 +464,9 @@ impl ChildGuard {
         }
         // SAFETY: the child still owes its outcome, so the group is alive (see
         // the type's documentation).
-        if !unsafe { self.group.as_ref() }.may_be_read() {
+        // With no loop running, the loop is closing (`close()` drops what is
+        // left): the group will not be joined either.
+        if !unsafe { self.group.as_ref() }.may_be_read() || get_running_loop().is_err() {
             // The group was dropped, or its owner is being cancelled: nobody
             // would read the failure there. The task ends with the panic,
             // which the loop reports.

@@ -878,3 +878,30 @@ fn a_childs_cleanup_panic_at_shutdown_is_reported_by_the_loop() {
         .count();
     assert_eq!(hits, 1, "{reported:?}");
 }
+
+// `EventLoop::close()` drops what is left after the loop stopped running: a
+// child's cleanup panic then is the loop's to report, even for a group made
+// outside any task (which has no owner to watch).
+#[test]
+fn a_childs_cleanup_panic_when_the_loop_closes_is_reported_by_the_loop() {
+    let (lp, reported) = recording_loop(false);
+    let tg = TaskGroup::new();
+    let h = tg.handle();
+    lp.run_until_complete(async move {
+        h.create_task(async {
+            let _b = Bomb("cleanup at close");
+            std::future::pending::<()>().await;
+        })
+        .unwrap();
+        yield_now().await;
+    })
+    .unwrap();
+    lp.close().unwrap();
+    drop(tg);
+    let reported = reported.borrow();
+    let hits = reported
+        .iter()
+        .filter(|m| m.contains("cleanup at close"))
+        .count();
+    assert_eq!(hits, 1, "{reported:?}");
+}
