@@ -133,6 +133,16 @@ impl StreamReader {
                 self.end += n;
                 Poll::Ready(Ok(n))
             }
+            Poll::Pending => {
+                if self.start == self.end {
+                    // Idle with nothing buffered: give the memory back, so an
+                    // idle connection costs little.
+                    self.buf = Vec::new();
+                    self.start = 0;
+                    self.end = 0;
+                }
+                Poll::Pending
+            }
             other => other,
         }
     }
