@@ -53,6 +53,8 @@ mod error;
 mod reader;
 mod server;
 mod sock;
+mod sock_ops;
+mod udp;
 mod writer;
 
 pub use connect::{
@@ -69,4 +71,9 @@ pub use server::{
     start_unix_server_with,
 };
 pub use sock::StreamAddr;
+pub use sock_ops::{sock_accept, sock_connect, sock_recv, sock_recv_into, sock_sendall};
+pub use udp::DatagramSocket;
+
+/// `socket2`, whose `Socket` [`sock_connect`] takes (a socket not yet connected).
+pub use socket2;
 pub use writer::StreamWriter;
