@@ -166,4 +166,6 @@ mod tutorial {
     struct SynchronizationAndQueues;
     #[doc = include_str!("../../../docs/tutorial/07-time-and-threads.md")]
     struct TimeAndThreads;
+    #[doc = include_str!("../../../docs/tutorial/08-streams.md")]
+    struct Streams;
 }
