@@ -146,19 +146,26 @@ impl Conn {
             return Poll::Ready(Ok(0));
         };
         loop {
-            match io.sock.read(buf) {
-                Ok(n) => return Poll::Ready(Ok(n)),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    io.reg.clear_readable();
-                    match io.reg.poll_readable(cx) {
-                        Poll::Ready(Ok(())) => continue,
-                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                        Poll::Pending => {
-                            set_waker(&mut self.st.borrow_mut().read_waker, cx.waker());
-                            return Poll::Pending;
-                        }
-                    }
+            // Only read when the loop says the socket is readable: a short
+            // read cleared the readiness, which saves the read that would
+            // return EAGAIN (the registration keeps the readiness once the
+            // peer closed, so an end of file is never missed).
+            match io.reg.poll_readable(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {
+                    set_waker(&mut self.st.borrow_mut().read_waker, cx.waker());
+                    return Poll::Pending;
                 }
+            }
+            match io.sock.read(buf) {
+                Ok(n) => {
+                    if n > 0 && n < buf.len() {
+                        io.reg.clear_readable();
+                    }
+                    return Poll::Ready(Ok(n));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => io.reg.clear_readable(),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     drop(guard);
@@ -196,7 +203,13 @@ impl Conn {
                 .expect("a connection that is not closing has its socket");
             loop {
                 match io.sock.write(data) {
-                    Ok(n) => data = &data[n..],
+                    Ok(n) => {
+                        if n < data.len() {
+                            // A short write: the socket's buffer is full.
+                            io.reg.clear_writable();
+                        }
+                        data = &data[n..];
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => io.reg.clear_writable(),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => {
@@ -266,28 +279,32 @@ impl Conn {
             }
             let guard = self.io.borrow();
             let io = guard.as_ref().expect("an open connection has its socket");
+            // Write only when the loop says the socket is writable (a short
+            // write cleared it: the kernel buffer is full).
+            match io.reg.poll_writable(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => break Done::Failed(e),
+                Poll::Pending => {
+                    set_waker(&mut st.flush_waker, cx.waker());
+                    drop(st);
+                    drop(guard);
+                    wake.into_iter().for_each(Waker::wake);
+                    return Poll::Pending;
+                }
+            }
             match io.sock.write(&st.buf[st.pos..]) {
                 Ok(n) => {
+                    if n < st.pending() {
+                        // A short write: the socket's buffer is full.
+                        io.reg.clear_writable();
+                    }
                     st.pos += n;
                     if st.paused && st.pending() <= st.low {
                         st.paused = false;
                         wake.append(&mut st.waiters);
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    io.reg.clear_writable();
-                    match io.reg.poll_writable(cx) {
-                        Poll::Ready(Ok(())) => {}
-                        Poll::Ready(Err(e)) => break Done::Failed(e),
-                        Poll::Pending => {
-                            set_waker(&mut st.flush_waker, cx.waker());
-                            drop(st);
-                            drop(guard);
-                            wake.into_iter().for_each(Waker::wake);
-                            return Poll::Pending;
-                        }
-                    }
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => io.reg.clear_writable(),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => break Done::Failed(e),
             }
