@@ -359,6 +359,11 @@ impl Conn {
         Poll::Pending
     }
 
+    /// The connection's error, if it failed.
+    pub(crate) fn error(&self) -> Option<io::Error> {
+        self.st.borrow().error.as_ref().map(StoredError::to_io)
+    }
+
     /// Whether `poll_write` should wait (the buffer is above the high-water mark).
     pub(crate) fn poll_write_room(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut st = self.st.borrow_mut();

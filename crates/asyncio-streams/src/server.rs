@@ -358,7 +358,19 @@ impl Server {
         Fut: Future + 'static,
     {
         let spawn: Spawn = Rc::new(move |r, w| {
-            let fut = cb(r, w);
+            // A callback that panics before returning its future must not
+            // take the accept loop down with it.
+            let fut = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(r, w))) {
+                Ok(fut) => fut,
+                Err(panic) => {
+                    let panic = asyncio_core::PanicError::new(panic);
+                    report(&format!(
+                        "client_connected_cb panicked: {}",
+                        panic.message()
+                    ));
+                    return;
+                }
+            };
             // Detached, as asyncio's callback task; a panic reaches the
             // loop's exception handler.
             let _ = asyncio_core::try_create_task(async move {

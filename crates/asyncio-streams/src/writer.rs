@@ -243,9 +243,9 @@ impl futures_io::AsyncWrite for StreamWriter {
         std::task::ready!(self.conn.poll_write_room(cx))?;
         self.conn.write(buf);
         // A write that failed at once tore the connection down.
-        match self.conn.poll_write_room(cx) {
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            _ => Poll::Ready(Ok(buf.len())),
+        match self.conn.error() {
+            Some(e) => Poll::Ready(Err(e)),
+            None => Poll::Ready(Ok(buf.len())),
         }
     }
 

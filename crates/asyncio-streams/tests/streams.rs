@@ -351,3 +351,39 @@ fn readexactly_waits_for_all_bytes_across_writes() {
         ));
     });
 }
+
+#[test]
+fn a_callback_that_panics_before_its_future_leaves_the_server_accepting() {
+    let reports = Rc::new(RefCell::new(Vec::new()));
+    let seen = reports.clone();
+    let lp = asyncio_core::EventLoop::new();
+    lp.set_exception_handler(Some(move |ctx: &asyncio_core::ExceptionContext| {
+        seen.borrow_mut().push(ctx.to_string());
+    }));
+    lp.run_until_complete(async {
+        let calls = Rc::new(Cell::new(0));
+        let (_server, port) = serve(move |_r: StreamReader, mut w: StreamWriter| {
+            calls.set(calls.get() + 1);
+            if calls.get() == 1 {
+                panic!("callback failed");
+            }
+            async move { w.write(b"served") }
+        })
+        .await;
+        let (mut r, _w) = open_connection("127.0.0.1", port).await.unwrap();
+        assert_eq!(
+            r.read_to_eof().await.unwrap(),
+            b"",
+            "the first client is closed"
+        );
+        let (mut r, _w) = open_connection("127.0.0.1", port).await.unwrap();
+        assert_eq!(r.read_to_eof().await.unwrap(), b"served");
+    })
+    .unwrap();
+    assert!(
+        reports
+            .borrow()
+            .iter()
+            .any(|m| m.contains("callback failed"))
+    );
+}

@@ -1,0 +1,35 @@
+//! The streams under the eager task factory: the writer's flusher task and
+//! the server's callbacks start inside create_task, while the stream that
+//! spawned them is in the middle of a call.
+
+use std::time::Duration;
+
+#[test]
+fn eager_factory_echoes_large_writes_and_closes_without_loss() {
+    const SIZE: usize = 4 * 1024 * 1024;
+    let out = asyncio::run(asyncio::timeout(Duration::from_secs(30), async {
+        asyncio::set_task_factory(asyncio::eager_task_factory);
+        let server = asyncio::start_server(
+            |mut r: asyncio::StreamReader, mut w: asyncio::StreamWriter| async move {
+                let data = r.read_to_eof().await.unwrap();
+                w.write(&data); // more than the socket takes: the flusher starts eagerly
+                w.close();
+                w.wait_closed().await.unwrap();
+            },
+            "127.0.0.1",
+            0,
+        )
+        .await
+        .unwrap();
+        let port = server.local_addr().unwrap().port();
+        let (mut r, mut w) = asyncio::open_connection("127.0.0.1", port).await.unwrap();
+        let data: Vec<u8> = (0..SIZE).map(|i| (i % 253) as u8).collect();
+        w.write(&data);
+        w.write_eof().unwrap();
+        let back = r.read_to_eof().await.unwrap();
+        assert!(back == data, "the echo differs");
+        server.close();
+        server.wait_closed().await;
+    }));
+    out.unwrap().expect("the echo finished within 30 s");
+}
