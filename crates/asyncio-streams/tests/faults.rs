@@ -46,13 +46,14 @@ fn connection_refused_is_a_typed_error() {
 fn peer_reset_mid_read_is_an_error_not_a_hang() {
     run(async {
         let outcome = Rc::new(RefCell::new(None));
-        let o = outcome.clone();
+        let got_hello = Rc::new(Cell::new(false));
+        let (o, g) = (outcome.clone(), got_hello.clone());
         let (_server, port) = serve(move |mut r: StreamReader, w: StreamWriter| {
-            let o = o.clone();
+            let (o, g) = (o.clone(), g.clone());
             async move {
                 let _w = w;
                 let first = r.readexactly(5).await.map_err(std::io::Error::from);
-                assert_eq!(first.unwrap(), b"hello");
+                g.set(first.ok().as_deref() == Some(&b"hello"[..]));
                 // The peer resets while we wait for more.
                 let more = r.read(100).await;
                 *o.borrow_mut() = Some(more.map_err(|e| e.kind()));
@@ -61,8 +62,9 @@ fn peer_reset_mid_read_is_an_error_not_a_hang() {
         .await;
         let mut client = resetting_client(port);
         client.write_all(b"hello").unwrap();
-        // Let the handler read "hello" and block in read(100).
-        asyncio_core::sleep(Duration::from_millis(20)).await;
+        // The handler read "hello"; in the same step it went on to wait in read(100).
+        until(|| got_hello.get()).await;
+        assert!(outcome.borrow().is_none(), "the handler waits for more");
         drop(client);
         until(|| outcome.borrow().is_some()).await;
         let got = outcome.borrow_mut().take().unwrap();
@@ -78,17 +80,18 @@ fn peer_reset_mid_write_fails_drain() {
     run(async {
         let outcome = Rc::new(RefCell::new(None));
         let o = outcome.clone();
-        let started = Rc::new(Cell::new(false));
-        let s = started.clone();
+        let blocked = Rc::new(Cell::new(false));
+        let b = blocked.clone();
         let (_server, port) = serve(move |_r: StreamReader, mut w: StreamWriter| {
             let o = o.clone();
-            let s = s.clone();
+            let b = b.clone();
             async move {
                 let chunk = vec![7u8; 64 * 1024];
-                s.set(true);
                 // Bounded: 1 GiB would be far more than any socket buffers.
                 for _ in 0..16 * 1024 {
                     w.write(&chunk);
+                    // Above the high-water mark: this drain waits for the peer.
+                    b.set(w.write_buffer_size() > 64 * 1024);
                     if let Err(e) = w.drain().await {
                         *o.borrow_mut() = Some(e.kind());
                         return;
@@ -99,8 +102,8 @@ fn peer_reset_mid_write_fails_drain() {
         })
         .await;
         let client = resetting_client(port);
-        until(|| started.get()).await;
-        asyncio_core::sleep(Duration::from_millis(20)).await;
+        // The handler is blocked in drain() with data buffered: reset now.
+        until(|| blocked.get()).await;
         drop(client);
         until(|| outcome.borrow().is_some()).await;
         let kind = outcome.borrow_mut().take().unwrap();
@@ -329,17 +332,24 @@ fn dropping_the_writer_still_flushes_what_was_written() {
 #[test]
 fn cancelled_readline_loses_no_data_and_the_stream_still_closes() {
     run(async {
-        let (_server, port) = serve(|mut r: StreamReader, mut w: StreamWriter| async move {
-            w.write(b"part");
-            w.drain().await.unwrap();
-            // Wait for the client's go-ahead before finishing the line.
-            let _ = r.readline().await;
-            w.write(b"ial line\n");
-            let _ = r.read_to_eof().await;
+        let sent = Rc::new(Cell::new(false));
+        let s = sent.clone();
+        let (_server, port) = serve(move |mut r: StreamReader, mut w: StreamWriter| {
+            let s = s.clone();
+            async move {
+                w.write(b"part");
+                s.set(w.write_buffer_size() == 0); // in the client's socket now
+                // Wait for the client's go-ahead before finishing the line.
+                let _ = r.readline().await;
+                w.write(b"ial line\n");
+                let _ = r.read_to_eof().await;
+            }
         })
         .await;
         let (mut r, mut w) = open_connection("127.0.0.1", port).await.unwrap();
-        // readline is cancelled while it holds "part" and waits for more.
+        until(|| sent.get()).await;
+        // readline is cancelled while it holds "part" and waits for more (the
+        // readable event is pending, so the loop delivers it before the timer).
         let timed_out = asyncio_core::timeout(Duration::from_millis(30), r.readline()).await;
         assert!(timed_out.is_err());
         w.write(b"go\n");

@@ -4,7 +4,9 @@
 #[path = "../examples/support/hyper_io.rs"]
 mod hyper_io;
 
+use std::cell::RefCell;
 use std::convert::Infallible;
+use std::rc::Rc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
@@ -27,14 +29,21 @@ async fn echo_body(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infa
 
 #[test]
 fn hyper_serves_keep_alive_requests_on_several_connections() {
-    let outcome = asyncio::run(asyncio::timeout(Duration::from_secs(30), async {
+    // Handler outcomes are recorded and checked after the run: a panic inside
+    // a task would only reach the exception handler.
+    let served: Rc<RefCell<Vec<Result<(), String>>>> = Rc::default();
+    let record = served.clone();
+    let outcome = asyncio::run(asyncio::timeout(Duration::from_secs(30), async move {
         let server = asyncio::start_server(
-            |reader, writer| async move {
-                let io = hyper_io::HyperIo::new(reader, writer);
-                hyper::server::conn::http1::Builder::new()
-                    .serve_connection(io, hyper::service::service_fn(echo_body))
-                    .await
-                    .expect("the connection is served without error");
+            move |reader, writer| {
+                let record = record.clone();
+                async move {
+                    let io = hyper_io::HyperIo::new(reader, writer);
+                    let r = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, hyper::service::service_fn(echo_body))
+                        .await;
+                    record.borrow_mut().push(r.map_err(|e| e.to_string()));
+                }
             },
             "127.0.0.1",
             0,
@@ -77,4 +86,7 @@ fn hyper_serves_keep_alive_requests_on_several_connections() {
         server.wait_closed().await;
     }));
     outcome.unwrap().expect("the exchange finished within 30 s");
+    let served = served.borrow();
+    assert_eq!(served.len(), 3, "one served connection per client");
+    assert!(served.iter().all(Result::is_ok), "{served:?}");
 }

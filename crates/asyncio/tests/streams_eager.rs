@@ -2,19 +2,27 @@
 //! the server's callbacks start inside create_task, while the stream that
 //! spawned them is in the middle of a call.
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::Duration;
 
 #[test]
 fn eager_factory_echoes_large_writes_and_closes_without_loss() {
     const SIZE: usize = 4 * 1024 * 1024;
-    let out = asyncio::run(asyncio::timeout(Duration::from_secs(30), async {
+    // The handler's outcome is recorded and checked after the run.
+    let closed: Rc<RefCell<Option<std::io::Result<()>>>> = Rc::default();
+    let record = closed.clone();
+    let out = asyncio::run(asyncio::timeout(Duration::from_secs(30), async move {
         asyncio::set_task_factory(asyncio::eager_task_factory);
         let server = asyncio::start_server(
-            |mut r: asyncio::StreamReader, mut w: asyncio::StreamWriter| async move {
-                let data = r.read_to_eof().await.unwrap();
-                w.write(&data); // more than the socket takes: the flusher starts eagerly
-                w.close();
-                w.wait_closed().await.unwrap();
+            move |mut r: asyncio::StreamReader, mut w: asyncio::StreamWriter| {
+                let record = record.clone();
+                async move {
+                    let data = r.read_to_eof().await.unwrap_or_default();
+                    w.write(&data); // more than the socket takes: the flusher starts eagerly
+                    w.close();
+                    *record.borrow_mut() = Some(w.wait_closed().await);
+                }
             },
             "127.0.0.1",
             0,
@@ -32,4 +40,6 @@ fn eager_factory_echoes_large_writes_and_closes_without_loss() {
         server.wait_closed().await;
     }));
     out.unwrap().expect("the echo finished within 30 s");
+    let closed = closed.borrow_mut().take();
+    assert!(matches!(closed, Some(Ok(()))), "{closed:?}");
 }
