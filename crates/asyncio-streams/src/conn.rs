@@ -309,6 +309,10 @@ impl Conn {
                 Err(e) => break Done::Failed(e),
             }
         };
+        // Those who wait on this connection hear first, then teardown's hook
+        // (a server's wait_closed), so a handler's own wait_closed returns
+        // before its server's does.
+        wake.into_iter().for_each(Waker::wake);
         match outcome {
             Done::Close => self.teardown(None),
             Done::Eof => {
@@ -322,7 +326,6 @@ impl Conn {
                 self.teardown(Some(e));
             }
         }
-        wake.into_iter().for_each(Waker::wake);
         Poll::Ready(())
     }
 

@@ -12,6 +12,7 @@ fn eager_factory_echoes_large_writes_and_closes_without_loss() {
     // The handler's outcome is recorded and checked after the run.
     let closed: Rc<RefCell<Option<std::io::Result<()>>>> = Rc::default();
     let record = closed.clone();
+    let seen = closed.clone();
     let out = asyncio::run(asyncio::timeout(Duration::from_secs(30), async move {
         asyncio::set_task_factory(asyncio::eager_task_factory);
         let server = asyncio::start_server(
@@ -38,6 +39,14 @@ fn eager_factory_echoes_large_writes_and_closes_without_loss() {
         assert!(back == data, "the echo differs");
         server.close();
         server.wait_closed().await;
+        // The handler's wait_closed returned first (its waker was woken
+        // before the server's); let it record, within a bound.
+        for _ in 0..100 {
+            if seen.borrow().is_some() {
+                break;
+            }
+            asyncio::yield_now().await;
+        }
     }));
     out.unwrap().expect("the echo finished within 30 s");
     let closed = closed.borrow_mut().take();
