@@ -68,7 +68,8 @@ impl ConnectOptions {
 /// ```
 ///
 /// # Errors
-/// The resolver's error (unknown host); `NotFound` if it returns no address.
+/// The resolver's error (unknown host); `NotFound` if it returns no address;
+/// `Other` wrapping a `RuntimeError` outside a running loop.
 pub async fn getaddrinfo(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
     let literal = host
         .strip_prefix('[')
@@ -78,13 +79,20 @@ pub async fn getaddrinfo(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
         return Ok(vec![SocketAddr::new(ip, port)]);
     }
     let name = host.to_owned();
-    let addrs = asyncio_core::to_thread(move || {
-        (name.as_str(), port)
-            .to_socket_addrs()
-            .map(Iterator::collect::<Vec<_>>)
-    })
-    .await
-    .map_err(|panic| io::Error::other(panic.message().to_owned()))??;
+    // Outside a loop, or with its executor shut down, this is an error
+    // rather than to_thread's panic.
+    let lookup = asyncio_core::get_running_loop()
+        .and_then(|lp| {
+            lp.run_in_executor(move || {
+                (name.as_str(), port)
+                    .to_socket_addrs()
+                    .map(Iterator::collect::<Vec<_>>)
+            })
+        })
+        .map_err(io::Error::other)?;
+    let addrs = lookup
+        .await
+        .map_err(|panic| io::Error::other(panic.message().to_owned()))??;
     if addrs.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::NotFound,

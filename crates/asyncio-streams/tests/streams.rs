@@ -387,3 +387,14 @@ fn a_callback_that_panics_before_its_future_leaves_the_server_accepting() {
             .any(|m| m.contains("callback failed"))
     );
 }
+
+#[test]
+fn outside_a_loop_connecting_is_an_error_not_a_panic() {
+    // A future polled by another executor: no asyncio-rs loop runs.
+    let by_name = futures::executor::block_on(open_connection("localhost", 1));
+    assert_eq!(by_name.unwrap_err().kind(), std::io::ErrorKind::Other);
+    let by_ip = futures::executor::block_on(open_connection("127.0.0.1", 1));
+    assert!(by_ip.is_err());
+    let server = futures::executor::block_on(asyncio_streams::start_server(echo, "127.0.0.1", 0));
+    assert_eq!(server.unwrap_err().kind(), std::io::ErrorKind::Other);
+}
