@@ -5,8 +5,8 @@
 //! loop only if it would block, for as long as the call waits. A socket is
 //! registered once at a time: two calls waiting on the same socket at the same
 //! time (a `sock_recv` in one task and a `sock_sendall` in another) make the
-//! second fail with `AlreadyExists`; use streams or [`DatagramSocket`]
-//! (crate::DatagramSocket) for that.
+//! second fail with `AlreadyExists`; use streams or
+//! [`DatagramSocket`](crate::DatagramSocket) for that.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

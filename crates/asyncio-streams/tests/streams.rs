@@ -398,3 +398,71 @@ fn outside_a_loop_connecting_is_an_error_not_a_panic() {
     let server = futures::executor::block_on(asyncio_streams::start_server(echo, "127.0.0.1", 0));
     assert_eq!(server.unwrap_err().kind(), std::io::ErrorKind::Other);
 }
+
+#[test]
+fn dropping_the_last_server_handle_stops_listening() {
+    run(async {
+        let (server, port) = serve(echo).await;
+        let clone = server.clone();
+        drop(server);
+        // A clone still serves.
+        let (mut r, mut w) = open_connection("127.0.0.1", port).await.unwrap();
+        w.write(b"still\n");
+        assert_eq!(r.readline().await.unwrap(), b"still\n");
+        drop(clone);
+        let err = open_connection("127.0.0.1", port).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+    });
+}
+
+#[test]
+fn unix_server_replaces_a_stale_socket_file_but_not_a_regular_file() {
+    let dir = std::env::temp_dir().join(format!("asyncio-streams-stale-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let stale = dir.join("stale.sock");
+    let regular = dir.join("regular.file");
+    // A socket file left behind by a process that is gone.
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    std::fs::write(&regular, b"data").unwrap();
+    let (s, r) = (stale.clone(), regular.clone());
+    run(async move {
+        let server = start_unix_server(echo, &s).await.unwrap();
+        let (mut rd, mut wr) = open_unix_connection(&s).await.unwrap();
+        wr.write(b"fresh\n");
+        assert_eq!(rd.readline().await.unwrap(), b"fresh\n");
+        let err = start_unix_server(echo, &r).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+        drop(server);
+    });
+    assert_eq!(
+        std::fs::read(&regular).unwrap(),
+        b"data",
+        "a regular file is left alone"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn writer_accessors_report_both_ends_and_nodelay_can_be_cleared() {
+    run(async {
+        let (_server, port) = serve(echo).await;
+        let (mut r, mut w) = open_connection("127.0.0.1", port).await.unwrap();
+        assert_eq!(w.peer_addr().unwrap().as_inet().unwrap().port(), port);
+        assert_eq!(r.peer_addr().unwrap().as_inet().unwrap().port(), port);
+        assert!(
+            w.local_addr()
+                .unwrap()
+                .as_inet()
+                .unwrap()
+                .ip()
+                .is_loopback()
+        );
+        w.set_nodelay(false).unwrap();
+        w.writelines(["a", "b", "c\n"]);
+        assert_eq!(w.write_buffer_limits(), (16 * 1024, 64 * 1024));
+        assert_eq!(r.readline().await.unwrap(), b"abc\n");
+        w.close();
+        w.wait_closed().await.unwrap();
+        assert!(w.peer_addr().is_err(), "no address once closed");
+    });
+}
