@@ -390,3 +390,43 @@ fn cancelled_drain_leaves_the_stream_closable_and_loses_no_byte() {
         assert_eq!(received.get(), Some(SIZE));
     });
 }
+
+#[test]
+fn cancelling_a_task_blocked_in_drain_still_delivers_what_it_wrote() {
+    const SIZE: usize = 16 * 1024 * 1024;
+    run(async {
+        let gate = Rc::new(asyncio_sync::Event::new());
+        let received = Rc::new(Cell::new(None));
+        let (g, rec) = (gate.clone(), received.clone());
+        let (_server, port) = serve(move |mut r: StreamReader, w: StreamWriter| {
+            let (g, rec) = (g.clone(), rec.clone());
+            async move {
+                let _keep_open = w;
+                g.wait().await; // read only once the writer task was cancelled
+                rec.set(Some(
+                    r.read_to_eof().await.map(|d| d.len()).map_err(|e| e.kind()),
+                ));
+            }
+        })
+        .await;
+        let (_r, mut w) = open_connection("127.0.0.1", port).await.unwrap();
+        let in_drain = Rc::new(Cell::new(false));
+        let d = in_drain.clone();
+        let writer_task = asyncio_core::create_task(async move {
+            w.write(&vec![5u8; SIZE]);
+            d.set(true);
+            let _ = w.drain().await; // the peer does not read: blocks
+            unreachable!("drain cannot finish before the peer reads");
+        });
+        until(|| in_drain.get()).await;
+        asyncio_core::yield_now().await;
+        assert!(writer_task.to_ref().cancel());
+        // The task's future is dropped with its writer, which closes the
+        // stream the graceful way: the buffered bytes are still flushed.
+        until(|| writer_task.to_ref().done()).await;
+        assert!(writer_task.to_ref().cancelled());
+        gate.set();
+        until(|| received.get().is_some()).await;
+        assert_eq!(received.get(), Some(Ok(SIZE)));
+    });
+}
