@@ -12,9 +12,17 @@ use crate::error::{IncompleteReadError, LimitOverrunError, ReadExactlyError, Rea
 /// asyncio's default buffer limit for `readline`/`readuntil` (64 KiB).
 pub const DEFAULT_LIMIT: usize = 64 * 1024;
 
-/// How much the buffer grows by at least when it is full; the first read of
-/// a connection allocates this much.
-const MIN_READ: usize = 8 * 1024;
+/// The first read of a connection allocates this much; the size doubles
+/// (up to [`MAX_READ`]) each time a read fills all the room it had, so bulk
+/// transfers soon read large chunks while small messages cost a small,
+/// cheap allocation (the buffer is given back whenever the reader waits
+/// with nothing buffered).
+const FIRST_READ: usize = 2 * 1024;
+const MAX_READ: usize = 64 * 1024;
+
+/// `AsyncRead` reads of at least this size go straight into the caller's
+/// buffer when nothing is buffered.
+const BYPASS: usize = 8 * 1024;
 
 /// A buffer that grew past this (a large `readexactly`) is given back once
 /// empty, so an idle connection holds little memory.
@@ -54,6 +62,8 @@ pub struct StreamReader {
     end: usize,
     limit: usize,
     eof: bool,
+    /// How much room the next allocation or growth gives a read.
+    read_size: usize,
 }
 
 impl fmt::Debug for StreamReader {
@@ -82,6 +92,7 @@ impl StreamReader {
             end: 0,
             limit,
             eof: false,
+            read_size: FIRST_READ,
         }
     }
 
@@ -119,11 +130,12 @@ impl StreamReader {
                 self.start = 0;
             }
             if self.end == self.buf.len() {
-                let grow = self.buf.len().max(MIN_READ);
+                let grow = self.buf.len().max(self.read_size);
                 self.buf.resize(self.buf.len() + grow, 0);
             }
         }
         let end = self.end;
+        let room = self.buf.len() - end;
         match self.conn.poll_read(cx, &mut self.buf[end..]) {
             Poll::Ready(Ok(0)) => {
                 self.eof = true;
@@ -131,6 +143,9 @@ impl StreamReader {
             }
             Poll::Ready(Ok(n)) => {
                 self.end += n;
+                if n == room {
+                    self.read_size = (self.read_size * 2).min(MAX_READ);
+                }
                 Poll::Ready(Ok(n))
             }
             Poll::Pending => {
@@ -316,7 +331,7 @@ impl futures_io::AsyncRead for StreamReader {
             if this.eof || out.is_empty() {
                 return Poll::Ready(Ok(0));
             }
-            if out.len() >= MIN_READ {
+            if out.len() >= BYPASS {
                 // Large reads bypass the buffer.
                 return match this.conn.poll_read(cx, out) {
                     Poll::Ready(Ok(0)) => {
