@@ -8,54 +8,10 @@ use std::path::Path;
 use asyncio_core::IoRegistration;
 
 use crate::conn::Conn;
-use crate::reader::{DEFAULT_LIMIT, StreamReader};
+use crate::options::ConnectOptions;
+use crate::reader::StreamReader;
 use crate::sock::Sock;
 use crate::writer::StreamWriter;
-
-/// Options of [`open_connection_with`] and [`open_unix_connection_with`].
-///
-/// ```
-/// let opts = asyncio_streams::ConnectOptions::new().limit(1024).nodelay(false);
-/// assert_eq!(opts.get_limit(), 1024);
-/// ```
-#[derive(Debug, Clone)]
-pub struct ConnectOptions {
-    limit: usize,
-    nodelay: bool,
-}
-
-impl Default for ConnectOptions {
-    fn default() -> Self {
-        ConnectOptions {
-            limit: DEFAULT_LIMIT,
-            nodelay: true,
-        }
-    }
-}
-
-impl ConnectOptions {
-    /// asyncio's defaults: a 64 KiB limit, `TCP_NODELAY` on.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The reader's buffer limit for `readline`/`readuntil` (asyncio's `limit=`).
-    pub fn limit(mut self, limit: usize) -> Self {
-        self.limit = limit;
-        self
-    }
-
-    /// Whether to set `TCP_NODELAY` (asyncio always does).
-    pub fn nodelay(mut self, nodelay: bool) -> Self {
-        self.nodelay = nodelay;
-        self
-    }
-
-    /// The limit set.
-    pub fn get_limit(&self) -> usize {
-        self.limit
-    }
-}
 
 /// Resolves `host` and `port` to addresses: an IP literal directly, a name
 /// through `getaddrinfo` on the loop's default executor (as asyncio does).

@@ -50,6 +50,7 @@
 mod conn;
 mod connect;
 mod error;
+mod options;
 mod reader;
 mod server;
 mod sock;
@@ -58,16 +59,17 @@ mod udp;
 mod writer;
 
 pub use connect::{
-    ConnectOptions, getaddrinfo, open_connection, open_connection_with, open_unix_connection,
+    getaddrinfo, open_connection, open_connection_with, open_unix_connection,
     open_unix_connection_with,
 };
 pub use error::{
     BlockingSocketError, IncompleteReadError, LimitOverrunError, ReadExactlyError, ReadUntilError,
     WriteBufferLimitsError, WriterClosedError,
 };
+pub use options::{ConnectOptions, ServerOptions};
 pub use reader::{DEFAULT_LIMIT, StreamReader};
 pub use server::{
-    Server, ServerOptions, ServerStateError, start_server, start_server_with, start_unix_server,
+    Server, ServerStateError, start_server, start_server_with, start_unix_server,
     start_unix_server_with,
 };
 pub use sock::StreamAddr;

@@ -17,99 +17,14 @@ use socket2::{Domain, SockAddr, Socket, Type};
 
 use crate::conn::Conn;
 use crate::connect::{getaddrinfo, pair};
-use crate::reader::{DEFAULT_LIMIT, StreamReader};
+use crate::options::ServerOptions;
+use crate::reader::StreamReader;
 use crate::sock::{Sock, StreamAddr};
 use crate::writer::StreamWriter;
 
 /// How many connections one wake-up of the accept loop takes before it lets
 /// the other tasks run.
 const ACCEPT_BATCH: usize = 128;
-
-/// Options of [`start_server_with`] and [`start_unix_server_with`], with
-/// asyncio's defaults.
-///
-/// ```
-/// let opts = asyncio_streams::ServerOptions::new().backlog(1024).reuse_port(true);
-/// # let _ = opts;
-/// ```
-#[derive(Debug, Clone)]
-pub struct ServerOptions {
-    limit: usize,
-    backlog: i32,
-    reuse_address: bool,
-    reuse_port: bool,
-    nodelay: bool,
-    start_serving: bool,
-    cleanup_socket: bool,
-}
-
-impl Default for ServerOptions {
-    fn default() -> Self {
-        ServerOptions {
-            limit: DEFAULT_LIMIT,
-            backlog: 100,
-            reuse_address: true,
-            reuse_port: false,
-            nodelay: true,
-            start_serving: true,
-            cleanup_socket: true,
-        }
-    }
-}
-
-impl ServerOptions {
-    /// asyncio's defaults: limit 64 KiB, backlog 100, `SO_REUSEADDR` on,
-    /// `SO_REUSEPORT` off, `TCP_NODELAY` on, serving at once, the Unix socket
-    /// file removed on close.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The readers' buffer limit for `readline`/`readuntil` (asyncio's `limit=`).
-    pub fn limit(mut self, limit: usize) -> Self {
-        self.limit = limit;
-        self
-    }
-
-    /// The listen backlog (asyncio's `backlog=`, default 100).
-    pub fn backlog(mut self, backlog: i32) -> Self {
-        self.backlog = backlog;
-        self
-    }
-
-    /// `SO_REUSEADDR` (asyncio's `reuse_address=`, on by default on Unix).
-    pub fn reuse_address(mut self, on: bool) -> Self {
-        self.reuse_address = on;
-        self
-    }
-
-    /// `SO_REUSEPORT` (asyncio's `reuse_port=`): several sockets, in this
-    /// process or others, may listen on one port and share its connections.
-    pub fn reuse_port(mut self, on: bool) -> Self {
-        self.reuse_port = on;
-        self
-    }
-
-    /// `TCP_NODELAY` on accepted connections (asyncio always sets it).
-    pub fn nodelay(mut self, on: bool) -> Self {
-        self.nodelay = on;
-        self
-    }
-
-    /// Whether to accept at once (asyncio's `start_serving=`, default true);
-    /// otherwise call [`Server::start_serving`] or [`Server::serve_forever`].
-    pub fn start_serving(mut self, on: bool) -> Self {
-        self.start_serving = on;
-        self
-    }
-
-    /// Whether closing a Unix server removes its socket file (asyncio 3.13's
-    /// `cleanup_socket=`, default true).
-    pub fn cleanup_socket(mut self, on: bool) -> Self {
-        self.cleanup_socket = on;
-        self
-    }
-}
 
 /// Misuse of a [`Server`]: asyncio raises `RuntimeError` for these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
