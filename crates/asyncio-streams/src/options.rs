@@ -54,8 +54,18 @@ impl ConnectOptions {
 /// defaults.
 ///
 /// ```
-/// let opts = asyncio_streams::ServerOptions::new().backlog(1024).reuse_port(true);
-/// # let _ = opts;
+/// use asyncio_streams::{ServerOptions, StreamReader, StreamWriter, start_server_with};
+///
+/// asyncio_core::EventLoop::new().run_until_complete(async {
+///     let opts = ServerOptions::new().backlog(1024).reuse_port(true).limit(1024);
+///     let cb = |r: StreamReader, _w: StreamWriter| async move { assert_eq!(r.limit(), 1024) };
+///     let a = start_server_with(cb, "127.0.0.1", 0, &opts).await?;
+///     let port = a.local_addr().expect("an IP address").port();
+///     // With SO_REUSEPORT a second server may listen on the same port.
+///     let b = start_server_with(cb, "127.0.0.1", port, &opts).await?;
+///     assert_eq!(b.local_addr().map(|a| a.port()), Some(port));
+///     std::io::Result::Ok(())
+/// }).unwrap().unwrap();
 /// ```
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
