@@ -1,130 +1,122 @@
 //! Timers: `sleep`, `call_later`/`call_at`, and asyncio 3.11's timeouts.
 //!
-//! A loop keeps its timers in a slab (the registration) plus a binary heap of
-//! `(deadline, sequence, slab key)`. Cancelling a timer, or dropping the future
-//! that armed it, frees its slab slot at once; the heap entry goes stale and is
-//! skipped when it surfaces, and the heap is rebuilt whenever stale entries
-//! outnumber live ones, so a million timeouts set and cancelled leave nothing
-//! behind.
+//! A loop keeps its timers in a hierarchical timing wheel ([`wheel`]): arming,
+//! cancelling and firing a timer cost O(1) amortised, whatever the number of
+//! timers. Cancelling a timer, or dropping the future that armed it, frees its
+//! slot at once, so a million timeouts set and cancelled leave nothing behind.
+//! Deadlines are rounded up to the wheel's millisecond tick: a timer never
+//! fires before its deadline, and at most about a millisecond after it.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+mod wheel;
+
 use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use slab::Slab;
-
 use crate::event_loop::{Call, LoopInner, running_inner};
+use wheel::{TimerKey, Wheel};
 
 /// The operation did not finish before its deadline (asyncio's `TimeoutError`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, thiserror::Error)]
 #[error("the operation timed out")]
 pub struct TimeoutError;
 
+/// What a timer does when it fires.
 pub(crate) enum Action {
     Wake(Waker),
     Call(Rc<Call>),
 }
 
-pub(crate) struct Entry {
-    seq: u64,
-    action: Action,
-}
-
 /// A loop's timers. Loop thread only; never borrowed across user code.
 #[derive(Default)]
 pub(crate) struct Timers {
-    slab: Slab<Entry>,
-    heap: BinaryHeap<Reverse<(Instant, u64, usize)>>,
-    next_seq: u64,
+    /// Created with the first timer (no clock read for a loop without any).
+    wheel: Option<Wheel<Action>>,
+    /// The timers of one round of firing, handed out outside the borrow.
+    fired: Vec<Action>,
 }
 
 impl Timers {
-    fn insert(&mut self, when: Instant, action: Action) -> (usize, u64) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let key = self.slab.insert(Entry { seq, action });
-        self.heap.push(Reverse((when, seq, key)));
-        (key, seq)
+    fn insert(&mut self, when: Instant, action: Action) -> TimerKey {
+        self.wheel
+            .get_or_insert_with(|| Wheel::new(Instant::now()))
+            .insert(when, action)
     }
 
-    /// Removes the timer `(key, seq)` if it is still pending; returns its action
-    /// so the caller can drop it outside the borrow.
-    fn remove(&mut self, key: usize, seq: u64) -> Option<Action> {
-        match self.slab.get(key) {
-            Some(e) if e.seq == seq => {}
-            _ => return None,
-        }
-        let entry = self.slab.remove(key);
-        // Stale heap entries are skipped when they surface; rebuild once they
-        // outnumber the live ones, so the heap stays proportional to the slab.
-        if self.heap.len() > 64 && self.heap.len() > 2 * self.slab.len() {
-            let slab = &self.slab;
-            self.heap
-                .retain(|Reverse((_, s, k))| slab.get(*k).is_some_and(|e| e.seq == *s));
-        }
-        Some(entry.action)
+    /// Removes the timer `key` if it is still pending; returns its action so
+    /// the caller can drop it outside the borrow.
+    fn remove(&mut self, key: TimerKey) -> Option<Action> {
+        self.wheel.as_mut()?.remove(key)
     }
 
-    /// Drops stale entries at the top; the earliest live deadline.
-    pub(crate) fn next_deadline(&mut self) -> Option<Instant> {
-        while let Some(&Reverse((when, seq, key))) = self.heap.peek() {
-            if self.slab.get(key).is_some_and(|e| e.seq == seq) {
-                return Some(when);
-            }
-            self.heap.pop();
-        }
-        None
+    fn get_mut(&mut self, key: TimerKey) -> Option<&mut Action> {
+        self.wheel.as_mut()?.get_mut(key)
     }
 
-    /// Takes one timer due at `now`, if any.
-    fn pop_due(&mut self, now: Instant) -> Option<Action> {
-        let when = self.next_deadline()?;
-        if when > now {
-            return None;
-        }
-        let Reverse((_, _, key)) = self.heap.pop().expect("next_deadline saw it");
-        Some(self.slab.remove(key).action)
+    /// When the loop must next look at its timers.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.wheel.as_ref()?.next_deadline()
     }
 
+    #[inline]
     pub(crate) fn len(&self) -> usize {
-        self.slab.len()
+        self.wheel.as_ref().map_or(0, Wheel::len)
     }
 
     /// Takes every timer (the loop is closing).
-    pub(crate) fn take_all(&mut self) -> Vec<Entry> {
-        self.heap.clear();
-        self.slab.drain().collect()
+    pub(crate) fn take_all(&mut self) -> Vec<Action> {
+        self.wheel.as_mut().map_or_else(Vec::new, Wheel::take_all)
     }
 }
 
 impl LoopInner {
-    /// Runs the timers that are due: wakes their tasks, queues their callbacks.
+    /// Runs the timers that are due: wakes their tasks, queues their
+    /// callbacks, in (deadline, insertion) order. A timer armed meanwhile
+    /// (by a waker) waits for the next round.
+    #[inline]
     pub(crate) fn fire_timers(&self) {
         // Most iterations have no timer at all: skip the clock read.
-        if self.timers.borrow().heap.is_empty() {
+        if self.timers.borrow().len() == 0 {
             return;
         }
+        self.fire_due_timers();
+    }
+
+    fn fire_due_timers(&self) {
         let now = Instant::now();
-        loop {
-            let action = self.timers.borrow_mut().pop_due(now);
-            match action {
-                None => break,
-                Some(Action::Wake(w)) => self.wake_reporting(w),
-                Some(Action::Call(c)) => self.push_call(c),
+        let mut fired = {
+            let mut timers = self.timers.borrow_mut();
+            let timers = &mut *timers;
+            let Some(wheel) = timers.wheel.as_mut() else {
+                return;
+            };
+            if !wheel.may_be_due(now) {
+                return;
             }
+            let mut fired = std::mem::take(&mut timers.fired);
+            wheel.poll(now, &mut fired);
+            fired
+        };
+        for action in fired.drain(..) {
+            match action {
+                Action::Wake(w) => self.wake_reporting(w),
+                Action::Call(c) => self.push_call(c),
+            }
+        }
+        let mut timers = self.timers.borrow_mut();
+        if timers.fired.capacity() < fired.capacity() {
+            timers.fired = fired;
         }
     }
 
     /// How long the loop may sleep before the next timer is due.
     pub(crate) fn timer_timeout(&self) -> Option<Duration> {
-        let next = self.timers.borrow_mut().next_deadline()?;
+        let next = self.timers.borrow().next_deadline()?;
         Some(next.saturating_duration_since(Instant::now()))
     }
 }
@@ -133,43 +125,55 @@ impl LoopInner {
 /// loop's id so the future stays `Send`.
 #[derive(Default)]
 struct TimerSlot {
-    armed: Option<(u64, usize, u64, Instant)>,
+    armed: Option<(u64, TimerKey, Instant)>,
 }
 
 impl TimerSlot {
-    /// Makes sure a timer at `when` will wake `waker`.
-    fn arm(&mut self, when: Instant, waker: &Waker) {
+    /// Whether a timer at `when` was armed (on some loop) and not disarmed.
+    fn armed_at(&self, when: Instant) -> bool {
+        self.armed.is_some_and(|(_, _, at)| at == when)
+    }
+
+    /// Makes sure a timer at `when` will wake `waker`; `true` if one is
+    /// pending. `false` instead if this slot's timer at `when` on this loop
+    /// has already fired: the deadline has passed, no clock needed.
+    fn arm(&mut self, when: Instant, waker: &Waker) -> bool {
         let lp = running_inner().unwrap_or_else(|e| {
             panic!("asyncio timers need a running asyncio-rs loop to be polled in: {e}")
         });
-        if let Some((loop_id, key, seq, at)) = self.armed
+        if let Some((loop_id, key, at)) = self.armed
             && at == when
             && loop_id == lp.id
         {
             let mut timers = lp.timers.borrow_mut();
-            if let Some(entry) = timers.slab.get_mut(key)
-                && entry.seq == seq
-            {
-                match &mut entry.action {
-                    Action::Wake(w) if w.will_wake(waker) => {}
-                    action => *action = Action::Wake(waker.clone()),
+            return match timers.get_mut(key) {
+                Some(action) => {
+                    match action {
+                        Action::Wake(w) if w.will_wake(waker) => {}
+                        action => *action = Action::Wake(waker.clone()),
+                    }
+                    true
                 }
-                return;
-            }
+                None => {
+                    self.armed = None;
+                    false
+                }
+            };
         }
         self.disarm_on(&lp);
-        let (key, seq) = lp
+        let key = lp
             .timers
             .borrow_mut()
             .insert(when, Action::Wake(waker.clone()));
-        self.armed = Some((lp.id, key, seq, when));
+        self.armed = Some((lp.id, key, when));
+        true
     }
 
     fn disarm_on(&mut self, lp: &LoopInner) {
-        if let Some((loop_id, key, seq, _)) = self.armed.take()
+        if let Some((loop_id, key, _)) = self.armed.take()
             && loop_id == lp.id
         {
-            let action = lp.timers.borrow_mut().remove(key, seq);
+            let action = lp.timers.borrow_mut().remove(key);
             drop(action);
         }
     }
@@ -203,6 +207,8 @@ fn deadline_after(d: Duration) -> Option<Instant> {
 pub struct Sleep {
     /// `None`: a deadline past what `Instant` can hold; the sleep never ends.
     deadline: Option<Instant>,
+    /// `sleep(Duration::ZERO)`: a yield, known without reading the clock.
+    zero: bool,
     yielded: bool,
     timer: TimerSlot,
 }
@@ -219,23 +225,30 @@ impl Future for Sleep {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
-        match this.deadline {
-            // asyncio's sleep(0): give the others one turn.
-            Some(d) if d <= Instant::now() => {
-                if this.yielded || this.timer.armed.is_some() {
-                    this.timer.disarm();
-                    return Poll::Ready(());
-                }
-                this.yielded = true;
-                cx.waker().wake_by_ref();
+        let Some(d) = this.deadline else {
+            return Poll::Pending;
+        };
+        // Armed before: the wheel knows whether the deadline passed (a timer
+        // never fires early), without a clock read.
+        if this.timer.armed_at(d) {
+            return if this.timer.arm(d, cx.waker()) {
                 Poll::Pending
-            }
-            Some(d) => {
-                this.timer.arm(d, cx.waker());
-                Poll::Pending
-            }
-            None => Poll::Pending,
+            } else {
+                Poll::Ready(())
+            };
         }
+        if this.yielded {
+            return Poll::Ready(());
+        }
+        // A deadline already past (sleep(0), or a sleep first polled late)
+        // does not go through the wheel at all: asyncio's sleep(0), one turn.
+        if this.zero || d <= Instant::now() {
+            this.yielded = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        this.timer.arm(d, cx.waker());
+        Poll::Pending
     }
 }
 
@@ -253,11 +266,16 @@ impl fmt::Debug for Sleep {
 /// A duration too long for `Instant` (say `Duration::MAX`) sleeps forever: the
 /// task waits until it is cancelled.
 ///
+/// The deadline counts from this call, as tokio's. The loop's timers tick in
+/// milliseconds: a sleep ends no earlier than its deadline and at most about
+/// a millisecond after it.
+///
 /// # Panics
 /// If polled outside a running asyncio-rs loop.
 pub fn sleep(duration: Duration) -> Sleep {
     Sleep {
         deadline: deadline_after(duration),
+        zero: duration.is_zero(),
         yielded: false,
         timer: TimerSlot::default(),
     }
@@ -270,6 +288,7 @@ pub fn sleep(duration: Duration) -> Sleep {
 pub fn sleep_until(deadline: Instant) -> Sleep {
     Sleep {
         deadline: Some(deadline),
+        zero: false,
         yielded: false,
         timer: TimerSlot::default(),
     }
@@ -281,15 +300,15 @@ pub struct TimerHandle {
     call: Rc<Call>,
     when: Option<Instant>,
     lp: Weak<LoopInner>,
-    key: Option<(usize, u64)>,
+    key: Option<TimerKey>,
 }
 
 impl TimerHandle {
     /// Cancels the callback if it has not run; its timer slot is freed at once.
     pub fn cancel(&self) {
         self.call.cancel();
-        if let (Some((key, seq)), Some(lp)) = (self.key, self.lp.upgrade()) {
-            let action = lp.timers.borrow_mut().remove(key, seq);
+        if let (Some(key), Some(lp)) = (self.key, self.lp.upgrade()) {
+            let action = lp.timers.borrow_mut().remove(key);
             drop(action);
         }
     }
@@ -402,7 +421,11 @@ pin_project_lite::pin_project! {
     pub struct Timeout<F> {
         #[pin]
         inner: Option<F>,
-        state: Arc<TimeoutState>,
+        // The deadline until a handle is taken; then the shared state's.
+        deadline: Deadline,
+        // Created by the first `handle()`: a timeout nobody observes
+        // allocates nothing.
+        shared: OnceLock<Arc<TimeoutState>>,
         timer: TimerSlot,
         // Polled before: the inner future has suspended at least once.
         polled: bool,
@@ -411,21 +434,58 @@ pin_project_lite::pin_project! {
     impl<F> PinnedDrop for Timeout<F> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
+            // The flags are for handles; without one nobody can see them.
+            let Some(state) = this.shared.get() else {
+                return;
+            };
             // Dropped with its inner future still running, past its deadline:
             // an enclosing scope expiring at the same moment cancelled it (or
             // its owner did). asyncio marks such a timeout expired too.
             if this.inner.is_some()
-                && this.state.deadline().is_some_and(|d| d <= Instant::now())
+                && state.deadline().at().is_some_and(|d| d <= Instant::now())
             {
-                this.state.expired.store(true, Ordering::Release);
+                state.expired.store(true, Ordering::Release);
             }
-            this.state.finished.store(true, Ordering::Release);
+            state.finished.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// A timeout's deadline: relative until its clock starts, then absolute.
+#[derive(Debug, Clone, Copy)]
+enum Deadline {
+    /// `timeout(d)` whose clock has not started: `d` from when it does.
+    After(Duration),
+    /// `None`: no deadline.
+    At(Option<Instant>),
+}
+
+impl Deadline {
+    /// The absolute deadline (`None` also while the clock has not started).
+    fn at(self) -> Option<Instant> {
+        match self {
+            Deadline::At(at) => at,
+            Deadline::After(_) => None,
+        }
+    }
+
+    /// Starts the clock of a relative deadline. Returns the deadline, and the
+    /// time read if the clock was read.
+    fn fix(&mut self) -> (Option<Instant>, Option<Instant>) {
+        match *self {
+            Deadline::At(at) => (at, None),
+            Deadline::After(d) => {
+                let now = Instant::now();
+                let at = now.checked_add(d);
+                *self = Deadline::At(at);
+                (at, Some(now))
+            }
         }
     }
 }
 
 struct TimeoutState {
-    deadline: Mutex<Option<Instant>>,
+    deadline: Mutex<Deadline>,
     expired: AtomicBool,
     /// The `Timeout` returned its outcome or was dropped.
     finished: AtomicBool,
@@ -433,8 +493,12 @@ struct TimeoutState {
 }
 
 impl TimeoutState {
-    fn deadline(&self) -> Option<Instant> {
-        *self.deadline.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> std::sync::MutexGuard<'_, Deadline> {
+        self.deadline.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn deadline(&self) -> Deadline {
+        *self.lock()
     }
 }
 
@@ -452,9 +516,11 @@ pub struct TimeoutHandle {
 }
 
 impl TimeoutHandle {
-    /// The deadline (`None`: no deadline), as `Timeout.when()`.
+    /// The deadline (`None`: no deadline), as `Timeout.when()`. For a
+    /// [`timeout`] whose clock has not started yet (see there), asking starts
+    /// it.
     pub fn when(&self) -> Option<Instant> {
-        self.state.deadline()
+        self.state.lock().fix().0
     }
 
     /// Moves the deadline (`None` removes it), as `Timeout.reschedule()`. A
@@ -468,11 +534,7 @@ impl TimeoutHandle {
         if self.state.finished.load(Ordering::Acquire) || self.expired() {
             return Err(TimeoutFinished);
         }
-        *self
-            .state
-            .deadline
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = deadline;
+        *self.state.lock() = Deadline::At(deadline);
         let waker = self
             .state
             .waker
@@ -495,31 +557,38 @@ impl TimeoutHandle {
 impl fmt::Debug for TimeoutHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TimeoutHandle")
-            .field("when", &self.when())
+            .field("deadline", &self.state.deadline())
             .field("expired", &self.expired())
             .finish()
     }
 }
 
 impl<F> Timeout<F> {
-    fn new(inner: F, deadline: Option<Instant>) -> Self {
+    fn new(inner: F, deadline: Deadline) -> Self {
         Timeout {
             inner: Some(inner),
-            state: Arc::new(TimeoutState {
-                deadline: Mutex::new(deadline),
-                expired: AtomicBool::new(false),
-                finished: AtomicBool::new(false),
-                waker: Mutex::new(None),
-            }),
+            deadline,
+            shared: OnceLock::new(),
             timer: TimerSlot::default(),
             polled: false,
         }
     }
 
-    /// A handle to read or move the deadline, also from inside the inner future.
+    /// A handle to read or move the deadline, also from inside the inner
+    /// future. Take it before the timeout is first polled: a handle taken
+    /// between two polls of a timeout polled by hand moves the deadline at
+    /// the next poll, not at once.
     pub fn handle(&self) -> TimeoutHandle {
+        let state = self.shared.get_or_init(|| {
+            Arc::new(TimeoutState {
+                deadline: Mutex::new(self.deadline),
+                expired: AtomicBool::new(false),
+                finished: AtomicBool::new(false),
+                waker: Mutex::new(None),
+            })
+        });
         TimeoutHandle {
-            state: Arc::clone(&self.state),
+            state: Arc::clone(state),
         }
     }
 }
@@ -532,8 +601,9 @@ impl<F: Future> Future for Timeout<F> {
         if this.inner.is_none() {
             panic!("a Timeout was polled after it completed");
         }
-        let deadline = this.state.deadline();
-        let past = deadline.is_some_and(|d| d <= Instant::now());
+        // Only `handle()`, which needs `&self`, creates it: not during a poll.
+        let shared = this.shared.get();
+        let deadline_now = |own: &Deadline| shared.map_or(*own, |s| s.deadline());
         // Once the inner future has suspended, a deadline that passed while it
         // waited cancels it, as asyncio's timer cancels the waiting task
         // before it could run again; and it is the outermost expired scope
@@ -542,7 +612,17 @@ impl<F: Future> Future for Timeout<F> {
         // and report `expired()` too). On the first poll the inner future
         // goes first: a result ready at once wins even past the deadline
         // (asyncio's `timeout(0)` around a future that does not suspend).
-        if !(past && *this.polled) {
+        let before = deadline_now(this.deadline).at();
+        let expired = *this.polled
+            && before.is_some_and(|d| {
+                if this.timer.armed_at(d) {
+                    // The wheel knows (a timer never fires early): no clock.
+                    !this.timer.arm(d, cx.waker())
+                } else {
+                    d <= Instant::now()
+                }
+            });
+        if !expired {
             let inner = this
                 .inner
                 .as_mut()
@@ -551,28 +631,48 @@ impl<F: Future> Future for Timeout<F> {
             if let Poll::Ready(out) = inner.poll(cx) {
                 this.inner.set(None);
                 this.timer.disarm();
-                this.state.finished.store(true, Ordering::Release);
+                if let Some(state) = shared {
+                    state.finished.store(true, Ordering::Release);
+                }
                 return Poll::Ready(Ok(out));
             }
         }
-        *this.polled = true;
+        let was_polled = std::mem::replace(this.polled, true);
+        // The clock of `timeout(d)` starts at its first suspension (unless
+        // `when()` started it): a future that finishes at once never reads it.
+        let (deadline, read) = match shared {
+            Some(state) => state.lock().fix(),
+            None => this.deadline.fix(),
+        };
+        let past = expired
+            || deadline.is_some_and(|d| match read {
+                Some(now) => d <= now,
+                // Checked before the inner poll and unchanged by it.
+                None if was_polled && before == Some(d) => false,
+                None => d <= Instant::now(),
+            });
+        if let Some(state) = shared {
+            store_waker(&state.waker, cx.waker());
+        }
         match deadline {
             Some(_) if past => {
                 // Cancel the inner future: it is dropped here, before we return.
                 this.inner.set(None);
                 this.timer.disarm();
-                this.state.expired.store(true, Ordering::Release);
-                this.state.finished.store(true, Ordering::Release);
+                if let Some(state) = shared {
+                    state.expired.store(true, Ordering::Release);
+                    state.finished.store(true, Ordering::Release);
+                }
                 Poll::Ready(Err(TimeoutError))
             }
             Some(d) => {
-                this.timer.arm(d, cx.waker());
-                store_waker(&this.state.waker, cx.waker());
+                if !this.timer.armed_at(d) {
+                    this.timer.arm(d, cx.waker());
+                }
                 Poll::Pending
             }
             None => {
                 this.timer.disarm();
-                store_waker(&this.state.waker, cx.waker());
                 Poll::Pending
             }
         }
@@ -589,9 +689,13 @@ fn store_waker(slot: &Mutex<Option<Waker>>, waker: &Waker) {
 
 impl<F> fmt::Debug for Timeout<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shared = self.shared.get();
         f.debug_struct("Timeout")
-            .field("when", &self.state.deadline())
-            .field("expired", &self.state.expired.load(Ordering::Acquire))
+            .field("deadline", &shared.map_or(self.deadline, |s| s.deadline()))
+            .field(
+                "expired",
+                &shared.is_some_and(|s| s.expired.load(Ordering::Acquire)),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -605,10 +709,16 @@ impl<F> fmt::Debug for Timeout<F> {
 /// handle dropped while awaited cancels its task, as asyncio's `wait_for`
 /// does); wrap it in `shield` to let it run on.
 ///
+/// The `duration` counts from the moment `fut` first suspends (or
+/// [`TimeoutHandle::when`] is first asked), not from this call: a future
+/// that finishes in its first poll never reads the clock. asyncio starts the
+/// clock on entering `async with timeout(d)`, just before that first step;
+/// [`timeout_at`] is exact.
+///
 /// # Panics
 /// If polled outside a running asyncio-rs loop.
 pub fn timeout<F: IntoFuture>(duration: Duration, fut: F) -> Timeout<F::IntoFuture> {
-    Timeout::new(fut.into_future(), deadline_after(duration))
+    Timeout::new(fut.into_future(), Deadline::After(duration))
 }
 
 /// Runs `fut` until `deadline` (asyncio's `timeout_at`); see [`timeout`].
@@ -616,7 +726,7 @@ pub fn timeout<F: IntoFuture>(duration: Duration, fut: F) -> Timeout<F::IntoFutu
 /// # Panics
 /// If polled outside a running asyncio-rs loop.
 pub fn timeout_at<F: IntoFuture>(deadline: Instant, fut: F) -> Timeout<F::IntoFuture> {
-    Timeout::new(fut.into_future(), Some(deadline))
+    Timeout::new(fut.into_future(), Deadline::At(Some(deadline)))
 }
 
 /// asyncio's `wait_for(fut, timeout)`: on expiry the inner future is cancelled
