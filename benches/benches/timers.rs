@@ -1,6 +1,8 @@
 //! Timers and cross-thread hand-off, asyncio-rs against tokio in one run:
 //! one million tasks each sleeping a pseudo-random 0–100 ms, and 100,000
-//! `call_soon_threadsafe` calls against tokio's `Handle::spawn`.
+//! `call_soon_threadsafe` calls against tokio's `Handle::spawn`; and a
+//! million timeouts set and cancelled, around a ready future and around one
+//! that suspends once (so the timer is armed), against `tokio::time::timeout`.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -34,5 +36,23 @@ fn threadsafe(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, sleepers, threadsafe);
+fn timeouts(c: &mut Criterion) {
+    const N: usize = 1_000_000;
+    let lp = asyncio::EventLoop::new();
+    let rt = tokio_rt_timers();
+    let mut g = c.benchmark_group("timeout_set_cancel_1M");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(N as u64));
+    g.bench_function("asyncio", |b| b.iter(|| asyncio_timeout_set_cancel(&lp, N)));
+    g.bench_function("tokio", |b| b.iter(|| tokio_timeout_set_cancel(&rt, N)));
+    g.finish();
+    let mut g = c.benchmark_group("timeout_armed_1M");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(N as u64));
+    g.bench_function("asyncio", |b| b.iter(|| asyncio_timeout_armed(&lp, N)));
+    g.bench_function("tokio", |b| b.iter(|| tokio_timeout_armed(&rt, N)));
+    g.finish();
+}
+
+criterion_group!(benches, sleepers, threadsafe, timeouts);
 criterion_main!(benches);

@@ -1,8 +1,11 @@
 //! Timer and cross-thread workloads: asyncio-rs against tokio's
 //! current-thread runtime (with its timer driver enabled).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 /// The `i`-th of a fixed pseudo-random sequence of delays in 0..=100 ms, the
@@ -43,6 +46,83 @@ pub fn tokio_sleepers(rt: &tokio::runtime::Runtime, n: usize) {
             .collect();
         for h in handles {
             h.await.expect("a sleep cannot fail");
+        }
+    });
+}
+
+/// The deadline of the timeout scenarios: far enough never to be reached.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `n` times `timeout(10 s, ready(i))`, one after the other: each timeout is
+/// set up, its future finishes at once, and it is torn down (issue 14's
+/// `timeout_set_cancel`). Neither runtime needs to touch its timer structure
+/// for a future that is ready when first polled; [`asyncio_timeout_armed`]
+/// is the same with a future that suspends once.
+pub fn asyncio_timeout_set_cancel(lp: &asyncio::EventLoop, n: usize) {
+    lp.run_until_complete(async move {
+        let mut sum = 0usize;
+        for i in 0..n {
+            sum += asyncio::timeout(TIMEOUT, std::future::ready(i))
+                .await
+                .expect("ready before the deadline");
+        }
+        std::hint::black_box(sum);
+    })
+    .expect("the loop runs");
+}
+
+/// The same on tokio: `tokio::time::timeout`.
+pub fn tokio_timeout_set_cancel(rt: &tokio::runtime::Runtime, n: usize) {
+    rt.block_on(async move {
+        let mut sum = 0usize;
+        for i in 0..n {
+            sum += tokio::time::timeout(TIMEOUT, std::future::ready(i))
+                .await
+                .expect("ready before the deadline");
+        }
+        std::hint::black_box(sum);
+    });
+}
+
+/// A future that wakes itself and suspends once, then is ready: the same
+/// cost on every runtime (no runtime's own `yield_now`).
+#[derive(Debug, Default)]
+pub struct PendingOnce(bool);
+
+impl Future for PendingOnce {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            Poll::Ready(())
+        } else {
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+}
+
+/// `n` times `timeout(10 s, PendingOnce)`: the timer is really armed (the
+/// future suspends), then the future finishes and the timer is cancelled.
+pub fn asyncio_timeout_armed(lp: &asyncio::EventLoop, n: usize) {
+    lp.run_until_complete(async move {
+        for _ in 0..n {
+            asyncio::timeout(TIMEOUT, PendingOnce::default())
+                .await
+                .expect("ready before the deadline");
+        }
+    })
+    .expect("the loop runs");
+}
+
+/// The same on tokio.
+pub fn tokio_timeout_armed(rt: &tokio::runtime::Runtime, n: usize) {
+    rt.block_on(async move {
+        for _ in 0..n {
+            tokio::time::timeout(TIMEOUT, PendingOnce::default())
+                .await
+                .expect("ready before the deadline");
         }
     });
 }

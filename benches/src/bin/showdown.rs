@@ -190,6 +190,7 @@ fn entries() -> Vec<Entry> {
         ops: |n| n / 10,
         run: Box::new(move |n| tokio_threadsafe(&r, n / 10)),
     });
+    timeout_scenarios(&mut v, &lp, &rt_timers);
     // The Barrier's ns/op is per `wait()`: 1,000 parties × n / 10,000 rounds.
     let l = lp.clone();
     let r = rt.clone();
@@ -277,6 +278,42 @@ fn idle_conns_count() -> usize {
         })
         .unwrap_or(1024);
     10_000.min(limit.saturating_sub(256) / 2)
+}
+
+/// Timeouts set and cancelled (issue 14): `timeout(10 s, ready)` a million
+/// times, and the same around a future that suspends once, so that the timer
+/// is really armed and then cancelled (ns per timeout).
+fn timeout_scenarios(
+    v: &mut Vec<Entry>,
+    lp: &std::rc::Rc<asyncio::EventLoop>,
+    rt: &std::rc::Rc<tokio::runtime::Runtime>,
+) {
+    let runs: [(&'static str, &'static str, Run); 4] = [
+        ("timeout_set_cancel", "asyncio", {
+            let l = lp.clone();
+            Box::new(move |n| asyncio_timeout_set_cancel(&l, n))
+        }),
+        ("timeout_set_cancel", "tokio", {
+            let r = rt.clone();
+            Box::new(move |n| tokio_timeout_set_cancel(&r, n))
+        }),
+        ("timeout_armed", "asyncio", {
+            let l = lp.clone();
+            Box::new(move |n| asyncio_timeout_armed(&l, n))
+        }),
+        ("timeout_armed", "tokio", {
+            let r = rt.clone();
+            Box::new(move |n| tokio_timeout_armed(&r, n))
+        }),
+    ];
+    for (scenario, runtime, run) in runs {
+        v.push(Entry {
+            scenario,
+            runtime,
+            ops: |n| n,
+            run,
+        });
+    }
 }
 
 fn median(xs: &mut [f64]) -> f64 {

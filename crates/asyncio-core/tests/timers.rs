@@ -385,3 +385,220 @@ fn a_timeout_can_be_rescheduled_from_inside() {
 fn sleep_outside_a_loop_panics_with_a_clear_message() {
     futures::executor::block_on(sleep(Duration::from_secs(3600)));
 }
+
+// The timing wheel's guarantees, seen through the public API.
+
+fn log_call(log: &Rc<RefCell<Vec<&'static str>>>, name: &'static str) -> impl FnOnce() + 'static {
+    let log = log.clone();
+    move || log.borrow_mut().push(name)
+}
+
+#[test]
+fn equal_deadlines_fire_in_insertion_order() {
+    let lp = EventLoop::new();
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let at = Instant::now() + ms(20);
+    for name in ["a", "b", "c", "d"] {
+        lp.call_at(at, log_call(&log, name));
+    }
+    // One a nanosecond earlier, inserted last: by deadline first.
+    lp.call_at(at - Duration::from_nanos(1), log_call(&log, "earlier"));
+    lp.run_until_complete(sleep(ms(40))).unwrap();
+    assert_eq!(*log.borrow(), ["earlier", "a", "b", "c", "d"]);
+
+    // Sleeping tasks with one deadline wake in the order they slept.
+    let woke = lp
+        .run_until_complete(async {
+            let woke = Rc::new(RefCell::new(Vec::new()));
+            let at = Instant::now() + ms(15);
+            let tasks: Vec<_> = (0..5)
+                .map(|i| {
+                    let woke = woke.clone();
+                    create_task(async move {
+                        sleep_until(at).await;
+                        woke.borrow_mut().push(i);
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.unwrap();
+            }
+            woke.take()
+        })
+        .unwrap();
+    assert_eq!(woke, [0, 1, 2, 3, 4]);
+}
+
+#[test]
+fn past_deadlines_run_at_once_in_deadline_order() {
+    let lp = EventLoop::new();
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let now = Instant::now();
+    lp.call_at(now - ms(1), log_call(&log, "1 ms ago"));
+    lp.call_at(now - ms(3), log_call(&log, "3 ms ago"));
+    lp.call_later(Duration::ZERO, log_call(&log, "now"));
+    lp.run_until_complete(sleep(ms(5))).unwrap();
+    assert_eq!(*log.borrow(), ["3 ms ago", "1 ms ago", "now"]);
+}
+
+#[test]
+fn far_future_timers_are_pending_until_cancelled() {
+    let lp = EventLoop::new();
+    let day = Duration::from_secs(86_400);
+    let handles: Vec<_> = [day, 400 * day, 50 * 365 * day, 200 * 365 * day]
+        .into_iter()
+        .map(|d| lp.call_later(d, || unreachable!("not due for a long time")))
+        .collect();
+    assert!(handles.iter().all(|h| h.when().is_some()));
+    assert_eq!(lp.scheduled_timers(), 4);
+    // The loop runs with them pending, and a near timer still fires.
+    lp.run_until_complete(async move {
+        assert_eq!(
+            timeout(ms(10), sleep(365 * day)).await,
+            Err(TimeoutError),
+            "a near deadline wins over a far one"
+        );
+    })
+    .unwrap();
+    assert_eq!(lp.scheduled_timers(), 4);
+    for h in &handles {
+        h.cancel();
+    }
+    assert_eq!(lp.scheduled_timers(), 0);
+}
+
+#[test]
+fn a_timer_cancelled_by_one_firing_in_the_same_round_does_not_run() {
+    let lp = EventLoop::new();
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let at = Instant::now() + ms(10);
+    let victim: Rc<RefCell<Option<asyncio_core::TimerHandle>>> = Rc::default();
+    let v = victim.clone();
+    let l = log.clone();
+    lp.call_at(at, move || {
+        l.borrow_mut().push("first");
+        v.borrow().as_ref().unwrap().cancel();
+    });
+    *victim.borrow_mut() = Some(lp.call_at(at, log_call(&log, "victim")));
+    lp.call_at(at, log_call(&log, "third"));
+    lp.run_until_complete(sleep(ms(30))).unwrap();
+    assert_eq!(*log.borrow(), ["first", "third"]);
+    assert!(victim.borrow().as_ref().unwrap().cancelled());
+    assert_eq!(lp.scheduled_timers(), 0);
+}
+
+#[test]
+fn rescheduling_a_pending_timeout_moves_its_one_timer() {
+    let lp = EventLoop::new();
+    lp.run_until_complete(async {
+        let lp = asyncio_core::get_running_loop().unwrap();
+        let mut t = Box::pin(timeout(
+            Duration::from_secs(60),
+            std::future::pending::<()>(),
+        ));
+        let h = t.handle();
+        assert!(futures::poll!(t.as_mut()).is_pending());
+        assert_eq!(lp.scheduled_timers(), 1);
+        let later = h.when().unwrap() + Duration::from_secs(60);
+        h.reschedule(Some(later)).unwrap();
+        assert!(futures::poll!(t.as_mut()).is_pending());
+        assert_eq!(lp.scheduled_timers(), 1, "the old timer is freed");
+        let started = Instant::now();
+        h.reschedule(Some(started + ms(20))).unwrap();
+        assert_eq!(t.await, Err(TimeoutError));
+        assert!(started.elapsed() >= ms(20));
+        assert!(h.expired());
+        assert_eq!(lp.scheduled_timers(), 0);
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_timeout_around_a_ready_future_arms_no_timer_and_reads_no_deadline() {
+    let lp = EventLoop::new();
+    lp.run_until_complete(async {
+        let lp = asyncio_core::get_running_loop().unwrap();
+        let t = timeout(ms(50), async { 3 });
+        assert_eq!(t.await, Ok(3));
+        assert_eq!(lp.scheduled_timers(), 0);
+        // Asking for the deadline starts the clock, and fixes it.
+        let before = Instant::now();
+        let t = timeout(ms(50), yield_now());
+        let first = t.handle().when().unwrap();
+        assert!(first >= before + ms(50));
+        assert_eq!(t.handle().when(), Some(first));
+        assert_eq!(t.await, Ok(()));
+    })
+    .unwrap();
+}
+
+/// A waker that, when woken, schedules a callback already due: a timer
+/// inserted while the loop fires its timers.
+struct SchedulingWaker {
+    log: std::sync::Mutex<Vec<&'static str>>,
+}
+
+impl std::task::Wake for SchedulingWaker {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.log.lock().unwrap().push("woken");
+        let me = self.clone();
+        asyncio_core::get_running_loop()
+            .expect("woken by the loop's timers")
+            .call_at(Instant::now() - ms(1), move || {
+                me.log.lock().unwrap().push("inserted while firing")
+            });
+    }
+}
+
+#[test]
+fn a_timer_inserted_while_firing_fires_in_a_later_round() {
+    let lp = EventLoop::new();
+    let waker = std::sync::Arc::new(SchedulingWaker {
+        log: std::sync::Mutex::new(Vec::new()),
+    });
+    let w = waker.clone();
+    lp.run_until_complete(async move {
+        let lp = asyncio_core::get_running_loop().unwrap();
+        let mut s = Box::pin(sleep(ms(5)));
+        let std_waker = std::task::Waker::from(w.clone());
+        let mut cx = std::task::Context::from_waker(&std_waker);
+        assert!(s.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(lp.scheduled_timers(), 1);
+        sleep(ms(30)).await;
+        assert_eq!(lp.scheduled_timers(), 0, "both fired, nothing left");
+    })
+    .unwrap();
+    assert_eq!(
+        *waker.log.lock().unwrap(),
+        ["woken", "inserted while firing"]
+    );
+}
+
+#[test]
+fn scheduled_timers_counts_pending_timers_only() {
+    let lp = EventLoop::new();
+    assert_eq!(lp.scheduled_timers(), 0);
+    let a = lp.call_later(ms(5), || {});
+    let _b = lp.call_later(ms(500), || {});
+    let never = lp.call_later(Duration::MAX, || {});
+    assert_eq!(never.when(), None);
+    assert_eq!(
+        lp.scheduled_timers(),
+        2,
+        "a timer that never fires is not kept"
+    );
+    lp.run_until_complete(async {
+        let lp = asyncio_core::get_running_loop().unwrap();
+        let mut s = Box::pin(sleep(ms(100)));
+        let _ = futures::poll!(s.as_mut());
+        assert_eq!(lp.scheduled_timers(), 3);
+        sleep(ms(20)).await;
+        // `a` fired; the sleep still waits.
+        assert_eq!(lp.scheduled_timers(), 2);
+        drop(s);
+        assert_eq!(lp.scheduled_timers(), 1);
+    })
+    .unwrap();
+    a.cancel(); // fired already: nothing to free
+    assert_eq!(lp.scheduled_timers(), 1);
+}
