@@ -19,6 +19,21 @@ pub(crate) struct RemoteWake(pub(crate) NonNull<Header>);
 // fields, and dropping it releases a waker count, which any thread may do.
 unsafe impl Send for RemoteWake {}
 
+impl RemoteWake {
+    /// Drops an entry that will never reach its loop (the loop closed): gives
+    /// back the task's `REMOTE` bit with the entry's count. A plain drop gives
+    /// back only the count, for the loop's own drain, which clears the bit
+    /// itself before it schedules the task.
+    fn discard(self) {
+        let ptr = std::mem::ManuallyDrop::new(self).0;
+        // SAFETY: an entry in (or bound for) the injector owns the task's
+        // `REMOTE` bit (only the wake that set it pushes an entry) and one
+        // waker count; `ManuallyDrop` keeps `Drop` from giving the count back
+        // a second time.
+        unsafe { waker::release_remote_wake(ptr) };
+    }
+}
+
 impl Drop for RemoteWake {
     fn drop(&mut self) {
         // SAFETY: the entry owns one waker count on a live header.
@@ -58,6 +73,7 @@ impl Shared {
     /// whether the loop was open.
     pub(crate) fn inject(&self, item: Injected) -> bool {
         if self.closed.load(Ordering::Acquire) {
+            item.discard();
             return false;
         }
         self.injector.push(item);
@@ -112,9 +128,22 @@ impl Shared {
         self.closed.load(Ordering::Acquire)
     }
 
+    /// Drops what is queued, after the loop closed (no one else will).
     fn drain(&self) {
         while let Some(item) = self.injector.pop() {
-            drop(item);
+            item.discard();
+        }
+    }
+}
+
+impl Injected {
+    /// Drops an item its loop will never take (it closed). A wake gives back
+    /// the task's `REMOTE` bit too: with the bit left set, the task's cell
+    /// would never be freed once its loop side and its wakers were gone.
+    fn discard(self) {
+        match self {
+            Injected::Wake(wake) => wake.discard(),
+            Injected::Call(f) => drop(f),
         }
     }
 }
