@@ -4,14 +4,14 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::error::{CancelledError, RuntimeError, TaskError};
 use crate::event_loop::{EventLoop, try_create_task};
 use crate::shared::{Injected, Shared};
-use crate::sync::lock;
+use crate::sync::{Condvar, Mutex, lock};
 use crate::task::Task;
 use crate::time::TimeoutError;
 

@@ -97,7 +97,12 @@ impl Shared {
     /// The loop is about to wait in the kernel: returns false (and does not
     /// sleep) if something was injected meanwhile.
     pub(crate) fn prepare_to_sleep(&self) -> bool {
-        self.sleeping.store(true, Ordering::Relaxed);
+        // A swap, not a store: it costs nothing next to the `epoll_wait` that
+        // follows, and as a read-modify-write it is ordered after an
+        // injector's earlier `swap(false)` in loom's model too (loom cannot
+        // order a plain store after a concurrent swap it did not read, and
+        // reports a lost wake-up that the memory model rules out).
+        self.sleeping.swap(true, Ordering::Relaxed);
         fence(Ordering::SeqCst);
         if self.injector.is_empty() {
             true
@@ -110,11 +115,6 @@ impl Shared {
     /// The loop woke up.
     pub(crate) fn awake(&self) {
         self.sleeping.store(false, Ordering::Relaxed);
-    }
-
-    #[cfg(all(test, loom))]
-    pub(crate) fn notifier_woken(&self) -> bool {
-        self.notifier.woken.load(Ordering::SeqCst)
     }
 
     /// Marks the loop closed and drops whatever was injected.
