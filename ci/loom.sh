@@ -7,14 +7,16 @@
 # atomics, mutexes, condition variables, pool threads and thread-locals these
 # paths use become loom's. Each model prints how many interleavings loom ran.
 #
-# The preemption bound defaults to 5 (about ten seconds after the build);
-# `.ci/run` uses 2. Set LOOM_MAX_PREEMPTIONS to change it (unset it with
-# LOOM_MAX_PREEMPTIONS= for loom's unbounded search, which can take long).
+# The preemption bound defaults to 5 (about 16 s after the build on a 2-core
+# machine); `.ci/run` uses 2. Set LOOM_MAX_PREEMPTIONS to change it (set it
+# empty for loom's unbounded search, which can take long).
 # Extra arguments filter the models by name. Runs on the pinned stable
-# toolchain: no nightly needed.
+# toolchain: no nightly needed. Builds into $CARGO_TARGET_DIR/loom (target/
+# by default), apart from the normal build, since --cfg loom changes every
+# artifact.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS-5}"
-[ -z "$LOOM_MAX_PREEMPTIONS" ] && unset LOOM_MAX_PREEMPTIONS
-RUSTFLAGS="--cfg loom ${RUSTFLAGS:-}" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/loom}" \
+if [ -z "$LOOM_MAX_PREEMPTIONS" ]; then unset LOOM_MAX_PREEMPTIONS; fi
+RUSTFLAGS="--cfg loom ${RUSTFLAGS:-}" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/loom" \
     cargo test -p asyncio-core --lib --release -- loom_models --nocapture --test-threads=1 "$@"
