@@ -17,9 +17,10 @@
 //!   is not explored (the flags around it, `closed` and `sleeping`, and their
 //!   fences are).
 //!
-//! Every model also checks that no task cell leaks: it watches the cell's
-//! address through this binary's allocator and asserts that it was freed
-//! once the loop was closed and every thread finished. Each prints how many
+//! The models that race a task's waker (a wake, a drop, a `to_thread` job's
+//! wake) also check that no task cell leaks: they watch the cell's address
+//! through this binary's allocator and assert that it was freed once the
+//! loop was closed and every thread finished. Each model prints how many
 //! interleavings loom ran, and fails if that is only a handful (a model that
 //! no longer races anything).
 
