@@ -187,10 +187,19 @@ fn current() -> Context {
     if let Some(ctx) = CURRENT.with(|c| c.borrow().clone()) {
         return ctx;
     }
-    let ctx = Context::new();
-    if let Some(task) = crate::current_task() {
-        task.attach_context(ctx.clone());
-    }
+    let task = crate::current_task();
+    // A task given a context while none was in use on the thread (a
+    // `Runner`'s, say) runs without entering it until it needs it: now.
+    let ctx = match task.as_ref().and_then(|t| t.context()) {
+        Some(ctx) => ctx,
+        None => {
+            let ctx = Context::new();
+            if let Some(task) = &task {
+                task.attach_context(ctx.clone());
+            }
+            ctx
+        }
+    };
     enter(Some(ctx.clone()));
     ctx
 }

@@ -30,6 +30,13 @@ use crate::time::Timers;
 /// new tasks fall back to being scheduled. Each level keeps a `poll` frame on the
 /// native stack; the bound keeps a million-deep chain from overflowing it.
 pub const MAX_EAGER_DEPTH: u32 = 64;
+
+/// How many turns of a loop that never runs out of ready tasks pass between
+/// two looks at I/O (asyncio looks on every turn; tokio every 61 ticks). A
+/// turn runs everything that was ready when it began, so this bounds how long
+/// a ready socket waits by 61 turns, at the cost of one non-blocking
+/// `epoll_wait` per 61 busy turns, and nothing when no I/O is registered.
+pub const IO_POLL_INTERVAL: u32 = 61;
 const _: () = assert!(MAX_EAGER_DEPTH < EAGER_DEPTH >> EAGER_DEPTH_SHIFT);
 
 /// Marks a `create_task` call on the general path, from before its task is
@@ -163,6 +170,8 @@ pub(crate) struct LoopInner {
     registry_head: Cell<Option<NonNull<Header>>>,
     registry_len: Cell<usize>,
     running: Cell<bool>,
+    /// Turns in a row that ended with tasks still ready (see `busy_turn`).
+    busy_turns: Cell<u32>,
     pub(crate) closed: Cell<bool>,
     /// Live `EventLoop` handles; the loop closes when the last goes.
     handles: Cell<usize>,
@@ -181,6 +190,8 @@ pub(crate) struct LoopInner {
     /// Where the loop waits, and its I/O registrations.
     pub(crate) driver: Driver,
     pub(crate) fd_callbacks: FdCallbacks,
+    /// Signal handlers (`add_signal_handler`) and their self-pipe.
+    pub(crate) signals: crate::signals::SignalsCell,
     /// The default executor of `to_thread`/`run_in_executor`, started lazily.
     pub(crate) pool: RefCell<Option<Arc<Pool>>>,
     pub(crate) pool_config: Cell<PoolConfig>,
@@ -201,6 +212,7 @@ impl LoopInner {
             registry_head: Cell::new(None),
             registry_len: Cell::new(0),
             running: Cell::new(false),
+            busy_turns: Cell::new(0),
             closed: Cell::new(false),
             handles: Cell::new(1),
             next_id: Cell::new(1),
@@ -212,6 +224,7 @@ impl LoopInner {
             timers: RefCell::new(Timers::default()),
             driver,
             fd_callbacks: FdCallbacks::default(),
+            signals: Default::default(),
             pool: RefCell::new(None),
             pool_config: Cell::new(PoolConfig::default()),
             id: NEXT_LOOP_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -225,15 +238,48 @@ impl LoopInner {
     /// Waits in the kernel until the next timer, an I/O event or a wake-up,
     /// then queues what became ready.
     fn idle(&self) {
+        self.busy_turns.set(0);
         let timeout = self.timer_timeout();
         let mut wakeups = Vec::new();
         if self.shared.prepare_to_sleep() {
             self.driver.wait(timeout, &mut wakeups);
             self.shared.awake();
         }
+        self.dispatch_io(wakeups);
+        self.fire_timers();
+    }
+
+    /// A turn that left tasks ready: the loop will not wait in the kernel,
+    /// so every [`IO_POLL_INTERVAL`] such turns it looks at I/O without
+    /// waiting, and a socket becomes ready however busy the tasks keep it.
+    #[inline]
+    fn busy_turn(&self) {
+        let turns = self.busy_turns.get() + 1;
+        if turns < IO_POLL_INTERVAL {
+            self.busy_turns.set(turns);
+        } else {
+            self.busy_turns.set(0);
+            self.poll_io_now();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn poll_io_now(&self) {
+        if self.driver.has_io() || self.signals.borrow().any() {
+            let mut wakeups = Vec::new();
+            self.driver
+                .wait(Some(std::time::Duration::ZERO), &mut wakeups);
+            self.dispatch_io(wakeups);
+        }
+    }
+
+    /// Wakes the futures and queues the callbacks that I/O events asked for.
+    fn dispatch_io(&self, wakeups: Vec<Wakeup>) {
         for w in wakeups {
             match w {
                 Wakeup::Waker(w) => self.wake_reporting(w),
+                Wakeup::Signals => self.dispatch_signals(),
                 Wakeup::Callback(cb, key) => {
                     self.push_call(Call::new(Box::new(move || {
                         if let Ok(lp) = running_inner() {
@@ -243,7 +289,6 @@ impl LoopInner {
                 }
             }
         }
-        self.fire_timers();
     }
 
     #[inline]
@@ -692,18 +737,28 @@ impl LoopInner {
         let header = task.header();
         let registered = self.unregister(task.as_ptr());
         // SAFETY: loop thread; the slot is not borrowed elsewhere.
-        let join = unsafe { (*header.join_waker.get()).take() };
+        let mut join = unsafe { (*header.join_waker.get()).take() };
         header.clear(HAS_JOIN_WAKER);
-        if let Some(w) = join {
-            self.wake_reporting(w);
-        }
         if header.has(HAS_CALLBACKS) {
             header.clear(HAS_CALLBACKS);
-            let callbacks = header.with_extra(|e| std::mem::take(&mut e.callbacks));
-            for (_, cb) in callbacks {
+            // In the order they were added, the awaiter (the join waker) among
+            // them: after the callbacks added before it first waited.
+            let (callbacks, before_join) = header.with_extra(|e| {
+                let before = std::mem::take(&mut e.callbacks_before_join);
+                (std::mem::take(&mut e.callbacks), before)
+            });
+            for (id, cb) in callbacks {
+                if id > before_join
+                    && let Some(w) = join.take()
+                {
+                    self.wake_reporting(w);
+                }
                 let me = task.clone();
                 self.call_soon_boxed(Box::new(move || cb(&me)));
             }
+        }
+        if let Some(w) = join {
+            self.wake_reporting(w);
         }
         if header.has(FAILED) && !header.has(HAS_HANDLE | FAILURE_SEEN) {
             header.set(FAILURE_SEEN);
@@ -863,6 +918,7 @@ impl LoopInner {
             && Arc::strong_count(&self.shared) == 1
             && self.timers.borrow().len() == 0
             && !self.driver.has_io()
+            && !self.signals.borrow().any()
     }
 
     fn all_tasks(&self) -> Vec<TaskRef> {
@@ -1089,6 +1145,8 @@ impl EventLoop {
                 }
                 self.release_cached(self.inner.cells.trim(cell_cache::IDLE_KEEP));
                 self.inner.idle();
+            } else {
+                self.inner.busy_turn();
             }
         }
         drop(_running);
@@ -1121,40 +1179,65 @@ impl EventLoop {
 
     /// Cancels every task that is not done and runs the loop until each has
     /// finished its cancellation (what `Runner.close()` and `asyncio.run` do
-    /// before closing). Tasks created meanwhile are cancelled too.
+    /// before closing), then once more so their done callbacks run.
+    ///
+    /// As asyncio's, it works on a snapshot: a task created meanwhile (by a
+    /// destructor, say) is not waited for — it runs while the loop does, and
+    /// [`close`](Self::close) drops it if it is still pending — so a task that
+    /// keeps making new ones cannot keep this from returning.
     ///
     /// # Errors
     /// As [`run_until_complete`](Self::run_until_complete) for a loop that is
     /// closed or running.
     pub fn cancel_all_tasks(&self) -> Result<(), RuntimeError> {
         let _running = self.enter()?;
-        loop {
-            let tasks = self.inner.all_tasks();
-            if tasks.is_empty() {
+        let tasks = self.inner.all_tasks();
+        for task in &tasks {
+            task.cancel();
+        }
+        while !tasks.iter().all(TaskRef::done) {
+            self.inner.run_once();
+            if tasks.iter().all(TaskRef::done) {
                 break;
             }
-            for task in &tasks {
-                task.cancel();
-            }
-            drop(tasks);
-            self.inner.run_once();
-        }
-        // Let the done callbacks the cancellations scheduled run.
-        while self.inner.ready_len() > 0 {
-            self.inner.run_once();
-            if self.inner.registry_len.get() > 0 {
-                for task in self.inner.all_tasks() {
-                    task.cancel();
+            self.inner.fire_timers();
+            if self.inner.ready_len() == 0 {
+                // Cancellation drops a future at its task's next step, so a
+                // turn ends them all, unless a request was withdrawn with
+                // `uncancel`: then wait for it as a run would, and stop if
+                // nothing can ever wake it.
+                if self.inner.stalled() {
+                    break;
                 }
+                self.inner.idle();
             }
         }
+        drop(tasks);
+        // The done callbacks the cancellations scheduled.
+        self.inner.run_once();
         Ok(())
     }
 
     /// Schedules `f` to run on the next iteration, in FIFO order with tasks, as
     /// `loop.call_soon`. A panic in `f` is reported to the exception handler.
+    ///
+    /// # Panics
+    /// On a closed loop, which could never run `f` (asyncio raises
+    /// `RuntimeError`); [`try_call_soon`](Self::try_call_soon) returns the
+    /// error instead.
     pub fn call_soon(&self, f: impl FnOnce() + 'static) -> CallHandle {
-        self.inner.call_soon_boxed(Box::new(f))
+        self.try_call_soon(f)
+            .unwrap_or_else(|e| closed_loop("EventLoop::call_soon", e))
+    }
+
+    /// [`call_soon`](Self::call_soon), failing with [`RuntimeError::Closed`]
+    /// on a closed loop.
+    pub fn try_call_soon(&self, f: impl FnOnce() + 'static) -> Result<CallHandle, RuntimeError> {
+        if self.inner.closed.get() {
+            self.inner.drop_reporting(f);
+            return Err(RuntimeError::Closed);
+        }
+        Ok(self.inner.call_soon_boxed(Box::new(f)))
     }
 
     /// Creates a task on this loop, started as the task factory says.
@@ -1337,6 +1420,7 @@ impl EventLoop {
             self.inner.drop_reporting(entry);
         }
         self.inner.fd_callbacks_clear();
+        self.inner.clear_signal_handlers();
         // Like asyncio's `executor.shutdown(wait=False)`: running jobs finish
         // in the background, nothing new starts.
         let pool = self.inner.pool.borrow().clone();
@@ -1505,6 +1589,13 @@ where
         Ok(lp) => lp.spawn_default_with(make),
         Err(e) => no_running_loop("create_task_in_place", e),
     }
+}
+
+/// The panic of a scheduling call on a closed loop.
+#[cold]
+#[inline(never)]
+pub(crate) fn closed_loop(what: &str, e: RuntimeError) -> ! {
+    panic!("{what}: {e}: schedule work before close(), or use the try_ form to get the error")
 }
 
 #[cold]

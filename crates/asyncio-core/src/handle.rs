@@ -216,13 +216,14 @@ pub struct ConcurrentFuture<T> {
 }
 
 impl<T> ConcurrentFuture<T> {
+    /// Blocking on the loop's own thread would wait for ever: the loop only
+    /// runs on that thread, and it is blocked here (running or not).
     fn check_not_on_own_loop(&self) {
-        let lp = crate::event_loop::running_inner();
-        if let Ok(lp) = lp
-            && Arc::ptr_eq(&lp.shared, &self.inner.shared)
+        if std::thread::current().id() == self.inner.shared.thread && !self.inner.shared.is_closed()
         {
             panic!(
-                "ConcurrentFuture::wait on the thread of the loop that runs it would never return: await it instead"
+                "ConcurrentFuture::wait on the thread of the loop that runs it would never return: \
+                 await it from a task instead, or run the loop (run_until_complete) on it"
             );
         }
     }
@@ -238,7 +239,6 @@ impl<T> ConcurrentFuture<T> {
     /// Blocks until the outcome is there (taking it) or `deadline` passes
     /// (`None`: no deadline).
     fn wait_until(&self, deadline: Option<Instant>) -> Option<Result<T, TaskError>> {
-        self.check_not_on_own_loop();
         let mut st = lock(&self.inner.state);
         loop {
             assert!(
@@ -248,6 +248,8 @@ impl<T> ConcurrentFuture<T> {
             if let Some(r) = Self::take(&mut st) {
                 return Some(r);
             }
+            // Only when it would block: an outcome already there is returned.
+            self.check_not_on_own_loop();
             st = match deadline {
                 None => self
                     .inner
@@ -273,8 +275,10 @@ impl<T> ConcurrentFuture<T> {
     /// none (cancelled, panicked, or its loop closed first).
     ///
     /// # Panics
-    /// On the loop's own thread (it would wait forever), or if the outcome was
-    /// already taken by `wait_timeout` or an `await`.
+    /// On the loop's own thread while the outcome is not there and the loop is
+    /// open, running or not (it would wait for ever: nothing else runs the
+    /// loop), or if the outcome was already taken by `wait_timeout` or an
+    /// `await`.
     pub fn wait(self) -> Result<T, TaskError> {
         self.wait_until(None)
             .expect("without a deadline the wait ends only with the outcome")

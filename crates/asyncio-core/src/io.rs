@@ -26,6 +26,8 @@ pub(crate) struct IoEntry {
 pub(crate) enum Wakeup {
     Waker(Waker),
     Callback(Rc<dyn Fn()>, usize),
+    /// The self-pipe of the loop's signal handlers is readable.
+    Signals,
 }
 
 impl IoEntry {

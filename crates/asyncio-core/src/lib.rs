@@ -43,6 +43,7 @@ mod handle;
 mod io;
 mod reactor;
 mod shared;
+mod signals;
 mod sync;
 mod task;
 mod time;
@@ -55,9 +56,9 @@ mod loom_models;
 pub use contextvars::{Context, ContextError, ContextVar, Token, copy_context};
 pub use error::{CancelledError, InvalidStateError, PanicError, RunError, RuntimeError, TaskError};
 pub use event_loop::{
-    CallHandle, EventLoop, ExceptionContext, MAX_EAGER_DEPTH, all_tasks, create_task,
-    create_task_in_place, create_task_with, current_task, get_running_loop, in_eager_step,
-    in_task_start, set_task_factory, try_create_task,
+    CallHandle, EventLoop, ExceptionContext, IO_POLL_INTERVAL, MAX_EAGER_DEPTH, all_tasks,
+    create_task, create_task_in_place, create_task_with, current_task, get_running_loop,
+    in_eager_step, in_task_start, set_task_factory, try_create_task,
 };
 pub use factory::{LazyTaskFactory, StartMode, TaskFactory, TaskOptions};
 pub use task::{CallbackId, Task, TaskRef};
@@ -66,7 +67,8 @@ pub use yield_now::{YieldNow, yield_now};
 pub use blocking::{Blocking, to_thread};
 pub use handle::{ConcurrentFuture, LoopHandle};
 pub use io::IoRegistration;
+pub use signals::SignalError;
 pub use time::{
-    Sleep, Timeout, TimeoutError, TimeoutHandle, TimerHandle, sleep, sleep_until, timeout,
-    timeout_at, wait_for,
+    Sleep, Timeout, TimeoutError, TimeoutFinished, TimeoutHandle, TimerHandle, sleep, sleep_until,
+    timeout, timeout_at, wait_for,
 };

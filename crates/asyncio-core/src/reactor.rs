@@ -41,6 +41,9 @@ impl Notifier {
 
 #[cfg(not(miri))]
 const WAKER_TOKEN: mio::Token = mio::Token(usize::MAX);
+/// The read end of the loop's signal self-pipe (see `signals`).
+#[cfg(not(miri))]
+pub(crate) const SIGNAL_TOKEN: mio::Token = mio::Token(usize::MAX - 1);
 
 /// The loop's poller and its I/O registrations. Loop thread only.
 pub(crate) struct Driver {
@@ -124,6 +127,10 @@ impl Driver {
                 if token == WAKER_TOKEN {
                     continue;
                 }
+                if token == SIGNAL_TOKEN {
+                    out.push(Wakeup::Signals);
+                    continue;
+                }
                 if let Some(entry) = io.get_mut(token.0) {
                     entry.on_event(
                         token.0,
@@ -146,6 +153,16 @@ impl Driver {
     #[cfg(not(miri))]
     pub(crate) fn registry(&self) -> std::cell::Ref<'_, mio::Poll> {
         self.poll.borrow()
+    }
+
+    /// Puts the read end of the loop's signal self-pipe in the `epoll` set.
+    #[cfg(not(miri))]
+    pub(crate) fn register_signal_pipe(&self, fd: std::os::fd::RawFd) -> io::Result<()> {
+        self.poll.borrow().registry().register(
+            &mut mio::unix::SourceFd(&fd),
+            SIGNAL_TOKEN,
+            mio::Interest::READABLE,
+        )
     }
 
     /// Whether any I/O source is registered (the loop may still be woken by it).

@@ -56,6 +56,8 @@ pub(crate) struct Shared {
     /// first injection clears it: only that one pays for a wake-up system call.
     sleeping: AtomicBool,
     notifier: Notifier,
+    /// The thread the loop belongs to (the one that created it).
+    pub(crate) thread: std::thread::ThreadId,
 }
 
 impl Shared {
@@ -65,6 +67,7 @@ impl Shared {
             closed: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
             notifier,
+            thread: std::thread::current().id(),
         }
     }
 

@@ -318,7 +318,23 @@ impl crate::EventLoop {
     /// Runs `f` on the loop after `delay` (asyncio's `loop.call_later`). A
     /// delay too long for `Instant` never fires. A panic in `f` goes to the
     /// exception handler.
+    ///
+    /// # Panics
+    /// On a closed loop, which could never run `f` (asyncio raises
+    /// `RuntimeError`); [`try_call_later`](Self::try_call_later) returns the
+    /// error instead.
     pub fn call_later(&self, delay: Duration, f: impl FnOnce() + 'static) -> TimerHandle {
+        self.try_call_later(delay, f)
+            .unwrap_or_else(|e| crate::event_loop::closed_loop("EventLoop::call_later", e))
+    }
+
+    /// [`call_later`](Self::call_later), failing with
+    /// [`RuntimeError::Closed`] on a closed loop.
+    pub fn try_call_later(
+        &self,
+        delay: Duration,
+        f: impl FnOnce() + 'static,
+    ) -> Result<TimerHandle, crate::RuntimeError> {
         self.inner.call_at_boxed(deadline_after(delay), Box::new(f))
     }
 
@@ -330,7 +346,21 @@ impl crate::EventLoop {
 
     /// Runs `f` on the loop at `when` (asyncio's `loop.call_at`); a time
     /// already past runs it on the next iteration.
+    ///
+    /// # Panics
+    /// On a closed loop, as [`call_later`](Self::call_later).
     pub fn call_at(&self, when: Instant, f: impl FnOnce() + 'static) -> TimerHandle {
+        self.try_call_at(when, f)
+            .unwrap_or_else(|e| crate::event_loop::closed_loop("EventLoop::call_at", e))
+    }
+
+    /// [`call_at`](Self::call_at), failing with [`RuntimeError::Closed`] on a
+    /// closed loop.
+    pub fn try_call_at(
+        &self,
+        when: Instant,
+        f: impl FnOnce() + 'static,
+    ) -> Result<TimerHandle, crate::RuntimeError> {
         self.inner.call_at_boxed(Some(when), Box::new(f))
     }
 }
@@ -340,19 +370,24 @@ impl LoopInner {
         self: &Rc<Self>,
         when: Option<Instant>,
         f: Box<dyn FnOnce()>,
-    ) -> TimerHandle {
+    ) -> Result<TimerHandle, crate::RuntimeError> {
+        if self.closed.get() {
+            // Dropped here, not kept by a loop that will never run it.
+            self.drop_reporting(f);
+            return Err(crate::RuntimeError::Closed);
+        }
         let call = Call::new(f);
         let key = when.map(|when| {
             self.timers
                 .borrow_mut()
                 .insert(when, Action::Call(Rc::clone(&call)))
         });
-        TimerHandle {
+        Ok(TimerHandle {
             call,
             when,
             lp: Rc::downgrade(self),
             key,
-        }
+        })
     }
 }
 
@@ -369,12 +404,31 @@ pin_project_lite::pin_project! {
         inner: Option<F>,
         state: Arc<TimeoutState>,
         timer: TimerSlot,
+        // Polled before: the inner future has suspended at least once.
+        polled: bool,
+    }
+
+    impl<F> PinnedDrop for Timeout<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            // Dropped with its inner future still running, past its deadline:
+            // an enclosing scope expiring at the same moment cancelled it (or
+            // its owner did). asyncio marks such a timeout expired too.
+            if this.inner.is_some()
+                && this.state.deadline().is_some_and(|d| d <= Instant::now())
+            {
+                this.state.expired.store(true, Ordering::Release);
+            }
+            this.state.finished.store(true, Ordering::Release);
+        }
     }
 }
 
 struct TimeoutState {
     deadline: Mutex<Option<Instant>>,
     expired: AtomicBool,
+    /// The `Timeout` returned its outcome or was dropped.
+    finished: AtomicBool,
     waker: Mutex<Option<Waker>>,
 }
 
@@ -383,6 +437,12 @@ impl TimeoutState {
         *self.deadline.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
+
+/// [`TimeoutHandle::reschedule`] on a timeout that already expired or
+/// finished (asyncio's `RuntimeError`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the timeout already expired or finished: there is no deadline left to reschedule")]
+pub struct TimeoutFinished;
 
 /// Reads and moves the deadline of a [`Timeout`] (asyncio's `Timeout` object);
 /// cheap to clone, `Send + Sync`, usable from inside the guarded future.
@@ -399,7 +459,15 @@ impl TimeoutHandle {
 
     /// Moves the deadline (`None` removes it), as `Timeout.reschedule()`. A
     /// deadline already past expires the timeout at its next poll.
-    pub fn reschedule(&self, deadline: Option<Instant>) {
+    ///
+    /// # Errors
+    /// [`TimeoutFinished`] once the timeout expired or its future finished (or
+    /// was dropped): there is no deadline left to move (asyncio raises
+    /// `RuntimeError`).
+    pub fn reschedule(&self, deadline: Option<Instant>) -> Result<(), TimeoutFinished> {
+        if self.state.finished.load(Ordering::Acquire) || self.expired() {
+            return Err(TimeoutFinished);
+        }
         *self
             .state
             .deadline
@@ -414,6 +482,7 @@ impl TimeoutHandle {
         if let Some(w) = waker {
             w.wake();
         }
+        Ok(())
     }
 
     /// Whether the deadline passed and the inner future was dropped, as
@@ -439,9 +508,11 @@ impl<F> Timeout<F> {
             state: Arc::new(TimeoutState {
                 deadline: Mutex::new(deadline),
                 expired: AtomicBool::new(false),
+                finished: AtomicBool::new(false),
                 waker: Mutex::new(None),
             }),
             timer: TimerSlot::default(),
+            polled: false,
         }
     }
 
@@ -458,22 +529,40 @@ impl<F: Future> Future for Timeout<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
+        if this.inner.is_none() {
             panic!("a Timeout was polled after it completed");
-        };
-        // The inner future goes first: a result that is ready wins, even when
-        // the deadline has passed (asyncio's `timeout(0)` around a ready future).
-        if let Poll::Ready(out) = inner.poll(cx) {
-            this.inner.set(None);
-            this.timer.disarm();
-            return Poll::Ready(Ok(out));
         }
-        match this.state.deadline() {
-            Some(d) if d <= Instant::now() => {
+        let deadline = this.state.deadline();
+        let past = deadline.is_some_and(|d| d <= Instant::now());
+        // Once the inner future has suspended, a deadline that passed while it
+        // waited cancels it, as asyncio's timer cancels the waiting task
+        // before it could run again; and it is the outermost expired scope
+        // that sees it first, so of nested timeouts with one deadline only
+        // the outermost returns `TimeoutError` (the inner ones are dropped,
+        // and report `expired()` too). On the first poll the inner future
+        // goes first: a result ready at once wins even past the deadline
+        // (asyncio's `timeout(0)` around a future that does not suspend).
+        if !(past && *this.polled) {
+            let inner = this
+                .inner
+                .as_mut()
+                .as_pin_mut()
+                .expect("checked above: the inner future is there");
+            if let Poll::Ready(out) = inner.poll(cx) {
+                this.inner.set(None);
+                this.timer.disarm();
+                this.state.finished.store(true, Ordering::Release);
+                return Poll::Ready(Ok(out));
+            }
+        }
+        *this.polled = true;
+        match deadline {
+            Some(_) if past => {
                 // Cancel the inner future: it is dropped here, before we return.
                 this.inner.set(None);
                 this.timer.disarm();
                 this.state.expired.store(true, Ordering::Release);
+                this.state.finished.store(true, Ordering::Release);
                 Poll::Ready(Err(TimeoutError))
             }
             Some(d) => {
@@ -512,9 +601,9 @@ impl<F> fmt::Debug for Timeout<F> {
 /// Resolves to the output, or to [`TimeoutError`] after dropping `fut` (which
 /// is how a Rust future is cancelled). A `fut` that is ready when first polled
 /// wins even with `Duration::ZERO`. A duration too long for `Instant` means no
-/// deadline. Dropping a [`Task`](crate::Task) detaches it rather than
-/// cancelling it: to cancel a task on timeout, await its future inside the
-/// timeout instead, or call `cancel()` on it.
+/// deadline. Around a [`Task`](crate::Task), expiry cancels the task (a task
+/// handle dropped while awaited cancels its task, as asyncio's `wait_for`
+/// does); wrap it in `shield` to let it run on.
 ///
 /// # Panics
 /// If polled outside a running asyncio-rs loop.

@@ -228,7 +228,7 @@ fn a_coroutine_sent_to_a_loop_that_closes_comes_back_cancelled() {
 }
 
 #[test]
-#[should_panic(expected = "await it instead")]
+#[should_panic(expected = "would never return")]
 fn waiting_on_the_loops_own_thread_panics_instead_of_deadlocking() {
     let lp = EventLoop::new();
     let handle = lp.handle();

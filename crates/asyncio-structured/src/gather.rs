@@ -1,4 +1,5 @@
-//! `gather`: run futures as tasks and collect their outputs in order.
+//! `gather`: run futures as tasks (or take tasks that exist) and collect their
+//! outputs in order.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -7,7 +8,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-use asyncio_core::{CancelledError, PanicError, TaskError, TaskRef, create_task};
+use asyncio_core::{CancelledError, PanicError, Task, TaskError, TaskRef, create_task};
 
 use crate::catch::CatchPanic;
 
@@ -69,7 +70,8 @@ impl<T> Drop for Slot<T> {
 /// [`Gather::return_exceptions`] waits for every child and returns each
 /// outcome instead.
 ///
-/// Gathering nothing completes at once with an empty `Vec`.
+/// Gathering nothing completes at once with an empty `Vec`. To gather tasks
+/// that already exist, use [`gather_tasks`], which takes them as they are.
 ///
 /// # Panics
 /// Outside a running event loop (the children are created at once, like
@@ -120,7 +122,72 @@ where
     }
 }
 
-/// The future of [`gather`].
+/// Waits for tasks that already exist and collects their outcomes in the
+/// order given, as `asyncio.gather(*tasks)`.
+///
+/// The tasks themselves are gathered: no second task is made for each (asyncio's
+/// `ensure_future` returns a task as it is). Otherwise this is [`gather`]: the
+/// first failure (a panic, or a cancelled task) completes the gather at once
+/// and the other tasks keep running; [`Gather::return_exceptions`] waits for
+/// all; dropping the gather before it completes cancels the tasks that have not
+/// finished (asyncio's "if gather() is cancelled, all submitted awaitables
+/// (that have not completed yet) are also cancelled"). The outcome of every
+/// task is taken by the gather, also after it completed, so a failure that
+/// comes later is never reported as "never retrieved".
+///
+/// [`gather`] of a `Task` would work too, but would wrap it in a new task (a
+/// generic future cannot be recognised as a task in Rust): use this for tasks.
+///
+/// Outcomes are collected by done callbacks, so the gather completes one loop
+/// turn after its last task, as asyncio's does.
+///
+/// ```
+/// use asyncio_core::create_task;
+/// use asyncio_structured::{gather_tasks, run};
+///
+/// let out = run(async {
+///     let tasks: Vec<_> = (1..=3).map(|i| create_task(async move { i * 10 })).collect();
+///     gather_tasks(tasks).await
+/// })
+/// .unwrap();
+/// assert_eq!(out.unwrap(), vec![10, 20, 30]);
+/// ```
+pub fn gather_tasks<T, I>(tasks: I) -> Gather<T>
+where
+    T: 'static,
+    I: IntoIterator<Item = Task<T>>,
+{
+    let tasks = tasks.into_iter();
+    let state = Rc::new(GatherState {
+        results: RefCell::new(Vec::with_capacity(tasks.size_hint().0)),
+        remaining: Cell::new(0),
+        first_failure: Cell::new(None),
+        waiter: RefCell::new(None),
+    });
+    let mut pending = Vec::new();
+    for (index, mut task) in tasks.enumerate() {
+        state.results.borrow_mut().push(None);
+        state.remaining.set(state.remaining.get() + 1);
+        let handle = task.to_ref();
+        if !task.done() {
+            pending.push(handle.clone());
+        }
+        let state = Rc::clone(&state);
+        handle.add_done_callback(move |_| {
+            let outcome = task
+                .try_result()
+                .expect("a done task's outcome, taken only by its gather");
+            state.finish(index, outcome);
+        });
+    }
+    Gather {
+        state,
+        children: pending,
+        done: false,
+    }
+}
+
+/// The future of [`gather`] and [`gather_tasks`].
 #[must_use = "futures do nothing unless awaited"]
 pub struct Gather<T> {
     state: Rc<GatherState<T>>,

@@ -40,7 +40,7 @@ mod wait;
 
 pub use asyncio_core::{Context, ContextError, ContextVar, Token, copy_context};
 pub use error::{ChildFailure, ChildOutput, ExceptionGroup, TaskGroupError};
-pub use gather::{Gather, GatherAll, gather};
+pub use gather::{Gather, GatherAll, gather, gather_tasks};
 pub use runner::{EXECUTOR_SHUTDOWN_TIMEOUT, Runner, RunnerBuilder, run};
 pub use shield::{Shield, shield};
 pub use taskgroup::{Join, Scope, TaskGroup, TaskGroupHandle, task_group};

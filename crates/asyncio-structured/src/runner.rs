@@ -100,7 +100,9 @@ impl fmt::Debug for RunnerBuilder {
 
 enum State {
     Fresh(RunnerBuilder),
-    Open(EventLoop),
+    /// The loop, and the context every `run` uses (asyncio's runner copies
+    /// the thread's context once, when it makes its loop).
+    Open(EventLoop, Context),
     Closed,
 }
 
@@ -152,16 +154,20 @@ impl Runner {
             if let Some(f) = builder.task_factory.take() {
                 lp.set_task_factory_rc(Some(f));
             }
-            *state = State::Open(lp);
+            *state = State::Open(lp, asyncio_core::copy_context());
         }
         match &*state {
-            State::Open(lp) => Ok(lp.clone()),
+            State::Open(lp, _) => Ok(lp.clone()),
             State::Closed => Err(RuntimeError::Closed),
             State::Fresh(_) => unreachable!("initialised above"),
         }
     }
 
     /// Runs `future` to completion on the runner's loop and returns its output.
+    ///
+    /// The main task runs in the runner's context (a copy of the thread's
+    /// context, made when the runner opened its loop), the same for every
+    /// run, as asyncio's: a context variable one run sets, the next run sees.
     ///
     /// # Errors
     /// [`RuntimeError::Closed`] after `close`, [`RuntimeError::AlreadyRunning`] /
@@ -175,7 +181,8 @@ impl Runner {
         F: Future + 'static,
     {
         if let Ok(running) = get_running_loop() {
-            let ours = matches!(&*self.state.borrow(), State::Open(lp) if lp.same_loop(&running));
+            let ours =
+                matches!(&*self.state.borrow(), State::Open(lp, _) if lp.same_loop(&running));
             return Err(if ours {
                 RuntimeError::AlreadyRunning
             } else {
@@ -184,7 +191,13 @@ impl Runner {
             .into());
         }
         let lp = self.get_loop()?;
-        self.run_main(&lp, future, None)
+        let context = match &*self.state.borrow() {
+            State::Open(_, ctx) => ctx.clone(),
+            _ => unreachable!("get_loop opened the runner"),
+        };
+        // One context for every run, as asyncio's `Runner.run`: what one run's
+        // main task sets, the next one sees.
+        self.run_main(&lp, future, Some(TaskOptions::new().context(context)))
     }
 
     /// Runs the main future, with Ctrl-C handling when enabled.
@@ -198,7 +211,7 @@ impl Runner {
         F: Future + 'static,
     {
         let guard = if self.sigint {
-            crate::sigint::SigintGuard::install().ok()
+            crate::sigint::SigintGuard::install(lp).ok()
         } else {
             None
         };
@@ -245,7 +258,7 @@ impl Runner {
     /// own loop.
     pub fn close(&self) -> Result<(), RuntimeError> {
         let open = match &*self.state.borrow() {
-            State::Open(lp) => Some(lp.clone()),
+            State::Open(lp, _) => Some(lp.clone()),
             _ => None,
         };
         let Some(lp) = open else {
@@ -289,7 +302,7 @@ impl fmt::Debug for Runner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &*self.state.borrow() {
             State::Fresh(_) => "fresh",
-            State::Open(_) => "open",
+            State::Open(..) => "open",
             State::Closed => "closed",
         };
         f.debug_struct("Runner").field("state", &state).finish()

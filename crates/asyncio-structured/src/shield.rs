@@ -26,21 +26,27 @@ where
     F: Future + 'static,
 {
     Shield {
-        task: create_task(fut),
+        task: Some(create_task(fut)),
     }
 }
 
 /// The future of [`shield`]: the shielded task's outcome.
+///
+/// Dropping it (its awaiter was cancelled) detaches the inner task rather
+/// than cancelling it, which is the whole point of a shield.
 #[must_use = "futures do nothing unless awaited"]
 #[derive(Debug)]
 pub struct Shield<T> {
-    task: Task<T>,
+    /// `None` only while being dropped.
+    task: Option<Task<T>>,
 }
 
 impl<T> Shield<T> {
     /// The inner task.
     pub fn task(&self) -> &Task<T> {
-        &self.task
+        self.task
+            .as_ref()
+            .expect("a Shield holds its task until dropped")
     }
 }
 
@@ -48,6 +54,19 @@ impl<T> Future for Shield<T> {
     type Output = Result<T, TaskError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.get_mut().task).poll(cx)
+        let task = self
+            .get_mut()
+            .task
+            .as_mut()
+            .expect("a Shield holds its task until dropped");
+        Pin::new(task).poll(cx)
+    }
+}
+
+impl<T> Drop for Shield<T> {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.detach();
+        }
     }
 }

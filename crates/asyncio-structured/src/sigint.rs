@@ -2,104 +2,103 @@
 //! the main task; a second one, while it is being cancelled, ends the process
 //! as an unhandled `KeyboardInterrupt` would (killed by SIGINT).
 //!
-//! The signal is caught with `signal-hook`'s iterator on a helper thread (no
-//! hand-written handler); the main future is wrapped so that the helper can
-//! cancel it from outside the loop through a waker.
+//! The first SIGINT reaches the loop through its own signal handling
+//! (`EventLoop::add_signal_handler`: a self-pipe in the loop's `epoll` set, no
+//! thread), and its handler cancels the main future, which is wrapped for
+//! that. The second must work even while the loop is stuck in a destructor of
+//! that cancellation, so it is decided in the signal handler itself: a flag the
+//! first SIGINT sets arms `signal-hook`'s conditional default action. When the
+//! run returns, both go, and a SIGINT no loop handles acts as before the run
+//! (the default action ends the program).
 
+use std::cell::Cell;
 use std::future::Future;
-use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::task::{Context, Poll, Waker};
-use std::thread::JoinHandle;
 
+use asyncio_core::{EventLoop, SignalError};
+use signal_hook::SigId;
 use signal_hook::consts::SIGINT;
-use signal_hook::iterator::{Handle, Signals};
 
 #[derive(Default)]
 struct Interrupt {
-    requested: AtomicBool,
-    count: AtomicUsize,
-    waker: Mutex<Option<Waker>>,
+    requested: Cell<bool>,
+    waker: Cell<Option<Waker>>,
 }
 
-/// Catches SIGINT while alive; dropping it restores the previous behaviour.
+/// Catches SIGINT on the loop while alive; dropping it gives SIGINT back.
 pub(crate) struct SigintGuard {
-    handle: Handle,
-    thread: Option<JoinHandle<()>>,
-    interrupt: Arc<Interrupt>,
+    lp: EventLoop,
+    interrupt: Rc<Interrupt>,
+    /// The second SIGINT's conditional default action, then the flag the
+    /// first one sets (in that order, so the first does not trigger it).
+    armed: [SigId; 2],
 }
 
 impl SigintGuard {
-    pub(crate) fn install() -> io::Result<SigintGuard> {
-        let mut signals = Signals::new([SIGINT])?;
-        let handle = signals.handle();
-        let interrupt = Arc::new(Interrupt::default());
-        let intr = Arc::clone(&interrupt);
-        let thread = std::thread::Builder::new()
-            .name("asyncio-sigint".into())
-            .spawn(move || {
-                for _ in signals.forever() {
-                    if intr.count.fetch_add(1, Ordering::AcqRel) == 0 {
-                        intr.requested.store(true, Ordering::Release);
-                        let waker = intr
-                            .waker
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .take();
-                        if let Some(w) = waker {
-                            w.wake();
-                        }
-                    } else {
-                        // A second Ctrl-C while the first is being handled:
-                        // die of SIGINT, as Python does on KeyboardInterrupt.
-                        let _ = signal_hook::low_level::emulate_default_handler(SIGINT);
-                        std::process::exit(130);
-                    }
+    pub(crate) fn install(lp: &EventLoop) -> Result<SigintGuard, SignalError> {
+        let interrupt = Rc::new(Interrupt::default());
+        let intr = Rc::clone(&interrupt);
+        lp.add_signal_handler(SIGINT, move || {
+            intr.requested.set(true);
+            if let Some(w) = intr.waker.take() {
+                w.wake();
+            }
+        })?;
+        let seen = Arc::new(AtomicBool::new(false));
+        let armed = signal_hook::flag::register_conditional_default(SIGINT, Arc::clone(&seen))
+            .and_then(|kill| match signal_hook::flag::register(SIGINT, seen) {
+                Ok(flag) => Ok([kill, flag]),
+                Err(e) => {
+                    signal_hook::low_level::unregister(kill);
+                    Err(e)
                 }
-            })?;
-        Ok(SigintGuard {
-            handle,
-            thread: Some(thread),
-            interrupt,
-        })
+            });
+        match armed {
+            Ok(armed) => Ok(SigintGuard {
+                lp: lp.clone(),
+                interrupt,
+                armed,
+            }),
+            Err(e) => {
+                let _ = lp.remove_signal_handler(SIGINT);
+                Err(e.into())
+            }
+        }
     }
 
     /// Wraps the main future so that a SIGINT cancels (drops) it.
     pub(crate) fn wrap<F: Future>(&self, future: F) -> Interruptible<F> {
         Interruptible {
             inner: Some(Box::pin(future)),
-            interrupt: Arc::clone(&self.interrupt),
+            interrupt: Rc::clone(&self.interrupt),
         }
     }
 }
 
 impl Drop for SigintGuard {
     fn drop(&mut self) {
-        self.handle.close();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        for id in self.armed {
+            signal_hook::low_level::unregister(id);
         }
+        let _ = self.lp.remove_signal_handler(SIGINT);
     }
 }
 
 /// The main future, cancelled by Ctrl-C: `Err(())` means interrupted.
 pub(crate) struct Interruptible<F> {
     inner: Option<Pin<Box<F>>>,
-    interrupt: Arc<Interrupt>,
+    interrupt: Rc<Interrupt>,
 }
 
 impl<F: Future> Future for Interruptible<F> {
     type Output = Result<F::Output, ()>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        *self
-            .interrupt
-            .waker
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(cx.waker().clone());
-        if self.interrupt.requested.load(Ordering::Acquire) {
+        if self.interrupt.requested.get() {
             // Cancel the main task: drop its future (its destructors run here).
             self.inner = None;
             return Poll::Ready(Err(()));
@@ -113,7 +112,10 @@ impl<F: Future> Future for Interruptible<F> {
                 self.inner = None;
                 Poll::Ready(Ok(out))
             }
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                self.interrupt.waker.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
         }
     }
 }

@@ -1,15 +1,18 @@
 //! `TaskGroup`: children that end together, and fail together.
 
+use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
+use std::mem::ManuallyDrop;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::Pin;
 use std::ptr::NonNull;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use asyncio_core::{
-    Task, TaskOptions, TaskRef, create_task_in_place, create_task_with, current_task,
+    PanicError, Task, TaskOptions, TaskRef, create_task_in_place, create_task_with, current_task,
     get_running_loop, in_eager_step,
 };
 
@@ -35,6 +38,9 @@ struct GroupState {
     finished: Cell<bool>,
     /// Whoever waits for the group (its `join`, or its scope).
     waiter: Cell<Option<Waker>>,
+    /// The task that made the group: once it is being cancelled, nobody may
+    /// read the group's failures any more.
+    owner: Option<TaskRef>,
 }
 
 impl GroupState {
@@ -47,7 +53,19 @@ impl GroupState {
             abort_scheduled: Cell::new(false),
             finished: Cell::new(false),
             waiter: Cell::new(None),
+            owner: current_task(),
         })
+    }
+
+    /// Whether the group's failures may still be read: it has not ended, and
+    /// the task that made it is not being cancelled (at a runner's shutdown
+    /// every task is, and a child may be dropped before its owner).
+    fn may_be_read(&self) -> bool {
+        !self.finished.get()
+            && self
+                .owner
+                .as_ref()
+                .is_none_or(|t| t.cancelling() == 0 && !t.done())
     }
 
     /// Starts `fut` as a child task (named `name`, if given).
@@ -71,7 +89,7 @@ impl GroupState {
         // `Rc::from_raw` needs when the child gives its count back.
         let group = NonNull::new(Rc::as_ptr(self).cast_mut()).expect("an Rc is never null");
         let child = move || Child {
-            fut: CatchPanic::new(fut),
+            fut: ManuallyDrop::new(CatchPanic::new(fut)),
             guard: ChildGuard::new(group),
         };
         let task = match name {
@@ -236,10 +254,43 @@ fn task_name() -> String {
 /// A child's future inside its task: runs `fut`, then reports to the group how
 /// it ended.
 struct Child<F> {
-    fut: CatchPanic<F>,
-    /// Declared after `fut`, so dropped after it: a child dropped before it
-    /// finished reports once its future is gone, also when that panicked.
+    /// Dropped by `Child`'s `Drop`, before `guard`: a child dropped before it
+    /// finished (cancelled) reports once its future is gone, with the panic of
+    /// that future's destructor if there was one.
+    fut: ManuallyDrop<CatchPanic<F>>,
     guard: ChildGuard,
+}
+
+impl<F> Drop for Child<F> {
+    #[inline]
+    fn drop(&mut self) {
+        if matches!(self.guard.owed, Owed::Unstarted | Owed::Outcome) {
+            self.drop_unfinished();
+        } else {
+            // SAFETY: `fut` is dropped once, here, in place (it may be pinned),
+            // and never used again.
+            unsafe { ManuallyDrop::drop(&mut self.fut) };
+        }
+    }
+}
+
+impl<F> Child<F> {
+    /// The child is dropped before it ended: the group (or the loop closing)
+    /// cancelled it. A panic of its future's destructor is the child's failure,
+    /// recorded in the group with its own message, as asyncio records an
+    /// exception raised while a child handles its `CancelledError`; the task
+    /// itself then ends cancelled, so the loop does not report the failure a
+    /// second time as never retrieved.
+    #[cold]
+    #[inline(never)]
+    fn drop_unfinished(&mut self) {
+        let fut = &mut self.fut;
+        // SAFETY: as in `drop`: once, in place, never used again.
+        let dropped = catch_unwind(AssertUnwindSafe(|| unsafe { ManuallyDrop::drop(fut) }));
+        if let Err(payload) = dropped {
+            self.guard.cleanup_panicked(payload);
+        }
+    }
 }
 
 impl<F> Future for Child<F>
@@ -251,11 +302,12 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // SAFETY: `fut` is structurally pinned: it is never moved out of `self`,
-        // `Child` has no `Drop` impl, and it is `Unpin` only when `F` is.
+        // SAFETY: `fut` is structurally pinned: it is never moved out of `self`
+        // (`Child`'s `Drop` drops it in place), and `Child` is `Unpin` only
+        // when `F` is.
         let this = unsafe { self.get_unchecked_mut() };
-        // SAFETY: as above.
-        let fut = unsafe { Pin::new_unchecked(&mut this.fut) };
+        // SAFETY: as above; `fut` is only dropped by `Child`'s `Drop`.
+        let fut = unsafe { Pin::new_unchecked(&mut *this.fut) };
         let failure = match fut.poll(cx) {
             Poll::Pending => {
                 this.guard.started();
@@ -401,11 +453,36 @@ impl ChildGuard {
         }
     }
 
+    /// The child's future panicked as it was dropped before it ended.
+    #[cold]
+    fn cleanup_panicked(&mut self, payload: Box<dyn Any + Send>) {
+        if self.owed == Owed::Unstarted && asyncio_core::in_task_start() {
+            // Dropped inside its own `create_task`, never counted: the panic
+            // goes on as it would without the group.
+            self.owed = Owed::Nothing;
+            resume_unwind(payload);
+        }
+        // SAFETY: the child still owes its outcome, so the group is alive (see
+        // the type's documentation).
+        // With no loop running, the loop is closing (`close()` drops what is
+        // left): the group will not be joined either.
+        if !unsafe { self.group.as_ref() }.may_be_read() || get_running_loop().is_err() {
+            // The group was dropped, or its owner is being cancelled: nobody
+            // would read the failure there. The task ends with the panic,
+            // which the loop reports.
+            resume_unwind(payload);
+        }
+        self.report(Some(ChildFailure::Panic {
+            task: task_name(),
+            panic: PanicError::new(payload),
+        }));
+    }
+
     #[cold]
     fn report_unfinished(&mut self) {
         let failure = std::thread::panicking().then(|| ChildFailure::Panic {
             task: task_name(),
-            panic: asyncio_core::PanicError::new(Box::new("panicked while being cancelled")),
+            panic: PanicError::new(Box::new("panicked while being cancelled")),
         });
         self.report(failure);
     }
@@ -662,25 +739,25 @@ impl<Fut: Future> Future for Scope<Fut> {
         let state = Rc::clone(&this.state);
         if let Some(body) = &mut this.body {
             if state.aborting.get() {
-                this.body = None;
+                drop_body(&mut this.body, &state);
             } else {
                 match body.as_mut().poll(cx) {
                     Poll::Pending => {}
                     Poll::Ready(Ok(out)) => {
                         this.output = Some(out);
-                        this.body = None;
+                        drop_body(&mut this.body, &state);
                     }
                     Poll::Ready(Err(panic)) => {
-                        this.body = None;
                         state.body_failed(ChildFailure::Panic {
                             task: task_name(),
                             panic,
                         });
+                        drop_body(&mut this.body, &state);
                     }
                 }
                 // A child may have failed while the body ran.
                 if state.aborting.get() {
-                    this.body = None;
+                    drop_body(&mut this.body, &state);
                 }
             }
         }
@@ -698,10 +775,34 @@ impl<Fut: Future> Future for Scope<Fut> {
     }
 }
 
+/// Drops the body (cancelling it, if it has not finished). A panic of its
+/// destructors is a failure of the body, kept with the others in the order
+/// they happened, as asyncio's `__aexit__` keeps an exception raised in the
+/// body's `finally` after the group cancelled it (test_taskgroups
+/// `test_taskgroup_19`); it must not unwind out of the group, which would lose
+/// the children's failures and leave them running.
+fn drop_body<B>(body: &mut Option<B>, state: &GroupState) {
+    if let Some(b) = body.take()
+        && let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(b)))
+    {
+        state.body_failed(ChildFailure::Panic {
+            task: task_name(),
+            panic: PanicError::new(payload),
+        });
+    }
+}
+
 impl<Fut: Future> Drop for Scope<Fut> {
     fn drop(&mut self) {
-        self.body = None;
+        // The owner is cancelled: the children are cancelled whatever the
+        // body's destructors do; their panic then ends the owner (the scope
+        // has no one left to report to).
+        let body = self.body.take();
+        let dropped = catch_unwind(AssertUnwindSafe(move || drop(body)));
         self.state.abandon();
+        if let Err(payload) = dropped {
+            resume_unwind(payload);
+        }
     }
 }
 

@@ -4,7 +4,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use asyncio_core::{TaskError, create_task, current_task, yield_now};
-use asyncio_structured::{gather, run, shield};
+use asyncio_structured::{gather, gather_tasks, run, shield};
 
 async fn ticks(n: usize) {
     for _ in 0..n {
@@ -154,4 +154,145 @@ fn cancelling_the_shielded_task_itself_still_cancels_it() {
         assert!(s.await.unwrap_err().is_cancelled());
     })
     .unwrap();
+}
+
+// Issue 13 item 6: asyncio's gather takes a task as it is (ensure_future
+// returns it): no second task per input, outputs in input order.
+#[test]
+fn gathering_tasks_uses_them_without_a_task_per_input() {
+    let (added, out) = run(async {
+        let tasks: Vec<_> = (0..3usize)
+            .map(|i| {
+                create_task(async move {
+                    ticks(3 - i).await;
+                    i
+                })
+            })
+            .collect();
+        let before = asyncio_core::all_tasks().unwrap().len();
+        let g = gather_tasks(tasks);
+        let added = asyncio_core::all_tasks().unwrap().len() - before;
+        (added, g.await)
+    })
+    .unwrap();
+    assert_eq!(added, 0, "no task was created for the gather");
+    assert_eq!(out.unwrap(), vec![0, 1, 2]);
+}
+
+// asyncio's gather docs: "If gather() is cancelled, all submitted awaitables
+// (that have not completed yet) are also cancelled."
+#[test]
+fn cancelling_a_gather_of_tasks_cancels_the_unfinished_ones() {
+    let log: Rc<RefCell<Vec<&'static str>>> = Rc::default();
+    let l = log.clone();
+    // Observed inside the run: at its end `run` cancels whatever is left.
+    let (outer_cancelled, slow_cancelled, fast_ok, cleaned) = run(async move {
+        let fast = create_task(async { 1 });
+        let l2 = l.clone();
+        let slow = create_task(async move {
+            struct Cleanup(Rc<RefCell<Vec<&'static str>>>);
+            impl Drop for Cleanup {
+                fn drop(&mut self) {
+                    self.0.borrow_mut().push("slow cleaned up");
+                }
+            }
+            let _c = Cleanup(l2);
+            std::future::pending::<()>().await;
+            2
+        });
+        let (fast_ref, slow_ref) = (fast.to_ref(), slow.to_ref());
+        let outer = create_task(gather_tasks(vec![fast, slow]));
+        ticks(3).await;
+        assert!(fast_ref.done() && !slow_ref.done());
+        outer.cancel();
+        ticks(3).await;
+        (
+            outer.cancelled(),
+            slow_ref.cancelled(),
+            fast_ref.done() && !fast_ref.cancelled(),
+            l.borrow().clone(),
+        )
+    })
+    .unwrap();
+    assert!(outer_cancelled);
+    assert!(slow_cancelled, "the unfinished task was cancelled");
+    assert!(fast_ok, "the finished one is left alone");
+    assert_eq!(cleaned, ["slow cleaned up"]);
+    assert_eq!(*log.borrow(), ["slow cleaned up"]);
+}
+
+#[test]
+fn dropping_a_gather_of_tasks_before_it_completes_cancels_them() {
+    let cancelled = run(async {
+        let t = create_task(std::future::pending::<()>());
+        let r = t.to_ref();
+        let g = gather_tasks(vec![t]);
+        yield_now().await;
+        drop(g);
+        ticks(2).await;
+        r.cancelled()
+    })
+    .unwrap();
+    assert!(cancelled);
+}
+
+// The first failure completes the gather; the others keep running and their
+// later failures are taken by the gather, never reported as unretrieved.
+#[test]
+fn a_gather_of_tasks_fails_first_and_retrieves_the_later_failures() {
+    let lp = asyncio_core::EventLoop::new();
+    let reported = Rc::new(RefCell::new(Vec::new()));
+    let r = reported.clone();
+    lp.set_exception_handler(Some(move |ctx: &asyncio_core::ExceptionContext| {
+        r.borrow_mut().push(format!("{ctx}"));
+    }));
+    let (first, later_done) = lp
+        .run_until_complete(async {
+            let a = create_task(async {
+                yield_now().await;
+                panic!("first");
+            });
+            let b = create_task(async {
+                ticks(5).await;
+                panic!("later");
+            });
+            let b_ref = b.to_ref();
+            let first = gather_tasks(vec![a, b]).await;
+            let running = !b_ref.done();
+            ticks(10).await;
+            (first, running && b_ref.done())
+        })
+        .unwrap();
+    match first {
+        Err(TaskError::Panicked(p)) => assert_eq!(p.message(), "first"),
+        other => panic!("{other:?}"),
+    }
+    assert!(later_done, "the other task kept running after the gather");
+    lp.close().unwrap();
+    assert_eq!(*reported.borrow(), Vec::<String>::new());
+}
+
+#[test]
+fn return_exceptions_over_tasks_collects_every_outcome_including_finished_ones() {
+    let lp = asyncio_core::EventLoop::new();
+    lp.set_task_factory(asyncio_factory::eager_task_factory);
+    let out = lp
+        .run_until_complete(async {
+            let done = create_task(async { 1 }); // finished in its eager step
+            assert!(done.done());
+            let failing = create_task(async {
+                yield_now().await;
+                panic!("boom");
+            });
+            let cancelled = create_task(std::future::pending::<i32>());
+            cancelled.cancel();
+            gather_tasks(vec![done, failing, cancelled])
+                .return_exceptions()
+                .await
+        })
+        .unwrap();
+    assert_eq!(out.len(), 3);
+    assert_eq!(out[0].as_ref().ok(), Some(&1));
+    assert!(matches!(&out[1], Err(TaskError::Panicked(p)) if p.message() == "boom"));
+    assert!(matches!(out[2], Err(TaskError::Cancelled(_))));
 }

@@ -8,6 +8,11 @@ use asyncio_core::{
 };
 use asyncio_structured::{Runner, run};
 
+/// Tests that raise SIGINT in this process take turns: the signal reaches
+/// every runner handling it, and a second one while a runner is cancelling
+/// ends the process.
+static SIGINT_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[path = "../../asyncio-core/tests/common/mod.rs"]
 mod common;
 use common::Checks;
@@ -206,6 +211,7 @@ fn run_closes_its_loop_and_cancels_leftovers() {
 #[cfg_attr(miri, ignore = "signals are not available under Miri")]
 fn ctrl_c_cancels_the_main_task_of_runner_run() {
     use std::time::Duration;
+    let _one_at_a_time = SIGINT_TESTS.lock().unwrap_or_else(|e| e.into_inner());
     struct Cleanup(std::rc::Rc<std::cell::Cell<bool>>);
     impl Drop for Cleanup {
         fn drop(&mut self) {
@@ -329,4 +335,120 @@ fn a_second_ctrl_c_while_the_main_task_is_cancelled_kills_the_process() {
         Some(2),
         "killed by SIGINT; got {status}\nstdout: {seen:?} {rest}\nstderr:\n{stderr}"
     );
+}
+
+/// test_runners' `test_run_keeps_context`: every run of one runner uses the
+/// runner's context, so a variable the main task set in one run is what the
+/// next run reads.
+#[test]
+fn runs_of_one_runner_share_one_context() {
+    let var = asyncio_core::ContextVar::<u32>::new("value");
+    let runner = Runner::new();
+    let v = var.clone();
+    assert_eq!(runner.run(async move { v.get() }).unwrap(), None);
+    let v = var.clone();
+    runner.run(async move { drop(v.set(1)) }).unwrap();
+    let v = var.clone();
+    runner
+        .run(async move {
+            assert_eq!(v.get(), Some(1));
+            drop(v.set(2));
+        })
+        .unwrap();
+    let v = var.clone();
+    assert_eq!(runner.run(async move { v.get() }).unwrap(), Some(2));
+    // The thread's own context never saw any of it.
+    assert_eq!(var.get(), None);
+    // Nor does another runner.
+    let v = var.clone();
+    assert_eq!(Runner::new().run(async move { v.get() }).unwrap(), None);
+}
+
+/// issue 15: after `run` returns, SIGINT has its previous action back: a
+/// process that ran a `Runner` with Ctrl-C handling and then waits dies of
+/// the SIGINT (before, signal-hook's handler stayed, and Ctrl-C did nothing).
+#[test]
+#[cfg_attr(miri, ignore = "Miri has neither signals nor processes")]
+fn ctrl_c_after_run_returned_ends_the_process() {
+    use std::os::unix::process::ExitStatusExt;
+    const NAME: &str = "ctrl_c_after_run_returned_ends_the_process";
+    if common::child_mode(NAME) {
+        let runner = Runner::builder().handle_sigint(true).build();
+        runner.run(async {}).unwrap();
+        runner.close().unwrap();
+        println!("child: ready");
+        std::thread::sleep(common::PATIENCE / 2);
+        println!("child: survived");
+        return;
+    }
+    let mut child = common::spawn_child(NAME);
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        assert!(n > 0, "the child ended before it was ready");
+        if line.trim_end().ends_with("child: ready") {
+            break;
+        }
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    let (status, rest, stderr) = common::wait_child(child);
+    assert_eq!(
+        status.signal(),
+        Some(2),
+        "killed by SIGINT; got {status}\nstdout: {rest}\nstderr:\n{stderr}"
+    );
+}
+
+/// issue 15: each of two runs in a row handles its own Ctrl-C.
+#[test]
+#[cfg_attr(miri, ignore = "Miri has no signals")]
+fn two_runs_in_a_row_each_handle_ctrl_c() {
+    use std::time::Duration;
+    let _one_at_a_time = SIGINT_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+    let runner = Runner::builder().handle_sigint(true).build();
+    for _ in 0..2 {
+        let out = runner.run(async {
+            asyncio_core::create_task(async {
+                asyncio_core::sleep(Duration::from_millis(5)).await;
+                signal_hook::low_level::raise(signal_hook::consts::SIGINT).unwrap();
+            });
+            asyncio_core::sleep(Duration::from_secs(30)).await;
+        });
+        assert_eq!(out, Err(RunError::Interrupted));
+    }
+    runner.close().unwrap();
+}
+
+/// issue 15: `Runner::run` with Ctrl-C handling starts no thread (the signal
+/// reaches the loop through its epoll set). Counted in a child process, where
+/// no other test starts threads meanwhile.
+#[test]
+#[cfg_attr(miri, ignore = "Miri has no /proc")]
+fn run_with_ctrl_c_handling_starts_no_thread() {
+    const NAME: &str = "run_with_ctrl_c_handling_starts_no_thread";
+    fn threads() -> usize {
+        std::fs::read_dir("/proc/self/task").unwrap().count()
+    }
+    if common::child_mode(NAME) {
+        let before = threads();
+        let runner = Runner::builder().handle_sigint(true).build();
+        let during = runner.run(async { threads() }).unwrap();
+        runner.close().unwrap();
+        println!("threads: {before} {during}");
+        return;
+    }
+    let (status, out, err) = common::run_child(NAME);
+    assert!(status.success(), "{out}\n{err}");
+    let line = out
+        .lines()
+        .find_map(|l| l.split("threads: ").nth(1))
+        .unwrap_or_else(|| panic!("no count in {out}"));
+    let counts: Vec<usize> = line.split(' ').map(|n| n.trim().parse().unwrap()).collect();
+    assert_eq!(counts[0], counts[1], "threads before and during run");
 }

@@ -343,36 +343,190 @@ fn the_scoped_form_returns_the_bodys_output_when_nothing_fails() {
     assert_eq!(out.unwrap(), "body value");
 }
 
-#[test]
-fn a_child_that_panics_while_being_cancelled_is_a_failure_too() {
-    struct Bomb;
-    impl Drop for Bomb {
-        fn drop(&mut self) {
-            panic!("bomb in drop");
-        }
+/// A value whose destructor panics with `msg` (a `finally` that raises).
+struct Bomb(&'static str);
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        panic!("{}", self.0);
     }
-    let lp = EventLoop::new();
-    lp.set_exception_handler(Some(|_: &asyncio_core::ExceptionContext| {}));
+}
+
+/// A loop (lazy, or under the eager factory) whose exception handler records
+/// what it is given.
+fn recording_loop(eager: bool) -> (EventLoop, Rc<RefCell<Vec<String>>>) {
+    let lp = if eager {
+        eager_loop()
+    } else {
+        EventLoop::new()
+    };
+    let reported = Rc::new(RefCell::new(Vec::new()));
+    let r = Rc::clone(&reported);
+    lp.set_exception_handler(Some(move |ctx: &asyncio_core::ExceptionContext| {
+        r.borrow_mut().push(format!("{ctx}"));
+    }));
+    (lp, reported)
+}
+
+// Issue 13 item 7: a child that the group cancels and whose cleanup panics
+// fails with that panic's own message, recorded once in the group's error and
+// nowhere else (asyncio: the exception raised while handling CancelledError
+// is the child's exception, which the group retrieves).
+#[test]
+fn a_child_that_panics_while_being_cancelled_is_a_failure_with_its_message() {
+    for eager in [false, true] {
+        let (lp, reported) = recording_loop(eager);
+        let (err, cancelled) = lp
+            .run_until_complete(async {
+                let tg = TaskGroup::new();
+                let bomb = tg
+                    .create_task_named(
+                        async {
+                            let _b = Bomb("cleanup failed");
+                            std::future::pending::<()>().await;
+                        },
+                        "bomb",
+                    )
+                    .unwrap();
+                tg.create_task(async {
+                    yield_now().await;
+                    Err::<(), _>(Boom("trigger"))
+                })
+                .unwrap();
+                let err = tg.join().await.unwrap_err();
+                (err, bomb.cancelled())
+            })
+            .unwrap();
+        assert_eq!(
+            messages(&err),
+            ["trigger", "panic: cleanup failed"],
+            "eager: {eager}"
+        );
+        assert_eq!(err.failures()[1].task_name(), "bomb");
+        assert!(
+            cancelled,
+            "the child's task ends cancelled (eager: {eager})"
+        );
+        lp.close().unwrap();
+        assert_eq!(*reported.borrow(), Vec::<String>::new(), "eager: {eager}");
+    }
+}
+
+// The same when the child's handle is dropped at once (detached): its failure
+// is the group's, never reported as never retrieved.
+#[test]
+fn a_detached_childs_cleanup_panic_is_reported_once_in_the_group() {
+    let (lp, reported) = recording_loop(false);
     let err = lp
         .run_until_complete(async {
-            let tg = TaskGroup::new();
-            tg.create_task(async {
-                let _b = Bomb;
+            task_group(|tg| async move {
+                tg.create_task(async {
+                    let _b = Bomb("child cleanup");
+                    std::future::pending::<()>().await;
+                })
+                .unwrap();
+                tg.create_task(async {
+                    yield_now().await;
+                    Err::<(), _>(Boom("trigger"))
+                })
+                .unwrap();
                 std::future::pending::<()>().await;
             })
-            .unwrap();
-            tg.create_task(async {
-                yield_now().await;
-                Err::<(), _>(Boom("trigger"))
-            })
-            .unwrap();
-            tg.join().await
+            .await
         })
         .unwrap()
         .unwrap_err();
-    let m = messages(&err);
-    assert_eq!(m[0], "trigger");
-    assert_eq!(m[1], "panic: panicked while being cancelled");
+    assert_eq!(messages(&err), ["trigger", "panic: child cleanup"]);
+    lp.close().unwrap();
+    assert_eq!(*reported.borrow(), Vec::<String>::new());
+}
+
+// After CPython's test_taskgroups `test_taskgroup_19`: the body, cancelled
+// because a child failed, fails in its cleanup; the group's error holds both,
+// and the panic does not escape the group.
+#[test]
+fn a_body_that_panics_while_being_cancelled_comes_back_with_the_childs_failure() {
+    for eager in [false, true] {
+        let (lp, reported) = recording_loop(eager);
+        let out = lp
+            .run_until_complete(async {
+                task_group(|tg| async move {
+                    tg.create_task(async {
+                        yield_now().await;
+                        Err::<(), _>(Boom("crash soon"))
+                    })
+                    .unwrap();
+                    let _b = Bomb("body cleanup");
+                    std::future::pending::<()>().await;
+                })
+                .await
+            })
+            .expect("the panic stays in the group");
+        let err = out.unwrap_err();
+        assert_eq!(
+            messages(&err),
+            ["crash soon", "panic: body cleanup"],
+            "eager: {eager}"
+        );
+        lp.close().unwrap();
+        assert_eq!(*reported.borrow(), Vec::<String>::new(), "eager: {eager}");
+    }
+}
+
+// Both at once: the body and a sibling fail in their cleanup after one
+// child's failure; each failure is there once, with its message.
+#[test]
+fn cleanup_panics_of_the_body_and_of_a_child_are_all_recorded_once() {
+    let (lp, reported) = recording_loop(false);
+    let err = lp
+        .run_until_complete(async {
+            task_group(|tg| async move {
+                tg.create_task(async {
+                    let _b = Bomb("child cleanup");
+                    std::future::pending::<()>().await;
+                })
+                .unwrap();
+                tg.create_task(async {
+                    yield_now().await;
+                    Err::<(), _>(Boom("trigger"))
+                })
+                .unwrap();
+                let _b = Bomb("body cleanup");
+                std::future::pending::<()>().await;
+            })
+            .await
+        })
+        .unwrap()
+        .unwrap_err();
+    let mut m = messages(&err);
+    assert_eq!(m.remove(0), "trigger", "the first failure comes first");
+    m.sort();
+    assert_eq!(m, ["panic: body cleanup", "panic: child cleanup"]);
+    lp.close().unwrap();
+    assert_eq!(*reported.borrow(), Vec::<String>::new());
+}
+
+// A group that is dropped (its owner cancelled) has nobody to hand failures
+// to: a child's cleanup panic then ends its task with that panic, which the
+// loop reports (once), rather than vanishing.
+#[test]
+fn a_cleanup_panic_of_a_child_of_a_dropped_group_is_reported_by_the_loop() {
+    let (lp, reported) = recording_loop(false);
+    lp.run_until_complete(async {
+        let tg = TaskGroup::new();
+        tg.create_task(async {
+            let _b = Bomb("orphan cleanup");
+            std::future::pending::<()>().await;
+        })
+        .unwrap();
+        yield_now().await;
+        drop(tg); // cancels the child
+        sleep_ticks(3).await;
+    })
+    .unwrap();
+    lp.close().unwrap();
+    let reported = reported.borrow();
+    assert_eq!(reported.len(), 1, "{reported:?}");
+    assert!(reported[0].contains("orphan cleanup"), "{reported:?}");
 }
 
 #[test]
@@ -686,4 +840,68 @@ fn a_panicking_started_hook_is_reported_and_the_child_still_counts() {
         "{reported:?}"
     );
     assert!(reported[1].contains("(task 1"), "{reported:?}");
+}
+
+// At a runner's shutdown every task is cancelled, and a child may be dropped
+// before the task that owns its group: its cleanup panic is then reported by
+// the loop, not kept in a group that nobody will read.
+#[test]
+fn a_childs_cleanup_panic_at_shutdown_is_reported_by_the_loop() {
+    let runner = asyncio_structured::Runner::new();
+    let lp = runner.get_loop().unwrap();
+    let reported = Rc::new(RefCell::new(Vec::new()));
+    let r = Rc::clone(&reported);
+    lp.set_exception_handler(Some(move |ctx: &asyncio_core::ExceptionContext| {
+        r.borrow_mut().push(format!("{ctx}"));
+    }));
+    runner
+        .run(async {
+            create_task(async {
+                let _ = task_group(|tg| async move {
+                    tg.create_task(async {
+                        let _b = Bomb("cleanup at shutdown");
+                        std::future::pending::<()>().await;
+                    })
+                    .unwrap();
+                    std::future::pending::<()>().await;
+                })
+                .await;
+            });
+            sleep_ticks(3).await;
+        })
+        .unwrap();
+    runner.close().unwrap();
+    let reported = reported.borrow();
+    let hits = reported
+        .iter()
+        .filter(|m| m.contains("cleanup at shutdown"))
+        .count();
+    assert_eq!(hits, 1, "{reported:?}");
+}
+
+// `EventLoop::close()` drops what is left after the loop stopped running: a
+// child's cleanup panic then is the loop's to report, even for a group made
+// outside any task (which has no owner to watch).
+#[test]
+fn a_childs_cleanup_panic_when_the_loop_closes_is_reported_by_the_loop() {
+    let (lp, reported) = recording_loop(false);
+    let tg = TaskGroup::new();
+    let h = tg.handle();
+    lp.run_until_complete(async move {
+        h.create_task(async {
+            let _b = Bomb("cleanup at close");
+            std::future::pending::<()>().await;
+        })
+        .unwrap();
+        yield_now().await;
+    })
+    .unwrap();
+    lp.close().unwrap();
+    drop(tg);
+    let reported = reported.borrow();
+    let hits = reported
+        .iter()
+        .filter(|m| m.contains("cleanup at close"))
+        .count();
+    assert_eq!(hits, 1, "{reported:?}");
 }

@@ -15,7 +15,8 @@ use crate::waiters::{WaitList, WakeBatch};
 /// Each `wait()` of a cycle returns a distinct index in `0..parties`, in order
 /// of arrival (the last to arrive gets `parties - 1`). After the barrier trips
 /// it *drains*: tasks that arrive before every released task has returned
-/// wait for the next cycle. [`reset`](Barrier::reset) breaks the tasks waiting
+/// wait for the next cycle, and join it when they run after the last one has
+/// left (so a `reset()` by that last one does not break them). [`reset`](Barrier::reset) breaks the tasks waiting
 /// in the current cycle with [`BrokenBarrierError`] and then starts over;
 /// [`abort`](Barrier::abort) breaks them and every later `wait()` until the
 /// next `reset`.
@@ -84,6 +85,11 @@ enum Outcome {
     Waiting,
     Released(u32),
     Broken,
+    /// Queued while the barrier drained or reset, and woken when the last
+    /// party left: it joins the next cycle when it runs (asyncio's `_block`
+    /// returns and the task enters only then), so a `reset()` before that
+    /// does not break it.
+    Admitted,
 }
 
 impl Outcome {
@@ -97,7 +103,9 @@ impl Outcome {
         match self {
             Outcome::Released(i) => Ok(i as usize),
             Outcome::Broken => Err(BrokenBarrierError),
-            Outcome::Waiting => unreachable!("a woken barrier waiter has an outcome"),
+            Outcome::Waiting | Outcome::Admitted => {
+                unreachable!("a woken barrier waiter has an outcome")
+            }
         }
     }
 }
@@ -243,24 +251,56 @@ impl Barrier {
         }
     }
 
-    /// The last task of a draining or reset cycle has left: fill the next
-    /// cycle with the tasks that queued meanwhile (and trip it if complete).
+    /// The last task of a draining or reset cycle has left: the barrier
+    /// fills again, and the tasks that queued meanwhile are woken to join it.
+    /// They count only once they run, as in asyncio, where they pass `_block`
+    /// only when they next run: until then `n_waiting()` does not show them
+    /// and a `reset()` (by the task that just left, say) does not break them
+    /// (test_locks `test_reset_barrier_while_tasks_draining`).
     #[cold]
     fn refill(&self, st: &mut State, batch: &mut WakeBatch) {
         st.phase = Phase::Filling;
-        let room = self.parties;
-        let mut joined = 0;
-        st.waiters.for_each_linked_mut(|slot| {
-            if joined == room {
-                return false;
+        batch.reserve(st.waiters.len());
+        while let Some(slot) = st.waiters.front_mut() {
+            slot.outcome = Outcome::Admitted;
+            batch.push(st.waiters.wake_front());
+        }
+    }
+
+    /// A task arrives (a new `wait()`, or one admitted after draining); a
+    /// trip's wake-ups go into `batch`, for the caller to wake once its borrow
+    /// is released.
+    fn arrive(
+        &self,
+        st: &mut State,
+        key: &mut Option<usize>,
+        cx: &Context<'_>,
+        batch: &mut WakeBatch,
+    ) -> Poll<Result<usize, BrokenBarrierError>> {
+        match st.phase {
+            Phase::Broken => Poll::Ready(Err(BrokenBarrierError)),
+            Phase::Filling => {
+                st.count += 1;
+                if st.count < self.parties {
+                    let slot = Slot {
+                        outcome: Outcome::Waiting,
+                        counted: true,
+                    };
+                    *key = Some(st.waiters.push_back(cx.waker(), slot));
+                    return Poll::Pending;
+                }
+                trip(st, batch);
+                self.exit(st, batch);
+                Poll::Ready(Ok(self.parties - 1))
             }
-            slot.counted = true;
-            joined += 1;
-            true
-        });
-        st.count = joined;
-        if joined == self.parties {
-            trip(st, batch);
+            Phase::Draining | Phase::Resetting => {
+                let slot = Slot {
+                    outcome: Outcome::Waiting,
+                    counted: false,
+                };
+                *key = Some(st.waiters.push_back(cx.waker(), slot));
+                Poll::Pending
+            }
         }
     }
 }
@@ -299,7 +339,11 @@ fn break_in_line(st: &mut State, batch: &mut WakeBatch) {
 /// ones in asyncio that have not re-checked the state yet.
 fn break_released(st: &mut State) {
     for slot in st.waiters.woken_data_mut() {
-        slot.outcome = Outcome::Broken;
+        // An admitted waiter has not joined any cycle: it checks the
+        // barrier's state when it runs, as a new arrival.
+        if matches!(slot.outcome, Outcome::Released(_)) {
+            slot.outcome = Outcome::Broken;
+        }
     }
 }
 
@@ -325,50 +369,30 @@ impl Future for BarrierWait<'_> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let barrier = self.barrier;
         let mut st = barrier.state.borrow_mut();
-        let Some(key) = self.key else {
-            match st.phase {
-                Phase::Broken => return Poll::Ready(Err(BrokenBarrierError)),
-                Phase::Filling => {
-                    st.count += 1;
-                    if st.count < barrier.parties {
-                        let slot = Slot {
-                            outcome: Outcome::Waiting,
-                            counted: true,
-                        };
-                        self.key = Some(st.waiters.push_back(cx.waker(), slot));
-                        return Poll::Pending;
-                    }
+        if let Some(key) = self.key {
+            if st.waiters.is_linked(key) {
+                st.waiters.set_waker(key, cx.waker());
+                return Poll::Pending;
+            }
+            let slot = st.waiters.remove(key);
+            self.key = None;
+            if slot.outcome != Outcome::Admitted {
+                // The common case wakes nobody: no batch to build or to wake.
+                if slot.counted && leave(&mut st) {
                     let mut batch = WakeBatch::default();
-                    trip(&mut st, &mut batch);
-                    barrier.exit(&mut st, &mut batch);
+                    barrier.refill(&mut st, &mut batch);
                     drop(st);
                     batch.wake();
-                    return Poll::Ready(Ok(barrier.parties - 1));
                 }
-                Phase::Draining | Phase::Resetting => {
-                    let slot = Slot {
-                        outcome: Outcome::Waiting,
-                        counted: false,
-                    };
-                    self.key = Some(st.waiters.push_back(cx.waker(), slot));
-                    return Poll::Pending;
-                }
+                return Poll::Ready(slot.outcome.result());
             }
-        };
-        if st.waiters.is_linked(key) {
-            st.waiters.set_waker(key, cx.waker());
-            return Poll::Pending;
+            // Admitted after the last draining party left: arrive now.
         }
-        let slot = st.waiters.remove(key);
-        self.key = None;
-        // The common case wakes nobody: no batch to build or to wake.
-        if slot.counted && leave(&mut st) {
-            let mut batch = WakeBatch::default();
-            barrier.refill(&mut st, &mut batch);
-            drop(st);
-            batch.wake();
-        }
-        Poll::Ready(slot.outcome.result())
+        let mut batch = WakeBatch::default();
+        let out = barrier.arrive(&mut st, &mut self.key, cx, &mut batch);
+        drop(st);
+        batch.wake();
+        out
     }
 }
 

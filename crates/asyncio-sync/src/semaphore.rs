@@ -22,8 +22,15 @@ struct State {
     /// Free permits (asyncio's `_value`, minus permits already handed to
     /// woken waiters that have not run yet).
     value: usize,
-    /// Permits handed to woken waiters that have not run yet.
+    /// Permits handed to woken waiters that have not run yet. While any are,
+    /// the semaphore is `locked()` and a new `acquire` queues behind them, as
+    /// asyncio's woken waiters stay in `_waiters` until they run.
     in_flight: usize,
+    /// For a plain `Semaphore`, the permits that exist: free, in flight, or
+    /// held by a permit guard (those given up with `forget` no longer count).
+    /// Only `release` raises it, so checking it there keeps every other count
+    /// from overflowing. (A `BoundedSemaphore` is capped by its bound instead.)
+    total: usize,
     /// Each waiter's data is how many permits it asks for.
     waiters: WaitList<usize>,
 }
@@ -34,6 +41,7 @@ impl Core {
             state: RefCell::new(State {
                 value,
                 in_flight: 0,
+                total: value,
                 waiters: WaitList::new(),
             }),
             bound,
@@ -42,7 +50,7 @@ impl Core {
 
     fn try_acquire(&self, n: usize) -> bool {
         let mut st = self.state.borrow_mut();
-        if n == 0 || (st.waiters.is_empty() && st.value >= n) {
+        if n == 0 || (st.waiters.is_empty() && st.in_flight == 0 && st.value >= n) {
             st.value -= n;
             true
         } else {
@@ -96,7 +104,29 @@ impl Core {
 
     fn locked(&self) -> bool {
         let st = self.state.borrow();
-        st.value == 0 || !st.waiters.is_empty()
+        st.value == 0 || !st.waiters.is_empty() || st.in_flight > 0
+    }
+
+    /// A hand-written `release()`: one more permit exists.
+    fn release(&self) {
+        {
+            let mut st = self.state.borrow_mut();
+            st.total = st.total.checked_add(1).unwrap_or_else(|| {
+                panic!(
+                    "Semaphore::release: the semaphore already holds usize::MAX permits \
+                     (free, in flight or held); release only permits that were taken, \
+                     or start from a smaller value"
+                )
+            });
+        }
+        self.add(1);
+    }
+
+    /// Permits taken with `forget`: they exist no more until released by hand.
+    fn forget(&self, n: usize) {
+        if self.bound.is_none() {
+            self.state.borrow_mut().total -= n;
+        }
     }
 
     fn value(&self) -> usize {
@@ -119,7 +149,8 @@ fn grant(st: &mut State, batch: &mut WakeBatch) {
 /// is free.
 ///
 /// FIFO: permits go to waiters in the order they asked, and a new `acquire`
-/// never overtakes a waiting one, so a task asking for many permits
+/// never overtakes a waiting one (not even one that was handed its permit
+/// and has not run yet), so a task asking for many permits
 /// ([`acquire_many`](Semaphore::acquire_many)) is not starved by a stream of
 /// small requests. A waiting future that is dropped leaves the line; one that
 /// was already handed its permits gives them back to the next in line.
@@ -200,7 +231,8 @@ impl Semaphore {
         self.core.acquire(n)
     }
 
-    /// Takes one permit if one is free and nobody waits; `None` otherwise.
+    /// Takes one permit if one is free and nobody waits (a waiter handed a
+    /// permit that has not run yet still waits); `None` otherwise.
     ///
     /// ```
     /// let sem = asyncio_sync::Semaphore::new(1);
@@ -232,12 +264,25 @@ impl Semaphore {
     /// sem.release();
     /// assert_eq!(sem.available_permits(), 1);
     /// ```
+    ///
+    /// # Panics
+    ///
+    /// If the semaphore would hold more than `usize::MAX` permits (counting
+    /// the free ones, those handed to waiters and those held by
+    /// [`SemaphorePermit`]s); the count is left unchanged. asyncio's counter
+    /// is unbounded, but wrapping to 0 would be a wrong count.
+    ///
+    /// ```should_panic
+    /// let sem = asyncio_sync::Semaphore::new(usize::MAX);
+    /// sem.release(); // panics: no room for one more permit
+    /// ```
     pub fn release(&self) {
-        self.core.add(1);
+        self.core.release();
     }
 
     /// Whether an `acquire()` would wait (asyncio's `locked()`): no permit
-    /// is free, or tasks are already waiting.
+    /// is free, or tasks are already waiting, counting one that was handed a
+    /// permit but has not run yet.
     ///
     /// ```
     /// let sem = asyncio_sync::Semaphore::new(0);
@@ -369,6 +414,8 @@ impl BoundedSemaphore {
                 return Err(ReleaseError);
             }
         }
+        // Below the bound, so the count cannot overflow (`total` is kept
+        // for plain semaphores only: a bounded one is capped by its bound).
         self.core.add(1);
         Ok(())
     }
@@ -432,6 +479,7 @@ impl SemaphorePermit<'_> {
     /// assert!(!sem.locked());
     /// ```
     pub fn forget(mut self) {
+        self.core.forget(self.n);
         self.n = 0;
     }
 }
@@ -482,6 +530,14 @@ impl<'a> Future for Acquire<'a> {
                 st.waiters.remove(key);
                 st.in_flight -= n;
                 self.key = None;
+                // Acquirers that queued behind this one while it was in flight
+                // may proceed now (asyncio's `acquire` wakes them as it leaves).
+                if st.value > 0 && !st.waiters.is_empty() {
+                    let mut batch = WakeBatch::default();
+                    grant(&mut st, &mut batch);
+                    drop(st);
+                    batch.wake();
+                }
                 Poll::Ready(SemaphorePermit { core, n })
             }
         }

@@ -207,18 +207,6 @@ impl<D> WaitList<D> {
         }
     }
 
-    /// Visits the waiters in line, front first, while `f` returns true.
-    pub(crate) fn for_each_linked_mut(&mut self, mut f: impl FnMut(&mut D) -> bool) {
-        let mut key = self.head;
-        while key != NIL {
-            let node = &mut self.nodes[key as usize];
-            if !f(&mut node.data) {
-                break;
-            }
-            key = node.next;
-        }
-    }
-
     /// The data of every waiter that was woken but has not yet collected
     /// what it was handed.
     pub(crate) fn woken_data_mut(&mut self) -> impl Iterator<Item = &mut D> {

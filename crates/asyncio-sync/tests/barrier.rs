@@ -72,10 +72,110 @@ fn tasks_arriving_while_it_drains_wait_for_the_next_cycle() {
         "d alone would have tripped a filling barrier"
     );
     assert_eq!(poll_once(a.as_mut()), Poll::Ready(Ok(0)));
-    // The last of the old cycle left: c and d form the next one.
+    // The last of the old cycle left: c and d are woken to form the next
+    // one, and count once they run (asyncio's `_block` returns then).
     assert_eq!(woken_c.get(), 1);
-    assert_eq!(poll_once(c.as_mut()), Poll::Ready(Ok(0)));
+    assert_eq!(barrier.n_waiting(), 0);
+    assert!(poll_once(c.as_mut()).is_pending());
+    assert_eq!(barrier.n_waiting(), 1);
     assert_eq!(poll_once(d.as_mut()), Poll::Ready(Ok(1)));
+    assert_eq!(poll_once(c.as_mut()), Poll::Ready(Ok(0)));
+}
+
+// After CPython's test_locks `test_reset_barrier_while_tasks_draining`: the
+// last task to leave a tripped barrier resets it while the others already
+// wait again; they were not counted yet, so nobody is broken, and every task
+// passes the next two cycles.
+on_both!(
+    a_reset_by_the_last_task_to_leave_breaks_nobody_waiting_for_the_next_cycle,
+    |rt: Rt| async move {
+        const N: usize = 5;
+        let barrier = Rc::new(Barrier::new(N).unwrap());
+        let left = Rc::new(std::cell::Cell::new(0));
+        // Each task's outcomes, recorded when it ends (before the fix one
+        // task stayed stuck: the run is bounded, and checked afterwards).
+        let ended = Rc::new(std::cell::RefCell::new(Vec::new()));
+        for _ in 0..N {
+            let (b, left, ended) = (barrier.clone(), left.clone(), ended.clone());
+            let task = rt.spawn(async move {
+                let mut outcomes = Vec::new();
+                outcomes.push(b.wait().await.is_ok());
+                left.set(left.get() + 1);
+                if left.get() == N {
+                    // The last one out resets, then waits again.
+                    b.reset();
+                }
+                outcomes.push(b.wait().await.is_ok());
+                outcomes.push(b.wait().await.is_ok());
+                ended.borrow_mut().push(outcomes);
+            });
+            task.forget();
+        }
+        settle(20 * N).await;
+        assert_eq!(
+            *ended.borrow(),
+            vec![vec![true, true, true]; N],
+            "every task passed all three waits, none broken"
+        );
+        assert!(!barrier.broken());
+        assert_eq!(barrier.n_waiting(), 0);
+    }
+);
+
+#[test]
+fn a_task_queued_while_draining_that_has_not_run_is_not_broken_by_reset_nor_counted() {
+    let barrier = Barrier::new(2).unwrap();
+    let mut a = Box::pin(barrier.wait());
+    assert!(poll_once(a.as_mut()).is_pending());
+    assert_eq!(
+        poll_once(std::pin::pin!(barrier.wait())),
+        Poll::Ready(Ok(1))
+    );
+    let mut c = Box::pin(barrier.wait());
+    assert!(poll_once(c.as_mut()).is_pending(), "queued while draining");
+    assert_eq!(poll_once(a.as_mut()), Poll::Ready(Ok(0))); // the last one leaves
+    barrier.reset();
+    assert!(!barrier.broken());
+    assert!(poll_once(c.as_mut()).is_pending(), "joined, not broken");
+    assert_eq!(barrier.n_waiting(), 1);
+    // A reset now breaks it: it had joined the cycle.
+    barrier.reset();
+    assert_eq!(poll_once(c.as_mut()), Poll::Ready(Err(BrokenBarrierError)));
+    // Dropping a queued task after it was admitted loses nothing either.
+    let mut d = Box::pin(barrier.wait());
+    assert!(poll_once(d.as_mut()).is_pending());
+    assert_eq!(
+        poll_once(std::pin::pin!(barrier.wait())),
+        Poll::Ready(Ok(1))
+    );
+    let mut e = Box::pin(barrier.wait());
+    assert!(poll_once(e.as_mut()).is_pending());
+    assert_eq!(poll_once(d.as_mut()), Poll::Ready(Ok(0)));
+    drop(e); // admitted, never ran
+    assert_eq!(barrier.n_waiting(), 0);
+    let mut f = Box::pin(barrier.wait());
+    assert!(poll_once(f.as_mut()).is_pending());
+    assert_eq!(
+        poll_once(std::pin::pin!(barrier.wait())),
+        Poll::Ready(Ok(1))
+    );
+    assert_eq!(poll_once(f.as_mut()), Poll::Ready(Ok(0)));
+}
+
+#[test]
+fn abort_reaches_a_task_admitted_after_draining() {
+    let barrier = Barrier::new(2).unwrap();
+    let mut a = Box::pin(barrier.wait());
+    assert!(poll_once(a.as_mut()).is_pending());
+    assert_eq!(
+        poll_once(std::pin::pin!(barrier.wait())),
+        Poll::Ready(Ok(1))
+    );
+    let mut c = Box::pin(barrier.wait());
+    assert!(poll_once(c.as_mut()).is_pending());
+    assert_eq!(poll_once(a.as_mut()), Poll::Ready(Ok(0)));
+    barrier.abort();
+    assert_eq!(poll_once(c.as_mut()), Poll::Ready(Err(BrokenBarrierError)));
 }
 
 #[test]
@@ -94,7 +194,10 @@ fn reset_breaks_the_waiters_and_starts_over() {
     assert!(poll_once(c.as_mut()).is_pending());
     assert_eq!(poll_once(a.as_mut()), Poll::Ready(Err(BrokenBarrierError)));
     assert_eq!(poll_once(b.as_mut()), Poll::Ready(Err(BrokenBarrierError)));
-    // The barrier is usable again: c plus two more trip it.
+    // The barrier is usable again: c, woken, joins when it runs, and two
+    // more trip it.
+    assert_eq!(barrier.n_waiting(), 0);
+    assert!(poll_once(c.as_mut()).is_pending());
     assert_eq!(barrier.n_waiting(), 1);
     let mut d = Box::pin(barrier.wait());
     assert!(poll_once(d.as_mut()).is_pending());
@@ -175,6 +278,7 @@ fn a_released_waiter_dropped_before_returning_still_lets_the_next_cycle_fill() {
     let mut c = Box::pin(barrier.wait());
     assert!(poll_once(c.as_mut()).is_pending());
     drop(a); // released but cancelled before it returned
+    assert!(poll_once(c.as_mut()).is_pending());
     assert_eq!(barrier.n_waiting(), 1, "c now fills the new cycle");
     assert_eq!(
         poll_once(std::pin::pin!(barrier.wait())),

@@ -272,8 +272,9 @@ fn run_semaphore(initial: usize, ops: Vec<SOp>) {
         match op {
             SOp::TryAcquire(n) => {
                 let free = sem.available_permits();
-                // Waiters already granted their permits do not stand in line.
-                let nobody_waits = waiters.iter().all(|(_, w)| w.woken());
+                // Waiters granted their permits still count until they run
+                // (asyncio's woken waiters stay in `_waiters`).
+                let nobody_waits = waiters.is_empty();
                 match sem.try_acquire_many(n) {
                     Some(p) => {
                         assert!(nobody_waits && free >= n);
@@ -286,7 +287,10 @@ fn run_semaphore(initial: usize, ops: Vec<SOp>) {
                 let mut w = Pending::new(Box::pin(sem.acquire_many(n)) as Pin<Box<AcqFut<'_>>>);
                 match w.poll() {
                     Poll::Ready(p) => {
-                        assert!(waiters.iter().all(|(_, w)| w.woken()), "no overtaking");
+                        assert!(
+                            waiters.is_empty(),
+                            "no overtaking, not even a granted waiter"
+                        );
                         held.push(p);
                     }
                     Poll::Pending => waiters.push((n, w)),
@@ -323,17 +327,25 @@ fn run_semaphore(initial: usize, ops: Vec<SOp>) {
             total,
             "permits are conserved"
         );
-        // Grants go in arrival order, and none is missed.
+        // Grants go in arrival order, and none is missed: a waiter that could
+        // be granted sleeps only behind a granted one that has not run (which
+        // lets it through when it runs or is dropped).
         if let Some(first_waiting) = waiters.iter().position(|(_, w)| !w.woken()) {
             assert!(
                 waiters[first_waiting..].iter().all(|(_, w)| !w.woken()),
                 "FIFO grants"
             );
+            let granted_in_flight = waiters.iter().any(|(_, w)| w.woken());
             assert!(
-                waiters[first_waiting].0 > sem.available_permits(),
+                granted_in_flight || waiters[first_waiting].0 > sem.available_permits(),
                 "a grantable waiter sleeps"
             );
         }
+        assert_eq!(
+            sem.locked(),
+            sem.available_permits() == 0 || !waiters.is_empty(),
+            "locked() is asyncio's: no free permit, or someone waits (granted or not)"
+        );
     }
 }
 
@@ -403,10 +415,22 @@ fn run_barrier(parties: usize, ops: Vec<BOp>) {
                         let w = waiters.remove(i);
                         if let Ok(index) = result {
                             assert!(index < parties);
-                            trips.entry(w.trip.expect("woken")).or_default().push(index);
+                            // parties - 1 goes only to the arrival that trips
+                            // (here one admitted after a drain): this step.
+                            let trip = if index == parties - 1 {
+                                step
+                            } else {
+                                w.trip.expect("woken")
+                            };
+                            trips.entry(trip).or_default().push(index);
                         }
                     }
-                    Poll::Pending => assert!(!was_woken, "a woken waiter has its outcome"),
+                    Poll::Pending => {
+                        // Only a task admitted after a drain waits again: it
+                        // joins the cycle now.
+                        assert!(!barrier.broken(), "a broken barrier fails at once");
+                        waiters[i].trip = None;
+                    }
                 }
             }
             BOp::Drop(i) if !waiters.is_empty() => {

@@ -72,7 +72,8 @@ async fn main_task() {
         asyncio::sleep(Duration::from_millis(60)),
     );
     work.handle()
-        .reschedule(Some(Instant::now() + Duration::from_millis(200)));
+        .reschedule(Some(Instant::now() + Duration::from_millis(200)))
+        .expect("the timeout has not started, let alone expired");
     println!("rescheduled timeout -> {:?}", work.await);
 }
 

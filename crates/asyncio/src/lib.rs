@@ -83,14 +83,15 @@ pub use asyncio_structured::{Runner, RunnerBuilder, run};
 
 // Tasks
 pub use asyncio_core::{
-    CallHandle, CallbackId, ExceptionContext, MAX_EAGER_DEPTH, Task, TaskOptions, TaskRef,
-    YieldNow, all_tasks, create_task, create_task_with, current_task, try_create_task, yield_now,
+    CallHandle, CallbackId, ExceptionContext, IO_POLL_INTERVAL, MAX_EAGER_DEPTH, SignalError, Task,
+    TaskOptions, TaskRef, YieldNow, all_tasks, create_task, create_task_with, current_task,
+    try_create_task, yield_now,
 };
 
 // Time, threads and I/O
 pub use asyncio_core::{
-    Blocking, ConcurrentFuture, IoRegistration, LoopHandle, Sleep, Timeout, TimeoutHandle,
-    TimerHandle, sleep, sleep_until, timeout, timeout_at, to_thread, wait_for,
+    Blocking, ConcurrentFuture, IoRegistration, LoopHandle, Sleep, Timeout, TimeoutFinished,
+    TimeoutHandle, TimerHandle, sleep, sleep_until, timeout, timeout_at, to_thread, wait_for,
 };
 pub use asyncio_structured::EXECUTOR_SHUTDOWN_TIMEOUT;
 
@@ -98,7 +99,7 @@ pub use asyncio_structured::EXECUTOR_SHUTDOWN_TIMEOUT;
 pub use asyncio_structured::{
     AsCompleted, ChildFailure, ChildOutput, EmptyWaitError, ExceptionGroup, Gather, GatherAll,
     Join, ReturnWhen, Scope, Shield, TaskGroup, TaskGroupError, TaskGroupHandle, Wait, WaitResult,
-    as_completed, gather, shield, task_group, wait,
+    as_completed, gather, gather_tasks, shield, task_group, wait,
 };
 
 // Synchronization and queues

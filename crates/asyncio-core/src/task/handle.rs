@@ -173,8 +173,28 @@ impl TaskRef {
     /// finishes (at once if it already has), in the order they were added, and
     /// receive the task. A panicking callback is reported to the loop's exception
     /// handler; the loop goes on.
+    ///
+    /// # Panics
+    /// On a task whose loop is closed (it is done, and its loop can run
+    /// nothing more; asyncio raises `RuntimeError`):
+    /// [`try_add_done_callback`](Self::try_add_done_callback) returns the error.
     pub fn add_done_callback(&self, callback: impl FnOnce(&TaskRef) + 'static) -> CallbackId {
+        self.try_add_done_callback(callback)
+            .unwrap_or_else(|e| crate::event_loop::closed_loop("TaskRef::add_done_callback", e))
+    }
+
+    /// [`add_done_callback`](Self::add_done_callback), failing with
+    /// [`RuntimeError::Closed`](crate::RuntimeError::Closed) when the task's
+    /// loop is closed.
+    pub fn try_add_done_callback(
+        &self,
+        callback: impl FnOnce(&TaskRef) + 'static,
+    ) -> Result<CallbackId, crate::RuntimeError> {
         let header = self.header();
+        if header.has(COMPLETE) && self.owner().closed.get() {
+            self.owner().drop_reporting(callback);
+            return Err(crate::RuntimeError::Closed);
+        }
         let id = header.with_extra(|e| {
             e.next_callback += 1;
             e.next_callback
@@ -188,7 +208,7 @@ impl TaskRef {
             header.with_extra(|e| e.callbacks.push((id, callback)));
             header.set(HAS_CALLBACKS);
         }
-        CallbackId(id)
+        Ok(CallbackId(id))
     }
 
     /// Removes a callback added with [`add_done_callback`](Self::add_done_callback)
@@ -205,12 +225,24 @@ impl TaskRef {
         removed.is_some()
     }
 
-    /// Gives the task a context (it had none: contexts were not in use when it
-    /// was created).
+    /// Gives the task a context (it had none). This alone does not put
+    /// contexts in use on the thread (which would close the eager fast path):
+    /// a context no variable was set in yet holds nothing to see, and the
+    /// first `ContextVar::set` in the task enters it (see
+    /// `contextvars::current`).
     pub(crate) fn attach_context(&self, ctx: crate::contextvars::Context) {
-        crate::contextvars::mark_in_use();
-        self.header().with_extra(|e| e.context = Some(ctx));
+        let old = self.header().with_extra(|e| e.context.replace(ctx));
         self.header().set(HAS_CONTEXT);
+        // Dropped outside `with_extra`: its values' destructors are user code.
+        drop(old);
+    }
+
+    /// The task's own context, if it has one.
+    pub(crate) fn context(&self) -> Option<crate::contextvars::Context> {
+        if !self.header().has(HAS_CONTEXT) {
+            return None;
+        }
+        self.header().extra_ref().and_then(|e| e.context.clone())
     }
 
     /// The loop the task belongs to.
@@ -218,6 +250,20 @@ impl TaskRef {
         // SAFETY: the owner is alive while we hold a local reference.
         EventLoop::from_inner(unsafe { clone_owner(self.header()) })
     }
+}
+
+/// A task's outcome is delivered on its own loop: awaited from a task of
+/// another loop, nothing would ever wake the awaiter. asyncio raises
+/// `RuntimeError` ("attached to a different loop") in the awaiting task; the
+/// panic does the same here, failing the awaiting task at once.
+#[cold]
+#[inline(never)]
+fn awaited_from_another_loop() -> ! {
+    panic!(
+        "a Task was awaited from a task of another event loop: it is attached to a different \
+         loop; await it on its own loop, or hand its result over with \
+         LoopHandle::run_coroutine_threadsafe"
+    )
 }
 
 /// Four billion references to one task can only come from leaked clones.
@@ -467,6 +513,39 @@ impl<T> Task<T> {
         }
     }
 
+    /// Lets the task run on without this handle, also if it was awaited.
+    ///
+    /// Dropping a `Task` that was never awaited detaches it too; dropping one
+    /// that is being awaited (its awaiter was cancelled, or gave up as
+    /// `wait_for` does on its timeout) cancels the task, as asyncio cancels
+    /// what a cancelled task awaits. `detach` is the way to stop awaiting
+    /// without cancelling (what [`shield`](https://docs.rs/asyncio) does).
+    ///
+    /// ```
+    /// let lp = asyncio_core::EventLoop::new();
+    /// let t = lp.create_task(async { 5 });
+    /// let r = t.to_ref();
+    /// t.detach();
+    /// lp.run_until_complete(asyncio_core::yield_now()).unwrap();
+    /// assert!(r.done() && !r.cancelled());
+    /// ```
+    pub fn detach(mut self) {
+        if !self.raw.header().has(COMPLETE) {
+            self.forget_awaiter();
+        }
+        drop(self);
+    }
+
+    /// Drops the waker this handle left for the task's completion.
+    fn forget_awaiter(&mut self) {
+        let header = self.raw.header();
+        header.clear(HAS_JOIN_WAKER);
+        // SAFETY: loop thread; the exclusive borrow ends in this statement
+        // (the waker is moved out, then dropped).
+        let waker = unsafe { (*header.join_waker.get()).take() };
+        drop(waker);
+    }
+
     /// The type-erased handle (a new reference; this `Task` stays usable).
     pub fn to_ref(&self) -> TaskRef {
         TaskRef::clone(&self.raw)
@@ -494,6 +573,10 @@ impl<T> Future for Task<T> {
             );
             return Poll::Ready(this.take_output());
         }
+        let running = crate::context::running_loop();
+        if !running.is_null() && !std::ptr::eq(running, header.owner.as_ptr()) {
+            awaited_from_another_loop();
+        }
         // SAFETY: loop thread; the shared borrow ends in this statement, and
         // `will_wake` compares pointers without calling into the waker.
         let same = unsafe { &*header.join_waker.get() }
@@ -516,6 +599,10 @@ impl<T> Future for Task<T> {
             // SAFETY: loop thread; the exclusive borrow ends in this statement
             // and runs no user code (the old value is moved out, not dropped).
             let old = unsafe { (*header.join_waker.get()).replace(new) };
+            if old.is_none() && header.has(HAS_CALLBACKS) {
+                // The awaiter comes after the callbacks already added.
+                header.with_extra(|e| e.callbacks_before_join = e.next_callback);
+            }
             header.set(HAS_JOIN_WAKER);
             drop(old);
         }
@@ -549,14 +636,21 @@ impl<T> Drop for Task<T> {
 impl<T> Task<T> {
     #[inline(never)]
     fn drop_slow(&mut self) {
-        let header = self.raw.header();
-        let state = header.state.get();
+        let state = self.raw.header().state.get();
         if state & COMPLETE == 0 {
+            if state & HAS_JOIN_WAKER != 0 {
+                // Dropped while awaited: whoever awaited it was cancelled (or
+                // gave up, as `wait_for` on its timeout), and asyncio cancels
+                // what a cancelled task awaits. (`detach` clears the waker
+                // first; a handle never awaited detaches.)
+                self.forget_awaiter();
+                self.raw.cancel();
+            }
             // Only completion looks at the flag: a failure nobody can take any
             // more is reported then.
-            header.clear(HAS_HANDLE);
+            self.raw.header().clear(HAS_HANDLE);
         } else if state & (FAILED | FAILURE_SEEN) == FAILED {
-            header.set(FAILURE_SEEN);
+            self.raw.header().set(FAILURE_SEEN);
             self.raw.owner().report_unobserved(&self.raw);
         }
         // SAFETY: `drop` runs once and `raw` is not used afterwards.

@@ -51,6 +51,10 @@ pub(crate) struct Extra {
     pub(crate) name: Option<String>,
     pub(crate) callbacks: Vec<(u64, DoneCallback)>,
     pub(crate) next_callback: u64,
+    /// Callbacks with an id up to this were added before the `Task` handle
+    /// first waited (its join waker): they run before the awaiter resumes,
+    /// as asyncio orders an awaiter among the done callbacks.
+    pub(crate) callbacks_before_join: u64,
     pub(crate) cancelling: u32,
     /// The task's context, if contexts are in use (see `contextvars`).
     pub(crate) context: Option<crate::contextvars::Context>,

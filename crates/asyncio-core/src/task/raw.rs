@@ -11,7 +11,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use super::header::{Header, LOCAL, Vtable};
-use super::state::{CANCELLED, FAILED, STAGE_TRIVIAL};
+use super::state::{CANCEL_REQUESTED, CANCELLED, FAILED, STAGE_TRIVIAL};
 use crate::error::{CancelledError, PanicError, TaskError};
 use crate::event_loop::LoopInner;
 
@@ -167,6 +167,11 @@ pub(crate) unsafe fn poll_step<F: Future>(
     match result {
         Ok(Poll::Pending) => None,
         Ok(Poll::Ready(value)) => {
+            // SAFETY: live header, loop thread.
+            if unsafe { ptr.as_ref() }.has(CANCEL_REQUESTED) {
+                // SAFETY: as below.
+                return Some(unsafe { cancelled_as_it_returned::<F>(ptr, value) });
+            }
             // SAFETY: as above; the poll has returned so no borrow of the
             // future remains.
             Some(unsafe { finish::<F>(ptr, Ok(value)) })
@@ -177,6 +182,25 @@ pub(crate) unsafe fn poll_step<F: Future>(
             Some(unsafe { finish::<F>(ptr, outcome) })
         }
     }
+}
+
+/// The task was cancelled during the poll that returned `value` (it cancelled
+/// itself, or something it called did): as asyncio's "cancelled right before
+/// the coroutine stops", it ends cancelled and the value is dropped.
+///
+/// # Safety
+/// As for [`poll_step`], after the poll returned.
+#[cold]
+#[inline(never)]
+unsafe fn cancelled_as_it_returned<F: Future>(ptr: NonNull<Header>, value: F::Output) -> u32 {
+    // SAFETY: live header, loop thread.
+    let header = unsafe { ptr.as_ref() };
+    header.clear(CANCEL_REQUESTED);
+    // SAFETY: caller's contract: the future is done being polled.
+    let bits = unsafe { finish::<F>(ptr, Err(TaskError::Cancelled(CancelledError))) };
+    // SAFETY: the task holds a strong count of its owner, so the loop is alive.
+    unsafe { header.owner.as_ref() }.drop_reporting(value);
+    bits
 }
 
 /// The vtable's poll: [`poll_step`], setting the outcome's bits.

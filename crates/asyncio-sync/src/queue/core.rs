@@ -54,8 +54,12 @@ impl<S: Store> State<S> {
 
     #[inline]
     fn push(&mut self, item: S::Item) -> Option<Waker> {
+        // Checked before the item goes in, so a refused put changes nothing.
+        let Some(unfinished) = self.unfinished.checked_add(1) else {
+            unfinished_overflow()
+        };
         self.store.push(item);
-        self.unfinished += 1;
+        self.unfinished = unfinished;
         self.wake_getter()
     }
 
@@ -78,6 +82,17 @@ impl<S: Store> State<S> {
         self.woken_putters += 1;
         self.putters.wake_front()
     }
+}
+
+/// asyncio's count is unbounded; wrapping it would make `join()` return
+/// while work is left (a 32-bit target gets there after 4 billion puts).
+#[cold]
+#[inline(never)]
+fn unfinished_overflow() -> ! {
+    panic!(
+        "Queue::put: usize::MAX items were put and not yet marked done; \
+         call task_done() once for each item taken with get()"
+    )
 }
 
 #[inline]
@@ -411,5 +426,26 @@ impl<S: Store> Drop for Join<'_, S> {
         if let Some(key) = self.key {
             self.core.drop_join(key);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::store::Fifo;
+
+    #[test]
+    fn a_put_past_usize_max_unfinished_items_panics_and_changes_nothing() {
+        let q: Core<Fifo<u8>> = Core::new(0);
+        // Reaching the limit by hand: usize::MAX real puts would take forever.
+        q.state.borrow_mut().unfinished = usize::MAX;
+        let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| q.put_nowait(1)))
+            .expect_err("the count is full");
+        let msg = err.downcast_ref::<&str>().copied().unwrap_or_default();
+        assert!(msg.contains("call task_done()"), "says what to do: {msg}");
+        assert_eq!(q.qsize(), 0, "the item was not put");
+        assert_eq!(q.state.borrow().unfinished, usize::MAX, "nor counted");
+        assert!(q.task_done().is_ok(), "the queue is still usable");
+        assert_eq!(q.put_nowait(2), Ok(()));
     }
 }
