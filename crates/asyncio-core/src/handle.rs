@@ -219,7 +219,8 @@ impl<T> ConcurrentFuture<T> {
     /// Blocking on the loop's own thread would wait for ever: the loop only
     /// runs on that thread, and it is blocked here (running or not).
     fn check_not_on_own_loop(&self) {
-        if std::thread::current().id() == self.inner.shared.thread && !self.inner.shared.is_closed()
+        if crate::sync::current_thread().id() == self.inner.shared.thread
+            && !self.inner.shared.is_closed()
         {
             panic!(
                 "ConcurrentFuture::wait on the thread of the loop that runs it would never return: \

@@ -57,7 +57,7 @@ pub(crate) struct Shared {
     sleeping: AtomicBool,
     notifier: Notifier,
     /// The thread the loop belongs to (the one that created it).
-    pub(crate) thread: std::thread::ThreadId,
+    pub(crate) thread: crate::sync::ThreadId,
 }
 
 impl Shared {
@@ -67,7 +67,7 @@ impl Shared {
             closed: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
             notifier,
-            thread: std::thread::current().id(),
+            thread: crate::sync::current_thread().id(),
         }
     }
 
