@@ -5,6 +5,7 @@
 
 #![warn(missing_docs)]
 
+pub mod net;
 pub mod sync;
 pub mod timers;
 pub mod workloads;

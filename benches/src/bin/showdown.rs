@@ -13,6 +13,7 @@
 
 use std::time::Instant;
 
+use asyncio_bench::net::*;
 use asyncio_bench::sync::*;
 use asyncio_bench::timers::*;
 use asyncio_bench::workloads::*;
@@ -215,7 +216,67 @@ fn entries() -> Vec<Entry> {
             run,
         });
     }
+    // Streams on loopback: n / 10 echoed 64-byte messages over 100 connections
+    // (ns per message, all on one thread), and n / 100 hyper requests from a
+    // load generator on another thread (ns per request).
+    let rt_net = std::rc::Rc::new(tokio_rt_net());
+    let l = lp.clone();
+    v.push(Entry {
+        scenario: "tcp_echo",
+        runtime: "asyncio",
+        ops: echo_ops,
+        run: Box::new(move |n| asyncio_tcp_echo(&l, echo_ops(n))),
+    });
+    let r = rt_net.clone();
+    v.push(Entry {
+        scenario: "tcp_echo",
+        runtime: "tokio_current_thread",
+        ops: echo_ops,
+        run: Box::new(move |n| tokio_tcp_echo(&r, echo_ops(n))),
+    });
+    let l = lp.clone();
+    v.push(Entry {
+        scenario: "http_hello",
+        runtime: "asyncio",
+        ops: http_ops,
+        run: Box::new(move |n| asyncio_http_hello(&l, http_ops(n))),
+    });
+    let r = rt_net.clone();
+    v.push(Entry {
+        scenario: "http_hello",
+        runtime: "tokio_current_thread",
+        ops: http_ops,
+        run: Box::new(move |n| tokio_http_hello(&r, http_ops(n))),
+    });
     v
+}
+
+/// Messages of one `tcp_echo` run: a multiple of the 100 connections.
+fn echo_ops(n: usize) -> usize {
+    (n / 10).div_ceil(ECHO_CONNS).max(1) * ECHO_CONNS
+}
+
+/// Requests of one `http_hello` run: a multiple of the 50 connections.
+fn http_ops(n: usize) -> usize {
+    (n / 100).div_ceil(HTTP_CONNS).max(1) * HTTP_CONNS
+}
+
+/// Idle connections held for the memory report: 10,000, or fewer if the
+/// process may not open twice as many descriptors (both ends are here).
+fn idle_conns_count() -> usize {
+    let limit = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .find(|x| x.starts_with("Max open files"))
+                .and_then(|x| {
+                    x.split_whitespace()
+                        .nth(3)
+                        .and_then(|v| v.parse::<usize>().ok())
+                })
+        })
+        .unwrap_or(1024);
+    10_000.min(limit.saturating_sub(256) / 2)
 }
 
 fn median(xs: &mut [f64]) -> f64 {
@@ -238,6 +299,17 @@ fn main() {
             }
             "--n" => n = args.next().and_then(|s| s.parse().ok()).expect("--n N"),
             "--only" => only = Some(args.next().expect("--only SUBSTRING")),
+            // Internal: one idle-connection memory measurement in a fresh process.
+            "--idle-conns-child" => {
+                let runtime = args.next().expect("--idle-conns-child RUNTIME N");
+                let conns: usize = args.next().and_then(|s| s.parse().ok()).expect("N");
+                let per = match runtime.as_str() {
+                    "asyncio" => asyncio_idle_bytes_per_conn(conns),
+                    _ => tokio_idle_bytes_per_conn(conns),
+                };
+                println!("{per}");
+                return;
+            }
             other => panic!("unknown argument {other}; see the doc comment of showdown.rs"),
         }
     }
@@ -286,6 +358,59 @@ fn main() {
         println!(
             "{{\"scenario\":\"{}\",\"runtime\":\"{}\",\"ns_per_op\":{:.2},\"n\":{},\"rounds\":{}}}",
             e.scenario, e.runtime, medians[i], n, rounds
+        );
+    }
+    latency_report(rounds);
+    if only
+        .as_ref()
+        .is_none_or(|o| "idle_conns".contains(o.as_str()) || o.contains("idle_conns"))
+    {
+        idle_memory_report();
+    }
+}
+
+/// p50/p99 of the `tcp_echo` round trips: the median over rounds of each
+/// run's percentile (warm-up runs excluded).
+fn latency_report(rounds: usize) {
+    let all = take_latencies();
+    let mut runtimes: Vec<&str> = all.iter().map(|(r, _)| *r).collect();
+    runtimes.dedup();
+    runtimes.sort_unstable();
+    runtimes.dedup();
+    for rt in runtimes {
+        let runs: Vec<_> = all
+            .iter()
+            .filter(|(r, _)| *r == rt)
+            .map(|(_, p)| *p)
+            .collect();
+        let measured = &runs[runs.len().saturating_sub(rounds)..];
+        let mut p50: Vec<f64> = measured.iter().map(|p| p.p50_ns as f64).collect();
+        let mut p99: Vec<f64> = measured.iter().map(|p| p.p99_ns as f64).collect();
+        let (p50, p99) = (median(&mut p50), median(&mut p99));
+        println!(
+            "tcp_echo latency   {rt:<22} p50 {:>8.1} us  p99 {:>8.1} us",
+            p50 / 1e3,
+            p99 / 1e3
+        );
+        println!(
+            "{{\"scenario\":\"tcp_echo\",\"runtime\":\"{rt}\",\"p50_ns\":{p50:.0},\"p99_ns\":{p99:.0}}}"
+        );
+    }
+}
+
+/// Server bytes per idle connection, each runtime in a fresh process.
+fn idle_memory_report() {
+    let conns = idle_conns_count();
+    let exe = std::env::current_exe().expect("the showdown knows its path");
+    for runtime in ["asyncio", "tokio_current_thread"] {
+        let out = std::process::Command::new(&exe)
+            .args(["--idle-conns-child", runtime, &conns.to_string()])
+            .output()
+            .expect("the showdown can run itself");
+        let per = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        println!("idle_conns ({conns})  {runtime:<22} {per:>8} bytes of server RSS per connection");
+        println!(
+            "{{\"scenario\":\"idle_conns\",\"runtime\":\"{runtime}\",\"connections\":{conns},\"bytes_per_conn\":{per}}}"
         );
     }
 }

@@ -85,6 +85,23 @@ pub struct ExceptionContext {
     pub panic: Option<PanicError>,
 }
 
+impl ExceptionContext {
+    /// A context with only a message, for libraries that report through the
+    /// loop's exception handler (asyncio's `call_exception_handler({'message': ...})`).
+    ///
+    /// ```
+    /// let ctx = asyncio_core::ExceptionContext::new("socket.accept() failed");
+    /// assert_eq!(ctx.to_string(), "socket.accept() failed");
+    /// ```
+    pub fn new(message: impl Into<String>) -> Self {
+        ExceptionContext {
+            message: message.into(),
+            task: None,
+            panic: None,
+        }
+    }
+}
+
 impl fmt::Display for ExceptionContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)?;

@@ -16,6 +16,11 @@ pub(crate) struct IoEntry {
     fd: RawFd,
     read_ready: bool,
     write_ready: bool,
+    /// The peer closed (or the fd is in error): reading returns at once from
+    /// now on, so `clear_readable` no longer forgets the readiness.
+    read_closed: bool,
+    /// The same for writing.
+    write_closed: bool,
     read_waker: Option<Waker>,
     write_waker: Option<Waker>,
     reader: Option<Rc<dyn Fn()>>,
@@ -36,6 +41,8 @@ impl IoEntry {
             fd,
             read_ready: false,
             write_ready: false,
+            read_closed: false,
+            write_closed: false,
             read_waker: None,
             write_waker: None,
             reader: None,
@@ -48,8 +55,11 @@ impl IoEntry {
         key: usize,
         readable: bool,
         writable: bool,
+        closed: (bool, bool),
         out: &mut Vec<Wakeup>,
     ) {
+        self.read_closed |= closed.0;
+        self.write_closed |= closed.1;
         if readable {
             self.read_ready = true;
             out.extend(self.read_waker.take().map(Wakeup::Waker));
@@ -198,19 +208,24 @@ impl IoRegistration {
             && let Some(entry) = lp.driver.io.borrow_mut().get_mut(self.key)
         {
             if read {
-                entry.read_ready = false;
+                entry.read_ready = entry.read_closed;
             } else {
-                entry.write_ready = false;
+                entry.write_ready = entry.write_closed;
             }
         }
     }
 
-    /// Forgets the readable state after a read returned `WouldBlock`.
+    /// Forgets the readable state after a read returned `WouldBlock` (or
+    /// after a short read, which on a stream socket shows that the kernel's
+    /// buffer is drained). Once the peer closed its side or the fd is in
+    /// error, the fd stays readable: reads return at once (end of file or
+    /// the error), so the readiness is kept and no wake-up can be missed.
     pub fn clear_readable(&self) {
         self.clear(true);
     }
 
-    /// Forgets the writable state after a write returned `WouldBlock`.
+    /// Forgets the writable state after a write returned `WouldBlock` (or a
+    /// short write); kept once the fd is closed for writing or in error.
     pub fn clear_writable(&self) {
         self.clear(false);
     }

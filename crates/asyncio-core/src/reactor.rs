@@ -136,6 +136,10 @@ impl Driver {
                         token.0,
                         event.is_readable() || event.is_read_closed() || event.is_error(),
                         event.is_writable() || event.is_write_closed() || event.is_error(),
+                        (
+                            event.is_read_closed() || event.is_error(),
+                            event.is_write_closed() || event.is_error(),
+                        ),
                         out,
                     );
                 }

@@ -329,7 +329,7 @@ impl crate::EventLoop {
     }
 
     /// [`call_later`](Self::call_later), failing with
-    /// [`RuntimeError::Closed`] on a closed loop.
+    /// [`RuntimeError::Closed`](crate::RuntimeError::Closed) on a closed loop.
     pub fn try_call_later(
         &self,
         delay: Duration,
@@ -354,7 +354,7 @@ impl crate::EventLoop {
             .unwrap_or_else(|e| crate::event_loop::closed_loop("EventLoop::call_at", e))
     }
 
-    /// [`call_at`](Self::call_at), failing with [`RuntimeError::Closed`] on a
+    /// [`call_at`](Self::call_at), failing with [`RuntimeError::Closed`](crate::RuntimeError::Closed) on a
     /// closed loop.
     pub fn try_call_at(
         &self,

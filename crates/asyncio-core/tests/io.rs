@@ -47,6 +47,30 @@ fn a_registration_wakes_its_reader_when_data_arrives() {
 }
 
 #[test]
+fn readiness_after_the_peer_closed_survives_clear_readable() {
+    let lp = EventLoop::new();
+    lp.run_until_complete(async {
+        let (mut reader, mut writer) = pair();
+        // Data and the end of file arrive before anyone looks: one event.
+        writer.write_all(b"last").unwrap();
+        drop(writer);
+        let reg = IoRegistration::new(reader.as_raw_fd()).unwrap();
+        reg.readable().await.unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(reader.read(&mut buf).unwrap(), 4);
+        // A short read suggests the buffer is drained; clearing must not lose
+        // the end of file, which no new event would report.
+        reg.clear_readable();
+        asyncio_core::timeout(Duration::from_secs(5), reg.readable())
+            .await
+            .expect("the closed socket still reads as ready")
+            .unwrap();
+        assert_eq!(reader.read(&mut buf).unwrap(), 0);
+    })
+    .unwrap();
+}
+
+#[test]
 fn a_fresh_socket_is_writable() {
     let lp = EventLoop::new();
     lp.run_until_complete(async {

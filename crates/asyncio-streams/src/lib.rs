@@ -1,6 +1,81 @@
-//! asyncio's streams, for Rust — not written yet.
+//! asyncio's streams for Rust: TCP and Unix connections as a
+//! [`StreamReader`] and a [`StreamWriter`], servers that run a task per
+//! connection, asyncio's low-level `loop.sock_*` calls and UDP sockets — all on
+//! asyncio-rs's loop (`asyncio-core`'s edge-triggered `IoRegistration`).
 //!
-//! This crate will hold `open_connection`, `start_server`, `StreamReader` and
-//! `StreamWriter`, built on the I/O readiness registrations of `asyncio-core`'s
-//! reactor. Until that issue is taken, it exports nothing on purpose: there is
-//! no placeholder API to depend on.
+//! ```
+//! use asyncio_streams::{open_connection, start_server, StreamReader, StreamWriter};
+//!
+//! async fn handle(mut reader: StreamReader, mut writer: StreamWriter) -> std::io::Result<()> {
+//!     while let Some(line) = reader.readline().await.ok().filter(|l| !l.is_empty()) {
+//!         writer.write(&line);
+//!         writer.drain().await?;
+//!     }
+//!     writer.close();
+//!     writer.wait_closed().await
+//! }
+//!
+//! asyncio_core::EventLoop::new().run_until_complete(async {
+//!     let server = start_server(handle, "127.0.0.1", 0).await?;
+//!     let port = server.local_addr().expect("bound to an IP address").port();
+//!
+//!     let (mut reader, mut writer) = open_connection("127.0.0.1", port).await?;
+//!     writer.write(b"Hello World!\n");
+//!     assert_eq!(reader.readline().await?, b"Hello World!\n");
+//!     writer.close();
+//!     writer.wait_closed().await?;
+//!
+//!     server.close();
+//!     server.wait_closed().await;
+//!     std::io::Result::Ok(())
+//! }).unwrap().unwrap();
+//! ```
+//!
+//! - [`open_connection`], [`open_unix_connection`]: connect and get a
+//!   reader/writer pair; [`start_server`], [`start_unix_server`]: a
+//!   [`Server`] that runs a callback per connection.
+//! - [`StreamReader`]: `read`, `readline`, `readexactly`, `readuntil`,
+//!   `at_eof`; [`StreamWriter`]: `write`, `drain` (flow control), `write_eof`,
+//!   `close`, `wait_closed`. They also implement `futures-io`'s traits.
+//! - [`sock_recv`], [`sock_sendall`], [`sock_accept`], [`sock_connect`]...:
+//!   asyncio's `loop.sock_*` on your own non-blocking sockets;
+//!   [`DatagramSocket`]: UDP.
+//!
+//! Differences from asyncio (no TLS: `start_tls` is out of scope; names are
+//! resolved on the default executor; writers close when dropped) are listed
+//! in `docs/semantics.md`.
+
+#![warn(missing_docs, unsafe_op_in_unsafe_fn)]
+
+mod conn;
+mod connect;
+mod error;
+mod options;
+mod reader;
+mod server;
+mod sock;
+mod sock_ops;
+mod udp;
+mod writer;
+
+pub use connect::{
+    getaddrinfo, open_connection, open_connection_with, open_unix_connection,
+    open_unix_connection_with,
+};
+pub use error::{
+    BlockingSocketError, IncompleteReadError, LimitOverrunError, ReadExactlyError, ReadUntilError,
+    WriteBufferLimitsError, WriterClosedError,
+};
+pub use options::{ConnectOptions, ServerOptions};
+pub use reader::{DEFAULT_LIMIT, StreamReader};
+pub use server::{
+    Server, ServerStateError, start_server, start_server_with, start_unix_server,
+    start_unix_server_with,
+};
+pub use sock::StreamAddr;
+pub use sock_ops::{sock_accept, sock_connect, sock_recv, sock_recv_into, sock_sendall};
+pub use udp::DatagramSocket;
+
+/// `socket2`, whose `Socket` [`sock_connect`] takes (a socket not yet connected).
+pub use socket2;
+pub use writer::StreamWriter;

@@ -45,6 +45,15 @@
 //! - [`IoRegistration`], [`EventLoop::add_reader`]: readiness of file
 //!   descriptors.
 //!
+//! ## Streams and sockets
+//! - [`open_connection`], [`open_unix_connection`]: connect, get a
+//!   [`StreamReader`] and a [`StreamWriter`] (also `futures-io` traits).
+//! - [`start_server`], [`start_unix_server`], [`Server`]: a task per
+//!   connection; `serve_forever`, `close`, `close_clients`, `wait_closed`.
+//! - [`sock_recv`], [`sock_recv_into`], [`sock_sendall`], [`sock_accept`],
+//!   [`sock_connect`]: `loop.sock_*` on your own non-blocking sockets;
+//!   [`DatagramSocket`]: UDP.
+//!
 //! ## Structured concurrency
 //! - [`TaskGroup`], [`task_group`], [`ExceptionGroup`]: children that end
 //!   together and fail together.
@@ -70,6 +79,8 @@
 //!   [`RunError`], [`TimeoutError`]: asyncio's exceptions as Rust error types.
 //! - [`QueueFull`], [`QueueEmpty`], [`QueueShutDown`], [`BrokenBarrierError`]
 //!   and the other errors of the primitives.
+//! - [`IncompleteReadError`], [`LimitOverrunError`] and the other errors of
+//!   the streams.
 //!
 //! Where Rust cannot do what asyncio does (cancellation is `Drop`, there are no
 //! exceptions), asyncio-rs does the closest thing; `docs/semantics.md` in the
@@ -94,6 +105,14 @@ pub use asyncio_core::{
     TimeoutHandle, TimerHandle, sleep, sleep_until, timeout, timeout_at, to_thread, wait_for,
 };
 pub use asyncio_structured::EXECUTOR_SHUTDOWN_TIMEOUT;
+
+// Streams and sockets
+pub use asyncio_streams::{
+    ConnectOptions, DEFAULT_LIMIT, DatagramSocket, Server, ServerOptions, StreamAddr, StreamReader,
+    StreamWriter, getaddrinfo, open_connection, open_connection_with, open_unix_connection,
+    open_unix_connection_with, sock_accept, sock_connect, sock_recv, sock_recv_into, sock_sendall,
+    start_server, start_server_with, start_unix_server, start_unix_server_with,
+};
 
 // Structured concurrency
 pub use asyncio_structured::{
@@ -122,6 +141,10 @@ pub use asyncio_factory::{
 pub use asyncio_core::{
     CancelledError, InvalidStateError, PanicError, RunError, RuntimeError, TaskError, TimeoutError,
 };
+pub use asyncio_streams::{
+    BlockingSocketError, IncompleteReadError, LimitOverrunError, ReadExactlyError, ReadUntilError,
+    ServerStateError, WriteBufferLimitsError, WriterClosedError,
+};
 pub use asyncio_sync::{
     BrokenBarrierError, GetError, PutError, QueueEmpty, QueueFull, QueueShutDown, ReleaseError,
     TaskDoneError, ZeroPartiesError,
@@ -144,4 +167,6 @@ mod tutorial {
     struct SynchronizationAndQueues;
     #[doc = include_str!("../../../docs/tutorial/07-time-and-threads.md")]
     struct TimeAndThreads;
+    #[doc = include_str!("../../../docs/tutorial/08-streams.md")]
+    struct Streams;
 }

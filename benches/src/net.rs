@@ -1,0 +1,372 @@
+//! Network workloads: asyncio-rs's streams against tokio's current-thread
+//! runtime, on loopback.
+//!
+//! - `tcp_echo`: one server and [`ECHO_CONNS`] client connections on one
+//!   runtime (one thread), each client sending [`MSG`]-byte messages and
+//!   waiting for their echo; per-message latencies are kept for p50/p99.
+//! - `http_hello`: hyper 1.x's hello world served on the runtime under test;
+//!   the load comes from the same generator for both, a tokio runtime on
+//!   another thread with [`HTTP_CONNS`] keep-alive connections.
+//! - `idle_conns`: the memory a server needs per idle connection.
+
+use std::cell::RefCell;
+use std::convert::Infallible;
+use std::time::Instant;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+
+#[path = "../../crates/asyncio/examples/support/hyper_io.rs"]
+mod hyper_io;
+
+/// Client connections of `tcp_echo`.
+pub const ECHO_CONNS: usize = 100;
+/// Message size of `tcp_echo`.
+pub const MSG: usize = 64;
+/// Keep-alive connections of the `http_hello` load generator.
+pub const HTTP_CONNS: usize = 50;
+
+/// Latency percentiles of one run, in nanoseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Percentiles {
+    /// Median.
+    pub p50_ns: u64,
+    /// 99th percentile.
+    pub p99_ns: u64,
+}
+
+thread_local! {
+    static LATENCIES: RefCell<Vec<(&'static str, Percentiles)>> = const { RefCell::new(Vec::new()) };
+}
+
+fn percentiles(mut xs: Vec<u64>) -> Percentiles {
+    xs.sort_unstable();
+    let at = |q: f64| xs[((xs.len() - 1) as f64 * q) as usize];
+    Percentiles {
+        p50_ns: at(0.50),
+        p99_ns: at(0.99),
+    }
+}
+
+fn record(runtime: &'static str, p: Percentiles) {
+    LATENCIES.with(|l| l.borrow_mut().push((runtime, p)));
+}
+
+/// The latency percentiles recorded by the `tcp_echo` runs so far, by runtime
+/// (each run's percentiles; the caller takes medians).
+pub fn take_latencies() -> Vec<(&'static str, Percentiles)> {
+    LATENCIES.with(|l| std::mem::take(&mut *l.borrow_mut()))
+}
+
+/// A current-thread tokio runtime with its I/O and time drivers.
+pub fn tokio_rt_net() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .expect("a current-thread runtime builds")
+}
+
+/// `tcp_echo` on asyncio-rs: `total` messages over [`ECHO_CONNS`] connections.
+pub fn asyncio_tcp_echo(lp: &asyncio::EventLoop, total: usize) {
+    let per = total.div_ceil(ECHO_CONNS);
+    let lats = lp
+        .run_until_complete(async move {
+            let server = asyncio::start_server(
+                |mut r: asyncio::StreamReader, mut w: asyncio::StreamWriter| async move {
+                    while let Ok(msg) = r.readexactly(MSG).await {
+                        w.write(&msg);
+                        if w.drain().await.is_err() {
+                            break;
+                        }
+                    }
+                },
+                "127.0.0.1",
+                0,
+            )
+            .await
+            .expect("a loopback server binds");
+            let port = server.local_addr().expect("a TCP server").port();
+            let clients: Vec<_> = (0..ECHO_CONNS)
+                .map(|_| {
+                    asyncio::create_task(async move {
+                        let (mut r, mut w) = asyncio::open_connection("127.0.0.1", port)
+                            .await
+                            .expect("the server accepts");
+                        let msg = [7u8; MSG];
+                        let mut lats = Vec::with_capacity(per);
+                        for _ in 0..per {
+                            let t = Instant::now();
+                            w.write(&msg);
+                            w.drain().await.expect("the server reads");
+                            let back = r.readexactly(MSG).await.expect("the server echoes");
+                            debug_assert_eq!(back, msg);
+                            lats.push(t.elapsed().as_nanos() as u64);
+                        }
+                        lats
+                    })
+                })
+                .collect();
+            let mut all = Vec::with_capacity(per * ECHO_CONNS);
+            for c in clients {
+                all.extend(c.await.expect("a client neither panics nor is cancelled"));
+            }
+            server.close();
+            server.wait_closed().await;
+            all
+        })
+        .expect("the loop runs");
+    record("asyncio", percentiles(lats));
+}
+
+/// `tcp_echo` on tokio's current-thread runtime with `TcpStream`.
+pub fn tokio_tcp_echo(rt: &tokio::runtime::Runtime, total: usize) {
+    let per = total.div_ceil(ECHO_CONNS);
+    let lats = rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback listener binds");
+        let port = listener.local_addr().expect("bound").port();
+        let server = tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.expect("accept succeeds");
+                s.set_nodelay(true).expect("TCP_NODELAY");
+                tokio::spawn(async move {
+                    let mut buf = [0u8; MSG];
+                    while s.read_exact(&mut buf).await.is_ok() {
+                        if s.write_all(&buf).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        let clients: Vec<_> = (0..ECHO_CONNS)
+            .map(|_| {
+                tokio::spawn(async move {
+                    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                        .await
+                        .expect("the server accepts");
+                    s.set_nodelay(true).expect("TCP_NODELAY");
+                    let msg = [7u8; MSG];
+                    let mut back = [0u8; MSG];
+                    let mut lats = Vec::with_capacity(per);
+                    for _ in 0..per {
+                        let t = Instant::now();
+                        s.write_all(&msg).await.expect("the server reads");
+                        s.read_exact(&mut back).await.expect("the server echoes");
+                        lats.push(t.elapsed().as_nanos() as u64);
+                    }
+                    lats
+                })
+            })
+            .collect();
+        let mut all = Vec::with_capacity(per * ECHO_CONNS);
+        for c in clients {
+            all.extend(c.await.expect("a client neither panics nor is cancelled"));
+        }
+        server.abort();
+        all
+    });
+    record("tokio_current_thread", percentiles(lats));
+}
+
+async fn hello(_req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    Ok(Response::new(Full::new(Bytes::from_static(
+        b"Hello, World!",
+    ))))
+}
+
+/// The load generator of `http_hello`: `total` GET requests over
+/// [`HTTP_CONNS`] keep-alive connections, from a tokio runtime on the calling
+/// thread (a plain HTTP/1.1 client: write a request, read the headers, read
+/// `Content-Length` bytes).
+pub fn http_load(port: u16, total: usize) {
+    let per = total.div_ceil(HTTP_CONNS);
+    tokio_rt_net().block_on(async move {
+        let conns: Vec<_> = (0..HTTP_CONNS)
+            .map(|_| {
+                tokio::spawn(async move {
+                    let s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                        .await
+                        .expect("the server accepts");
+                    s.set_nodelay(true).expect("TCP_NODELAY");
+                    let (r, mut w) = s.into_split();
+                    let mut r = tokio::io::BufReader::new(r);
+                    let mut line = String::new();
+                    let mut body = Vec::new();
+                    for _ in 0..per {
+                        w.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                            .await
+                            .expect("the server reads");
+                        let mut len = 0usize;
+                        loop {
+                            line.clear();
+                            r.read_line(&mut line).await.expect("a header line");
+                            if line == "\r\n" {
+                                break;
+                            }
+                            let lower = line.to_ascii_lowercase();
+                            if let Some(v) = lower.strip_prefix("content-length:") {
+                                len = v.trim().parse().expect("a length");
+                            }
+                        }
+                        body.resize(len, 0);
+                        r.read_exact(&mut body).await.expect("the body");
+                        debug_assert_eq!(body, b"Hello, World!");
+                    }
+                })
+            })
+            .collect();
+        for c in conns {
+            c.await
+                .expect("a load connection neither panics nor is cancelled");
+        }
+    });
+}
+
+/// `http_hello` on asyncio-rs: hyper's hello world, a task per connection;
+/// the load generator runs on the default executor's thread.
+pub fn asyncio_http_hello(lp: &asyncio::EventLoop, total: usize) {
+    lp.run_until_complete(async move {
+        let server = asyncio::start_server(
+            |r, w| async move {
+                let io = hyper_io::HyperIo::new(r, w);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, hyper::service::service_fn(hello))
+                    .await;
+            },
+            "127.0.0.1",
+            0,
+        )
+        .await
+        .expect("a loopback server binds");
+        let port = server.local_addr().expect("a TCP server").port();
+        asyncio::to_thread(move || http_load(port, total))
+            .await
+            .expect("the load generator does not panic");
+        server.close();
+        server.wait_closed().await;
+    })
+    .expect("the loop runs");
+}
+
+/// `http_hello` on tokio's current-thread runtime: hyper with hyper-util's
+/// `TokioIo`; the same load generator on a `spawn_blocking` thread.
+pub fn tokio_http_hello(rt: &tokio::runtime::Runtime, total: usize) {
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback listener binds");
+        let port = listener.local_addr().expect("bound").port();
+        let server = tokio::spawn(async move {
+            loop {
+                let (s, _) = listener.accept().await.expect("accept succeeds");
+                s.set_nodelay(true).expect("TCP_NODELAY");
+                tokio::spawn(async move {
+                    let io = hyper_util::rt::TokioIo::new(s);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, hyper::service::service_fn(hello))
+                        .await;
+                });
+            }
+        });
+        tokio::task::spawn_blocking(move || http_load(port, total))
+            .await
+            .expect("the load generator does not panic");
+        server.abort();
+    });
+}
+
+fn rss_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: usize = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// Opens `n` plain blocking client connections to `port` (from a helper
+/// thread, so the server can accept meanwhile).
+fn idle_clients(port: u16, n: usize) -> Vec<std::net::TcpStream> {
+    (0..n)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).expect("the server accepts"))
+        .collect()
+}
+
+/// Server memory per idle connection on asyncio-rs: RSS growth while a server
+/// holds `n` connections, each handler waiting in `readline`.
+pub fn asyncio_idle_bytes_per_conn(n: usize) -> usize {
+    let lp = asyncio::EventLoop::new();
+    lp.run_until_complete(async move {
+        let server = asyncio::start_server_with(
+            |mut r: asyncio::StreamReader, w: asyncio::StreamWriter| async move {
+                let _ = r.readline().await;
+                drop(w);
+            },
+            "127.0.0.1",
+            0,
+            &asyncio::ServerOptions::new().backlog(4096),
+        )
+        .await
+        .expect("a loopback server binds");
+        let port = server.local_addr().expect("a TCP server").port();
+        let before = rss_bytes();
+        let clients = asyncio::to_thread(move || idle_clients(port, n))
+            .await
+            .expect("connecting does not panic");
+        while server.active_connections() < n {
+            asyncio::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        // Let every handler reach its readline.
+        asyncio::sleep(std::time::Duration::from_millis(50)).await;
+        let per = rss_bytes().saturating_sub(before) / n;
+        drop(clients);
+        per
+    })
+    .expect("the loop runs")
+}
+
+/// The same on tokio: each connection a task waiting in `read` with a 64-byte
+/// buffer in its future.
+pub fn tokio_idle_bytes_per_conn(n: usize) -> usize {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    tokio_rt_net().block_on(async move {
+        // The same backlog as the asyncio-rs side, so neither drops SYNs.
+        let sock = tokio::net::TcpSocket::new_v4().expect("a socket");
+        sock.bind(([127, 0, 0, 1], 0).into())
+            .expect("a loopback port");
+        let listener = sock.listen(4096).expect("listen");
+        let port = listener.local_addr().expect("bound").port();
+        let open = Arc::new(AtomicUsize::new(0));
+        let o = open.clone();
+        let before = rss_bytes();
+        let server = tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.expect("accept succeeds");
+                s.set_nodelay(true).expect("TCP_NODELAY");
+                o.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 64];
+                    let _ = s.read(&mut buf).await;
+                });
+            }
+        });
+        let clients = tokio::task::spawn_blocking(move || idle_clients(port, n))
+            .await
+            .expect("connecting does not panic");
+        while open.load(Ordering::Relaxed) < n {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let per = rss_bytes().saturating_sub(before) / n;
+        drop(clients);
+        server.abort();
+        per
+    })
+}

@@ -1,0 +1,523 @@
+//! One connection's shared state: the socket and its readiness registration,
+//! and the write side (asyncio's transport): the write buffer, flow control,
+//! the background flusher, and closing.
+//!
+//! Writes go to the socket at once when nothing is buffered; what the socket
+//! does not take is buffered and a flusher task, spawned when the buffer
+//! becomes non-empty and ending when it is empty again, writes it whenever the
+//! socket is writable. The flusher holds the connection alive, so data written
+//! and then closed (or dropped) is still sent, as long as the loop runs.
+//! `close()` with data buffered lets the flusher finish and then releases the
+//! socket; `abort()` and connection errors release it at once.
+
+use std::cell::RefCell;
+use std::io;
+use std::net::Shutdown;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use asyncio_core::IoRegistration;
+
+use crate::error::{StoredError, WriterClosedError};
+use crate::sock::Sock;
+
+/// asyncio's default high-water mark of a transport's write buffer.
+pub(crate) const DEFAULT_HIGH: usize = 64 * 1024;
+
+/// A buffer that grew past this is given back to the allocator once empty, so
+/// an idle connection holds little memory.
+const KEEP_CAPACITY: usize = 64 * 1024;
+
+/// The socket and its registration. The registration is declared first so it
+/// leaves `epoll` before the socket closes.
+struct Io {
+    reg: IoRegistration,
+    sock: Sock,
+}
+
+struct State {
+    buf: Vec<u8>,
+    /// Bytes of `buf` already written.
+    pos: usize,
+    high: usize,
+    low: usize,
+    /// Above the high-water mark; drains wait until the low-water mark.
+    paused: bool,
+    /// `close()` or `abort()` was called (or the connection was lost).
+    closing: bool,
+    eof_requested: bool,
+    eof_sent: bool,
+    /// The socket is released.
+    closed: bool,
+    error: Option<StoredError>,
+    misuse: Option<WriterClosedError>,
+    flusher: bool,
+    /// Tasks in `drain`, `flush` or `wait_closed`.
+    waiters: Vec<Waker>,
+    /// The reader's last waker, woken when the connection closes (the
+    /// registration that holds it is then dropped).
+    read_waker: Option<Waker>,
+    flush_waker: Option<Waker>,
+    on_close: Option<Box<dyn FnOnce()>>,
+}
+
+impl State {
+    fn pending(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+}
+
+fn add_waker(list: &mut Vec<Waker>, w: &Waker) {
+    if !list.iter().any(|x| x.will_wake(w)) {
+        list.push(w.clone());
+    }
+}
+
+fn set_waker(slot: &mut Option<Waker>, w: &Waker) {
+    match slot {
+        Some(x) if x.will_wake(w) => {}
+        _ => *slot = Some(w.clone()),
+    }
+}
+
+pub(crate) struct Conn {
+    io: RefCell<Option<Io>>,
+    st: RefCell<State>,
+}
+
+impl Conn {
+    pub(crate) fn new(sock: Sock, reg: IoRegistration) -> Rc<Conn> {
+        Rc::new(Conn {
+            io: RefCell::new(Some(Io { reg, sock })),
+            st: RefCell::new(State {
+                buf: Vec::new(),
+                pos: 0,
+                high: DEFAULT_HIGH,
+                low: DEFAULT_HIGH / 4,
+                paused: false,
+                closing: false,
+                eof_requested: false,
+                eof_sent: false,
+                closed: false,
+                error: None,
+                misuse: None,
+                flusher: false,
+                waiters: Vec::new(),
+                read_waker: None,
+                flush_waker: None,
+                on_close: None,
+            }),
+        })
+    }
+
+    /// Registers a hook run once when the socket is released (the server's
+    /// count of its connections).
+    pub(crate) fn set_on_close(&self, f: Box<dyn FnOnce()>) {
+        self.st.borrow_mut().on_close = Some(f);
+    }
+
+    pub(crate) fn with_sock<T>(&self, f: impl FnOnce(&Sock) -> io::Result<T>) -> io::Result<T> {
+        match &*self.io.borrow() {
+            Some(io) => f(&io.sock),
+            None => Err(WriterClosedError::ConnectionLost.into()),
+        }
+    }
+
+    // ----- reading -----
+
+    /// Reads what the socket has into `buf`; `Ok(0)` at end of stream, and
+    /// once the writer closed the connection (asyncio's reader then sees EOF).
+    pub(crate) fn poll_read(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        {
+            let st = self.st.borrow();
+            if st.closing || st.closed {
+                return Poll::Ready(match &st.error {
+                    Some(e) => Err(e.to_io()),
+                    None => Ok(0),
+                });
+            }
+        }
+        let guard = self.io.borrow();
+        let Some(io) = guard.as_ref() else {
+            return Poll::Ready(Ok(0));
+        };
+        loop {
+            // Only read when the loop says the socket is readable: a short
+            // read cleared the readiness, which saves the read that would
+            // return EAGAIN (the registration keeps the readiness once the
+            // peer closed, so an end of file is never missed).
+            match io.reg.poll_readable(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {
+                    set_waker(&mut self.st.borrow_mut().read_waker, cx.waker());
+                    return Poll::Pending;
+                }
+            }
+            match io.sock.read(buf) {
+                Ok(n) => {
+                    if n > 0 && n < buf.len() {
+                        io.reg.clear_readable();
+                    }
+                    return Poll::Ready(Ok(n));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => io.reg.clear_readable(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    drop(guard);
+                    let again = io_error_again(&e);
+                    self.teardown(Some(e));
+                    return Poll::Ready(Err(again));
+                }
+            }
+        }
+    }
+
+    // ----- writing -----
+
+    /// asyncio's `transport.write`: sends at once what the socket takes,
+    /// buffers the rest and makes sure the flusher runs.
+    pub(crate) fn write(self: &Rc<Self>, mut data: &[u8]) {
+        let mut st = self.st.borrow_mut();
+        if st.eof_requested && !st.closed {
+            st.misuse = Some(WriterClosedError::WriteAfterEof);
+            return;
+        }
+        if st.closing {
+            if st.error.is_none() && st.misuse.is_none() {
+                st.misuse = Some(WriterClosedError::WriteAfterClose);
+            }
+            return;
+        }
+        if data.is_empty() {
+            return;
+        }
+        if st.pending() == 0 {
+            let guard = self.io.borrow();
+            let io = guard
+                .as_ref()
+                .expect("a connection that is not closing has its socket");
+            loop {
+                match io.sock.write(data) {
+                    Ok(n) => {
+                        if n < data.len() {
+                            // A short write: the socket's buffer is full.
+                            io.reg.clear_writable();
+                        }
+                        data = &data[n..];
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => io.reg.clear_writable(),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        drop(guard);
+                        drop(st);
+                        self.teardown(Some(e));
+                        return;
+                    }
+                }
+                break;
+            }
+            drop(guard);
+            if data.is_empty() {
+                return;
+            }
+            st.buf.clear();
+            st.pos = 0;
+        } else if st.pos > 0 && st.pos >= st.buf.len() / 2 {
+            let pos = st.pos;
+            st.buf.drain(..pos);
+            st.pos = 0;
+        }
+        st.buf.extend_from_slice(data);
+        if st.pending() > st.high {
+            st.paused = true;
+        }
+        if !st.flusher {
+            st.flusher = true;
+            drop(st);
+            let me = Rc::clone(self);
+            // No borrow is held: under an eager factory the flusher runs now.
+            let spawned = asyncio_core::try_create_task(async move {
+                std::future::poll_fn(|cx| me.poll_flusher(cx)).await;
+            });
+            if let Err(e) = spawned {
+                self.teardown(Some(io::Error::other(e)));
+            }
+        }
+    }
+
+    /// The flusher task's body: writes the buffer out whenever the socket is
+    /// writable, then performs a pending close or write_eof.
+    fn poll_flusher(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut wake = Vec::new();
+        let outcome = loop {
+            let mut st = self.st.borrow_mut();
+            if st.closed {
+                st.flusher = false;
+                return Poll::Ready(());
+            }
+            if st.pending() == 0 {
+                st.flusher = false;
+                st.pos = 0;
+                st.buf.clear();
+                if st.buf.capacity() > KEEP_CAPACITY {
+                    st.buf = Vec::new();
+                }
+                wake.append(&mut st.waiters);
+                break if st.closing {
+                    Done::Close
+                } else if st.eof_requested && !st.eof_sent {
+                    st.eof_sent = true;
+                    Done::Eof
+                } else {
+                    Done::Nothing
+                };
+            }
+            let guard = self.io.borrow();
+            let io = guard.as_ref().expect("an open connection has its socket");
+            // Write only when the loop says the socket is writable (a short
+            // write cleared it: the kernel buffer is full).
+            match io.reg.poll_writable(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => break Done::Failed(e),
+                Poll::Pending => {
+                    set_waker(&mut st.flush_waker, cx.waker());
+                    drop(st);
+                    drop(guard);
+                    wake.into_iter().for_each(Waker::wake);
+                    return Poll::Pending;
+                }
+            }
+            match io.sock.write(&st.buf[st.pos..]) {
+                Ok(n) => {
+                    if n < st.pending() {
+                        // A short write: the socket's buffer is full.
+                        io.reg.clear_writable();
+                    }
+                    st.pos += n;
+                    if st.paused && st.pending() <= st.low {
+                        st.paused = false;
+                        wake.append(&mut st.waiters);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => io.reg.clear_writable(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Done::Failed(e),
+            }
+        };
+        // Those who wait on this connection hear first, then teardown's hook
+        // (a server's wait_closed), so a handler's own wait_closed returns
+        // before its server's does.
+        wake.into_iter().for_each(Waker::wake);
+        match outcome {
+            Done::Close => self.teardown(None),
+            Done::Eof => {
+                if let Err(e) = self.with_sock(|s| s.shutdown(Shutdown::Write)) {
+                    self.teardown(Some(e));
+                }
+            }
+            Done::Nothing => {}
+            Done::Failed(e) => {
+                self.st.borrow_mut().flusher = false;
+                self.teardown(Some(e));
+            }
+        }
+        Poll::Ready(())
+    }
+
+    /// asyncio's `drain`: ready unless the buffer is above the high-water
+    /// mark, then until it is back down to the low-water mark.
+    pub(crate) fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut st = self.st.borrow_mut();
+        if let Some(e) = &st.error {
+            return Poll::Ready(Err(e.to_io()));
+        }
+        if let Some(m) = st.misuse.take() {
+            return Poll::Ready(Err(m.into()));
+        }
+        if st.closed {
+            return Poll::Ready(Err(WriterClosedError::ConnectionLost.into()));
+        }
+        if !st.paused {
+            return Poll::Ready(Ok(()));
+        }
+        add_waker(&mut st.waiters, cx.waker());
+        Poll::Pending
+    }
+
+    /// Ready once the whole buffer is written (`AsyncWrite::poll_flush`).
+    pub(crate) fn poll_flushed(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut st = self.st.borrow_mut();
+        if let Some(e) = &st.error {
+            return Poll::Ready(Err(e.to_io()));
+        }
+        if st.pending() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        add_waker(&mut st.waiters, cx.waker());
+        Poll::Pending
+    }
+
+    /// The connection's error, if it failed.
+    pub(crate) fn error(&self) -> Option<io::Error> {
+        self.st.borrow().error.as_ref().map(StoredError::to_io)
+    }
+
+    /// Whether `poll_write` should wait (the buffer is above the high-water mark).
+    pub(crate) fn poll_write_room(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut st = self.st.borrow_mut();
+        if let Some(e) = &st.error {
+            return Poll::Ready(Err(e.to_io()));
+        }
+        if st.eof_requested {
+            return Poll::Ready(Err(WriterClosedError::WriteAfterEof.into()));
+        }
+        if st.closing {
+            return Poll::Ready(Err(WriterClosedError::WriteAfterClose.into()));
+        }
+        if !st.paused {
+            return Poll::Ready(Ok(()));
+        }
+        add_waker(&mut st.waiters, cx.waker());
+        Poll::Pending
+    }
+
+    /// Ready once the socket is released; the connection's error if it failed.
+    pub(crate) fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut st = self.st.borrow_mut();
+        if st.closed {
+            return Poll::Ready(match &st.error {
+                Some(e) => Err(e.to_io()),
+                None => Ok(()),
+            });
+        }
+        add_waker(&mut st.waiters, cx.waker());
+        Poll::Pending
+    }
+
+    /// asyncio's `transport.close()`: no more reading; the buffer is flushed,
+    /// then the socket is released.
+    pub(crate) fn close(&self) {
+        let (now, reader) = {
+            let mut st = self.st.borrow_mut();
+            if st.closing {
+                return;
+            }
+            st.closing = true;
+            (st.pending() == 0, st.read_waker.take())
+        };
+        if let Some(w) = reader {
+            w.wake();
+        }
+        if now {
+            self.teardown(None);
+        }
+    }
+
+    /// asyncio's `transport.abort()`: releases the socket now, dropping the
+    /// buffer.
+    pub(crate) fn abort(&self) {
+        self.teardown(None);
+    }
+
+    /// asyncio's `transport.write_eof()`: shuts the write side once the buffer
+    /// is flushed.
+    pub(crate) fn write_eof(&self) -> io::Result<()> {
+        {
+            let mut st = self.st.borrow_mut();
+            if st.closing || st.eof_requested {
+                return Ok(());
+            }
+            st.eof_requested = true;
+            if st.pending() > 0 {
+                return Ok(());
+            }
+            st.eof_sent = true;
+        }
+        self.with_sock(|s| s.shutdown(Shutdown::Write))
+    }
+
+    pub(crate) fn is_closing(&self) -> bool {
+        self.st.borrow().closing
+    }
+
+    pub(crate) fn buffer_size(&self) -> usize {
+        self.st.borrow().pending()
+    }
+
+    pub(crate) fn limits(&self) -> (usize, usize) {
+        let st = self.st.borrow();
+        (st.low, st.high)
+    }
+
+    pub(crate) fn set_limits(&self, high: usize, low: usize) {
+        let wake = {
+            let mut st = self.st.borrow_mut();
+            st.high = high;
+            st.low = low;
+            if st.pending() > high {
+                st.paused = true;
+                Vec::new()
+            } else if st.paused && st.pending() <= low {
+                st.paused = false;
+                std::mem::take(&mut st.waiters)
+            } else {
+                Vec::new()
+            }
+        };
+        wake.into_iter().for_each(Waker::wake);
+    }
+
+    /// Releases the socket, records `error` (the first one wins), and wakes
+    /// everyone who waits on this connection.
+    fn teardown(&self, error: Option<io::Error>) {
+        let (io, wakers, on_close) = {
+            let mut st = self.st.borrow_mut();
+            if st.closed {
+                return;
+            }
+            st.closed = true;
+            st.closing = true;
+            st.paused = false;
+            if let Some(e) = &error
+                && st.error.is_none()
+            {
+                st.error = Some(StoredError::new(e));
+            }
+            st.buf = Vec::new();
+            st.pos = 0;
+            let mut wakers = std::mem::take(&mut st.waiters);
+            wakers.extend(st.read_waker.take());
+            wakers.extend(st.flush_waker.take());
+            (self.io.borrow_mut().take(), wakers, st.on_close.take())
+        };
+        drop(io);
+        wakers.into_iter().for_each(Waker::wake);
+        if let Some(f) = on_close {
+            f();
+        }
+    }
+}
+
+enum Done {
+    Close,
+    Eof,
+    Nothing,
+    Failed(io::Error),
+}
+
+fn io_error_again(e: &io::Error) -> io::Error {
+    io::Error::new(e.kind(), e.to_string())
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Some(f) = self.st.get_mut().on_close.take() {
+            f();
+        }
+    }
+}

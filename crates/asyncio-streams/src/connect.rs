@@ -1,0 +1,168 @@
+//! `open_connection` and `open_unix_connection`, and host name resolution.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use asyncio_core::IoRegistration;
+
+use crate::conn::Conn;
+use crate::options::ConnectOptions;
+use crate::reader::StreamReader;
+use crate::sock::Sock;
+use crate::writer::StreamWriter;
+
+/// Resolves `host` and `port` to addresses: an IP literal directly, a name
+/// through `getaddrinfo` on the loop's default executor (as asyncio does).
+///
+/// ```
+/// asyncio_core::EventLoop::new().run_until_complete(async {
+///     let addrs = asyncio_streams::getaddrinfo("localhost", 80).await.unwrap();
+///     assert!(addrs.iter().all(|a| a.ip().is_loopback() && a.port() == 80));
+/// }).unwrap();
+/// ```
+///
+/// # Errors
+/// The resolver's error (unknown host); `NotFound` if it returns no address;
+/// `Other` wrapping a `RuntimeError` outside a running loop.
+pub async fn getaddrinfo(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+    let literal = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if let Ok(ip) = literal.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let name = host.to_owned();
+    // Outside a loop, or with its executor shut down, this is an error
+    // rather than to_thread's panic.
+    let lookup = asyncio_core::get_running_loop()
+        .and_then(|lp| {
+            lp.run_in_executor(move || {
+                (name.as_str(), port)
+                    .to_socket_addrs()
+                    .map(Iterator::collect::<Vec<_>>)
+            })
+        })
+        .map_err(io::Error::other)?;
+    let addrs = lookup
+        .await
+        .map_err(|panic| io::Error::other(panic.message().to_owned()))??;
+    if addrs.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("getaddrinfo returned no address for {host}"),
+        ));
+    }
+    Ok(addrs)
+}
+
+/// Opens a TCP connection (asyncio's `open_connection`) and returns its
+/// reader and writer. `host` is an IP address or a name (resolved on the
+/// default executor); the addresses are tried in turn until one connects.
+/// `TCP_NODELAY` is set, as asyncio does.
+///
+/// ```
+/// use asyncio_streams::open_connection;
+///
+/// asyncio_core::EventLoop::new().run_until_complete(async {
+///     // Port 1 on loopback: nothing listens there.
+///     let err = open_connection("127.0.0.1", 1).await.unwrap_err();
+///     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+/// }).unwrap();
+/// ```
+///
+/// # Errors
+/// The resolver's error; the last address's connect error
+/// (`ConnectionRefused`, ...) if none connects; `Other` outside a loop.
+pub async fn open_connection(host: &str, port: u16) -> io::Result<(StreamReader, StreamWriter)> {
+    open_connection_with(host, port, &ConnectOptions::default()).await
+}
+
+/// [`open_connection`] with options (limit, `TCP_NODELAY`).
+///
+/// # Errors
+/// As [`open_connection`].
+pub async fn open_connection_with(
+    host: &str,
+    port: u16,
+    options: &ConnectOptions,
+) -> io::Result<(StreamReader, StreamWriter)> {
+    let addrs = getaddrinfo(host, port).await?;
+    let mut last = None;
+    for addr in addrs {
+        match connect_one(addr).await {
+            Ok((stream, reg)) => {
+                if options.nodelay {
+                    stream.set_nodelay(true)?;
+                }
+                return Ok(pair(Sock::Tcp(stream), reg, options.limit));
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.expect("getaddrinfo returns at least one address"))
+}
+
+/// Connects one address without blocking: waits until the socket is
+/// writable, then asks it how the connect went.
+pub(crate) async fn connect_one(
+    addr: SocketAddr,
+) -> io::Result<(mio::net::TcpStream, IoRegistration)> {
+    let stream = mio::net::TcpStream::connect(addr)?;
+    let reg = IoRegistration::new(stream.as_raw_fd())?;
+    loop {
+        reg.writable().await?;
+        if let Some(e) = stream.take_error()? {
+            return Err(e);
+        }
+        match stream.peer_addr() {
+            Ok(_) => return Ok((stream, reg)),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => reg.clear_writable(),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Connects to the Unix socket at `path` (asyncio's `open_unix_connection`).
+///
+/// # Errors
+/// The connect error (`NotFound`, `ConnectionRefused`...); `Other` outside a loop.
+pub async fn open_unix_connection(
+    path: impl AsRef<Path>,
+) -> io::Result<(StreamReader, StreamWriter)> {
+    open_unix_connection_with(path, &ConnectOptions::default()).await
+}
+
+/// [`open_unix_connection`] with options (the limit; `nodelay` is ignored).
+///
+/// # Errors
+/// As [`open_unix_connection`].
+pub async fn open_unix_connection_with(
+    path: impl AsRef<Path>,
+    options: &ConnectOptions,
+) -> io::Result<(StreamReader, StreamWriter)> {
+    let stream = mio::net::UnixStream::connect(path)?;
+    let reg = IoRegistration::new(stream.as_raw_fd())?;
+    loop {
+        reg.writable().await?;
+        if let Some(e) = stream.take_error()? {
+            return Err(e);
+        }
+        match stream.peer_addr() {
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => reg.clear_writable(),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(pair(Sock::Unix(stream), reg, options.limit))
+}
+
+pub(crate) fn pair(sock: Sock, reg: IoRegistration, limit: usize) -> (StreamReader, StreamWriter) {
+    let conn = Conn::new(sock, reg);
+    (
+        StreamReader::new(conn.clone(), limit),
+        StreamWriter::new(conn),
+    )
+}

@@ -1,0 +1,153 @@
+//! The errors of the streams: asyncio's `IncompleteReadError` and
+//! `LimitOverrunError`, and the enums that the reading methods return.
+
+use std::io;
+
+/// The stream ended before the requested bytes arrived (asyncio's
+/// `IncompleteReadError`).
+///
+/// The bytes that did arrive are in [`partial`](Self::partial) and are no
+/// longer in the reader's buffer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} bytes read on a total of {} expected bytes", .partial.len(), match .expected { Some(n) => n.to_string(), None => "undefined".to_owned() })]
+pub struct IncompleteReadError {
+    /// The bytes read before the end of the stream.
+    pub partial: Vec<u8>,
+    /// How many bytes were expected; `None` when reading up to a separator.
+    pub expected: Option<usize>,
+}
+
+/// A separator was not found within the reader's limit (asyncio's
+/// `LimitOverrunError`).
+///
+/// [`readuntil`](crate::StreamReader::readuntil) leaves the data in the buffer,
+/// so the caller may read it some other way;
+/// [`readline`](crate::StreamReader::readline) discards it, as asyncio's does.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}: {consumed} bytes to consume")]
+pub struct LimitOverrunError {
+    /// How many bytes of the buffer are to be consumed before the separator
+    /// (or the whole buffer when no separator was found).
+    pub consumed: usize,
+    /// What went over the limit: the separator was found too far, or not found.
+    pub message: &'static str,
+}
+
+/// The failure of [`readexactly`](crate::StreamReader::readexactly).
+#[derive(Debug, thiserror::Error)]
+pub enum ReadExactlyError {
+    /// End of stream before `n` bytes; the partial bytes are in the error.
+    #[error(transparent)]
+    Incomplete(#[from] IncompleteReadError),
+    /// The connection failed (reset, closed by the loop...).
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// The failure of [`readuntil`](crate::StreamReader::readuntil) and
+/// [`readline`](crate::StreamReader::readline).
+#[derive(Debug, thiserror::Error)]
+pub enum ReadUntilError {
+    /// End of stream before the separator; the partial bytes are in the error.
+    #[error(transparent)]
+    Incomplete(#[from] IncompleteReadError),
+    /// The separator is not within the limit.
+    #[error(transparent)]
+    LimitOverrun(#[from] LimitOverrunError),
+    /// The separator is empty (asyncio raises `ValueError`).
+    #[error("the separator must contain at least one byte")]
+    EmptySeparator,
+    /// The connection failed (reset, closed by the loop...).
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+impl From<ReadExactlyError> for io::Error {
+    fn from(e: ReadExactlyError) -> Self {
+        match e {
+            ReadExactlyError::Io(e) => e,
+            ReadExactlyError::Incomplete(e) => io::Error::new(io::ErrorKind::UnexpectedEof, e),
+        }
+    }
+}
+
+impl From<ReadUntilError> for io::Error {
+    fn from(e: ReadUntilError) -> Self {
+        match e {
+            ReadUntilError::Io(e) => e,
+            ReadUntilError::Incomplete(e) => io::Error::new(io::ErrorKind::UnexpectedEof, e),
+            ReadUntilError::LimitOverrun(e) => io::Error::new(io::ErrorKind::InvalidData, e),
+            e @ ReadUntilError::EmptySeparator => io::Error::new(io::ErrorKind::InvalidInput, e),
+        }
+    }
+}
+
+/// The write buffer limits given to
+/// [`set_write_buffer_limits`](crate::StreamWriter::set_write_buffer_limits)
+/// are out of order (asyncio raises `ValueError`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("high ({high}) must be >= low ({low})")]
+pub struct WriteBufferLimitsError {
+    /// The high-water mark asked for.
+    pub high: usize,
+    /// The low-water mark asked for.
+    pub low: usize,
+}
+
+/// Why a writer refused data or a drain failed although the connection did not
+/// fail: the writer was closed, or its write side shut with `write_eof`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WriterClosedError {
+    /// `write` after `close` (or after the connection was lost).
+    #[error("write() after the stream was closed: the data was discarded")]
+    WriteAfterClose,
+    /// `write` after `write_eof` (asyncio raises `RuntimeError`).
+    #[error("write() after write_eof(): the data was discarded")]
+    WriteAfterEof,
+    /// The connection is closed (asyncio's drain raises `ConnectionResetError('Connection lost')`).
+    #[error("connection lost")]
+    ConnectionLost,
+}
+
+impl From<WriterClosedError> for io::Error {
+    fn from(e: WriterClosedError) -> Self {
+        let kind = match e {
+            WriterClosedError::ConnectionLost => io::ErrorKind::ConnectionReset,
+            _ => io::ErrorKind::BrokenPipe,
+        };
+        io::Error::new(kind, e)
+    }
+}
+
+/// A blocking socket passed to a `sock_*` call (asyncio raises `ValueError`
+/// "the socket must be non-blocking"); call `set_nonblocking(true)` first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the socket must be non-blocking")]
+pub struct BlockingSocketError;
+
+impl From<BlockingSocketError> for io::Error {
+    fn from(e: BlockingSocketError) -> Self {
+        io::Error::new(io::ErrorKind::InvalidInput, e)
+    }
+}
+
+/// A stored connection failure, handed out again to every later caller (an
+/// `io::Error` is not `Clone`).
+#[derive(Debug, Clone)]
+pub(crate) struct StoredError {
+    kind: io::ErrorKind,
+    message: String,
+}
+
+impl StoredError {
+    pub(crate) fn new(e: &io::Error) -> Self {
+        StoredError {
+            kind: e.kind(),
+            message: e.to_string(),
+        }
+    }
+
+    pub(crate) fn to_io(&self) -> io::Error {
+        io::Error::new(self.kind, self.message.clone())
+    }
+}

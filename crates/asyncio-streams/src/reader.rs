@@ -1,0 +1,369 @@
+//! `StreamReader`: asyncio's reading half of a connection.
+
+use std::fmt;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use crate::conn::Conn;
+use crate::error::{IncompleteReadError, LimitOverrunError, ReadExactlyError, ReadUntilError};
+
+/// asyncio's default buffer limit for `readline`/`readuntil` (64 KiB).
+pub const DEFAULT_LIMIT: usize = 64 * 1024;
+
+/// The first read of a connection allocates this much; the size doubles
+/// (up to [`MAX_READ`]) each time a read fills all the room it had, so bulk
+/// transfers soon read large chunks while small messages cost a small,
+/// cheap allocation (the buffer is given back whenever the reader waits
+/// with nothing buffered).
+const FIRST_READ: usize = 2 * 1024;
+const MAX_READ: usize = 64 * 1024;
+
+/// `AsyncRead` reads of at least this size go straight into the caller's
+/// buffer when nothing is buffered.
+const BYPASS: usize = 8 * 1024;
+
+/// A buffer that grew past this (a large `readexactly`) is given back once
+/// empty, so an idle connection holds little memory.
+const KEEP_CAPACITY: usize = 256 * 1024;
+
+/// The reading half of a connection (asyncio's `StreamReader`), made by
+/// [`open_connection`](crate::open_connection) or handed to a
+/// [`start_server`](crate::start_server) callback.
+///
+/// Every method keeps the bytes it has read in the reader's buffer until it
+/// returns them, so a read that is cancelled (its future dropped) loses
+/// nothing: the next read sees the same bytes.
+///
+/// Also implements `futures_io::AsyncRead` and `AsyncBufRead`.
+///
+/// ```
+/// use asyncio_streams::{open_connection, start_server, StreamReader, StreamWriter};
+///
+/// asyncio_core::EventLoop::new().run_until_complete(async {
+///     let server = start_server(|_r: StreamReader, mut w: StreamWriter| async move {
+///         w.write(b"hello\nworld");
+///         w.close();
+///     }, "127.0.0.1", 0).await?;
+///     let port = server.local_addr().expect("bound to an IP address").port();
+///     let (mut reader, _writer) = open_connection("127.0.0.1", port).await?;
+///     assert_eq!(reader.readline().await?, b"hello\n");
+///     assert_eq!(reader.read_to_eof().await?, b"world");
+///     assert!(reader.at_eof());
+///     std::io::Result::Ok(())
+/// }).unwrap().unwrap();
+/// ```
+pub struct StreamReader {
+    conn: Rc<Conn>,
+    /// Initialized storage; the unread bytes are `buf[start..end]`.
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    limit: usize,
+    eof: bool,
+    /// How much room the next allocation or growth gives a read.
+    read_size: usize,
+}
+
+impl fmt::Debug for StreamReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamReader")
+            .field("buffered", &(self.end - self.start))
+            .field("limit", &self.limit)
+            .field("eof", &self.eof)
+            .finish_non_exhaustive()
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.len() == 1 {
+        return hay.iter().position(|&b| b == needle[0]);
+    }
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+impl StreamReader {
+    pub(crate) fn new(conn: Rc<Conn>, limit: usize) -> Self {
+        StreamReader {
+            conn,
+            buf: Vec::new(),
+            start: 0,
+            end: 0,
+            limit,
+            eof: false,
+            read_size: FIRST_READ,
+        }
+    }
+
+    fn data(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        debug_assert!(self.start <= self.end);
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            if self.buf.len() > KEEP_CAPACITY {
+                self.buf = Vec::new();
+            }
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Vec<u8> {
+        let out = self.data()[..n].to_vec();
+        self.consume(n);
+        out
+    }
+
+    /// Reads one chunk from the socket into the buffer; `Ok(0)` at EOF.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.eof {
+            return Poll::Ready(Ok(0));
+        }
+        if self.end == self.buf.len() {
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            if self.end == self.buf.len() {
+                let grow = self.buf.len().max(self.read_size);
+                self.buf.resize(self.buf.len() + grow, 0);
+            }
+        }
+        let end = self.end;
+        let room = self.buf.len() - end;
+        match self.conn.poll_read(cx, &mut self.buf[end..]) {
+            Poll::Ready(Ok(0)) => {
+                self.eof = true;
+                Poll::Ready(Ok(0))
+            }
+            Poll::Ready(Ok(n)) => {
+                self.end += n;
+                if n == room {
+                    self.read_size = (self.read_size * 2).min(MAX_READ);
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending => {
+                if self.start == self.end {
+                    // Idle with nothing buffered: give the memory back, so an
+                    // idle connection costs little.
+                    self.buf = Vec::new();
+                    self.start = 0;
+                    self.end = 0;
+                }
+                Poll::Pending
+            }
+            other => other,
+        }
+    }
+
+    async fn fill(&mut self) -> io::Result<usize> {
+        std::future::poll_fn(|cx| self.poll_fill(cx)).await
+    }
+
+    /// Reads up to `n` bytes (asyncio's `read(n)`): what is buffered, or else
+    /// what the next chunk from the socket brings; an empty vector at end of
+    /// stream or when `n` is 0. For `read(-1)` use
+    /// [`read_to_eof`](Self::read_to_eof).
+    ///
+    /// # Errors
+    /// The connection's error (reset, or the loop closed).
+    pub async fn read(&mut self, n: usize) -> io::Result<Vec<u8>> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        if self.start == self.end {
+            self.fill().await?;
+        }
+        let n = n.min(self.end - self.start);
+        Ok(self.take(n))
+    }
+
+    /// Reads until end of stream (asyncio's `read()` / `read(-1)`).
+    ///
+    /// # Errors
+    /// The connection's error; the bytes read so far stay buffered.
+    pub async fn read_to_eof(&mut self) -> io::Result<Vec<u8>> {
+        while self.fill().await? > 0 {}
+        let n = self.end - self.start;
+        Ok(self.take(n))
+    }
+
+    /// Reads exactly `n` bytes (asyncio's `readexactly`).
+    ///
+    /// # Errors
+    /// [`ReadExactlyError::Incomplete`] if the stream ends first, with the
+    /// bytes that came ([`IncompleteReadError::partial`]), which leave the
+    /// buffer; the connection's error otherwise (the bytes stay buffered).
+    pub async fn readexactly(&mut self, n: usize) -> Result<Vec<u8>, ReadExactlyError> {
+        while self.end - self.start < n {
+            if self.eof {
+                let have = self.end - self.start;
+                return Err(IncompleteReadError {
+                    partial: self.take(have),
+                    expected: Some(n),
+                }
+                .into());
+            }
+            self.fill().await?;
+        }
+        Ok(self.take(n))
+    }
+
+    /// Reads up to and including `separator` (asyncio's `readuntil`).
+    ///
+    /// # Errors
+    /// - [`ReadUntilError::Incomplete`]: end of stream before the separator;
+    ///   the bytes read are in the error and leave the buffer.
+    /// - [`ReadUntilError::LimitOverrun`]: the separator is not within the
+    ///   reader's limit; the data **stays in the buffer**, as in asyncio, so
+    ///   the caller may `read` it.
+    /// - [`ReadUntilError::EmptySeparator`]: `separator` is empty.
+    /// - [`ReadUntilError::Io`]: the connection's error.
+    pub async fn readuntil(&mut self, separator: &[u8]) -> Result<Vec<u8>, ReadUntilError> {
+        let seplen = separator.len();
+        if seplen == 0 {
+            return Err(ReadUntilError::EmptySeparator);
+        }
+        // Where to search from next: the bytes before it hold no separator.
+        let mut offset = 0;
+        let isep = loop {
+            let data = self.data();
+            if data.len() >= seplen {
+                if let Some(i) = find(&data[offset..], separator) {
+                    break offset + i;
+                }
+                offset = data.len() + 1 - seplen;
+                if offset > self.limit {
+                    return Err(LimitOverrunError {
+                        consumed: offset,
+                        message: "Separator is not found, and chunk exceed the limit",
+                    }
+                    .into());
+                }
+            }
+            if self.eof {
+                let have = self.end - self.start;
+                return Err(IncompleteReadError {
+                    partial: self.take(have),
+                    expected: None,
+                }
+                .into());
+            }
+            self.fill().await?;
+        };
+        if isep > self.limit {
+            return Err(LimitOverrunError {
+                consumed: isep,
+                message: "Separator is found, but chunk is longer than limit",
+            }
+            .into());
+        }
+        Ok(self.take(isep + seplen))
+    }
+
+    /// Reads one line, up to and including `\n` (asyncio's `readline`). At end
+    /// of stream it returns what is left, possibly without `\n`, then empty
+    /// vectors.
+    ///
+    /// # Errors
+    /// [`ReadUntilError::LimitOverrun`] if the line is longer than the limit:
+    /// as asyncio's `readline` (which raises `ValueError`), the line is
+    /// discarded up to its `\n` if that is buffered, or else the whole buffer
+    /// is, so the stream stays usable and the next call reads on from there.
+    /// [`ReadUntilError::Io`] for the connection's error.
+    pub async fn readline(&mut self) -> Result<Vec<u8>, ReadUntilError> {
+        match self.readuntil(b"\n").await {
+            Ok(line) => Ok(line),
+            Err(ReadUntilError::Incomplete(e)) => Ok(e.partial),
+            Err(ReadUntilError::LimitOverrun(e)) => {
+                let rest = &self.data()[e.consumed..];
+                if rest.starts_with(b"\n") {
+                    self.consume(e.consumed + 1);
+                } else {
+                    let n = self.end - self.start;
+                    self.consume(n);
+                }
+                Err(e.into())
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Whether the buffer is empty and the stream has ended (asyncio's
+    /// `at_eof`). The end of stream is noticed by reading: this checks the
+    /// socket without waiting when nothing is buffered.
+    pub fn at_eof(&mut self) -> bool {
+        if self.start == self.end && !self.eof {
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            let _ = self.poll_fill(&mut cx);
+        }
+        self.eof && self.start == self.end
+    }
+
+    /// The buffer limit of `readline`/`readuntil` (asyncio's `limit=`).
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// The remote address (asyncio's `get_extra_info('peername')`).
+    ///
+    /// # Errors
+    /// Once the connection is closed.
+    pub fn peer_addr(&self) -> io::Result<crate::StreamAddr> {
+        self.conn.with_sock(|s| s.peer_addr())
+    }
+}
+
+impl futures_io::AsyncRead for StreamReader {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.start == this.end {
+            if this.eof || out.is_empty() {
+                return Poll::Ready(Ok(0));
+            }
+            if out.len() >= BYPASS {
+                // Large reads bypass the buffer.
+                return match this.conn.poll_read(cx, out) {
+                    Poll::Ready(Ok(0)) => {
+                        this.eof = true;
+                        Poll::Ready(Ok(0))
+                    }
+                    other => other,
+                };
+            }
+            if std::task::ready!(this.poll_fill(cx))? == 0 {
+                return Poll::Ready(Ok(0));
+            }
+        }
+        let n = out.len().min(this.end - this.start);
+        out[..n].copy_from_slice(&this.data()[..n]);
+        this.consume(n);
+        Poll::Ready(Ok(n))
+    }
+}
+
+impl futures_io::AsyncBufRead for StreamReader {
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+        let this = self.get_mut();
+        if this.start == this.end && !this.eof {
+            std::task::ready!(this.poll_fill(cx))?;
+        }
+        Poll::Ready(Ok(this.data()))
+    }
+
+    fn consume(self: Pin<&mut Self>, amt: usize) {
+        let this = self.get_mut();
+        let amt = amt.min(this.end - this.start);
+        this.consume(amt);
+    }
+}

@@ -1,0 +1,578 @@
+//! `start_server`, `start_unix_server` and the `Server` they return.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::rc::{Rc, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use asyncio_core::{IoRegistration, Task};
+use socket2::{Domain, SockAddr, Socket, Type};
+
+use crate::conn::Conn;
+use crate::connect::{getaddrinfo, pair};
+use crate::options::ServerOptions;
+use crate::reader::StreamReader;
+use crate::sock::{Sock, StreamAddr};
+use crate::writer::StreamWriter;
+
+/// How many connections one wake-up of the accept loop takes before it lets
+/// the other tasks run.
+const ACCEPT_BATCH: usize = 128;
+
+/// Misuse of a [`Server`]: asyncio raises `RuntimeError` for these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ServerStateError {
+    /// The server is closed.
+    #[error("server is closed")]
+    Closed,
+    /// Another task already awaits `serve_forever`.
+    #[error("server is already being awaited on serve_forever()")]
+    AlreadyServing,
+}
+
+impl From<ServerStateError> for io::Error {
+    fn from(e: ServerStateError) -> Self {
+        io::Error::other(e)
+    }
+}
+
+enum ListenSock {
+    Tcp(mio::net::TcpListener),
+    Unix(mio::net::UnixListener),
+}
+
+/// A listening socket; the registration leaves `epoll` before the socket closes.
+struct Listener {
+    reg: IoRegistration,
+    sock: ListenSock,
+}
+
+impl Listener {
+    fn accept(&self) -> io::Result<Sock> {
+        match &self.sock {
+            ListenSock::Tcp(l) => l.accept().map(|(s, _)| Sock::Tcp(s)),
+            ListenSock::Unix(l) => l.accept().map(|(s, _)| Sock::Unix(s)),
+        }
+    }
+}
+
+type Spawn = Rc<dyn Fn(StreamReader, StreamWriter)>;
+
+struct Inner {
+    listeners: RefCell<Vec<Listener>>,
+    addrs: Vec<StreamAddr>,
+    spawn: Spawn,
+    limit: usize,
+    nodelay: bool,
+    accept_tasks: RefCell<Vec<Task<()>>>,
+    closed: Cell<bool>,
+    forever: Cell<bool>,
+    clients: RefCell<slab::Slab<Weak<Conn>>>,
+    waiters: RefCell<Vec<Waker>>,
+    /// The Unix socket file to remove on close, with its inode.
+    unix_path: Option<(PathBuf, u64, u64)>,
+}
+
+/// A listening server (asyncio's `Server`), returned by [`start_server`] and
+/// [`start_unix_server`]. Each accepted connection runs the callback as a new
+/// task with its reader and writer.
+///
+/// `Server` is a cheap handle (`Clone`): one task may `serve_forever` while
+/// another calls `close`. When the last handle is dropped the server closes
+/// (asyncio keeps an unreferenced server serving; Rust frees what nobody owns).
+///
+/// ```
+/// use asyncio_streams::{start_server, open_connection, StreamReader, StreamWriter};
+///
+/// asyncio_core::EventLoop::new().run_until_complete(async {
+///     let server = start_server(|_r: StreamReader, mut w: StreamWriter| async move {
+///         w.write(b"hi");
+///     }, "127.0.0.1", 0).await?;
+///     assert!(server.is_serving());
+///     let port = server.local_addr().expect("an IP address").port();
+///     let (mut r, _w) = open_connection("127.0.0.1", port).await?;
+///     assert_eq!(r.read_to_eof().await?, b"hi");
+///     server.close();
+///     server.wait_closed().await;
+///     assert!(!server.is_serving());
+///     std::io::Result::Ok(())
+/// }).unwrap().unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Server {
+    inner: Rc<Inner>,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("sockets", &self.inner.addrs)
+            .field("serving", &self.is_serving())
+            .field("clients", &self.inner.clients.borrow().len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts a TCP server on `host:port` (asyncio's `start_server`);
+/// `client_connected_cb(reader, writer)` runs as a new task for each
+/// connection. Port 0 picks a free port ([`Server::local_addr`] tells which).
+/// A host name binds every address it resolves to; `""` binds all interfaces
+/// (`0.0.0.0` and `::`).
+///
+/// The callback's output is dropped; a panic in it is reported through the
+/// loop's exception handler, as asyncio reports an exception of the callback.
+///
+/// # Errors
+/// The resolver's or the OS's error (`AddrInUse`...); `Other` outside a loop.
+pub async fn start_server<F, Fut>(
+    client_connected_cb: F,
+    host: &str,
+    port: u16,
+) -> io::Result<Server>
+where
+    F: Fn(StreamReader, StreamWriter) -> Fut + 'static,
+    Fut: Future + 'static,
+{
+    start_server_with(client_connected_cb, host, port, &ServerOptions::default()).await
+}
+
+/// [`start_server`] with options (limit, backlog, `reuse_port`...).
+///
+/// # Errors
+/// As [`start_server`].
+pub async fn start_server_with<F, Fut>(
+    client_connected_cb: F,
+    host: &str,
+    port: u16,
+    options: &ServerOptions,
+) -> io::Result<Server>
+where
+    F: Fn(StreamReader, StreamWriter) -> Fut + 'static,
+    Fut: Future + 'static,
+{
+    let mut addrs = if host.is_empty() {
+        vec![
+            SocketAddr::from(([0, 0, 0, 0], port)),
+            SocketAddr::from(([0u16; 8], port)),
+        ]
+    } else {
+        getaddrinfo(host, port).await?
+    };
+    addrs.dedup();
+    let mut listeners = Vec::new();
+    let mut bound = Vec::new();
+    for (i, addr) in addrs.iter().enumerate() {
+        let sock = match bind_tcp(*addr, options) {
+            Ok(sock) => sock,
+            // "" also asks for IPv6, which a host may not have.
+            Err(_) if host.is_empty() && i == 1 => continue,
+            Err(e) => return Err(e),
+        };
+        let listener = mio::net::TcpListener::from_std(sock.into());
+        bound.push(StreamAddr::Inet(listener.local_addr()?));
+        let reg = IoRegistration::new(listener.as_raw_fd())?;
+        listeners.push(Listener {
+            reg,
+            sock: ListenSock::Tcp(listener),
+        });
+    }
+    Server::new(listeners, bound, client_connected_cb, options, None)
+}
+
+fn bind_tcp(addr: SocketAddr, options: &ServerOptions) -> io::Result<Socket> {
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    sock.set_nonblocking(true)?;
+    sock.set_reuse_address(options.reuse_address)?;
+    if options.reuse_port {
+        sock.set_reuse_port(true)?;
+    }
+    if addr.is_ipv6() {
+        // As asyncio: `::` and `0.0.0.0` may then both be bound on one port.
+        sock.set_only_v6(true)?;
+    }
+    sock.bind(&addr.into())?;
+    sock.listen(options.backlog)?;
+    Ok(sock)
+}
+
+/// Starts a server on the Unix socket `path` (asyncio's
+/// `start_unix_server`). A socket file already at `path` is replaced; closing
+/// the server removes it (see [`ServerOptions::cleanup_socket`]).
+///
+/// # Errors
+/// The OS's error (a non-socket file at `path`, permissions...); `Other`
+/// outside a loop.
+pub async fn start_unix_server<F, Fut>(
+    client_connected_cb: F,
+    path: impl AsRef<Path>,
+) -> io::Result<Server>
+where
+    F: Fn(StreamReader, StreamWriter) -> Fut + 'static,
+    Fut: Future + 'static,
+{
+    start_unix_server_with(client_connected_cb, path, &ServerOptions::default()).await
+}
+
+/// [`start_unix_server`] with options (limit, backlog, cleanup).
+///
+/// # Errors
+/// As [`start_unix_server`].
+pub async fn start_unix_server_with<F, Fut>(
+    client_connected_cb: F,
+    path: impl AsRef<Path>,
+    options: &ServerOptions,
+) -> io::Result<Server>
+where
+    F: Fn(StreamReader, StreamWriter) -> Fut + 'static,
+    Fut: Future + 'static,
+{
+    let path = path.as_ref();
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.file_type().is_socket()
+    {
+        std::fs::remove_file(path)?;
+    }
+    let sock = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    sock.set_nonblocking(true)?;
+    sock.bind(&SockAddr::unix(path)?)?;
+    sock.listen(options.backlog)?;
+    let std_listener = std::os::unix::net::UnixListener::from(OwnedFd::from(sock));
+    let listener = mio::net::UnixListener::from_std(std_listener);
+    let bound = vec![StreamAddr::Unix(listener.local_addr()?)];
+    let cleanup = if options.cleanup_socket {
+        let meta = std::fs::metadata(path)?;
+        Some((path.to_owned(), meta.dev(), meta.ino()))
+    } else {
+        None
+    };
+    let reg = IoRegistration::new(listener.as_raw_fd())?;
+    let listeners = vec![Listener {
+        reg,
+        sock: ListenSock::Unix(listener),
+    }];
+    Server::new(listeners, bound, client_connected_cb, options, cleanup)
+}
+
+impl Server {
+    fn new<F, Fut>(
+        listeners: Vec<Listener>,
+        addrs: Vec<StreamAddr>,
+        cb: F,
+        options: &ServerOptions,
+        unix_path: Option<(PathBuf, u64, u64)>,
+    ) -> io::Result<Server>
+    where
+        F: Fn(StreamReader, StreamWriter) -> Fut + 'static,
+        Fut: Future + 'static,
+    {
+        let spawn: Spawn = Rc::new(move |r, w| {
+            // A callback that panics before returning its future must not
+            // take the accept loop down with it.
+            let fut = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(r, w))) {
+                Ok(fut) => fut,
+                Err(panic) => {
+                    let panic = asyncio_core::PanicError::new(panic);
+                    report(&format!(
+                        "client_connected_cb panicked: {}",
+                        panic.message()
+                    ));
+                    return;
+                }
+            };
+            // Detached, as asyncio's callback task; a panic reaches the
+            // loop's exception handler.
+            let _ = asyncio_core::try_create_task(async move {
+                fut.await;
+            });
+        });
+        let server = Server {
+            inner: Rc::new(Inner {
+                listeners: RefCell::new(listeners),
+                addrs,
+                spawn,
+                limit: options.limit,
+                nodelay: options.nodelay,
+                accept_tasks: RefCell::new(Vec::new()),
+                closed: Cell::new(false),
+                forever: Cell::new(false),
+                clients: RefCell::new(slab::Slab::new()),
+                waiters: RefCell::new(Vec::new()),
+                unix_path,
+            }),
+        };
+        if options.start_serving {
+            server.start_serving()?;
+        }
+        Ok(server)
+    }
+
+    /// Starts accepting connections (asyncio's `start_serving`); does nothing
+    /// if already serving.
+    ///
+    /// # Errors
+    /// [`ServerStateError::Closed`] on a closed server; `Other` outside a loop.
+    pub fn start_serving(&self) -> io::Result<()> {
+        if self.inner.closed.get() {
+            return Err(ServerStateError::Closed.into());
+        }
+        if !self.inner.accept_tasks.borrow().is_empty() {
+            return Ok(());
+        }
+        let n = self.inner.listeners.borrow().len();
+        for idx in 0..n {
+            let task = asyncio_core::try_create_task(accept_loop(Rc::downgrade(&self.inner), idx))
+                .map_err(io::Error::other)?;
+            self.inner.accept_tasks.borrow_mut().push(task);
+        }
+        Ok(())
+    }
+
+    /// Whether the server accepts connections (asyncio's `is_serving`).
+    pub fn is_serving(&self) -> bool {
+        !self.inner.closed.get() && !self.inner.accept_tasks.borrow().is_empty()
+    }
+
+    /// Serves until [`close`](Self::close) is called (asyncio's
+    /// `serve_forever`), starting to accept if needed. If this future is
+    /// dropped (its task cancelled) the server closes, as asyncio's does.
+    /// asyncio's `serve_forever` raises `CancelledError` when another task
+    /// closes the server; this one returns `Ok(())`.
+    ///
+    /// # Errors
+    /// [`ServerStateError::Closed`] on a closed server,
+    /// [`ServerStateError::AlreadyServing`] if another task is in
+    /// `serve_forever`.
+    pub async fn serve_forever(&self) -> io::Result<()> {
+        if self.inner.forever.get() {
+            return Err(ServerStateError::AlreadyServing.into());
+        }
+        self.start_serving()?;
+        self.inner.forever.set(true);
+        struct CloseOnDrop<'a>(&'a Server);
+        impl Drop for CloseOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.inner.forever.set(false);
+                self.0.close();
+            }
+        }
+        let _guard = CloseOnDrop(self);
+        std::future::poll_fn(|cx| {
+            if self.inner.closed.get() {
+                Poll::Ready(())
+            } else {
+                self.inner.add_waiter(cx);
+                Poll::Pending
+            }
+        })
+        .await;
+        Ok(())
+    }
+
+    /// Stops serving (asyncio's `close`): the listening sockets close; the
+    /// connections already accepted stay open (see
+    /// [`close_clients`](Self::close_clients)). Idempotent.
+    pub fn close(&self) {
+        self.inner.close();
+    }
+
+    /// Closes every connection of this server (asyncio 3.13's
+    /// `close_clients`), each flushing its buffer first.
+    pub fn close_clients(&self) {
+        for conn in self.inner.live_clients() {
+            conn.close();
+        }
+    }
+
+    /// Closes every connection of this server at once, dropping their
+    /// buffers (asyncio 3.13's `abort_clients`).
+    pub fn abort_clients(&self) {
+        for conn in self.inner.live_clients() {
+            conn.abort();
+        }
+    }
+
+    /// Waits until the server is closed and every connection it accepted is
+    /// closed (asyncio 3.12's `wait_closed`).
+    pub async fn wait_closed(&self) {
+        std::future::poll_fn(|cx| {
+            if self.inner.closed.get() && self.inner.clients.borrow().is_empty() {
+                Poll::Ready(())
+            } else {
+                self.inner.add_waiter(cx);
+                Poll::Pending
+            }
+        })
+        .await;
+    }
+
+    /// The address of each listening socket (asyncio's `sockets`, as
+    /// `getsockname()` of each); kept after `close`.
+    pub fn sockets(&self) -> &[StreamAddr] {
+        &self.inner.addrs
+    }
+
+    /// The first listening IP address and port, e.g. to learn the port that
+    /// port 0 picked; `None` for a Unix server.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.inner.addrs.iter().find_map(StreamAddr::as_inet)
+    }
+
+    /// How many accepted connections are open.
+    pub fn active_connections(&self) -> usize {
+        self.inner.clients.borrow().len()
+    }
+}
+
+impl Inner {
+    fn add_waiter(&self, cx: &Context<'_>) {
+        let mut w = self.waiters.borrow_mut();
+        if !w.iter().any(|x| x.will_wake(cx.waker())) {
+            w.push(cx.waker().clone());
+        }
+    }
+
+    fn wake_all(&self) {
+        let w = std::mem::take(&mut *self.waiters.borrow_mut());
+        w.into_iter().for_each(Waker::wake);
+    }
+
+    fn live_clients(&self) -> Vec<Rc<Conn>> {
+        self.clients
+            .borrow()
+            .iter()
+            .filter_map(|(_, w)| w.upgrade())
+            .collect()
+    }
+
+    fn close(&self) {
+        if self.closed.replace(true) {
+            return;
+        }
+        let listeners = std::mem::take(&mut *self.listeners.borrow_mut());
+        drop(listeners);
+        let tasks = std::mem::take(&mut *self.accept_tasks.borrow_mut());
+        for t in tasks {
+            t.to_ref().cancel();
+        }
+        self.remove_socket_file();
+        self.wake_all();
+    }
+
+    fn remove_socket_file(&self) {
+        if let Some((path, dev, ino)) = &self.unix_path
+            && let Ok(meta) = std::fs::metadata(path)
+            && meta.dev() == *dev
+            && meta.ino() == *ino
+        {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// Accepts up to a batch of connections: `Ok(true)` when the batch is
+    /// used up (the caller yields and comes back), `Ok(false)` once closed.
+    fn poll_accept(self: &Rc<Self>, idx: usize, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        for _ in 0..ACCEPT_BATCH {
+            let accepted = {
+                let listeners = self.listeners.borrow();
+                let Some(l) = listeners.get(idx) else {
+                    return Poll::Ready(Ok(false));
+                };
+                loop {
+                    match l.accept() {
+                        Ok(sock) => break sock,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            l.reg.clear_readable();
+                            match l.reg.poll_readable(cx) {
+                                Poll::Pending => return Poll::Pending,
+                                Poll::Ready(Ok(())) => {}
+                                // The loop closed.
+                                Poll::Ready(Err(_)) => return Poll::Ready(Ok(false)),
+                            }
+                        }
+                        // The peer gave up before we accepted: try the next.
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                            ) => {}
+                        Err(e) => return Poll::Ready(Err(e)),
+                    }
+                }
+            };
+            self.on_accept(accepted);
+        }
+        Poll::Ready(Ok(true))
+    }
+
+    fn on_accept(self: &Rc<Self>, sock: Sock) {
+        if self.nodelay
+            && let Sock::Tcp(s) = &sock
+        {
+            let _ = s.set_nodelay(true);
+        }
+        let reg = match IoRegistration::new(sock.fd()) {
+            Ok(reg) => reg,
+            Err(e) => {
+                report(&format!("cannot register an accepted connection: {e}"));
+                return;
+            }
+        };
+        let (reader, writer) = pair(sock, reg, self.limit);
+        let conn = writer.conn();
+        let key = self.clients.borrow_mut().insert(Rc::downgrade(conn));
+        let server = Rc::downgrade(self);
+        conn.set_on_close(Box::new(move || {
+            if let Some(server) = server.upgrade() {
+                server.clients.borrow_mut().try_remove(key);
+                if server.closed.get() && server.clients.borrow().is_empty() {
+                    server.wake_all();
+                }
+            }
+        }));
+        (self.spawn)(reader, writer);
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for t in self.accept_tasks.get_mut().drain(..) {
+            t.to_ref().cancel();
+        }
+        self.remove_socket_file();
+    }
+}
+
+fn report(message: &str) {
+    if let Ok(lp) = asyncio_core::get_running_loop() {
+        lp.call_exception_handler(&asyncio_core::ExceptionContext::new(message));
+    }
+}
+
+async fn accept_loop(server: Weak<Inner>, idx: usize) {
+    loop {
+        let step = std::future::poll_fn(|cx| match server.upgrade() {
+            Some(s) => s.poll_accept(idx, cx),
+            None => Poll::Ready(Ok(false)),
+        })
+        .await;
+        match step {
+            Ok(false) => return,
+            Ok(true) => asyncio_core::yield_now().await,
+            Err(e) => {
+                // Out of file descriptors and the like: asyncio logs and
+                // stops accepting for a second.
+                report(&format!(
+                    "socket.accept() failed: {e}; pausing for 1 second"
+                ));
+                asyncio_core::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}

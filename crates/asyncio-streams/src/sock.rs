@@ -1,0 +1,103 @@
+//! The connected socket under a stream: TCP or Unix, non-blocking.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::{AsRawFd, RawFd};
+
+/// The address of one end of a stream: an IP address and port, or a Unix
+/// socket path (asyncio's `get_extra_info('peername')`/`'sockname'`).
+#[derive(Debug, Clone)]
+pub enum StreamAddr {
+    /// A TCP endpoint.
+    Inet(SocketAddr),
+    /// A Unix domain socket endpoint (unnamed for a connecting client).
+    Unix(std::os::unix::net::SocketAddr),
+}
+
+impl StreamAddr {
+    /// The IP address and port, for a TCP endpoint.
+    ///
+    /// ```
+    /// # use asyncio_streams::StreamAddr;
+    /// let a = StreamAddr::Inet("127.0.0.1:80".parse().unwrap());
+    /// assert_eq!(a.as_inet().map(|a| a.port()), Some(80));
+    /// ```
+    pub fn as_inet(&self) -> Option<SocketAddr> {
+        match self {
+            StreamAddr::Inet(a) => Some(*a),
+            StreamAddr::Unix(_) => None,
+        }
+    }
+
+    /// The path, for a named Unix socket.
+    pub fn as_pathname(&self) -> Option<&std::path::Path> {
+        match self {
+            StreamAddr::Inet(_) => None,
+            StreamAddr::Unix(a) => a.as_pathname(),
+        }
+    }
+}
+
+impl fmt::Display for StreamAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StreamAddr::Inet(a) => a.fmt(f),
+            StreamAddr::Unix(a) => match a.as_pathname() {
+                Some(p) => p.display().fmt(f),
+                None => f.write_str("(unnamed)"),
+            },
+        }
+    }
+}
+
+/// A connected, non-blocking stream socket.
+#[derive(Debug)]
+pub(crate) enum Sock {
+    Tcp(mio::net::TcpStream),
+    Unix(mio::net::UnixStream),
+}
+
+impl Sock {
+    pub(crate) fn fd(&self) -> RawFd {
+        match self {
+            Sock::Tcp(s) => s.as_raw_fd(),
+            Sock::Unix(s) => s.as_raw_fd(),
+        }
+    }
+
+    pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Sock::Tcp(s) => (&*s).read(buf),
+            Sock::Unix(s) => (&*s).read(buf),
+        }
+    }
+
+    pub(crate) fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sock::Tcp(s) => (&*s).write(buf),
+            Sock::Unix(s) => (&*s).write(buf),
+        }
+    }
+
+    pub(crate) fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        match self {
+            Sock::Tcp(s) => s.shutdown(how),
+            Sock::Unix(s) => s.shutdown(how),
+        }
+    }
+
+    pub(crate) fn peer_addr(&self) -> io::Result<StreamAddr> {
+        match self {
+            Sock::Tcp(s) => s.peer_addr().map(StreamAddr::Inet),
+            Sock::Unix(s) => s.peer_addr().map(StreamAddr::Unix),
+        }
+    }
+
+    pub(crate) fn local_addr(&self) -> io::Result<StreamAddr> {
+        match self {
+            Sock::Tcp(s) => s.local_addr().map(StreamAddr::Inet),
+            Sock::Unix(s) => s.local_addr().map(StreamAddr::Unix),
+        }
+    }
+}

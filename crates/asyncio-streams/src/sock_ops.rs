@@ -1,0 +1,182 @@
+//! asyncio's low-level `loop.sock_*` calls on the caller's own non-blocking
+//! sockets.
+//!
+//! Each call tries the operation at once and registers the socket with the
+//! loop only if it would block, for as long as the call waits. A socket is
+//! registered once at a time: two calls waiting on the same socket at the same
+//! time (a `sock_recv` in one task and a `sock_sendall` in another) make the
+//! second fail with `AlreadyExists`; use streams or
+//! [`DatagramSocket`](crate::DatagramSocket) for that.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd};
+
+use asyncio_core::IoRegistration;
+use socket2::{SockRef, Socket};
+
+use crate::error::BlockingSocketError;
+
+fn check_nonblocking(sock: &SockRef<'_>) -> io::Result<()> {
+    if sock.nonblocking()? {
+        Ok(())
+    } else {
+        Err(BlockingSocketError.into())
+    }
+}
+
+/// Runs `op` until it does not return `WouldBlock`, waiting for readiness in
+/// between; the socket is registered only if the first try would block.
+async fn retry<T>(
+    sock: &SockRef<'_>,
+    read: bool,
+    mut op: impl FnMut() -> io::Result<T>,
+) -> io::Result<T> {
+    let mut reg: Option<IoRegistration> = None;
+    loop {
+        match op() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+        let r = match &reg {
+            Some(r) => {
+                if read {
+                    r.clear_readable();
+                } else {
+                    r.clear_writable();
+                }
+                r
+            }
+            None => reg.insert(IoRegistration::new(sock.as_raw_fd())?),
+        };
+        if read {
+            r.readable().await?;
+        } else {
+            r.writable().await?;
+        }
+    }
+}
+
+/// Receives up to `n` bytes (asyncio's `loop.sock_recv`); empty at end of
+/// stream.
+///
+/// ```
+/// use std::io::Write;
+/// asyncio_core::EventLoop::new().run_until_complete(async {
+///     let (a, mut b) = std::os::unix::net::UnixStream::pair()?;
+///     a.set_nonblocking(true)?;
+///     b.write_all(b"ping")?;
+///     assert_eq!(asyncio_streams::sock_recv(&a, 100).await?, b"ping");
+///     std::io::Result::Ok(())
+/// }).unwrap().unwrap();
+/// ```
+///
+/// # Errors
+/// [`BlockingSocketError`] (as `InvalidInput`) for a blocking socket; the
+/// OS's error; `Other` outside a loop.
+pub async fn sock_recv<S: AsFd>(sock: &S, n: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0; n];
+    let got = sock_recv_into(sock, &mut buf).await?;
+    buf.truncate(got);
+    Ok(buf)
+}
+
+/// Receives into `buf` (asyncio's `loop.sock_recv_into`); returns how many
+/// bytes came, 0 at end of stream.
+///
+/// # Errors
+/// As [`sock_recv`].
+pub async fn sock_recv_into<S: AsFd>(sock: &S, buf: &mut [u8]) -> io::Result<usize> {
+    let s = SockRef::from(sock);
+    check_nonblocking(&s)?;
+    let socket: &Socket = &s;
+    retry(&s, true, || (&*socket).read(buf)).await
+}
+
+/// Sends all of `data` (asyncio's `loop.sock_sendall`), waiting while the
+/// socket's buffer is full. If cancelled, an unknown prefix has been sent.
+///
+/// # Errors
+/// As [`sock_recv`]; `BrokenPipe`/`ConnectionReset` if the peer went away.
+pub async fn sock_sendall<S: AsFd>(sock: &S, mut data: &[u8]) -> io::Result<()> {
+    let s = SockRef::from(sock);
+    check_nonblocking(&s)?;
+    let socket: &Socket = &s;
+    while !data.is_empty() {
+        let n = retry(&s, false, || (&*socket).write(data)).await?;
+        data = &data[n..];
+    }
+    Ok(())
+}
+
+/// Accepts a connection (asyncio's `loop.sock_accept`); the new socket is
+/// non-blocking, as asyncio's.
+///
+/// ```
+/// use std::net::{TcpListener, TcpStream};
+/// asyncio_core::EventLoop::new().run_until_complete(async {
+///     let listener = TcpListener::bind("127.0.0.1:0")?;
+///     listener.set_nonblocking(true)?;
+///     let _client = TcpStream::connect(listener.local_addr()?)?;
+///     let (conn, peer) = asyncio_streams::sock_accept(&listener).await?;
+///     assert!(peer.ip().is_loopback());
+///     assert!(socket2::SockRef::from(&conn).nonblocking()?);
+///     std::io::Result::Ok(())
+/// }).unwrap().unwrap();
+/// ```
+///
+/// # Errors
+/// As [`sock_recv`].
+pub async fn sock_accept(listener: &TcpListener) -> io::Result<(TcpStream, SocketAddr)> {
+    let s = SockRef::from(listener);
+    check_nonblocking(&s)?;
+    let (conn, addr) = retry(&s, true, || listener.accept()).await?;
+    conn.set_nonblocking(true)?;
+    Ok((conn, addr))
+}
+
+/// Connects `sock` to `addr` (asyncio's `loop.sock_connect`), without
+/// blocking the loop.
+///
+/// ```
+/// use socket2::{Domain, Socket, Type};
+/// asyncio_core::EventLoop::new().run_until_complete(async {
+///     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+///     let sock = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+///     sock.set_nonblocking(true)?;
+///     asyncio_streams::sock_connect(&sock, listener.local_addr()?).await?;
+///     assert_eq!(sock.peer_addr()?.as_socket(), Some(listener.local_addr()?));
+///     std::io::Result::Ok(())
+/// }).unwrap().unwrap();
+/// ```
+///
+/// # Errors
+/// `ConnectionRefused` and the other connect errors; as [`sock_recv`].
+pub async fn sock_connect(sock: &Socket, addr: SocketAddr) -> io::Result<()> {
+    let s = SockRef::from(sock);
+    check_nonblocking(&s)?;
+    match sock.connect(&addr.into()) {
+        Ok(()) => return Ok(()),
+        // A non-blocking connect reports EINPROGRESS (EAGAIN for Unix sockets).
+        Err(e)
+            if e.raw_os_error() == Some(libc::EINPROGRESS)
+                || matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) => {}
+        Err(e) => return Err(e),
+    }
+    let reg = IoRegistration::new(sock.as_raw_fd())?;
+    loop {
+        reg.writable().await?;
+        if let Some(e) = sock.take_error()? {
+            return Err(e);
+        }
+        match sock.peer_addr() {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => reg.clear_writable(),
+            Err(e) => return Err(e),
+        }
+    }
+}

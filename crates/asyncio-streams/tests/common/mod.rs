@@ -1,0 +1,63 @@
+//! Shared helpers: every test runs on a fresh loop under a time bound, so a
+//! bug shows as a failure, never as a hang.
+#![allow(dead_code, unreachable_pub)]
+
+use std::future::Future;
+use std::time::Duration;
+
+use asyncio_core::EventLoop;
+use asyncio_streams::{Server, StreamReader, StreamWriter, start_server};
+
+/// Runs `fut` on a new loop; fails the test if it takes over 30 s.
+pub fn run<F>(fut: F) -> F::Output
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    let lp = EventLoop::new();
+    lp.run_until_complete(asyncio_core::timeout(Duration::from_secs(30), fut))
+        .expect("the loop runs the test")
+        .expect("the test finished within its time bound")
+}
+
+/// A server on a free loopback port, and that port.
+pub async fn serve<F, Fut>(cb: F) -> (Server, u16)
+where
+    F: Fn(StreamReader, StreamWriter) -> Fut + 'static,
+    Fut: Future + 'static,
+{
+    let server = start_server(cb, "127.0.0.1", 0)
+        .await
+        .expect("binding a free loopback port succeeds");
+    let port = server
+        .local_addr()
+        .expect("a TCP server has an address")
+        .port();
+    (server, port)
+}
+
+/// An echo handler: each line back until EOF.
+pub async fn echo(mut r: StreamReader, mut w: StreamWriter) {
+    while let Ok(line) = r.readline().await {
+        if line.is_empty() {
+            break;
+        }
+        w.write(&line);
+        if w.drain().await.is_err() {
+            break;
+        }
+    }
+    w.close();
+    let _ = w.wait_closed().await;
+}
+
+/// Waits (yielding, bounded in count) until `cond` holds.
+pub async fn until(mut cond: impl FnMut() -> bool) {
+    for _ in 0..10_000 {
+        if cond() {
+            return;
+        }
+        asyncio_core::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("condition not reached within 10,000 turns");
+}
