@@ -7,14 +7,14 @@ use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::error::{PanicError, RuntimeError};
 use crate::event_loop::{EventLoop, LoopInner, running_inner};
 use crate::shared::Shared;
-use crate::sync::lock;
+use crate::sync::{Condvar, Mutex, lock};
 use crate::time::TimeoutError;
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -76,7 +76,7 @@ impl Pool {
         if st.threads < self.config.max_threads {
             st.threads += 1;
             let pool = Arc::clone(self);
-            let spawned = std::thread::Builder::new()
+            let spawned = crate::sync::ThreadBuilder::new()
                 .name("asyncio-executor".into())
                 .spawn(move || pool.worker());
             if spawned.is_err() {

@@ -17,6 +17,7 @@ struct ThreadContext {
     starting: Cell<u32>,
 }
 
+#[cfg(not(loom))]
 thread_local! {
     static CONTEXT: ThreadContext = const {
         ThreadContext {
@@ -24,6 +25,18 @@ thread_local! {
             task: Cell::new(ptr::null()),
             starting: Cell::new(0),
         }
+    };
+}
+
+// loom runs its threads on one OS thread: with a std thread-local, a model's
+// second thread would see the loop of the first as running "on its thread"
+// and wake tasks as if it were the loop, never through the injector.
+#[cfg(loom)]
+loom::thread_local! {
+    static CONTEXT: ThreadContext = ThreadContext {
+        running: Cell::new(ptr::null()),
+        task: Cell::new(ptr::null()),
+        starting: Cell::new(0),
     };
 }
 

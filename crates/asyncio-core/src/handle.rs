@@ -4,14 +4,14 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::error::{CancelledError, RuntimeError, TaskError};
 use crate::event_loop::{EventLoop, try_create_task};
 use crate::shared::{Injected, Shared};
-use crate::sync::lock;
+use crate::sync::{Condvar, Mutex, lock};
 use crate::task::Task;
 use crate::time::TimeoutError;
 
@@ -219,7 +219,8 @@ impl<T> ConcurrentFuture<T> {
     /// Blocking on the loop's own thread would wait for ever: the loop only
     /// runs on that thread, and it is blocked here (running or not).
     fn check_not_on_own_loop(&self) {
-        if std::thread::current().id() == self.inner.shared.thread && !self.inner.shared.is_closed()
+        if crate::sync::current_thread().id() == self.inner.shared.thread
+            && !self.inner.shared.is_closed()
         {
             panic!(
                 "ConcurrentFuture::wait on the thread of the loop that runs it would never return: \

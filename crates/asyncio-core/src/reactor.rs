@@ -14,9 +14,10 @@ use crate::io::{IoEntry, Wakeup};
 
 /// Wakes the loop's thread out of its wait; `Send + Sync`, kept in `Shared`.
 pub(crate) struct Notifier {
-    /// Under loom: whether `wake` was called, for the models to check.
+    /// Under loom: the eventfd's counter as the models see it (a wake is
+    /// kept until the next wait consumes it); `Driver::wait` waits on it.
     #[cfg(loom)]
-    pub(crate) woken: crate::sync::AtomicBool,
+    eventfd: std::sync::Arc<loom::sync::Notify>,
     #[cfg(not(miri))]
     waker: mio::Waker,
     #[cfg(miri)]
@@ -26,7 +27,7 @@ pub(crate) struct Notifier {
 impl Notifier {
     pub(crate) fn wake(&self) {
         #[cfg(loom)]
-        self.woken.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.eventfd.notify();
         #[cfg(not(miri))]
         {
             // A failed write to the eventfd means it is already signalled (its
@@ -46,6 +47,10 @@ pub(crate) const SIGNAL_TOKEN: mio::Token = mio::Token(usize::MAX - 1);
 
 /// The loop's poller and its I/O registrations. Loop thread only.
 pub(crate) struct Driver {
+    /// Under loom: what `wait` waits on instead of `epoll_wait` (a real
+    /// blocking call would stop every thread of a model).
+    #[cfg(loom)]
+    eventfd: std::sync::Arc<loom::sync::Notify>,
     #[cfg(not(miri))]
     poll: RefCell<mio::Poll>,
     #[cfg(not(miri))]
@@ -61,15 +66,19 @@ impl Driver {
         {
             let poll = mio::Poll::new()?;
             let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
+            #[cfg(loom)]
+            let eventfd = std::sync::Arc::new(loom::sync::Notify::new());
             Ok((
                 Driver {
+                    #[cfg(loom)]
+                    eventfd: std::sync::Arc::clone(&eventfd),
                     poll: RefCell::new(poll),
                     events: RefCell::new(mio::Events::with_capacity(256)),
                     io: RefCell::new(Slab::new()),
                 },
                 Notifier {
                     #[cfg(loom)]
-                    woken: crate::sync::AtomicBool::new(false),
+                    eventfd,
                     waker,
                 },
             ))
@@ -90,6 +99,19 @@ impl Driver {
     /// Waits until an event, a wake-up, or `timeout` (`None`: no timeout); what
     /// the I/O events ask for is appended to `out`.
     pub(crate) fn wait(&self, timeout: Option<Duration>, out: &mut Vec<Wakeup>) {
+        // Under loom the blocking part of the wait is modelled: without a
+        // timeout it waits until the notifier was woken (consuming that, as
+        // reading the eventfd does; loom also tries spurious returns); with
+        // one it returns at once (no model uses timers). A loop that sleeps
+        // and is never woken deadlocks the model: a lost wake-up fails it.
+        // Then epoll is only polled.
+        #[cfg(loom)]
+        let timeout = {
+            if timeout.is_none() {
+                self.eventfd.wait();
+            }
+            Some(Duration::ZERO)
+        };
         #[cfg(not(miri))]
         {
             let mut events = self.events.borrow_mut();

@@ -19,6 +19,21 @@ pub(crate) struct RemoteWake(pub(crate) NonNull<Header>);
 // fields, and dropping it releases a waker count, which any thread may do.
 unsafe impl Send for RemoteWake {}
 
+impl RemoteWake {
+    /// Drops an entry that will never reach its loop (the loop closed): gives
+    /// back the task's `REMOTE` bit with the entry's count. A plain drop gives
+    /// back only the count, for the loop's own drain, which clears the bit
+    /// itself before it schedules the task.
+    fn discard(self) {
+        let ptr = std::mem::ManuallyDrop::new(self).0;
+        // SAFETY: an entry in (or bound for) the injector owns the task's
+        // `REMOTE` bit (only the wake that set it pushes an entry) and one
+        // waker count; `ManuallyDrop` keeps `Drop` from giving the count back
+        // a second time.
+        unsafe { waker::release_remote_wake(ptr) };
+    }
+}
+
 impl Drop for RemoteWake {
     fn drop(&mut self) {
         // SAFETY: the entry owns one waker count on a live header.
@@ -42,7 +57,7 @@ pub(crate) struct Shared {
     sleeping: AtomicBool,
     notifier: Notifier,
     /// The thread the loop belongs to (the one that created it).
-    pub(crate) thread: std::thread::ThreadId,
+    pub(crate) thread: crate::sync::ThreadId,
 }
 
 impl Shared {
@@ -52,7 +67,7 @@ impl Shared {
             closed: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
             notifier,
-            thread: std::thread::current().id(),
+            thread: crate::sync::current_thread().id(),
         }
     }
 
@@ -61,6 +76,7 @@ impl Shared {
     /// whether the loop was open.
     pub(crate) fn inject(&self, item: Injected) -> bool {
         if self.closed.load(Ordering::Acquire) {
+            item.discard();
             return false;
         }
         self.injector.push(item);
@@ -84,7 +100,12 @@ impl Shared {
     /// The loop is about to wait in the kernel: returns false (and does not
     /// sleep) if something was injected meanwhile.
     pub(crate) fn prepare_to_sleep(&self) -> bool {
-        self.sleeping.store(true, Ordering::Relaxed);
+        // A swap, not a store: it costs nothing next to the `epoll_wait` that
+        // follows, and as a read-modify-write it is ordered after an
+        // injector's earlier `swap(false)` in loom's model too (loom cannot
+        // order a plain store after a concurrent swap it did not read, and
+        // reports a lost wake-up that the memory model rules out).
+        self.sleeping.swap(true, Ordering::Relaxed);
         fence(Ordering::SeqCst);
         if self.injector.is_empty() {
             true
@@ -99,11 +120,6 @@ impl Shared {
         self.sleeping.store(false, Ordering::Relaxed);
     }
 
-    #[cfg(all(test, loom))]
-    pub(crate) fn notifier_woken(&self) -> bool {
-        self.notifier.woken.load(Ordering::SeqCst)
-    }
-
     /// Marks the loop closed and drops whatever was injected.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Relaxed);
@@ -115,9 +131,22 @@ impl Shared {
         self.closed.load(Ordering::Acquire)
     }
 
+    /// Drops what is queued, after the loop closed (no one else will).
     fn drain(&self) {
         while let Some(item) = self.injector.pop() {
-            drop(item);
+            item.discard();
+        }
+    }
+}
+
+impl Injected {
+    /// Drops an item its loop will never take (it closed). A wake gives back
+    /// the task's `REMOTE` bit too: with the bit left set, the task's cell
+    /// would never be freed once its loop side and its wakers were gone.
+    fn discard(self) {
+        match self {
+            Injected::Wake(wake) => wake.discard(),
+            Injected::Call(f) => drop(f),
         }
     }
 }

@@ -283,6 +283,15 @@ fn a_second_ctrl_c_while_the_main_task_is_cancelled_kills_the_process() {
         return;
     }
 
+    if std::env::var("ASYNCIO_SANITIZER").as_deref() == Ok("thread") {
+        // ThreadSanitizer runs a signal's handler only once the thread that
+        // received it calls into the sanitizer's runtime again; in the child
+        // that thread can stay blocked (a futex wait) until the main task's
+        // sleep is over, so the first SIGINT is never seen in time
+        // (`ci/sanitizers.sh thread` sets ASYNCIO_SANITIZER).
+        eprintln!("skipped under ThreadSanitizer: it delays SIGINT past the test");
+        return;
+    }
     let mut child = common::spawn_child(NAME);
     let stdout = child.stdout.take().unwrap();
     let (tx, lines) = mpsc::channel();

@@ -53,17 +53,49 @@ pub(crate) unsafe fn acquire_waker(ptr: NonNull<Header>) {
 /// The caller must own one waker count on a live header; it may not use the
 /// pointer afterwards.
 pub(crate) unsafe fn release_waker(ptr: NonNull<Header>) {
+    // SAFETY: the caller's contract is `release`'s, for one count.
+    unsafe { release(ptr, 1) }
+}
+
+/// Gives back the `REMOTE` bit and the waker count of an injector entry that
+/// is discarded without reaching its loop (the loop closed): frees the cell if
+/// that was its last owner. In one atomic step, so that whoever takes the word
+/// to zero sees both gone; leaving `REMOTE` set would keep the cell from ever
+/// being freed (issue 13, item 14).
+///
+/// # Safety
+/// The caller owns an injector entry for this header (the `REMOTE` bit and one
+/// waker count); it may not use the pointer afterwards.
+pub(crate) unsafe fn release_remote_wake(ptr: NonNull<Header>) {
+    // SAFETY: the caller's contract is `release`'s, for the bit and one count.
+    unsafe { release(ptr, REMOTE + 1) }
+}
+
+/// Subtracts `amount` (one waker count, plus `REMOTE` if the caller owns it)
+/// from the header's word; frees the cell if nothing else owns it.
+///
+/// # Safety
+/// The caller must own what `amount` stands for on a live header; it may not
+/// use the pointer afterwards.
+unsafe fn release(ptr: NonNull<Header>, amount: usize) {
     // SAFETY: the caller's count keeps the header allocated until the `fetch_sub`;
     // everything needed afterwards is read before it.
     let (shared, vtable, prev) = unsafe {
         let header = ptr.as_ref();
         let shared = header.shared;
         let vtable = header.vtable;
-        (shared, vtable, header.wakers.fetch_sub(1, Ordering::AcqRel))
+        (
+            shared,
+            vtable,
+            header.wakers.fetch_sub(amount, Ordering::AcqRel),
+        )
     };
+    debug_assert!(amount == 1 || prev & REMOTE != 0, "REMOTE released twice");
+    let now = prev - amount;
     if prev & WAKER_COUNT == 1 {
-        if prev & (LOCAL | REMOTE) == 0 {
-            // SAFETY: no loop-side owner and no other waker: nothing can reach the cell.
+        if now & (LOCAL | REMOTE) == 0 {
+            // SAFETY: no loop-side owner, no injector entry and no other waker:
+            // nothing can reach the cell.
             unsafe { (vtable.dealloc)(ptr) };
         }
         // SAFETY: the last waker gives back the strong count the first one took.
