@@ -191,6 +191,32 @@ fn entries() -> Vec<Entry> {
         run: Box::new(move |n| tokio_threadsafe(&r, n / 10)),
     });
     timeout_scenarios(&mut v, &lp, &rt_timers);
+    // Start-up (issue 14): a whole `asyncio::run(async {})` against tokio's
+    // current-thread `Runtime` built, blocked on and dropped (ns per run).
+    v.push(Entry {
+        scenario: "loop_startup",
+        runtime: "asyncio",
+        ops: startup_ops,
+        run: Box::new(|n| {
+            for _ in 0..startup_ops(n) {
+                asyncio::run(async {}).expect("an empty run succeeds");
+            }
+        }),
+    });
+    v.push(Entry {
+        scenario: "loop_startup",
+        runtime: "tokio_current_thread",
+        ops: startup_ops,
+        run: Box::new(|n| {
+            for _ in 0..startup_ops(n) {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a tokio runtime");
+                rt.block_on(async {});
+            }
+        }),
+    });
     // The Barrier's ns/op is per `wait()`: 1,000 parties × n / 10,000 rounds.
     let l = lp.clone();
     let r = rt.clone();
@@ -250,6 +276,11 @@ fn entries() -> Vec<Entry> {
         run: Box::new(move |n| tokio_http_hello(&r, http_ops(n))),
     });
     v
+}
+
+/// Runs of one `loop_startup` measurement: 10,000 for the default n.
+fn startup_ops(n: usize) -> usize {
+    (n / 100).max(1)
 }
 
 /// Messages of one `tcp_echo` run: a multiple of the 100 connections.

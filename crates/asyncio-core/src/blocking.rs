@@ -28,7 +28,11 @@ pub(crate) struct PoolConfig {
 
 impl Default for PoolConfig {
     fn default() -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // Asked once per process: `available_parallelism` reads the cgroup
+        // files, tens of microseconds that every new loop paid before.
+        static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        let cores =
+            *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         PoolConfig {
             max_threads: (cores + 4).min(32),
             idle_timeout: Duration::from_secs(10),
