@@ -305,18 +305,30 @@ fn closing_the_loop_while_children_run_kills_and_reaps_them() {
 }
 
 #[test]
-fn the_sigchld_fallback_delivers_exit_codes() {
+fn the_sigchld_fallback_delivers_exit_codes_on_each_new_loop() {
     force_sigchld_fallback(true);
-    let codes = run(async {
-        let mut a = create_subprocess_exec("sh", ["-c", "exit 5"])
-            .await
-            .unwrap();
-        let mut b = create_subprocess_exec("sleep", ["30"]).await.unwrap();
-        b.kill().unwrap();
-        (a.wait().await.unwrap(), b.wait().await.unwrap())
-    });
+    // Two loops one after the other on this thread: the second installs its
+    // own SIGCHLD handler (the first one's went with its loop).
+    let codes: Vec<_> = (0..2)
+        .map(|_| {
+            run(async {
+                let mut a = create_subprocess_exec("sh", ["-c", "exit 5"])
+                    .await
+                    .unwrap();
+                let mut b = create_subprocess_exec("sleep", ["30"]).await.unwrap();
+                let pid = b.pid();
+                // b's wait starts while it runs: only the SIGCHLD of the kill
+                // below can end it.
+                let waiting = asyncio_core::create_task(async move { b.wait().await.unwrap() });
+                asyncio_core::sleep(Duration::from_millis(20)).await;
+                // SAFETY: kill(2) touches no memory; pid is our unreaped child.
+                assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) }, 0);
+                (a.wait().await.unwrap(), waiting.await.unwrap())
+            })
+        })
+        .collect();
     force_sigchld_fallback(false);
-    assert_eq!(codes, (5, -9));
+    assert_eq!(codes, [(5, -9), (5, -9)]);
 }
 
 #[test]

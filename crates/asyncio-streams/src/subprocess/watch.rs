@@ -5,7 +5,8 @@
 //! the child exits, and the child is then reaped with `waitpid(pid, WNOHANG)`
 //! (`Child::try_wait`). No thread, no polling.
 //!
-//! Where `pidfd_open` does not exist (`ENOSYS`, older kernels), the loop
+//! Where `pidfd_open` does not exist (`ENOSYS`, older kernels, or `EPERM`
+//! from a seccomp filter), the loop
 //! handles `SIGCHLD` (`EventLoop::add_signal_handler`, once per loop) and each
 //! waiting child tries `waitpid(pid, WNOHANG)` for itself whenever one arrives:
 //! only our own children are reaped, never another library's.
@@ -20,7 +21,8 @@ use std::task::{Context, Poll, Waker};
 
 use asyncio_core::IoRegistration;
 
-/// `pidfd_open` returned `ENOSYS` once: don't try again.
+/// `pidfd_open` is not available (`ENOSYS`, or `EPERM` from a seccomp
+/// filter): don't try again.
 static NO_PIDFD: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
@@ -98,7 +100,9 @@ impl Watch {
                 let reg = IoRegistration::new(fd.as_raw_fd())?;
                 Ok(Watch::Pidfd { reg, _fd: fd })
             }
-            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+            // ENOSYS: a kernel before 5.3; EPERM: a seccomp filter that
+            // refuses system calls it does not know (older container runtimes).
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
                 NO_PIDFD.store(true, Ordering::Relaxed);
                 prepare_sigchld()?;
                 Ok(Watch::Sigchld)
