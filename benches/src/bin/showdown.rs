@@ -14,6 +14,7 @@
 use std::time::Instant;
 
 use asyncio_bench::net::*;
+use asyncio_bench::process::*;
 use asyncio_bench::sync::*;
 use asyncio_bench::timers::*;
 use asyncio_bench::workloads::*;
@@ -274,6 +275,22 @@ fn entries() -> Vec<Entry> {
         runtime: "tokio_current_thread",
         ops: http_ops,
         run: Box::new(move |n| tokio_http_hello(&r, http_ops(n))),
+    });
+    // Subprocesses: CHILDREN `/bin/true` started at once, then each waited
+    // for and reaped (ns per child; independent of `n`).
+    let l = lp.clone();
+    v.push(Entry {
+        scenario: "subprocess_spawn",
+        runtime: "asyncio",
+        ops: |_| CHILDREN,
+        run: Box::new(move |_| asyncio_subprocess_spawn(&l, CHILDREN)),
+    });
+    let r = rt_net.clone();
+    v.push(Entry {
+        scenario: "subprocess_spawn",
+        runtime: "tokio_current_thread",
+        ops: |_| CHILDREN,
+        run: Box::new(move |_| tokio_subprocess_spawn(&r, CHILDREN)),
     });
     v
 }

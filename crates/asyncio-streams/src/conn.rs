@@ -427,12 +427,21 @@ impl Conn {
     /// asyncio's `transport.write_eof()`: shuts the write side once the buffer
     /// is flushed.
     pub(crate) fn write_eof(&self) -> io::Result<()> {
+        let pipe = self.with_sock(|s| Ok(s.is_pipe())).unwrap_or(false);
         {
             let mut st = self.st.borrow_mut();
             if st.closing || st.eof_requested {
                 return Ok(());
             }
             st.eof_requested = true;
+            if pipe {
+                // A pipe has no half-close: the end of its data is closing it
+                // once the buffer is flushed (asyncio's pipe transport does
+                // the same).
+                drop(st);
+                self.close();
+                return Ok(());
+            }
             if st.pending() > 0 {
                 return Ok(());
             }

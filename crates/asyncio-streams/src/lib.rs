@@ -37,6 +37,8 @@
 //! - [`StreamReader`]: `read`, `readline`, `readexactly`, `readuntil`,
 //!   `at_eof`; [`StreamWriter`]: `write`, `drain` (flow control), `write_eof`,
 //!   `close`, `wait_closed`. They also implement `futures-io`'s traits.
+//! - [`subprocess`]: [`create_subprocess_exec`], [`create_subprocess_shell`]
+//!   and [`Process`], whose pipes are these streams.
 //! - [`sock_recv`], [`sock_sendall`], [`sock_accept`], [`sock_connect`]...:
 //!   asyncio's `loop.sock_*` on your own non-blocking sockets;
 //!   [`DatagramSocket`]: UDP.
@@ -55,6 +57,7 @@ mod reader;
 mod server;
 mod sock;
 mod sock_ops;
+pub mod subprocess;
 mod udp;
 mod writer;
 
@@ -74,6 +77,7 @@ pub use server::{
 };
 pub use sock::StreamAddr;
 pub use sock_ops::{sock_accept, sock_connect, sock_recv, sock_recv_into, sock_sendall};
+pub use subprocess::{Process, create_subprocess_exec, create_subprocess_shell};
 pub use udp::DatagramSocket;
 
 /// `socket2`, whose `Socket` [`sock_connect`] takes (a socket not yet connected).

@@ -51,11 +51,20 @@ impl fmt::Display for StreamAddr {
     }
 }
 
-/// A connected, non-blocking stream socket.
+/// A connected, non-blocking stream socket, or one end of a pipe to a child
+/// process (a subprocess's stdin, stdout or stderr).
 #[derive(Debug)]
 pub(crate) enum Sock {
     Tcp(mio::net::TcpStream),
     Unix(mio::net::UnixStream),
+    /// The parent's read end of a child's stdout or stderr.
+    PipeRead(mio::unix::pipe::Receiver),
+    /// The parent's write end of a child's stdin.
+    PipeWrite(mio::unix::pipe::Sender),
+}
+
+fn not_a_socket() -> io::Error {
+    io::Error::new(io::ErrorKind::Unsupported, "a pipe has no socket address")
 }
 
 impl Sock {
@@ -63,6 +72,8 @@ impl Sock {
         match self {
             Sock::Tcp(s) => s.as_raw_fd(),
             Sock::Unix(s) => s.as_raw_fd(),
+            Sock::PipeRead(p) => p.as_raw_fd(),
+            Sock::PipeWrite(p) => p.as_raw_fd(),
         }
     }
 
@@ -70,6 +81,8 @@ impl Sock {
         match self {
             Sock::Tcp(s) => (&*s).read(buf),
             Sock::Unix(s) => (&*s).read(buf),
+            Sock::PipeRead(p) => (&*p).read(buf),
+            Sock::PipeWrite(_) => Ok(0),
         }
     }
 
@@ -77,13 +90,25 @@ impl Sock {
         match self {
             Sock::Tcp(s) => (&*s).write(buf),
             Sock::Unix(s) => (&*s).write(buf),
+            Sock::PipeWrite(p) => (&*p).write(buf),
+            Sock::PipeRead(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the read end of a pipe cannot be written",
+            )),
         }
+    }
+
+    pub(crate) fn is_pipe(&self) -> bool {
+        matches!(self, Sock::PipeRead(_) | Sock::PipeWrite(_))
     }
 
     pub(crate) fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         match self {
             Sock::Tcp(s) => s.shutdown(how),
             Sock::Unix(s) => s.shutdown(how),
+            // A pipe has one direction; its connection closes it instead
+            // (`Conn::write_eof`).
+            Sock::PipeRead(_) | Sock::PipeWrite(_) => Ok(()),
         }
     }
 
@@ -91,6 +116,7 @@ impl Sock {
         match self {
             Sock::Tcp(s) => s.peer_addr().map(StreamAddr::Inet),
             Sock::Unix(s) => s.peer_addr().map(StreamAddr::Unix),
+            Sock::PipeRead(_) | Sock::PipeWrite(_) => Err(not_a_socket()),
         }
     }
 
@@ -98,6 +124,7 @@ impl Sock {
         match self {
             Sock::Tcp(s) => s.local_addr().map(StreamAddr::Inet),
             Sock::Unix(s) => s.local_addr().map(StreamAddr::Unix),
+            Sock::PipeRead(_) | Sock::PipeWrite(_) => Err(not_a_socket()),
         }
     }
 }

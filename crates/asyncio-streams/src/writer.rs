@@ -104,7 +104,8 @@ impl StreamWriter {
     }
 
     /// Whether [`write_eof`](Self::write_eof) is supported: always, for TCP
-    /// and Unix sockets.
+    /// and Unix sockets and for a subprocess's stdin (where it closes the
+    /// pipe once the buffer is flushed).
     pub fn can_write_eof(&self) -> bool {
         true
     }
@@ -214,13 +215,13 @@ impl StreamWriter {
     /// Sets or clears `TCP_NODELAY` (on by default, as asyncio does).
     ///
     /// # Errors
-    /// On a Unix socket (`Unsupported`) or a closed connection.
+    /// On a Unix socket or a pipe (`Unsupported`) or a closed connection.
     pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
         self.conn.with_sock(|s| match s {
             crate::sock::Sock::Tcp(t) => t.set_nodelay(nodelay),
-            crate::sock::Sock::Unix(_) => Err(io::Error::new(
+            _ => Err(io::Error::new(
                 io::ErrorKind::Unsupported,
-                "TCP_NODELAY on a Unix socket",
+                "TCP_NODELAY on a Unix socket or a pipe",
             )),
         })
     }

@@ -70,6 +70,12 @@
 //! - [`ContextVar`], [`Context`], [`copy_context`]: Python's `contextvars`,
 //!   per task.
 //!
+//! ## Subprocesses
+//! - [`create_subprocess_exec`], [`create_subprocess_shell`], [`Process`]:
+//!   child processes whose pipes are streams; [`subprocess`] holds `PIPE`,
+//!   `DEVNULL`, `STDOUT` (`asyncio.subprocess`).
+//! - [`EventLoop::add_signal_handler`]: Unix signals handled on the loop.
+//!
 //! ## Task factories
 //! - [`set_task_factory`], [`eager_task_factory`], [`create_eager_task_factory`],
 //!   [`InstrumentedFactory`]: choose how new tasks start.
@@ -112,6 +118,12 @@ pub use asyncio_streams::{
     StreamWriter, getaddrinfo, open_connection, open_connection_with, open_unix_connection,
     open_unix_connection_with, sock_accept, sock_connect, sock_recv, sock_recv_into, sock_sendall,
     start_server, start_server_with, start_unix_server, start_unix_server_with,
+};
+
+// Subprocesses
+pub use asyncio_streams::subprocess;
+pub use asyncio_streams::subprocess::{
+    Process, SpawnError, Subprocess, create_subprocess_exec, create_subprocess_shell,
 };
 
 // Structured concurrency
@@ -169,4 +181,6 @@ mod tutorial {
     struct TimeAndThreads;
     #[doc = include_str!("../../../docs/tutorial/08-streams.md")]
     struct Streams;
+    #[doc = include_str!("../../../docs/tutorial/09-subprocesses-and-signals.md")]
+    struct SubprocessesAndSignals;
 }
