@@ -272,6 +272,35 @@ fn of_nested_timeouts_with_one_deadline_only_the_outermost_raises() {
     .unwrap();
 }
 
+/// The same with the shared deadline already past when the timeouts are
+/// first polled (asyncio schedules both expiries with call_soon, outermost
+/// first; only the outermost raises).
+#[test]
+fn of_nested_timeouts_past_their_deadline_at_once_only_the_outermost_raises() {
+    let lp = EventLoop::new();
+    lp.run_until_complete(async {
+        let deadline = Instant::now();
+        let after_inner = Rc::new(Cell::new(false));
+        let a = after_inner.clone();
+        let out = timeout_at(deadline, async move {
+            let r = timeout_at(deadline, sleep(Duration::from_secs(10))).await;
+            a.set(true);
+            r
+        })
+        .await;
+        assert_eq!(out, Err(TimeoutError));
+        assert!(!after_inner.get(), "the inner scope was cancelled");
+        // An inner deadline earlier than the outer one still raises inside.
+        let far = Instant::now() + Duration::from_secs(3600);
+        let out = timeout_at(far, async move {
+            timeout_at(deadline, sleep(Duration::from_secs(10))).await
+        })
+        .await;
+        assert_eq!(out, Ok(Err(TimeoutError)));
+    })
+    .unwrap();
+}
+
 #[test]
 fn rescheduling_an_expired_or_finished_timeout_is_an_error() {
     let lp = EventLoop::new();

@@ -30,6 +30,9 @@ pin_project_lite::pin_project! {
         timer: TimerSlot,
         // Polled before: the inner future has suspended at least once.
         polled: bool,
+        // Expired while an enclosing timeout expired too: its inner future is
+        // gone and it stays pending until the enclosing one drops it.
+        cancelled_by_enclosing: bool,
     }
 
     impl<F> PinnedDrop for Timeout<F> {
@@ -172,6 +175,7 @@ impl<F> Timeout<F> {
             shared: OnceLock::new(),
             timer: TimerSlot::default(),
             polled: false,
+            cancelled_by_enclosing: false,
         }
     }
 
@@ -200,6 +204,12 @@ impl<F: Future> Future for Timeout<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         if this.inner.is_none() {
+            if *this.cancelled_by_enclosing {
+                // The enclosing timeout is past its deadline and drops this
+                // one at its next poll (its timer, at worst a tick away,
+                // wakes the task for it).
+                return Poll::Pending;
+            }
             panic!("a Timeout was polled after it completed");
         }
         // Only `handle()`, which needs `&self`, creates it: not during a poll.
@@ -229,6 +239,8 @@ impl<F: Future> Future for Timeout<F> {
                 .as_mut()
                 .as_pin_mut()
                 .expect("checked above: the inner future is there");
+            // Timeouts nested inside see this deadline while it polls them.
+            let _enclosing = before.map(Enclosing::enter);
             if let Poll::Ready(out) = inner.poll(cx) {
                 this.inner.set(None);
                 this.timer.disarm();
@@ -256,6 +268,21 @@ impl<F: Future> Future for Timeout<F> {
             store_waker(&state.waker, cx.waker());
         }
         match deadline {
+            Some(d) if past && Enclosing::expired_at(d) => {
+                // An enclosing timeout expired too (at this deadline or
+                // before): it is the one that raises, as asyncio's outermost
+                // scope. This one is cancelled with what it guards: dropped,
+                // expired, and pending until the enclosing one, past its own
+                // deadline, drops it in this same poll.
+                this.inner.set(None);
+                *this.cancelled_by_enclosing = true;
+                this.timer.disarm();
+                if let Some(state) = shared {
+                    state.expired.store(true, Ordering::Release);
+                    state.finished.store(true, Ordering::Release);
+                }
+                Poll::Pending
+            }
             Some(_) if past => {
                 // Cancel the inner future: it is dropped here, before we return.
                 this.inner.set(None);
@@ -277,6 +304,37 @@ impl<F: Future> Future for Timeout<F> {
                 Poll::Pending
             }
         }
+    }
+}
+
+thread_local! {
+    /// The earliest deadline of the timeouts polling the current one (their
+    /// inner futures contain it), while they poll.
+    static ENCLOSING: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// A timeout polling its inner future, as seen by timeouts nested in it;
+/// restores the outer value when dropped (also on unwind).
+struct Enclosing(Option<Instant>);
+
+impl Enclosing {
+    fn enter(deadline: Instant) -> Enclosing {
+        let prev = ENCLOSING.with(|e| e.get());
+        let earliest = prev.map_or(deadline, |p| p.min(deadline));
+        ENCLOSING.with(|e| e.set(Some(earliest)));
+        Enclosing(prev)
+    }
+
+    /// Whether a timeout enclosing the current one has a deadline no later
+    /// than `d`, which has passed: that one expires in this poll too.
+    fn expired_at(d: Instant) -> bool {
+        ENCLOSING.with(|e| e.get()).is_some_and(|e| e <= d)
+    }
+}
+
+impl Drop for Enclosing {
+    fn drop(&mut self) {
+        ENCLOSING.with(|e| e.set(self.0));
     }
 }
 
