@@ -559,7 +559,7 @@ impl LoopInner {
         let header = task.header();
         // Makes the creator current again however the step ends. (`poll_step`
         // does not unwind; the guard keeps that from being load-bearing.)
-        let current = CurrentTask::enter(ptr.as_ptr(), creator);
+        let current = CurrentTask::enter(ptr.as_ptr());
         // Not `push_eager`: the creator, which the chain needs, is at hand, and
         // the state word was created with `EAGER_STEP` and the depth.
         header.next.set(NonNull::new(creator.cast_mut()));
@@ -660,11 +660,11 @@ impl LoopInner {
             // (a TaskGroup would never count a child that is running). It goes
             // to the exception handler instead.
             if let Err(payload) = catch_unwind(AssertUnwindSafe(|| f.started(task, mode))) {
-                self.call_exception_handler(&ExceptionContext {
-                    message: "a task factory's `started` hook panicked".to_owned(),
-                    task: Some(task.clone()),
-                    panic: Some(PanicError::new(payload)),
-                });
+                self.report_panic(
+                    "a task factory's `started` hook panicked",
+                    Some(task.clone()),
+                    payload,
+                );
             }
         }
     }
@@ -704,17 +704,12 @@ impl LoopInner {
         // the step ends.
         let mut guard = StepGuard {
             header,
-            _current: CurrentTask::enter(ptr.as_ptr(), context::current_task()),
+            _current: CurrentTask::enter(ptr.as_ptr()),
             prev_ctx: None,
         };
         // Only when contexts are in use: the task's context becomes current.
         if contextvars::in_use() {
-            let ctx = if header.has(HAS_CONTEXT) {
-                header.extra_ref().and_then(|e| e.context.clone())
-            } else {
-                None
-            };
-            guard.prev_ctx = Some(contextvars::enter(ctx));
+            guard.prev_ctx = Some(contextvars::enter(task.context()));
         }
         header.set(RUNNING);
         let done = if header.has(CANCEL_REQUESTED) {
@@ -794,14 +789,23 @@ impl LoopInner {
         });
     }
 
+    /// Hands a caught panic to the exception handler.
+    fn report_panic(&self, message: &str, task: Option<TaskRef>, payload: crate::unwind::Payload) {
+        self.call_exception_handler(&ExceptionContext {
+            message: message.to_owned(),
+            task,
+            panic: Some(PanicError::new(payload)),
+        });
+    }
+
     /// Reports a panic in the destructor of a value the loop dropped (a
     /// task's output or its context, a callback that never ran, …).
     pub(crate) fn report_drop_panic(&self, payload: crate::unwind::Payload) {
-        self.call_exception_handler(&ExceptionContext {
-            message: "a value's destructor panicked while the loop dropped it".to_owned(),
-            task: None,
-            panic: Some(PanicError::new(payload)),
-        });
+        self.report_panic(
+            "a value's destructor panicked while the loop dropped it",
+            None,
+            payload,
+        );
     }
 
     /// Reports the panic of a task's poll that a panic in its future's
@@ -819,11 +823,7 @@ impl LoopInner {
     /// through the loop.
     pub(crate) fn wake_reporting(&self, waker: std::task::Waker) {
         if let Err(payload) = catch_unwind(AssertUnwindSafe(|| waker.wake())) {
-            self.call_exception_handler(&ExceptionContext {
-                message: "a waker panicked when woken".to_owned(),
-                task: None,
-                panic: Some(PanicError::new(payload)),
-            });
+            self.report_panic("a waker panicked when woken", None, payload);
         }
     }
 
@@ -873,11 +873,7 @@ impl LoopInner {
 
     fn run_boxed(&self, f: Box<dyn FnOnce()>) {
         if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
-            self.call_exception_handler(&ExceptionContext {
-                message: "Exception in callback".to_owned(),
-                task: None,
-                panic: Some(PanicError::new(payload)),
-            });
+            self.report_panic("Exception in callback", None, payload);
         }
     }
 
@@ -1007,9 +1003,10 @@ struct CurrentTask {
 
 impl CurrentTask {
     #[inline(always)]
-    fn enter(task: *const Header, prev: *const Header) -> Self {
-        context::set_current_task(task);
-        CurrentTask { prev }
+    fn enter(task: *const Header) -> Self {
+        CurrentTask {
+            prev: context::set_current_task(task),
+        }
     }
 }
 
@@ -1150,22 +1147,7 @@ impl EventLoop {
     {
         let _running = self.enter()?;
         let mut main = self.inner.spawn(future, options);
-        while !main.done() {
-            self.inner.run_once();
-            if main.done() {
-                break;
-            }
-            self.inner.fire_timers();
-            if self.inner.ready_len() == 0 {
-                if self.inner.stalled() {
-                    return Err(RuntimeError::Stalled.into());
-                }
-                self.release_cached(self.inner.cells.trim(cell_cache::IDLE_KEEP));
-                self.inner.idle();
-            } else {
-                self.inner.busy_turn();
-            }
-        }
+        self.turn_until(|| main.done())?;
         drop(_running);
         match main
             .try_result()
@@ -1175,6 +1157,32 @@ impl EventLoop {
             Err(TaskError::Cancelled(c)) => Err(RunError::Cancelled(c)),
             Err(TaskError::Panicked(p)) => resume_unwind(p.into_panic()),
         }
+    }
+
+    /// Turns the running loop until `done()` holds: runs what is ready, fires
+    /// due timers, and waits in the kernel when nothing is ready.
+    ///
+    /// # Errors
+    /// [`RuntimeError::Stalled`] when nothing is ready and nothing could ever
+    /// wake the loop again.
+    fn turn_until(&self, done: impl Fn() -> bool) -> Result<(), RuntimeError> {
+        while !done() {
+            self.inner.run_once();
+            if done() {
+                break;
+            }
+            self.inner.fire_timers();
+            if self.inner.ready_len() == 0 {
+                if self.inner.stalled() {
+                    return Err(RuntimeError::Stalled);
+                }
+                self.release_cached(self.inner.cells.trim(cell_cache::IDLE_KEEP));
+                self.inner.idle();
+            } else {
+                self.inner.busy_turn();
+            }
+        }
+        Ok(())
     }
 
     /// Marks the loop running on this thread until the guard drops (also on unwind).
@@ -1212,23 +1220,10 @@ impl EventLoop {
         for task in &tasks {
             task.cancel();
         }
-        while !tasks.iter().all(TaskRef::done) {
-            self.inner.run_once();
-            if tasks.iter().all(TaskRef::done) {
-                break;
-            }
-            self.inner.fire_timers();
-            if self.inner.ready_len() == 0 {
-                // Cancellation drops a future at its task's next step, so a
-                // turn ends them all, unless a request was withdrawn with
-                // `uncancel`: then wait for it as a run would, and stop if
-                // nothing can ever wake it.
-                if self.inner.stalled() {
-                    break;
-                }
-                self.inner.idle();
-            }
-        }
+        // Cancellation drops a future at its task's next step, so a turn ends
+        // them all, unless a request was withdrawn with `uncancel`: then wait
+        // for it as a run would, and stop if nothing can ever wake it.
+        let _stalled = self.turn_until(|| tasks.iter().all(TaskRef::done));
         drop(tasks);
         // The done callbacks the cancellations scheduled.
         self.inner.run_once();
