@@ -8,9 +8,12 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-use asyncio_core::{CancelledError, PanicError, Task, TaskError, TaskRef, create_task};
+use asyncio_core::{
+    CancelledError, PanicError, Task, TaskError, TaskRef, create_task, task_failure_count,
+};
 
 use crate::catch::CatchPanic;
+use crate::index_waker::IndexWakers;
 
 struct GatherState<T> {
     results: RefCell<Vec<Option<Result<T, TaskError>>>>,
@@ -23,9 +26,7 @@ struct GatherState<T> {
 impl<T> GatherState<T> {
     fn finish(&self, index: usize, outcome: Result<T, TaskError>) {
         let failed = outcome.is_err();
-        self.results.borrow_mut()[index] = Some(outcome);
-        let remaining = self.remaining.get() - 1;
-        self.remaining.set(remaining);
+        let remaining = self.record(index, outcome);
         let first = failed && self.first_failure.get().is_none();
         if first {
             self.first_failure.set(Some(index));
@@ -36,6 +37,14 @@ impl<T> GatherState<T> {
                 w.wake();
             }
         }
+    }
+
+    /// Stores child `index`'s outcome; returns how many are still to come.
+    fn record(&self, index: usize, outcome: Result<T, TaskError>) -> usize {
+        self.results.borrow_mut()[index] = Some(outcome);
+        let remaining = self.remaining.get() - 1;
+        self.remaining.set(remaining);
+        remaining
     }
 }
 
@@ -118,6 +127,7 @@ where
     Gather {
         state,
         children: pending,
+        joined: None,
         done: false,
     }
 }
@@ -138,8 +148,10 @@ where
 /// [`gather`] of a `Task` would work too, but would wrap it in a new task (a
 /// generic future cannot be recognised as a task in Rust): use this for tasks.
 ///
-/// Outcomes are collected by done callbacks, so the gather completes one loop
-/// turn after its last task, as asyncio's does.
+/// The gather looks at the tasks one loop turn after it is first polled (so
+/// tasks that were ready run first), and leaves each task still running a
+/// waker that tells it which task finished: collecting an outcome costs the
+/// same whatever order the tasks end in.
 ///
 /// ```
 /// use asyncio_core::create_task;
@@ -157,33 +169,148 @@ where
     T: 'static,
     I: IntoIterator<Item = Task<T>>,
 {
-    let tasks = tasks.into_iter();
+    // A `Vec` given is taken as it is (no copy).
+    let tasks: Vec<Task<T>> = tasks.into_iter().collect();
+    let n = tasks.len();
     let state = Rc::new(GatherState {
-        results: RefCell::new(Vec::with_capacity(tasks.size_hint().0)),
-        remaining: Cell::new(0),
+        results: RefCell::new((0..n).map(|_| None).collect()),
+        remaining: Cell::new(n),
         first_failure: Cell::new(None),
         waiter: RefCell::new(None),
     });
-    let mut pending = Vec::new();
-    for (index, mut task) in tasks.enumerate() {
-        state.results.borrow_mut().push(None);
-        state.remaining.set(state.remaining.get() + 1);
-        let handle = task.to_ref();
-        if !task.done() {
-            pending.push(handle.clone());
-        }
-        let state = Rc::clone(&state);
-        handle.add_done_callback(move |_| {
-            let outcome = task
-                .try_result()
-                .expect("a done task's outcome, taken only by its gather");
-            state.finish(index, outcome);
-        });
-    }
     Gather {
         state,
-        children: pending,
+        children: Vec::new(),
+        joined: Some(Joined {
+            wakers: IndexWakers::new(n),
+            tasks,
+            phase: Phase::Fresh,
+            mark: task_failure_count(),
+        }),
         done: false,
+    }
+}
+
+/// The tasks of a [`gather_tasks`], awaited by the gather itself.
+struct Joined<T> {
+    /// The tasks; task `i`'s outcome was collected once `results[i]` of the
+    /// gather's state is set.
+    tasks: Vec<Task<T>>,
+    /// Task `i` is awaited with waker `i` of these.
+    wakers: Rc<IndexWakers>,
+    phase: Phase,
+    /// [`task_failure_count`] when the gather was made: a task whose failure
+    /// number is at most this had failed before.
+    mark: u64,
+}
+
+/// How far a [`Joined`] got.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Never polled.
+    Fresh,
+    /// Polled once, and let the tasks that were ready then run first.
+    Yielded,
+    /// Looked at every task; those not done hold one of its wakers.
+    Watching,
+}
+
+impl<T> Joined<T> {
+    /// The gather is dropped before it completed: the tasks that have not
+    /// finished are cancelled, as asyncio cancels the awaitables of a
+    /// cancelled gather.
+    fn cancel(&mut self) {
+        for task in self.tasks.drain(..) {
+            task.cancel();
+        }
+    }
+}
+
+impl<T: 'static> Joined<T> {
+    /// Collects into `state` the outcomes of the tasks that finished.
+    ///
+    /// The first poll only yields: tasks created just before the gather (as
+    /// `gather_tasks(tasks)` usually follows their `create_task`s) are ready
+    /// and run before it looks, so most need no waker at all. The next poll
+    /// takes the outcome of every task that is done and leaves a waker with
+    /// each other one; later polls look only at the tasks that woke it.
+    fn collect(&mut self, state: &GatherState<T>, cx: &Context<'_>) {
+        match self.phase {
+            Phase::Fresh => {
+                if !self.tasks.is_empty() {
+                    self.phase = Phase::Yielded;
+                    cx.waker().wake_by_ref();
+                }
+            }
+            Phase::Yielded => {
+                self.phase = Phase::Watching;
+                self.wakers.register(cx.waker());
+                self.look_at_all(state);
+            }
+            Phase::Watching => {
+                self.wakers.register(cx.waker());
+                for index in self.wakers.take_woken() {
+                    if let Some(outcome) = self.poll_task(index, state) {
+                        state.finish(index, outcome);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes the outcome of every finished task and leaves a waker with the
+    /// others. Of the failures found, the first is the one asyncio's done
+    /// callbacks would have seen first: those from before the gather was made
+    /// in the order of the tasks given, then the others in the order they
+    /// happened.
+    fn look_at_all(&mut self, state: &GatherState<T>) {
+        let mut first: Option<((bool, u64), usize)> = None;
+        for index in 0..self.tasks.len() {
+            let order = match self.tasks[index].failure_number() {
+                Some(n) if n > self.mark => (true, n),
+                _ => (false, index as u64),
+            };
+            if let Some(outcome) = self.poll_task(index, state) {
+                if outcome.is_err() && first.is_none_or(|(o, _)| order < o) {
+                    first = Some((order, index));
+                }
+                state.record(index, outcome);
+            }
+        }
+        if let Some((_, index)) = first {
+            state.first_failure.set(Some(index));
+        }
+    }
+
+    /// Polls task `index` with its own waker, unless its outcome was
+    /// collected; returns its outcome if it is done.
+    fn poll_task(&mut self, index: usize, state: &GatherState<T>) -> Option<Result<T, TaskError>> {
+        if state.results.borrow()[index].is_some() {
+            return None;
+        }
+        let task = &mut self.tasks[index];
+        match self
+            .wakers
+            .with_waker(index, |w| Pin::new(task).poll(&mut Context::from_waker(w)))
+        {
+            Poll::Ready(outcome) => Some(outcome),
+            Poll::Pending => None,
+        }
+    }
+
+    /// The gather completed early: the tasks still running are left to run,
+    /// and each one's outcome is taken when it ends (asyncio marks a later
+    /// failure retrieved), so nothing is reported as never retrieved.
+    ///
+    /// Called before the failure's outcome is taken from `state`.
+    fn release(&mut self, state: &GatherState<T>) {
+        let results = state.results.borrow();
+        for (index, mut task) in self.tasks.drain(..).enumerate() {
+            if results[index].is_none() {
+                let handle = task.to_ref();
+                handle.add_done_callback(move |_| drop(task.try_result()));
+            }
+        }
     }
 }
 
@@ -191,23 +318,36 @@ where
 #[must_use = "futures do nothing unless awaited"]
 pub struct Gather<T> {
     state: Rc<GatherState<T>>,
+    /// The children `gather` made, while they may need cancelling.
     children: Vec<TaskRef>,
+    /// The tasks of `gather_tasks`.
+    joined: Option<Joined<T>>,
     done: bool,
 }
 
-impl<T> Gather<T> {
+impl<T: 'static> Gather<T> {
     /// Waits for every child and returns every outcome, failures included
     /// (asyncio's `return_exceptions=True`).
     pub fn return_exceptions(mut self) -> GatherAll<T> {
         let state = Rc::clone(&self.state);
         let children = std::mem::take(&mut self.children);
+        let joined = self.joined.take();
         self.done = true;
         GatherAll {
             inner: Gather {
                 state,
                 children,
+                joined,
                 done: false,
             },
+        }
+    }
+
+    /// Takes in what finished and registers `cx` for what is to come.
+    fn refresh(&mut self, cx: &Context<'_>) {
+        match &mut self.joined {
+            Some(joined) => joined.collect(&self.state, cx),
+            None => self.register(cx),
         }
     }
 
@@ -229,15 +369,19 @@ impl<T> Gather<T> {
     }
 }
 
-impl<T> Future for Gather<T> {
+impl<T: 'static> Future for Gather<T> {
     type Output = Result<Vec<T>, TaskError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         assert!(!this.done, "a gather was polled after it completed");
+        this.refresh(cx);
         if let Some(index) = this.state.first_failure.get() {
             this.done = true;
             this.children.clear();
+            if let Some(joined) = &mut this.joined {
+                joined.release(&this.state);
+            }
             let failure = this.state.results.borrow_mut()[index].take();
             return match failure {
                 Some(Err(e)) => Poll::Ready(Err(e)),
@@ -245,7 +389,6 @@ impl<T> Future for Gather<T> {
             };
         }
         if this.state.remaining.get() > 0 {
-            this.register(cx);
             return Poll::Pending;
         }
         let all = this.take_all();
@@ -261,6 +404,9 @@ impl<T> Drop for Gather<T> {
         if !self.done {
             for child in self.children.drain(..) {
                 child.cancel();
+            }
+            if let Some(joined) = &mut self.joined {
+                joined.cancel();
             }
         }
     }
@@ -283,14 +429,14 @@ pub struct GatherAll<T> {
     inner: Gather<T>,
 }
 
-impl<T> Future for GatherAll<T> {
+impl<T: 'static> Future for GatherAll<T> {
     type Output = Vec<Result<T, TaskError>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let inner = &mut self.get_mut().inner;
         assert!(!inner.done, "a gather was polled after it completed");
+        inner.refresh(cx);
         if inner.state.remaining.get() > 0 {
-            inner.register(cx);
             return Poll::Pending;
         }
         Poll::Ready(inner.take_all())

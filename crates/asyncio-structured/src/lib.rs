@@ -32,6 +32,7 @@
 mod catch;
 mod error;
 mod gather;
+mod index_waker;
 mod runner;
 mod shield;
 mod sigint;

@@ -221,3 +221,27 @@ pub fn set_task_factory(factory: impl TaskFactory) {
         ),
     }
 }
+
+/// How many tasks have ended failed (panicked or cancelled) on this thread so
+/// far; a failed task's [`TaskRef::failure_number`] is this count just after
+/// its failure was recorded.
+///
+/// Not in asyncio. Read before waiting on tasks, it tells failures that came
+/// before (a number up to it) from those that came after.
+///
+/// ```
+/// let lp = asyncio_core::EventLoop::new();
+/// lp.run_until_complete(async {
+///     let before = asyncio_core::task_failure_count();
+///     let t = asyncio_core::create_task(std::future::pending::<()>());
+///     t.cancel();
+///     let r = t.to_ref();
+///     assert!(t.await.is_err());
+///     assert_eq!(r.failure_number(), Some(before + 1));
+///     assert_eq!(asyncio_core::task_failure_count(), before + 1);
+/// })
+/// .unwrap();
+/// ```
+pub fn task_failure_count() -> u64 {
+    context::failures()
+}

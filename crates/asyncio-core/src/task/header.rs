@@ -58,6 +58,9 @@ pub(crate) struct Extra {
     pub(crate) cancelling: u32,
     /// The task's context, if contexts are in use (see `contextvars`).
     pub(crate) context: Option<crate::contextvars::Context>,
+    /// For a task that ended failed, its number among the failures of its
+    /// thread (see `TaskRef::failure_number`); 0 otherwise.
+    pub(crate) failure_number: u64,
 }
 
 /// The first field of every task cell (`#[repr(C)]`, so a `NonNull<Header>` is
