@@ -49,8 +49,7 @@ pub(crate) const HOT_RESERVE: usize = GRANULE * CLASSES * (CLASSES + 1) / 2 - SL
 /// The size-class layout for a cell, or `None` if it is too large or too aligned
 /// to be cached.
 pub(crate) const fn class_layout(layout: Layout) -> Option<Layout> {
-    if layout.size() == 0 || layout.size() > CLASSES * GRANULE - SLACK || layout.align() > GRANULE
-    {
+    if layout.size() == 0 || layout.size() > CLASSES * GRANULE - SLACK || layout.align() > GRANULE {
         return None;
     }
     let size = (layout.size() + SLACK).div_ceil(GRANULE) * GRANULE - SLACK;

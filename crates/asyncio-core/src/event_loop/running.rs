@@ -71,7 +71,10 @@ pub(super) fn with_running<R>(f: impl FnOnce(&Rc<LoopInner>) -> R) -> Result<R, 
 /// # Panics
 /// Outside a running loop, with a message saying where to call it from. Use
 /// [`try_create_task`] to get [`RuntimeError::NoRunningLoop`] instead.
-#[inline]
+// Always inlined: the spawn path under it is, and a program that creates the
+// same future type from several places (a gather, a loop) would otherwise pay
+// a call and lose the caller's context for the hot path.
+#[inline(always)]
 pub fn create_task<F>(future: F) -> Task<F::Output>
 where
     F: Future + 'static,
@@ -131,7 +134,7 @@ pub(super) fn no_running_loop(what: &str, e: RuntimeError) -> ! {
 
 /// Like [`create_task`], failing with [`RuntimeError::NoRunningLoop`] outside a
 /// running loop.
-#[inline]
+#[inline(always)]
 pub fn try_create_task<F>(future: F) -> Result<Task<F::Output>, RuntimeError>
 where
     F: Future + 'static,
