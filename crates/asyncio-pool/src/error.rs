@@ -16,8 +16,8 @@ pub enum WorkerFailure {
     Error {
         /// The worker's index.
         worker: usize,
-        /// What it returned.
-        error: Box<dyn Error + Send + Sync + 'static>,
+        /// What it returned, as text (see [`WorkerError`]).
+        error: WorkerError,
     },
     /// The worker's future (or the factory building it) panicked.
     Panic {
@@ -52,6 +52,49 @@ impl fmt::Display for WorkerFailure {
         }
     }
 }
+
+/// A worker's error, brought back to the thread that ran the pool as text:
+/// its message and the messages of its sources. The error itself stays on
+/// the worker's thread (it need not be `Send`: a `TaskError` holding a panic
+/// is not `Sync`, an `Rc` inside an error is not `Send`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerError {
+    message: String,
+    sources: Vec<String>,
+}
+
+impl WorkerError {
+    pub(crate) fn new(error: &(dyn Error + 'static)) -> Self {
+        let mut sources = Vec::new();
+        let mut next = error.source();
+        while let Some(e) = next {
+            sources.push(e.to_string());
+            next = e.source();
+        }
+        WorkerError {
+            message: error.to_string(),
+            sources,
+        }
+    }
+
+    /// The error's message (its `Display`).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The messages of the error's `source()` chain, nearest first.
+    pub fn sources(&self) -> &[String] {
+        &self.sources
+    }
+}
+
+impl fmt::Display for WorkerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl Error for WorkerError {}
 
 /// The failures of a pool's workers, in the order the pool saw them (a
 /// `TaskGroup`'s `ExceptionGroup`, across loops). The workers cancelled
@@ -168,20 +211,21 @@ impl<F> fmt::Debug for HandoffError<F> {
 }
 
 /// What a worker's future may return: `()`, or a `Result` whose `Err` counts
-/// as the worker's failure. Values cross back to the thread that called
-/// `run`, so they must be `Send`.
+/// as the worker's failure (any error a `TaskGroup` child may return). Values
+/// cross back to the thread that called `run`, so they must be `Send`;
+/// errors come back as [`WorkerError`] text.
 pub trait WorkerOutput: 'static {
     /// The value of a successful worker.
     type Ok: Send + 'static;
 
     /// Splits success from failure.
-    fn into_result(self) -> Result<Self::Ok, Box<dyn Error + Send + Sync + 'static>>;
+    fn into_result(self) -> Result<Self::Ok, Box<dyn Error + 'static>>;
 }
 
 impl WorkerOutput for () {
     type Ok = ();
 
-    fn into_result(self) -> Result<(), Box<dyn Error + Send + Sync + 'static>> {
+    fn into_result(self) -> Result<(), Box<dyn Error + 'static>> {
         Ok(())
     }
 }
@@ -189,11 +233,11 @@ impl WorkerOutput for () {
 impl<T, E> WorkerOutput for Result<T, E>
 where
     T: Send + 'static,
-    E: Into<Box<dyn Error + Send + Sync + 'static>> + 'static,
+    E: Into<Box<dyn Error + 'static>> + 'static,
 {
     type Ok = T;
 
-    fn into_result(self) -> Result<T, Box<dyn Error + Send + Sync + 'static>> {
+    fn into_result(self) -> Result<T, Box<dyn Error + 'static>> {
         self.map_err(Into::into)
     }
 }

@@ -29,6 +29,8 @@ pub(crate) struct Shared {
     pub(crate) slots: Vec<Slot>,
     next: AtomicUsize,
     cancelled: AtomicBool,
+    /// Every worker reported: the loops may close.
+    ended: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -50,12 +52,27 @@ impl Shared {
                 .collect(),
             next: AtomicUsize::new(0),
             cancelled: AtomicBool::new(false),
+            ended: AtomicBool::new(false),
         }
     }
 
     /// Cancels every worker's main task (idempotent).
     pub(crate) fn cancel(&self) {
         self.cancelled.store(true, Ordering::SeqCst);
+        self.wake_mains();
+    }
+
+    /// The pool's run is over: every loop stops serving hand-offs and closes.
+    pub(crate) fn end(&self) {
+        self.ended.store(true, Ordering::SeqCst);
+        self.wake_mains();
+    }
+
+    pub(crate) fn is_ended(&self) -> bool {
+        self.ended.load(Ordering::SeqCst) || self.is_cancelled()
+    }
+
+    fn wake_mains(&self) {
         for slot in &self.slots {
             let waker = lock(&slot.main).take();
             if let Some(w) = waker {
@@ -68,9 +85,9 @@ impl Shared {
         self.cancelled.load(Ordering::SeqCst)
     }
 
-    /// Remembers the main task's waker; whether the pool was cancelled
-    /// meanwhile (checked after storing, so a cancel is never missed).
-    pub(crate) fn park_main(&self, worker: usize, waker: &Waker) -> bool {
+    /// Remembers the main task's waker (checked after storing, so a cancel
+    /// or the end is never missed).
+    pub(crate) fn park_main(&self, worker: usize, waker: &Waker) {
         {
             let mut slot = lock(&self.slots[worker].main);
             match &*slot {
@@ -78,7 +95,6 @@ impl Shared {
                 _ => *slot = Some(waker.clone()),
             }
         }
-        self.is_cancelled()
     }
 }
 
@@ -148,8 +164,8 @@ impl PoolHandle {
     /// Dropping the `PoolTask` detaches the job, it does not cancel it.
     ///
     /// # Errors
-    /// [`HandoffError`], with the future given back, if that loop is closed.
-    /// A loop that closes after taking the job (its worker ended first)
+    /// [`HandoffError`], with the future given back, if that loop is closed
+    /// (the pool's run is over). A loop that closes after taking the job
     /// cancels it: the `PoolTask` then ends with [`TaskError::Cancelled`].
     ///
     /// # Panics

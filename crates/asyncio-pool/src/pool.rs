@@ -13,7 +13,7 @@ use asyncio_core::{LoopHandle, PanicError, RunError, RuntimeError, get_running_l
 use asyncio_structured::Runner;
 use asyncio_sync::Channel;
 
-use crate::error::{PoolError, WorkerErrors, WorkerFailure, WorkerOutput};
+use crate::error::{PoolError, WorkerError, WorkerErrors, WorkerFailure, WorkerOutput};
 use crate::handle::{PoolHandle, Shared, Worker};
 
 /// A pool of event loops, one per thread (thread-per-core): configure it,
@@ -100,8 +100,12 @@ impl LoopPool {
     /// or panic) cancels the others' main tasks, and the failures come back
     /// together, in the order they happened, as [`PoolError::Failed`]. A
     /// cancelled main task is dropped at its next suspension point; a worker
-    /// that blocks its thread without awaiting cannot be cancelled. Every
-    /// loop is closed (its remaining tasks cancelled) before `run` returns.
+    /// that blocks its thread without awaiting cannot be cancelled.
+    ///
+    /// A worker whose main task finished keeps its loop running the jobs
+    /// handed to it until every worker has finished (or the pool is
+    /// cancelled); then every loop is closed (its remaining tasks cancelled)
+    /// before `run` returns.
     ///
     /// # Errors
     /// [`PoolError::NoWorkers`], [`PoolError::Runtime`] when called inside a
@@ -167,8 +171,9 @@ impl LoopPool {
                 let _ = go.send(pool.clone());
             }
             let result = collect(n, &pool, &outcomes, sigint);
-            // Threads are joined as the scope ends: every loop is closed
-            // before `run` returns.
+            // The loops close, and their threads are joined as the scope
+            // ends: every loop is closed before `run` returns.
+            pool.shared.end();
             result
         })
     }
@@ -265,7 +270,7 @@ fn worker_thread<F, Fut>(
     let outcome = if pin && let Err(e) = crate::affinity::pin_to_core(i) {
         Outcome::Failed(WorkerFailure::Error {
             worker: i,
-            error: Box::new(e),
+            error: WorkerError::new(&e),
         })
     } else {
         let worker = Worker {
@@ -283,12 +288,15 @@ fn worker_thread<F, Fut>(
         match ran {
             Ok(Ok(Some(out))) => match out.into_result() {
                 Ok(v) => Outcome::Done(v),
-                Err(error) => Outcome::Failed(WorkerFailure::Error { worker: i, error }),
+                Err(error) => Outcome::Failed(WorkerFailure::Error {
+                    worker: i,
+                    error: WorkerError::new(&*error),
+                }),
             },
             Ok(Ok(None)) => Outcome::Cancelled,
             Ok(Err(e)) => Outcome::Failed(WorkerFailure::Error {
                 worker: i,
-                error: Box::new(e),
+                error: WorkerError::new(&e),
             }),
             Err(payload) => Outcome::Failed(WorkerFailure::Panic {
                 worker: i,
@@ -296,9 +304,15 @@ fn worker_thread<F, Fut>(
             }),
         }
     };
-    // Reported before the loop closes, so a failure cancels the others
-    // without waiting for this loop's clean-up.
+    // Reported at once, so a failure cancels the others without waiting.
     let _ = outcomes.put_nowait((i, outcome));
+    // Serve hand-offs until the whole pool is done, then close the loop.
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        runner.run(PoolEnd {
+            pool: pool.clone(),
+            worker: i,
+        })
+    }));
     if let Err(e) = runner.close() {
         eprintln!("asyncio-pool: worker {i}'s loop did not close cleanly: {e}");
     }
@@ -330,13 +344,37 @@ impl<F: Future> Future for Cancellable<F> {
                 Poll::Ready(Some(v))
             }
             Poll::Pending => {
-                if self.pool.shared.park_main(self.worker, cx.waker()) {
+                self.pool.shared.park_main(self.worker, cx.waker());
+                if self.pool.shared.is_cancelled() {
                     // Cancelled while it was polled: drop it now.
                     self.fut = None;
                     return Poll::Ready(None);
                 }
                 Poll::Pending
             }
+        }
+    }
+}
+
+/// After its main task, a worker's loop goes on running the jobs handed to
+/// it until every worker is done (or the pool is cancelled).
+struct PoolEnd {
+    pool: PoolHandle,
+    worker: usize,
+}
+
+impl Future for PoolEnd {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.pool.shared.is_ended() {
+            return Poll::Ready(());
+        }
+        self.pool.shared.park_main(self.worker, cx.waker());
+        if self.pool.shared.is_ended() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
         }
     }
 }

@@ -169,7 +169,7 @@ pub use asyncio_factory::{
 pub use asyncio_core::{
     CancelledError, InvalidStateError, PanicError, RunError, RuntimeError, TaskError, TimeoutError,
 };
-pub use asyncio_pool::{HandoffError, PoolError, WorkerErrors, WorkerFailure};
+pub use asyncio_pool::{HandoffError, PoolError, WorkerError, WorkerErrors, WorkerFailure};
 pub use asyncio_streams::{
     BlockingSocketError, IncompleteReadError, LimitOverrunError, ReadExactlyError, ReadUntilError,
     ServerStateError, WriteBufferLimitsError, WriterClosedError,
