@@ -1,0 +1,146 @@
+//! Beyond one core: a pool of asyncio-rs loops against tokio's multi-thread
+//! (work-stealing) runtime.
+//!
+//! - `tcp_echo_multicore`: `tcp_echo`'s workload (100 connections, 64-byte
+//!   messages) on a [`LoopPool`](asyncio::LoopPool) of 2 loops, each
+//!   accepting on its own `SO_REUSEPORT` socket, against tokio's
+//!   multi-thread runtime with 2 workers. The load generator runs inside
+//!   the runtime under test, as in `tcp_echo`: each loop runs half the
+//!   clients (tokio spawns them on its workers); a client's connection may
+//!   land on either loop's socket.
+//! - `tcp_echo_scaling`: the same on a pool of 1 loop and of 2 loops.
+//! - `cross_loop_handoff`: jobs (a `Send` future that counts) handed from
+//!   one loop to another and completed, against tokio's multi-thread
+//!   `spawn` from a task.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::net::{ECHO_CONNS, asyncio_echo, asyncio_echo_client, percentiles, record};
+
+/// tokio's multi-thread runtime with `workers` worker threads, I/O and time.
+pub fn tokio_rt_multi_thread(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_io()
+        .enable_time()
+        .build()
+        .expect("a multi-thread runtime builds")
+}
+
+/// `tcp_echo` on a pool of `loops` loops: `total` messages over
+/// [`ECHO_CONNS`] connections, the clients spread over the loops, each loop
+/// serving on its own `SO_REUSEPORT` socket. Latencies are recorded under
+/// `label`.
+pub fn pool_tcp_echo(loops: usize, total: usize, label: &'static str) {
+    let per = total.div_ceil(ECHO_CONNS);
+    let listener = asyncio::PoolListener::bind("127.0.0.1:0", loops, asyncio::AcceptMode::ReusePort)
+        .expect("loopback SO_REUSEPORT sockets bind");
+    let port = listener.local_addr().port();
+    let stop = asyncio::Channel::<()>::new(0);
+    let finished = Arc::new(AtomicUsize::new(0));
+    let lats = asyncio::LoopPool::new()
+        .workers(loops)
+        .handle_sigint(false)
+        .run(|worker| {
+            let (listener, stop, finished) = (listener.clone(), stop.clone(), finished.clone());
+            async move {
+                let server =
+                    listener.start_server(&worker, asyncio_echo, &asyncio::ServerOptions::new())?;
+                // This loop's share of the clients.
+                let mine = (worker.index()..ECHO_CONNS).step_by(loops).count();
+                let clients: Vec<_> = (0..mine)
+                    .map(|_| asyncio::create_task(asyncio_echo_client(port, per)))
+                    .collect();
+                let mut lats = Vec::with_capacity(per * mine);
+                for c in clients {
+                    lats.extend(c.await.expect("a client neither panics nor is cancelled"));
+                }
+                // Serve the other loops' clients until every loop is done.
+                if finished.fetch_add(1, Ordering::AcqRel) + 1 == loops {
+                    stop.shutdown(false);
+                }
+                let _ = stop.get().await;
+                server.close();
+                std::io::Result::Ok(lats)
+            }
+        })
+        .expect("the pool's echo run succeeds");
+    record(label, percentiles(lats.into_iter().flatten().collect()));
+}
+
+/// `cross_loop_handoff` on a pool of 2 loops: loop 0 hands `n` jobs to loop
+/// 1 with `PoolHandle::spawn_on` (the `PoolTask`s dropped: detached) and
+/// waits until the last one has run.
+pub fn pool_handoff_spawn_on(n: usize) {
+    handoff(n, |pool, job| {
+        drop(pool.spawn_on(1, async move { job() }).ok());
+    });
+}
+
+/// `cross_loop_handoff` with `LoopHandle::call_soon_threadsafe`: each job a
+/// `Send` closure run as a callback on loop 1 (no task).
+pub fn pool_handoff_call_soon(n: usize) {
+    handoff(n, |pool, job| {
+        pool.handle(1)
+            .call_soon_threadsafe(job)
+            .expect("loop 1 is open while the pool runs");
+    });
+}
+
+fn handoff(n: usize, send: fn(&asyncio::PoolHandle, Box<dyn FnOnce() + Send>)) {
+    if n == 0 {
+        return;
+    }
+    let done = asyncio::Channel::<()>::new(0);
+    let count = Arc::new(AtomicUsize::new(0));
+    asyncio::LoopPool::new()
+        .workers(2)
+        .handle_sigint(false)
+        .run(|worker| {
+            let (done, count) = (done.clone(), count.clone());
+            async move {
+                if worker.index() != 0 {
+                    // Loop 1 runs the jobs handed to it until the pool ends.
+                    return;
+                }
+                for _ in 0..n {
+                    let (done, count) = (done.clone(), count.clone());
+                    send(
+                        worker.pool(),
+                        Box::new(move || {
+                            if count.fetch_add(1, Ordering::Relaxed) + 1 == n {
+                                done.shutdown(false);
+                            }
+                        }),
+                    );
+                }
+                let _ = done.get().await;
+            }
+        })
+        .expect("the hand-off run succeeds");
+    assert_eq!(count.load(Ordering::Relaxed), n);
+}
+
+/// `cross_loop_handoff` on tokio's multi-thread runtime: one task spawns `n`
+/// tasks (`tokio::spawn` from a task) and the runtime's workers run them.
+pub fn tokio_mt_spawn_from_task(rt: &tokio::runtime::Runtime, n: usize) {
+    let count = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(tokio::sync::Notify::new());
+    let (c, d) = (count.clone(), done.clone());
+    rt.block_on(async move {
+        let notified = done.notified();
+        tokio::spawn(async move {
+            for _ in 0..n {
+                let (c, d) = (c.clone(), d.clone());
+                tokio::spawn(async move {
+                    if c.fetch_add(1, Ordering::Relaxed) + 1 == n {
+                        d.notify_one();
+                    }
+                });
+            }
+        });
+        notified.await;
+    });
+    assert_eq!(count.load(Ordering::Relaxed), n);
+}
