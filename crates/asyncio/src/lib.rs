@@ -200,4 +200,6 @@ mod tutorial {
     struct Streams;
     #[doc = include_str!("../../../docs/tutorial/09-subprocesses-and-signals.md")]
     struct SubprocessesAndSignals;
+    #[doc = include_str!("../../../docs/tutorial/10-loop-per-core.md")]
+    struct LoopPerCore;
 }
