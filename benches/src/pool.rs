@@ -13,8 +13,8 @@
 //!   one loop to another and completed, against tokio's multi-thread
 //!   `spawn` from a task.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::net::{ECHO_CONNS, asyncio_echo, asyncio_echo_client, percentiles, record};
 
@@ -34,8 +34,9 @@ pub fn tokio_rt_multi_thread(workers: usize) -> tokio::runtime::Runtime {
 /// `label`.
 pub fn pool_tcp_echo(loops: usize, total: usize, label: &'static str) {
     let per = total.div_ceil(ECHO_CONNS);
-    let listener = asyncio::PoolListener::bind("127.0.0.1:0", loops, asyncio::AcceptMode::ReusePort)
-        .expect("loopback SO_REUSEPORT sockets bind");
+    let listener =
+        asyncio::PoolListener::bind("127.0.0.1:0", loops, asyncio::AcceptMode::ReusePort)
+            .expect("loopback SO_REUSEPORT sockets bind");
     let port = listener.local_addr().port();
     let stop = asyncio::Channel::<()>::new(0);
     let finished = Arc::new(AtomicUsize::new(0));
@@ -69,78 +70,96 @@ pub fn pool_tcp_echo(loops: usize, total: usize, label: &'static str) {
     record(label, percentiles(lats.into_iter().flatten().collect()));
 }
 
+/// Jobs of the current `cross_loop_handoff` run that have run; the jobs
+/// reach it through a static so that a job carries no reference count (the
+/// same for both runtimes).
+static RAN: AtomicUsize = AtomicUsize::new(0);
+/// How many jobs the current run hands over.
+static JOBS: AtomicUsize = AtomicUsize::new(0);
+/// Closed by the last job of an asyncio run.
+static DONE: Mutex<Option<asyncio::Channel<()>>> = Mutex::new(None);
+
+/// One job: count, and tell the waiter when it is the last.
+fn job() -> bool {
+    RAN.fetch_add(1, Ordering::Relaxed) + 1 == JOBS.load(Ordering::Relaxed)
+}
+
+fn asyncio_job() {
+    if job()
+        && let Some(done) = &*DONE.lock().unwrap_or_else(|e| e.into_inner())
+    {
+        done.shutdown(false);
+    }
+}
+
 /// `cross_loop_handoff` on a pool of 2 loops: loop 0 hands `n` jobs to loop
 /// 1 with `PoolHandle::spawn_on` (the `PoolTask`s dropped: detached) and
 /// waits until the last one has run.
 pub fn pool_handoff_spawn_on(n: usize) {
-    handoff(n, |pool, job| {
-        drop(pool.spawn_on(1, async move { job() }).ok());
+    handoff(n, |pool| {
+        drop(pool.spawn_on(1, async { asyncio_job() }).ok());
     });
 }
 
 /// `cross_loop_handoff` with `LoopHandle::call_soon_threadsafe`: each job a
 /// `Send` closure run as a callback on loop 1 (no task).
 pub fn pool_handoff_call_soon(n: usize) {
-    handoff(n, |pool, job| {
+    handoff(n, |pool| {
         pool.handle(1)
-            .call_soon_threadsafe(job)
+            .call_soon_threadsafe(asyncio_job)
             .expect("loop 1 is open while the pool runs");
     });
 }
 
-fn handoff(n: usize, send: fn(&asyncio::PoolHandle, Box<dyn FnOnce() + Send>)) {
+fn handoff(n: usize, send: fn(&asyncio::PoolHandle)) {
     if n == 0 {
         return;
     }
     let done = asyncio::Channel::<()>::new(0);
-    let count = Arc::new(AtomicUsize::new(0));
+    RAN.store(0, Ordering::Relaxed);
+    JOBS.store(n, Ordering::Relaxed);
+    *DONE.lock().unwrap_or_else(|e| e.into_inner()) = Some(done.clone());
     asyncio::LoopPool::new()
         .workers(2)
         .handle_sigint(false)
         .run(|worker| {
-            let (done, count) = (done.clone(), count.clone());
+            let done = done.clone();
             async move {
                 if worker.index() != 0 {
                     // Loop 1 runs the jobs handed to it until the pool ends.
                     return;
                 }
                 for _ in 0..n {
-                    let (done, count) = (done.clone(), count.clone());
-                    send(
-                        worker.pool(),
-                        Box::new(move || {
-                            if count.fetch_add(1, Ordering::Relaxed) + 1 == n {
-                                done.shutdown(false);
-                            }
-                        }),
-                    );
+                    send(worker.pool());
                 }
                 let _ = done.get().await;
             }
         })
         .expect("the hand-off run succeeds");
-    assert_eq!(count.load(Ordering::Relaxed), n);
+    assert_eq!(RAN.load(Ordering::Relaxed), n);
 }
 
 /// `cross_loop_handoff` on tokio's multi-thread runtime: one task spawns `n`
 /// tasks (`tokio::spawn` from a task) and the runtime's workers run them.
 pub fn tokio_mt_spawn_from_task(rt: &tokio::runtime::Runtime, n: usize) {
-    let count = Arc::new(AtomicUsize::new(0));
-    let done = Arc::new(tokio::sync::Notify::new());
-    let (c, d) = (count.clone(), done.clone());
+    if n == 0 {
+        return;
+    }
+    static NOTIFY: tokio::sync::Notify = tokio::sync::Notify::const_new();
+    RAN.store(0, Ordering::Relaxed);
+    JOBS.store(n, Ordering::Relaxed);
     rt.block_on(async move {
-        let notified = done.notified();
+        let notified = NOTIFY.notified();
         tokio::spawn(async move {
             for _ in 0..n {
-                let (c, d) = (c.clone(), d.clone());
-                tokio::spawn(async move {
-                    if c.fetch_add(1, Ordering::Relaxed) + 1 == n {
-                        d.notify_one();
+                tokio::spawn(async {
+                    if job() {
+                        NOTIFY.notify_one();
                     }
                 });
             }
         });
         notified.await;
     });
-    assert_eq!(count.load(Ordering::Relaxed), n);
+    assert_eq!(RAN.load(Ordering::Relaxed), n);
 }

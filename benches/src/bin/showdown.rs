@@ -312,16 +312,33 @@ fn entries() -> Vec<Entry> {
         ("tcp_echo_scaling", "asyncio_1_loop", {
             Box::new(|n| pool_tcp_echo(1, echo_ops(n), "scaling:asyncio_pool_1"))
         }),
-        ("cross_loop_handoff", "asyncio", Box::new(pool_handoff_spawn_on)),
-        ("cross_loop_handoff", "asyncio_call_soon", Box::new(pool_handoff_call_soon)),
+        (
+            "cross_loop_handoff",
+            "asyncio",
+            Box::new(pool_handoff_spawn_on),
+        ),
+        (
+            "cross_loop_handoff",
+            "asyncio_call_soon",
+            Box::new(pool_handoff_call_soon),
+        ),
         ("cross_loop_handoff", "tokio_multi_thread", {
             let r = rt_mt.clone();
             Box::new(move |n| tokio_mt_spawn_from_task(&r, n))
         }),
     ];
     for (scenario, runtime, run) in multicore {
-        let ops = if scenario == "cross_loop_handoff" { |n| n } else { echo_ops };
-        v.push(Entry { scenario, runtime, ops, run });
+        let ops = if scenario == "cross_loop_handoff" {
+            |n| n
+        } else {
+            echo_ops
+        };
+        v.push(Entry {
+            scenario,
+            runtime,
+            ops,
+            run,
+        });
     }
     v
 }

@@ -194,7 +194,9 @@ impl PoolError {
 /// (its worker finished, or the pool ended). The job comes back in `job`,
 /// never dropped silently.
 #[derive(thiserror::Error)]
-#[error("worker {worker}'s loop is closed: the job was not handed off (it is returned in the error)")]
+#[error(
+    "worker {worker}'s loop is closed: the job was not handed off (it is returned in the error)"
+)]
 pub struct HandoffError<F> {
     /// The worker whose loop refused the job.
     pub worker: usize,

@@ -14,15 +14,41 @@ use asyncio_core::{CancelledError, LoopHandle, PanicError, TaskError};
 
 use crate::error::HandoffError;
 
-/// One loop of the pool, as other threads see it. Aligned so that the load
-/// counters of neighbouring loops do not share a cache line.
-#[repr(align(128))]
+/// One loop of the pool, as other threads see it.
 pub(crate) struct Slot {
     pub(crate) handle: LoopHandle,
-    /// Jobs handed to this loop with `spawn`/`spawn_on` and not finished.
-    load: AtomicUsize,
+    /// Jobs handed to this loop with `spawn`/`spawn_on`...
+    handed: Padded<AtomicUsize>,
+    /// ...and how many of them are over. Two counters on their own cache
+    /// lines, so that the threads handing jobs over and the loop finishing
+    /// them do not write to one line for every job.
+    finished: Padded<AtomicUsize>,
     /// The waker of the worker's main task, to deliver a cancellation.
     main: Mutex<Option<Waker>>,
+}
+
+/// A value alone on its cache line (two lines: the adjacent-line prefetcher
+/// pairs them).
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl std::ops::Deref for Padded<AtomicUsize> {
+    type Target = AtomicUsize;
+
+    fn deref(&self) -> &AtomicUsize {
+        &self.0
+    }
+}
+
+impl Slot {
+    fn load(&self) -> usize {
+        let finished = self.finished.load(Ordering::Relaxed);
+        self.handed.load(Ordering::Relaxed).saturating_sub(finished)
+    }
+
+    fn job_over(&self) {
+        self.finished.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 pub(crate) struct Shared {
@@ -46,7 +72,8 @@ impl Shared {
                 .into_iter()
                 .map(|handle| Slot {
                     handle,
-                    load: AtomicUsize::new(0),
+                    handed: Padded(AtomicUsize::new(0)),
+                    finished: Padded(AtomicUsize::new(0)),
                     main: Mutex::new(None),
                 })
                 .collect(),
@@ -147,7 +174,7 @@ impl PoolHandle {
     /// # Panics
     /// If `worker` is not below [`len`](Self::len).
     pub fn load(&self, worker: usize) -> usize {
-        self.slot(worker).load.load(Ordering::Relaxed)
+        self.slot(worker).load()
     }
 
     /// Cancels every worker's main task, as cancelling a `TaskGroup` from
@@ -188,11 +215,9 @@ impl PoolHandle {
                 returned: None,
             }),
         });
-        slot.load.fetch_add(1, Ordering::Relaxed);
+        slot.handed.fetch_add(1, Ordering::Relaxed);
         let launch = Launch {
-            fut: Some(fut),
-            cell: Arc::clone(&cell),
-            shared: Arc::clone(&self.shared),
+            job: Some((fut, Arc::clone(&cell), Arc::clone(&self.shared))),
             worker,
         };
         let sent = slot.handle.call_soon_threadsafe(move || launch.start());
@@ -233,9 +258,7 @@ impl PoolHandle {
         let turn = self.shared.next.fetch_add(1, Ordering::Relaxed);
         let a = turn % n;
         let b = (a + 1 + (turn / n) % (n - 1)) % n;
-        if self.shared.slots[b].load.load(Ordering::Relaxed)
-            < self.shared.slots[a].load.load(Ordering::Relaxed)
-        {
+        if self.shared.slots[b].load() < self.shared.slots[a].load() {
             b
         } else {
             a
@@ -313,9 +336,9 @@ impl<T> Cell<T> {
 /// The job on its way to the target loop (inside a `call_soon_threadsafe`
 /// callback). Dropped unrun (the loop closed), it gives the future back.
 struct Launch<F: Future + Send + 'static> {
-    fut: Option<F>,
-    cell: Arc<Cell<F::Output>>,
-    shared: Arc<Shared>,
+    /// Moved whole into the task when it starts, so that no reference count
+    /// is touched twice per job.
+    job: Option<(F, Arc<Cell<F::Output>>, Arc<Shared>)>,
     worker: usize,
 }
 
@@ -326,12 +349,12 @@ where
 {
     /// On the target loop: run the future as a task.
     fn start(mut self) {
-        let fut = self.fut.take().expect("a launch starts once");
+        let (fut, cell, shared) = self.job.take().expect("a launch starts once");
         let deliver = Deliver {
             fut,
             guard: Guard {
-                cell: Arc::clone(&self.cell),
-                shared: Arc::clone(&self.shared),
+                cell,
+                shared,
                 worker: self.worker,
                 done: false,
             },
@@ -345,12 +368,10 @@ where
 
 impl<F: Future + Send + 'static> Drop for Launch<F> {
     fn drop(&mut self) {
-        if let Some(fut) = self.fut.take() {
-            self.shared.slots[self.worker]
-                .load
-                .fetch_sub(1, Ordering::Relaxed);
-            lock(&self.cell.state).returned = Some(Box::new(fut));
-            self.cell.complete(Err(TaskError::Cancelled(CancelledError)));
+        if let Some((fut, cell, shared)) = self.job.take() {
+            shared.slots[self.worker].job_over();
+            lock(&cell.state).returned = Some(Box::new(fut));
+            cell.complete(Err(TaskError::Cancelled(CancelledError)));
         }
     }
 }
@@ -375,11 +396,10 @@ struct Guard<T> {
 
 impl<T> Drop for Guard<T> {
     fn drop(&mut self) {
-        self.shared.slots[self.worker]
-            .load
-            .fetch_sub(1, Ordering::Relaxed);
+        self.shared.slots[self.worker].job_over();
         if !self.done {
-            self.cell.complete(Err(TaskError::Cancelled(CancelledError)));
+            self.cell
+                .complete(Err(TaskError::Cancelled(CancelledError)));
         }
     }
 }
@@ -435,7 +455,10 @@ impl<T> Future for PoolTask<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut st = lock(&self.cell.state);
-        assert!(!st.taken, "a PoolTask was polled after it returned its outcome");
+        assert!(
+            !st.taken,
+            "a PoolTask was polled after it returned its outcome"
+        );
         match st.result.take() {
             Some(r) => {
                 st.taken = true;

@@ -36,9 +36,7 @@ mod handle;
 mod pool;
 mod server;
 
-pub use error::{
-    HandoffError, PoolError, WorkerError, WorkerErrors, WorkerFailure, WorkerOutput,
-};
+pub use error::{HandoffError, PoolError, WorkerError, WorkerErrors, WorkerFailure, WorkerOutput};
 pub use handle::{PoolHandle, PoolTask, Worker};
 pub use pool::LoopPool;
 pub use server::{AcceptMode, PoolListener, PoolServer};

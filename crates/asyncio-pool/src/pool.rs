@@ -86,9 +86,8 @@ impl LoopPool {
 
     /// How many workers `run` starts.
     pub fn worker_count(&self) -> usize {
-        self.workers.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(1, NonZeroUsize::get)
-        })
+        self.workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, NonZeroUsize::get))
     }
 
     /// Starts the workers, calls `make(worker)` once on each worker's thread

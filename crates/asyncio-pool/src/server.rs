@@ -136,7 +136,12 @@ impl PoolListener {
     fn workers(&self) -> usize {
         match self.inner.mode {
             AcceptMode::Handoff => self.inner.inboxes.len(),
-            _ => self.inner.sockets.lock().unwrap_or_else(|e| e.into_inner()).len(),
+            _ => self
+                .inner
+                .sockets
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .len(),
         }
     }
 

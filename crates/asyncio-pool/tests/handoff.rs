@@ -169,7 +169,10 @@ fn a_job_whose_loop_closes_before_it_finishes_fails_visibly_as_cancelled() {
     let job = kept.lock().unwrap().take().unwrap();
     assert!(job.done());
     let outcome = asyncio_structured::run(job).unwrap();
-    assert!(matches!(outcome, Err(TaskError::Cancelled(_))), "{outcome:?}");
+    assert!(
+        matches!(outcome, Err(TaskError::Cancelled(_))),
+        "{outcome:?}"
+    );
 }
 
 #[test]

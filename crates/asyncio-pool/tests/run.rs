@@ -67,7 +67,10 @@ fn a_worker_that_panics_cancels_the_others_and_the_error_names_it_and_keeps_the_
     assert_eq!(failures[0].worker(), 1);
     assert!(failures[0].is_panic());
     let text = err.to_string();
-    assert!(text.contains("worker 1") && text.contains("boom in worker one"), "{text}");
+    assert!(
+        text.contains("worker 1") && text.contains("boom in worker one"),
+        "{text}"
+    );
     // Every main future was dropped: the panicking one, and the two cancelled.
     assert_eq!(dropped.load(Ordering::SeqCst), 3);
 }
@@ -138,10 +141,7 @@ fn a_panic_in_the_factory_is_the_workers_failure() {
 
 #[test]
 fn zero_workers_is_an_error() {
-    let err = LoopPool::new()
-        .workers(0)
-        .run(|_w| async {})
-        .unwrap_err();
+    let err = LoopPool::new().workers(0).run(|_w| async {}).unwrap_err();
     assert!(matches!(err, PoolError::NoWorkers));
 }
 

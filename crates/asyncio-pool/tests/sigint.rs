@@ -13,8 +13,7 @@ use asyncio_pool::{LoopPool, PoolError};
 #[test]
 #[cfg_attr(miri, ignore = "Miri has neither signals nor processes")]
 fn ctrl_c_during_a_pool_run_cancels_every_worker_and_run_returns_interrupted() {
-    const NAME: &str =
-        "ctrl_c_during_a_pool_run_cancels_every_worker_and_run_returns_interrupted";
+    const NAME: &str = "ctrl_c_during_a_pool_run_cancels_every_worker_and_run_returns_interrupted";
     if common::child_mode(NAME) {
         struct Cancelled(usize);
         impl Drop for Cancelled {
@@ -78,9 +77,15 @@ fn ctrl_c_during_a_pool_run_cancels_every_worker_and_run_returns_interrupted() {
     // stops after the last line.
     let rest: Vec<String> = lines.iter().collect();
     let all = [seen, rest].concat().join("\n");
-    assert!(status.success(), "the child exited with {status}\n{all}\n{stderr}");
+    assert!(
+        status.success(),
+        "the child exited with {status}\n{all}\n{stderr}"
+    );
     for i in 0..2 {
-        assert!(all.contains(&format!("child: worker {i} cancelled")), "{all}");
+        assert!(
+            all.contains(&format!("child: worker {i} cancelled")),
+            "{all}"
+        );
     }
     assert!(all.contains("child: run returned Interrupted"), "{all}");
 }

@@ -52,7 +52,10 @@ fn items_put_on_one_thread_arrive_in_order_on_another() {
         }
     }
     ch.shutdown(false);
-    assert_eq!(wait(&consumer, "the consumer"), (0..1000).collect::<Vec<_>>());
+    assert_eq!(
+        wait(&consumer, "the consumer"),
+        (0..1000).collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -102,7 +105,10 @@ fn shutdown_lets_getters_drain_then_fails_them_and_refuses_puts() {
     ch.shutdown(false);
     assert!(ch.is_shutdown());
     assert_eq!(block_on(ch.put(3)), Err(QueueShutDown(3)));
-    assert!(matches!(ch.put_nowait(4), Err(PutError::ShutDown(QueueShutDown(4)))));
+    assert!(matches!(
+        ch.put_nowait(4),
+        Err(PutError::ShutDown(QueueShutDown(4)))
+    ));
     assert_eq!(block_on(ch.get()), Ok(1));
     assert_eq!(ch.get_nowait(), Ok(2));
     assert_eq!(block_on(ch.get()), Err(QueueShutDown(())));

@@ -30,9 +30,15 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use asyncio::{AcceptMode, Channel, LoopPool, PoolListener, ServerOptions, StreamReader, StreamWriter};
+use asyncio::{
+    AcceptMode, Channel, LoopPool, PoolListener, ServerOptions, StreamReader, StreamWriter,
+};
 
-async fn echo(mut reader: StreamReader, mut writer: StreamWriter, me: usize) -> std::io::Result<()> {
+async fn echo(
+    mut reader: StreamReader,
+    mut writer: StreamWriter,
+    me: usize,
+) -> std::io::Result<()> {
     let data = reader.read(100).await?;
     let who = writer.peer_addr()?;
     println!("worker {me}: {who}: {:?}", String::from_utf8_lossy(&data));
@@ -94,7 +100,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             if demo && me == 0 {
                 // A client task each, on this loop; the kernel picks the loop
                 // that serves it.
-                let tasks: Vec<_> = (0..clients).map(|n| asyncio::create_task(client(n))).collect();
+                let tasks: Vec<_> = (0..clients)
+                    .map(|n| asyncio::create_task(client(n)))
+                    .collect();
                 for (n, task) in tasks.into_iter().enumerate() {
                     if let Ok(Err(e)) = task.await {
                         eprintln!("client {n} failed: {e}");

@@ -151,8 +151,8 @@ pub use asyncio_structured::{
 
 // Synchronization and queues
 pub use asyncio_sync::{
-    Barrier, BoundedSemaphore, Channel, Condition, Event, LifoQueue, Lock, LockGuard, PriorityQueue, Queue,
-    Semaphore, SemaphorePermit,
+    Barrier, BoundedSemaphore, Channel, Condition, Event, LifoQueue, Lock, LockGuard,
+    PriorityQueue, Queue, Semaphore, SemaphorePermit,
 };
 
 // Context variables
