@@ -338,9 +338,12 @@ impl<T> Cell<T> {
 struct Launch<F: Future + Send + 'static> {
     /// Moved whole into the task when it starts, so that no reference count
     /// is touched twice per job.
-    job: Option<(F, Arc<Cell<F::Output>>, Arc<Shared>)>,
+    job: Option<Job<F>>,
     worker: usize,
 }
+
+/// A launch's parts: the future, its outcome's cell, the pool.
+type Job<F> = (F, Arc<Cell<<F as Future>::Output>>, Arc<Shared>);
 
 impl<F> Launch<F>
 where
