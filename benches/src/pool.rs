@@ -33,15 +33,38 @@ pub fn tokio_rt_multi_thread(workers: usize) -> tokio::runtime::Runtime {
 /// serving on its own `SO_REUSEPORT` socket. Latencies are recorded under
 /// `label`.
 pub fn pool_tcp_echo(loops: usize, total: usize, label: &'static str) {
+    pool_tcp_echo_with(loops, total, label, asyncio::AcceptMode::ReusePort, false);
+}
+
+/// [`pool_tcp_echo`] with the loops pinned to cores and each connection
+/// served on the loop of the core that opened it
+/// ([`AcceptMode::ReusePortByCpu`](asyncio::AcceptMode::ReusePortByCpu)).
+pub fn pool_tcp_echo_by_cpu(loops: usize, total: usize, label: &'static str) {
+    pool_tcp_echo_with(
+        loops,
+        total,
+        label,
+        asyncio::AcceptMode::ReusePortByCpu,
+        true,
+    );
+}
+
+fn pool_tcp_echo_with(
+    loops: usize,
+    total: usize,
+    label: &'static str,
+    mode: asyncio::AcceptMode,
+    pin: bool,
+) {
     let per = total.div_ceil(ECHO_CONNS);
-    let listener =
-        asyncio::PoolListener::bind("127.0.0.1:0", loops, asyncio::AcceptMode::ReusePort)
-            .expect("loopback SO_REUSEPORT sockets bind");
+    let listener = asyncio::PoolListener::bind("127.0.0.1:0", loops, mode)
+        .expect("loopback SO_REUSEPORT sockets bind");
     let port = listener.local_addr().port();
     let stop = asyncio::Channel::<()>::new(0);
     let finished = Arc::new(AtomicUsize::new(0));
     let lats = asyncio::LoopPool::new()
         .workers(loops)
+        .pin_to_cores(pin)
         .handle_sigint(false)
         .run(|worker| {
             let (listener, stop, finished) = (listener.clone(), stop.clone(), finished.clone());

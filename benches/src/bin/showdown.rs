@@ -298,9 +298,12 @@ fn entries() -> Vec<Entry> {
     // 1 loop (the scaling); n jobs handed from one loop to another against
     // tokio's spawn from a task (ns per job).
     let rt_mt = std::rc::Rc::new(tokio_rt_multi_thread(2));
-    let multicore: [(&'static str, &'static str, Run); 7] = [
+    let multicore: [(&'static str, &'static str, Run); 8] = [
         ("tcp_echo_multicore", "asyncio", {
             Box::new(|n| pool_tcp_echo(2, echo_ops(n), "multicore:asyncio_pool_2"))
+        }),
+        ("tcp_echo_multicore", "asyncio_pinned_by_cpu", {
+            Box::new(|n| pool_tcp_echo_by_cpu(2, echo_ops(n), "multicore:asyncio_pool_2_by_cpu"))
         }),
         ("tcp_echo_multicore", "tokio_multi_thread", {
             let r = rt_mt.clone();

@@ -17,10 +17,11 @@
 //! assert_eq!(got, [0, 100]);
 //! ```
 //!
-//! - [`LoopPool`]: starts N threads, each with its own loop, runs the future a
-//!   `Send` factory builds on each (the future itself may be `!Send`), and
-//!   waits for all with `TaskGroup` semantics: the first failure cancels the
-//!   rest, failures are aggregated, Ctrl-C is handled once for the pool.
+//! - [`LoopPool`]: starts N threads, each with its own loop, runs the future
+//!   a factory (`Fn + Sync`, shared by the threads) builds on each (the
+//!   future itself may be `!Send`), and waits for all with `TaskGroup`
+//!   semantics: the first failure cancels the rest, failures are
+//!   aggregated, Ctrl-C is handled once for the pool.
 //! - [`Worker`] / [`PoolHandle`]: each worker's index and the pool's loops:
 //!   [`LoopHandle`](asyncio_core::LoopHandle)s, `spawn_on(i, fut)`, and
 //!   `spawn(fut)` on the least-loaded loop.

@@ -1,5 +1,6 @@
 //! `LoopPool`: N threads, each with its own loop, each running the future a
-//! `Send` factory builds on that thread; a `TaskGroup` across loops.
+//! factory (`Fn + Sync`, shared by the threads) builds on that thread; a
+//! `TaskGroup` across loops.
 
 use std::future::Future;
 use std::num::NonZeroUsize;
@@ -91,7 +92,9 @@ impl LoopPool {
     }
 
     /// Starts the workers, calls `make(worker)` once on each worker's thread
-    /// and runs the future it returns as that loop's main task (so the future
+    /// (`make` is shared by the threads, hence `Sync`; it may borrow from the
+    /// caller, since `run` returns only after every thread ended) and runs
+    /// the future it returns as that loop's main task (so the future
     /// need not be `Send`); waits for all of them and returns their values,
     /// in worker order.
     ///

@@ -33,6 +33,15 @@ pub enum AcceptMode {
     Handoff,
     /// `ReusePort` where the OS accepts `SO_REUSEPORT`, `Handoff` otherwise.
     Auto,
+    /// `ReusePort`, and each new connection goes to the socket of the
+    /// worker whose index is the number of the CPU that received it, modulo
+    /// the number of workers (a classic BPF program on the group,
+    /// `SO_ATTACH_REUSEPORT_CBPF`, Linux 4.6+). With
+    /// [`pin_to_cores`](crate::LoopPool::pin_to_cores) and a process
+    /// allowed CPUs `0..n`, a connection is served on the core that handles
+    /// its packets (on loopback: the core of the connecting thread), so no
+    /// connection's traffic crosses cores.
+    ReusePortByCpu,
 }
 
 /// A listening address shared by every loop of a pool (`Send + Sync +
@@ -98,6 +107,11 @@ impl PoolListener {
         let (mode, sockets) = match mode {
             AcceptMode::Handoff => (AcceptMode::Handoff, vec![listen(addr, false)?]),
             AcceptMode::ReusePort => (AcceptMode::ReusePort, reuse_port_sockets(addr, workers)?),
+            AcceptMode::ReusePortByCpu => {
+                let sockets = reuse_port_sockets(addr, workers)?;
+                steer_by_cpu(&sockets[0], workers)?;
+                (AcceptMode::ReusePortByCpu, sockets)
+            }
             AcceptMode::Auto => match reuse_port_sockets(addr, workers) {
                 Ok(s) => (AcceptMode::ReusePort, s),
                 Err(e) if e.kind() == io::ErrorKind::Unsupported => {
@@ -128,7 +142,8 @@ impl PoolListener {
         self.inner.addr
     }
 
-    /// How the loops share the port: `ReusePort` or `Handoff` (never `Auto`).
+    /// How the loops share the port: `ReusePort`, `ReusePortByCpu` or
+    /// `Handoff` (never `Auto`).
     pub fn mode(&self) -> AcceptMode {
         self.inner.mode
     }
@@ -190,7 +205,7 @@ impl PoolListener {
                 .get_mut(slot)
                 .and_then(Option::take)
         };
-        if self.inner.mode == AcceptMode::ReusePort {
+        if self.inner.mode != AcceptMode::Handoff {
             let sock = mine(i).ok_or_else(taken)?;
             let server = start_server_from_listener(client_connected_cb, sock, options)?;
             return Ok(PoolServer {
@@ -260,6 +275,62 @@ fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
     Ok(sock.into())
 }
 
+/// Attaches to `sock`'s `SO_REUSEPORT` group a program that picks, for
+/// each new connection, the socket at index `cpu % workers`.
+#[cfg(target_os = "linux")]
+fn steer_by_cpu(sock: &TcpListener, workers: usize) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+
+    let insn = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let workers = u32::try_from(workers)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "too many workers"))?;
+    let mut program = [
+        // A = the number of the CPU handling the packet
+        insn(
+            libc::BPF_LD | libc::BPF_W | libc::BPF_ABS,
+            (libc::SKF_AD_OFF + libc::SKF_AD_CPU) as u32,
+        ),
+        // A = A % workers
+        insn(libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K, workers),
+        // the socket at index A
+        insn(libc::BPF_RET | libc::BPF_A, 0),
+    ];
+    let fprog = libc::sock_fprog {
+        len: program.len() as u16,
+        filter: program.as_mut_ptr(),
+    };
+    // SAFETY: `fprog` points at `program`, which outlives the call (the
+    // kernel copies the program); the length passed is `fprog`'s size.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_REUSEPORT_CBPF,
+            (&raw const fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Steering by CPU is only implemented for Linux.
+#[cfg(not(target_os = "linux"))]
+fn steer_by_cpu(_sock: &TcpListener, _workers: usize) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "AcceptMode::ReusePortByCpu needs Linux's SO_ATTACH_REUSEPORT_CBPF",
+    ))
+}
+
 /// `workers` sockets on one port; the first picks the port if `addr`'s is 0.
 fn reuse_port_sockets(addr: SocketAddr, workers: usize) -> io::Result<Vec<TcpListener>> {
     let first = listen(addr, true)?;
@@ -276,11 +347,19 @@ fn reuse_port_sockets(addr: SocketAddr, workers: usize) -> io::Result<Vec<TcpLis
 async fn accept(inner: Arc<ListenerInner>, listener: TcpListener) {
     let n = inner.inboxes.len();
     loop {
-        let Ok((conn, _peer)) = sock_accept(&listener).await else {
-            // Out of descriptors and the like: the connection is lost, the
-            // server goes on (as asyncio's accept loop does).
-            asyncio_core::yield_now().await;
-            continue;
+        let conn = match sock_accept(&listener).await {
+            Ok((conn, _peer)) => conn,
+            Err(e) => {
+                // Out of file descriptors and the like: as asyncio (and
+                // `start_server`), report it and stop accepting for a second.
+                if let Ok(lp) = asyncio_core::get_running_loop() {
+                    lp.call_exception_handler(&asyncio_core::ExceptionContext::new(format!(
+                        "socket.accept() failed: {e}; pausing for 1 second"
+                    )));
+                }
+                asyncio_core::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
         };
         let to = inner.next.fetch_add(1, Ordering::Relaxed) % n;
         // A loop whose server closed refuses it: try the others.
@@ -412,8 +491,8 @@ impl fmt::Debug for PoolServer {
             .field(
                 "mode",
                 &match self.kind {
-                    Kind::Own(_) => AcceptMode::ReusePort,
-                    Kind::Handoff(_) => AcceptMode::Handoff,
+                    Kind::Own(_) => "one socket per loop",
+                    Kind::Handoff(_) => "hand-off",
                 },
             )
             .finish()

@@ -106,3 +106,54 @@ fn starting_a_workers_server_twice_is_refused() {
         .unwrap();
     assert_eq!(out, [std::io::ErrorKind::AlreadyExists]);
 }
+
+#[test]
+#[cfg(target_os = "linux")]
+fn steered_by_cpu_a_pinned_loops_own_connections_come_back_to_it() {
+    // SAFETY: an all-zero cpu_set_t is the empty set; the call writes at
+    // most its size into it.
+    let cpus = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set);
+        (0..2).all(|c| libc::CPU_ISSET(c, &set))
+    };
+    if !cpus {
+        eprintln!("skipped: this process may not run on CPUs 0 and 1");
+        return;
+    }
+    let listener = PoolListener::bind("127.0.0.1:0", 2, AcceptMode::ReusePortByCpu).unwrap();
+    assert_eq!(listener.mode(), AcceptMode::ReusePortByCpu);
+    let port = listener.local_addr().port();
+    let stop = Channel::<()>::new(0);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let out = LoopPool::new()
+        .workers(2)
+        .pin_to_cores(true)
+        .run(|w| {
+            let (listener, stop, done) = (listener.clone(), stop.clone(), done.clone());
+            async move {
+                let me = w.index();
+                let server = listener.start_server(
+                    &w,
+                    move |_r: StreamReader, mut w: StreamWriter| async move {
+                        w.write(me.to_string().as_bytes());
+                    },
+                    &ServerOptions::new(),
+                )?;
+                let mut answers = Vec::new();
+                for _ in 0..8 {
+                    let (mut r, _w) = open_connection("127.0.0.1", port).await?;
+                    let text = String::from_utf8(r.read_to_eof().await?).unwrap();
+                    answers.push(text.parse::<usize>().unwrap());
+                }
+                if done.fetch_add(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+                    stop.shutdown(false);
+                }
+                let _ = stop.get().await;
+                server.close();
+                std::io::Result::Ok(answers)
+            }
+        })
+        .unwrap();
+    assert_eq!(out, [vec![0; 8], vec![1; 8]]);
+}
