@@ -9,6 +9,22 @@ use std::time::Duration;
 
 use asyncio_pool::{LoopPool, PoolError, PoolHandle};
 
+/// Runs a pool run on its own thread, so that a worker that is never
+/// cancelled fails the test instead of hanging it.
+fn bounded<T: Send + 'static>(run: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(run());
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(out) => out,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("LoopPool::run did not return: a worker was not cancelled")
+        }
+        Err(e) => panic!("the pool's thread panicked: {e}"),
+    }
+}
+
 /// Counts its drops: a cancelled main task drops its future.
 struct DropCount(Arc<AtomicUsize>);
 
@@ -48,20 +64,22 @@ fn each_worker_runs_on_its_own_thread_a_future_that_need_not_be_send() {
 fn a_worker_that_panics_cancels_the_others_and_the_error_names_it_and_keeps_the_message() {
     let dropped = Arc::new(AtomicUsize::new(0));
     let d = dropped.clone();
-    let err = LoopPool::new()
-        .workers(3)
-        .run(move |w| {
-            let guard = DropCount(d.clone());
-            async move {
-                let _guard = guard;
-                if w.index() == 1 {
-                    asyncio_core::sleep(Duration::from_millis(1)).await;
-                    panic!("boom in worker one");
+    let err = bounded(move || {
+        LoopPool::new()
+            .workers(3)
+            .run(move |w| {
+                let guard = DropCount(d.clone());
+                async move {
+                    let _guard = guard;
+                    if w.index() == 1 {
+                        asyncio_core::sleep(Duration::from_millis(1)).await;
+                        panic!("boom in worker one");
+                    }
+                    std::future::pending::<()>().await;
                 }
-                std::future::pending::<()>().await;
-            }
-        })
-        .unwrap_err();
+            })
+            .unwrap_err()
+    });
     let failures = err.failures();
     assert_eq!(failures.len(), 1, "{err}");
     assert_eq!(failures[0].worker(), 1);
@@ -79,21 +97,23 @@ fn a_worker_that_panics_cancels_the_others_and_the_error_names_it_and_keeps_the_
 fn a_worker_that_never_finishes_is_cancelled_when_another_fails_and_run_returns() {
     let dropped = Arc::new(AtomicUsize::new(0));
     let d = dropped.clone();
-    let err = LoopPool::new()
-        .workers(2)
-        .run(move |w| {
-            let guard = DropCount(d.clone());
-            async move {
-                if w.index() == 0 {
-                    let _guard = guard;
-                    std::future::pending::<()>().await;
-                    Ok(())
-                } else {
-                    Err(std::io::Error::other("disk on fire"))
+    let err = bounded(move || {
+        LoopPool::new()
+            .workers(2)
+            .run(move |w| {
+                let guard = DropCount(d.clone());
+                async move {
+                    if w.index() == 0 {
+                        let _guard = guard;
+                        std::future::pending::<()>().await;
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::other("disk on fire"))
+                    }
                 }
-            }
-        })
-        .unwrap_err();
+            })
+            .unwrap_err()
+    });
     assert!(matches!(err, PoolError::Failed(_)), "{err:?}");
     assert_eq!(err.failures()[0].worker(), 1);
     assert!(err.to_string().contains("disk on fire"), "{err}");
@@ -182,19 +202,21 @@ fn every_loop_is_closed_and_its_tasks_cancelled_when_run_returns() {
 fn cancel_from_a_worker_cancels_every_main_task() {
     let dropped = Arc::new(AtomicUsize::new(0));
     let d = dropped.clone();
-    let err = LoopPool::new()
-        .workers(2)
-        .run(move |w| {
-            let guard = DropCount(d.clone());
-            async move {
-                let _guard = guard;
-                if w.index() == 1 {
-                    w.pool().cancel();
+    let err = bounded(move || {
+        LoopPool::new()
+            .workers(2)
+            .run(move |w| {
+                let guard = DropCount(d.clone());
+                async move {
+                    let _guard = guard;
+                    if w.index() == 1 {
+                        w.pool().cancel();
+                    }
+                    std::future::pending::<()>().await;
                 }
-                std::future::pending::<()>().await;
-            }
-        })
-        .unwrap_err();
+            })
+            .unwrap_err()
+    });
     assert!(matches!(err, PoolError::Cancelled), "{err:?}");
     assert_eq!(dropped.load(Ordering::SeqCst), 2);
 }
