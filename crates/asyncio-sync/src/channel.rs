@@ -17,13 +17,14 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 
 use crossbeam_queue::SegQueue;
 
 use crate::error::{GetError, PutError, QueueEmpty, QueueFull, QueueShutDown, TaskDoneError};
+use crate::sync::{AtomicBool, AtomicUsize, Mutex, MutexGuard, fence};
 use crate::waiters::WaitList;
 
 /// asyncio's `Queue` shared between threads: `Send + Sync` and `Clone` (every
@@ -137,6 +138,12 @@ impl<T> Inner<T> {
     /// Wakes the first waiter of `line`, if anyone waits at all.
     fn wake_one(&self, line: Line) {
         fence(Ordering::SeqCst);
+        self.wake_one_fenced(line);
+    }
+
+    /// `wake_one` for a caller that has just made its change and then a
+    /// `SeqCst` fence.
+    fn wake_one_fenced(&self, line: Line) {
         if self.parked.load(Ordering::SeqCst) == 0 {
             return;
         }
@@ -177,11 +184,15 @@ impl<T> Inner<T> {
     fn push(&self, item: T) {
         self.unfinished.fetch_add(1, Ordering::AcqRel);
         self.items.push(item);
-        // A put that raced with `shutdown(true)` must not leave an item behind.
+        // A put that raced with `shutdown(true)` must not leave an item
+        // behind. The queue's own orderings are crossbeam's, so a fence on
+        // each side (here and in `shutdown`) makes sure that either this
+        // push sees `immediate`, or the shutdown's `discard` sees the item.
+        fence(Ordering::SeqCst);
         if self.immediate.load(Ordering::SeqCst) {
             self.discard();
         }
-        self.wake_one(Line::Get);
+        self.wake_one_fenced(Line::Get);
     }
 
     fn try_put(&self, item: T) -> Result<(), PutError<T>> {
@@ -414,6 +425,7 @@ impl<T> Channel<T> {
         self.inner.shutdown.store(true, Ordering::SeqCst);
         if immediate {
             self.inner.immediate.store(true, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
             self.inner.discard();
         }
         self.inner.wake_all(&[Line::Get, Line::Put]);

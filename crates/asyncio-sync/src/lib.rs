@@ -68,8 +68,11 @@ mod condition;
 mod error;
 mod event;
 mod lock;
+#[cfg(all(test, loom))]
+mod loom_models;
 mod queue;
 mod semaphore;
+mod sync;
 mod waiters;
 
 pub use barrier::Barrier;
