@@ -1,14 +1,15 @@
 //! What a worker (or any thread) holds to reach the pool's loops: their
 //! `LoopHandle`s, and `spawn`/`spawn_on` to hand a `Send` future to a loop.
 
-use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
+
+use crossbeam_queue::SegQueue;
 
 use asyncio_core::{CancelledError, LoopHandle, PanicError, TaskError};
 
@@ -25,6 +26,10 @@ pub(crate) struct Slot {
     finished: Padded<AtomicUsize>,
     /// The waker of the worker's main task, to deliver a cancellation.
     main: Mutex<Option<Waker>>,
+    /// Jobs handed to this loop, waiting for a [`Drain`] to start them.
+    jobs: SegQueue<Arc<dyn Start>>,
+    /// A drain is scheduled on the loop (or running): hand-offs only queue.
+    scheduled: Padded<AtomicBool>,
 }
 
 /// A value alone on its cache line (two lines: the adjacent-line prefetcher
@@ -32,10 +37,10 @@ pub(crate) struct Slot {
 #[repr(align(128))]
 struct Padded<T>(T);
 
-impl std::ops::Deref for Padded<AtomicUsize> {
-    type Target = AtomicUsize;
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
 
-    fn deref(&self) -> &AtomicUsize {
+    fn deref(&self) -> &T {
         &self.0
     }
 }
@@ -75,6 +80,8 @@ impl Shared {
                     handed: Padded(AtomicUsize::new(0)),
                     finished: Padded(AtomicUsize::new(0)),
                     main: Mutex::new(None),
+                    jobs: SegQueue::new(),
+                    scheduled: Padded(AtomicBool::new(false)),
                 })
                 .collect(),
             next: AtomicUsize::new(0),
@@ -206,32 +213,28 @@ impl PoolHandle {
         if slot.handle.is_closed() {
             return Err(HandoffError { worker, job: fut });
         }
-        let cell = Arc::new(Cell {
-            state: Mutex::new(CellState {
+        // One allocation per job: the future and its outcome share a cell.
+        let job = Arc::new(Job {
+            state: Mutex::new(JobState {
+                fut: Some(fut),
                 result: None,
                 taken: false,
                 waiter: None,
                 detached: false,
-                returned: None,
             }),
         });
         slot.handed.fetch_add(1, Ordering::Relaxed);
-        let launch = Launch {
-            job: Some((fut, Arc::clone(&cell), Arc::clone(&self.shared))),
-            worker,
-        };
-        let sent = slot.handle.call_soon_threadsafe(move || launch.start());
-        if sent.is_err() {
-            // The loop closed just now and dropped the call on this thread:
-            // `Launch`'s destructor put the future back into the cell.
-            let job = lock(&cell.state)
-                .returned
-                .take()
-                .and_then(|b| b.downcast::<F>().ok())
-                .expect("a refused launch returns its future");
-            return Err(HandoffError { worker, job: *job });
+        if !self
+            .shared
+            .enqueue(worker, Arc::clone(&job) as Arc<dyn Start>)
+        {
+            // The loop closed just now: every queued job was cancelled, ours
+            // with its future left in place, unless the loop started it.
+            if let Some(fut) = lock(&job.state).fut.take() {
+                return Err(HandoffError { worker, job: fut });
+            }
         }
-        Ok(PoolTask { cell })
+        Ok(PoolTask { cell: job })
     }
 
     /// Hands `fut` to the least-loaded loop: of two loops picked in turn, the
@@ -300,24 +303,27 @@ impl Worker {
     }
 }
 
-struct Cell<T> {
-    state: Mutex<CellState<T>>,
+/// A handed-off job and its outcome, in one allocation shared by the
+/// [`PoolTask`], the slot's queue and the task that runs it.
+struct Job<F: Future> {
+    state: Mutex<JobState<F>>,
 }
 
-struct CellState<T> {
-    result: Option<Result<T, TaskError>>,
+struct JobState<F: Future> {
+    /// The future until its loop starts it (or, for a job the loop refused,
+    /// until `spawn_on` gives it back or the cell is dropped).
+    fut: Option<F>,
+    result: Option<Result<F::Output, TaskError>>,
     /// The `PoolTask` returned the outcome.
     taken: bool,
     waiter: Option<Waker>,
     /// The `PoolTask` was dropped: nobody will see the outcome.
     detached: bool,
-    /// A future its loop refused, for `spawn_on` to give back.
-    returned: Option<Box<dyn Any + Send>>,
 }
 
-impl<T> Cell<T> {
+impl<F: Future> Job<F> {
     /// Stores the outcome; returns whether someone will look at it.
-    fn complete(&self, result: Result<T, TaskError>) -> bool {
+    fn complete(&self, result: Result<F::Output, TaskError>) -> bool {
         let (waiter, seen) = {
             let mut st = lock(&self.state);
             if st.result.is_some() {
@@ -333,32 +339,29 @@ impl<T> Cell<T> {
     }
 }
 
-/// The job on its way to the target loop (inside a `call_soon_threadsafe`
-/// callback). Dropped unrun (the loop closed), it gives the future back.
-struct Launch<F: Future + Send + 'static> {
-    /// Moved whole into the task when it starts, so that no reference count
-    /// is touched twice per job.
-    job: Option<Job<F>>,
-    worker: usize,
+/// A queued job as its loop sees it, whatever its future's type.
+trait Start: Send + Sync {
+    /// On the target loop: runs the job's future as a task.
+    fn start(self: Arc<Self>, shared: &Arc<Shared>, worker: usize);
+    /// The loop closed before starting the job: it ends as cancelled. The
+    /// future stays in the cell, for `spawn_on` to give back if the job was
+    /// its own.
+    fn cancel(self: Arc<Self>, shared: &Shared, worker: usize);
 }
 
-/// A launch's parts: the future, its outcome's cell, the pool.
-type Job<F> = (F, Arc<Cell<<F as Future>::Output>>, Arc<Shared>);
-
-impl<F> Launch<F>
+impl<F> Start for Job<F>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    /// On the target loop: run the future as a task.
-    fn start(mut self) {
-        let (fut, cell, shared) = self.job.take().expect("a launch starts once");
+    fn start(self: Arc<Self>, shared: &Arc<Shared>, worker: usize) {
+        let fut = lock(&self.state).fut.take().expect("a job starts once");
         let deliver = Deliver {
             fut,
             guard: Guard {
-                cell,
-                shared,
-                worker: self.worker,
+                cell: self,
+                shared: Arc::clone(shared),
+                worker,
                 done: false,
             },
         };
@@ -367,14 +370,101 @@ where
         // outcome.
         drop(asyncio_core::try_create_task(deliver));
     }
+
+    fn cancel(self: Arc<Self>, shared: &Shared, worker: usize) {
+        shared.slots[worker].job_over();
+        self.complete(Err(TaskError::Cancelled(CancelledError)));
+    }
 }
 
-impl<F: Future + Send + 'static> Drop for Launch<F> {
+impl Shared {
+    /// Queues `job` for `worker`'s loop, and makes sure a drain of the queue
+    /// is scheduled there (one `call_soon_threadsafe` per batch, not per
+    /// job). Returns `false` if the loop refused the drain (it is closed):
+    /// the queued jobs were then cancelled.
+    fn enqueue(self: &Arc<Self>, worker: usize, job: Arc<dyn Start>) -> bool {
+        let slot = &self.slots[worker];
+        slot.jobs.push(job);
+        // Pairs with the fence in `Drain::run`/`cancel_queued`: either the
+        // drainer sees this job, or this sees that no drain is scheduled.
+        fence(Ordering::SeqCst);
+        if slot.scheduled.load(Ordering::Relaxed) || slot.scheduled.swap(true, Ordering::AcqRel) {
+            return true;
+        }
+        let drain = Drain {
+            shared: Arc::clone(self),
+            worker,
+            ran: false,
+        };
+        // A refused drain is dropped here, and cancels the queue.
+        slot.handle
+            .call_soon_threadsafe(move || drain.run())
+            .is_ok()
+    }
+
+    /// Cancels every queued job of `worker` (its loop is closed).
+    fn cancel_queued(&self, worker: usize) {
+        let slot = &self.slots[worker];
+        loop {
+            while let Some(job) = slot.jobs.pop() {
+                job.cancel(self, worker);
+            }
+            slot.scheduled.store(false, Ordering::Relaxed);
+            fence(Ordering::SeqCst);
+            if slot.jobs.is_empty() || slot.scheduled.swap(true, Ordering::AcqRel) {
+                return;
+            }
+        }
+    }
+}
+
+/// How many jobs one drain starts before it lets the loop run other work
+/// (it then schedules itself again).
+const DRAIN_BATCH: usize = 1024;
+
+/// Starts the jobs queued for a loop (a `call_soon_threadsafe` callback).
+/// Dropped unrun (the loop closed), it cancels them.
+struct Drain {
+    shared: Arc<Shared>,
+    worker: usize,
+    ran: bool,
+}
+
+impl Drain {
+    fn run(mut self) {
+        self.ran = true;
+        let slot = &self.shared.slots[self.worker];
+        let mut budget = DRAIN_BATCH;
+        loop {
+            while let Some(job) = slot.jobs.pop() {
+                job.start(&self.shared, self.worker);
+                budget -= 1;
+                if budget == 0 {
+                    // Still scheduled: hand the rest to a new drain.
+                    let next = Drain {
+                        shared: Arc::clone(&self.shared),
+                        worker: self.worker,
+                        ran: false,
+                    };
+                    // Refused (the loop is closing), it cancels the rest as
+                    // it is dropped.
+                    let _ = slot.handle.call_soon_threadsafe(move || next.run());
+                    return;
+                }
+            }
+            slot.scheduled.store(false, Ordering::Relaxed);
+            fence(Ordering::SeqCst);
+            if slot.jobs.is_empty() || slot.scheduled.swap(true, Ordering::AcqRel) {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Drain {
     fn drop(&mut self) {
-        if let Some((fut, cell, shared)) = self.job.take() {
-            shared.slots[self.worker].job_over();
-            lock(&cell.state).returned = Some(Box::new(fut));
-            cell.complete(Err(TaskError::Cancelled(CancelledError)));
+        if !self.ran {
+            self.shared.cancel_queued(self.worker);
         }
     }
 }
@@ -384,20 +474,20 @@ pin_project_lite::pin_project! {
     struct Deliver<F: Future> {
         #[pin]
         fut: F,
-        guard: Guard<F::Output>,
+        guard: Guard<F>,
     }
 }
 
 /// Completes the cell as cancelled if the task is dropped before its future
 /// finished, and gives the loop's load back.
-struct Guard<T> {
-    cell: Arc<Cell<T>>,
+struct Guard<F: Future> {
+    cell: Arc<Job<F>>,
     shared: Arc<Shared>,
     worker: usize,
     done: bool,
 }
 
-impl<T> Drop for Guard<T> {
+impl<F: Future> Drop for Guard<F> {
     fn drop(&mut self) {
         self.shared.slots[self.worker].job_over();
         if !self.done {
@@ -437,27 +527,20 @@ impl<F: Future> Future for Deliver<F> {
     }
 }
 
-/// The outcome of a job handed to a loop with
-/// [`PoolHandle::spawn_on`]/[`spawn`](PoolHandle::spawn): a `Send` future of
-/// `Result<T, TaskError>` that any loop (or thread) can await. Dropping it
-/// detaches the job.
-pub struct PoolTask<T> {
-    cell: Arc<Cell<T>>,
+/// What a [`PoolTask`] needs of its job's cell, whatever the future's type.
+trait Outcome<T>: Send + Sync {
+    fn poll_outcome(&self, cx: &mut Context<'_>) -> Poll<Result<T, TaskError>>;
+    fn done(&self) -> bool;
+    fn detach(&self);
 }
 
-impl<T> PoolTask<T> {
-    /// Whether the job finished (or was cancelled).
-    pub fn done(&self) -> bool {
-        let st = lock(&self.cell.state);
-        st.result.is_some() || st.taken
-    }
-}
-
-impl<T> Future for PoolTask<T> {
-    type Output = Result<T, TaskError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut st = lock(&self.cell.state);
+impl<F> Outcome<F::Output> for Job<F>
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    fn poll_outcome(&self, cx: &mut Context<'_>) -> Poll<Result<F::Output, TaskError>> {
+        let mut st = lock(&self.state);
         assert!(
             !st.taken,
             "a PoolTask was polled after it returned its outcome"
@@ -476,11 +559,43 @@ impl<T> Future for PoolTask<T> {
             }
         }
     }
+
+    fn done(&self) -> bool {
+        let st = lock(&self.state);
+        st.result.is_some() || st.taken
+    }
+
+    fn detach(&self) {
+        lock(&self.state).detached = true;
+    }
+}
+
+/// The outcome of a job handed to a loop with
+/// [`PoolHandle::spawn_on`]/[`spawn`](PoolHandle::spawn): a `Send` future of
+/// `Result<T, TaskError>` that any loop (or thread) can await. Dropping it
+/// detaches the job.
+pub struct PoolTask<T> {
+    cell: Arc<dyn Outcome<T>>,
+}
+
+impl<T> PoolTask<T> {
+    /// Whether the job finished (or was cancelled).
+    pub fn done(&self) -> bool {
+        self.cell.done()
+    }
+}
+
+impl<T> Future for PoolTask<T> {
+    type Output = Result<T, TaskError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.cell.poll_outcome(cx)
+    }
 }
 
 impl<T> Drop for PoolTask<T> {
     fn drop(&mut self) {
-        lock(&self.cell.state).detached = true;
+        self.cell.detach();
     }
 }
 

@@ -211,3 +211,80 @@ fn a_worker_index_out_of_range_panics_with_the_pool_size() {
     let pool = kept.lock().unwrap().take().unwrap();
     let _ = pool.handle(5);
 }
+
+#[test]
+fn a_burst_of_hand_offs_from_two_loops_runs_every_job_once() {
+    // More jobs than one drain of the target loop's queue starts at a time.
+    const JOBS: u64 = 3000;
+    let sums = LoopPool::new()
+        .workers(2)
+        .run(|w| async move {
+            let jobs: Vec<_> = (0..JOBS)
+                .map(|i| w.pool().spawn_on(1, async move { i }).unwrap())
+                .collect();
+            let mut sum = 0;
+            for job in jobs {
+                sum += job.await?;
+            }
+            Ok::<_, TaskError>(sum)
+        })
+        .unwrap();
+    assert_eq!(sums, [JOBS * (JOBS - 1) / 2; 2]);
+}
+
+#[test]
+fn hand_offs_racing_the_end_of_the_pool_each_run_come_back_or_end_cancelled() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static RAN: AtomicUsize = AtomicUsize::new(0);
+    let (tx, rx) = std::sync::mpsc::channel::<PoolHandle>();
+    let sender = std::thread::spawn(move || {
+        let pool = rx.recv().unwrap();
+        let mut tasks = Vec::new();
+        let mut came_back = 0;
+        // Bounded: the pool ends long before this many jobs are handed over.
+        for _ in 0..2_000_000 {
+            match pool.spawn_on(1, async {
+                RAN.fetch_add(1, Ordering::Relaxed);
+            }) {
+                Ok(task) => tasks.push(task),
+                Err(refused) => {
+                    // The job came back whole: it can still run.
+                    asyncio_structured::run(refused.job).unwrap();
+                    came_back += 1;
+                    break;
+                }
+            }
+        }
+        (tasks, came_back)
+    });
+    LoopPool::new()
+        .workers(2)
+        .run(move |w| {
+            let tx = tx.clone();
+            async move {
+                if w.index() == 0 {
+                    tx.send(w.pool().clone()).unwrap();
+                    asyncio_core::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        })
+        .unwrap();
+    let (tasks, came_back) = sender.join().unwrap();
+    assert!(tasks.iter().all(PoolTask::done), "a handed job was lost");
+    let (ok, cancelled) = asyncio_structured::run(async move {
+        let (mut ok, mut cancelled) = (0, 0);
+        for task in tasks {
+            match task.await {
+                Ok(()) => ok += 1,
+                Err(TaskError::Cancelled(_)) => cancelled += 1,
+                Err(e) => panic!("unexpected outcome {e:?}"),
+            }
+        }
+        (ok, cancelled)
+    })
+    .unwrap();
+    // Every job that ran on the pool reported Ok, and the one that came back
+    // ran here; the others ended cancelled.
+    assert_eq!(RAN.load(Ordering::Relaxed), ok + came_back);
+    assert!(ok > 0 || cancelled > 0);
+}
