@@ -101,7 +101,7 @@ impl LoopHandle {
             if started.is_err() {
                 launch
                     .inner
-                    .complete(Err(TaskError::Cancelled(CancelledError)));
+                    .complete(Err(TaskError::Cancelled(CancelledError::new())));
             }
         })?;
         Ok(ConcurrentFuture { inner })
@@ -161,7 +161,7 @@ impl<F: Future> Drop for Launch<F> {
     fn drop(&mut self) {
         if self.fut.is_some() {
             self.inner
-                .complete(Err(TaskError::Cancelled(CancelledError)));
+                .complete(Err(TaskError::Cancelled(CancelledError::new())));
         }
     }
 }
@@ -202,7 +202,7 @@ impl<T> Drop for Relay<T> {
     fn drop(&mut self) {
         if !self.done {
             self.inner
-                .complete(Err(TaskError::Cancelled(CancelledError)));
+                .complete(Err(TaskError::Cancelled(CancelledError::new())));
         }
     }
 }

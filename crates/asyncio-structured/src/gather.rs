@@ -52,7 +52,7 @@ impl<T> Drop for Slot<T> {
             let outcome = if std::thread::panicking() {
                 TaskError::Panicked(PanicError::new(Box::new("panicked while being cancelled")))
             } else {
-                TaskError::Cancelled(CancelledError)
+                TaskError::Cancelled(CancelledError::new())
             };
             self.state.finish(self.index, Err(outcome));
         }

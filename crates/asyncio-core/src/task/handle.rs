@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 
 use super::header::{Header, LOCAL};
 use super::state::*;
-use crate::error::{InvalidStateError, TaskError};
+use crate::error::{CancelledError, InvalidStateError, TaskError};
 use crate::event_loop::{EventLoop, LoopInner};
 
 /// A type-erased handle to a task, as `asyncio.current_task()` and
@@ -133,11 +133,44 @@ impl TaskRef {
     /// [`TaskError::Cancelled`], unless a destructor panics, in which case it ends
     /// with that panic.
     pub fn cancel(&self) -> bool {
+        self.cancel_inner(None)
+    }
+
+    /// [`cancel`](Self::cancel) with a message, as `Task.cancel(msg)`: whoever
+    /// awaits the task gets a [`CancelledError`](crate::CancelledError) whose
+    /// [`message`](crate::CancelledError::message) is `msg`.
+    ///
+    /// When a task is cancelled several times before it acts on it, the first
+    /// message is kept; [`uncancel`](Self::uncancel) down to zero forgets it.
+    ///
+    /// ```
+    /// let lp = asyncio_core::EventLoop::new();
+    /// let err = lp
+    ///     .run_until_complete(async {
+    ///         let t = asyncio_core::create_task(std::future::pending::<()>());
+    ///         asyncio_core::yield_now().await;
+    ///         assert!(t.cancel_with("deadline passed"));
+    ///         t.await.unwrap_err()
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!(err.cancelled_message(), Some("deadline passed"));
+    /// assert_eq!(err.to_string(), "the task was cancelled: deadline passed");
+    /// ```
+    pub fn cancel_with(&self, msg: impl Into<String>) -> bool {
+        self.cancel_inner(Some(msg.into()))
+    }
+
+    fn cancel_inner(&self, msg: Option<String>) -> bool {
         let header = self.header();
         if header.has(COMPLETE) {
             return false;
         }
-        header.with_extra(|e| e.cancelling += 1);
+        header.with_extra(|e| {
+            e.cancelling += 1;
+            if e.cancel_message.is_none() {
+                e.cancel_message = msg;
+            }
+        });
         if !header.has(CANCEL_REQUESTED) {
             header.set(CANCEL_REQUESTED);
             if !header.has(RUNNING) {
@@ -163,6 +196,11 @@ impl TaskRef {
         });
         if left == 0 {
             header.clear(CANCEL_REQUESTED);
+            // A message of a withdrawn request is not that of a later one.
+            // (Dropped outside `with_extra`, as a matter of habit: a `String`
+            // runs no user code.)
+            let msg = header.with_extra(|e| e.cancel_message.take());
+            drop(msg);
         }
         left
     }
@@ -508,8 +546,20 @@ impl<T> Task<T> {
         // complete and the output was not taken yet.
         unsafe { (header.vtable.read_output)(self.raw.ptr, (&raw mut out).cast()) };
         match out {
+            Poll::Ready(Err(TaskError::Cancelled(_))) if header.has(HAS_EXTRA) => {
+                Err(TaskError::Cancelled(self.cancelled_error()))
+            }
             Poll::Ready(out) => out,
             Poll::Pending => unreachable!("read_output always writes the outcome"),
+        }
+    }
+
+    /// The error a cancelled task ends with: with its `cancel_with` message.
+    #[cold]
+    fn cancelled_error(&self) -> CancelledError {
+        match self.raw.header().extra_ref().and_then(|e| e.cancel_message.clone()) {
+            Some(msg) => CancelledError::with_message(msg),
+            None => CancelledError::new(),
         }
     }
 

@@ -56,6 +56,9 @@ pub(crate) struct Extra {
     /// as asyncio orders an awaiter among the done callbacks.
     pub(crate) callbacks_before_join: u64,
     pub(crate) cancelling: u32,
+    /// The message of the first `cancel_with` still pending, handed to the
+    /// awaiter inside its `CancelledError`.
+    pub(crate) cancel_message: Option<String>,
     /// The task's context, if contexts are in use (see `contextvars`).
     pub(crate) context: Option<crate::contextvars::Context>,
 }

@@ -197,7 +197,7 @@ unsafe fn cancelled_as_it_returned<F: Future>(ptr: NonNull<Header>, value: F::Ou
     let header = unsafe { ptr.as_ref() };
     header.clear(CANCEL_REQUESTED);
     // SAFETY: caller's contract: the future is done being polled.
-    let bits = unsafe { finish::<F>(ptr, Err(TaskError::Cancelled(CancelledError))) };
+    let bits = unsafe { finish::<F>(ptr, Err(TaskError::Cancelled(CancelledError::new()))) };
     // SAFETY: the task holds a strong count of its owner, so the loop is alive.
     unsafe { header.owner.as_ref() }.drop_reporting(value);
     bits
@@ -299,7 +299,7 @@ unsafe fn replace_with_drop_panic<F: Future>(
 
 unsafe fn cancel<F: Future>(ptr: NonNull<Header>) {
     // SAFETY: the loop cancels only live, unfinished cells of this type, on its thread.
-    let bits = unsafe { finish::<F>(ptr, Err(TaskError::Cancelled(CancelledError))) };
+    let bits = unsafe { finish::<F>(ptr, Err(TaskError::Cancelled(CancelledError::new()))) };
     // SAFETY: live header, loop thread.
     unsafe { ptr.as_ref() }.set(bits);
 }
