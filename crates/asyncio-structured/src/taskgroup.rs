@@ -262,33 +262,52 @@ struct Child<F> {
 }
 
 impl<F> Drop for Child<F> {
-    #[inline]
+    /// The whole of a child's drop, its guard's part included: `ChildGuard` has
+    /// no `Drop` of its own, so a child that succeeded inside its own
+    /// `create_task` (ex_6_1's million children) costs one test and its
+    /// future's destructor here, small enough to stay inline in the task.
+    #[inline(always)]
     fn drop(&mut self) {
-        if matches!(self.guard.owed, Owed::Unstarted | Owed::Outcome) {
-            self.drop_unfinished();
-        } else {
+        if self.guard.owed == Owed::Nothing {
             // SAFETY: `fut` is dropped once, here, in place (it may be pinned),
             // and never used again.
             unsafe { ManuallyDrop::drop(&mut self.fut) };
+        } else {
+            self.drop_owing();
         }
     }
 }
 
 impl<F> Child<F> {
-    /// The child is dropped before it ended: the group (or the loop closing)
-    /// cancelled it. A panic of its future's destructor is the child's failure,
-    /// recorded in the group with its own message, as asyncio records an
-    /// exception raised while a child handles its `CancelledError`; the task
-    /// itself then ends cancelled, so the loop does not report the failure a
-    /// second time as never retrieved.
+    /// The child still owes its group a report. Dropped before it ended (the
+    /// group or the loop closing cancelled it), a panic of its future's
+    /// destructor is the child's failure, recorded in the group with its own
+    /// message, as asyncio records an exception raised while a child handles
+    /// its `CancelledError`; the task itself then ends cancelled, so the loop
+    /// does not report the failure a second time as never retrieved. A counted
+    /// child that succeeded gives its group back after its future is gone,
+    /// whether or not that future's destructor panics.
     #[cold]
     #[inline(never)]
-    fn drop_unfinished(&mut self) {
+    fn drop_owing(&mut self) {
         let fut = &mut self.fut;
         // SAFETY: as in `drop`: once, in place, never used again.
         let dropped = catch_unwind(AssertUnwindSafe(|| unsafe { ManuallyDrop::drop(fut) }));
-        if let Err(payload) = dropped {
-            self.guard.cleanup_panicked(payload);
+        match (self.guard.owed, dropped) {
+            (Owed::Nothing, Ok(())) => {}
+            (Owed::Nothing, Err(payload)) => resume_unwind(payload),
+            (Owed::Success, dropped) => {
+                self.guard.owed = Owed::Nothing;
+                // SAFETY: a counted child's count, taken back once (nothing
+                // is owed any more).
+                unsafe { ChildGuard::counted_child_done(self.guard.group, None) };
+                if let Err(payload) = dropped {
+                    resume_unwind(payload);
+                }
+            }
+            (Owed::Unstarted, Ok(())) => self.guard.dropped_unstarted(),
+            (Owed::Outcome, Ok(())) => self.guard.report_unfinished(),
+            (Owed::Unstarted | Owed::Outcome, Err(payload)) => self.guard.cleanup_panicked(payload),
         }
     }
 }
@@ -333,8 +352,9 @@ where
     }
 }
 
-/// Reports how a child ended to its group; dropped unreported (the child was
-/// cancelled, or panicked in a destructor while being cancelled), it reports that.
+/// Reports how a child ended to its group; when the child is dropped unreported
+/// (it was cancelled, or panicked in a destructor while being cancelled),
+/// `Child`'s `Drop` reports that through it.
 ///
 /// A child that finishes inside its own `create_task` (its eager step) never
 /// counts among the group's live children and holds no reference to the group:
@@ -485,23 +505,6 @@ impl ChildGuard {
             panic: PanicError::new(Box::new("panicked while being cancelled")),
         });
         self.report(failure);
-    }
-}
-
-impl Drop for ChildGuard {
-    #[inline]
-    fn drop(&mut self) {
-        match self.owed {
-            Owed::Nothing => {}
-            Owed::Unstarted => self.dropped_unstarted(),
-            Owed::Outcome => self.report_unfinished(),
-            Owed::Success => {
-                self.owed = Owed::Nothing;
-                // SAFETY: a counted child's count, taken back once (nothing
-                // is owed any more).
-                unsafe { Self::counted_child_done(self.group, None) };
-            }
-        }
     }
 }
 
