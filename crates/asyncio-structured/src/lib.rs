@@ -2,18 +2,14 @@
 //! `gather` and `shield`.
 //!
 //! ```
-//! use asyncio_structured::{run, task_group};
-//!
-//! let total = run(async {
-//!     task_group(|tg| async move {
-//!         let tasks: Vec<_> = (1..=3u32)
-//!             .map(|i| tg.create_task(async move { Ok::<_, std::io::Error>(i * 10) }).unwrap())
-//!             .collect();
+//! let total = asyncio::run(async {
+//!     asyncio::task_group(|tg| async move {
+//!         let tasks: Vec<_> = (1..=3u32).map(|i| tg.create_task(async move { i * 10 })).collect();
 //!         let mut total = 0;
 //!         for t in tasks {
-//!             total += t.await.unwrap().unwrap();
+//!             total += t.await?;
 //!         }
-//!         total
+//!         Ok::<_, asyncio::TaskError>(total)
 //!     })
 //!     .await
 //! })
@@ -39,7 +35,7 @@ mod taskgroup;
 mod wait;
 
 pub use asyncio_core::{Context, ContextError, ContextVar, Token, copy_context};
-pub use error::{ChildFailure, ChildOutput, ExceptionGroup, TaskGroupError};
+pub use error::{BoxError, ChildFailure, ExceptionGroup, TaskGroupError};
 pub use gather::{Gather, GatherAll, gather, gather_tasks};
 pub use runner::{EXECUTOR_SHUTDOWN_TIMEOUT, Runner, RunnerBuilder, run};
 pub use shield::{Shield, shield};

@@ -23,6 +23,9 @@
 //! This crate only re-exports; each part is its own crate, usable alone.
 //!
 //! ## Running
+//! - [`main`], [`test`]: `#[asyncio::main] async fn main()` and
+//!   `#[asyncio::test] async fn …()`, each on a fresh loop (options `eager`,
+//!   `debug`).
 //! - [`run`], [`Runner`]: run a top-level future on a fresh loop (`asyncio.run`,
 //!   `asyncio.Runner`).
 //! - [`EventLoop`], [`get_running_loop`]: the loop itself, for lower-level control.
@@ -60,6 +63,11 @@
 //! - [`gather`], [`wait`], [`as_completed`], [`shield`]: wait for several
 //!   futures or tasks; protect one from cancellation.
 //!
+//! ## Streams of results
+//! - [`Stream`], [`StreamExt`]: what [`Queue::stream`] and [`as_completed`]
+//!   return, and `next()` to take items one by one:
+//!   `while let Some(item) = queue.stream().next().await { … }` (`async for`).
+//!
 //! ## Synchronization and queues
 //! - [`Lock`], [`Event`], [`Condition`], [`Semaphore`], [`BoundedSemaphore`],
 //!   [`Barrier`]: asyncio's primitives, FIFO-fair and cancellation-safe.
@@ -96,6 +104,7 @@
 
 // Running
 pub use asyncio_core::{EventLoop, get_running_loop};
+pub use asyncio_macros::{main, test};
 pub use asyncio_structured::{Runner, RunnerBuilder, run};
 
 // Tasks
@@ -128,10 +137,55 @@ pub use asyncio_streams::subprocess::{
 
 // Structured concurrency
 pub use asyncio_structured::{
-    AsCompleted, ChildFailure, ChildOutput, EmptyWaitError, ExceptionGroup, Gather, GatherAll,
+    AsCompleted, BoxError, ChildFailure, EmptyWaitError, ExceptionGroup, Gather, GatherAll,
     Join, ReturnWhen, Scope, Shield, TaskGroup, TaskGroupError, TaskGroupHandle, Wait, WaitResult,
     as_completed, gather, gather_tasks, shield, task_group, wait,
 };
+
+// Streams of results
+/// An asynchronous sequence of values, `async for`'s iterable
+/// (`futures_core::Stream`): [`Queue::stream`] and [`as_completed`] return one.
+///
+/// ```
+/// use asyncio::StreamExt;
+///
+/// asyncio::run(async {
+///     let queue = asyncio::Queue::new(0);
+///     for i in 1..=3 {
+///         queue.put_nowait(i).unwrap();
+///     }
+///     queue.shutdown(false);
+///     let mut total = 0;
+///     while let Some(item) = queue.stream().next().await {
+///         total += item;
+///     }
+///     assert_eq!(total, 6);
+/// })
+/// .unwrap();
+/// ```
+pub use futures_core::Stream;
+/// `next()` and the other combinators of `futures-lite` on any [`Stream`].
+///
+/// ```
+/// use asyncio::StreamExt;
+///
+/// let order = asyncio::run(async {
+///     let slow = asyncio::create_task(async {
+///         asyncio::sleep(std::time::Duration::from_millis(20)).await;
+///         "slow"
+///     });
+///     let fast = asyncio::create_task(async { "fast" });
+///     let mut done = asyncio::as_completed(vec![slow, fast]);
+///     let mut order = Vec::new();
+///     while let Some(task) = done.next().await {
+///         order.push(task.await.unwrap());
+///     }
+///     order
+/// })
+/// .unwrap();
+/// assert_eq!(order, ["fast", "slow"]);
+/// ```
+pub use futures_lite::StreamExt;
 
 // Synchronization and queues
 pub use asyncio_sync::{

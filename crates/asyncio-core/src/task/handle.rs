@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 
 use super::header::{Header, LOCAL};
 use super::state::*;
-use crate::error::{CancelledError, InvalidStateError, TaskError};
+use crate::error::{InvalidStateError, TaskError};
 use crate::event_loop::{EventLoop, LoopInner};
 
 /// A type-erased handle to a task, as `asyncio.current_task()` and
@@ -546,20 +546,8 @@ impl<T> Task<T> {
         // complete and the output was not taken yet.
         unsafe { (header.vtable.read_output)(self.raw.ptr, (&raw mut out).cast()) };
         match out {
-            Poll::Ready(Err(TaskError::Cancelled(_))) if header.has(HAS_EXTRA) => {
-                Err(TaskError::Cancelled(self.cancelled_error()))
-            }
             Poll::Ready(out) => out,
             Poll::Pending => unreachable!("read_output always writes the outcome"),
-        }
-    }
-
-    /// The error a cancelled task ends with: with its `cancel_with` message.
-    #[cold]
-    fn cancelled_error(&self) -> CancelledError {
-        match self.raw.header().extra_ref().and_then(|e| e.cancel_message.clone()) {
-            Some(msg) => CancelledError::with_message(msg),
-            None => CancelledError::new(),
         }
     }
 
