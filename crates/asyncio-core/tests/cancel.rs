@@ -163,7 +163,10 @@ fn a_plain_cancel_carries_no_message() {
         })
         .unwrap();
     assert_eq!(err.cancelled_message(), None);
-    assert_eq!(err, asyncio_core::TaskError::Cancelled(asyncio_core::CancelledError::new()));
+    assert_eq!(
+        err,
+        asyncio_core::TaskError::Cancelled(asyncio_core::CancelledError::new())
+    );
 }
 
 #[test]

@@ -73,9 +73,15 @@ impl Kind {
 }
 
 fn expand(args: TokenStream, item: TokenStream, kind: Kind) -> TokenStream {
-    match try_expand(args, item, kind) {
+    match try_expand(args, item.clone(), kind) {
         Ok(tokens) => tokens.into(),
-        Err(e) => e.to_compile_error().into(),
+        Err(e) => {
+            // The function as written comes along, so the only error is ours
+            // (not a second one about a missing `main`).
+            let mut out: TokenStream = e.to_compile_error().into();
+            out.extend(item);
+            out
+        }
     }
 }
 
@@ -128,11 +134,6 @@ fn try_expand(
             format!("{} functions cannot be generic", kind.attr()),
         ));
     }
-    if kind == Kind::Main && sig.ident != "main" {
-        // Allowed (a `main` for another binary target, say), but it must
-        // still be callable without arguments: nothing to check.
-    }
-
     let attrs = &func.attrs;
     let vis = &func.vis;
     let ident = &sig.ident;

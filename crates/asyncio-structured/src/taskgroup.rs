@@ -307,8 +307,7 @@ impl<T, E: Into<BoxError>> Kind<Result<T, E>> for Fallible {
 }
 
 /// What the task of a child that failed says to its awaiter.
-const FAILED_CHILD: &str =
-    "the child failed: its error is in the TaskGroup's ExceptionGroup";
+const FAILED_CHILD: &str = "the child failed: its error is in the TaskGroup's ExceptionGroup";
 
 /// A child's future inside its task: runs `fut`, then reports to the group how
 /// it ended.

@@ -6,7 +6,9 @@ use std::rc::Rc;
 
 use asyncio_core::{EventLoop, TaskError, yield_now};
 use asyncio_factory::eager_task_factory;
-use asyncio_structured::{ChildFailure, ExceptionGroup, TaskGroup, TaskGroupError, run, task_group};
+use asyncio_structured::{
+    ChildFailure, ExceptionGroup, TaskGroup, TaskGroupError, run, task_group,
+};
 
 #[derive(Debug, PartialEq, thiserror::Error)]
 #[error("boom: {0}")]
@@ -263,7 +265,9 @@ fn split_looks_into_nested_groups() {
     let booms = booms.unwrap();
     // The nested group keeps its place, holding only the match.
     assert_eq!(booms.len(), 1);
-    let nested = booms.exceptions()[0].downcast_ref::<ExceptionGroup>().unwrap();
+    let nested = booms.exceptions()[0]
+        .downcast_ref::<ExceptionGroup>()
+        .unwrap();
     assert_eq!(nested.len(), 1);
     assert!(nested.exceptions()[0].is::<Boom>());
     let rest = rest.unwrap();
@@ -281,7 +285,10 @@ fn split_by_a_condition_and_the_source_chain() {
         first.source().unwrap().downcast_ref::<Boom>(),
         Some(&Boom("x"))
     );
-    let named: Vec<String> = (&group).into_iter().map(|f| f.task_name().to_owned()).collect();
+    let named: Vec<String> = (&group)
+        .into_iter()
+        .map(|f| f.task_name().to_owned())
+        .collect();
     assert_eq!(named.len(), 2);
     let (first_only, _) = group.split_by(|f: &ChildFailure| f.task_name() == named[0]);
     assert_eq!(first_only.unwrap().len(), 1);

@@ -41,16 +41,14 @@ fn messages(e: &ExceptionGroup) -> Vec<String> {
 fn join_waits_for_every_child_and_returns_their_values() {
     let out = run(async {
         let tg = TaskGroup::new();
-        let a = tg
-            .create_fallible_task(async {
-                sleep_ticks(5).await;
-                Ok::<_, Boom>(1)
-            });
-        let b = tg
-            .create_fallible_task(async {
-                sleep_ticks(1).await;
-                Ok::<_, Boom>(2)
-            });
+        let a = tg.create_fallible_task(async {
+            sleep_ticks(5).await;
+            Ok::<_, Boom>(1)
+        });
+        let b = tg.create_fallible_task(async {
+            sleep_ticks(1).await;
+            Ok::<_, Boom>(2)
+        });
         tg.join().await.unwrap();
         assert!(a.done() && b.done());
         (a.await.unwrap(), b.await.unwrap())
@@ -98,11 +96,10 @@ fn a_failure_cancels_the_siblings_and_their_cleanup_runs() {
     let err = run(async move {
         let tg = TaskGroup::new();
         let l2 = l.clone();
-        let slow = tg
-            .create_task(async move {
-                let _g = OnDrop(l2, "slow cleaned up");
-                std::future::pending::<()>().await;
-            });
+        let slow = tg.create_task(async move {
+            let _g = OnDrop(l2, "slow cleaned up");
+            std::future::pending::<()>().await;
+        });
         tg.create_fallible_task(async {
             yield_now().await;
             Err::<(), _>(Boom("fail"))
@@ -367,14 +364,13 @@ fn a_child_that_panics_while_being_cancelled_is_a_failure_with_its_message() {
         let (err, cancelled) = lp
             .run_until_complete(async {
                 let tg = TaskGroup::new();
-                let bomb = tg
-                    .create_task_named(
-                        async {
-                            let _b = Bomb("cleanup failed");
-                            std::future::pending::<()>().await;
-                        },
-                        "bomb",
-                    );
+                let bomb = tg.create_task_named(
+                    async {
+                        let _b = Bomb("cleanup failed");
+                        std::future::pending::<()>().await;
+                    },
+                    "bomb",
+                );
                 tg.create_fallible_task(async {
                     yield_now().await;
                     Err::<(), _>(Boom("trigger"))
@@ -547,7 +543,7 @@ fn an_eager_child_that_suspends_is_cancelled_if_a_sibling_fails_during_its_step(
         let h = tg.handle();
         // This child's eager step starts a failing grandchild, then suspends.
         let t = tg.create_task(async move {
-            let _ = h.create_fallible_task(async { Err::<(), _>(Boom("inner")) });
+            drop(h.create_fallible_task(async { Err::<(), _>(Boom("inner")) }));
             yield_now().await;
         });
         assert!(tg.join().await.is_err());
@@ -607,8 +603,7 @@ fn a_million_children_all_run() {
 fn current_task_inside_a_child_is_the_child() {
     run(async {
         let tg = TaskGroup::new();
-        let t = tg
-            .create_fallible_task(async { Ok::<_, Boom>(current_task().unwrap().id()) });
+        let t = tg.create_fallible_task(async { Ok::<_, Boom>(current_task().unwrap().id()) });
         tg.join().await.unwrap();
         let id = t.id();
         assert_eq!(t.await.unwrap(), id);
@@ -634,12 +629,11 @@ fn an_eager_child_that_suspends_keeps_the_group_open_until_it_ends() {
             tg.create_task(async {});
         }
         let l2 = Rc::clone(&l);
-        let t = tg
-            .create_fallible_task(async move {
-                sleep_ticks(3).await;
-                l2.borrow_mut().push("child");
-                Ok::<_, Boom>(5)
-            });
+        let t = tg.create_fallible_task(async move {
+            sleep_ticks(3).await;
+            l2.borrow_mut().push("child");
+            Ok::<_, Boom>(5)
+        });
         assert!(!t.done());
         tg.join().await.unwrap();
         l.borrow_mut().push("joined");
@@ -656,18 +650,17 @@ fn children_created_in_an_eager_step_are_counted_only_if_they_suspend() {
         .run_until_complete(async {
             task_group(|tg| async move {
                 let inner = tg.clone();
-                let a = tg
-                    .create_fallible_task(async move {
-                        // Inside A's eager step: B finishes at once, C suspends.
-                        let b = inner.create_fallible_task(async { Ok::<_, Boom>(1) });
-                        let c = inner.create_fallible_task(async {
-                            sleep_ticks(2).await;
-                            Ok::<_, Boom>(10)
-                        });
-                        assert!(b.done() && !c.done());
-                        yield_now().await;
-                        Ok::<_, Boom>(b.await.unwrap() + c.await.unwrap())
+                let a = tg.create_fallible_task(async move {
+                    // Inside A's eager step: B finishes at once, C suspends.
+                    let b = inner.create_fallible_task(async { Ok::<_, Boom>(1) });
+                    let c = inner.create_fallible_task(async {
+                        sleep_ticks(2).await;
+                        Ok::<_, Boom>(10)
                     });
+                    assert!(b.done() && !c.done());
+                    yield_now().await;
+                    Ok::<_, Boom>(b.await.unwrap() + c.await.unwrap())
+                });
                 assert!(!a.done());
                 // Handed out of the body (wrapped: the body returns, not awaits it).
                 Ok::<_, Boom>(Some(a))
@@ -707,11 +700,10 @@ fn a_group_dropped_with_suspended_eager_children_outlives_them() {
     lp.run_until_complete(async move {
         let tg = TaskGroup::new();
         let guard = OnDrop(Rc::clone(&l), "child dropped");
-        let child = tg
-            .create_task(async move {
-                let _guard = guard;
-                std::future::pending::<()>().await;
-            });
+        let child = tg.create_task(async move {
+            let _guard = guard;
+            std::future::pending::<()>().await;
+        });
         // The owner goes away: the child is cancelled, and reports to the group
         // (kept alive by the child's own reference) when the loop drops it.
         drop(tg);
@@ -796,12 +788,11 @@ fn a_panicking_started_hook_is_reported_and_the_child_still_counts() {
         .run_until_complete(async move {
             armed.set(true);
             let tg = TaskGroup::new();
-            let child = tg
-                .create_fallible_task(async move {
-                    yield_now().await;
-                    f.set(true);
-                    Ok::<_, Boom>(5)
-                });
+            let child = tg.create_fallible_task(async move {
+                yield_now().await;
+                f.set(true);
+                Ok::<_, Boom>(5)
+            });
             assert!(!child.done(), "it suspended in its eager step");
             tg.join().await.unwrap();
             child.await.unwrap()

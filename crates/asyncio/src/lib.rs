@@ -137,8 +137,8 @@ pub use asyncio_streams::subprocess::{
 
 // Structured concurrency
 pub use asyncio_structured::{
-    AsCompleted, BoxError, ChildFailure, EmptyWaitError, ExceptionGroup, Gather, GatherAll,
-    Join, ReturnWhen, Scope, Shield, TaskGroup, TaskGroupError, TaskGroupHandle, Wait, WaitResult,
+    AsCompleted, BoxError, ChildFailure, EmptyWaitError, ExceptionGroup, Gather, GatherAll, Join,
+    ReturnWhen, Scope, Shield, TaskGroup, TaskGroupError, TaskGroupHandle, Wait, WaitResult,
     as_completed, gather, gather_tasks, shield, task_group, wait,
 };
 

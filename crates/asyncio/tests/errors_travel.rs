@@ -21,9 +21,9 @@ fn every_public_error_is_send_sync_and_static() {
     travels::<asyncio::ContextError>();
     travels::<asyncio::SignalError>();
     travels::<asyncio::SpawnError>();
-    travels::<asyncio::QueueFull>();
+    travels::<asyncio::QueueFull<u8>>();
     travels::<asyncio::QueueEmpty>();
-    travels::<asyncio::QueueShutDown>();
+    travels::<asyncio::QueueShutDown<u8>>();
     travels::<asyncio::GetError>();
     travels::<asyncio::PutError<u8>>();
     travels::<asyncio::BrokenBarrierError>();
@@ -54,7 +54,9 @@ async fn panicking_child() -> anyhow::Result<u32> {
 #[test]
 fn a_task_error_goes_into_anyhow_with_its_message() {
     let err = asyncio::run(panicking_child()).unwrap().unwrap_err();
-    let task_error = err.downcast_ref::<asyncio::TaskError>().expect("the TaskError itself");
+    let task_error = err
+        .downcast_ref::<asyncio::TaskError>()
+        .expect("the TaskError itself");
     assert!(task_error.is_panic());
     assert!(err.to_string().contains("the child broke"), "{err}");
 }

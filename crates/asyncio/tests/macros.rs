@@ -22,7 +22,10 @@ async fn a_test_may_return_a_result() -> Result<(), asyncio::TaskError> {
 #[asyncio::test(eager)]
 async fn eager_starts_tasks_inside_create_task() {
     let t = asyncio::create_task(async { 1 });
-    assert!(t.done(), "under the eager factory it finished inside create_task");
+    assert!(
+        t.done(),
+        "under the eager factory it finished inside create_task"
+    );
 }
 
 #[asyncio::test]
@@ -40,7 +43,7 @@ async fn debug_turns_the_loops_debug_mode_on() {
 #[asyncio::test]
 async fn each_test_gets_a_fresh_loop() {
     // No task of another test is visible here: only this test's main task.
-    assert_eq!(asyncio::all_tasks().len(), 1);
+    assert_eq!(asyncio::all_tasks().unwrap().len(), 1);
 }
 
 #[test]
