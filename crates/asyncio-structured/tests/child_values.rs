@@ -246,19 +246,21 @@ fn split_and_subgroup_pick_failures_by_type_in_order() {
 
 #[test]
 fn split_looks_into_nested_groups() {
+    let inner = group_of(vec![
+        Err(Box::new(Boom("deep"))),
+        Err(Box::new(Other("deep other"))),
+    ]);
+    // A group whose second child failed with a whole group (a nested
+    // `task_group` that failed, say); both fail in the same loop turn.
     let err = run(task_group(|outer| async move {
         outer.create_fallible_task(async { Err::<(), _>(Other("outer")) });
-        outer.create_fallible_task(task_group(|inner| async move {
-            inner.create_fallible_task(async { Err::<(), _>(Boom("deep")) });
-            inner.create_fallible_task(async { Err::<(), _>(Other("deep other")) });
-            std::future::pending::<()>().await;
-            Ok::<_, TaskError>(())
-        }));
+        outer.create_fallible_task(async move { Err::<(), _>(inner) });
         std::future::pending::<()>().await;
         Ok::<_, TaskError>(())
     }))
     .unwrap()
     .unwrap_err();
+    assert_eq!(err.len(), 2);
     // Found inside the nested group.
     assert_eq!(err.downcast_ref::<Boom>(), Some(&Boom("deep")));
     let (booms, rest) = err.split::<Boom>();
