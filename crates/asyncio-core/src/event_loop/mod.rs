@@ -1,0 +1,510 @@
+//! The event loop: [`EventLoop`], the public face of one thread's loop, and
+//! `LoopInner`, the state its handles, tasks and wakers share.
+//!
+//! The loop's work is split by concern:
+//! - `run`: the ready queue, one turn of the loop, a task's step and what
+//!   happens when it completes, and the run loop behind `run_until_complete`;
+//! - `spawn`: the spawn paths (the eager fast path, the general path with
+//!   options and factory hooks) and task-cell allocation;
+//! - `registry`: the intrusive list of live tasks, and `all_tasks`;
+//! - `exceptions`: the exception handler and how the loop reports panics;
+//! - `running`: the loop running on this thread and the free functions that
+//!   reach it (`get_running_loop`, `create_task`, `current_task`, …).
+
+use std::cell::{Cell, RefCell, UnsafeCell};
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::panic::resume_unwind;
+use std::ptr::NonNull;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::blocking::{Pool, PoolConfig};
+use crate::cell_cache::CellCache;
+use crate::context;
+use crate::error::{RunError, RuntimeError, TaskError};
+use crate::factory::{StartMode, TaskFactory, TaskOptions};
+use crate::io::FdCallbacks;
+use crate::reactor::Driver;
+use crate::shared::Shared;
+use crate::task::header::Header;
+use crate::task::{Task, TaskRef};
+use crate::time::Timers;
+
+mod exceptions;
+mod registry;
+mod run;
+mod running;
+mod spawn;
+
+pub use exceptions::ExceptionContext;
+use exceptions::Handler;
+pub(crate) use run::Call;
+use run::Runnable;
+pub use run::{CallHandle, IO_POLL_INTERVAL};
+pub use running::{
+    all_tasks, create_task, create_task_in_place, create_task_with, current_task, get_running_loop,
+    in_eager_step, in_task_start, set_task_factory, try_create_task,
+};
+pub(crate) use running::{closed_loop, running_inner};
+pub use spawn::MAX_EAGER_DEPTH;
+
+pub(crate) struct LoopInner {
+    pub(crate) shared: Arc<Shared>,
+    /// Memory of finished task cells, reused by new tasks.
+    pub(crate) cells: CellCache,
+    /// FIFO of tasks and callbacks to run. Loop thread only; every access is a
+    /// short call that never runs user code while borrowed.
+    ready: UnsafeCell<VecDeque<Runnable>>,
+    /// Tasks that are not done, as an intrusive doubly-linked list through their
+    /// headers (`prev`/`next`); each listed task holds one reference for the list.
+    /// Loop thread only.
+    registry_head: Cell<Option<NonNull<Header>>>,
+    registry_len: Cell<usize>,
+    running: Cell<bool>,
+    /// Turns in a row that ended with tasks still ready (see `busy_turn`).
+    busy_turns: Cell<u32>,
+    pub(crate) closed: Cell<bool>,
+    /// Live `EventLoop` handles; the loop closes when the last goes.
+    handles: Cell<usize>,
+    next_id: Cell<u64>,
+    /// The factory's fixed mode, read on every spawn without a dynamic call.
+    fixed_mode: Cell<Option<StartMode>>,
+    /// The loop runs, its factory is fixed eager and no context variable is in
+    /// use on this thread: spawns may take the eager fast path (see
+    /// `refresh_fast_eager`). One flag, so the fast path tests one byte.
+    pub(crate) fast_eager: Cell<bool>,
+    factory: RefCell<Option<Rc<dyn TaskFactory>>>,
+    handler: RefCell<Option<Handler>>,
+    debug: Cell<bool>,
+    /// Timers: `sleep`, timeouts, `call_later`.
+    pub(crate) timers: RefCell<Timers>,
+    /// Where the loop waits, and its I/O registrations.
+    pub(crate) driver: Driver,
+    pub(crate) fd_callbacks: FdCallbacks,
+    /// Signal handlers (`add_signal_handler`) and their self-pipe.
+    pub(crate) signals: crate::signals::SignalsCell,
+    /// The default executor of `to_thread`/`run_in_executor`, started lazily.
+    pub(crate) pool: RefCell<Option<Arc<Pool>>>,
+    pub(crate) pool_config: Cell<PoolConfig>,
+    /// Unique among all loops of the process (addresses can be reused).
+    pub(crate) id: u64,
+}
+
+static NEXT_LOOP_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// An event loop, asyncio's `AbstractEventLoop` for one thread.
+///
+/// It runs tasks (futures that need not be `Send`) one at a time on the thread
+/// that created it. `EventLoop` is a cheap handle: clones refer to the same loop,
+/// which closes when the last handle is dropped (cancelling whatever tasks are
+/// left). Most programs use [`asyncio::run`](https://docs.rs/asyncio) or a
+/// `Runner` instead of driving a loop by hand.
+///
+/// ```
+/// use asyncio_core::EventLoop;
+///
+/// let lp = EventLoop::new();
+/// let n = lp
+///     .run_until_complete(async {
+///         let a = asyncio_core::create_task(async { 1 });
+///         let b = asyncio_core::create_task(async { 2 });
+///         a.await.unwrap() + b.await.unwrap()
+///     })
+///     .unwrap();
+/// assert_eq!(n, 3);
+/// lp.close().unwrap();
+/// ```
+pub struct EventLoop {
+    pub(crate) inner: Rc<LoopInner>,
+}
+
+impl EventLoop {
+    /// A new, idle loop bound to the current thread.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        EventLoop {
+            inner: Rc::new(LoopInner::new()),
+        }
+    }
+
+    pub(crate) fn from_inner(inner: Rc<LoopInner>) -> Self {
+        inner.handles.set(inner.handles.get() + 1);
+        EventLoop { inner }
+    }
+
+    /// Runs `future` as a task until it completes, and returns its output.
+    ///
+    /// The future becomes the loop's main task (created through the task factory,
+    /// so `current_task()` inside it is that task); other tasks run alongside it.
+    /// When it completes the loop stops; tasks still pending stay for the next run.
+    ///
+    /// # Errors
+    /// [`RuntimeError::Closed`] on a closed loop, [`RuntimeError::AlreadyRunning`]
+    /// from inside this loop, [`RuntimeError::AnotherLoopRunning`] from inside
+    /// another loop, [`RunError::Cancelled`] if the main task was cancelled, and
+    /// [`RuntimeError::Stalled`] if the main task waits but nothing could ever
+    /// wake it (no task ready, no waker or loop handle alive anywhere).
+    ///
+    /// # Panics
+    /// If the main future panics, the panic is resumed here once the loop has
+    /// stopped, as asyncio re-raises the main coroutine's exception.
+    pub fn run_until_complete<F>(&self, future: F) -> Result<F::Output, RunError>
+    where
+        F: Future + 'static,
+    {
+        self.run_main(future, None)
+    }
+
+    /// [`run_until_complete`](Self::run_until_complete) with options for the main
+    /// task (its name, its [`Context`](crate::Context), eager start).
+    ///
+    /// # Errors
+    /// As `run_until_complete`.
+    pub fn run_until_complete_with<F>(
+        &self,
+        future: F,
+        options: TaskOptions,
+    ) -> Result<F::Output, RunError>
+    where
+        F: Future + 'static,
+    {
+        self.run_main(future, Some(options))
+    }
+
+    fn run_main<F>(&self, future: F, options: Option<TaskOptions>) -> Result<F::Output, RunError>
+    where
+        F: Future + 'static,
+    {
+        let _running = self.enter()?;
+        let mut main = self.inner.spawn(future, options);
+        self.turn_until(|| main.done())?;
+        drop(_running);
+        match main
+            .try_result()
+            .expect("the main task is done and its result untaken")
+        {
+            Ok(value) => Ok(value),
+            Err(TaskError::Cancelled(c)) => Err(RunError::Cancelled(c)),
+            Err(TaskError::Panicked(p)) => resume_unwind(p.into_panic()),
+        }
+    }
+
+    /// Cancels every task that is not done and runs the loop until each has
+    /// finished its cancellation (what `Runner.close()` and `asyncio.run` do
+    /// before closing), then once more so their done callbacks run.
+    ///
+    /// As asyncio's, it works on a snapshot: a task created meanwhile (by a
+    /// destructor, say) is not waited for — it runs while the loop does, and
+    /// [`close`](Self::close) drops it if it is still pending — so a task that
+    /// keeps making new ones cannot keep this from returning.
+    ///
+    /// # Errors
+    /// As [`run_until_complete`](Self::run_until_complete) for a loop that is
+    /// closed or running.
+    pub fn cancel_all_tasks(&self) -> Result<(), RuntimeError> {
+        let _running = self.enter()?;
+        let tasks = self.inner.all_tasks();
+        for task in &tasks {
+            task.cancel();
+        }
+        // Cancellation drops a future at its task's next step, so a turn ends
+        // them all, unless a request was withdrawn with `uncancel`: then wait
+        // for it as a run would, and stop if nothing can ever wake it.
+        let _stalled = self.turn_until(|| tasks.iter().all(TaskRef::done));
+        drop(tasks);
+        // The done callbacks the cancellations scheduled.
+        self.inner.run_once();
+        Ok(())
+    }
+
+    /// Schedules `f` to run on the next iteration, in FIFO order with tasks, as
+    /// `loop.call_soon`. A panic in `f` is reported to the exception handler.
+    ///
+    /// # Panics
+    /// On a closed loop, which could never run `f` (asyncio raises
+    /// `RuntimeError`); [`try_call_soon`](Self::try_call_soon) returns the
+    /// error instead.
+    pub fn call_soon(&self, f: impl FnOnce() + 'static) -> CallHandle {
+        self.try_call_soon(f)
+            .unwrap_or_else(|e| closed_loop("EventLoop::call_soon", e))
+    }
+
+    /// [`call_soon`](Self::call_soon), failing with [`RuntimeError::Closed`]
+    /// on a closed loop.
+    pub fn try_call_soon(&self, f: impl FnOnce() + 'static) -> Result<CallHandle, RuntimeError> {
+        if self.inner.closed.get() {
+            self.inner.drop_reporting(f);
+            return Err(RuntimeError::Closed);
+        }
+        Ok(self.inner.call_soon_boxed(Box::new(f)))
+    }
+
+    /// Creates a task on this loop, started as the task factory says.
+    ///
+    /// Unlike [`create_task`](crate::create_task) this works on a loop that is not
+    /// running; the task then starts when the loop runs.
+    ///
+    /// # Panics
+    /// If the loop is closed: it could never run the task. Use
+    /// [`try_create_task`](Self::try_create_task) to get an error instead.
+    pub fn create_task<F>(&self, future: F) -> Task<F::Output>
+    where
+        F: Future + 'static,
+    {
+        self.try_create_task(future)
+            .expect("create_task on a closed event loop: create tasks before close()")
+    }
+
+    /// Like [`create_task`](Self::create_task), failing with
+    /// [`RuntimeError::Closed`] on a closed loop.
+    pub fn try_create_task<F>(&self, future: F) -> Result<Task<F::Output>, RuntimeError>
+    where
+        F: Future + 'static,
+    {
+        if self.inner.closed.get() {
+            return Err(RuntimeError::Closed);
+        }
+        Ok(self.inner.spawn_default(future))
+    }
+
+    /// Creates a task with per-call options (name, eager start).
+    ///
+    /// # Panics
+    /// If the loop is closed.
+    pub fn create_task_with<F>(&self, future: F, options: TaskOptions) -> Task<F::Output>
+    where
+        F: Future + 'static,
+    {
+        assert!(
+            !self.inner.closed.get(),
+            "create_task_with on a closed event loop: create tasks before close()"
+        );
+        self.inner.spawn(future, Some(options))
+    }
+
+    /// Installs the task factory, as `loop.set_task_factory`.
+    pub fn set_task_factory(&self, factory: impl TaskFactory) {
+        self.set_task_factory_rc(Some(Rc::new(factory)));
+    }
+
+    /// Installs a shared factory, or with `None` goes back to the lazy default.
+    pub fn set_task_factory_rc(&self, factory: Option<Rc<dyn TaskFactory>>) {
+        self.inner.fixed_mode.set(
+            factory
+                .as_ref()
+                .map_or(Some(StartMode::Lazy), |f| f.fixed_mode()),
+        );
+        self.inner.refresh_fast_eager();
+        *self.inner.factory.borrow_mut() = factory;
+    }
+
+    /// The installed factory; `None` means the lazy default.
+    pub fn get_task_factory(&self) -> Option<Rc<dyn TaskFactory>> {
+        self.inner.factory.borrow().clone()
+    }
+
+    /// Installs the exception handler (`None` restores the default, which prints
+    /// one line on stderr), as `loop.set_exception_handler`.
+    pub fn set_exception_handler(&self, handler: Option<impl Fn(&ExceptionContext) + 'static>) {
+        *self.inner.handler.borrow_mut() = handler.map(|h| Rc::new(h) as Handler);
+    }
+
+    /// Passes `ctx` to the exception handler, as `loop.call_exception_handler`.
+    pub fn call_exception_handler(&self, ctx: &ExceptionContext) {
+        self.inner.call_exception_handler(ctx);
+    }
+
+    /// The current time of the loop's monotonic clock.
+    ///
+    /// asyncio returns float seconds; Rust deadlines are `Instant`s.
+    pub fn time(&self) -> Instant {
+        Instant::now()
+    }
+
+    /// Whether the loop is running right now.
+    pub fn is_running(&self) -> bool {
+        self.inner.running.get()
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.get()
+    }
+
+    /// Bounds the memory of finished task cells the loop keeps for reuse
+    /// (default 256 MiB; an idle loop keeps at most 1 MiB, a closed one none).
+    /// `0` turns the reuse off. On a closed loop it does nothing.
+    pub fn set_task_cache_limit(&self, bytes: usize) {
+        if !self.inner.closed.get() {
+            self.release_cached(self.inner.cells.set_limit(bytes));
+        }
+    }
+
+    /// Gives back the strong counts of `cells` cells the cache just freed
+    /// (each cached cell keeps one: see `LoopInner::alloc_cell`).
+    fn release_cached(&self, cells: usize) {
+        for _ in 0..cells {
+            // SAFETY: the freed cell's count, given back once; `self.inner`
+            // holds another, so the loop outlives this.
+            unsafe { Rc::decrement_strong_count(Rc::as_ptr(&self.inner)) };
+        }
+    }
+
+    /// Debug mode (asyncio's `loop.set_debug`).
+    pub fn set_debug(&self, enabled: bool) {
+        self.inner.debug.set(enabled);
+    }
+
+    /// Whether debug mode is on.
+    pub fn get_debug(&self) -> bool {
+        self.inner.debug.get()
+    }
+
+    /// The task this loop is polling right now, if any.
+    pub fn current_task(&self) -> Option<TaskRef> {
+        if !std::ptr::eq(context::running_loop(), Rc::as_ptr(&self.inner)) {
+            return None;
+        }
+        current_task()
+    }
+
+    /// The tasks of this loop that are not done, as `asyncio.all_tasks()`.
+    pub fn all_tasks(&self) -> Vec<TaskRef> {
+        self.inner.all_tasks()
+    }
+
+    /// Closes the loop, as `loop.close()`; closing twice does nothing.
+    ///
+    /// Tasks still pending have their futures dropped here (their destructors run)
+    /// and end cancelled; their done callbacks run. Use
+    /// [`cancel_all_tasks`](Self::cancel_all_tasks) first to let them finish their
+    /// cancellation while the loop runs.
+    ///
+    /// # Errors
+    /// [`RuntimeError::CloseWhileRunning`] while the loop runs.
+    pub fn close(&self) -> Result<(), RuntimeError> {
+        if self.inner.running.get() {
+            return Err(RuntimeError::CloseWhileRunning);
+        }
+        if self.inner.closed.get() {
+            return Ok(());
+        }
+        self.inner.closed.set(true);
+        // The user values dropped below report a panicking destructor to the
+        // exception handler and closing goes on: whatever they do, the loop
+        // ends closed, and the shared side (what other threads wait on)
+        // closed with it. The guard covers a panic that escapes anyway.
+        struct CloseShared<'a>(&'a Shared);
+        impl Drop for CloseShared<'_> {
+            fn drop(&mut self) {
+                self.0.close();
+            }
+        }
+        let close_shared = CloseShared(&self.inner.shared);
+        // Nothing is cached from now on (first, so that nothing below can
+        // leave cached cells holding the loop alive).
+        self.release_cached(self.inner.cells.set_limit(0));
+        self.inner.cancel_everything_now();
+        drop(close_shared);
+        // Timer callbacks and I/O registrations go with the loop (dropped
+        // outside their borrows: they may own anything).
+        // One at a time: a second panic while a collection's drop unwinds
+        // would abort.
+        let timers = self.inner.timers.borrow_mut().take_all();
+        for timer in timers {
+            self.inner.drop_reporting(timer);
+        }
+        let io: Vec<_> = self.inner.driver.io.borrow_mut().drain().collect();
+        for entry in io {
+            self.inner.drop_reporting(entry);
+        }
+        self.inner.fd_callbacks_clear();
+        self.inner.clear_signal_handlers();
+        // Like asyncio's `executor.shutdown(wait=False)`: running jobs finish
+        // in the background, nothing new starts.
+        let pool = self.inner.pool.borrow().clone();
+        if let Some(pool) = pool {
+            pool.shutdown_nowait();
+        }
+        let factory = self.inner.factory.borrow_mut().take();
+        self.inner.drop_reporting(factory);
+        // Last: with no handler left, a panic in its own destructor goes to
+        // the default one.
+        let handler = self.inner.handler.borrow_mut().take();
+        self.inner.drop_reporting(handler);
+        Ok(())
+    }
+
+    /// Whether two handles refer to the same loop.
+    pub fn same_loop(&self, other: &EventLoop) -> bool {
+        Rc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl Clone for EventLoop {
+    fn clone(&self) -> Self {
+        EventLoop::from_inner(Rc::clone(&self.inner))
+    }
+}
+
+impl Drop for EventLoop {
+    fn drop(&mut self) {
+        let handles = self.inner.handles.get() - 1;
+        self.inner.handles.set(handles);
+        if handles == 0 && !self.inner.running.get() {
+            let _ = self.close();
+        }
+    }
+}
+
+impl PartialEq for EventLoop {
+    fn eq(&self, other: &Self) -> bool {
+        self.same_loop(other)
+    }
+}
+
+impl Eq for EventLoop {}
+
+impl fmt::Debug for EventLoop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventLoop")
+            .field("running", &self.is_running())
+            .field("closed", &self.is_closed())
+            .field("ready", &self.inner.ready_len())
+            .finish()
+    }
+}
+
+impl LoopInner {
+    fn new() -> Self {
+        let (driver, notifier) = Driver::new()
+            .unwrap_or_else(|e| panic!("could not create the event loop's poller (epoll): {e}"));
+        LoopInner {
+            shared: Arc::new(Shared::new(notifier)),
+            cells: CellCache::new(),
+            ready: UnsafeCell::new(VecDeque::new()),
+            registry_head: Cell::new(None),
+            registry_len: Cell::new(0),
+            running: Cell::new(false),
+            busy_turns: Cell::new(0),
+            closed: Cell::new(false),
+            handles: Cell::new(1),
+            next_id: Cell::new(1),
+            fixed_mode: Cell::new(Some(StartMode::Lazy)),
+            fast_eager: Cell::new(false),
+            factory: RefCell::new(None),
+            handler: RefCell::new(None),
+            debug: Cell::new(false),
+            timers: RefCell::new(Timers::default()),
+            driver,
+            fd_callbacks: FdCallbacks::default(),
+            signals: Default::default(),
+            pool: RefCell::new(None),
+            pool_config: Cell::new(PoolConfig::default()),
+            id: NEXT_LOOP_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+}

@@ -1,0 +1,510 @@
+//! The ready queue and the run loop: one turn, a task's step, its completion.
+
+use std::cell::Cell;
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::ptr::NonNull;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::cell_cache;
+use crate::context;
+use crate::contextvars;
+use crate::error::RuntimeError;
+use crate::io::Wakeup;
+use crate::shared::Injected;
+use crate::task::header::Header;
+use crate::task::state::*;
+use crate::task::{TaskRef, waker};
+
+use super::running::running_inner;
+use super::{EventLoop, LoopInner};
+
+/// How many turns of a loop that never runs out of ready tasks pass between
+/// two looks at I/O (asyncio looks on every turn; tokio every 61 ticks). A
+/// turn runs everything that was ready when it began, so this bounds how long
+/// a ready socket waits by 61 turns, at the cost of one non-blocking
+/// `epoll_wait` per 61 busy turns, and nothing when no I/O is registered.
+pub const IO_POLL_INTERVAL: u32 = 61;
+
+/// A callback scheduled with `call_soon` (or a timer, or another thread).
+pub(crate) struct Call {
+    cancelled: Cell<bool>,
+    f: Cell<Option<Box<dyn FnOnce()>>>,
+}
+
+impl Call {
+    pub(crate) fn new(f: Box<dyn FnOnce()>) -> Rc<Call> {
+        Rc::new(Call {
+            cancelled: Cell::new(false),
+            f: Cell::new(Some(f)),
+        })
+    }
+
+    pub(crate) fn cancel(&self) {
+        self.cancelled.set(true);
+        drop(self.f.take());
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled.get()
+    }
+}
+
+/// One entry of the ready queue; kept two words wide (checked below).
+pub(super) enum Runnable {
+    Task(TaskRef),
+    Call(Rc<Call>),
+}
+
+const _: () = assert!(std::mem::size_of::<Runnable>() == 2 * std::mem::size_of::<usize>());
+
+/// A callback scheduled with [`EventLoop::call_soon`]; it can still be cancelled.
+pub struct CallHandle {
+    call: Rc<Call>,
+}
+
+impl CallHandle {
+    /// Cancels the callback if it has not run yet, as `Handle.cancel()`.
+    pub fn cancel(&self) {
+        self.call.cancel();
+    }
+
+    /// Whether [`cancel`](Self::cancel) was called.
+    pub fn cancelled(&self) -> bool {
+        self.call.cancelled.get()
+    }
+}
+
+impl fmt::Debug for CallHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallHandle")
+            .field("cancelled", &self.cancelled())
+            .finish()
+    }
+}
+
+/// Makes a task current on this thread and, when dropped (also on unwind),
+/// the one that was current before.
+pub(super) struct CurrentTask {
+    prev: *const Header,
+}
+
+impl CurrentTask {
+    #[inline(always)]
+    pub(super) fn enter(task: *const Header) -> Self {
+        CurrentTask {
+            prev: context::set_current_task(task),
+        }
+    }
+}
+
+impl Drop for CurrentTask {
+    #[inline(always)]
+    fn drop(&mut self) {
+        context::set_current_task(self.prev);
+    }
+}
+
+/// Undoes what `step` set up for the poll: `RUNNING`, the task's context,
+/// the current task (in that order, as the fields drop).
+pub(super) struct StepGuard<'a> {
+    header: &'a Header,
+    /// The context that was current before the task's, if contexts are in use.
+    prev_ctx: Option<Option<contextvars::Context>>,
+    /// Dropped after the body of `drop`: the current task is restored last.
+    _current: CurrentTask,
+}
+
+impl Drop for StepGuard<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        self.header.clear(RUNNING);
+        if self.prev_ctx.is_some() || contextvars::in_use() {
+            self.leave_context();
+        }
+    }
+}
+
+impl StepGuard<'_> {
+    /// Makes the context that was current before the step current again.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn leave_context(&mut self) {
+        let task_ctx = match self.prev_ctx.take() {
+            Some(prev) => contextvars::enter(prev),
+            // Contexts came into use during the poll (the task set the
+            // thread's first context variable): before it none was current.
+            None => contextvars::enter(None),
+        };
+        // The task's extra data keeps its context, so this is rarely the last
+        // handle to it; if it is, its values' destructors must not unwind
+        // from here.
+        if task_ctx.is_some() {
+            // SAFETY: the task being stepped holds a strong count of its owner.
+            unsafe { self.header.owner.as_ref() }.drop_reporting(task_ctx);
+        }
+    }
+}
+
+impl LoopInner {
+    pub(crate) fn push_call(&self, call: Rc<Call>) {
+        self.push_ready(Runnable::Call(call));
+    }
+
+    /// Waits in the kernel until the next timer, an I/O event or a wake-up,
+    /// then queues what became ready.
+    pub(super) fn idle(&self) {
+        self.busy_turns.set(0);
+        let timeout = self.timer_timeout();
+        let mut wakeups = Vec::new();
+        if self.shared.prepare_to_sleep() {
+            self.driver.wait(timeout, &mut wakeups);
+            self.shared.awake();
+        }
+        self.dispatch_io(wakeups);
+        self.fire_timers();
+    }
+
+    /// A turn that left tasks ready: the loop will not wait in the kernel,
+    /// so every [`IO_POLL_INTERVAL`] such turns it looks at I/O without
+    /// waiting, and a socket becomes ready however busy the tasks keep it.
+    #[inline]
+    pub(super) fn busy_turn(&self) {
+        let turns = self.busy_turns.get() + 1;
+        if turns < IO_POLL_INTERVAL {
+            self.busy_turns.set(turns);
+        } else {
+            self.busy_turns.set(0);
+            self.poll_io_now();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub(super) fn poll_io_now(&self) {
+        if self.driver.has_io() || self.signals.borrow().any() {
+            let mut wakeups = Vec::new();
+            self.driver
+                .wait(Some(std::time::Duration::ZERO), &mut wakeups);
+            self.dispatch_io(wakeups);
+        }
+    }
+
+    /// Wakes the futures and queues the callbacks that I/O events asked for.
+    pub(super) fn dispatch_io(&self, wakeups: Vec<Wakeup>) {
+        for w in wakeups {
+            match w {
+                Wakeup::Waker(w) => self.wake_reporting(w),
+                Wakeup::Signals => self.dispatch_signals(),
+                Wakeup::Callback(cb, key) => {
+                    self.push_call(Call::new(Box::new(move || {
+                        if let Ok(lp) = running_inner() {
+                            crate::io::run_callback(&lp, &cb, key);
+                        }
+                    })));
+                }
+            }
+        }
+    }
+
+    #[inline]
+    pub(super) fn push_ready(&self, r: Runnable) {
+        // SAFETY: loop thread; no other borrow of `ready` is alive (see the field).
+        unsafe { (*self.ready.get()).push_back(r) }
+    }
+
+    #[inline]
+    pub(super) fn pop_ready(&self) -> Option<Runnable> {
+        // SAFETY: as in `push_ready`.
+        unsafe { (*self.ready.get()).pop_front() }
+    }
+
+    pub(super) fn ready_len(&self) -> usize {
+        // SAFETY: as in `push_ready`.
+        unsafe { (*self.ready.get()).len() }
+    }
+
+    /// Puts the task at the back of the ready queue unless it is queued or done.
+    #[inline]
+    pub(crate) fn schedule(&self, task: &TaskRef) {
+        let header = task.header();
+        if header.has(SCHEDULED | COMPLETE) {
+            return;
+        }
+        header.set(SCHEDULED);
+        self.push_ready(Runnable::Task(task.clone()));
+    }
+
+    /// `schedule` for a waker, which holds no local reference.
+    ///
+    /// # Safety
+    /// `ptr` is a task of this loop whose local side is alive; loop thread.
+    #[inline]
+    pub(crate) unsafe fn schedule_raw(&self, ptr: NonNull<Header>) {
+        // SAFETY: caller's contract.
+        let header = unsafe { ptr.as_ref() };
+        if header.has(SCHEDULED | COMPLETE) {
+            return;
+        }
+        header.set(SCHEDULED);
+        // SAFETY: caller's contract: the local side is alive.
+        self.push_ready(Runnable::Task(unsafe { TaskRef::clone_raw(ptr) }));
+    }
+
+    pub(crate) fn call_soon_boxed(&self, f: Box<dyn FnOnce()>) -> CallHandle {
+        let call = Call::new(f);
+        self.push_ready(Runnable::Call(Rc::clone(&call)));
+        CallHandle { call }
+    }
+
+    /// Polls the task once (or drops its future, if it was cancelled).
+    #[inline]
+    pub(super) fn step(&self, task: &TaskRef) {
+        let header = task.header();
+        let ptr = task.as_ptr();
+        // Restores the current task, the current context and `RUNNING` however
+        // the step ends.
+        let mut guard = StepGuard {
+            header,
+            _current: CurrentTask::enter(ptr.as_ptr()),
+            prev_ctx: None,
+        };
+        // Only when contexts are in use: the task's context becomes current.
+        if contextvars::in_use() {
+            guard.prev_ctx = Some(contextvars::enter(task.context()));
+        }
+        header.set(RUNNING);
+        let done = if header.has(CANCEL_REQUESTED) {
+            header.clear(CANCEL_REQUESTED);
+            // SAFETY: a live, unfinished task of this loop, on its thread.
+            unsafe { (header.vtable.cancel)(ptr) };
+            true
+        } else {
+            // SAFETY: the task reference keeps the header alive during the poll.
+            let waker = unsafe { waker::borrowed(ptr) };
+            let mut cx = std::task::Context::from_waker(&waker);
+            // SAFETY: a live, unfinished task of this loop, on its thread, not
+            // already being polled (RUNNING was clear: the loop never re-enters).
+            unsafe { (header.vtable.poll)(ptr, &mut cx) }.is_ready()
+        };
+        drop(guard);
+        if done {
+            self.complete(task);
+        } else if header.has(CANCEL_REQUESTED) {
+            self.schedule(task);
+        }
+    }
+
+    #[inline]
+    pub(super) fn complete(&self, task: &TaskRef) {
+        let header = task.header();
+        header.set(COMPLETE);
+        if header.has(COMPLETION_WORK) {
+            self.completion_work(task);
+        }
+    }
+
+    /// Unregisters the task, wakes whoever awaits it, schedules its done
+    /// callbacks and reports an unobserved failure.
+    #[inline(never)]
+    pub(super) fn completion_work(&self, task: &TaskRef) {
+        let header = task.header();
+        let registered = self.unregister(task.as_ptr());
+        // SAFETY: loop thread; the slot is not borrowed elsewhere.
+        let mut join = unsafe { (*header.join_waker.get()).take() };
+        header.clear(HAS_JOIN_WAKER);
+        if header.has(HAS_CALLBACKS) {
+            header.clear(HAS_CALLBACKS);
+            // In the order they were added, the awaiter (the join waker) among
+            // them: after the callbacks added before it first waited.
+            let (callbacks, before_join) = header.with_extra(|e| {
+                let before = std::mem::take(&mut e.callbacks_before_join);
+                (std::mem::take(&mut e.callbacks), before)
+            });
+            for (id, cb) in callbacks {
+                if id > before_join
+                    && let Some(w) = join.take()
+                {
+                    self.wake_reporting(w);
+                }
+                let me = task.clone();
+                self.call_soon_boxed(Box::new(move || cb(&me)));
+            }
+        }
+        if let Some(w) = join {
+            self.wake_reporting(w);
+        }
+        if header.has(FAILED) && !header.has(HAS_HANDLE | FAILURE_SEEN) {
+            header.set(FAILURE_SEEN);
+            self.report_unobserved(task);
+        }
+        drop(registered);
+    }
+
+    pub(super) fn run_call(&self, call: Rc<Call>) {
+        if call.cancelled.get() {
+            return;
+        }
+        if let Some(f) = call.f.take() {
+            self.run_boxed(f);
+        }
+    }
+
+    pub(super) fn run_boxed(&self, f: Box<dyn FnOnce()>) {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
+            self.report_panic("Exception in callback", None, payload);
+        }
+    }
+
+    /// Moves wakes that came from other threads into the ready queue.
+    pub(super) fn drain_injector(&self) {
+        while let Some(item) = self.shared.injector.pop() {
+            match item {
+                Injected::Wake(wake) => {
+                    // SAFETY: the entry owns a waker count, so the header is allocated.
+                    let header = unsafe { wake.0.as_ref() };
+                    header.wakers.fetch_and(
+                        !crate::task::header::REMOTE,
+                        std::sync::atomic::Ordering::AcqRel,
+                    );
+                    if header.wakers.load(std::sync::atomic::Ordering::Relaxed)
+                        & crate::task::header::LOCAL
+                        != 0
+                    {
+                        // SAFETY: the local side is alive (LOCAL is set, and only
+                        // this thread clears it) and the task is ours.
+                        unsafe { self.schedule_raw(wake.0) };
+                    }
+                    drop(wake);
+                }
+                // Boxed twice over (`Call` holds the box): a wide `Runnable`
+                // would slow every ready-queue operation more than this costs.
+                Injected::Call(f) => self.push_call(Call::new(f)),
+            }
+        }
+    }
+
+    /// One iteration: take in foreign wakes, then run what was ready at its start.
+    pub(super) fn run_once(&self) {
+        self.drain_injector();
+        let n = self.ready_len();
+        for _ in 0..n {
+            match self.pop_ready() {
+                Some(Runnable::Task(task)) => {
+                    task.header().clear(SCHEDULED);
+                    if !task.header().has(COMPLETE) {
+                        self.step(&task);
+                    }
+                }
+                Some(Runnable::Call(call)) => self.run_call(call),
+                None => break,
+            }
+        }
+    }
+
+    /// Whether nothing could ever wake the loop again: no ready work, and no waker
+    /// or handle anywhere that could inject some.
+    pub(super) fn stalled(&self) -> bool {
+        self.ready_len() == 0
+            && self.shared.injector.is_empty()
+            && Arc::strong_count(&self.shared) == 1
+            && self.timers.borrow().len() == 0
+            && !self.driver.has_io()
+            && !self.signals.borrow().any()
+    }
+
+    /// Drops every unfinished task's future (marking it cancelled), then the
+    /// callbacks still queued.
+    pub(super) fn cancel_everything_now(&self) {
+        loop {
+            let mut tasks = Vec::with_capacity(self.registry_len.get());
+            while let Some(head) = self.registry_head.get() {
+                tasks.extend(self.unregister(head));
+            }
+            if tasks.is_empty() {
+                break;
+            }
+            for task in tasks {
+                if !task.header().has(COMPLETE) {
+                    task.header().set(CANCEL_REQUESTED);
+                    self.step(&task);
+                }
+                // Releasing the task drops its context (user values); that
+                // reports rather than unwinds (see `release_local_slow`).
+                drop(task);
+            }
+        }
+        // Run the done callbacks the cancellations queued; drop the rest
+        // (their captures are user values).
+        let n = self.ready_len();
+        for _ in 0..n {
+            match self.pop_ready() {
+                Some(Runnable::Call(call)) => self.run_call(call),
+                Some(Runnable::Task(task)) => drop(task),
+                None => break,
+            }
+        }
+        while let Some(r) = self.pop_ready() {
+            self.drop_reporting(r);
+        }
+    }
+}
+
+impl EventLoop {
+    /// Turns the running loop until `done()` holds: runs what is ready, fires
+    /// due timers, and waits in the kernel when nothing is ready.
+    ///
+    /// # Errors
+    /// [`RuntimeError::Stalled`] when nothing is ready and nothing could ever
+    /// wake the loop again.
+    pub(super) fn turn_until(&self, done: impl Fn() -> bool) -> Result<(), RuntimeError> {
+        while !done() {
+            self.inner.run_once();
+            if done() {
+                break;
+            }
+            self.inner.fire_timers();
+            if self.inner.ready_len() == 0 {
+                if self.inner.stalled() {
+                    return Err(RuntimeError::Stalled);
+                }
+                self.release_cached(self.inner.cells.trim(cell_cache::IDLE_KEEP));
+                self.inner.idle();
+            } else {
+                self.inner.busy_turn();
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks the loop running on this thread until the guard drops (also on unwind).
+    pub(super) fn enter(&self) -> Result<RunningGuard<'_>, RuntimeError> {
+        if self.inner.closed.get() {
+            return Err(RuntimeError::Closed);
+        }
+        if self.inner.running.get() {
+            return Err(RuntimeError::AlreadyRunning);
+        }
+        if !context::running_loop().is_null() {
+            return Err(RuntimeError::AnotherLoopRunning);
+        }
+        self.inner.running.set(true);
+        context::set_running_loop(Rc::as_ptr(&self.inner));
+        self.inner.refresh_fast_eager();
+        Ok(RunningGuard { lp: &self.inner })
+    }
+}
+
+/// Marks the loop not running when dropped (also on unwind).
+pub(super) struct RunningGuard<'a> {
+    lp: &'a Rc<LoopInner>,
+}
+
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        self.lp.running.set(false);
+        self.lp.refresh_fast_eager();
+        context::set_running_loop(std::ptr::null());
+    }
+}
