@@ -28,6 +28,7 @@
 mod catch;
 mod error;
 mod gather;
+mod gather_tuple;
 mod runner;
 mod shield;
 mod sigint;
@@ -37,6 +38,9 @@ mod wait;
 pub use asyncio_core::{Context, ContextError, ContextVar, Token, copy_context};
 pub use error::{BoxError, ChildFailure, ExceptionGroup, TaskGroupError};
 pub use gather::{Gather, GatherAll, gather, gather_tasks};
+#[doc(hidden)]
+pub use gather_tuple::GatherSlot;
+pub use gather_tuple::{GatherTuple, IntoTasks, TaskTuple, gather_tuple};
 pub use runner::{EXECUTOR_SHUTDOWN_TIMEOUT, Runner, RunnerBuilder, run};
 pub use shield::{Shield, shield};
 pub use taskgroup::{Join, Scope, TaskGroup, TaskGroupHandle, task_group};

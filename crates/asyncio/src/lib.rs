@@ -61,7 +61,8 @@
 //! - [`TaskGroup`], [`task_group`], [`ExceptionGroup`]: children that end
 //!   together and fail together.
 //! - [`gather`], [`wait`], [`as_completed`], [`shield`]: wait for several
-//!   futures or tasks; protect one from cancellation.
+//!   futures or tasks; protect one from cancellation. [`gather!`] /
+//!   [`gather_tuple`]: futures of different types into a tuple.
 //!
 //! ## Streams of results
 //! - [`Stream`], [`StreamExt`]: what [`Queue::stream`] and [`as_completed`]
@@ -137,9 +138,10 @@ pub use asyncio_streams::subprocess::{
 
 // Structured concurrency
 pub use asyncio_structured::{
-    AsCompleted, BoxError, ChildFailure, EmptyWaitError, ExceptionGroup, Gather, GatherAll, Join,
-    ReturnWhen, Scope, Shield, TaskGroup, TaskGroupError, TaskGroupHandle, Wait, WaitResult,
-    as_completed, gather, gather_tasks, shield, task_group, wait,
+    AsCompleted, BoxError, ChildFailure, EmptyWaitError, ExceptionGroup, Gather, GatherAll,
+    GatherTuple, IntoTasks, Join, ReturnWhen, Scope, Shield, TaskGroup, TaskGroupError,
+    TaskGroupHandle, TaskTuple, Wait, WaitResult, as_completed, gather, gather_tasks, gather_tuple,
+    shield, task_group, wait,
 };
 
 // Streams of results
