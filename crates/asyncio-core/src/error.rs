@@ -73,6 +73,10 @@ pub enum InvalidStateError {
     /// The result was already taken, by an earlier `await` or `try_result`.
     #[error("the task's result was already taken")]
     ResultTaken,
+    /// A result, exception or cancellation was set on a future that is
+    /// already done.
+    #[error("the future is already done: set its result, exception or cancellation once")]
+    AlreadyDone,
 }
 
 /// Misuse of the event loop (asyncio's `RuntimeError`).

@@ -39,6 +39,7 @@ mod contextvars;
 mod error;
 mod event_loop;
 mod factory;
+mod future;
 mod handle;
 mod io;
 mod reactor;
@@ -61,6 +62,7 @@ pub use event_loop::{
     in_eager_step, in_task_start, set_task_factory, try_create_task,
 };
 pub use factory::{LazyTaskFactory, StartMode, TaskFactory, TaskOptions};
+pub use future::{FutureError, LoopFuture, SharedError, create_future};
 pub use task::{CallbackId, Task, TaskRef};
 pub use yield_now::{YieldNow, yield_now};
 

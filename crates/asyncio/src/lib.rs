@@ -34,6 +34,9 @@
 //! - [`create_task`], [`create_task_with`], [`Task`], [`TaskRef`]: start
 //!   concurrent work and await, cancel or inspect it.
 //! - [`current_task`], [`all_tasks`]: which task runs, which are alive.
+//! - [`create_future`], [`LoopFuture`]: asyncio's `Future` object, set once
+//!   and awaited by any number of tasks; [`Task::shared`] lets several tasks
+//!   await one task.
 //! - [`yield_now`]: `await asyncio.sleep(0)`.
 //!
 //! ## Time, threads and I/O
@@ -110,9 +113,9 @@ pub use asyncio_structured::{Runner, RunnerBuilder, run};
 
 // Tasks
 pub use asyncio_core::{
-    CallHandle, CallbackId, ExceptionContext, IO_POLL_INTERVAL, MAX_EAGER_DEPTH, SignalError, Task,
-    TaskOptions, TaskRef, YieldNow, all_tasks, create_task, create_task_with, current_task,
-    try_create_task, yield_now,
+    CallHandle, CallbackId, ExceptionContext, FutureError, IO_POLL_INTERVAL, LoopFuture,
+    MAX_EAGER_DEPTH, SharedError, SignalError, Task, TaskOptions, TaskRef, YieldNow, all_tasks,
+    create_future, create_task, create_task_with, current_task, try_create_task, yield_now,
 };
 
 // Time, threads and I/O

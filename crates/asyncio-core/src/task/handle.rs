@@ -44,6 +44,16 @@ pub struct TaskRef {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CallbackId(u64);
 
+impl CallbackId {
+    pub(crate) fn new(id: u64) -> Self {
+        CallbackId(id)
+    }
+
+    pub(crate) fn get(self) -> u64 {
+        self.0
+    }
+}
+
 impl TaskRef {
     /// Takes over one loop-side reference.
     ///
