@@ -306,6 +306,19 @@ impl EventLoop {
 /// # Panics
 /// Outside a running loop, or once the loop's default executor was shut down;
 /// use [`EventLoop::run_in_executor`] to get those as errors.
+///
+/// ```
+/// let (sum, loop_thread, worker) = asyncio::run(async {
+///     let here = std::thread::current().id();
+///     let (sum, there) = asyncio::to_thread(|| ((1..=10u32).sum::<u32>(), std::thread::current().id()))
+///         .await
+///         .unwrap();
+///     (sum, here, there)
+/// })
+/// .unwrap();
+/// assert_eq!(sum, 55);
+/// assert_ne!(loop_thread, worker, "the blocking work ran on another thread");
+/// ```
 pub fn to_thread<F, T>(f: F) -> Blocking<T>
 where
     F: FnOnce() -> T + Send + 'static,

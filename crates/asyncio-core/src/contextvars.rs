@@ -205,6 +205,19 @@ fn current() -> Context {
 }
 
 /// A copy of the current context, as `contextvars.copy_context()`.
+///
+/// ```
+/// let var = asyncio::ContextVar::new("user");
+/// asyncio::run(async move {
+///     var.set("alice");
+///     let snapshot = asyncio::copy_context();
+///     var.set("bob");
+///     let seen = snapshot.run(|| var.get());
+///     assert_eq!(seen, Some("alice"));
+///     assert_eq!(var.get(), Some("bob"));
+/// })
+/// .unwrap();
+/// ```
 pub fn copy_context() -> Context {
     match CURRENT.with(|c| c.borrow().clone()) {
         Some(ctx) => ctx.copy(),

@@ -25,6 +25,24 @@ use std::task::{Context, Poll};
 /// .unwrap();
 /// assert_eq!(*log.borrow(), ["other", "main"]);
 /// ```
+///
+/// ```
+/// use std::cell::RefCell;
+/// use std::rc::Rc;
+///
+/// let log = Rc::new(RefCell::new(Vec::new()));
+/// let l = log.clone();
+/// asyncio::run(async move {
+///     let l2 = l.clone();
+///     let other = asyncio::create_task(async move { l2.borrow_mut().push("other") });
+///     l.borrow_mut().push("before");
+///     asyncio::yield_now().await; // asyncio.sleep(0): the other task runs now
+///     l.borrow_mut().push("after");
+///     other.await.unwrap();
+/// })
+/// .unwrap();
+/// assert_eq!(*log.borrow(), ["before", "other", "after"]);
+/// ```
 pub fn yield_now() -> YieldNow {
     YieldNow { yielded: false }
 }

@@ -273,6 +273,18 @@ impl fmt::Debug for Sleep {
 ///
 /// # Panics
 /// If polled outside a running asyncio-rs loop.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+///
+/// let waited = asyncio::run(async {
+///     let t0 = Instant::now();
+///     asyncio::sleep(Duration::from_millis(10)).await;
+///     t0.elapsed()
+/// })
+/// .unwrap();
+/// assert!(waited >= Duration::from_millis(10));
+/// ```
 pub fn sleep(duration: Duration) -> Sleep {
     Sleep {
         deadline: deadline_after(duration),
@@ -286,6 +298,17 @@ pub fn sleep(duration: Duration) -> Sleep {
 ///
 /// # Panics
 /// If polled outside a running asyncio-rs loop.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+///
+/// asyncio::run(async {
+///     let deadline = Instant::now() + Duration::from_millis(5);
+///     asyncio::sleep_until(deadline).await;
+///     assert!(Instant::now() >= deadline);
+/// })
+/// .unwrap();
+/// ```
 pub fn sleep_until(deadline: Instant) -> Sleep {
     Sleep {
         deadline: Some(deadline),

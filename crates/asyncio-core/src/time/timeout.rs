@@ -376,6 +376,18 @@ impl<F> fmt::Debug for Timeout<F> {
 ///
 /// # Panics
 /// If polled outside a running asyncio-rs loop.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// asyncio::run(async {
+///     let fast = asyncio::timeout(Duration::from_secs(5), async { "in time" }).await;
+///     assert_eq!(fast, Ok("in time"));
+///     let slow = asyncio::timeout(Duration::from_millis(5), asyncio::sleep(Duration::from_secs(60))).await;
+///     assert_eq!(slow, Err(asyncio::TimeoutError));
+/// })
+/// .unwrap();
+/// ```
 pub fn timeout<F: IntoFuture>(duration: Duration, fut: F) -> Timeout<F::IntoFuture> {
     Timeout::new(fut.into_future(), Deadline::After(duration))
 }
@@ -384,6 +396,17 @@ pub fn timeout<F: IntoFuture>(duration: Duration, fut: F) -> Timeout<F::IntoFutu
 ///
 /// # Panics
 /// If polled outside a running asyncio-rs loop.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+///
+/// asyncio::run(async {
+///     let deadline = Instant::now() + Duration::from_millis(5);
+///     let r = asyncio::timeout_at(deadline, std::future::pending::<()>()).await;
+///     assert!(r.is_err());
+/// })
+/// .unwrap();
+/// ```
 pub fn timeout_at<F: IntoFuture>(deadline: Instant, fut: F) -> Timeout<F::IntoFuture> {
     Timeout::new(fut.into_future(), Deadline::At(Some(deadline)))
 }
@@ -394,6 +417,20 @@ pub fn timeout_at<F: IntoFuture>(deadline: Instant, fut: F) -> Timeout<F::IntoFu
 ///
 /// # Panics
 /// If polled outside a running asyncio-rs loop.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// asyncio::run(async {
+///     let task = asyncio::create_task(asyncio::sleep(Duration::from_secs(60)));
+///     let probe = task.to_ref();
+///     let r = asyncio::wait_for(task, Duration::from_millis(5)).await;
+///     assert_eq!(r, Err(asyncio::TimeoutError));
+///     asyncio::yield_now().await;
+///     assert!(probe.cancelled(), "the timed-out task was cancelled");
+/// })
+/// .unwrap();
+/// ```
 pub fn wait_for<F: IntoFuture>(fut: F, duration: Duration) -> Timeout<F::IntoFuture> {
     timeout(duration, fut)
 }
