@@ -145,13 +145,15 @@ fn try_expand(
             ::asyncio::set_task_factory(::asyncio::eager_task_factory);
         }
     });
+    // Without the option the loop's default stands (`ASYNCIO_DEBUG`).
+    let debug_call = debug.then(|| quote!(.debug(true)));
     let test_attr = (kind == Kind::Test).then(|| quote!(#[::core::prelude::v1::test]));
     let what = kind.attr();
     Ok(quote! {
         #test_attr
         #(#attrs)*
         #vis fn #ident() #output {
-            let __asyncio_runner = ::asyncio::Runner::builder().debug(#debug).build();
+            let __asyncio_runner = ::asyncio::Runner::builder() #debug_call .build();
             let __asyncio_out = __asyncio_runner.run(async move {
                 #set_factory
                 #body

@@ -83,6 +83,7 @@ impl<T> Drop for Slot<T> {
 /// let out = run(async { gather((1..=3).map(|i| async move { i * 10 })).await }).unwrap();
 /// assert_eq!(out.unwrap(), vec![10, 20, 30]);
 /// ```
+#[track_caller]
 pub fn gather<I>(futures: I) -> Gather<<I::Item as Future>::Output>
 where
     I: IntoIterator,

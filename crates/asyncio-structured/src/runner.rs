@@ -25,15 +25,24 @@ use asyncio_core::{
 /// asyncio re-raises the main coroutine's exception.
 ///
 /// ```
-/// let r = asyncio_structured::run(async {
+/// let r = asyncio::run(async {
 ///     // Nesting is refused with an error, never a hang.
-///     asyncio_structured::run(async { 1 })
+///     asyncio::run(async { 1 })
 /// });
 /// assert!(r.unwrap().is_err());
 /// ```
+///
+/// The main future may borrow from the caller, as `futures::executor::block_on`'s
+/// (the tasks it creates are `'static`, as every task):
+///
+/// ```
+/// let mut n = 0;
+/// asyncio::run(async { n += 1 }).unwrap();
+/// assert_eq!(n, 1);
+/// ```
 pub fn run<F>(future: F) -> Result<F::Output, RunError>
 where
-    F: Future + 'static,
+    F: Future,
 {
     if get_running_loop().is_ok() {
         return Err(RuntimeError::AnotherLoopRunning.into());
@@ -178,7 +187,7 @@ impl Runner {
     /// A panic of the main future is resumed here; the runner stays usable.
     pub fn run<F>(&self, future: F) -> Result<F::Output, RunError>
     where
-        F: Future + 'static,
+        F: Future,
     {
         if let Ok(running) = get_running_loop() {
             let ours =
@@ -208,7 +217,7 @@ impl Runner {
         options: Option<TaskOptions>,
     ) -> Result<F::Output, RunError>
     where
-        F: Future + 'static,
+        F: Future,
     {
         let guard = if self.sigint {
             crate::sigint::SigintGuard::install(lp).ok()
@@ -241,7 +250,7 @@ impl Runner {
     /// As [`run`](Self::run).
     pub fn run_in_context<F>(&self, future: F, context: Context) -> Result<F::Output, RunError>
     where
-        F: Future + 'static,
+        F: Future,
     {
         if get_running_loop().is_ok() {
             return self.run(future);

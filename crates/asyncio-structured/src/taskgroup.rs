@@ -71,6 +71,7 @@ impl GroupState {
 
     /// Starts `fut` as a child task (named `name`, if given).
     #[inline(always)]
+    #[track_caller]
     fn spawn<F, K>(
         self: &Rc<Self>,
         fut: F,

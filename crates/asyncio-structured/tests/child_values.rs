@@ -295,3 +295,21 @@ fn split_by_a_condition_and_the_source_chain() {
     let (first_only, _) = group.split_by(|f: &ChildFailure| f.task_name() == named[0]);
     assert_eq!(first_only.unwrap().len(), 1);
 }
+
+#[test]
+fn in_debug_mode_a_childs_creation_site_is_the_users_create_task_call() {
+    for lp in loops() {
+        lp.set_debug(true);
+        let (line, site) = lp
+            .run_until_complete(task_group(|tg| async move {
+                let line = line!() + 1;
+                let t = tg.create_task(async { yield_now().await });
+                Ok::<_, TaskError>((line, t.created_at()))
+            }))
+            .unwrap()
+            .unwrap();
+        let site = site.expect("recorded in debug mode");
+        assert_eq!(site.line(), line);
+        assert!(site.file().ends_with("child_values.rs"), "{site}");
+    }
+}

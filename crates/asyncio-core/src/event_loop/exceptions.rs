@@ -45,7 +45,11 @@ impl fmt::Display for ExceptionContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)?;
         if let Some(task) = &self.task {
-            write!(f, " (task {} '{}')", task.id(), task.name())?;
+            write!(f, " (task {} '{}'", task.id(), task.name())?;
+            if let Some(site) = task.created_at() {
+                write!(f, ", created at {site}")?;
+            }
+            f.write_str(")")?;
         }
         if let Some(panic) = &self.panic {
             write!(f, ": panicked: {}", panic.message())?;

@@ -11,6 +11,7 @@ use crate::cell_cache;
 use crate::context;
 use crate::contextvars;
 use crate::error::RuntimeError;
+use crate::event_loop::ExceptionContext;
 use crate::io::Wakeup;
 use crate::shared::Injected;
 use crate::task::header::Header;
@@ -388,6 +389,9 @@ impl LoopInner {
     /// One iteration: take in foreign wakes, then run what was ready at its start.
     pub(super) fn run_once(&self) {
         self.drain_injector();
+        if self.debug.get() {
+            return self.run_once_timed();
+        }
         let n = self.ready_len();
         for _ in 0..n {
             match self.pop_ready() {
@@ -401,6 +405,59 @@ impl LoopInner {
                 None => break,
             }
         }
+    }
+
+    /// `run_once` in debug mode: each step and callback timed, the slow ones
+    /// logged.
+    #[cold]
+    #[inline(never)]
+    fn run_once_timed(&self) {
+        let n = self.ready_len();
+        for _ in 0..n {
+            let t0 = std::time::Instant::now();
+            match self.pop_ready() {
+                Some(Runnable::Task(task)) => {
+                    task.header().clear(SCHEDULED);
+                    if !task.header().has(COMPLETE) {
+                        self.step(&task);
+                        self.check_slow_step(&task, t0);
+                    }
+                }
+                Some(Runnable::Call(call)) => {
+                    self.run_call(call);
+                    let took = t0.elapsed();
+                    if took >= self.slow_callback_duration.get() {
+                        log::warn!(
+                            target: "asyncio",
+                            "Executing a callback took {:.3} seconds",
+                            took.as_secs_f64()
+                        );
+                    }
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// Debug mode: logs a task step that ran longer than
+    /// `slow_callback_duration`, with the task's name and creation site.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn check_slow_step(&self, task: &TaskRef, t0: std::time::Instant) {
+        let took = t0.elapsed();
+        if took < self.slow_callback_duration.get() {
+            return;
+        }
+        let site = task
+            .created_at()
+            .map_or_else(String::new, |l| format!(" created at {l}"));
+        log::warn!(
+            target: "asyncio",
+            "Executing task {} '{}'{site} took {:.3} seconds",
+            task.id(),
+            task.name(),
+            took.as_secs_f64()
+        );
     }
 
     /// Whether nothing could ever wake the loop again: no ready work, and no waker
@@ -427,6 +484,13 @@ impl LoopInner {
             }
             for task in tasks {
                 if !task.header().has(COMPLETE) {
+                    if self.debug.get() {
+                        self.call_exception_handler(&ExceptionContext {
+                            message: "Task was destroyed but it is pending!".to_owned(),
+                            task: Some(task.clone()),
+                            panic: None,
+                        });
+                    }
                     task.header().set(CANCEL_REQUESTED);
                     self.step(&task);
                 }

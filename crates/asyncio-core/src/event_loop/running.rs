@@ -91,6 +91,7 @@ pub(super) fn with_running<R>(f: impl FnOnce(&Rc<LoopInner>) -> R) -> Result<R, 
 /// assert_eq!(total, 42);
 /// ```
 #[inline]
+#[track_caller]
 pub fn create_task<F>(future: F) -> Task<F::Output>
 where
     F: Future + 'static,
@@ -125,6 +126,7 @@ where
 /// # Panics
 /// Outside a running loop, as [`create_task`] (then `make` is not called).
 #[inline]
+#[track_caller]
 pub fn create_task_in_place<F>(make: impl FnOnce() -> F) -> Task<F::Output>
 where
     F: Future + 'static,
@@ -157,6 +159,7 @@ pub(super) fn no_running_loop(what: &str, e: RuntimeError) -> ! {
 /// assert_eq!(v.unwrap(), 1);
 /// ```
 #[inline]
+#[track_caller]
 pub fn try_create_task<F>(future: F) -> Result<Task<F::Output>, RuntimeError>
 where
     F: Future + 'static,
@@ -179,12 +182,15 @@ where
 /// .unwrap();
 /// assert_eq!(name, "worker");
 /// ```
+#[track_caller]
 pub fn create_task_with<F>(future: F, options: TaskOptions) -> Task<F::Output>
 where
     F: Future + 'static,
 {
-    with_running(|lp| lp.spawn(future, Some(options)))
-        .unwrap_or_else(|e| panic!("asyncio::create_task_with: {e}"))
+    match running_borrowed() {
+        Ok(lp) => lp.spawn(future, Some(options)),
+        Err(e) => panic!("asyncio::create_task_with: {e}"),
+    }
 }
 
 /// The task being run on this thread, as `asyncio.current_task()`.

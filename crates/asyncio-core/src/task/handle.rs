@@ -119,6 +119,23 @@ impl TaskRef {
         self.header().with_extra(|e| e.name = Some(name));
     }
 
+    /// Where the task was created (the caller of `create_task`), if the loop
+    /// was in debug mode then (asyncio's `_source_traceback`, one frame).
+    ///
+    /// ```
+    /// let line = line!() + 3;
+    /// let site = asyncio::Runner::builder().debug(true).build().run(async {
+    ///     let t = asyncio::create_task(async {});
+    ///     t.created_at().map(|l| (l.file().to_owned(), l.line()))
+    /// });
+    /// let (file, at) = site.unwrap().expect("recorded in debug mode");
+    /// assert!(file.ends_with(".rs"));
+    /// assert_eq!(at, line);
+    /// ```
+    pub fn created_at(&self) -> Option<&'static std::panic::Location<'static>> {
+        self.header().extra_ref().and_then(|e| e.created_at)
+    }
+
     /// Whether the task finished: with a value, a panic, or by cancellation.
     pub fn done(&self) -> bool {
         self.header().has(COMPLETE)

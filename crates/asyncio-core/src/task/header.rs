@@ -59,6 +59,8 @@ pub(crate) struct Extra {
     /// The message of the first `cancel_with` still pending, handed to the
     /// awaiter inside its `CancelledError`.
     pub(crate) cancel_message: Option<String>,
+    /// Where the task was created, recorded in debug mode.
+    pub(crate) created_at: Option<&'static std::panic::Location<'static>>,
     /// The task's context, if contexts are in use (see `contextvars`).
     pub(crate) context: Option<crate::contextvars::Context>,
 }
