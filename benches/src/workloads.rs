@@ -109,6 +109,18 @@ pub fn asyncio_gather_lazy(lp: &asyncio::EventLoop, n: usize) {
     .expect("the loop runs");
 }
 
+/// ex_6_2's other shape: `create_task` `n` times, then gather the tasks
+/// themselves (`gather_tasks`, asyncio's `gather(*tasks)`).
+pub fn asyncio_create_then_gather_tasks(lp: &asyncio::EventLoop, n: usize) {
+    lp.run_until_complete(async move {
+        let tasks: Vec<_> = (0..n).map(|_| asyncio::create_task(light_coro())).collect();
+        asyncio::gather_tasks(tasks)
+            .await
+            .expect("light_coro cannot fail");
+    })
+    .expect("the loop runs");
+}
+
 /// ex_6_1's shape on tokio: `n` trivial tasks in a `JoinSet` on a current-thread
 /// runtime, all joined.
 pub fn tokio_joinset(rt: &tokio::runtime::Runtime, n: usize) {
@@ -187,6 +199,7 @@ mod tests {
         async_executor_spawn_lazy(&async_executor::LocalExecutor::new(), 100);
         asyncio_taskgroup_eager(&eager_loop(), 100);
         asyncio_gather_lazy(&lp, 100);
+        asyncio_create_then_gather_tasks(&lp, 100);
         tokio_joinset(&rt, 100);
         tokio_current_task_id(&rt, 100);
         asyncio_taskgroup_suspend_once(&lp, 100);

@@ -1,7 +1,7 @@
 //! Runs one workload repeatedly, for `perf record` / callgrind, or a quick look.
 //!
 //! `profile_spawn WORKLOAD [N] [ROUNDS]` with WORKLOAD one of `lazy`, `gather`,
-//! `taskgroup`, `eager_plain` (eager `create_task` + drop, no group), `floor`,
+//! `gather_tasks` (create_task, then gather the tasks), `taskgroup`, `eager_plain` (eager `create_task` + drop, no group), `floor`,
 //! `tokio`, `tokio_local`, `joinset`, `async_executor`.
 
 use asyncio_bench::workloads::*;
@@ -24,6 +24,7 @@ fn main() {
             match which.as_str() {
                 "lazy" => asyncio_spawn_lazy(&lp, n),
                 "gather" => asyncio_gather_lazy(&lp, n),
+                "gather_tasks" => asyncio_create_then_gather_tasks(&lp, n),
                 "taskgroup" => asyncio_taskgroup_eager(&eager, n),
                 "joinset" => tokio_joinset(&rt, n),
                 "floor" => floor_box_poll(n),

@@ -93,6 +93,12 @@ fn entries() -> Vec<Entry> {
         "asyncio_gather",
         Box::new(move |n| asyncio_gather_lazy(&l, n)),
     );
+    let l = lp.clone();
+    add(
+        "spawn_lazy",
+        "asyncio_gather_tasks",
+        Box::new(move |n| asyncio_create_then_gather_tasks(&l, n)),
+    );
     let r = rt.clone();
     add(
         "spawn_lazy",

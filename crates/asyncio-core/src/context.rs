@@ -15,6 +15,9 @@ struct ThreadContext {
     /// `create_task` calls on the general path between making their task and
     /// returning it (see `event_loop::in_task_start`).
     starting: Cell<u32>,
+    /// Tasks that ended failed (panicked or cancelled) on this thread, in the
+    /// order their completion was processed (see `TaskRef::failure_number`).
+    failures: Cell<u64>,
 }
 
 #[cfg(not(loom))]
@@ -24,6 +27,7 @@ thread_local! {
             running: Cell::new(ptr::null()),
             task: Cell::new(ptr::null()),
             starting: Cell::new(0),
+            failures: Cell::new(0),
         }
     };
 }
@@ -37,6 +41,7 @@ loom::thread_local! {
         running: Cell::new(ptr::null()),
         task: Cell::new(ptr::null()),
         starting: Cell::new(0),
+        failures: Cell::new(0),
     };
 }
 
@@ -65,6 +70,20 @@ pub(crate) fn starting() -> u32 {
 /// Adds `delta` (±1) to [`starting`].
 pub(crate) fn add_starting(delta: i32) {
     CONTEXT.with(|c| c.starting.set(c.starting.get().wrapping_add_signed(delta)));
+}
+
+/// How many tasks ended failed on this thread so far.
+pub(crate) fn failures() -> u64 {
+    CONTEXT.with(|c| c.failures.get())
+}
+
+/// Counts one more failed task; returns its number (from 1).
+pub(crate) fn count_failure() -> u64 {
+    CONTEXT.with(|c| {
+        let n = c.failures.get() + 1;
+        c.failures.set(n);
+        n
+    })
 }
 
 /// Sets the task being polled; returns the previous one.

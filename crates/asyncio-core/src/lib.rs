@@ -59,7 +59,7 @@ pub use error::{CancelledError, InvalidStateError, PanicError, RunError, Runtime
 pub use event_loop::{
     CallHandle, EventLoop, ExceptionContext, IO_POLL_INTERVAL, MAX_EAGER_DEPTH, all_tasks,
     create_task, create_task_in_place, create_task_with, current_task, get_running_loop,
-    in_eager_step, in_task_start, set_task_factory, try_create_task,
+    in_eager_step, in_task_start, set_task_factory, task_failure_count, try_create_task,
 };
 pub use factory::{LazyTaskFactory, StartMode, TaskFactory, TaskOptions};
 pub use future::{FutureError, LoopFuture, SharedError, create_future};

@@ -346,3 +346,46 @@ fn stderr_can_be_piped_apart_and_the_environment_set() {
     assert_eq!(out.as_deref(), Some(&b"hi\n"[..]));
     assert_eq!(err.as_deref(), Some(&b"oops\n/\n"[..]));
 }
+
+/// Waits (bounded) until `pid` is a zombie: exited, not yet reaped.
+fn wait_until_zombie(pid: u32) {
+    let stat = format!("/proc/{pid}/stat");
+    for _ in 0..500 {
+        let s = std::fs::read_to_string(&stat).expect("the child is not reaped yet");
+        // The state follows the command name in parentheses.
+        if s.rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("child {pid} did not exit within 5 s");
+}
+
+#[test]
+fn a_child_that_exited_before_the_first_wait_gives_its_code_and_is_reaped() {
+    run(async {
+        let mut p = create_subprocess_shell("exit 3").spawn().unwrap();
+        let pid = p.pid();
+        // Blocking the loop on purpose: the child must be gone before `wait`.
+        wait_until_zombie(pid);
+        assert_eq!(p.returncode(), None, "not reaped until waited for");
+        assert_eq!(p.wait().await.unwrap(), 3);
+        assert!(reaped(pid));
+    });
+}
+
+#[test]
+fn a_child_still_running_at_the_first_wait_is_reaped_when_it_exits() {
+    run(async {
+        let mut p = create_subprocess_shell("sleep 0.2; exit 4")
+            .spawn()
+            .unwrap();
+        let pid = p.pid();
+        assert!(exists(pid));
+        assert_eq!(p.wait().await.unwrap(), 4);
+        assert!(reaped(pid));
+    });
+}

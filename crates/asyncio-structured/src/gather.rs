@@ -1,63 +1,23 @@
 //! `gather`: run futures as tasks (or take tasks that exist) and collect their
 //! outputs in order.
+//!
+//! Both forms end up awaiting a list of tasks. Each task keeps its outcome in
+//! its own cell until the gather has them all: nothing is copied out per task
+//! while the others run, and the gather holds one handle per task and nothing
+//! else. It looks at the tasks one loop turn after it is first polled (tasks
+//! created just before it, already in the ready queue, have run by then) and
+//! leaves each task still running a waker that names it (`index_waker`), so a
+//! later completion costs O(1) whatever order the tasks end in.
 
-use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
-use asyncio_core::{CancelledError, PanicError, Task, TaskError, TaskRef, create_task};
+use asyncio_core::{Task, TaskError, create_task, task_failure_count};
 
-use crate::catch::CatchPanic;
-
-struct GatherState<T> {
-    results: RefCell<Vec<Option<Result<T, TaskError>>>>,
-    remaining: Cell<usize>,
-    /// The first child that failed, if any.
-    first_failure: Cell<Option<usize>>,
-    waiter: RefCell<Option<Waker>>,
-}
-
-impl<T> GatherState<T> {
-    fn finish(&self, index: usize, outcome: Result<T, TaskError>) {
-        let failed = outcome.is_err();
-        self.results.borrow_mut()[index] = Some(outcome);
-        let remaining = self.remaining.get() - 1;
-        self.remaining.set(remaining);
-        let first = failed && self.first_failure.get().is_none();
-        if first {
-            self.first_failure.set(Some(index));
-        }
-        if remaining == 0 || first {
-            let waker = self.waiter.borrow_mut().take();
-            if let Some(w) = waker {
-                w.wake();
-            }
-        }
-    }
-}
-
-/// Reports a child that ended without finishing (cancelled).
-struct Slot<T> {
-    state: Rc<GatherState<T>>,
-    index: usize,
-    armed: bool,
-}
-
-impl<T> Drop for Slot<T> {
-    fn drop(&mut self) {
-        if self.armed {
-            let outcome = if std::thread::panicking() {
-                TaskError::Panicked(PanicError::new(Box::new("panicked while being cancelled")))
-            } else {
-                TaskError::Cancelled(CancelledError::new())
-            };
-            self.state.finish(self.index, Err(outcome));
-        }
-    }
-}
+use crate::index_waker::IndexWakers;
 
 /// Runs each future as a task (through the loop's task factory) and waits for
 /// all of them, as `asyncio.gather(*aws)`.
@@ -83,44 +43,18 @@ impl<T> Drop for Slot<T> {
 /// let out = run(async { gather((1..=3).map(|i| async move { i * 10 })).await }).unwrap();
 /// assert_eq!(out.unwrap(), vec![10, 20, 30]);
 /// ```
-#[track_caller]
 pub fn gather<I>(futures: I) -> Gather<<I::Item as Future>::Output>
 where
     I: IntoIterator,
     I::Item: Future + 'static,
+    <I::Item as Future>::Output: 'static,
 {
-    let futures = futures.into_iter();
-    let state = Rc::new(GatherState {
-        results: RefCell::new(Vec::with_capacity(futures.size_hint().0)),
-        remaining: Cell::new(0),
-        first_failure: Cell::new(None),
-        waiter: RefCell::new(None),
-    });
-    let mut pending = Vec::new();
-    for (index, fut) in futures.enumerate() {
-        state.results.borrow_mut().push(None);
-        state.remaining.set(state.remaining.get() + 1);
-        let slot = Slot {
-            state: Rc::clone(&state),
-            index,
-            armed: true,
-        };
-        let task = create_task(async move {
-            let mut slot = slot;
-            let outcome = CatchPanic::new(fut).await;
-            slot.armed = false;
-            slot.state
-                .finish(slot.index, outcome.map_err(TaskError::Panicked));
-        });
-        if !task.done() {
-            pending.push(task.to_ref());
-        }
-    }
-    Gather {
-        state,
-        children: pending,
-        done: false,
-    }
+    // The failures that come before the gather exists are those of children
+    // that ended inside their own `create_task` (an eager start): asyncio
+    // sees them in argument order, which is also the order they happened.
+    let mark = task_failure_count();
+    let tasks: Vec<_> = futures.into_iter().map(create_task).collect();
+    Gather::new(tasks, mark)
 }
 
 /// Waits for tasks that already exist and collects their outcomes in the
@@ -139,9 +73,6 @@ where
 /// [`gather`] of a `Task` would work too, but would wrap it in a new task (a
 /// generic future cannot be recognised as a task in Rust): use this for tasks.
 ///
-/// Outcomes are collected by done callbacks, so the gather completes one loop
-/// turn after its last task, as asyncio's does.
-///
 /// ```
 /// use asyncio_core::create_task;
 /// use asyncio_structured::{gather_tasks, run};
@@ -158,111 +89,209 @@ where
     T: 'static,
     I: IntoIterator<Item = Task<T>>,
 {
-    let tasks = tasks.into_iter();
-    let state = Rc::new(GatherState {
-        results: RefCell::new(Vec::with_capacity(tasks.size_hint().0)),
-        remaining: Cell::new(0),
-        first_failure: Cell::new(None),
-        waiter: RefCell::new(None),
-    });
-    let mut pending = Vec::new();
-    for (index, mut task) in tasks.enumerate() {
-        state.results.borrow_mut().push(None);
-        state.remaining.set(state.remaining.get() + 1);
-        let handle = task.to_ref();
-        if !task.done() {
-            pending.push(handle.clone());
-        }
-        let state = Rc::clone(&state);
-        handle.add_done_callback(move |_| {
-            let outcome = task
-                .try_result()
-                .expect("a done task's outcome, taken only by its gather");
-            state.finish(index, outcome);
-        });
-    }
-    Gather {
-        state,
-        children: pending,
-        done: false,
-    }
+    // A `Vec` given is taken as it is (no copy).
+    Gather::new(tasks.into_iter().collect(), task_failure_count())
+}
+
+/// How far a gather got.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    /// Never polled.
+    Fresh,
+    /// Polled once, and let the tasks that were ready then run first.
+    Yielded,
+    /// Looked at every task; those not done hold one of its wakers.
+    Watching,
+    /// Returned its output (or was turned into a [`GatherAll`]).
+    Finished,
 }
 
 /// The future of [`gather`] and [`gather_tasks`].
 #[must_use = "futures do nothing unless awaited"]
 pub struct Gather<T> {
-    state: Rc<GatherState<T>>,
-    children: Vec<TaskRef>,
-    done: bool,
+    /// The tasks, in the order given; each keeps its outcome until the gather
+    /// takes it.
+    tasks: Vec<Task<T>>,
+    /// Task `i` is awaited with waker `i` of these.
+    wakers: Rc<IndexWakers>,
+    phase: Phase,
+    /// Tasks the gather has not seen finish.
+    remaining: usize,
+    /// The index of the failure asyncio would report, once one is seen.
+    first_failure: Option<usize>,
+    /// [`task_failure_count`] when the gather was made: a task whose failure
+    /// number is at most this had failed before.
+    mark: u64,
 }
 
 impl<T> Gather<T> {
-    /// Waits for every child and returns every outcome, failures included
-    /// (asyncio's `return_exceptions=True`).
-    pub fn return_exceptions(mut self) -> GatherAll<T> {
-        let state = Rc::clone(&self.state);
-        let children = std::mem::take(&mut self.children);
-        self.done = true;
-        GatherAll {
-            inner: Gather {
-                state,
-                children,
-                done: false,
-            },
+    fn new(tasks: Vec<Task<T>>, mark: u64) -> Self {
+        Gather {
+            wakers: IndexWakers::new(tasks.len()),
+            remaining: tasks.len(),
+            tasks,
+            phase: Phase::Fresh,
+            first_failure: None,
+            mark,
         }
-    }
-
-    fn register(&self, cx: &Context<'_>) {
-        let mut slot = self.state.waiter.borrow_mut();
-        match &*slot {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => *slot = Some(cx.waker().clone()),
-        }
-    }
-
-    fn take_all(&mut self) -> Vec<Result<T, TaskError>> {
-        self.done = true;
-        self.children.clear();
-        std::mem::take(&mut *self.state.results.borrow_mut())
-            .into_iter()
-            .map(|r| r.expect("every child reported its outcome"))
-            .collect()
     }
 }
 
-impl<T> Future for Gather<T> {
+impl<T: 'static> Gather<T> {
+    /// Waits for every child and returns every outcome, failures included
+    /// (asyncio's `return_exceptions=True`).
+    pub fn return_exceptions(mut self) -> GatherAll<T> {
+        let inner = Gather {
+            tasks: std::mem::take(&mut self.tasks),
+            wakers: Rc::clone(&self.wakers),
+            phase: self.phase,
+            remaining: self.remaining,
+            first_failure: self.first_failure,
+            mark: self.mark,
+        };
+        self.phase = Phase::Finished;
+        GatherAll { inner }
+    }
+
+    /// Takes note of the tasks that finished since the last poll.
+    ///
+    /// The first poll only yields: tasks created just before the gather (as
+    /// `gather_tasks(tasks)` usually follows their `create_task`s) are ready
+    /// and run before it looks, so most need no waker at all. The next poll
+    /// looks at every task and leaves a waker with each one still running;
+    /// later polls look only at the tasks that woke it.
+    fn refresh(&mut self, cx: &Context<'_>) {
+        assert!(
+            self.phase != Phase::Finished,
+            "a gather was polled after it completed"
+        );
+        match self.phase {
+            Phase::Fresh => {
+                if !self.tasks.is_empty() {
+                    self.phase = Phase::Yielded;
+                    cx.waker().wake_by_ref();
+                }
+            }
+            Phase::Yielded => {
+                self.phase = Phase::Watching;
+                self.wakers.register(cx.waker());
+                self.look_at_all();
+            }
+            Phase::Watching | Phase::Finished => {
+                self.wakers.register(cx.waker());
+                for index in self.wakers.take_woken() {
+                    self.woken(index);
+                }
+            }
+        }
+    }
+
+    /// Notes every finished task and leaves a waker with the others. Of the
+    /// failures found, the first is the one asyncio's done callbacks would
+    /// have seen first: those from before the gather was made in the order of
+    /// the tasks given, then the others in the order they happened.
+    fn look_at_all(&mut self) {
+        let mut first: Option<((bool, u64), usize)> = None;
+        for index in 0..self.tasks.len() {
+            let task = &mut self.tasks[index];
+            if task.done() {
+                self.remaining -= 1;
+                if task.cancelled() || task.panicked() {
+                    let order = match task.failure_number() {
+                        Some(n) if n > self.mark => (true, n),
+                        _ => (false, index as u64),
+                    };
+                    if first.is_none_or(|(o, _)| order < o) {
+                        first = Some((order, index));
+                    }
+                }
+            } else {
+                // Not done: the poll only leaves waker `index` with it.
+                let polled = self
+                    .wakers
+                    .with_waker(index, |w| Pin::new(task).poll(&mut Context::from_waker(w)));
+                debug_assert!(polled.is_pending(), "a task not done stays pending");
+            }
+        }
+        self.first_failure = first.map(|(_, index)| index);
+    }
+
+    /// Task `index` woke the gather: it finished.
+    fn woken(&mut self, index: usize) {
+        let task = &self.tasks[index];
+        // A task wakes its awaiter once, when it completes.
+        debug_assert!(task.done(), "a task's waker is woken when it completes");
+        self.remaining -= 1;
+        if self.first_failure.is_none() && (task.cancelled() || task.panicked()) {
+            self.first_failure = Some(index);
+        }
+    }
+
+    /// The outcome of task `index`, taken from it.
+    fn take(&mut self, index: usize) -> Result<T, TaskError> {
+        self.tasks[index]
+            .try_result()
+            .expect("the gather takes the outcome of a finished task once")
+    }
+
+    /// The gather completed at a failure: the tasks still running are left
+    /// to run, and each one's outcome is taken when it ends (asyncio marks a
+    /// later failure retrieved), so nothing is reported as never retrieved;
+    /// the outcomes of the tasks that finished are dropped.
+    fn release(&mut self, taken: usize) {
+        for (index, mut task) in std::mem::take(&mut self.tasks).into_iter().enumerate() {
+            if index == taken {
+                continue;
+            }
+            if task.done() {
+                drop(task.try_result());
+            } else {
+                let handle = task.to_ref();
+                handle.add_done_callback(move |_| drop(task.try_result()));
+            }
+        }
+    }
+}
+
+impl<T: 'static> Future for Gather<T> {
     type Output = Result<Vec<T>, TaskError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        assert!(!this.done, "a gather was polled after it completed");
-        if let Some(index) = this.state.first_failure.get() {
-            this.done = true;
-            this.children.clear();
-            let failure = this.state.results.borrow_mut()[index].take();
+        this.refresh(cx);
+        if let Some(index) = this.first_failure {
+            this.phase = Phase::Finished;
+            let failure = this.take(index);
+            this.release(index);
             return match failure {
-                Some(Err(e)) => Poll::Ready(Err(e)),
-                _ => unreachable!("the first failure is recorded once"),
+                Err(e) => Poll::Ready(Err(e)),
+                Ok(_) => unreachable!("the first failure is a failed task"),
             };
         }
-        if this.state.remaining.get() > 0 {
-            this.register(cx);
+        if this.remaining > 0 {
             return Poll::Pending;
         }
-        let all = this.take_all();
-        Poll::Ready(Ok(all
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|_| unreachable!()))
-            .collect()))
+        this.phase = Phase::Finished;
+        let out = (0..this.tasks.len())
+            .map(|i| {
+                this.take(i)
+                    .unwrap_or_else(|_| unreachable!("no task failed"))
+            })
+            .collect();
+        Poll::Ready(Ok(out))
     }
 }
 
 impl<T> Drop for Gather<T> {
     fn drop(&mut self) {
-        if !self.done {
-            for child in self.children.drain(..) {
-                child.cancel();
-            }
+        if self.phase == Phase::Finished {
+            return;
+        }
+        // Dropped before it completed: the tasks not finished are cancelled,
+        // as asyncio cancels the awaitables of a cancelled gather; the
+        // outcomes of all are dropped with them.
+        for task in &self.tasks {
+            task.cancel();
         }
     }
 }
@@ -272,7 +301,8 @@ impl<T> Unpin for Gather<T> {}
 impl<T> fmt::Debug for Gather<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Gather")
-            .field("remaining", &self.state.remaining.get())
+            .field("tasks", &self.tasks.len())
+            .field("remaining", &self.remaining)
             .finish_non_exhaustive()
     }
 }
@@ -284,16 +314,16 @@ pub struct GatherAll<T> {
     inner: Gather<T>,
 }
 
-impl<T> Future for GatherAll<T> {
+impl<T: 'static> Future for GatherAll<T> {
     type Output = Vec<Result<T, TaskError>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let inner = &mut self.get_mut().inner;
-        assert!(!inner.done, "a gather was polled after it completed");
-        if inner.state.remaining.get() > 0 {
-            inner.register(cx);
+        inner.refresh(cx);
+        if inner.remaining > 0 {
             return Poll::Pending;
         }
-        Poll::Ready(inner.take_all())
+        inner.phase = Phase::Finished;
+        Poll::Ready((0..inner.tasks.len()).map(|i| inner.take(i)).collect())
     }
 }

@@ -29,6 +29,7 @@ mod catch;
 mod error;
 mod gather;
 mod gather_tuple;
+mod index_waker;
 mod runner;
 mod shield;
 mod sigint;

@@ -402,3 +402,101 @@ fn dropping_a_gather_tuple_cancels_its_children() {
         "both children were cancelled"
     );
 }
+
+/// The message of a gather's panic failure.
+fn panic_message(e: &TaskError) -> String {
+    match e {
+        TaskError::Panicked(p) => p.message().to_owned(),
+        other => panic!("expected a panic, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_gather_of_tasks_reports_the_failure_that_happened_first_not_the_lowest_index() {
+    // asyncio's gather raises the exception of the first child whose done
+    // callback runs: the one that failed first. `b` is queued before `a`, so
+    // it fails first in the same turn, though `a` comes first in the list.
+    let out = run(async {
+        let b = create_task(async { panic!("b failed first") });
+        let a = create_task(async { panic!("a failed second") });
+        gather_tasks(vec![a, b]).await
+    })
+    .unwrap();
+    assert_eq!(panic_message(&out.unwrap_err()), "b failed first");
+}
+
+#[test]
+fn failures_from_before_the_gather_come_first_in_the_order_given() {
+    // Tasks that failed before `gather(*tasks)` get their done callbacks
+    // scheduled at once, in argument order: the first *given* wins (not the
+    // first to fail, `b`), also over a failure that happens afterwards but
+    // comes earlier in the list.
+    let out = run(async {
+        let b = create_task(async { panic!("b") });
+        let a = create_task(async { panic!("a") });
+        yield_now().await;
+        assert!(a.done() && b.done());
+        let later = create_task(async { panic!("later") });
+        gather_tasks(vec![later, a, b]).await
+    })
+    .unwrap();
+    assert_eq!(panic_message(&out.unwrap_err()), "a");
+}
+
+#[test]
+fn a_gather_of_tasks_collects_tasks_that_end_one_per_turn_in_any_order() {
+    // Tasks that end in reverse order, one per loop turn: each completion
+    // reaches the gather through its own waker, and the outputs still come
+    // back in the order given.
+    // (Fewer under Miri, which runs each turn slowly.)
+    let n = if cfg!(miri) { 12 } else { 200usize };
+    let out = run(async move {
+        let tasks: Vec<_> = (0..n)
+            .map(|i| {
+                create_task(async move {
+                    ticks(n - i).await;
+                    i
+                })
+            })
+            .collect();
+        gather_tasks(tasks).await
+    })
+    .unwrap();
+    assert_eq!(out.unwrap(), (0..n).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_gather_of_tasks_fails_when_a_task_that_was_still_running_panics_later() {
+    let out = run(async {
+        let slow_ok = create_task(async {
+            ticks(10).await;
+            1
+        });
+        let slow_fail = create_task(async {
+            ticks(3).await;
+            panic!("slow failure")
+        });
+        let fast = create_task(async { 3 });
+        gather_tasks(vec![slow_ok, slow_fail, fast]).await
+    })
+    .unwrap();
+    assert_eq!(panic_message(&out.unwrap_err()), "slow failure");
+}
+
+#[test]
+fn a_gather_of_tasks_that_are_all_done_already_returns_their_outputs() {
+    let out = run(async {
+        let tasks: Vec<_> = (0..3).map(|i| create_task(async move { i })).collect();
+        yield_now().await;
+        assert!(tasks.iter().all(|t| t.done()));
+        gather_tasks(tasks).await
+    })
+    .unwrap();
+    assert_eq!(out.unwrap(), vec![0, 1, 2]);
+}
+
+#[test]
+fn a_gather_of_no_tasks_is_an_empty_vec() {
+    let out = run(async { gather_tasks(Vec::<asyncio_core::Task<u8>>::new()).await }).unwrap();
+    assert_eq!(out.unwrap(), Vec::<u8>::new());
+}

@@ -47,7 +47,7 @@ use run::Runnable;
 pub use run::{CallHandle, IO_POLL_INTERVAL};
 pub use running::{
     all_tasks, create_task, create_task_in_place, create_task_with, current_task, get_running_loop,
-    in_eager_step, in_task_start, set_task_factory, try_create_task,
+    in_eager_step, in_task_start, set_task_factory, task_failure_count, try_create_task,
 };
 pub(crate) use running::{closed_loop, running_inner};
 pub use spawn::MAX_EAGER_DEPTH;

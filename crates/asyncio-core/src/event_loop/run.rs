@@ -311,6 +311,10 @@ impl LoopInner {
     #[inline(never)]
     pub(super) fn completion_work(&self, task: &TaskRef) {
         let header = task.header();
+        if header.has(FAILED | CANCELLED) {
+            let n = context::count_failure();
+            header.with_extra(|e| e.failure_number = n);
+        }
         let registered = self.unregister(task.as_ptr());
         // SAFETY: loop thread; the slot is not borrowed elsewhere.
         let mut join = unsafe { (*header.join_waker.get()).take() };

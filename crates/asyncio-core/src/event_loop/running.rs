@@ -90,7 +90,10 @@ pub(super) fn with_running<R>(f: impl FnOnce(&Rc<LoopInner>) -> R) -> Result<R, 
 /// .unwrap();
 /// assert_eq!(total, 42);
 /// ```
-#[inline]
+// Always inlined: the spawn path under it is, and a program that creates the
+// same future type from several places (a gather, a loop) would otherwise pay
+// a call and lose the caller's context for the hot path.
+#[inline(always)]
 #[track_caller]
 pub fn create_task<F>(future: F) -> Task<F::Output>
 where
@@ -158,7 +161,7 @@ pub(super) fn no_running_loop(what: &str, e: RuntimeError) -> ! {
 /// let v = asyncio::run(async { asyncio::try_create_task(async { 1 }).unwrap().await.unwrap() });
 /// assert_eq!(v.unwrap(), 1);
 /// ```
-#[inline]
+#[inline(always)]
 #[track_caller]
 pub fn try_create_task<F>(future: F) -> Result<Task<F::Output>, RuntimeError>
 where
@@ -296,4 +299,28 @@ pub fn set_task_factory(factory: impl TaskFactory) {
             "asyncio::set_task_factory: {e}; outside a loop call EventLoop::set_task_factory"
         ),
     }
+}
+
+/// How many tasks have ended failed (panicked or cancelled) on this thread so
+/// far; a failed task's [`TaskRef::failure_number`] is this count just after
+/// its failure was recorded.
+///
+/// Not in asyncio. Read before waiting on tasks, it tells failures that came
+/// before (a number up to it) from those that came after.
+///
+/// ```
+/// let lp = asyncio_core::EventLoop::new();
+/// lp.run_until_complete(async {
+///     let before = asyncio_core::task_failure_count();
+///     let t = asyncio_core::create_task(std::future::pending::<()>());
+///     t.cancel();
+///     let r = t.to_ref();
+///     assert!(t.await.is_err());
+///     assert_eq!(r.failure_number(), Some(before + 1));
+///     assert_eq!(asyncio_core::task_failure_count(), before + 1);
+/// })
+/// .unwrap();
+/// ```
+pub fn task_failure_count() -> u64 {
+    context::failures()
 }

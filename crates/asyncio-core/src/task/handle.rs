@@ -123,7 +123,7 @@ impl TaskRef {
     /// was in debug mode then (asyncio's `_source_traceback`, one frame).
     ///
     /// ```
-    /// let line = line!() + 3;
+    /// let line = line!() + 2;
     /// let site = asyncio::Runner::builder().debug(true).build().run(async {
     ///     let t = asyncio::create_task(async {});
     ///     t.created_at().map(|l| (l.file().to_owned(), l.line()))
@@ -149,6 +149,28 @@ impl TaskRef {
     /// Whether the task finished by panicking.
     pub fn panicked(&self) -> bool {
         self.header().has(FAILED)
+    }
+
+    /// For a task that ended failed (panicked or cancelled), the order of
+    /// that failure among the failed tasks of this thread: `n` when it was the
+    /// `n`th whose completion the loop processed (see [`task_failure_count`]).
+    /// `None` for a task that is not done, succeeded, or was cancelled during
+    /// its eager step before the loop ever listed it.
+    ///
+    /// Not in asyncio, whose done callbacks run in the order the tasks ended:
+    /// a library that looks at finished tasks after the fact (as
+    /// `gather_tasks` does) uses it to tell which failure came first, as
+    /// asyncio's `gather` reports the first exception raised.
+    ///
+    /// [`task_failure_count`]: crate::task_failure_count
+    pub fn failure_number(&self) -> Option<u64> {
+        if !self.header().has(COMPLETE) {
+            return None;
+        }
+        match self.header().extra_ref().map_or(0, |e| e.failure_number) {
+            0 => None,
+            n => Some(n),
+        }
     }
 
     /// Asks the task to stop, as `Task.cancel()`.

@@ -63,6 +63,9 @@ pub(crate) struct Extra {
     pub(crate) created_at: Option<&'static std::panic::Location<'static>>,
     /// The task's context, if contexts are in use (see `contextvars`).
     pub(crate) context: Option<crate::contextvars::Context>,
+    /// For a task that ended failed, its number among the failures of its
+    /// thread (see `TaskRef::failure_number`); 0 otherwise.
+    pub(crate) failure_number: u64,
 }
 
 /// The first field of every task cell (`#[repr(C)]`, so a `NonNull<Header>` is

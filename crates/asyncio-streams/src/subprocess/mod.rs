@@ -301,16 +301,8 @@ impl Subprocess {
         drop(command);
         let pid = child.id();
         let pipes = (child.stdin.take(), child.stdout.take(), child.stderr.take());
-        let watch = match Watch::new(pid) {
-            Ok(w) => w,
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(e);
-            }
-        };
         // From here a failure drops the reaper, which kills and reaps.
-        let reaper = Reaper::new(child, watch);
+        let reaper = Reaper::new(child, Watch::at_spawn());
         let stdin = pipes
             .0
             .map(|p| pipe_writer(mio::unix::pipe::Sender::from(p)))

@@ -1,9 +1,11 @@
 //! Noticing that a child exited, through the loop's reactor, and reaping it.
 //!
-//! On Linux 5.3 and later each child gets a pidfd (`pidfd_open`), registered
-//! with the loop's `epoll` through [`IoRegistration`]: it becomes readable when
-//! the child exits, and the child is then reaped with `waitpid(pid, WNOHANG)`
-//! (`Child::try_wait`). No thread, no polling.
+//! On Linux 5.3 and later a child still running when it is first waited for
+//! gets a pidfd (`pidfd_open`), registered with the loop's `epoll` through
+//! [`IoRegistration`]: it becomes readable when the child exits, and the child
+//! is then reaped with `waitpid(pid, WNOHANG)` (`Child::try_wait`). A child
+//! that already exited by then is reaped at once, without a pidfd. No thread,
+//! no polling.
 //!
 //! Where `pidfd_open` does not exist (`ENOSYS`, older kernels, or `EPERM`
 //! from a seccomp filter), the loop
@@ -43,6 +45,11 @@ pub fn force_sigchld_fallback(on: bool) {
 
 /// How one child's exit is noticed.
 pub(super) enum Watch {
+    /// Not watched yet: the first wait looks whether the child has exited
+    /// already (one `waitpid`) and opens a pidfd only if it has not, so a
+    /// short-lived child waited for after it ended costs no descriptor and
+    /// no `epoll` registration.
+    Unwatched,
     /// The registration is declared first so it leaves `epoll` before the
     /// pidfd closes.
     Pidfd {
@@ -89,9 +96,21 @@ pub(super) fn use_sigchld() -> bool {
 }
 
 impl Watch {
-    /// Starts watching a child just spawned.
-    pub(super) fn new(pid: u32) -> io::Result<Watch> {
+    /// How a child just spawned is watched: under the `SIGCHLD` fallback the
+    /// handler was installed before the spawn, so nothing is missed;
+    /// otherwise its pidfd is opened when it is first waited for.
+    pub(super) fn at_spawn() -> Watch {
         if use_sigchld() {
+            Watch::Sigchld
+        } else {
+            Watch::Unwatched
+        }
+    }
+
+    /// Starts watching a child that has not exited yet (or not been reaped).
+    fn new(pid: u32) -> io::Result<Watch> {
+        if use_sigchld() {
+            prepare_sigchld()?;
             return Ok(Watch::Sigchld);
         }
         match pidfd_open(pid) {
@@ -145,6 +164,16 @@ impl Reaper {
         if let Some(s) = self.status {
             return Poll::Ready(Ok(s));
         }
+        if matches!(self.watch, Some(Watch::Unwatched)) {
+            if let Some(s) = self.child().try_wait()? {
+                return Poll::Ready(Ok(self.reaped(s)));
+            }
+            // Still running: from now on the reactor tells when it ends. (A
+            // fallback to `SIGCHLD` decided only now installs the handler
+            // first; the `try_wait` below catches an exit before it.)
+            let pid = self.child().id();
+            self.watch = Some(Watch::new(pid)?);
+        }
         match &self.watch {
             Some(Watch::Pidfd { reg, .. }) => {
                 std::task::ready!(reg.poll_readable(cx))?;
@@ -157,7 +186,7 @@ impl Reaper {
                 cx.waker().wake_by_ref();
                 Poll::Pending
             }
-            Some(Watch::Sigchld) | None => {
+            Some(Watch::Sigchld | Watch::Unwatched) | None => {
                 // Registered before checking: a SIGCHLD that comes after the
                 // check wakes us.
                 SIGCHLD_WAITERS.with(|w| {
