@@ -72,21 +72,11 @@ impl GroupState {
     /// Starts `fut` as a child task (named `name`, if given).
     #[inline(always)]
     #[track_caller]
-    fn spawn<F, K>(
-        self: &Rc<Self>,
-        fut: F,
-        name: Option<String>,
-    ) -> Result<Task<K::Ok>, (TaskGroupError, F)>
+    fn spawn<F, K>(self: &Rc<Self>, fut: F, name: Option<String>) -> Task<K::Ok>
     where
         F: Future + 'static,
         K: Kind<F::Output> + 'static,
     {
-        if self.finished.get() {
-            return Err((TaskGroupError::Finished, fut));
-        }
-        if self.aborting.get() {
-            return Err((TaskGroupError::ShuttingDown, fut));
-        }
         // `Rc::as_ptr` keeps the provenance of the whole `Rc` allocation, which
         // `Rc::from_raw` needs when the child gives its count back.
         let group = NonNull::new(Rc::as_ptr(self).cast_mut()).expect("an Rc is never null");
@@ -123,7 +113,19 @@ impl GroupState {
                 task.cancel();
             }
         }
-        Ok(task)
+        task
+    }
+
+    /// Why the group takes no new task, if it does not.
+    #[inline(always)]
+    fn refusal(&self) -> Option<TaskGroupError> {
+        if self.finished.get() {
+            Some(TaskGroupError::Finished)
+        } else if self.aborting.get() {
+            Some(TaskGroupError::ShuttingDown)
+        } else {
+            None
+        }
     }
 
     /// Lists a child that suspended, sweeping out finished ones now and then so
@@ -448,14 +450,15 @@ enum Owed {
     Nothing,
     /// That the (counted) child succeeded: told once its future is dropped.
     Success,
-    /// That the (counted) child ended after its failure was recorded: told
-    /// once its future is dropped, as `Success`.
-    Failed,
     /// How the child ended, but it was never polled: dropped inside its own
     /// `create_task` it owes nothing (it was never counted).
     Unstarted,
     /// How the child ended: it has not yet (dropped now, it was cancelled).
     Outcome,
+    /// That the (counted) child ended after its failure was recorded: told
+    /// once its future is dropped, as `Success`. (Last, so the tests of the
+    /// common states compile as before.)
+    Failed,
 }
 
 impl ChildGuard {
@@ -760,9 +763,9 @@ impl TaskGroupHandle {
     where
         F: Future + 'static,
     {
-        match self.state.spawn::<F, Plain>(fut, None) {
-            Ok(task) => task,
-            Err((e, fut)) => refused(e, fut),
+        match self.state.refusal() {
+            None => self.state.spawn::<F, Plain>(fut, None),
+            Some(e) => refused(e, fut),
         }
     }
 
@@ -775,9 +778,9 @@ impl TaskGroupHandle {
     where
         F: Future + 'static,
     {
-        match self.state.spawn::<F, Plain>(fut, Some(name.into())) {
-            Ok(task) => task,
-            Err((e, fut)) => refused(e, fut),
+        match self.state.refusal() {
+            None => self.state.spawn::<F, Plain>(fut, Some(name.into())),
+            Some(e) => refused(e, fut),
         }
     }
 
@@ -791,7 +794,10 @@ impl TaskGroupHandle {
     where
         F: Future + 'static,
     {
-        self.state.spawn::<F, Plain>(fut, None).map_err(|(e, _)| e)
+        match self.state.refusal() {
+            None => Ok(self.state.spawn::<F, Plain>(fut, None)),
+            Some(e) => Err(e),
+        }
     }
 
     /// Starts a child whose `Err` fails the group, as an exception raised in
@@ -824,9 +830,9 @@ impl TaskGroupHandle {
         E: Into<BoxError> + 'static,
         T: 'static,
     {
-        match self.state.spawn::<F, Fallible>(fut, None) {
-            Ok(task) => task,
-            Err((e, fut)) => refused(e, async move { fut.await.ok().expect("never polled") }),
+        match self.state.refusal() {
+            None => self.state.spawn::<F, Fallible>(fut, None),
+            Some(e) => refused(e, async move { fut.await.ok().expect("never polled") }),
         }
     }
 
@@ -841,9 +847,9 @@ impl TaskGroupHandle {
         E: Into<BoxError> + 'static,
         T: 'static,
     {
-        match self.state.spawn::<F, Fallible>(fut, Some(name.into())) {
-            Ok(task) => task,
-            Err((e, fut)) => refused(e, async move { fut.await.ok().expect("never polled") }),
+        match self.state.refusal() {
+            None => self.state.spawn::<F, Fallible>(fut, Some(name.into())),
+            Some(e) => refused(e, async move { fut.await.ok().expect("never polled") }),
         }
     }
 }
