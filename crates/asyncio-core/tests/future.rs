@@ -62,7 +62,7 @@ fn set_exception_reaches_every_awaiter() {
         .run_until_complete(async {
             let fut = create_future::<u8>();
             let f = fut.clone();
-            let a = create_task(async move { f.await });
+            let a = create_task(f);
             yield_now().await;
             fut.set_exception(Broken("disk")).unwrap();
             (a.await.unwrap(), fut.clone().await)
@@ -80,7 +80,7 @@ fn cancel_with_gives_awaiters_the_message() {
         .run_until_complete(async {
             let fut = create_future::<u8>();
             let f = fut.clone();
-            let a = create_task(async move { f.await });
+            let a = create_task(f);
             yield_now().await;
             assert!(fut.cancel_with("no longer needed"));
             assert!(fut.cancelled());
@@ -166,7 +166,7 @@ fn a_shared_tasks_panic_reaches_every_awaiter_and_is_not_reported() {
             .shared();
             let other = {
                 let s = shared.clone();
-                create_task(async move { s.await })
+                create_task(s)
             };
             (shared.await.unwrap_err(), other.await.unwrap().unwrap_err())
         })

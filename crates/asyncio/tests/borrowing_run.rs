@@ -5,7 +5,7 @@ fn run_and_runner_take_futures_that_borrow() {
     let mut n = 0;
     asyncio::run(async { n += 1 }).unwrap();
     let runner = asyncio::Runner::new();
-    let words = vec!["a", "b"];
+    let words = ["a", "b"];
     let joined = runner.run(async { words.join("+") }).unwrap();
     runner.run(async { n += 1 }).unwrap();
     runner.close().unwrap();
