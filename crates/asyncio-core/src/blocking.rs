@@ -171,6 +171,15 @@ struct SlotState<T> {
 ///
 /// Dropping it does not stop the work (a thread cannot be interrupted, as in
 /// asyncio); the result is then dropped on the worker thread.
+///
+/// ```
+/// let n = asyncio::run(async {
+///     let job: asyncio::Blocking<usize> = asyncio::to_thread(|| "blocking".len());
+///     job.await.unwrap()
+/// })
+/// .unwrap();
+/// assert_eq!(n, 8);
+/// ```
 #[must_use = "futures do nothing unless awaited"]
 pub struct Blocking<T> {
     slot: Arc<Slot<T>>,

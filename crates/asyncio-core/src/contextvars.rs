@@ -59,6 +59,14 @@ impl Drop for ContextCell {
 /// (`Context.copy()`) gives an independent one with the same values.
 ///
 /// [`copy`]: Context::copy
+///
+/// ```
+/// let var = asyncio::ContextVar::new("request");
+/// let ctx = asyncio::Context::new();
+/// ctx.run(|| var.set(7));
+/// assert_eq!(ctx.run(|| var.get()), Some(7));
+/// assert_eq!(var.get(), None, "set in ctx, not outside it");
+/// ```
 #[derive(Clone)]
 pub struct Context {
     cell: Rc<ContextCell>,
@@ -372,6 +380,16 @@ impl<T> fmt::Debug for ContextVar<T> {
 
 /// What [`ContextVar::set`] returns, to undo the change with
 /// [`ContextVar::reset`].
+///
+/// ```
+/// let var = asyncio::ContextVar::new("level");
+/// asyncio::Context::new().run(|| {
+///     var.set(1);
+///     let token = var.set(2);
+///     var.reset(token).unwrap();
+///     assert_eq!(var.get(), Some(1));
+/// });
+/// ```
 pub struct Token<T> {
     var: u64,
     ctx: Context,
@@ -388,6 +406,15 @@ impl<T> fmt::Debug for Token<T> {
 }
 
 /// Why [`ContextVar::reset`] refused a token.
+///
+/// ```
+/// let a = asyncio::ContextVar::new("a");
+/// let b = asyncio::ContextVar::new("b");
+/// asyncio::Context::new().run(|| {
+///     let token = a.set(1);
+///     assert_eq!(b.reset(token), Err(asyncio::ContextError::WrongVar));
+/// });
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ContextError {

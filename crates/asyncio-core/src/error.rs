@@ -64,6 +64,17 @@ impl std::error::Error for CancelledError {}
 
 /// An operation was asked of a task or loop in a state that does not allow it
 /// (asyncio's `InvalidStateError`).
+///
+/// ```
+/// asyncio::run(async {
+///     let mut t = asyncio::create_task(async { 1 });
+///     assert_eq!(t.try_result().unwrap_err(), asyncio::InvalidStateError::NotDone);
+///     asyncio::yield_now().await;
+///     assert_eq!(t.try_result().unwrap(), Ok(1));
+///     assert_eq!(t.try_result().unwrap_err(), asyncio::InvalidStateError::ResultTaken);
+/// })
+/// .unwrap();
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum InvalidStateError {
@@ -80,6 +91,12 @@ pub enum InvalidStateError {
 }
 
 /// Misuse of the event loop (asyncio's `RuntimeError`).
+///
+/// ```
+/// let err = asyncio::run(async { asyncio::run(async {}) }).unwrap().unwrap_err();
+/// assert_eq!(err, asyncio::RunError::Runtime(asyncio::RuntimeError::AnotherLoopRunning));
+/// assert_eq!(asyncio::get_running_loop().unwrap_err(), asyncio::RuntimeError::NoRunningLoop);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RuntimeError {
@@ -121,6 +138,14 @@ pub enum RuntimeError {
 /// A panic in the main future is not in this list: it is re-raised on the calling
 /// thread once the loop is back in a clean state, as asyncio re-raises the main
 /// coroutine's exception.
+///
+/// ```
+/// let out = asyncio::run(async {
+///     asyncio::current_task().unwrap().cancel();
+///     asyncio::yield_now().await;
+/// });
+/// assert!(matches!(out, Err(asyncio::RunError::Cancelled(_))));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RunError {
@@ -248,6 +273,18 @@ impl fmt::Display for PanicError {
 impl std::error::Error for PanicError {}
 
 /// How a task ended without a value: what awaiting a [`Task`](crate::Task) can fail with.
+///
+/// ```
+/// let (cancelled, panicked) = asyncio::run(async {
+///     let a = asyncio::create_task(std::future::pending::<()>());
+///     a.cancel();
+///     let b = asyncio::create_task(async { panic!("oops") });
+///     (a.await.unwrap_err(), b.await.unwrap_err())
+/// })
+/// .unwrap();
+/// assert!(cancelled.is_cancelled());
+/// assert!(panicked.is_panic() && panicked.to_string().contains("oops"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TaskError {
     /// The task was cancelled.

@@ -8,6 +8,26 @@
 use crate::task::TaskRef;
 
 /// How a new task starts.
+///
+/// ```
+/// use asyncio::{StartMode, TaskFactory, TaskRef};
+///
+/// /// Starts tasks named "urgent" at once, the others later.
+/// struct UrgentFirst;
+/// impl TaskFactory for UrgentFirst {
+///     fn create(&self, task: &TaskRef) -> StartMode {
+///         if task.name() == "urgent" { StartMode::Eager } else { StartMode::Lazy }
+///     }
+/// }
+///
+/// asyncio::run(async {
+///     asyncio::set_task_factory(UrgentFirst);
+///     let t = asyncio::create_task_with(async {}, asyncio::TaskOptions::new().name("urgent"));
+///     assert!(t.done());
+///     assert!(!asyncio::create_task(async {}).done());
+/// })
+/// .unwrap();
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StartMode {
     /// Put the task at the back of the ready queue; it first runs on a later loop
@@ -66,6 +86,15 @@ pub trait TaskFactory: 'static {
 }
 
 /// The default factory: every task starts lazily.
+///
+/// ```
+/// asyncio::run(async {
+///     asyncio::set_task_factory(asyncio::eager_task_factory);
+///     asyncio::set_task_factory(asyncio::LazyTaskFactory);
+///     assert!(!asyncio::create_task(async {}).done(), "lazy again");
+/// })
+/// .unwrap();
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LazyTaskFactory;
 

@@ -17,9 +17,31 @@ use crate::task::{CallbackId, Task};
 
 /// An error shared by every awaiter of a [`LoopFuture`] (the exception of
 /// `set_exception`): one error, many readers.
+///
+/// ```
+/// let e = asyncio::run(async {
+///     let fut = asyncio::create_future::<()>();
+///     fut.set_exception(std::io::Error::other("gone")).unwrap();
+///     fut.exception().unwrap().unwrap()
+/// })
+/// .unwrap();
+/// let shared: asyncio::SharedError = e;
+/// assert_eq!(shared.to_string(), "gone");
+/// ```
 pub type SharedError = Arc<dyn Error + Send + Sync + 'static>;
 
 /// Why a [`LoopFuture`] has no value.
+///
+/// ```
+/// let err = asyncio::run(async {
+///     let fut = asyncio::create_future::<u8>();
+///     assert!(matches!(fut.result(), Err(asyncio::FutureError::InvalidState(_))));
+///     fut.cancel();
+///     fut.await.unwrap_err()
+/// })
+/// .unwrap();
+/// assert!(err.is_cancelled());
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum FutureError {
@@ -134,6 +156,19 @@ impl EventLoop {
 ///
 /// # Panics
 /// Outside a running event loop: use [`EventLoop::create_future`] there.
+///
+/// ```
+/// let v = asyncio::run(async {
+///     let fut = asyncio::create_future();
+///     let setter = fut.clone();
+///     asyncio::get_running_loop().unwrap().call_soon(move || {
+///         setter.set_result("ready").unwrap();
+///     });
+///     fut.await.unwrap()
+/// })
+/// .unwrap();
+/// assert_eq!(v, "ready");
+/// ```
 pub fn create_future<T>() -> LoopFuture<T> {
     match get_running_loop() {
         Ok(lp) => lp.create_future(),

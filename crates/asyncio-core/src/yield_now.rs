@@ -48,6 +48,14 @@ pub fn yield_now() -> YieldNow {
 }
 
 /// The future of [`yield_now`].
+///
+/// ```
+/// asyncio::run(async {
+///     let step: asyncio::YieldNow = asyncio::yield_now();
+///     step.await;
+/// })
+/// .unwrap();
+/// ```
 #[derive(Debug)]
 #[must_use = "futures do nothing unless awaited"]
 pub struct YieldNow {

@@ -6,10 +6,36 @@ use std::fmt;
 use asyncio_core::PanicError;
 
 /// An error that travels: what a failed child's error is kept as.
+///
+/// ```
+/// fn check(n: u32) -> Result<u32, asyncio::BoxError> {
+///     if n > 10 { Err("too big".into()) } else { Ok(n) }
+/// }
+/// let group = asyncio::run(asyncio::task_group(|tg| async move {
+///     tg.create_fallible_task(async { check(99) });
+///     Ok::<_, asyncio::BoxError>(())
+/// }))
+/// .unwrap()
+/// .unwrap_err();
+/// assert!(group.to_string().contains("too big"));
+/// ```
 pub type BoxError = Box<dyn Error + Send + Sync + 'static>;
 
 /// One failed child of a [`TaskGroup`](crate::TaskGroup): an error it returned,
 /// or a panic.
+///
+/// ```
+/// let group = asyncio::run(asyncio::task_group(|tg| async move {
+///     tg.create_task_named(async { panic!("bad input") }, "parser");
+///     Ok::<_, asyncio::TaskError>(())
+/// }))
+/// .unwrap()
+/// .unwrap_err();
+/// let failure: &asyncio::ChildFailure = &group.exceptions()[0];
+/// assert_eq!(failure.task_name(), "parser");
+/// assert!(failure.is_panic());
+/// assert_eq!(failure.downcast_ref::<asyncio::PanicError>().unwrap().message(), "bad input");
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ChildFailure {
@@ -246,6 +272,19 @@ impl Error for ExceptionGroup {
 }
 
 /// Why a task group refused a new task.
+///
+/// ```
+/// asyncio::run(async {
+///     let tg = asyncio::TaskGroup::new();
+///     let handle = tg.handle();
+///     tg.join().await.unwrap();
+///     assert_eq!(
+///         handle.try_create_task(async {}).err(),
+///         Some(asyncio::TaskGroupError::Finished)
+///     );
+/// })
+/// .unwrap();
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TaskGroupError {

@@ -54,6 +54,21 @@ where
 }
 
 /// Configures a [`Runner`].
+///
+/// ```
+/// let runner = asyncio::Runner::builder()
+///     .debug(true)
+///     .task_factory(asyncio::eager_task_factory)
+///     .build();
+/// let eager = runner
+///     .run(async {
+///         assert!(asyncio::get_running_loop().unwrap().get_debug());
+///         asyncio::create_task(async {}).done()
+///     })
+///     .unwrap();
+/// assert!(eager);
+/// runner.close().unwrap();
+/// ```
 #[derive(Default)]
 pub struct RunnerBuilder {
     debug: Option<bool>,
@@ -297,6 +312,11 @@ impl Runner {
 
 /// How long `Runner::close` waits for the default executor (CPython's
 /// `THREAD_JOIN_TIMEOUT`).
+///
+/// ```
+/// // How long closing a runner waits for `to_thread` work still running.
+/// assert_eq!(asyncio::EXECUTOR_SHUTDOWN_TIMEOUT.as_secs(), 300);
+/// ```
 pub const EXECUTOR_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl Drop for Runner {

@@ -693,6 +693,16 @@ impl fmt::Debug for TaskGroup {
 }
 
 /// The future of [`TaskGroup::join`].
+///
+/// ```
+/// asyncio::run(async {
+///     let tg = asyncio::TaskGroup::new();
+///     tg.create_task(asyncio::yield_now());
+///     let join: asyncio::Join = tg.join();
+///     join.await.unwrap();
+/// })
+/// .unwrap();
+/// ```
 #[must_use = "futures do nothing unless awaited"]
 #[derive(Debug)]
 pub struct Join {
@@ -719,6 +729,17 @@ impl Future for Join {
 ///
 /// It does not keep the group open: once the group ended, `create_task` fails
 /// with [`TaskGroupError::Finished`].
+///
+/// ```
+/// let n = asyncio::run(asyncio::task_group(|tg| async move {
+///     let inner = tg.clone();
+///     // A child adds a sibling through its own handle.
+///     let parent = tg.create_task(async move { inner.create_task(async { 2 }).await.unwrap() * 21 });
+///     Ok::<_, asyncio::TaskError>(parent.await?)
+/// }))
+/// .unwrap();
+/// assert_eq!(n.unwrap(), 42);
+/// ```
 #[derive(Clone)]
 pub struct TaskGroupHandle {
     state: Rc<GroupState>,
@@ -928,6 +949,14 @@ where
 }
 
 /// The future of [`task_group`].
+///
+/// ```
+/// let scope = asyncio::task_group(|tg| async move {
+///     Ok::<_, asyncio::TaskError>(tg.create_task(async { "done" }).await?)
+/// });
+/// let out = asyncio::run(scope).unwrap();
+/// assert_eq!(out.unwrap(), "done");
+/// ```
 #[must_use = "futures do nothing unless awaited"]
 pub struct Scope<Fut: Future> {
     state: Rc<GroupState>,

@@ -44,6 +44,28 @@ use crate::waiters::{WaitList, WakeBatch};
 /// indices.sort();
 /// assert_eq!(indices, [0, 1, 2]);
 /// ```
+///
+/// ```
+/// use std::rc::Rc;
+///
+/// let indices = asyncio::run(async {
+///     let barrier = Rc::new(asyncio::Barrier::new(3).unwrap());
+///     let tasks: Vec<_> = (0..3)
+///         .map(|_| {
+///             let b = barrier.clone();
+///             asyncio::create_task(async move { b.wait().await.unwrap() })
+///         })
+///         .collect();
+///     let mut got = Vec::new();
+///     for t in tasks {
+///         got.push(t.await.unwrap());
+///     }
+///     got.sort();
+///     got
+/// })
+/// .unwrap();
+/// assert_eq!(indices, [0, 1, 2], "each party gets a distinct index");
+/// ```
 pub struct Barrier {
     parties: usize,
     state: RefCell<State>,

@@ -44,6 +44,26 @@ use crate::waiters::{WaitList, WakeBatch};
 /// });
 /// assert_eq!(pool.run_until(got), Some(42));
 /// ```
+///
+/// ```
+/// use std::rc::Rc;
+///
+/// let seen = asyncio::run(async {
+///     let cond = Rc::new(asyncio::Condition::with_value(Vec::new()));
+///     let c = cond.clone();
+///     let consumer = asyncio::create_task(async move {
+///         let guard = c.lock().await;
+///         let guard = c.wait_for(guard, |items| !items.is_empty()).await;
+///         guard.clone()
+///     });
+///     asyncio::yield_now().await;
+///     cond.lock().await.push("item");
+///     cond.notify_all();
+///     consumer.await.unwrap()
+/// })
+/// .unwrap();
+/// assert_eq!(seen, ["item"]);
+/// ```
 pub struct Condition<T = ()> {
     lock: Rc<Lock<T>>,
     waiters: RefCell<WaitList<()>>,

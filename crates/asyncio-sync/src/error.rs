@@ -19,6 +19,15 @@ use thiserror::Error;
 /// let Err(PutError::Full(QueueFull(item))) = q.put_nowait("b") else { panic!() };
 /// assert_eq!(item, "b");
 /// ```
+///
+/// ```
+/// let q = asyncio::Queue::new(1);
+/// q.put_nowait("a").unwrap();
+/// match q.put_nowait("b") {
+///     Err(asyncio::PutError::Full(asyncio::QueueFull(item))) => assert_eq!(item, "b"),
+///     other => panic!("expected QueueFull, got {other:?}"),
+/// }
+/// ```
 #[derive(Error, Clone, Copy, PartialEq, Eq)]
 #[error("the queue is full")]
 pub struct QueueFull<T>(pub T);
@@ -30,6 +39,11 @@ pub struct QueueFull<T>(pub T);
 ///
 /// let q = Queue::<u8>::new(0);
 /// assert_eq!(q.get_nowait(), Err(GetError::Empty(QueueEmpty)));
+/// ```
+///
+/// ```
+/// let q = asyncio::Queue::<u8>::new(0);
+/// assert_eq!(q.get_nowait(), Err(asyncio::GetError::Empty(asyncio::QueueEmpty)));
 /// ```
 #[derive(Error, Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[error("the queue is empty")]
@@ -50,6 +64,15 @@ pub struct QueueEmpty;
 /// assert_eq!(block_on(q.put(7)), Err(QueueShutDown(7)));
 /// assert_eq!(block_on(q.get()), Err(QueueShutDown(())));
 /// ```
+///
+/// ```
+/// let q = asyncio::Queue::new(0);
+/// q.shutdown(false);
+/// let refused = q.put_nowait(5).unwrap_err();
+/// assert_eq!(refused, asyncio::PutError::ShutDown(asyncio::QueueShutDown(5)));
+/// let got = asyncio::run(async move { q.get().await }).unwrap();
+/// assert_eq!(got, Err(asyncio::QueueShutDown(())));
+/// ```
 #[derive(Error, Clone, Copy, PartialEq, Eq, Default)]
 #[error("the queue is shut down")]
 pub struct QueueShutDown<T = ()>(pub T);
@@ -64,6 +87,13 @@ pub struct QueueShutDown<T = ()>(pub T);
 /// let err = q.put_nowait(1).unwrap_err();
 /// assert!(matches!(err, PutError::ShutDown(QueueShutDown(1))));
 /// assert_eq!(err.into_inner(), 1);
+/// ```
+///
+/// ```
+/// let q = asyncio::Queue::new(1);
+/// q.put_nowait(1).unwrap();
+/// let e = q.put_nowait(2).unwrap_err();
+/// assert_eq!(e.into_inner(), 2, "the item comes back");
 /// ```
 #[derive(Error, Clone, Copy, PartialEq, Eq)]
 pub enum PutError<T> {
@@ -100,6 +130,13 @@ impl<T> PutError<T> {
 /// q.shutdown(false);
 /// assert!(matches!(q.get_nowait(), Err(GetError::ShutDown(_))));
 /// ```
+///
+/// ```
+/// let q = asyncio::Queue::<u8>::new(0);
+/// assert!(matches!(q.get_nowait(), Err(asyncio::GetError::Empty(_))));
+/// q.shutdown(false);
+/// assert!(matches!(q.get_nowait(), Err(asyncio::GetError::ShutDown(_))));
+/// ```
 #[derive(Error, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GetError {
     /// The queue is empty but still open: try again later, or `get().await`.
@@ -119,6 +156,14 @@ pub enum GetError {
 /// let q = Queue::<u8>::new(0);
 /// assert_eq!(q.task_done(), Err(TaskDoneError));
 /// ```
+///
+/// ```
+/// let q = asyncio::Queue::new(0);
+/// q.put_nowait(1).unwrap();
+/// q.get_nowait().unwrap();
+/// q.task_done().unwrap();
+/// assert_eq!(q.task_done(), Err(asyncio::TaskDoneError));
+/// ```
 #[derive(Error, Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[error("task_done() called too many times")]
 pub struct TaskDoneError;
@@ -132,6 +177,11 @@ pub struct TaskDoneError;
 /// let sem = BoundedSemaphore::new(1);
 /// assert_eq!(sem.release(), Err(ReleaseError));
 /// ```
+///
+/// ```
+/// let sem = asyncio::BoundedSemaphore::new(2);
+/// assert_eq!(sem.release(), Err(asyncio::ReleaseError));
+/// ```
 #[derive(Error, Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[error("BoundedSemaphore released too many times")]
 pub struct ReleaseError;
@@ -143,6 +193,10 @@ pub struct ReleaseError;
 /// use asyncio_sync::{Barrier, ZeroPartiesError};
 ///
 /// assert_eq!(Barrier::new(0).unwrap_err(), ZeroPartiesError);
+/// ```
+///
+/// ```
+/// assert_eq!(asyncio::Barrier::new(0).err(), Some(asyncio::ZeroPartiesError));
 /// ```
 #[derive(Error, Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[error("a barrier needs at least one party")]
@@ -158,6 +212,21 @@ pub struct ZeroPartiesError;
 /// let barrier = Barrier::new(2).unwrap();
 /// barrier.abort();
 /// assert_eq!(block_on(barrier.wait()), Err(BrokenBarrierError));
+/// ```
+///
+/// ```
+/// use std::rc::Rc;
+///
+/// let r = asyncio::run(async {
+///     let barrier = Rc::new(asyncio::Barrier::new(2).unwrap());
+///     let b = barrier.clone();
+///     let waiter = asyncio::create_task(async move { b.wait().await });
+///     asyncio::yield_now().await;
+///     barrier.abort();
+///     waiter.await.unwrap()
+/// })
+/// .unwrap();
+/// assert_eq!(r, Err(asyncio::BrokenBarrierError));
 /// ```
 #[derive(Error, Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[error("the barrier is broken")]

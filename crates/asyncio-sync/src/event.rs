@@ -28,6 +28,24 @@ use crate::waiters::{WaitList, wake_all};
 /// event.set();
 /// assert_eq!(pool.run_until(done), "woken");
 /// ```
+///
+/// ```
+/// use std::rc::Rc;
+///
+/// asyncio::run(async {
+///     let ready = Rc::new(asyncio::Event::new());
+///     let r = ready.clone();
+///     let waiter = asyncio::create_task(async move {
+///         r.wait().await;
+///         "woken"
+///     });
+///     asyncio::yield_now().await;
+///     assert!(!waiter.done());
+///     ready.set();
+///     assert_eq!(waiter.await.unwrap(), "woken");
+/// })
+/// .unwrap();
+/// ```
 #[derive(Default)]
 pub struct Event {
     state: RefCell<EventState>,

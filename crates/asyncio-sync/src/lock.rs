@@ -40,6 +40,32 @@ use crate::waiters::WaitList;
 /// pool.run();
 /// assert_eq!(*lock.try_lock().unwrap(), [0, 1, 2]);
 /// ```
+///
+/// ```
+/// use std::rc::Rc;
+///
+/// let total = asyncio::run(async {
+///     let counter = Rc::new(asyncio::Lock::with_value(0));
+///     let tasks: Vec<_> = (0..10)
+///         .map(|_| {
+///             let c = counter.clone();
+///             asyncio::create_task(async move {
+///                 let mut guard = c.lock().await; // async with lock:
+///                 let v = *guard;
+///                 asyncio::yield_now().await;
+///                 *guard = v + 1;
+///             })
+///         })
+///         .collect();
+///     for t in tasks {
+///         t.await.unwrap();
+///     }
+///     let v = *counter.lock().await;
+///     v
+/// })
+/// .unwrap();
+/// assert_eq!(total, 10);
+/// ```
 pub struct Lock<T = ()> {
     state: RefCell<LockState>,
     value: RefCell<T>,
@@ -217,6 +243,17 @@ impl<T: fmt::Debug> fmt::Debug for Lock<T> {
 /// guard.push_str("held");
 /// drop(guard);
 /// assert!(!lock.locked());
+/// ```
+///
+/// ```
+/// asyncio::run(async {
+///     let lock = asyncio::Lock::new();
+///     let guard: asyncio::LockGuard<'_, ()> = lock.lock().await;
+///     assert!(lock.locked() && lock.try_lock().is_none());
+///     drop(guard); // the release
+///     assert!(!lock.locked());
+/// })
+/// .unwrap();
 /// ```
 pub struct LockGuard<'a, T> {
     lock: &'a Lock<T>,

@@ -181,6 +181,34 @@ fn grant(st: &mut State, batch: &mut WakeBatch) {
 /// pool.run();
 /// assert_eq!(inside.get(), 0);
 /// ```
+///
+/// ```
+/// use std::cell::Cell;
+/// use std::rc::Rc;
+///
+/// let peak = asyncio::run(async {
+///     let sem = Rc::new(asyncio::Semaphore::new(2));
+///     let (now, peak) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(0)));
+///     let tasks: Vec<_> = (0..5)
+///         .map(|_| {
+///             let (sem, now, peak) = (sem.clone(), now.clone(), peak.clone());
+///             asyncio::create_task(async move {
+///                 let _permit = sem.acquire().await;
+///                 now.set(now.get() + 1);
+///                 peak.set(peak.get().max(now.get()));
+///                 asyncio::yield_now().await;
+///                 now.set(now.get() - 1);
+///             })
+///         })
+///         .collect();
+///     for t in tasks {
+///         t.await.unwrap();
+///     }
+///     peak.get()
+/// })
+/// .unwrap();
+/// assert_eq!(peak, 2, "never more than two at once");
+/// ```
 #[derive(Debug)]
 pub struct Semaphore {
     core: Core,
@@ -320,6 +348,14 @@ impl Semaphore {
 /// assert_eq!(sem.release(), Ok(()));
 /// assert_eq!(sem.release(), Err(ReleaseError));
 /// ```
+///
+/// ```
+/// let sem = asyncio::BoundedSemaphore::new(1);
+/// assert_eq!(sem.release(), Err(asyncio::ReleaseError), "released above its start value");
+/// let permit = sem.try_acquire().unwrap();
+/// drop(permit);
+/// assert_eq!(sem.available_permits(), 1);
+/// ```
 #[derive(Debug)]
 pub struct BoundedSemaphore {
     core: Core,
@@ -451,6 +487,14 @@ impl BoundedSemaphore {
 ///     assert_eq!(sem.available_permits(), 0);
 /// }
 /// assert_eq!(sem.available_permits(), 1);
+/// ```
+///
+/// ```
+/// let sem = asyncio::Semaphore::new(3);
+/// let permit: asyncio::SemaphorePermit<'_> = sem.try_acquire_many(2).unwrap();
+/// assert_eq!(sem.available_permits(), 1);
+/// drop(permit);
+/// assert_eq!(sem.available_permits(), 3);
 /// ```
 pub struct SemaphorePermit<'a> {
     core: &'a Core,

@@ -13,6 +13,24 @@ use crate::task::header::Header;
 use super::LoopInner;
 
 /// What the exception handler receives, as asyncio's context dict.
+///
+/// ```
+/// use std::cell::RefCell;
+/// use std::rc::Rc;
+///
+/// let seen = Rc::new(RefCell::new(Vec::new()));
+/// let s = seen.clone();
+/// let lp = asyncio::EventLoop::new();
+/// lp.set_exception_handler(Some(move |ctx: &asyncio::ExceptionContext| {
+///     s.borrow_mut().push(ctx.to_string())
+/// }));
+/// lp.run_until_complete(async {
+///     drop(asyncio::create_task(async { panic!("lost") }));
+///     asyncio::yield_now().await;
+/// })
+/// .unwrap();
+/// assert!(seen.borrow()[0].contains("never retrieved"));
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ExceptionContext {

@@ -26,6 +26,12 @@ use super::{EventLoop, LoopInner};
 /// turn runs everything that was ready when it began, so this bounds how long
 /// a ready socket waits by 61 turns, at the cost of one non-blocking
 /// `epoll_wait` per 61 busy turns, and nothing when no I/O is registered.
+///
+/// ```
+/// // The loop looks at I/O at least every IO_POLL_INTERVAL iterations, even
+/// // when tasks are always ready.
+/// assert!(asyncio::IO_POLL_INTERVAL > 0);
+/// ```
 pub const IO_POLL_INTERVAL: u32 = 61;
 
 /// A callback scheduled with `call_soon` (or a timer, or another thread).
@@ -61,6 +67,23 @@ pub(super) enum Runnable {
 const _: () = assert!(std::mem::size_of::<Runnable>() == 2 * std::mem::size_of::<usize>());
 
 /// A callback scheduled with [`EventLoop::call_soon`]; it can still be cancelled.
+///
+/// ```
+/// use std::cell::Cell;
+/// use std::rc::Rc;
+///
+/// let ran = Rc::new(Cell::new(false));
+/// let r = ran.clone();
+/// asyncio::run(async move {
+///     let lp = asyncio::get_running_loop().unwrap();
+///     let handle = lp.call_soon(move || r.set(true));
+///     handle.cancel();
+///     assert!(handle.cancelled());
+///     asyncio::yield_now().await;
+/// })
+/// .unwrap();
+/// assert!(!ran.get(), "a cancelled callback does not run");
+/// ```
 pub struct CallHandle {
     call: Rc<Call>,
 }

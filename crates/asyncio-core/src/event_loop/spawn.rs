@@ -21,6 +21,12 @@ use super::run::CurrentTask;
 /// How deep eager steps may nest (an eager task creating an eager task …) before
 /// new tasks fall back to being scheduled. Each level keeps a `poll` frame on the
 /// native stack; the bound keeps a million-deep chain from overflowing it.
+///
+/// ```
+/// // An eager task that starts an eager task, and so on: past the bound the
+/// // next one is scheduled instead of started at once.
+/// assert!(asyncio::MAX_EAGER_DEPTH >= 16);
+/// ```
 pub const MAX_EAGER_DEPTH: u32 = 64;
 
 const _: () = assert!(MAX_EAGER_DEPTH < EAGER_DEPTH >> EAGER_DEPTH_SHIFT);

@@ -41,6 +41,17 @@ pub struct TaskRef {
 }
 
 /// Identifies a done callback so it can be removed again.
+///
+/// ```
+/// asyncio::run(async {
+///     let t = asyncio::create_task(asyncio::yield_now());
+///     let id = t.add_done_callback(|_| unreachable!("removed before it ran"));
+///     assert!(t.remove_done_callback(id));
+///     t.await.unwrap();
+///     asyncio::yield_now().await;
+/// })
+/// .unwrap();
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CallbackId(u64);
 

@@ -18,6 +18,16 @@ pin_project_lite::pin_project! {
     /// Its deadline can be read and moved while it runs, through a
     /// [`TimeoutHandle`] (asyncio's `Timeout` context manager:
     /// `when`, `reschedule`, `expired`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// asyncio::run(async {
+    ///     let t: asyncio::Timeout<_> = asyncio::timeout(Duration::from_secs(5), async { 1 });
+    ///     assert_eq!(t.await, Ok(1));
+    /// })
+    /// .unwrap();
+    /// ```
     #[must_use = "futures do nothing unless awaited"]
     pub struct Timeout<F> {
         #[pin]
@@ -108,12 +118,39 @@ impl TimeoutState {
 
 /// [`TimeoutHandle::reschedule`] on a timeout that already expired or
 /// finished (asyncio's `RuntimeError`).
+///
+/// ```
+/// use std::time::Duration;
+///
+/// asyncio::run(async {
+///     let t = asyncio::timeout(Duration::from_secs(5), async {});
+///     let handle = t.handle();
+///     t.await.unwrap();
+///     assert_eq!(handle.reschedule(None), Err(asyncio::TimeoutFinished));
+/// })
+/// .unwrap();
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the timeout already expired or finished: there is no deadline left to reschedule")]
 pub struct TimeoutFinished;
 
 /// Reads and moves the deadline of a [`Timeout`] (asyncio's `Timeout` object);
 /// cheap to clone, `Send + Sync`, usable from inside the guarded future.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+///
+/// let r = asyncio::run(async {
+///     let t = asyncio::timeout(Duration::from_secs(3600), std::future::pending::<()>());
+///     // Move the deadline earlier, as asyncio's `cm.reschedule(when)`.
+///     t.handle()
+///         .reschedule(Some(Instant::now() + Duration::from_millis(1)))
+///         .unwrap();
+///     t.await
+/// })
+/// .unwrap();
+/// assert!(r.is_err());
+/// ```
 #[derive(Clone)]
 pub struct TimeoutHandle {
     state: Arc<TimeoutState>,

@@ -281,6 +281,31 @@ macro_rules! queue_methods {
 /// });
 /// assert_eq!(pool.run_until(total), 55);
 /// ```
+///
+/// ```
+/// use std::rc::Rc;
+///
+/// let total = asyncio::run(async {
+///     let queue = Rc::new(asyncio::Queue::new(2));
+///     let q = queue.clone();
+///     let consumer = asyncio::create_task(async move {
+///         let mut total = 0;
+///         while let Ok(item) = q.get().await {
+///             total += item;
+///             q.task_done().unwrap();
+///         }
+///         total
+///     });
+///     for i in 1..=4 {
+///         queue.put(i).await.unwrap();
+///     }
+///     queue.join().await; // every item processed
+///     queue.shutdown(false);
+///     consumer.await.unwrap()
+/// })
+/// .unwrap();
+/// assert_eq!(total, 10);
+/// ```
 pub struct Queue<T> {
     core: Core<Fifo<T>>,
 }
@@ -294,6 +319,14 @@ pub struct Queue<T> {
 ///     q.put_nowait(n).unwrap();
 /// }
 /// assert_eq!(q.get_nowait(), Ok(3));
+/// ```
+///
+/// ```
+/// let q = asyncio::LifoQueue::new(0);
+/// for i in 1..=3 {
+///     q.put_nowait(i).unwrap();
+/// }
+/// assert_eq!(q.get_nowait().unwrap(), 3, "last in, first out");
 /// ```
 pub struct LifoQueue<T> {
     core: Core<Lifo<T>>,
@@ -309,6 +342,14 @@ pub struct LifoQueue<T> {
 ///     q.put_nowait(job).unwrap();
 /// }
 /// assert_eq!(q.get_nowait(), Ok((1, "urgent")));
+/// ```
+///
+/// ```
+/// let q = asyncio::PriorityQueue::new(0);
+/// for job in [(3, "low"), (1, "urgent"), (2, "normal")] {
+///     q.put_nowait(job).unwrap();
+/// }
+/// assert_eq!(q.get_nowait().unwrap(), (1, "urgent"), "smallest first");
 /// ```
 pub struct PriorityQueue<T> {
     core: Core<Priority<T>>,
