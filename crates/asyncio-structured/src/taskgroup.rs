@@ -362,7 +362,7 @@ impl<F, K> Child<F, K> {
         match (self.guard.owed, dropped) {
             (Owed::Nothing, Ok(())) => {}
             (Owed::Nothing, Err(payload)) => resume_unwind(payload),
-            (Owed::Success | Owed::Failed, dropped) => {
+            (Owed::Success, dropped) => {
                 self.guard.owed = Owed::Nothing;
                 // SAFETY: a counted child's count, taken back once (nothing
                 // is owed any more).
@@ -448,17 +448,15 @@ struct ChildGuard {
 enum Owed {
     /// Nothing: the child reported, or succeeded inside its own `create_task`.
     Nothing,
-    /// That the (counted) child succeeded: told once its future is dropped.
+    /// That the (counted) child ended — it succeeded, or its failure is
+    /// already recorded: told once its future is dropped. (One state for
+    /// both keeps the tests of the other states as cheap as a bit test.)
     Success,
     /// How the child ended, but it was never polled: dropped inside its own
     /// `create_task` it owes nothing (it was never counted).
     Unstarted,
     /// How the child ended: it has not yet (dropped now, it was cancelled).
     Outcome,
-    /// That the (counted) child ended after its failure was recorded: told
-    /// once its future is dropped, as `Success`. (Last, so the tests of the
-    /// common states compile as before.)
-    Failed,
 }
 
 impl ChildGuard {
@@ -516,7 +514,9 @@ impl ChildGuard {
         if !matches!(self.owed, Owed::Unstarted | Owed::Outcome) {
             return;
         }
-        self.owed = Owed::Failed;
+        // From here the group only needs the count back, as from a child
+        // that succeeded.
+        self.owed = Owed::Success;
         // SAFETY: in its own poll the child's group is alive (see the type's
         // documentation).
         unsafe { GroupState::failed_in_poll(self.group, failure) };

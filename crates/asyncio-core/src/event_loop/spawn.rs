@@ -36,8 +36,12 @@ const _: () = assert!(MAX_EAGER_DEPTH < EAGER_DEPTH >> EAGER_DEPTH_SHIFT);
 pub(super) struct Starting;
 
 impl Starting {
+    /// Also notes where the `create_task` call was made, for debug mode
+    /// (passed this way, `start_new`'s calling convention stays as it is).
+    #[inline(always)]
+    #[track_caller]
     pub(super) fn enter() -> Self {
-        context::add_starting(1);
+        context::start_spawn(std::panic::Location::caller());
         Starting
     }
 }
@@ -177,8 +181,10 @@ impl LoopInner {
     /// Debug mode: the task remembers where it was created.
     #[cold]
     #[inline(never)]
-    fn record_creation(&self, task: &TaskRef, site: &'static std::panic::Location<'static>) {
-        task.header().with_extra(|e| e.created_at = Some(site));
+    fn record_creation(&self, task: &TaskRef) {
+        if let Some(site) = context::spawn_site() {
+            task.header().with_extra(|e| e.created_at = Some(site));
+        }
     }
 
     /// Recomputes `fixed_mode` and `fast_eager` after debug mode or the
@@ -302,7 +308,6 @@ impl LoopInner {
     /// Starts a new task as its options, the context rules and the factory say
     /// (every spawn but the eager fast path). Not generic: the cell is built.
     #[inline(never)]
-    #[track_caller]
     pub(super) fn start_new(&self, task: &TaskRef, mut opts: Option<TaskOptions>) {
         let explicit = opts.as_mut().and_then(|o| o.context.take());
         if let Some(ctx) = explicit.or_else(contextvars::copy_for_task) {
@@ -324,7 +329,7 @@ impl LoopInner {
                 // room for it): the creation site is recorded here.
                 None => {
                     if self.debug.get() {
-                        self.record_creation(task, std::panic::Location::caller());
+                        self.record_creation(task);
                     }
                     let factory = self.factory.borrow().clone();
                     match factory {
