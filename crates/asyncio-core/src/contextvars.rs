@@ -94,7 +94,7 @@ impl Context {
     /// Runs `f` with this context as the current one, as `Context.run`.
     ///
     /// ```
-    /// use asyncio_core::{Context, ContextVar};
+    /// use asyncio::{Context, ContextVar};
     ///
     /// let user = ContextVar::<&str>::new("user");
     /// let ctx = Context::new();
@@ -241,7 +241,7 @@ static NEXT_VAR: AtomicU64 = AtomicU64::new(1);
 /// created, plus its own changes. Clones of a `ContextVar` are the same variable.
 ///
 /// ```
-/// use asyncio_core::{ContextVar, EventLoop, create_task};
+/// use asyncio::{ContextVar, EventLoop, create_task};
 ///
 /// let request_id = ContextVar::with_default("request_id", 0u32);
 /// let lp = EventLoop::new();

@@ -13,10 +13,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 /// `CancelledError.args` carries the message of `Task.cancel(msg)`).
 ///
 /// ```
-/// let lp = asyncio_core::EventLoop::new();
+/// let lp = asyncio::EventLoop::new();
 /// let out = lp
 ///     .run_until_complete(async {
-///         let task = asyncio_core::create_task(asyncio_core::sleep(std::time::Duration::from_secs(3600)));
+///         let task = asyncio::create_task(asyncio::sleep(std::time::Duration::from_secs(3600)));
 ///         task.cancel_with("shutting down");
 ///         task.await
 ///     })
@@ -169,12 +169,12 @@ pub enum RunError {
 /// so it travels in `anyhow::Error` or `Box<dyn Error + Send + Sync>`.
 ///
 /// ```
-/// let lp = asyncio_core::EventLoop::new();
+/// let lp = asyncio::EventLoop::new();
 /// let out = lp
-///     .run_until_complete(async { asyncio_core::create_task(async { panic!("boom") }).await })
+///     .run_until_complete(async { asyncio::create_task(async { panic!("boom") }).await })
 ///     .unwrap();
 /// match out {
-///     Err(asyncio_core::TaskError::Panicked(p)) => assert_eq!(p.message(), "boom"),
+///     Err(asyncio::TaskError::Panicked(p)) => assert_eq!(p.message(), "boom"),
 ///     other => panic!("expected a panic, got {other:?}"),
 /// }
 /// ```

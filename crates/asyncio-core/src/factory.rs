@@ -47,7 +47,7 @@ pub enum StartMode {
 /// before choosing the start.
 ///
 /// ```
-/// use asyncio_core::{EventLoop, StartMode, TaskFactory, TaskRef};
+/// use asyncio::{EventLoop, StartMode, TaskFactory, TaskRef};
 ///
 /// struct Named;
 /// impl TaskFactory for Named {
@@ -60,7 +60,7 @@ pub enum StartMode {
 /// let lp = EventLoop::new();
 /// lp.set_task_factory(Named);
 /// let name = lp.run_until_complete(async {
-///     asyncio_core::create_task(async {}).name()
+///     asyncio::create_task(async {}).name()
 /// });
 /// assert!(name.unwrap().starts_with("worker-"));
 /// ```
@@ -111,12 +111,12 @@ impl TaskFactory for LazyTaskFactory {
 /// Per-call settings for [`create_task_with`](crate::create_task_with).
 ///
 /// ```
-/// use asyncio_core::{EventLoop, TaskOptions};
+/// use asyncio::{EventLoop, TaskOptions};
 ///
 /// let lp = EventLoop::new();
 /// lp.run_until_complete(async {
 ///     let opts = TaskOptions::new().name("fetch").eager_start(true);
-///     let task = asyncio_core::create_task_with(async { 1 }, opts);
+///     let task = asyncio::create_task_with(async { 1 }, opts);
 ///     assert_eq!(task.name(), "fetch");
 ///     assert!(task.done(), "an eager task that does not suspend finishes inside create_task");
 /// })

@@ -1,7 +1,7 @@
 //! asyncio's event loop for Rust: one loop per thread, tasks, wakers and task factories.
 //!
 //! ```
-//! use asyncio_core::{EventLoop, create_task, current_task};
+//! use asyncio::{EventLoop, create_task, current_task};
 //!
 //! let lp = EventLoop::new();
 //! let total = lp

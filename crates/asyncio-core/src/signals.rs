@@ -107,7 +107,7 @@ impl EventLoop {
     /// use std::cell::Cell;
     /// use std::rc::Rc;
     ///
-    /// let lp = asyncio_core::EventLoop::new();
+    /// let lp = asyncio::EventLoop::new();
     /// let got = Rc::new(Cell::new(false));
     /// let g = got.clone();
     /// lp.add_signal_handler(libc::SIGUSR2, move || g.set(true)).unwrap();
@@ -116,7 +116,7 @@ impl EventLoop {
     ///     // SAFETY: raise(3) has no memory-safety preconditions.
     ///     unsafe { libc::raise(libc::SIGUSR2) };
     ///     while !seen.get() {
-    ///         asyncio_core::sleep(std::time::Duration::from_millis(1)).await;
+    ///         asyncio::sleep(std::time::Duration::from_millis(1)).await;
     ///     }
     /// })
     /// .unwrap();

@@ -12,13 +12,13 @@ use std::task::{Context, Poll};
 /// use std::cell::RefCell;
 /// use std::rc::Rc;
 ///
-/// let lp = asyncio_core::EventLoop::new();
+/// let lp = asyncio::EventLoop::new();
 /// let log = Rc::new(RefCell::new(Vec::new()));
 /// let l = log.clone();
 /// lp.run_until_complete(async move {
 ///     let l2 = l.clone();
-///     let other = asyncio_core::create_task(async move { l2.borrow_mut().push("other") });
-///     asyncio_core::yield_now().await;
+///     let other = asyncio::create_task(async move { l2.borrow_mut().push("other") });
+///     asyncio::yield_now().await;
 ///     l.borrow_mut().push("main");
 ///     other.await.unwrap();
 /// })

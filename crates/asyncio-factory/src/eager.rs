@@ -30,8 +30,8 @@ impl TaskFactory for EagerTaskFactory {
 /// it first suspends; a task that finishes there is never scheduled.
 ///
 /// ```
-/// let lp = asyncio_core::EventLoop::new();
-/// lp.set_task_factory(asyncio_factory::eager_task_factory);
+/// let lp = asyncio::EventLoop::new();
+/// lp.set_task_factory(asyncio::eager_task_factory);
 /// ```
 ///
 /// ```
@@ -59,10 +59,10 @@ pub const eager_task_factory: EagerTaskFactory = EagerTaskFactory;
 /// eager step instead, and may name it, add done callbacks or record it.
 ///
 /// ```
-/// use asyncio_core::{EventLoop, create_task};
+/// use asyncio::{EventLoop, create_task};
 ///
 /// let lp = EventLoop::new();
-/// lp.set_task_factory(asyncio_factory::create_eager_task_factory(|t| t.set_name("eager")));
+/// lp.set_task_factory(asyncio::create_eager_task_factory(|t| t.set_name("eager")));
 /// let name = lp.run_until_complete(async { create_task(async {}).name() }).unwrap();
 /// assert_eq!(name, "eager");
 /// ```

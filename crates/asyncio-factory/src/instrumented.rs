@@ -43,8 +43,8 @@ struct Counters {
 /// eager start helps a workload: it does when most tasks finish eagerly.
 ///
 /// ```
-/// use asyncio_core::{EventLoop, create_task, yield_now};
-/// use asyncio_factory::{InstrumentedFactory, eager_task_factory};
+/// use asyncio::{EventLoop, create_task, yield_now};
+/// use asyncio::{InstrumentedFactory, eager_task_factory};
 ///
 /// let lp = EventLoop::new();
 /// let factory = InstrumentedFactory::new(eager_task_factory);

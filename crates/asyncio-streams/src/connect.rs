@@ -17,8 +17,8 @@ use crate::writer::StreamWriter;
 /// through `getaddrinfo` on the loop's default executor (as asyncio does).
 ///
 /// ```
-/// asyncio_core::EventLoop::new().run_until_complete(async {
-///     let addrs = asyncio_streams::getaddrinfo("localhost", 80).await.unwrap();
+/// asyncio::EventLoop::new().run_until_complete(async {
+///     let addrs = asyncio::getaddrinfo("localhost", 80).await.unwrap();
 ///     assert!(addrs.iter().all(|a| a.ip().is_loopback() && a.port() == 80));
 /// }).unwrap();
 /// ```
@@ -64,9 +64,9 @@ pub async fn getaddrinfo(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
 /// `TCP_NODELAY` is set, as asyncio does.
 ///
 /// ```
-/// use asyncio_streams::open_connection;
+/// use asyncio::open_connection;
 ///
-/// asyncio_core::EventLoop::new().run_until_complete(async {
+/// asyncio::EventLoop::new().run_until_complete(async {
 ///     // Port 1 on loopback: nothing listens there.
 ///     let err = open_connection("127.0.0.1", 1).await.unwrap_err();
 ///     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);

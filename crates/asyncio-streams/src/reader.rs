@@ -39,9 +39,9 @@ const KEEP_CAPACITY: usize = 256 * 1024;
 /// Also implements `futures_io::AsyncRead` and `AsyncBufRead`.
 ///
 /// ```
-/// use asyncio_streams::{open_connection, start_server, StreamReader, StreamWriter};
+/// use asyncio::{open_connection, start_server, StreamReader, StreamWriter};
 ///
-/// asyncio_core::EventLoop::new().run_until_complete(async {
+/// asyncio::EventLoop::new().run_until_complete(async {
 ///     let server = start_server(|_r: StreamReader, mut w: StreamWriter| async move {
 ///         w.write(b"hello\nworld");
 ///         w.close();

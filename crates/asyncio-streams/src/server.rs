@@ -89,9 +89,9 @@ struct Inner {
 /// (asyncio keeps an unreferenced server serving; Rust frees what nobody owns).
 ///
 /// ```
-/// use asyncio_streams::{start_server, open_connection, StreamReader, StreamWriter};
+/// use asyncio::{start_server, open_connection, StreamReader, StreamWriter};
 ///
-/// asyncio_core::EventLoop::new().run_until_complete(async {
+/// asyncio::EventLoop::new().run_until_complete(async {
 ///     let server = start_server(|_r: StreamReader, mut w: StreamWriter| async move {
 ///         w.write(b"hi");
 ///     }, "127.0.0.1", 0).await?;

@@ -19,7 +19,7 @@ impl StreamAddr {
     /// The IP address and port, for a TCP endpoint.
     ///
     /// ```
-    /// # use asyncio_streams::StreamAddr;
+    /// # use asyncio::StreamAddr;
     /// let a = StreamAddr::Inet("127.0.0.1:80".parse().unwrap());
     /// assert_eq!(a.as_inet().map(|a| a.port()), Some(80));
     /// ```

@@ -63,11 +63,11 @@ async fn retry<T>(
 ///
 /// ```
 /// use std::io::Write;
-/// asyncio_core::EventLoop::new().run_until_complete(async {
+/// asyncio::EventLoop::new().run_until_complete(async {
 ///     let (a, mut b) = std::os::unix::net::UnixStream::pair()?;
 ///     a.set_nonblocking(true)?;
 ///     b.write_all(b"ping")?;
-///     assert_eq!(asyncio_streams::sock_recv(&a, 100).await?, b"ping");
+///     assert_eq!(asyncio::sock_recv(&a, 100).await?, b"ping");
 ///     std::io::Result::Ok(())
 /// }).unwrap().unwrap();
 /// ```
@@ -115,11 +115,11 @@ pub async fn sock_sendall<S: AsFd>(sock: &S, mut data: &[u8]) -> io::Result<()> 
 ///
 /// ```
 /// use std::net::{TcpListener, TcpStream};
-/// asyncio_core::EventLoop::new().run_until_complete(async {
+/// asyncio::EventLoop::new().run_until_complete(async {
 ///     let listener = TcpListener::bind("127.0.0.1:0")?;
 ///     listener.set_nonblocking(true)?;
 ///     let _client = TcpStream::connect(listener.local_addr()?)?;
-///     let (conn, peer) = asyncio_streams::sock_accept(&listener).await?;
+///     let (conn, peer) = asyncio::sock_accept(&listener).await?;
 ///     assert!(peer.ip().is_loopback());
 ///     assert!(socket2::SockRef::from(&conn).nonblocking()?);
 ///     std::io::Result::Ok(())
@@ -141,11 +141,11 @@ pub async fn sock_accept(listener: &TcpListener) -> io::Result<(TcpStream, Socke
 ///
 /// ```
 /// use socket2::{Domain, Socket, Type};
-/// asyncio_core::EventLoop::new().run_until_complete(async {
+/// asyncio::EventLoop::new().run_until_complete(async {
 ///     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
 ///     let sock = Socket::new(Domain::IPV4, Type::STREAM, None)?;
 ///     sock.set_nonblocking(true)?;
-///     asyncio_streams::sock_connect(&sock, listener.local_addr()?).await?;
+///     asyncio::sock_connect(&sock, listener.local_addr()?).await?;
 ///     assert_eq!(sock.peer_addr()?.as_socket(), Some(listener.local_addr()?));
 ///     std::io::Result::Ok(())
 /// }).unwrap().unwrap();

@@ -38,7 +38,7 @@ use crate::index_waker::IndexWakers;
 /// `create_task`).
 ///
 /// ```
-/// use asyncio_structured::{gather, run};
+/// use asyncio::{gather, run};
 ///
 /// let out = run(async { gather((1..=3).map(|i| async move { i * 10 })).await }).unwrap();
 /// assert_eq!(out.unwrap(), vec![10, 20, 30]);
@@ -74,8 +74,8 @@ where
 /// generic future cannot be recognised as a task in Rust): use this for tasks.
 ///
 /// ```
-/// use asyncio_core::create_task;
-/// use asyncio_structured::{gather_tasks, run};
+/// use asyncio::create_task;
+/// use asyncio::{gather_tasks, run};
 ///
 /// let out = run(async {
 ///     let tasks: Vec<_> = (1..=3).map(|i| create_task(async move { i * 10 })).collect();

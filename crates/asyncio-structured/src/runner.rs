@@ -138,7 +138,7 @@ enum State {
 /// closes the loop.
 ///
 /// ```
-/// use asyncio_structured::Runner;
+/// use asyncio::Runner;
 ///
 /// let runner = Runner::new();
 /// let first = runner.run(async { 1 }).unwrap();

@@ -16,7 +16,7 @@ use asyncio_core::{Task, TaskError, create_task};
 /// Outside a running event loop.
 ///
 /// ```
-/// use asyncio_structured::{run, shield};
+/// use asyncio::{run, shield};
 ///
 /// let out = run(async { shield(async { 5 }).await }).unwrap();
 /// assert_eq!(out, Ok(5));

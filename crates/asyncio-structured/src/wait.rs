@@ -136,8 +136,8 @@ fn watch<T>(tasks: &[Task<T>], notices: &Rc<Notices>) -> Vec<CallbackId> {
 /// [`EmptyWaitError`] when `tasks` is empty, as asyncio raises `ValueError`.
 ///
 /// ```
-/// use asyncio_core::{create_task, yield_now};
-/// use asyncio_structured::{ReturnWhen, run, wait};
+/// use asyncio::{create_task, yield_now};
+/// use asyncio::{ReturnWhen, run, wait};
 ///
 /// run(async {
 ///     let quick = create_task(async { 1 });
@@ -274,8 +274,8 @@ impl<T> fmt::Debug for Wait<T> {
 /// running (they are the caller's, as in asyncio).
 ///
 /// ```
-/// use asyncio_core::{create_task, yield_now};
-/// use asyncio_structured::{as_completed, run};
+/// use asyncio::{create_task, yield_now};
+/// use asyncio::{as_completed, run};
 /// use std::future::poll_fn;
 /// use std::pin::Pin;
 /// use futures_core::Stream;

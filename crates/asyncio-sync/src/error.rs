@@ -12,7 +12,7 @@ use thiserror::Error;
 /// handed back in field `0`.
 ///
 /// ```
-/// use asyncio_sync::{PutError, Queue, QueueFull};
+/// use asyncio::{PutError, Queue, QueueFull};
 ///
 /// let q = Queue::new(1);
 /// q.put_nowait("a").unwrap();
@@ -35,7 +35,7 @@ pub struct QueueFull<T>(pub T);
 /// `get_nowait` found the queue empty (asyncio's `QueueEmpty`).
 ///
 /// ```
-/// use asyncio_sync::{GetError, Queue, QueueEmpty};
+/// use asyncio::{GetError, Queue, QueueEmpty};
 ///
 /// let q = Queue::<u8>::new(0);
 /// assert_eq!(q.get_nowait(), Err(GetError::Empty(QueueEmpty)));
@@ -56,7 +56,7 @@ pub struct QueueEmpty;
 /// empty.
 ///
 /// ```
-/// use asyncio_sync::{Queue, QueueShutDown};
+/// use asyncio::{Queue, QueueShutDown};
 /// use futures::executor::block_on;
 ///
 /// let q = Queue::new(0);
@@ -80,7 +80,7 @@ pub struct QueueShutDown<T = ()>(pub T);
 /// Why `put_nowait` refused an item; either way the item is handed back.
 ///
 /// ```
-/// use asyncio_sync::{PutError, Queue, QueueShutDown};
+/// use asyncio::{PutError, Queue, QueueShutDown};
 ///
 /// let q = Queue::new(0);
 /// q.shutdown(false);
@@ -109,7 +109,7 @@ impl<T> PutError<T> {
     /// The item that was not put.
     ///
     /// ```
-    /// let q = asyncio_sync::Queue::new(1);
+    /// let q = asyncio::Queue::new(1);
     /// q.put_nowait('x').unwrap();
     /// assert_eq!(q.put_nowait('y').unwrap_err().into_inner(), 'y');
     /// ```
@@ -123,7 +123,7 @@ impl<T> PutError<T> {
 /// Why `get_nowait` returned no item.
 ///
 /// ```
-/// use asyncio_sync::{GetError, Queue};
+/// use asyncio::{GetError, Queue};
 ///
 /// let q = Queue::<u8>::new(0);
 /// assert!(matches!(q.get_nowait(), Err(GetError::Empty(_))));
@@ -151,7 +151,7 @@ pub enum GetError {
 /// `ValueError`).
 ///
 /// ```
-/// use asyncio_sync::{Queue, TaskDoneError};
+/// use asyncio::{Queue, TaskDoneError};
 ///
 /// let q = Queue::<u8>::new(0);
 /// assert_eq!(q.task_done(), Err(TaskDoneError));
@@ -172,7 +172,7 @@ pub struct TaskDoneError;
 /// (asyncio raises `ValueError`).
 ///
 /// ```
-/// use asyncio_sync::{BoundedSemaphore, ReleaseError};
+/// use asyncio::{BoundedSemaphore, ReleaseError};
 ///
 /// let sem = BoundedSemaphore::new(1);
 /// assert_eq!(sem.release(), Err(ReleaseError));
@@ -190,7 +190,7 @@ pub struct ReleaseError;
 /// `ValueError`).
 ///
 /// ```
-/// use asyncio_sync::{Barrier, ZeroPartiesError};
+/// use asyncio::{Barrier, ZeroPartiesError};
 ///
 /// assert_eq!(Barrier::new(0).unwrap_err(), ZeroPartiesError);
 /// ```
@@ -206,7 +206,7 @@ pub struct ZeroPartiesError;
 /// (asyncio's `BrokenBarrierError`).
 ///
 /// ```
-/// use asyncio_sync::{Barrier, BrokenBarrierError};
+/// use asyncio::{Barrier, BrokenBarrierError};
 /// use futures::executor::block_on;
 ///
 /// let barrier = Barrier::new(2).unwrap();

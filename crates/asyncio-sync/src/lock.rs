@@ -27,7 +27,7 @@ use crate::waiters::WaitList;
 ///
 /// ```
 /// use std::rc::Rc;
-/// use asyncio_sync::Lock;
+/// use asyncio::Lock;
 /// use futures::executor::LocalPool;
 /// use futures::task::LocalSpawnExt;
 ///
@@ -82,7 +82,7 @@ impl Lock<()> {
     /// Creates an unlocked lock that protects nothing (asyncio's `Lock()`).
     ///
     /// ```
-    /// let lock = asyncio_sync::Lock::new();
+    /// let lock = asyncio::Lock::new();
     /// assert!(!lock.locked());
     /// ```
     pub fn new() -> Self {
@@ -100,7 +100,7 @@ impl<T> Lock<T> {
     /// Creates an unlocked lock that protects `value`.
     ///
     /// ```
-    /// let lock = asyncio_sync::Lock::with_value(5);
+    /// let lock = asyncio::Lock::with_value(5);
     /// assert_eq!(*lock.try_lock().unwrap(), 5);
     /// ```
     pub fn with_value(value: T) -> Self {
@@ -122,7 +122,7 @@ impl<T> Lock<T> {
     /// ```
     /// use futures::executor::block_on;
     ///
-    /// let lock = asyncio_sync::Lock::with_value(0);
+    /// let lock = asyncio::Lock::with_value(0);
     /// block_on(async {
     ///     *lock.lock().await += 1;
     /// });
@@ -142,7 +142,7 @@ impl<T> Lock<T> {
     /// Takes the lock if it is free and nobody waits for it; `None` otherwise.
     ///
     /// ```
-    /// let lock = asyncio_sync::Lock::new();
+    /// let lock = asyncio::Lock::new();
     /// let guard = lock.try_lock().unwrap();
     /// assert!(lock.try_lock().is_none());
     /// drop(guard);
@@ -162,7 +162,7 @@ impl<T> Lock<T> {
     /// woken task that has not run yet counts as held.
     ///
     /// ```
-    /// let lock = asyncio_sync::Lock::new();
+    /// let lock = asyncio::Lock::new();
     /// let guard = lock.try_lock();
     /// assert!(lock.locked());
     /// ```
@@ -174,7 +174,7 @@ impl<T> Lock<T> {
     /// nobody else holds the lock.
     ///
     /// ```
-    /// let mut lock = asyncio_sync::Lock::with_value(1);
+    /// let mut lock = asyncio::Lock::with_value(1);
     /// *lock.get_mut() = 2;
     /// assert_eq!(lock.into_inner(), 2);
     /// ```
@@ -185,7 +185,7 @@ impl<T> Lock<T> {
     /// Consumes the lock and returns the value it protected.
     ///
     /// ```
-    /// assert_eq!(asyncio_sync::Lock::with_value("v").into_inner(), "v");
+    /// assert_eq!(asyncio::Lock::with_value("v").into_inner(), "v");
     /// ```
     pub fn into_inner(self) -> T {
         self.value.into_inner()
@@ -238,7 +238,7 @@ impl<T: fmt::Debug> fmt::Debug for Lock<T> {
 /// Derefs to the protected value.
 ///
 /// ```
-/// let lock = asyncio_sync::Lock::with_value(String::new());
+/// let lock = asyncio::Lock::with_value(String::new());
 /// let mut guard = lock.try_lock().unwrap();
 /// guard.push_str("held");
 /// drop(guard);
@@ -267,7 +267,7 @@ impl<'a, T> LockGuard<'a, T> {
     /// The lock this guard holds.
     ///
     /// ```
-    /// let lock = asyncio_sync::Lock::new();
+    /// let lock = asyncio::Lock::new();
     /// let guard = lock.try_lock().unwrap();
     /// assert!(std::ptr::eq(guard.lock(), &lock));
     /// ```

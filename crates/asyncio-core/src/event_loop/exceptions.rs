@@ -47,7 +47,7 @@ impl ExceptionContext {
     /// loop's exception handler (asyncio's `call_exception_handler({'message': ...})`).
     ///
     /// ```
-    /// let ctx = asyncio_core::ExceptionContext::new("socket.accept() failed");
+    /// let ctx = asyncio::ExceptionContext::new("socket.accept() failed");
     /// assert_eq!(ctx.to_string(), "socket.accept() failed");
     /// ```
     pub fn new(message: impl Into<String>) -> Self {

@@ -116,13 +116,13 @@ fn debug_from_env() -> bool {
 /// `Runner` instead of driving a loop by hand.
 ///
 /// ```
-/// use asyncio_core::EventLoop;
+/// use asyncio::EventLoop;
 ///
 /// let lp = EventLoop::new();
 /// let n = lp
 ///     .run_until_complete(async {
-///         let a = asyncio_core::create_task(async { 1 });
-///         let b = asyncio_core::create_task(async { 2 });
+///         let a = asyncio::create_task(async { 1 });
+///         let b = asyncio::create_task(async { 2 });
 ///         a.await.unwrap() + b.await.unwrap()
 ///     })
 ///     .unwrap();

@@ -116,7 +116,7 @@ where
 /// the panic goes on.
 ///
 /// ```
-/// let lp = asyncio_core::EventLoop::new();
+/// let lp = asyncio::EventLoop::new();
 /// let out = lp
 ///     .run_until_complete(async {
 ///         let n = 20;
@@ -309,10 +309,10 @@ pub fn set_task_factory(factory: impl TaskFactory) {
 /// before (a number up to it) from those that came after.
 ///
 /// ```
-/// let lp = asyncio_core::EventLoop::new();
+/// let lp = asyncio::EventLoop::new();
 /// lp.run_until_complete(async {
 ///     let before = asyncio_core::task_failure_count();
-///     let t = asyncio_core::create_task(std::future::pending::<()>());
+///     let t = asyncio::create_task(std::future::pending::<()>());
 ///     t.cancel();
 ///     let r = t.to_ref();
 ///     assert!(t.await.is_err());

@@ -25,10 +25,10 @@ use crate::event_loop::{EventLoop, LoopInner};
 /// nor `Sync`. Cloning is cheap (a non-atomic count).
 ///
 /// ```
-/// let lp = asyncio_core::EventLoop::new();
+/// let lp = asyncio::EventLoop::new();
 /// let name = lp
 ///     .run_until_complete(async {
-///         let me = asyncio_core::current_task().expect("inside a task");
+///         let me = asyncio::current_task().expect("inside a task");
 ///         me.set_name("main");
 ///         me.name()
 ///     })
@@ -204,11 +204,11 @@ impl TaskRef {
     /// message is kept; [`uncancel`](Self::uncancel) down to zero forgets it.
     ///
     /// ```
-    /// let lp = asyncio_core::EventLoop::new();
+    /// let lp = asyncio::EventLoop::new();
     /// let err = lp
     ///     .run_until_complete(async {
-    ///         let t = asyncio_core::create_task(std::future::pending::<()>());
-    ///         asyncio_core::yield_now().await;
+    ///         let t = asyncio::create_task(std::future::pending::<()>());
+    ///         asyncio::yield_now().await;
     ///         assert!(t.cancel_with("deadline passed"));
     ///         t.await.unwrap_err()
     ///     })
@@ -555,10 +555,10 @@ impl fmt::Debug for TaskRef {
 /// [`TaskRef`] for everything else (`cancel`, `done`, `name`, callbacks).
 ///
 /// ```
-/// let lp = asyncio_core::EventLoop::new();
+/// let lp = asyncio::EventLoop::new();
 /// let out = lp
 ///     .run_until_complete(async {
-///         let task = asyncio_core::create_task(async { 6 * 7 });
+///         let task = asyncio::create_task(async { 6 * 7 });
 ///         task.await
 ///     })
 ///     .unwrap();
@@ -620,11 +620,11 @@ impl<T> Task<T> {
     /// without cancelling (what [`shield`](https://docs.rs/asyncio) does).
     ///
     /// ```
-    /// let lp = asyncio_core::EventLoop::new();
+    /// let lp = asyncio::EventLoop::new();
     /// let t = lp.create_task(async { 5 });
     /// let r = t.to_ref();
     /// t.detach();
-    /// lp.run_until_complete(asyncio_core::yield_now()).unwrap();
+    /// lp.run_until_complete(asyncio::yield_now()).unwrap();
     /// assert!(r.done() && !r.cancelled());
     /// ```
     pub fn detach(mut self) {

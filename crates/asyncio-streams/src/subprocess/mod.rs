@@ -4,9 +4,9 @@
 //! its stdout and stderr — and wait for it on the loop.
 //!
 //! ```
-//! use asyncio_streams::subprocess::{create_subprocess_exec, PIPE};
+//! use asyncio::subprocess::{create_subprocess_exec, PIPE};
 //!
-//! asyncio_core::EventLoop::new().run_until_complete(async {
+//! asyncio::EventLoop::new().run_until_complete(async {
 //!     let mut proc = create_subprocess_exec("echo", ["hello"]).stdout(PIPE).await?;
 //!     let mut stdout = proc.stdout.take().expect("stdout is a pipe");
 //!     assert_eq!(stdout.readline().await?, b"hello\n");
@@ -131,9 +131,9 @@ impl fmt::Debug for Subprocess {
 /// `PATH` if it has no `/`. Set the streams on the result, then `.await` it.
 ///
 /// ```
-/// use asyncio_streams::subprocess::{create_subprocess_exec, DEVNULL};
+/// use asyncio::subprocess::{create_subprocess_exec, DEVNULL};
 ///
-/// asyncio_core::EventLoop::new().run_until_complete(async {
+/// asyncio::EventLoop::new().run_until_complete(async {
 ///     let mut proc = create_subprocess_exec("sh", ["-c", "exit 3"]).stdout(DEVNULL).await?;
 ///     assert_eq!(proc.wait().await?, 3);
 ///     assert_eq!(proc.returncode(), Some(3));
@@ -158,9 +158,9 @@ where
 /// Quoting the command is the caller's job, as in asyncio.
 ///
 /// ```
-/// use asyncio_streams::subprocess::{create_subprocess_shell, PIPE, STDOUT};
+/// use asyncio::subprocess::{create_subprocess_shell, PIPE, STDOUT};
 ///
-/// asyncio_core::EventLoop::new().run_until_complete(async {
+/// asyncio::EventLoop::new().run_until_complete(async {
 ///     let mut proc = create_subprocess_shell("echo out; echo err >&2")
 ///         .stdout(PIPE)
 ///         .stderr(STDOUT)
