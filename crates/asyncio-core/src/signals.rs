@@ -23,6 +23,19 @@ use std::rc::Rc;
 use crate::event_loop::{EventLoop, LoopInner};
 
 /// Why a signal handler could not be added or removed.
+///
+/// ```
+/// let lp = asyncio::EventLoop::new();
+/// assert!(matches!(
+///     lp.add_signal_handler(-1, || {}),
+///     Err(asyncio::SignalError::Invalid(-1))
+/// ));
+/// // SIGKILL (9) cannot be caught.
+/// assert!(matches!(
+///     lp.add_signal_handler(9, || {}),
+///     Err(asyncio::SignalError::Forbidden(9))
+/// ));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SignalError {

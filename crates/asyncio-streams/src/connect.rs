@@ -84,6 +84,20 @@ pub async fn open_connection(host: &str, port: u16) -> io::Result<(StreamReader,
 ///
 /// # Errors
 /// As [`open_connection`].
+///
+/// ```
+/// asyncio::run(async {
+///     let server = asyncio::start_server(|_r, _w| async {}, "127.0.0.1", 0).await?;
+///     let port = server.local_addr().unwrap().port();
+///     let opts = asyncio::ConnectOptions::new().nodelay(true).limit(1 << 20);
+///     let (r, _w) = asyncio::open_connection_with("127.0.0.1", port, &opts).await?;
+///     assert_eq!(r.limit(), 1 << 20);
+///     server.close();
+///     std::io::Result::Ok(())
+/// })
+/// .unwrap()
+/// .unwrap();
+/// ```
 pub async fn open_connection_with(
     host: &str,
     port: u16,
@@ -129,6 +143,14 @@ pub(crate) async fn connect_one(
 ///
 /// # Errors
 /// The connect error (`NotFound`, `ConnectionRefused`...); `Other` outside a loop.
+///
+/// ```
+/// // Nobody listens at this path: connecting fails with the OS error.
+/// let err = asyncio::run(asyncio::open_unix_connection("/nonexistent/asyncio.sock"))
+///     .unwrap()
+///     .unwrap_err();
+/// assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+/// ```
 pub async fn open_unix_connection(
     path: impl AsRef<Path>,
 ) -> io::Result<(StreamReader, StreamWriter)> {
@@ -139,6 +161,22 @@ pub async fn open_unix_connection(
 ///
 /// # Errors
 /// As [`open_unix_connection`].
+///
+/// ```
+/// let path = std::env::temp_dir().join(format!("asyncio-doc-conn-{}.sock", std::process::id()));
+/// let _ = std::fs::remove_file(&path);
+/// asyncio::run(async {
+///     let server = asyncio::start_unix_server(|_r, _w| async {}, &path).await?;
+///     let opts = asyncio::ConnectOptions::new().limit(128);
+///     let (r, _w) = asyncio::open_unix_connection_with(&path, &opts).await?;
+///     assert_eq!(r.limit(), 128);
+///     server.close();
+///     std::io::Result::Ok(())
+/// })
+/// .unwrap()
+/// .unwrap();
+/// let _ = std::fs::remove_file(&path);
+/// ```
 pub async fn open_unix_connection_with(
     path: impl AsRef<Path>,
     options: &ConnectOptions,

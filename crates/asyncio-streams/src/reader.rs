@@ -10,6 +10,12 @@ use crate::conn::Conn;
 use crate::error::{IncompleteReadError, LimitOverrunError, ReadExactlyError, ReadUntilError};
 
 /// asyncio's default buffer limit for `readline`/`readuntil` (64 KiB).
+///
+/// ```
+/// // A line longer than this fails `readline` unless the connection says otherwise
+/// // (`ConnectOptions::limit`, `ServerOptions::limit`), as asyncio's `limit=`.
+/// assert_eq!(asyncio::DEFAULT_LIMIT, 64 * 1024);
+/// ```
 pub const DEFAULT_LIMIT: usize = 64 * 1024;
 
 /// The first read of a connection allocates this much; the size doubles

@@ -87,6 +87,21 @@ pub async fn sock_recv<S: AsFd>(sock: &S, n: usize) -> io::Result<Vec<u8>> {
 ///
 /// # Errors
 /// As [`sock_recv`].
+///
+/// ```
+/// let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+/// a.set_nonblocking(true).unwrap();
+/// b.set_nonblocking(true).unwrap();
+/// let got = asyncio::run(async move {
+///     asyncio::sock_sendall(&a, b"ping").await?;
+///     let mut buf = [0u8; 16];
+///     let n = asyncio::sock_recv_into(&b, &mut buf).await?;
+///     std::io::Result::Ok(buf[..n].to_vec())
+/// })
+/// .unwrap()
+/// .unwrap();
+/// assert_eq!(got, b"ping");
+/// ```
 pub async fn sock_recv_into<S: AsFd>(sock: &S, buf: &mut [u8]) -> io::Result<usize> {
     let s = SockRef::from(sock);
     check_nonblocking(&s)?;
@@ -99,6 +114,27 @@ pub async fn sock_recv_into<S: AsFd>(sock: &S, buf: &mut [u8]) -> io::Result<usi
 ///
 /// # Errors
 /// As [`sock_recv`]; `BrokenPipe`/`ConnectionReset` if the peer went away.
+///
+/// ```
+/// let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+/// a.set_nonblocking(true).unwrap();
+/// b.set_nonblocking(true).unwrap();
+/// let got = asyncio::run(async move {
+///     // All of it is sent, however many writes that takes.
+///     let data = vec![7u8; 200_000];
+///     let reader = asyncio::create_task(async move {
+///         let mut total = 0;
+///         while total < 200_000 {
+///             total += asyncio::sock_recv(&b, 65_536).await.unwrap().len();
+///         }
+///         total
+///     });
+///     asyncio::sock_sendall(&a, &data).await.unwrap();
+///     reader.await.unwrap()
+/// })
+/// .unwrap();
+/// assert_eq!(got, 200_000);
+/// ```
 pub async fn sock_sendall<S: AsFd>(sock: &S, mut data: &[u8]) -> io::Result<()> {
     let s = SockRef::from(sock);
     check_nonblocking(&s)?;

@@ -58,6 +58,15 @@ macro_rules! gather {
 
 /// A tuple of futures that [`gather_tuple`] can start as tasks (implemented
 /// for tuples of 1 to 12 `'static` futures).
+///
+/// ```
+/// // Any tuple of 1 to 12 futures: `gather_tuple` accepts it.
+/// fn start<G: asyncio::IntoTasks>(futures: G) -> asyncio::GatherTuple<G::Tasks> {
+///     asyncio::gather_tuple(futures)
+/// }
+/// let out = asyncio::run(async { start((async { 1 }, async { 'x' })).await }).unwrap();
+/// assert_eq!(out.unwrap(), (1, 'x'));
+/// ```
 pub trait IntoTasks {
     /// The tuple of their tasks.
     type Tasks: TaskTuple;
@@ -67,6 +76,17 @@ pub trait IntoTasks {
 }
 
 /// The tasks [`gather_tuple`] waits for (implemented for tuples of slots).
+///
+/// ```
+/// // The output of a gathered tuple is the tuple of its futures' outputs.
+/// fn outputs<S: asyncio::TaskTuple<Output = (u8, &'static str)>>(_: &asyncio::GatherTuple<S>) {}
+/// asyncio::run(async {
+///     let g = asyncio::gather_tuple((async { 1u8 }, async { "one" }));
+///     outputs(&g);
+///     assert_eq!(g.await.unwrap(), (1, "one"));
+/// })
+/// .unwrap();
+/// ```
 pub trait TaskTuple {
     /// The tuple of the tasks' values.
     type Output;
@@ -210,6 +230,16 @@ tuples!(A a, B b, C c, D d, E e, F f, G g, H h, I i, J j, K k);
 tuples!(A a, B b, C c, D d, E e, F f, G g, H h, I i, J j, K k, L l);
 
 /// The future of [`gather_tuple`] and [`gather!`](crate::gather!).
+///
+/// ```
+/// let (a, b) = asyncio::run(async {
+///     let g: asyncio::GatherTuple<_> = asyncio::gather!(async { 2 }, async { 3.5 });
+///     g.await
+/// })
+/// .unwrap()
+/// .unwrap();
+/// assert_eq!((a, b), (2, 3.5));
+/// ```
 #[must_use = "futures do nothing unless awaited"]
 pub struct GatherTuple<S: TaskTuple> {
     tasks: S,

@@ -71,6 +71,15 @@ pub const INHERIT: Stdio = Stdio::Inherit;
 /// program; [`kind`](Self::kind) tells why (`NotFound` for a program that
 /// does not exist, `PermissionDenied`, `InvalidInput` for [`STDOUT`] given
 /// as stdin or stdout...).
+///
+/// ```
+/// let err = asyncio::run(async {
+///     asyncio::create_subprocess_exec("/nonexistent/program", ["x"]).spawn().unwrap_err()
+/// })
+/// .unwrap();
+/// assert_eq!(err.program(), "/nonexistent/program");
+/// assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[error("cannot start {program:?}: {source}")]
 pub struct SpawnError {
@@ -105,6 +114,19 @@ impl From<SpawnError> for io::Error {
 /// [`std::process::Command`]: build one and start it with
 /// [`from_command`](Self::from_command), or adjust it with
 /// [`command_mut`](Self::command_mut).
+///
+/// ```
+/// use asyncio::subprocess::PIPE;
+///
+/// let out = asyncio::run(async {
+///     let builder: asyncio::Subprocess = asyncio::create_subprocess_exec("echo", ["hi"]).stdout(PIPE);
+///     let mut child = builder.spawn().unwrap();
+///     let (stdout, _) = child.communicate(None).await.unwrap();
+///     stdout.unwrap()
+/// })
+/// .unwrap();
+/// assert_eq!(out, b"hi\n");
+/// ```
 pub struct Subprocess {
     command: Command,
     program: String,
@@ -365,6 +387,15 @@ fn pipe_writer(p: mio::unix::pipe::Sender) -> io::Result<StreamWriter> {
 /// (SIGKILL, as asyncio's transport does when it is closed with the child
 /// still running) and reaps it on the loop, or right there if no loop runs:
 /// no zombie is left. Call [`wait`](Self::wait) first to let it finish.
+///
+/// ```
+/// let code = asyncio::run(async {
+///     let mut child: asyncio::Process = asyncio::create_subprocess_shell("exit 3").spawn().unwrap();
+///     child.wait().await.unwrap()
+/// })
+/// .unwrap();
+/// assert_eq!(code, 3);
+/// ```
 pub struct Process {
     /// The child's stdin, if it is a [`PIPE`].
     pub stdin: Option<StreamWriter>,
