@@ -34,6 +34,15 @@ use syn::{Ident, ItemFn, Token};
 ///
 /// `#[asyncio::main(eager, debug)]`: `eager` starts tasks under
 /// `eager_task_factory`, `debug` turns on the loop's debug mode.
+///
+/// ```
+/// #[asyncio::main(eager)]
+/// async fn main() -> Result<(), asyncio::TaskError> {
+///     // Under the eager factory the task ran inside create_task.
+///     assert!(asyncio::create_task(async {}).done());
+///     Ok(())
+/// }
+/// ```
 #[proc_macro_attribute]
 pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
     expand(args, item, Kind::Main)

@@ -179,6 +179,20 @@ pub struct WriteBufferLimitsError {
 
 /// Why a writer refused data or a drain failed although the connection did not
 /// fail: the writer was closed, or its write side shut with `write_eof`.
+///
+/// ```
+/// let err = asyncio::run(async {
+///     let server = asyncio::start_server(|_r, _w| async {}, "127.0.0.1", 0).await.unwrap();
+///     let port = server.local_addr().unwrap().port();
+///     let (_r, mut w) = asyncio::open_connection("127.0.0.1", port).await.unwrap();
+///     w.write_eof().unwrap();
+///     w.write(b"too late"); // discarded
+///     w.drain().await.unwrap_err()
+/// })
+/// .unwrap();
+/// let closed = err.get_ref().unwrap().downcast_ref::<asyncio::WriterClosedError>();
+/// assert_eq!(closed, Some(&asyncio::WriterClosedError::WriteAfterEof));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum WriterClosedError {
     /// `write` after `close` (or after the connection was lost).
