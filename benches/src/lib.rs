@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod net;
+pub mod pool;
 pub mod process;
 pub mod sync;
 pub mod timers;

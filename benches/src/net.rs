@@ -41,7 +41,8 @@ thread_local! {
     static LATENCIES: RefCell<Vec<(&'static str, Percentiles)>> = const { RefCell::new(Vec::new()) };
 }
 
-fn percentiles(mut xs: Vec<u64>) -> Percentiles {
+/// p50 and p99 of `xs`.
+pub fn percentiles(mut xs: Vec<u64>) -> Percentiles {
     xs.sort_unstable();
     let at = |q: f64| xs[((xs.len() - 1) as f64 * q) as usize];
     Percentiles {
@@ -50,7 +51,8 @@ fn percentiles(mut xs: Vec<u64>) -> Percentiles {
     }
 }
 
-fn record(runtime: &'static str, p: Percentiles) {
+/// Keeps one run's percentiles for the showdown's latency report.
+pub fn record(runtime: &'static str, p: Percentiles) {
     LATENCIES.with(|l| l.borrow_mut().push((runtime, p)));
 }
 
@@ -69,45 +71,46 @@ pub fn tokio_rt_net() -> tokio::runtime::Runtime {
         .expect("a current-thread runtime builds")
 }
 
+/// The `tcp_echo` server's connection callback: echoes [`MSG`]-byte messages.
+pub async fn asyncio_echo(mut r: asyncio::StreamReader, mut w: asyncio::StreamWriter) {
+    while let Ok(msg) = r.readexactly(MSG).await {
+        w.write(&msg);
+        if w.drain().await.is_err() {
+            break;
+        }
+    }
+}
+
+/// One `tcp_echo` client: `per` round trips of a [`MSG`]-byte message; the
+/// latency of each, in nanoseconds.
+pub async fn asyncio_echo_client(port: u16, per: usize) -> Vec<u64> {
+    let (mut r, mut w) = asyncio::open_connection("127.0.0.1", port)
+        .await
+        .expect("the server accepts");
+    let msg = [7u8; MSG];
+    let mut lats = Vec::with_capacity(per);
+    for _ in 0..per {
+        let t = Instant::now();
+        w.write(&msg);
+        w.drain().await.expect("the server reads");
+        let back = r.readexactly(MSG).await.expect("the server echoes");
+        debug_assert_eq!(back, msg);
+        lats.push(t.elapsed().as_nanos() as u64);
+    }
+    lats
+}
+
 /// `tcp_echo` on asyncio-rs: `total` messages over [`ECHO_CONNS`] connections.
 pub fn asyncio_tcp_echo(lp: &asyncio::EventLoop, total: usize) {
     let per = total.div_ceil(ECHO_CONNS);
     let lats = lp
         .run_until_complete(async move {
-            let server = asyncio::start_server(
-                |mut r: asyncio::StreamReader, mut w: asyncio::StreamWriter| async move {
-                    while let Ok(msg) = r.readexactly(MSG).await {
-                        w.write(&msg);
-                        if w.drain().await.is_err() {
-                            break;
-                        }
-                    }
-                },
-                "127.0.0.1",
-                0,
-            )
-            .await
-            .expect("a loopback server binds");
+            let server = asyncio::start_server(asyncio_echo, "127.0.0.1", 0)
+                .await
+                .expect("a loopback server binds");
             let port = server.local_addr().expect("a TCP server").port();
             let clients: Vec<_> = (0..ECHO_CONNS)
-                .map(|_| {
-                    asyncio::create_task(async move {
-                        let (mut r, mut w) = asyncio::open_connection("127.0.0.1", port)
-                            .await
-                            .expect("the server accepts");
-                        let msg = [7u8; MSG];
-                        let mut lats = Vec::with_capacity(per);
-                        for _ in 0..per {
-                            let t = Instant::now();
-                            w.write(&msg);
-                            w.drain().await.expect("the server reads");
-                            let back = r.readexactly(MSG).await.expect("the server echoes");
-                            debug_assert_eq!(back, msg);
-                            lats.push(t.elapsed().as_nanos() as u64);
-                        }
-                        lats
-                    })
-                })
+                .map(|_| asyncio::create_task(asyncio_echo_client(port, per)))
                 .collect();
             let mut all = Vec::with_capacity(per * ECHO_CONNS);
             for c in clients {
@@ -123,6 +126,12 @@ pub fn asyncio_tcp_echo(lp: &asyncio::EventLoop, total: usize) {
 
 /// `tcp_echo` on tokio's current-thread runtime with `TcpStream`.
 pub fn tokio_tcp_echo(rt: &tokio::runtime::Runtime, total: usize) {
+    tokio_tcp_echo_as(rt, total, "tokio_current_thread");
+}
+
+/// `tcp_echo` on tokio runtime `rt` (current-thread or multi-thread), its
+/// latencies recorded under `label`.
+pub fn tokio_tcp_echo_as(rt: &tokio::runtime::Runtime, total: usize, label: &'static str) {
     let per = total.div_ceil(ECHO_CONNS);
     let lats = rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -170,7 +179,7 @@ pub fn tokio_tcp_echo(rt: &tokio::runtime::Runtime, total: usize) {
         server.abort();
         all
     });
-    record("tokio_current_thread", percentiles(lats));
+    record(label, percentiles(lats));
 }
 
 async fn hello(_req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {

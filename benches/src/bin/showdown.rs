@@ -14,6 +14,7 @@
 use std::time::Instant;
 
 use asyncio_bench::net::*;
+use asyncio_bench::pool::*;
 use asyncio_bench::process::*;
 use asyncio_bench::sync::*;
 use asyncio_bench::timers::*;
@@ -298,6 +299,56 @@ fn entries() -> Vec<Entry> {
         ops: |_| CHILDREN,
         run: Box::new(move |_| tokio_subprocess_spawn(&r, CHILDREN)),
     });
+    // Beyond one core (issue 18): tcp_echo's workload on a pool of 2 loops
+    // against tokio's multi-thread runtime with 2 workers, and on a pool of
+    // 1 loop (the scaling); n jobs handed from one loop to another against
+    // tokio's spawn from a task (ns per job).
+    let rt_mt = std::rc::Rc::new(tokio_rt_multi_thread(2));
+    let multicore: [(&'static str, &'static str, Run); 8] = [
+        ("tcp_echo_multicore", "asyncio", {
+            Box::new(|n| pool_tcp_echo(2, echo_ops(n), "multicore:asyncio_pool_2"))
+        }),
+        ("tcp_echo_multicore", "asyncio_pinned_by_cpu", {
+            Box::new(|n| pool_tcp_echo_by_cpu(2, echo_ops(n), "multicore:asyncio_pool_2_by_cpu"))
+        }),
+        ("tcp_echo_multicore", "tokio_multi_thread", {
+            let r = rt_mt.clone();
+            Box::new(move |n| tokio_tcp_echo_as(&r, echo_ops(n), "multicore:tokio_multi_thread_2"))
+        }),
+        ("tcp_echo_scaling", "asyncio", {
+            Box::new(|n| pool_tcp_echo(2, echo_ops(n), "scaling:asyncio_pool_2"))
+        }),
+        ("tcp_echo_scaling", "asyncio_1_loop", {
+            Box::new(|n| pool_tcp_echo(1, echo_ops(n), "scaling:asyncio_pool_1"))
+        }),
+        (
+            "cross_loop_handoff",
+            "asyncio",
+            Box::new(pool_handoff_spawn_on),
+        ),
+        (
+            "cross_loop_handoff",
+            "asyncio_call_soon",
+            Box::new(pool_handoff_call_soon),
+        ),
+        ("cross_loop_handoff", "tokio_multi_thread", {
+            let r = rt_mt.clone();
+            Box::new(move |n| tokio_mt_spawn_from_task(&r, n))
+        }),
+    ];
+    for (scenario, runtime, run) in multicore {
+        let ops = if scenario == "cross_loop_handoff" {
+            |n| n
+        } else {
+            echo_ops
+        };
+        v.push(Entry {
+            scenario,
+            runtime,
+            ops,
+            run,
+        });
+    }
     v
 }
 

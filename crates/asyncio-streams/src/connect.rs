@@ -119,6 +119,40 @@ pub async fn open_connection_with(
     Err(last.expect("getaddrinfo returns at least one address"))
 }
 
+/// Wraps a TCP connection made elsewhere (asyncio's `open_connection(sock=...)`)
+/// in a reader and writer on the running loop: a socket accepted on another
+/// thread and handed to this loop, for instance. The socket is switched to
+/// non-blocking mode, and `TCP_NODELAY` set if `options` say so.
+///
+/// ```
+/// use asyncio_streams::{ConnectOptions, open_connection_from_stream};
+///
+/// let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+/// let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+/// let (mut accepted, _) = listener.accept().unwrap();
+/// std::io::Write::write_all(&mut accepted, b"ping").unwrap();
+/// asyncio_core::EventLoop::new().run_until_complete(async move {
+///     let (mut r, _w) = open_connection_from_stream(client, &ConnectOptions::new())?;
+///     assert_eq!(r.readexactly(4).await.unwrap(), b"ping");
+///     std::io::Result::Ok(())
+/// }).unwrap().unwrap();
+/// ```
+///
+/// # Errors
+/// The OS's error; `Other` outside a running loop.
+pub fn open_connection_from_stream(
+    stream: std::net::TcpStream,
+    options: &ConnectOptions,
+) -> io::Result<(StreamReader, StreamWriter)> {
+    stream.set_nonblocking(true)?;
+    if options.nodelay {
+        stream.set_nodelay(true)?;
+    }
+    let stream = mio::net::TcpStream::from_std(stream);
+    let reg = IoRegistration::new(stream.as_raw_fd())?;
+    Ok(pair(Sock::Tcp(stream), reg, options.limit))
+}
+
 /// Connects one address without blocking: waits until the socket is
 /// writable, then asks it how the connect went.
 pub(crate) async fn connect_one(

@@ -62,8 +62,8 @@ mod udp;
 mod writer;
 
 pub use connect::{
-    getaddrinfo, open_connection, open_connection_with, open_unix_connection,
-    open_unix_connection_with,
+    getaddrinfo, open_connection, open_connection_from_stream, open_connection_with,
+    open_unix_connection, open_unix_connection_with,
 };
 pub use error::{
     BlockingSocketError, IncompleteReadError, LimitOverrunError, ReadExactlyError, ReadUntilError,
@@ -72,8 +72,8 @@ pub use error::{
 pub use options::{ConnectOptions, ServerOptions};
 pub use reader::{DEFAULT_LIMIT, StreamReader};
 pub use server::{
-    Server, ServerStateError, start_server, start_server_with, start_unix_server,
-    start_unix_server_with,
+    Server, ServerStateError, start_server, start_server_from_listener, start_server_with,
+    start_unix_server, start_unix_server_with,
 };
 pub use sock::StreamAddr;
 pub use sock_ops::{sock_accept, sock_connect, sock_recv, sock_recv_into, sock_sendall};

@@ -138,6 +138,16 @@ impl ServerOptions {
         self
     }
 
+    /// The readers' buffer limit set.
+    pub fn get_limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Whether accepted connections get `TCP_NODELAY`.
+    pub fn get_nodelay(&self) -> bool {
+        self.nodelay
+    }
+
     /// Whether closing a Unix server removes its socket file (asyncio 3.13's
     /// `cleanup_socket=`, default true).
     pub fn cleanup_socket(mut self, on: bool) -> Self {

@@ -238,6 +238,50 @@ where
     Server::new(listeners, bound, client_connected_cb, options, None)
 }
 
+/// Starts a server on a TCP socket that is already bound and listening
+/// (asyncio's `start_server(sock=...)`): for a socket made elsewhere, such as
+/// one of several `SO_REUSEPORT` sockets made on another thread, each served
+/// by its own loop. The socket is switched to non-blocking mode;
+/// `options.reuse_address`, `reuse_port` and `backlog` do not apply (the
+/// socket is already bound).
+///
+/// ```
+/// use asyncio_streams::{ServerOptions, StreamReader, StreamWriter, start_server_from_listener};
+///
+/// let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+/// let port = listener.local_addr().unwrap().port();
+/// asyncio_core::EventLoop::new().run_until_complete(async move {
+///     let cb = |_r: StreamReader, mut w: StreamWriter| async move { w.write(b"hi") };
+///     let server = start_server_from_listener(cb, listener, &ServerOptions::new())?;
+///     assert_eq!(server.local_addr().map(|a| a.port()), Some(port));
+///     let (mut r, _w) = asyncio_streams::open_connection("127.0.0.1", port).await?;
+///     assert_eq!(r.read_to_eof().await?, b"hi");
+///     std::io::Result::Ok(())
+/// }).unwrap().unwrap();
+/// ```
+///
+/// # Errors
+/// The OS's error; `Other` outside a running loop.
+pub fn start_server_from_listener<F, Fut>(
+    client_connected_cb: F,
+    listener: std::net::TcpListener,
+    options: &ServerOptions,
+) -> io::Result<Server>
+where
+    F: Fn(StreamReader, StreamWriter) -> Fut + 'static,
+    Fut: Future + 'static,
+{
+    listener.set_nonblocking(true)?;
+    let listener = mio::net::TcpListener::from_std(listener);
+    let bound = vec![StreamAddr::Inet(listener.local_addr()?)];
+    let reg = IoRegistration::new(listener.as_raw_fd())?;
+    let listeners = vec![Listener {
+        reg,
+        sock: ListenSock::Tcp(listener),
+    }];
+    Server::new(listeners, bound, client_connected_cb, options, None)
+}
+
 fn bind_tcp(addr: SocketAddr, options: &ServerOptions) -> io::Result<Socket> {
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     sock.set_nonblocking(true)?;

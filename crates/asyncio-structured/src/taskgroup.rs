@@ -359,21 +359,35 @@ impl<F, K> Child<F, K> {
         let fut = &mut self.fut;
         // SAFETY: as in `drop`: once, in place, never used again.
         let dropped = catch_unwind(AssertUnwindSafe(|| unsafe { ManuallyDrop::drop(fut) }));
-        match (self.guard.owed, dropped) {
-            (Owed::Nothing, Ok(())) => {}
-            (Owed::Nothing, Err(payload)) => resume_unwind(payload),
-            (Owed::Success, dropped) => {
-                self.guard.owed = Owed::Nothing;
+        // Whatever happens below, also if a panic goes on, the guard then
+        // settles what it still owes.
+        let guard = Settle(&mut self.guard);
+        if let Err(payload) = dropped {
+            match guard.0.owed {
+                Owed::Unstarted | Owed::Outcome => guard.0.cleanup_panicked(payload),
+                Owed::Nothing | Owed::Success => resume_unwind(payload),
+            }
+        }
+    }
+}
+
+/// Settles what a child's guard still owes its group when dropped: how the
+/// child ended (cancelled, if it had not), or the success of a counted child.
+struct Settle<'a>(&'a mut ChildGuard);
+
+impl Drop for Settle<'_> {
+    fn drop(&mut self) {
+        let guard = &mut *self.0;
+        match guard.owed {
+            Owed::Nothing => {}
+            Owed::Unstarted => guard.dropped_unstarted(),
+            Owed::Outcome => guard.report_unfinished(),
+            Owed::Success => {
+                guard.owed = Owed::Nothing;
                 // SAFETY: a counted child's count, taken back once (nothing
                 // is owed any more).
-                unsafe { ChildGuard::counted_child_done(self.guard.group, None) };
-                if let Err(payload) = dropped {
-                    resume_unwind(payload);
-                }
+                unsafe { ChildGuard::counted_child_done(guard.group, None) };
             }
-            (Owed::Unstarted, Ok(())) => self.guard.dropped_unstarted(),
-            (Owed::Outcome, Ok(())) => self.guard.report_unfinished(),
-            (Owed::Unstarted | Owed::Outcome, Err(payload)) => self.guard.cleanup_panicked(payload),
         }
     }
 }

@@ -41,9 +41,11 @@
 //! - [`Barrier`]: wait until `parties` tasks arrive; `reset`, `abort`.
 //! - [`Queue`], [`LifoQueue`], [`PriorityQueue`]: bounded or unbounded queues
 //!   with `task_done`/`join` and `shutdown(immediate)`.
+//! - [`Channel`]: the same queue shared between threads (`Send + Sync`,
+//!   `Clone`), for tasks on different loops of a pool.
 //!
-//! Like asyncio's, they belong to one thread: they are `!Sync`, methods take
-//! `&self`, and tasks share them through `Rc`. They depend on no runtime (only
+//! Like asyncio's, all but `Channel` belong to one thread: they are `!Sync`,
+//! methods take `&self`, and tasks share them through `Rc`. They depend on no runtime (only
 //! [`std::task::Waker`]), so they work on asyncio-rs's loop, on tokio's
 //! current-thread runtime, or on `futures`' `LocalPool`.
 //!
@@ -61,6 +63,7 @@
 #![forbid(unsafe_code)]
 
 mod barrier;
+mod channel;
 mod condition;
 mod error;
 mod event;
@@ -70,6 +73,7 @@ mod semaphore;
 mod waiters;
 
 pub use barrier::Barrier;
+pub use channel::Channel;
 pub use condition::Condition;
 pub use error::{
     BrokenBarrierError, GetError, PutError, QueueEmpty, QueueFull, QueueShutDown, ReleaseError,

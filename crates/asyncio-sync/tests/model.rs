@@ -1,4 +1,5 @@
-//! Random operation sequences against `Queue` and `Semaphore`, checked
+//! Random operation sequences against `Queue` (and `Channel`, which must
+//! behave as a `Queue` when used from one thread) and `Semaphore`, checked
 //! against a plain sequential model after every step: order, conservation of
 //! items and permits, and no lost wake-up.
 
@@ -10,7 +11,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 
-use asyncio_sync::{GetError, PutError, Queue, QueueShutDown, Semaphore, SemaphorePermit};
+use asyncio_sync::{
+    Channel, GetError, PutError, Queue, QueueShutDown, Semaphore, SemaphorePermit, TaskDoneError,
+};
 use common::{WakeCount, counting_waker, poll_with};
 use proptest::prelude::*;
 
@@ -81,8 +84,62 @@ fn qop() -> impl Strategy<Value = QOp> {
 type PutFut<'a> = dyn Future<Output = Result<(), QueueShutDown<u32>>> + 'a;
 type GetFut<'a> = dyn Future<Output = Result<u32, QueueShutDown>> + 'a;
 
-fn run_queue(maxsize: usize, ops: Vec<QOp>) {
-    let q = Queue::new(maxsize);
+/// What the model drives: `Queue` and `Channel` have the same methods.
+trait ModelQueue {
+    fn new(maxsize: usize) -> Self;
+    fn put_nowait(&self, item: u32) -> Result<(), PutError<u32>>;
+    fn get_nowait(&self) -> Result<u32, GetError>;
+    fn put(&self, item: u32) -> Pin<Box<PutFut<'_>>>;
+    fn get(&self) -> Pin<Box<GetFut<'_>>>;
+    fn join(&self) -> Pin<Box<dyn Future<Output = ()> + '_>>;
+    fn task_done(&self) -> Result<(), TaskDoneError>;
+    fn shutdown(&self, immediate: bool);
+    fn qsize(&self) -> usize;
+    fn full(&self) -> bool;
+}
+
+macro_rules! model_queue {
+    ($Q:ident) => {
+        impl ModelQueue for $Q<u32> {
+            fn new(maxsize: usize) -> Self {
+                $Q::new(maxsize)
+            }
+            fn put_nowait(&self, item: u32) -> Result<(), PutError<u32>> {
+                $Q::put_nowait(self, item)
+            }
+            fn get_nowait(&self) -> Result<u32, GetError> {
+                $Q::get_nowait(self)
+            }
+            fn put(&self, item: u32) -> Pin<Box<PutFut<'_>>> {
+                Box::pin($Q::put(self, item))
+            }
+            fn get(&self) -> Pin<Box<GetFut<'_>>> {
+                Box::pin($Q::get(self))
+            }
+            fn join(&self) -> Pin<Box<dyn Future<Output = ()> + '_>> {
+                Box::pin($Q::join(self))
+            }
+            fn task_done(&self) -> Result<(), TaskDoneError> {
+                $Q::task_done(self)
+            }
+            fn shutdown(&self, immediate: bool) {
+                $Q::shutdown(self, immediate)
+            }
+            fn qsize(&self) -> usize {
+                $Q::qsize(self)
+            }
+            fn full(&self) -> bool {
+                $Q::full(self)
+            }
+        }
+    };
+}
+
+model_queue!(Queue);
+model_queue!(Channel);
+
+fn run_queue<Q: ModelQueue>(maxsize: usize, ops: Vec<QOp>) {
+    let q = Q::new(maxsize);
     let mut model: VecDeque<u32> = VecDeque::new();
     let mut unfinished = 0usize;
     let mut shut = false;
@@ -117,7 +174,7 @@ fn run_queue(maxsize: usize, ops: Vec<QOp>) {
             },
             QOp::StartPut => {
                 next_id += 1;
-                let mut p = Pending::new(Box::pin(q.put(next_id)) as Pin<Box<PutFut<'_>>>);
+                let mut p = Pending::new(q.put(next_id));
                 let before = model.len();
                 match p.poll() {
                     Poll::Ready(Ok(())) => {
@@ -135,7 +192,7 @@ fn run_queue(maxsize: usize, ops: Vec<QOp>) {
                 }
             }
             QOp::StartGet => {
-                let mut g = Pending::new(Box::pin(q.get()) as Pin<Box<GetFut<'_>>>);
+                let mut g = Pending::new(q.get());
                 match g.poll() {
                     Poll::Ready(Ok(id)) => assert_eq!(Some(id), model.pop_front()),
                     Poll::Ready(Err(_)) => assert!(shut && model.is_empty()),
@@ -204,7 +261,7 @@ fn run_queue(maxsize: usize, ops: Vec<QOp>) {
         if maxsize > 0 {
             assert!(model.len() <= maxsize);
         }
-        let join_ready = common::poll_once(std::pin::pin!(q.join())).is_ready();
+        let join_ready = common::poll_once(q.join().as_mut()).is_ready();
         assert_eq!(join_ready, unfinished == 0);
         // No lost wake-up: enough waiters are woken for what is available.
         let woken_getters = getters.iter().filter(|g| g.woken()).count();
@@ -235,7 +292,12 @@ proptest! {
 
     #[test]
     fn queue_matches_its_model(maxsize in 0..4usize, ops in proptest::collection::vec(qop(), 0..60)) {
-        run_queue(maxsize, ops);
+        run_queue::<Queue<u32>>(maxsize, ops);
+    }
+
+    #[test]
+    fn channel_on_one_thread_matches_the_queue_model(maxsize in 0..4usize, ops in proptest::collection::vec(qop(), 0..60)) {
+        run_queue::<Channel<u32>>(maxsize, ops);
     }
 }
 

@@ -30,6 +30,14 @@
 //!   `asyncio.Runner`).
 //! - [`EventLoop`], [`get_running_loop`]: the loop itself, for lower-level control.
 //!
+//! ## Beyond one core
+//! - [`LoopPool`], [`Worker`], [`PoolHandle`]: a loop per core (thread-per-core),
+//!   a `!Send` future on each, `TaskGroup` semantics across loops; explicit
+//!   hand-off between loops ([`PoolHandle::spawn_on`], [`PoolTask`]).
+//! - [`PoolListener`], [`PoolServer`]: a server accepting on every loop
+//!   (`SO_REUSEPORT`, or one acceptor handing sockets round).
+//! - [`Channel`]: `Queue` between threads, with `shutdown`.
+//!
 //! ## Tasks
 //! - [`create_task`], [`create_task_with`], [`Task`], [`TaskRef`]: start
 //!   concurrent work and await, cancel or inspect it.
@@ -56,6 +64,8 @@
 //!   [`StreamReader`] and a [`StreamWriter`] (also `futures-io` traits).
 //! - [`start_server`], [`start_unix_server`], [`Server`]: a task per
 //!   connection; `serve_forever`, `close`, `close_clients`, `wait_closed`.
+//! - [`open_connection_from_stream`], [`start_server_from_listener`]: streams
+//!   and servers on sockets made elsewhere (asyncio's `sock=`).
 //! - [`sock_recv`], [`sock_recv_into`], [`sock_sendall`], [`sock_accept`],
 //!   [`sock_connect`]: `loop.sock_*` on your own non-blocking sockets;
 //!   [`DatagramSocket`]: UDP.
@@ -111,6 +121,11 @@ pub use asyncio_core::{EventLoop, get_running_loop};
 pub use asyncio_macros::{main, test};
 pub use asyncio_structured::{Runner, RunnerBuilder, run};
 
+// Beyond one core: a loop per core, hand-off between loops
+pub use asyncio_pool::{
+    AcceptMode, LoopPool, PoolHandle, PoolListener, PoolServer, PoolTask, Worker, WorkerOutput,
+};
+
 // Tasks
 pub use asyncio_core::{
     CallHandle, CallbackId, ExceptionContext, FutureError, IO_POLL_INTERVAL, LoopFuture,
@@ -130,7 +145,8 @@ pub use asyncio_streams::{
     ConnectOptions, DEFAULT_LIMIT, DatagramSocket, Server, ServerOptions, StreamAddr, StreamReader,
     StreamWriter, getaddrinfo, open_connection, open_connection_with, open_unix_connection,
     open_unix_connection_with, sock_accept, sock_connect, sock_recv, sock_recv_into, sock_sendall,
-    start_server, start_server_with, start_unix_server, start_unix_server_with,
+    start_server, start_server_from_listener, start_server_with, start_unix_server,
+    start_unix_server_with,
 };
 
 // Subprocesses
@@ -194,8 +210,8 @@ pub use futures_lite::StreamExt;
 
 // Synchronization and queues
 pub use asyncio_sync::{
-    Barrier, BoundedSemaphore, Condition, Event, LifoQueue, Lock, LockGuard, PriorityQueue, Queue,
-    Semaphore, SemaphorePermit,
+    Barrier, BoundedSemaphore, Channel, Condition, Event, LifoQueue, Lock, LockGuard,
+    PriorityQueue, Queue, Semaphore, SemaphorePermit,
 };
 
 // Context variables
@@ -212,6 +228,7 @@ pub use asyncio_factory::{
 pub use asyncio_core::{
     CancelledError, InvalidStateError, PanicError, RunError, RuntimeError, TaskError, TimeoutError,
 };
+pub use asyncio_pool::{HandoffError, PoolError, WorkerError, WorkerErrors, WorkerFailure};
 pub use asyncio_streams::{
     BlockingSocketError, IncompleteReadError, LimitOverrunError, ReadExactlyError, ReadUntilError,
     ServerStateError, WriteBufferLimitsError, WriterClosedError,
@@ -242,4 +259,6 @@ mod tutorial {
     struct Streams;
     #[doc = include_str!("../../../docs/tutorial/09-subprocesses-and-signals.md")]
     struct SubprocessesAndSignals;
+    #[doc = include_str!("../../../docs/tutorial/10-loop-per-core.md")]
+    struct LoopPerCore;
 }

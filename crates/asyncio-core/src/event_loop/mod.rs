@@ -43,7 +43,7 @@ mod spawn;
 pub use exceptions::ExceptionContext;
 use exceptions::Handler;
 pub(crate) use run::Call;
-use run::Runnable;
+use run::Packed;
 pub use run::{CallHandle, IO_POLL_INTERVAL};
 pub use running::{
     all_tasks, create_task, create_task_in_place, create_task_with, current_task, get_running_loop,
@@ -58,7 +58,7 @@ pub(crate) struct LoopInner {
     pub(crate) cells: CellCache,
     /// FIFO of tasks and callbacks to run. Loop thread only; every access is a
     /// short call that never runs user code while borrowed.
-    ready: UnsafeCell<VecDeque<Runnable>>,
+    ready: UnsafeCell<VecDeque<Packed>>,
     /// Tasks that are not done, as an intrusive doubly-linked list through their
     /// headers (`prev`/`next`); each listed task holds one reference for the list.
     /// Loop thread only.
