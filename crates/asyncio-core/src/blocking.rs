@@ -171,6 +171,15 @@ struct SlotState<T> {
 ///
 /// Dropping it does not stop the work (a thread cannot be interrupted, as in
 /// asyncio); the result is then dropped on the worker thread.
+///
+/// ```
+/// let n = asyncio::run(async {
+///     let job: asyncio::Blocking<usize> = asyncio::to_thread(|| "blocking".len());
+///     job.await.unwrap()
+/// })
+/// .unwrap();
+/// assert_eq!(n, 8);
+/// ```
 #[must_use = "futures do nothing unless awaited"]
 pub struct Blocking<T> {
     slot: Arc<Slot<T>>,
@@ -306,6 +315,19 @@ impl EventLoop {
 /// # Panics
 /// Outside a running loop, or once the loop's default executor was shut down;
 /// use [`EventLoop::run_in_executor`] to get those as errors.
+///
+/// ```
+/// let (sum, loop_thread, worker) = asyncio::run(async {
+///     let here = std::thread::current().id();
+///     let (sum, there) = asyncio::to_thread(|| ((1..=10u32).sum::<u32>(), std::thread::current().id()))
+///         .await
+///         .unwrap();
+///     (sum, here, there)
+/// })
+/// .unwrap();
+/// assert_eq!(sum, 55);
+/// assert_ne!(loop_thread, worker, "the blocking work ran on another thread");
+/// ```
 pub fn to_thread<F, T>(f: F) -> Blocking<T>
 where
     F: FnOnce() -> T + Send + 'static,

@@ -15,6 +15,8 @@ struct ThreadContext {
     /// `create_task` calls on the general path between making their task and
     /// returning it (see `event_loop::in_task_start`).
     starting: Cell<u32>,
+    /// Where the innermost of those calls was made (debug mode reads it).
+    site: Cell<Option<&'static std::panic::Location<'static>>>,
     /// Tasks that ended failed (panicked or cancelled) on this thread, in the
     /// order their completion was processed (see `TaskRef::failure_number`).
     failures: Cell<u64>,
@@ -27,6 +29,7 @@ thread_local! {
             running: Cell::new(ptr::null()),
             task: Cell::new(ptr::null()),
             starting: Cell::new(0),
+            site: Cell::new(None),
             failures: Cell::new(0),
         }
     };
@@ -41,6 +44,7 @@ loom::thread_local! {
         running: Cell::new(ptr::null()),
         task: Cell::new(ptr::null()),
         starting: Cell::new(0),
+        site: Cell::new(None),
         failures: Cell::new(0),
     };
 }
@@ -65,6 +69,21 @@ pub(crate) fn current_task() -> *const Header {
 /// How many `create_task` calls are starting a task on the general path.
 pub(crate) fn starting() -> u32 {
     CONTEXT.with(|c| c.starting.get())
+}
+
+/// A `create_task` call at `site` starts a task on the general path: one
+/// more in [`starting`], and where it was made, in one thread-local access.
+#[inline]
+pub(crate) fn start_spawn(site: &'static std::panic::Location<'static>) {
+    CONTEXT.with(|c| {
+        c.starting.set(c.starting.get() + 1);
+        c.site.set(Some(site));
+    });
+}
+
+/// Where the innermost `create_task` on the general path was made.
+pub(crate) fn spawn_site() -> Option<&'static std::panic::Location<'static>> {
+    CONTEXT.with(|c| c.site.get())
 }
 
 /// Adds `delta` (±1) to [`starting`].

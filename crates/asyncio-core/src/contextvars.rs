@@ -59,6 +59,14 @@ impl Drop for ContextCell {
 /// (`Context.copy()`) gives an independent one with the same values.
 ///
 /// [`copy`]: Context::copy
+///
+/// ```
+/// let var = asyncio::ContextVar::new("request");
+/// let ctx = asyncio::Context::new();
+/// ctx.run(|| var.set(7));
+/// assert_eq!(ctx.run(|| var.get()), Some(7));
+/// assert_eq!(var.get(), None, "set in ctx, not outside it");
+/// ```
 #[derive(Clone)]
 pub struct Context {
     cell: Rc<ContextCell>,
@@ -86,7 +94,7 @@ impl Context {
     /// Runs `f` with this context as the current one, as `Context.run`.
     ///
     /// ```
-    /// use asyncio_core::{Context, ContextVar};
+    /// use asyncio::{Context, ContextVar};
     ///
     /// let user = ContextVar::<&str>::new("user");
     /// let ctx = Context::new();
@@ -205,6 +213,19 @@ fn current() -> Context {
 }
 
 /// A copy of the current context, as `contextvars.copy_context()`.
+///
+/// ```
+/// let var = asyncio::ContextVar::new("user");
+/// asyncio::run(async move {
+///     var.set("alice");
+///     let snapshot = asyncio::copy_context();
+///     var.set("bob");
+///     let seen = snapshot.run(|| var.get());
+///     assert_eq!(seen, Some("alice"));
+///     assert_eq!(var.get(), Some("bob"));
+/// })
+/// .unwrap();
+/// ```
 pub fn copy_context() -> Context {
     match CURRENT.with(|c| c.borrow().clone()) {
         Some(ctx) => ctx.copy(),
@@ -220,7 +241,7 @@ static NEXT_VAR: AtomicU64 = AtomicU64::new(1);
 /// created, plus its own changes. Clones of a `ContextVar` are the same variable.
 ///
 /// ```
-/// use asyncio_core::{ContextVar, EventLoop, create_task};
+/// use asyncio::{ContextVar, EventLoop, create_task};
 ///
 /// let request_id = ContextVar::with_default("request_id", 0u32);
 /// let lp = EventLoop::new();
@@ -359,6 +380,16 @@ impl<T> fmt::Debug for ContextVar<T> {
 
 /// What [`ContextVar::set`] returns, to undo the change with
 /// [`ContextVar::reset`].
+///
+/// ```
+/// let var = asyncio::ContextVar::new("level");
+/// asyncio::Context::new().run(|| {
+///     var.set(1);
+///     let token = var.set(2);
+///     var.reset(token).unwrap();
+///     assert_eq!(var.get(), Some(1));
+/// });
+/// ```
 pub struct Token<T> {
     var: u64,
     ctx: Context,
@@ -375,6 +406,15 @@ impl<T> fmt::Debug for Token<T> {
 }
 
 /// Why [`ContextVar::reset`] refused a token.
+///
+/// ```
+/// let a = asyncio::ContextVar::new("a");
+/// let b = asyncio::ContextVar::new("b");
+/// asyncio::Context::new().run(|| {
+///     let token = a.set(1);
+///     assert_eq!(b.reset(token), Err(asyncio::ContextError::WrongVar));
+/// });
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ContextError {

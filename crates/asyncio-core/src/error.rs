@@ -2,18 +2,79 @@
 
 use std::any::Any;
 use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// The task was cancelled before it finished (asyncio's `CancelledError`).
 ///
 /// In asyncio-rs cancelling a task drops its future at its next suspension point,
 /// so there is no exception to catch inside the task: destructors play the part of
-/// `finally`. The error is what an awaiter of the task sees.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, thiserror::Error)]
-#[error("the task was cancelled")]
-pub struct CancelledError;
+/// `finally`. The error is what an awaiter of the task sees, with the message
+/// given to [`TaskRef::cancel_with`](crate::TaskRef::cancel_with), if any (as
+/// `CancelledError.args` carries the message of `Task.cancel(msg)`).
+///
+/// ```
+/// let lp = asyncio::EventLoop::new();
+/// let out = lp
+///     .run_until_complete(async {
+///         let task = asyncio::create_task(asyncio::sleep(std::time::Duration::from_secs(3600)));
+///         task.cancel_with("shutting down");
+///         task.await
+///     })
+///     .unwrap();
+/// let err = out.unwrap_err();
+/// assert!(err.is_cancelled());
+/// assert_eq!(err.cancelled_message(), Some("shutting down"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CancelledError {
+    // An `Arc<String>` is one thin pointer: the error stays as small as the
+    // task outcomes it is part of allow.
+    message: Option<Arc<String>>,
+}
+
+impl CancelledError {
+    /// A cancellation without a message.
+    pub const fn new() -> Self {
+        CancelledError { message: None }
+    }
+
+    /// A cancellation carrying `message` (`CancelledError(msg)`).
+    pub fn with_message(message: impl Into<String>) -> Self {
+        CancelledError {
+            message: Some(Arc::new(message.into())),
+        }
+    }
+
+    /// The message given to `cancel_with`, if any.
+    pub fn message(&self) -> Option<&str> {
+        self.message.as_deref().map(String::as_str)
+    }
+}
+
+impl fmt::Display for CancelledError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.message() {
+            None => f.write_str("the task was cancelled"),
+            Some(msg) => write!(f, "the task was cancelled: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for CancelledError {}
 
 /// An operation was asked of a task or loop in a state that does not allow it
 /// (asyncio's `InvalidStateError`).
+///
+/// ```
+/// asyncio::run(async {
+///     let mut t = asyncio::create_task(async { 1 });
+///     assert_eq!(t.try_result().unwrap_err(), asyncio::InvalidStateError::NotDone);
+///     asyncio::yield_now().await;
+///     assert_eq!(t.try_result().unwrap(), Ok(1));
+///     assert_eq!(t.try_result().unwrap_err(), asyncio::InvalidStateError::ResultTaken);
+/// })
+/// .unwrap();
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum InvalidStateError {
@@ -23,9 +84,19 @@ pub enum InvalidStateError {
     /// The result was already taken, by an earlier `await` or `try_result`.
     #[error("the task's result was already taken")]
     ResultTaken,
+    /// A result, exception or cancellation was set on a future that is
+    /// already done.
+    #[error("the future is already done: set its result, exception or cancellation once")]
+    AlreadyDone,
 }
 
 /// Misuse of the event loop (asyncio's `RuntimeError`).
+///
+/// ```
+/// let err = asyncio::run(async { asyncio::run(async {}) }).unwrap().unwrap_err();
+/// assert_eq!(err, asyncio::RunError::Runtime(asyncio::RuntimeError::AnotherLoopRunning));
+/// assert_eq!(asyncio::get_running_loop().unwrap_err(), asyncio::RuntimeError::NoRunningLoop);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RuntimeError {
@@ -67,6 +138,14 @@ pub enum RuntimeError {
 /// A panic in the main future is not in this list: it is re-raised on the calling
 /// thread once the loop is back in a clean state, as asyncio re-raises the main
 /// coroutine's exception.
+///
+/// ```
+/// let out = asyncio::run(async {
+///     asyncio::current_task().unwrap().cancel();
+///     asyncio::yield_now().await;
+/// });
+/// assert!(matches!(out, Err(asyncio::RunError::Cancelled(_))));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RunError {
@@ -86,6 +165,19 @@ pub enum RunError {
 ///
 /// The message is kept for display; the original payload can be taken back with
 /// [`PanicError::into_panic`] to re-raise it with [`std::panic::resume_unwind`].
+/// It is `Send + Sync` (the payload sits behind a lock only `into_panic` takes),
+/// so it travels in `anyhow::Error` or `Box<dyn Error + Send + Sync>`.
+///
+/// ```
+/// let lp = asyncio::EventLoop::new();
+/// let out = lp
+///     .run_until_complete(async { asyncio::create_task(async { panic!("boom") }).await })
+///     .unwrap();
+/// match out {
+///     Err(asyncio::TaskError::Panicked(p)) => assert_eq!(p.message(), "boom"),
+///     other => panic!("expected a panic, got {other:?}"),
+/// }
+/// ```
 pub struct PanicError {
     // Boxed so that a task's outcome slot stays one pointer wide.
     inner: Box<PanicInner>,
@@ -93,7 +185,18 @@ pub struct PanicError {
 
 struct PanicInner {
     message: String,
-    payload: Option<Box<dyn Any + Send + 'static>>,
+    /// Behind a `Mutex` only to be `Sync`: the payload is `Send` but not
+    /// `Sync`, and nothing reads it through a shared reference.
+    payload: Mutex<Option<Box<dyn Any + Send + 'static>>>,
+}
+
+impl PanicInner {
+    fn take_payload(&mut self) -> Option<Box<dyn Any + Send + 'static>> {
+        self.payload
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
 }
 
 impl PanicError {
@@ -102,7 +205,7 @@ impl PanicError {
         PanicError {
             inner: Box::new(PanicInner {
                 message: panic_message(&*payload),
-                payload: Some(payload),
+                payload: Mutex::new(Some(payload)),
             }),
         }
     }
@@ -114,7 +217,7 @@ impl PanicError {
 
     /// The original panic payload, for [`std::panic::resume_unwind`].
     pub fn into_panic(mut self) -> Box<dyn Any + Send + 'static> {
-        match self.inner.payload.take() {
+        match self.inner.take_payload() {
             Some(payload) => payload,
             None => Box::new(std::mem::take(&mut self.inner.message)),
         }
@@ -127,7 +230,7 @@ impl Drop for PanicInner {
     /// outcome, a report to the exception handler), so its payload is dropped
     /// without letting such a panic out.
     fn drop(&mut self) {
-        if let Some(payload) = self.payload.take() {
+        if let Some(payload) = self.take_payload() {
             crate::unwind::discard_payload(payload);
         }
     }
@@ -139,7 +242,7 @@ impl Clone for PanicError {
         PanicError {
             inner: Box::new(PanicInner {
                 message: self.inner.message.clone(),
-                payload: None,
+                payload: Mutex::new(None),
             }),
         }
     }
@@ -170,6 +273,18 @@ impl fmt::Display for PanicError {
 impl std::error::Error for PanicError {}
 
 /// How a task ended without a value: what awaiting a [`Task`](crate::Task) can fail with.
+///
+/// ```
+/// let (cancelled, panicked) = asyncio::run(async {
+///     let a = asyncio::create_task(std::future::pending::<()>());
+///     a.cancel();
+///     let b = asyncio::create_task(async { panic!("oops") });
+///     (a.await.unwrap_err(), b.await.unwrap_err())
+/// })
+/// .unwrap();
+/// assert!(cancelled.is_cancelled());
+/// assert!(panicked.is_panic() && panicked.to_string().contains("oops"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TaskError {
     /// The task was cancelled.
@@ -189,6 +304,15 @@ impl TaskError {
     /// Whether the task panicked.
     pub fn is_panic(&self) -> bool {
         matches!(self, TaskError::Panicked(_))
+    }
+
+    /// The message the task was cancelled with
+    /// ([`cancel_with`](crate::TaskRef::cancel_with)), if it was cancelled with one.
+    pub fn cancelled_message(&self) -> Option<&str> {
+        match self {
+            TaskError::Cancelled(c) => c.message(),
+            TaskError::Panicked(_) => None,
+        }
     }
 }
 

@@ -8,6 +8,26 @@
 use crate::task::TaskRef;
 
 /// How a new task starts.
+///
+/// ```
+/// use asyncio::{StartMode, TaskFactory, TaskRef};
+///
+/// /// Starts tasks named "urgent" at once, the others later.
+/// struct UrgentFirst;
+/// impl TaskFactory for UrgentFirst {
+///     fn create(&self, task: &TaskRef) -> StartMode {
+///         if task.name() == "urgent" { StartMode::Eager } else { StartMode::Lazy }
+///     }
+/// }
+///
+/// asyncio::run(async {
+///     asyncio::set_task_factory(UrgentFirst);
+///     let t = asyncio::create_task_with(async {}, asyncio::TaskOptions::new().name("urgent"));
+///     assert!(t.done());
+///     assert!(!asyncio::create_task(async {}).done());
+/// })
+/// .unwrap();
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StartMode {
     /// Put the task at the back of the ready queue; it first runs on a later loop
@@ -27,7 +47,7 @@ pub enum StartMode {
 /// before choosing the start.
 ///
 /// ```
-/// use asyncio_core::{EventLoop, StartMode, TaskFactory, TaskRef};
+/// use asyncio::{EventLoop, StartMode, TaskFactory, TaskRef};
 ///
 /// struct Named;
 /// impl TaskFactory for Named {
@@ -40,7 +60,7 @@ pub enum StartMode {
 /// let lp = EventLoop::new();
 /// lp.set_task_factory(Named);
 /// let name = lp.run_until_complete(async {
-///     asyncio_core::create_task(async {}).name()
+///     asyncio::create_task(async {}).name()
 /// });
 /// assert!(name.unwrap().starts_with("worker-"));
 /// ```
@@ -66,6 +86,15 @@ pub trait TaskFactory: 'static {
 }
 
 /// The default factory: every task starts lazily.
+///
+/// ```
+/// asyncio::run(async {
+///     asyncio::set_task_factory(asyncio::eager_task_factory);
+///     asyncio::set_task_factory(asyncio::LazyTaskFactory);
+///     assert!(!asyncio::create_task(async {}).done(), "lazy again");
+/// })
+/// .unwrap();
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LazyTaskFactory;
 
@@ -82,12 +111,12 @@ impl TaskFactory for LazyTaskFactory {
 /// Per-call settings for [`create_task_with`](crate::create_task_with).
 ///
 /// ```
-/// use asyncio_core::{EventLoop, TaskOptions};
+/// use asyncio::{EventLoop, TaskOptions};
 ///
 /// let lp = EventLoop::new();
 /// lp.run_until_complete(async {
 ///     let opts = TaskOptions::new().name("fetch").eager_start(true);
-///     let task = asyncio_core::create_task_with(async { 1 }, opts);
+///     let task = asyncio::create_task_with(async { 1 }, opts);
 ///     assert_eq!(task.name(), "fetch");
 ///     assert!(task.done(), "an eager task that does not suspend finishes inside create_task");
 /// })

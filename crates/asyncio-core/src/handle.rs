@@ -20,6 +20,23 @@ use crate::time::TimeoutError;
 ///
 /// While a handle exists the loop does not report itself stalled: a handle
 /// could still send it work.
+///
+/// ```
+/// let lp = asyncio::EventLoop::new();
+/// let handle = lp.handle();
+/// // Another thread hands the loop a coroutine (it runs once the loop does).
+/// let submitted = std::thread::spawn(move || {
+///     handle.run_coroutine_threadsafe(async { 6 * 7 }).unwrap()
+/// });
+/// let fut = submitted.join().unwrap();
+/// lp.run_until_complete(async {
+///     for _ in 0..3 {
+///         asyncio::yield_now().await;
+///     }
+/// })
+/// .unwrap();
+/// assert_eq!(fut.wait(), Ok(42));
+/// ```
 #[derive(Clone)]
 pub struct LoopHandle {
     shared: Arc<Shared>,
@@ -101,7 +118,7 @@ impl LoopHandle {
             if started.is_err() {
                 launch
                     .inner
-                    .complete(Err(TaskError::Cancelled(CancelledError)));
+                    .complete(Err(TaskError::Cancelled(CancelledError::new())));
             }
         })?;
         Ok(ConcurrentFuture { inner })
@@ -161,7 +178,7 @@ impl<F: Future> Drop for Launch<F> {
     fn drop(&mut self) {
         if self.fut.is_some() {
             self.inner
-                .complete(Err(TaskError::Cancelled(CancelledError)));
+                .complete(Err(TaskError::Cancelled(CancelledError::new())));
         }
     }
 }
@@ -202,7 +219,7 @@ impl<T> Drop for Relay<T> {
     fn drop(&mut self) {
         if !self.done {
             self.inner
-                .complete(Err(TaskError::Cancelled(CancelledError)));
+                .complete(Err(TaskError::Cancelled(CancelledError::new())));
         }
     }
 }
@@ -211,6 +228,20 @@ impl<T> Drop for Relay<T> {
 /// thread (asyncio's `concurrent.futures.Future`): block on it with
 /// [`wait`](Self::wait) / [`wait_timeout`](Self::wait_timeout), or `.await` it
 /// on another loop.
+///
+/// ```
+/// let lp = asyncio::EventLoop::new();
+/// let fut: asyncio::ConcurrentFuture<u8> =
+///     lp.handle().run_coroutine_threadsafe(async { 1 }).unwrap();
+/// lp.run_until_complete(async {
+///     for _ in 0..3 {
+///         asyncio::yield_now().await;
+///     }
+/// })
+/// .unwrap();
+/// assert!(fut.done());
+/// assert_eq!(fut.wait(), Ok(1));
+/// ```
 pub struct ConcurrentFuture<T> {
     inner: Arc<CfInner<T>>,
 }

@@ -142,6 +142,25 @@ pub(crate) fn run_callback(lp: &LoopInner, cb: &Rc<dyn Fn()>, key: usize) {
 /// `WouldBlock`, call `clear_readable` and poll again. The same holds for
 /// writing. Dropping the registration removes the fd from the loop; it does not
 /// close the fd.
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use std::os::fd::AsRawFd;
+///
+/// let (mut a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+/// b.set_nonblocking(true).unwrap();
+/// let got = asyncio::run(async move {
+///     let reg = asyncio::IoRegistration::new(b.as_raw_fd())?;
+///     a.write_all(b"ready")?;
+///     reg.readable().await?; // the loop waits in epoll, not here
+///     let mut buf = [0u8; 8];
+///     let n = b.read(&mut buf)?;
+///     std::io::Result::Ok(buf[..n].to_vec())
+/// })
+/// .unwrap()
+/// .unwrap();
+/// assert_eq!(got, b"ready");
+/// ```
 pub struct IoRegistration {
     lp: Weak<LoopInner>,
     key: usize,

@@ -1,7 +1,7 @@
 //! asyncio's event loop for Rust: one loop per thread, tasks, wakers and task factories.
 //!
 //! ```
-//! use asyncio_core::{EventLoop, create_task, current_task};
+//! use asyncio::{EventLoop, create_task, current_task};
 //!
 //! let lp = EventLoop::new();
 //! let total = lp
@@ -39,6 +39,7 @@ mod contextvars;
 mod error;
 mod event_loop;
 mod factory;
+mod future;
 mod handle;
 mod io;
 mod reactor;
@@ -61,6 +62,7 @@ pub use event_loop::{
     in_eager_step, in_task_start, set_task_factory, task_failure_count, try_create_task,
 };
 pub use factory::{LazyTaskFactory, StartMode, TaskFactory, TaskOptions};
+pub use future::{FutureError, LoopFuture, SharedError, create_future};
 pub use task::{CallbackId, Task, TaskRef};
 pub use yield_now::{YieldNow, yield_now};
 

@@ -23,6 +23,19 @@ use std::rc::Rc;
 use crate::event_loop::{EventLoop, LoopInner};
 
 /// Why a signal handler could not be added or removed.
+///
+/// ```
+/// let lp = asyncio::EventLoop::new();
+/// assert!(matches!(
+///     lp.add_signal_handler(-1, || {}),
+///     Err(asyncio::SignalError::Invalid(-1))
+/// ));
+/// // SIGKILL (9) cannot be caught.
+/// assert!(matches!(
+///     lp.add_signal_handler(9, || {}),
+///     Err(asyncio::SignalError::Forbidden(9))
+/// ));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SignalError {
@@ -107,7 +120,7 @@ impl EventLoop {
     /// use std::cell::Cell;
     /// use std::rc::Rc;
     ///
-    /// let lp = asyncio_core::EventLoop::new();
+    /// let lp = asyncio::EventLoop::new();
     /// let got = Rc::new(Cell::new(false));
     /// let g = got.clone();
     /// lp.add_signal_handler(libc::SIGUSR2, move || g.set(true)).unwrap();
@@ -116,7 +129,7 @@ impl EventLoop {
     ///     // SAFETY: raise(3) has no memory-safety preconditions.
     ///     unsafe { libc::raise(libc::SIGUSR2) };
     ///     while !seen.get() {
-    ///         asyncio_core::sleep(std::time::Duration::from_millis(1)).await;
+    ///         asyncio::sleep(std::time::Duration::from_millis(1)).await;
     ///     }
     /// })
     /// .unwrap();

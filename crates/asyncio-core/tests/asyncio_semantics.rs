@@ -67,7 +67,7 @@ fn a_task_that_cancels_itself_and_then_returns_ends_cancelled() {
             .unwrap();
         assert_eq!(
             out,
-            Err(TaskError::Cancelled(asyncio_core::CancelledError)),
+            Err(TaskError::Cancelled(asyncio_core::CancelledError::new())),
             "eager={eager} fixed={fixed}"
         );
     }

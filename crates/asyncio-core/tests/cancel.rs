@@ -135,3 +135,59 @@ fn cancelling_the_main_task_makes_run_until_complete_fail_cancelled() {
     });
     assert!(matches!(r, Err(asyncio_core::RunError::Cancelled(_))));
 }
+
+#[test]
+fn cancel_with_hands_its_message_to_the_awaiter() {
+    let lp = asyncio_core::EventLoop::new();
+    let err = lp
+        .run_until_complete(async {
+            let t = asyncio_core::create_task(std::future::pending::<()>());
+            asyncio_core::yield_now().await;
+            assert!(t.cancel_with("closing time"));
+            t.await.unwrap_err()
+        })
+        .unwrap();
+    assert!(err.is_cancelled());
+    assert_eq!(err.cancelled_message(), Some("closing time"));
+    assert!(err.to_string().ends_with("closing time"), "{err}");
+}
+
+#[test]
+fn a_plain_cancel_carries_no_message() {
+    let lp = asyncio_core::EventLoop::new();
+    let err = lp
+        .run_until_complete(async {
+            let t = asyncio_core::create_task(std::future::pending::<()>());
+            t.cancel();
+            t.await.unwrap_err()
+        })
+        .unwrap();
+    assert_eq!(err.cancelled_message(), None);
+    assert_eq!(
+        err,
+        asyncio_core::TaskError::Cancelled(asyncio_core::CancelledError::new())
+    );
+}
+
+#[test]
+fn the_first_cancel_message_is_kept_and_uncancel_forgets_it() {
+    let lp = asyncio_core::EventLoop::new();
+    let (first, after_uncancel) = lp
+        .run_until_complete(async {
+            let t = asyncio_core::create_task(std::future::pending::<()>());
+            t.cancel_with("first");
+            t.cancel_with("second");
+            let first = t.await.unwrap_err();
+
+            let u = asyncio_core::create_task(std::future::pending::<()>());
+            u.cancel_with("withdrawn");
+            assert_eq!(u.uncancel(), 0);
+            asyncio_core::yield_now().await;
+            assert!(!u.done(), "the withdrawn request was not acted on");
+            u.cancel();
+            (first, u.await.unwrap_err())
+        })
+        .unwrap();
+    assert_eq!(first.cancelled_message(), Some("first"));
+    assert_eq!(after_uncancel.cancelled_message(), None);
+}

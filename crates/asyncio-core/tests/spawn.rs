@@ -247,3 +247,28 @@ fn create_task_in_place_outside_a_loop_panics_without_calling_the_maker() {
         unreachable!("the maker must not run outside a loop")
     });
 }
+
+#[test]
+fn a_tasks_debug_shows_its_name_and_state() {
+    let lp = asyncio_core::EventLoop::new();
+    let (pending, done) = lp
+        .run_until_complete(async {
+            let t = asyncio_core::create_task_with(
+                async { 1 },
+                asyncio_core::TaskOptions::new().name("fetcher"),
+            );
+            let pending = format!("{t:?}");
+            asyncio_core::yield_now().await;
+            (pending, format!("{t:?}"))
+        })
+        .unwrap();
+    assert!(
+        pending.contains("\"fetcher\"") && pending.contains("pending"),
+        "{pending}"
+    );
+    assert!(done.contains("finished"), "{done}");
+    assert!(
+        !pending.contains("raw") && !pending.contains("ptr"),
+        "{pending}"
+    );
+}

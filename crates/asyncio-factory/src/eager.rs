@@ -5,6 +5,14 @@ use std::fmt;
 use asyncio_core::{StartMode, TaskFactory, TaskRef};
 
 /// Starts every task eagerly (the type of [`eager_task_factory`]).
+///
+/// ```
+/// asyncio::run(async {
+///     asyncio::set_task_factory(asyncio::EagerTaskFactory);
+///     assert!(asyncio::create_task(async {}).done(), "finished inside create_task");
+/// })
+/// .unwrap();
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EagerTaskFactory;
 
@@ -22,8 +30,25 @@ impl TaskFactory for EagerTaskFactory {
 /// it first suspends; a task that finishes there is never scheduled.
 ///
 /// ```
-/// let lp = asyncio_core::EventLoop::new();
-/// lp.set_task_factory(asyncio_factory::eager_task_factory);
+/// let lp = asyncio::EventLoop::new();
+/// lp.set_task_factory(asyncio::eager_task_factory);
+/// ```
+///
+/// ```
+/// use std::cell::RefCell;
+/// use std::rc::Rc;
+///
+/// let order = Rc::new(RefCell::new(Vec::new()));
+/// let o = order.clone();
+/// asyncio::run(async move {
+///     asyncio::set_task_factory(asyncio::eager_task_factory);
+///     let o2 = o.clone();
+///     let t = asyncio::create_task(async move { o2.borrow_mut().push("child") });
+///     o.borrow_mut().push("parent");
+///     t.await.unwrap();
+/// })
+/// .unwrap();
+/// assert_eq!(*order.borrow(), ["child", "parent"]);
 /// ```
 #[allow(non_upper_case_globals)]
 pub const eager_task_factory: EagerTaskFactory = EagerTaskFactory;
@@ -34,11 +59,20 @@ pub const eager_task_factory: EagerTaskFactory = EagerTaskFactory;
 /// eager step instead, and may name it, add done callbacks or record it.
 ///
 /// ```
-/// use asyncio_core::{EventLoop, create_task};
+/// use asyncio::{EventLoop, create_task};
 ///
 /// let lp = EventLoop::new();
-/// lp.set_task_factory(asyncio_factory::create_eager_task_factory(|t| t.set_name("eager")));
+/// lp.set_task_factory(asyncio::create_eager_task_factory(|t| t.set_name("eager")));
 /// let name = lp.run_until_complete(async { create_task(async {}).name() }).unwrap();
+/// assert_eq!(name, "eager");
+/// ```
+///
+/// ```
+/// let name = asyncio::run(async {
+///     asyncio::set_task_factory(asyncio::create_eager_task_factory(|t| t.set_name("eager")));
+///     asyncio::create_task(async {}).name()
+/// })
+/// .unwrap();
 /// assert_eq!(name, "eager");
 /// ```
 pub fn create_eager_task_factory<C>(ctor: C) -> EagerTaskFactoryWith<C>
@@ -49,6 +83,16 @@ where
 }
 
 /// The factory [`create_eager_task_factory`] returns.
+///
+/// ```
+/// let factory: asyncio::EagerTaskFactoryWith<_> =
+///     asyncio::create_eager_task_factory(|t: &asyncio::TaskRef| t.set_name("worker"));
+/// asyncio::run(async move {
+///     asyncio::set_task_factory(factory);
+///     assert_eq!(asyncio::create_task(async {}).name(), "worker");
+/// })
+/// .unwrap();
+/// ```
 pub struct EagerTaskFactoryWith<C> {
     ctor: C,
 }

@@ -6,6 +6,19 @@ use std::rc::Rc;
 use asyncio_core::{StartMode, TaskFactory, TaskRef};
 
 /// Counts kept by an [`InstrumentedFactory`].
+///
+/// ```
+/// let factory = asyncio::InstrumentedFactory::new(asyncio::eager_task_factory);
+/// let stats = factory.stats_handle();
+/// asyncio::run(async move {
+///     asyncio::set_task_factory(factory);
+///     asyncio::create_task(async {});
+///     asyncio::create_task(asyncio::yield_now());
+/// })
+/// .unwrap();
+/// let s: asyncio::FactoryStats = stats.get();
+/// assert_eq!((s.created, s.finished_eagerly, s.suspended), (2, 1, 1));
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FactoryStats {
     /// Tasks created through the factory.
@@ -30,8 +43,8 @@ struct Counters {
 /// eager start helps a workload: it does when most tasks finish eagerly.
 ///
 /// ```
-/// use asyncio_core::{EventLoop, create_task, yield_now};
-/// use asyncio_factory::{InstrumentedFactory, eager_task_factory};
+/// use asyncio::{EventLoop, create_task, yield_now};
+/// use asyncio::{InstrumentedFactory, eager_task_factory};
 ///
 /// let lp = EventLoop::new();
 /// let factory = InstrumentedFactory::new(eager_task_factory);
@@ -46,6 +59,17 @@ struct Counters {
 /// // The main task counts too: it finished without suspending.
 /// assert_eq!((s.created, s.finished_eagerly, s.suspended), (3, 2, 1));
 /// ```
+///
+/// ```
+/// let factory = asyncio::InstrumentedFactory::new(asyncio::LazyTaskFactory);
+/// let stats = factory.stats_handle();
+/// asyncio::run(async move {
+///     asyncio::set_task_factory(factory);
+///     asyncio::create_task(async {}).await.unwrap();
+/// })
+/// .unwrap();
+/// assert_eq!(stats.get().scheduled, 1);
+/// ```
 #[derive(Debug)]
 pub struct InstrumentedFactory<F> {
     inner: F,
@@ -53,6 +77,12 @@ pub struct InstrumentedFactory<F> {
 }
 
 /// Reads the counts of an [`InstrumentedFactory`] after it was installed.
+///
+/// ```
+/// let factory = asyncio::InstrumentedFactory::new(asyncio::eager_task_factory);
+/// let handle: asyncio::StatsHandle = factory.stats_handle();
+/// assert_eq!(handle.get(), asyncio::FactoryStats::default());
+/// ```
 #[derive(Debug, Clone)]
 pub struct StatsHandle {
     counters: Rc<Counters>,

@@ -1,8 +1,8 @@
 //! asyncio's task factories for Rust: lazy, eager, custom and instrumented.
 //!
 //! ```
-//! use asyncio_core::{EventLoop, create_task, current_task};
-//! use asyncio_factory::eager_task_factory;
+//! use asyncio::{EventLoop, create_task, current_task};
+//! use asyncio::eager_task_factory;
 //!
 //! let lp = EventLoop::new();
 //! lp.set_task_factory(eager_task_factory);

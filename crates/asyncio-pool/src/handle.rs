@@ -373,7 +373,7 @@ where
 
     fn cancel(self: Arc<Self>, shared: &Shared, worker: usize) {
         shared.slots[worker].job_over();
-        self.complete(Err(TaskError::Cancelled(CancelledError)));
+        self.complete(Err(TaskError::Cancelled(CancelledError::new())));
     }
 }
 
@@ -492,7 +492,7 @@ impl<F: Future> Drop for Guard<F> {
         self.shared.slots[self.worker].job_over();
         if !self.done {
             self.cell
-                .complete(Err(TaskError::Cancelled(CancelledError)));
+                .complete(Err(TaskError::Cancelled(CancelledError::new())));
         }
     }
 }

@@ -17,8 +17,8 @@ use crate::writer::StreamWriter;
 /// through `getaddrinfo` on the loop's default executor (as asyncio does).
 ///
 /// ```
-/// asyncio_core::EventLoop::new().run_until_complete(async {
-///     let addrs = asyncio_streams::getaddrinfo("localhost", 80).await.unwrap();
+/// asyncio::EventLoop::new().run_until_complete(async {
+///     let addrs = asyncio::getaddrinfo("localhost", 80).await.unwrap();
 ///     assert!(addrs.iter().all(|a| a.ip().is_loopback() && a.port() == 80));
 /// }).unwrap();
 /// ```
@@ -64,9 +64,9 @@ pub async fn getaddrinfo(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
 /// `TCP_NODELAY` is set, as asyncio does.
 ///
 /// ```
-/// use asyncio_streams::open_connection;
+/// use asyncio::open_connection;
 ///
-/// asyncio_core::EventLoop::new().run_until_complete(async {
+/// asyncio::EventLoop::new().run_until_complete(async {
 ///     // Port 1 on loopback: nothing listens there.
 ///     let err = open_connection("127.0.0.1", 1).await.unwrap_err();
 ///     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
@@ -84,6 +84,20 @@ pub async fn open_connection(host: &str, port: u16) -> io::Result<(StreamReader,
 ///
 /// # Errors
 /// As [`open_connection`].
+///
+/// ```
+/// asyncio::run(async {
+///     let server = asyncio::start_server(|_r, _w| async {}, "127.0.0.1", 0).await?;
+///     let port = server.local_addr().unwrap().port();
+///     let opts = asyncio::ConnectOptions::new().nodelay(true).limit(1 << 20);
+///     let (r, _w) = asyncio::open_connection_with("127.0.0.1", port, &opts).await?;
+///     assert_eq!(r.limit(), 1 << 20);
+///     server.close();
+///     std::io::Result::Ok(())
+/// })
+/// .unwrap()
+/// .unwrap();
+/// ```
 pub async fn open_connection_with(
     host: &str,
     port: u16,
@@ -163,6 +177,14 @@ pub(crate) async fn connect_one(
 ///
 /// # Errors
 /// The connect error (`NotFound`, `ConnectionRefused`...); `Other` outside a loop.
+///
+/// ```
+/// // Nobody listens at this path: connecting fails with the OS error.
+/// let err = asyncio::run(asyncio::open_unix_connection("/nonexistent/asyncio.sock"))
+///     .unwrap()
+///     .unwrap_err();
+/// assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+/// ```
 pub async fn open_unix_connection(
     path: impl AsRef<Path>,
 ) -> io::Result<(StreamReader, StreamWriter)> {
@@ -173,6 +195,22 @@ pub async fn open_unix_connection(
 ///
 /// # Errors
 /// As [`open_unix_connection`].
+///
+/// ```
+/// let path = std::env::temp_dir().join(format!("asyncio-doc-conn-{}.sock", std::process::id()));
+/// let _ = std::fs::remove_file(&path);
+/// asyncio::run(async {
+///     let server = asyncio::start_unix_server(|_r, _w| async {}, &path).await?;
+///     let opts = asyncio::ConnectOptions::new().limit(128);
+///     let (r, _w) = asyncio::open_unix_connection_with(&path, &opts).await?;
+///     assert_eq!(r.limit(), 128);
+///     server.close();
+///     std::io::Result::Ok(())
+/// })
+/// .unwrap()
+/// .unwrap();
+/// let _ = std::fs::remove_file(&path);
+/// ```
 pub async fn open_unix_connection_with(
     path: impl AsRef<Path>,
     options: &ConnectOptions,

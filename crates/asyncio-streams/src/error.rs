@@ -8,6 +8,29 @@ use std::io;
 ///
 /// The bytes that did arrive are in [`partial`](Self::partial) and are no
 /// longer in the reader's buffer.
+///
+/// ```
+/// let err = asyncio::run(async {
+///     let server = asyncio::start_server(
+///         |_r, mut w: asyncio::StreamWriter| async move { w.write(b"ab") },
+///         "127.0.0.1",
+///         0,
+///     )
+///     .await
+///     .unwrap();
+///     let port = server.local_addr().unwrap().port();
+///     let (mut r, _w) = asyncio::open_connection("127.0.0.1", port).await.unwrap();
+///     r.readexactly(5).await.unwrap_err()
+/// })
+/// .unwrap();
+/// match err {
+///     asyncio::ReadExactlyError::Incomplete(e) => {
+///         let e: asyncio::IncompleteReadError = e;
+///         assert_eq!((e.partial.as_slice(), e.expected), (&b"ab"[..], Some(5)));
+///     }
+///     other => panic!("expected an incomplete read, got {other:?}"),
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{} bytes read on a total of {} expected bytes", .partial.len(), match .expected { Some(n) => n.to_string(), None => "undefined".to_owned() })]
 pub struct IncompleteReadError {
@@ -23,6 +46,24 @@ pub struct IncompleteReadError {
 /// [`readuntil`](crate::StreamReader::readuntil) leaves the data in the buffer,
 /// so the caller may read it some other way;
 /// [`readline`](crate::StreamReader::readline) discards it, as asyncio's does.
+///
+/// ```
+/// let err = asyncio::run(async {
+///     let server = asyncio::start_server(
+///         |_r, mut w: asyncio::StreamWriter| async move { w.write(b"a line too long\n") },
+///         "127.0.0.1",
+///         0,
+///     )
+///     .await
+///     .unwrap();
+///     let port = server.local_addr().unwrap().port();
+///     let opts = asyncio::ConnectOptions::new().limit(4);
+///     let (mut r, _w) = asyncio::open_connection_with("127.0.0.1", port, &opts).await.unwrap();
+///     r.readline().await.unwrap_err()
+/// })
+/// .unwrap();
+/// assert!(matches!(err, asyncio::ReadUntilError::LimitOverrun(asyncio::LimitOverrunError { .. })));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}: {consumed} bytes to consume")]
 pub struct LimitOverrunError {
@@ -34,6 +75,17 @@ pub struct LimitOverrunError {
 }
 
 /// The failure of [`readexactly`](crate::StreamReader::readexactly).
+///
+/// ```
+/// let err = asyncio::run(async {
+///     let server = asyncio::start_server(|_r, _w| async {}, "127.0.0.1", 0).await.unwrap();
+///     let port = server.local_addr().unwrap().port();
+///     let (mut r, _w) = asyncio::open_connection("127.0.0.1", port).await.unwrap();
+///     r.readexactly(1).await.unwrap_err()
+/// })
+/// .unwrap();
+/// assert!(matches!(err, asyncio::ReadExactlyError::Incomplete(_)));
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum ReadExactlyError {
     /// End of stream before `n` bytes; the partial bytes are in the error.
@@ -46,6 +98,26 @@ pub enum ReadExactlyError {
 
 /// The failure of [`readuntil`](crate::StreamReader::readuntil) and
 /// [`readline`](crate::StreamReader::readline).
+///
+/// ```
+/// let err = asyncio::run(async {
+///     let server = asyncio::start_server(
+///         |_r, mut w: asyncio::StreamWriter| async move { w.write(b"no newline") },
+///         "127.0.0.1",
+///         0,
+///     )
+///     .await
+///     .unwrap();
+///     let port = server.local_addr().unwrap().port();
+///     let (mut r, _w) = asyncio::open_connection("127.0.0.1", port).await.unwrap();
+///     r.readuntil(b"\n").await.unwrap_err()
+/// })
+/// .unwrap();
+/// match err {
+///     asyncio::ReadUntilError::Incomplete(e) => assert_eq!(e.partial, b"no newline"),
+///     other => panic!("expected an incomplete read, got {other:?}"),
+/// }
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum ReadUntilError {
     /// End of stream before the separator; the partial bytes are in the error.
@@ -85,6 +157,17 @@ impl From<ReadUntilError> for io::Error {
 /// The write buffer limits given to
 /// [`set_write_buffer_limits`](crate::StreamWriter::set_write_buffer_limits)
 /// are out of order (asyncio raises `ValueError`).
+///
+/// ```
+/// let err = asyncio::run(async {
+///     let server = asyncio::start_server(|_r, _w| async {}, "127.0.0.1", 0).await.unwrap();
+///     let port = server.local_addr().unwrap().port();
+///     let (_r, mut w) = asyncio::open_connection("127.0.0.1", port).await.unwrap();
+///     w.set_write_buffer_limits(Some(10), Some(20)).unwrap_err()
+/// })
+/// .unwrap();
+/// assert_eq!(err, asyncio::WriteBufferLimitsError { high: 10, low: 20 });
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("high ({high}) must be >= low ({low})")]
 pub struct WriteBufferLimitsError {
@@ -96,6 +179,20 @@ pub struct WriteBufferLimitsError {
 
 /// Why a writer refused data or a drain failed although the connection did not
 /// fail: the writer was closed, or its write side shut with `write_eof`.
+///
+/// ```
+/// let err = asyncio::run(async {
+///     let server = asyncio::start_server(|_r, _w| async {}, "127.0.0.1", 0).await.unwrap();
+///     let port = server.local_addr().unwrap().port();
+///     let (_r, mut w) = asyncio::open_connection("127.0.0.1", port).await.unwrap();
+///     w.write_eof().unwrap();
+///     w.write(b"too late"); // discarded
+///     w.drain().await.unwrap_err()
+/// })
+/// .unwrap();
+/// let closed = err.get_ref().unwrap().downcast_ref::<asyncio::WriterClosedError>();
+/// assert_eq!(closed, Some(&asyncio::WriterClosedError::WriteAfterEof));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum WriterClosedError {
     /// `write` after `close` (or after the connection was lost).
@@ -121,6 +218,15 @@ impl From<WriterClosedError> for io::Error {
 
 /// A blocking socket passed to a `sock_*` call (asyncio raises `ValueError`
 /// "the socket must be non-blocking"); call `set_nonblocking(true)` first.
+///
+/// ```
+/// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap(); // still blocking
+/// let err = asyncio::run(async move { asyncio::sock_recv(&a, 1).await })
+///     .unwrap()
+///     .unwrap_err();
+/// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+/// assert!(err.get_ref().unwrap().is::<asyncio::BlockingSocketError>());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the socket must be non-blocking")]
 pub struct BlockingSocketError;

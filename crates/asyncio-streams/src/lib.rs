@@ -4,7 +4,7 @@
 //! asyncio-rs's loop (`asyncio-core`'s edge-triggered `IoRegistration`).
 //!
 //! ```
-//! use asyncio_streams::{open_connection, start_server, StreamReader, StreamWriter};
+//! use asyncio::{open_connection, start_server, StreamReader, StreamWriter};
 //!
 //! async fn handle(mut reader: StreamReader, mut writer: StreamWriter) -> std::io::Result<()> {
 //!     while let Some(line) = reader.readline().await.ok().filter(|l| !l.is_empty()) {
@@ -15,7 +15,7 @@
 //!     writer.wait_closed().await
 //! }
 //!
-//! asyncio_core::EventLoop::new().run_until_complete(async {
+//! asyncio::EventLoop::new().run_until_complete(async {
 //!     let server = start_server(handle, "127.0.0.1", 0).await?;
 //!     let port = server.local_addr().expect("bound to an IP address").port();
 //!

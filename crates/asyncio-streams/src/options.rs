@@ -7,7 +7,7 @@ use crate::reader::DEFAULT_LIMIT;
 /// [`open_unix_connection_with`](crate::open_unix_connection_with).
 ///
 /// ```
-/// let opts = asyncio_streams::ConnectOptions::new().limit(1024).nodelay(false);
+/// let opts = asyncio::ConnectOptions::new().limit(1024).nodelay(false);
 /// assert_eq!(opts.get_limit(), 1024);
 /// ```
 #[derive(Debug, Clone)]
@@ -54,9 +54,9 @@ impl ConnectOptions {
 /// defaults.
 ///
 /// ```
-/// use asyncio_streams::{ServerOptions, StreamReader, StreamWriter, start_server_with};
+/// use asyncio::{ServerOptions, StreamReader, StreamWriter, start_server_with};
 ///
-/// asyncio_core::EventLoop::new().run_until_complete(async {
+/// asyncio::EventLoop::new().run_until_complete(async {
 ///     let opts = ServerOptions::new().backlog(1024).reuse_port(true).limit(1024);
 ///     let cb = |r: StreamReader, _w: StreamWriter| async move { assert_eq!(r.limit(), 1024) };
 ///     let a = start_server_with(cb, "127.0.0.1", 0, &opts).await?;

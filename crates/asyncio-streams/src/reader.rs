@@ -10,6 +10,12 @@ use crate::conn::Conn;
 use crate::error::{IncompleteReadError, LimitOverrunError, ReadExactlyError, ReadUntilError};
 
 /// asyncio's default buffer limit for `readline`/`readuntil` (64 KiB).
+///
+/// ```
+/// // A line longer than this fails `readline` unless the connection says otherwise
+/// // (`ConnectOptions::limit`, `ServerOptions::limit`), as asyncio's `limit=`.
+/// assert_eq!(asyncio::DEFAULT_LIMIT, 64 * 1024);
+/// ```
 pub const DEFAULT_LIMIT: usize = 64 * 1024;
 
 /// The first read of a connection allocates this much; the size doubles
@@ -39,9 +45,9 @@ const KEEP_CAPACITY: usize = 256 * 1024;
 /// Also implements `futures_io::AsyncRead` and `AsyncBufRead`.
 ///
 /// ```
-/// use asyncio_streams::{open_connection, start_server, StreamReader, StreamWriter};
+/// use asyncio::{open_connection, start_server, StreamReader, StreamWriter};
 ///
-/// asyncio_core::EventLoop::new().run_until_complete(async {
+/// asyncio::EventLoop::new().run_until_complete(async {
 ///     let server = start_server(|_r: StreamReader, mut w: StreamWriter| async move {
 ///         w.write(b"hello\nworld");
 ///         w.close();

@@ -27,6 +27,17 @@ use crate::writer::StreamWriter;
 const ACCEPT_BATCH: usize = 128;
 
 /// Misuse of a [`Server`]: asyncio raises `RuntimeError` for these.
+///
+/// ```
+/// let err = asyncio::run(async {
+///     let server = asyncio::start_server(|_r, _w| async {}, "127.0.0.1", 0).await.unwrap();
+///     server.close();
+///     server.serve_forever().await.unwrap_err()
+/// })
+/// .unwrap();
+/// let state = err.get_ref().unwrap().downcast_ref::<asyncio::ServerStateError>();
+/// assert_eq!(state, Some(&asyncio::ServerStateError::Closed));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ServerStateError {
     /// The server is closed.
@@ -89,9 +100,9 @@ struct Inner {
 /// (asyncio keeps an unreferenced server serving; Rust frees what nobody owns).
 ///
 /// ```
-/// use asyncio_streams::{start_server, open_connection, StreamReader, StreamWriter};
+/// use asyncio::{start_server, open_connection, StreamReader, StreamWriter};
 ///
-/// asyncio_core::EventLoop::new().run_until_complete(async {
+/// asyncio::EventLoop::new().run_until_complete(async {
 ///     let server = start_server(|_r: StreamReader, mut w: StreamWriter| async move {
 ///         w.write(b"hi");
 ///     }, "127.0.0.1", 0).await?;
@@ -131,6 +142,34 @@ impl fmt::Debug for Server {
 ///
 /// # Errors
 /// The resolver's or the OS's error (`AddrInUse`...); `Other` outside a loop.
+///
+/// ```
+/// use asyncio::{StreamReader, StreamWriter};
+///
+/// let reply = asyncio::run(async {
+///     // An echo server: one task per connection.
+///     let server = asyncio::start_server(
+///         |mut r: StreamReader, mut w: StreamWriter| async move {
+///             let line = r.readline().await.unwrap();
+///             w.write(&line);
+///             w.drain().await.unwrap();
+///         },
+///         "127.0.0.1",
+///         0,
+///     )
+///     .await?;
+///     let port = server.local_addr().unwrap().port();
+///     let (mut r, mut w) = asyncio::open_connection("127.0.0.1", port).await?;
+///     w.write(b"hello\n");
+///     let reply = r.readline().await.unwrap();
+///     server.close();
+///     server.wait_closed().await;
+///     std::io::Result::Ok(reply)
+/// })
+/// .unwrap()
+/// .unwrap();
+/// assert_eq!(reply, b"hello\n");
+/// ```
 pub async fn start_server<F, Fut>(
     client_connected_cb: F,
     host: &str,
@@ -147,6 +186,19 @@ where
 ///
 /// # Errors
 /// As [`start_server`].
+///
+/// ```
+/// let n = asyncio::run(async {
+///     let opts = asyncio::ServerOptions::new().limit(1024).backlog(16);
+///     let server = asyncio::start_server_with(|_r, _w| async {}, "127.0.0.1", 0, &opts).await?;
+///     let n = server.sockets().len();
+///     server.close();
+///     std::io::Result::Ok(n)
+/// })
+/// .unwrap()
+/// .unwrap();
+/// assert!(n >= 1);
+/// ```
 pub async fn start_server_with<F, Fut>(
     client_connected_cb: F,
     host: &str,
@@ -253,6 +305,26 @@ fn bind_tcp(addr: SocketAddr, options: &ServerOptions) -> io::Result<Socket> {
 /// # Errors
 /// The OS's error (a non-socket file at `path`, permissions...); `Other`
 /// outside a loop.
+///
+/// ```
+/// let path = std::env::temp_dir().join(format!("asyncio-doc-{}.sock", std::process::id()));
+/// let _ = std::fs::remove_file(&path);
+/// let got = asyncio::run(async {
+///     let server = asyncio::start_unix_server(
+///         |_r, mut w: asyncio::StreamWriter| async move { w.write(b"over unix") },
+///         &path,
+///     )
+///     .await?;
+///     let (mut r, _w) = asyncio::open_unix_connection(&path).await?;
+///     let got = r.read_to_eof().await?;
+///     server.close();
+///     std::io::Result::Ok(got)
+/// })
+/// .unwrap()
+/// .unwrap();
+/// let _ = std::fs::remove_file(&path);
+/// assert_eq!(got, b"over unix");
+/// ```
 pub async fn start_unix_server<F, Fut>(
     client_connected_cb: F,
     path: impl AsRef<Path>,
@@ -268,6 +340,21 @@ where
 ///
 /// # Errors
 /// As [`start_unix_server`].
+///
+/// ```
+/// let path = std::env::temp_dir().join(format!("asyncio-doc-with-{}.sock", std::process::id()));
+/// let _ = std::fs::remove_file(&path);
+/// asyncio::run(async {
+///     let opts = asyncio::ServerOptions::new().limit(512);
+///     let server = asyncio::start_unix_server_with(|_r, _w| async {}, &path, &opts).await?;
+///     assert!(server.is_serving());
+///     server.close();
+///     std::io::Result::Ok(())
+/// })
+/// .unwrap()
+/// .unwrap();
+/// let _ = std::fs::remove_file(&path);
+/// ```
 pub async fn start_unix_server_with<F, Fut>(
     client_connected_cb: F,
     path: impl AsRef<Path>,

@@ -7,6 +7,18 @@ use std::os::fd::{AsRawFd, RawFd};
 
 /// The address of one end of a stream: an IP address and port, or a Unix
 /// socket path (asyncio's `get_extra_info('peername')`/`'sockname'`).
+///
+/// ```
+/// asyncio::run(async {
+///     let server = asyncio::start_server(|_r, _w| async {}, "127.0.0.1", 0).await?;
+///     let addr: &asyncio::StreamAddr = &server.sockets()[0];
+///     assert!(addr.as_inet().unwrap().ip().is_loopback());
+///     server.close();
+///     std::io::Result::Ok(())
+/// })
+/// .unwrap()
+/// .unwrap();
+/// ```
 #[derive(Debug, Clone)]
 pub enum StreamAddr {
     /// A TCP endpoint.
@@ -19,7 +31,7 @@ impl StreamAddr {
     /// The IP address and port, for a TCP endpoint.
     ///
     /// ```
-    /// # use asyncio_streams::StreamAddr;
+    /// # use asyncio::StreamAddr;
     /// let a = StreamAddr::Inet("127.0.0.1:80".parse().unwrap());
     /// assert_eq!(a.as_inet().map(|a| a.port()), Some(80));
     /// ```

@@ -63,11 +63,11 @@ async fn retry<T>(
 ///
 /// ```
 /// use std::io::Write;
-/// asyncio_core::EventLoop::new().run_until_complete(async {
+/// asyncio::EventLoop::new().run_until_complete(async {
 ///     let (a, mut b) = std::os::unix::net::UnixStream::pair()?;
 ///     a.set_nonblocking(true)?;
 ///     b.write_all(b"ping")?;
-///     assert_eq!(asyncio_streams::sock_recv(&a, 100).await?, b"ping");
+///     assert_eq!(asyncio::sock_recv(&a, 100).await?, b"ping");
 ///     std::io::Result::Ok(())
 /// }).unwrap().unwrap();
 /// ```
@@ -87,6 +87,21 @@ pub async fn sock_recv<S: AsFd>(sock: &S, n: usize) -> io::Result<Vec<u8>> {
 ///
 /// # Errors
 /// As [`sock_recv`].
+///
+/// ```
+/// let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+/// a.set_nonblocking(true).unwrap();
+/// b.set_nonblocking(true).unwrap();
+/// let got = asyncio::run(async move {
+///     asyncio::sock_sendall(&a, b"ping").await?;
+///     let mut buf = [0u8; 16];
+///     let n = asyncio::sock_recv_into(&b, &mut buf).await?;
+///     std::io::Result::Ok(buf[..n].to_vec())
+/// })
+/// .unwrap()
+/// .unwrap();
+/// assert_eq!(got, b"ping");
+/// ```
 pub async fn sock_recv_into<S: AsFd>(sock: &S, buf: &mut [u8]) -> io::Result<usize> {
     let s = SockRef::from(sock);
     check_nonblocking(&s)?;
@@ -99,6 +114,27 @@ pub async fn sock_recv_into<S: AsFd>(sock: &S, buf: &mut [u8]) -> io::Result<usi
 ///
 /// # Errors
 /// As [`sock_recv`]; `BrokenPipe`/`ConnectionReset` if the peer went away.
+///
+/// ```
+/// let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+/// a.set_nonblocking(true).unwrap();
+/// b.set_nonblocking(true).unwrap();
+/// let got = asyncio::run(async move {
+///     // All of it is sent, however many writes that takes.
+///     let data = vec![7u8; 200_000];
+///     let reader = asyncio::create_task(async move {
+///         let mut total = 0;
+///         while total < 200_000 {
+///             total += asyncio::sock_recv(&b, 65_536).await.unwrap().len();
+///         }
+///         total
+///     });
+///     asyncio::sock_sendall(&a, &data).await.unwrap();
+///     reader.await.unwrap()
+/// })
+/// .unwrap();
+/// assert_eq!(got, 200_000);
+/// ```
 pub async fn sock_sendall<S: AsFd>(sock: &S, mut data: &[u8]) -> io::Result<()> {
     let s = SockRef::from(sock);
     check_nonblocking(&s)?;
@@ -115,11 +151,11 @@ pub async fn sock_sendall<S: AsFd>(sock: &S, mut data: &[u8]) -> io::Result<()> 
 ///
 /// ```
 /// use std::net::{TcpListener, TcpStream};
-/// asyncio_core::EventLoop::new().run_until_complete(async {
+/// asyncio::EventLoop::new().run_until_complete(async {
 ///     let listener = TcpListener::bind("127.0.0.1:0")?;
 ///     listener.set_nonblocking(true)?;
 ///     let _client = TcpStream::connect(listener.local_addr()?)?;
-///     let (conn, peer) = asyncio_streams::sock_accept(&listener).await?;
+///     let (conn, peer) = asyncio::sock_accept(&listener).await?;
 ///     assert!(peer.ip().is_loopback());
 ///     assert!(socket2::SockRef::from(&conn).nonblocking()?);
 ///     std::io::Result::Ok(())
@@ -141,11 +177,11 @@ pub async fn sock_accept(listener: &TcpListener) -> io::Result<(TcpStream, Socke
 ///
 /// ```
 /// use socket2::{Domain, Socket, Type};
-/// asyncio_core::EventLoop::new().run_until_complete(async {
+/// asyncio::EventLoop::new().run_until_complete(async {
 ///     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
 ///     let sock = Socket::new(Domain::IPV4, Type::STREAM, None)?;
 ///     sock.set_nonblocking(true)?;
-///     asyncio_streams::sock_connect(&sock, listener.local_addr()?).await?;
+///     asyncio::sock_connect(&sock, listener.local_addr()?).await?;
 ///     assert_eq!(sock.peer_addr()?.as_socket(), Some(listener.local_addr()?));
 ///     std::io::Result::Ok(())
 /// }).unwrap().unwrap();

@@ -19,9 +19,9 @@ use asyncio_core::IoRegistration;
 /// (the loop keeps one waiter per direction), never a hang.
 ///
 /// ```
-/// use asyncio_streams::DatagramSocket;
+/// use asyncio::DatagramSocket;
 ///
-/// asyncio_core::EventLoop::new().run_until_complete(async {
+/// asyncio::EventLoop::new().run_until_complete(async {
 ///     let a = DatagramSocket::bind("127.0.0.1:0".parse().unwrap())?;
 ///     let b = DatagramSocket::bind("127.0.0.1:0".parse().unwrap())?;
 ///     a.send_to(b"ping", b.local_addr()?).await?;

@@ -26,9 +26,9 @@ use crate::sock::StreamAddr;
 /// the write side, as [`write_eof`](Self::write_eof)).
 ///
 /// ```
-/// use asyncio_streams::{open_connection, start_server, StreamReader, StreamWriter};
+/// use asyncio::{open_connection, start_server, StreamReader, StreamWriter};
 ///
-/// asyncio_core::EventLoop::new().run_until_complete(async {
+/// asyncio::EventLoop::new().run_until_complete(async {
 ///     let server = start_server(|mut r: StreamReader, mut w: StreamWriter| async move {
 ///         let data = r.read_to_eof().await.unwrap_or_default();
 ///         w.write(&data);
@@ -166,10 +166,10 @@ impl StreamWriter {
     /// and 16 KiB.
     ///
     /// ```
-    /// # asyncio_core::EventLoop::new().run_until_complete(async {
-    /// # let server = asyncio_streams::start_server(|_r, _w| async {}, "127.0.0.1", 0).await.unwrap();
+    /// # asyncio::EventLoop::new().run_until_complete(async {
+    /// # let server = asyncio::start_server(|_r, _w| async {}, "127.0.0.1", 0).await.unwrap();
     /// # let port = server.local_addr().unwrap().port();
-    /// let (_reader, mut writer) = asyncio_streams::open_connection("127.0.0.1", port).await.unwrap();
+    /// let (_reader, mut writer) = asyncio::open_connection("127.0.0.1", port).await.unwrap();
     /// writer.set_write_buffer_limits(Some(1024), None).unwrap();
     /// assert_eq!(writer.write_buffer_limits(), (256, 1024));
     /// assert!(writer.set_write_buffer_limits(Some(1), Some(2)).is_err());

@@ -5,17 +5,47 @@ use std::fmt;
 
 use asyncio_core::PanicError;
 
+/// An error that travels: what a failed child's error is kept as.
+///
+/// ```
+/// fn check(n: u32) -> Result<u32, asyncio::BoxError> {
+///     if n > 10 { Err("too big".into()) } else { Ok(n) }
+/// }
+/// let group = asyncio::run(asyncio::task_group(|tg| async move {
+///     tg.create_fallible_task(async { check(99) });
+///     Ok::<_, asyncio::BoxError>(())
+/// }))
+/// .unwrap()
+/// .unwrap_err();
+/// assert!(group.to_string().contains("too big"));
+/// ```
+pub type BoxError = Box<dyn Error + Send + Sync + 'static>;
+
 /// One failed child of a [`TaskGroup`](crate::TaskGroup): an error it returned,
 /// or a panic.
+///
+/// ```
+/// let group = asyncio::run(asyncio::task_group(|tg| async move {
+///     tg.create_task_named(async { panic!("bad input") }, "parser");
+///     Ok::<_, asyncio::TaskError>(())
+/// }))
+/// .unwrap()
+/// .unwrap_err();
+/// let failure: &asyncio::ChildFailure = &group.exceptions()[0];
+/// assert_eq!(failure.task_name(), "parser");
+/// assert!(failure.is_panic());
+/// assert_eq!(failure.downcast_ref::<asyncio::PanicError>().unwrap().message(), "bad input");
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ChildFailure {
-    /// The child returned `Err(error)`.
+    /// The child (made with `create_fallible_task`), or the group's body,
+    /// returned `Err(error)`.
     Error {
-        /// The child task's name.
+        /// The name of the task that failed.
         task: String,
         /// What it returned.
-        error: Box<dyn Error + 'static>,
+        error: BoxError,
     },
     /// The child (or the group's body) panicked.
     Panic {
@@ -38,6 +68,26 @@ impl ChildFailure {
     pub fn is_panic(&self) -> bool {
         matches!(self, ChildFailure::Panic { .. })
     }
+
+    /// The error the child failed with: what it returned, or its
+    /// [`PanicError`].
+    pub fn error(&self) -> &(dyn Error + Send + Sync + 'static) {
+        match self {
+            ChildFailure::Error { error, .. } => &**error,
+            ChildFailure::Panic { panic, .. } => panic,
+        }
+    }
+
+    /// The child's error as an `E`, if it is one (a panic is a
+    /// [`PanicError`]).
+    pub fn downcast_ref<E: Error + 'static>(&self) -> Option<&E> {
+        self.error().downcast_ref::<E>()
+    }
+
+    /// Whether the child's error is an `E`.
+    pub fn is<E: Error + 'static>(&self) -> bool {
+        self.error().is::<E>()
+    }
 }
 
 impl fmt::Display for ChildFailure {
@@ -51,8 +101,42 @@ impl fmt::Display for ChildFailure {
     }
 }
 
+impl Error for ChildFailure {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        Some(self.error())
+    }
+}
+
 /// The failures of a task group, in the order they happened (asyncio's
 /// `ExceptionGroup` as a `TaskGroup` raises it).
+///
+/// Inspect it as Python's: [`exceptions`](Self::exceptions) lists the
+/// failures, [`split`](Self::split) and [`subgroup`](Self::subgroup) pick them
+/// by error type (also inside nested groups, as `except*` does), and
+/// [`downcast_ref`](Self::downcast_ref) finds the first of a type. It is
+/// `Send + Sync + 'static`, so `?` takes it into `anyhow::Error` or
+/// `Box<dyn Error + Send + Sync>`; its [`source`](Error::source) is the first
+/// failure.
+///
+/// ```
+/// use std::io;
+///
+/// let out = asyncio::run(async {
+///     asyncio::task_group(|tg| async move {
+///         tg.create_fallible_task(async { Err::<(), _>(io::Error::other("disk full")) });
+///         tg.create_fallible_task(async { Err::<(), _>(std::fmt::Error) });
+///         Ok::<_, io::Error>(())
+///     })
+///     .await
+/// })
+/// .unwrap();
+/// let group = out.unwrap_err();
+/// assert_eq!(group.exceptions().len(), 2);
+/// assert_eq!(group.downcast_ref::<io::Error>().unwrap().to_string(), "disk full");
+/// let (io_errors, rest) = group.split::<io::Error>();
+/// assert_eq!(io_errors.unwrap().len(), 1);
+/// assert!(rest.unwrap().exceptions()[0].is::<std::fmt::Error>());
+/// ```
 #[derive(Debug)]
 pub struct ExceptionGroup {
     failures: Vec<ChildFailure>,
@@ -64,13 +148,13 @@ impl ExceptionGroup {
         ExceptionGroup { failures }
     }
 
-    /// The failures, first one first.
-    pub fn failures(&self) -> &[ChildFailure] {
+    /// The failures, first one first (Python's `exceptions`).
+    pub fn exceptions(&self) -> &[ChildFailure] {
         &self.failures
     }
 
     /// Takes the failures.
-    pub fn into_failures(self) -> Vec<ChildFailure> {
+    pub fn into_exceptions(self) -> Vec<ChildFailure> {
         self.failures
     }
 
@@ -82,6 +166,86 @@ impl ExceptionGroup {
     /// Always `false`: a group error has at least one failure.
     pub fn is_empty(&self) -> bool {
         self.failures.is_empty()
+    }
+
+    /// The first error of type `E` among the failures, looking inside nested
+    /// groups too (a panic is a [`PanicError`]).
+    pub fn downcast_ref<E: Error + 'static>(&self) -> Option<&E> {
+        self.failures.iter().find_map(|f| {
+            f.downcast_ref::<E>().or_else(|| {
+                f.downcast_ref::<ExceptionGroup>()
+                    .and_then(|g| g.downcast_ref::<E>())
+            })
+        })
+    }
+
+    /// Splits the group into the failures whose error is an `E` and the rest
+    /// (Python's `split(E)`); either side is `None` when it would be empty.
+    /// Nested groups are split too, keeping their place.
+    pub fn split<E: Error + 'static>(self) -> (Option<ExceptionGroup>, Option<ExceptionGroup>) {
+        self.split_by(|f| f.is::<E>())
+    }
+
+    /// The failures whose error is an `E` (Python's `subgroup(E)`), or `None`.
+    pub fn subgroup<E: Error + 'static>(self) -> Option<ExceptionGroup> {
+        self.split::<E>().0
+    }
+
+    /// Splits the group by a condition on each failure (Python's
+    /// `split(condition)`); a nested group is split by the same condition.
+    pub fn split_by(
+        self,
+        mut condition: impl FnMut(&ChildFailure) -> bool,
+    ) -> (Option<ExceptionGroup>, Option<ExceptionGroup>) {
+        self.split_dyn(&mut condition)
+    }
+
+    /// The failures that meet `condition` (Python's `subgroup(condition)`).
+    pub fn subgroup_by(
+        self,
+        condition: impl FnMut(&ChildFailure) -> bool,
+    ) -> Option<ExceptionGroup> {
+        self.split_by(condition).0
+    }
+
+    fn split_dyn(
+        self,
+        condition: &mut dyn FnMut(&ChildFailure) -> bool,
+    ) -> (Option<ExceptionGroup>, Option<ExceptionGroup>) {
+        let mut matching = Vec::new();
+        let mut rest = Vec::new();
+        for failure in self.failures {
+            if condition(&failure) {
+                matching.push(failure);
+                continue;
+            }
+            match failure {
+                ChildFailure::Error { task, error } if error.is::<ExceptionGroup>() => {
+                    let nested = *error
+                        .downcast::<ExceptionGroup>()
+                        .expect("checked with is::<ExceptionGroup>");
+                    let (m, r) = nested.split_dyn(condition);
+                    let wrap = |g: ExceptionGroup| ChildFailure::Error {
+                        task: task.clone(),
+                        error: Box::new(g),
+                    };
+                    matching.extend(m.map(wrap));
+                    rest.extend(r.map(wrap));
+                }
+                other => rest.push(other),
+            }
+        }
+        let group = |v: Vec<ChildFailure>| (!v.is_empty()).then(|| ExceptionGroup::new(v));
+        (group(matching), group(rest))
+    }
+}
+
+impl<'a> IntoIterator for &'a ExceptionGroup {
+    type Item = &'a ChildFailure;
+    type IntoIter = std::slice::Iter<'a, ChildFailure>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.failures.iter()
     }
 }
 
@@ -100,9 +264,27 @@ impl fmt::Display for ExceptionGroup {
     }
 }
 
-impl Error for ExceptionGroup {}
+impl Error for ExceptionGroup {
+    /// The first failure (a chain can only follow one).
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.failures.first().map(|f| f as &(dyn Error + 'static))
+    }
+}
 
 /// Why a task group refused a new task.
+///
+/// ```
+/// asyncio::run(async {
+///     let tg = asyncio::TaskGroup::new();
+///     let handle = tg.handle();
+///     tg.join().await.unwrap();
+///     assert_eq!(
+///         handle.try_create_task(async {}).err(),
+///         Some(asyncio::TaskGroupError::Finished)
+///     );
+/// })
+/// .unwrap();
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TaskGroupError {
@@ -112,30 +294,4 @@ pub enum TaskGroupError {
     /// A child failed and the group is cancelling the rest.
     #[error("the TaskGroup is shutting down after a child failed")]
     ShuttingDown,
-}
-
-/// What a `TaskGroup` child may return: `()`, or a `Result` whose `Err` counts as
-/// the child's failure.
-pub trait ChildOutput: 'static {
-    /// The value of a successful child.
-    type Ok: 'static;
-
-    /// Splits success from failure.
-    fn into_result(self) -> Result<Self::Ok, Box<dyn Error + 'static>>;
-}
-
-impl ChildOutput for () {
-    type Ok = ();
-
-    fn into_result(self) -> Result<(), Box<dyn Error + 'static>> {
-        Ok(())
-    }
-}
-
-impl<T: 'static, E: Into<Box<dyn Error + 'static>> + 'static> ChildOutput for Result<T, E> {
-    type Ok = T;
-
-    fn into_result(self) -> Result<T, Box<dyn Error + 'static>> {
-        self.map_err(Into::into)
-    }
 }

@@ -38,7 +38,7 @@ use crate::index_waker::IndexWakers;
 /// `create_task`).
 ///
 /// ```
-/// use asyncio_structured::{gather, run};
+/// use asyncio::{gather, run};
 ///
 /// let out = run(async { gather((1..=3).map(|i| async move { i * 10 })).await }).unwrap();
 /// assert_eq!(out.unwrap(), vec![10, 20, 30]);
@@ -74,8 +74,8 @@ where
 /// generic future cannot be recognised as a task in Rust): use this for tasks.
 ///
 /// ```
-/// use asyncio_core::create_task;
-/// use asyncio_structured::{gather_tasks, run};
+/// use asyncio::create_task;
+/// use asyncio::{gather_tasks, run};
 ///
 /// let out = run(async {
 ///     let tasks: Vec<_> = (1..=3).map(|i| create_task(async move { i * 10 })).collect();
@@ -107,6 +107,15 @@ enum Phase {
 }
 
 /// The future of [`gather`] and [`gather_tasks`].
+///
+/// ```
+/// let out = asyncio::run(async {
+///     let g: asyncio::Gather<u8> = asyncio::gather((1..=2u8).map(|i| async move { i }));
+///     g.await
+/// })
+/// .unwrap();
+/// assert_eq!(out.unwrap(), [1, 2]);
+/// ```
 #[must_use = "futures do nothing unless awaited"]
 pub struct Gather<T> {
     /// The tasks, in the order given; each keeps its outcome until the gather
@@ -308,6 +317,23 @@ impl<T> fmt::Debug for Gather<T> {
 }
 
 /// The future of [`Gather::return_exceptions`].
+///
+/// ```
+/// let outcomes = asyncio::run(async {
+///     let a = asyncio::create_task(async { 1 });
+///     let b = asyncio::create_task(async {
+///         if true {
+///             panic!("b failed");
+///         }
+///         2
+///     });
+///     let all: asyncio::GatherAll<i32> = asyncio::gather_tasks([a, b]).return_exceptions();
+///     all.await
+/// })
+/// .unwrap();
+/// assert_eq!(outcomes[0], Ok(1));
+/// assert!(outcomes[1].as_ref().unwrap_err().is_panic());
+/// ```
 #[must_use = "futures do nothing unless awaited"]
 #[derive(Debug)]
 pub struct GatherAll<T> {

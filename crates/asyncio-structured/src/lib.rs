@@ -2,18 +2,14 @@
 //! `gather` and `shield`.
 //!
 //! ```
-//! use asyncio_structured::{run, task_group};
-//!
-//! let total = run(async {
-//!     task_group(|tg| async move {
-//!         let tasks: Vec<_> = (1..=3u32)
-//!             .map(|i| tg.create_task(async move { Ok::<_, std::io::Error>(i * 10) }).unwrap())
-//!             .collect();
+//! let total = asyncio::run(async {
+//!     asyncio::task_group(|tg| async move {
+//!         let tasks: Vec<_> = (1..=3u32).map(|i| tg.create_task(async move { i * 10 })).collect();
 //!         let mut total = 0;
 //!         for t in tasks {
-//!             total += t.await.unwrap().unwrap();
+//!             total += t.await?;
 //!         }
-//!         total
+//!         Ok::<_, asyncio::TaskError>(total)
 //!     })
 //!     .await
 //! })
@@ -32,6 +28,7 @@
 mod catch;
 mod error;
 mod gather;
+mod gather_tuple;
 mod index_waker;
 mod runner;
 mod shield;
@@ -40,8 +37,11 @@ mod taskgroup;
 mod wait;
 
 pub use asyncio_core::{Context, ContextError, ContextVar, Token, copy_context};
-pub use error::{ChildFailure, ChildOutput, ExceptionGroup, TaskGroupError};
+pub use error::{BoxError, ChildFailure, ExceptionGroup, TaskGroupError};
 pub use gather::{Gather, GatherAll, gather, gather_tasks};
+#[doc(hidden)]
+pub use gather_tuple::GatherSlot;
+pub use gather_tuple::{GatherTuple, IntoTasks, TaskTuple, gather_tuple};
 pub use runner::{EXECUTOR_SHUTDOWN_TIMEOUT, Runner, RunnerBuilder, run};
 pub use shield::{Shield, shield};
 pub use taskgroup::{Join, Scope, TaskGroup, TaskGroupHandle, task_group};

@@ -25,15 +25,24 @@ use asyncio_core::{
 /// asyncio re-raises the main coroutine's exception.
 ///
 /// ```
-/// let r = asyncio_structured::run(async {
+/// let r = asyncio::run(async {
 ///     // Nesting is refused with an error, never a hang.
-///     asyncio_structured::run(async { 1 })
+///     asyncio::run(async { 1 })
 /// });
 /// assert!(r.unwrap().is_err());
 /// ```
+///
+/// The main future may borrow from the caller, as `futures::executor::block_on`'s
+/// (the tasks it creates are `'static`, as every task):
+///
+/// ```
+/// let mut n = 0;
+/// asyncio::run(async { n += 1 }).unwrap();
+/// assert_eq!(n, 1);
+/// ```
 pub fn run<F>(future: F) -> Result<F::Output, RunError>
 where
-    F: Future + 'static,
+    F: Future,
 {
     if get_running_loop().is_ok() {
         return Err(RuntimeError::AnotherLoopRunning.into());
@@ -45,6 +54,21 @@ where
 }
 
 /// Configures a [`Runner`].
+///
+/// ```
+/// let runner = asyncio::Runner::builder()
+///     .debug(true)
+///     .task_factory(asyncio::eager_task_factory)
+///     .build();
+/// let eager = runner
+///     .run(async {
+///         assert!(asyncio::get_running_loop().unwrap().get_debug());
+///         asyncio::create_task(async {}).done()
+///     })
+///     .unwrap();
+/// assert!(eager);
+/// runner.close().unwrap();
+/// ```
 #[derive(Default)]
 pub struct RunnerBuilder {
     debug: Option<bool>,
@@ -114,7 +138,7 @@ enum State {
 /// closes the loop.
 ///
 /// ```
-/// use asyncio_structured::Runner;
+/// use asyncio::Runner;
 ///
 /// let runner = Runner::new();
 /// let first = runner.run(async { 1 }).unwrap();
@@ -178,7 +202,7 @@ impl Runner {
     /// A panic of the main future is resumed here; the runner stays usable.
     pub fn run<F>(&self, future: F) -> Result<F::Output, RunError>
     where
-        F: Future + 'static,
+        F: Future,
     {
         if let Ok(running) = get_running_loop() {
             let ours =
@@ -208,7 +232,7 @@ impl Runner {
         options: Option<TaskOptions>,
     ) -> Result<F::Output, RunError>
     where
-        F: Future + 'static,
+        F: Future,
     {
         let guard = if self.sigint {
             crate::sigint::SigintGuard::install(lp).ok()
@@ -241,7 +265,7 @@ impl Runner {
     /// As [`run`](Self::run).
     pub fn run_in_context<F>(&self, future: F, context: Context) -> Result<F::Output, RunError>
     where
-        F: Future + 'static,
+        F: Future,
     {
         if get_running_loop().is_ok() {
             return self.run(future);
@@ -288,6 +312,11 @@ impl Runner {
 
 /// How long `Runner::close` waits for the default executor (CPython's
 /// `THREAD_JOIN_TIMEOUT`).
+///
+/// ```
+/// // How long closing a runner waits for `to_thread` work still running.
+/// assert_eq!(asyncio::EXECUTOR_SHUTDOWN_TIMEOUT.as_secs(), 300);
+/// ```
 pub const EXECUTOR_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl Drop for Runner {

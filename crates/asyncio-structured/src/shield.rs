@@ -16,7 +16,7 @@ use asyncio_core::{Task, TaskError, create_task};
 /// Outside a running event loop.
 ///
 /// ```
-/// use asyncio_structured::{run, shield};
+/// use asyncio::{run, shield};
 ///
 /// let out = run(async { shield(async { 5 }).await }).unwrap();
 /// assert_eq!(out, Ok(5));
@@ -34,6 +34,25 @@ where
 ///
 /// Dropping it (its awaiter was cancelled) detaches the inner task rather
 /// than cancelling it, which is the whole point of a shield.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// asyncio::run(async {
+///     let shielded: asyncio::Shield<u8> = asyncio::shield(async {
+///         asyncio::sleep(Duration::from_millis(5)).await;
+///         7
+///     });
+///     let inner = shielded.task().to_ref();
+///     // The timeout drops the shield, not the work under it.
+///     assert!(asyncio::wait_for(shielded, Duration::from_millis(1)).await.is_err());
+///     while !inner.done() {
+///         asyncio::sleep(Duration::from_millis(1)).await;
+///     }
+///     assert!(!inner.cancelled(), "it ran to its end");
+/// })
+/// .unwrap();
+/// ```
 #[must_use = "futures do nothing unless awaited"]
 #[derive(Debug)]
 pub struct Shield<T> {

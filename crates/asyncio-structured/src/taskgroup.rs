@@ -4,6 +4,7 @@ use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::Pin;
@@ -17,7 +18,7 @@ use asyncio_core::{
 };
 
 use crate::catch::CatchPanic;
-use crate::error::{ChildFailure, ChildOutput, ExceptionGroup, TaskGroupError};
+use crate::error::{BoxError, ChildFailure, ExceptionGroup, TaskGroupError};
 
 /// What the group's children share.
 struct GroupState {
@@ -70,27 +71,19 @@ impl GroupState {
 
     /// Starts `fut` as a child task (named `name`, if given).
     #[inline(always)]
-    fn spawn<F>(
-        self: &Rc<Self>,
-        fut: F,
-        name: Option<String>,
-    ) -> Result<Task<Option<<F::Output as ChildOutput>::Ok>>, TaskGroupError>
+    #[track_caller]
+    fn spawn<F, K>(self: &Rc<Self>, fut: F, name: Option<String>) -> Task<K::Ok>
     where
         F: Future + 'static,
-        F::Output: ChildOutput,
+        K: Kind<F::Output> + 'static,
     {
-        if self.finished.get() {
-            return Err(TaskGroupError::Finished);
-        }
-        if self.aborting.get() {
-            return Err(TaskGroupError::ShuttingDown);
-        }
         // `Rc::as_ptr` keeps the provenance of the whole `Rc` allocation, which
         // `Rc::from_raw` needs when the child gives its count back.
         let group = NonNull::new(Rc::as_ptr(self).cast_mut()).expect("an Rc is never null");
-        let child = move || Child {
+        let child = move || Child::<F, K> {
             fut: ManuallyDrop::new(CatchPanic::new(fut)),
             guard: ChildGuard::new(group),
+            _kind: PhantomData,
         };
         let task = match name {
             // Built in the task's memory: a child (the future, a pointer and a
@@ -120,7 +113,19 @@ impl GroupState {
                 task.cancel();
             }
         }
-        Ok(task)
+        task
+    }
+
+    /// Why the group takes no new task, if it does not.
+    #[inline(always)]
+    fn refusal(&self) -> Option<TaskGroupError> {
+        if self.finished.get() {
+            Some(TaskGroupError::Finished)
+        } else if self.aborting.get() {
+            Some(TaskGroupError::ShuttingDown)
+        } else {
+            None
+        }
     }
 
     /// Lists a child that suspended, sweeping out finished ones now and then so
@@ -180,6 +185,27 @@ impl GroupState {
                 Ok(lp) => drop(lp.call_soon(move || me.abort())),
                 Err(_) => self.abort(),
             }
+        }
+    }
+
+    /// A child failed (it returned `Err` through `create_fallible_task`, or
+    /// panicked) and goes on counting until its future is dropped: inside its
+    /// own `create_task` the group aborts at once, afterwards from a callback.
+    ///
+    /// # Safety
+    /// `group` is alive: kept by the creator during the child's eager step,
+    /// and by the child's own count afterwards.
+    #[cold]
+    #[inline(never)]
+    unsafe fn failed_in_poll(group: NonNull<GroupState>, failure: ChildFailure) {
+        if in_eager_step() {
+            // SAFETY: caller's contract.
+            unsafe { group.as_ref() }.child_failed_eagerly(failure);
+        } else {
+            // SAFETY: caller's contract: this borrows the child's count,
+            // which is neither taken nor given back here.
+            let group = ManuallyDrop::new(unsafe { Rc::from_raw(group.as_ptr().cast_const()) });
+            group.child_failed(failure);
         }
     }
 
@@ -251,17 +277,57 @@ fn task_name() -> String {
     current_task().map_or_else(|| "<no task>".to_owned(), |t| t.name())
 }
 
+/// How a child's output reads: as its value ([`Plain`]), or as success or a
+/// failure of the group ([`Fallible`]).
+trait Kind<O> {
+    /// What the child's task yields.
+    type Ok;
+    fn split(out: O) -> Result<Self::Ok, BoxError>;
+}
+
+/// `create_task`: the output is the value; only a panic fails the group.
+struct Plain;
+
+impl<O> Kind<O> for Plain {
+    type Ok = O;
+
+    #[inline(always)]
+    fn split(out: O) -> Result<O, BoxError> {
+        Ok(out)
+    }
+}
+
+/// `create_fallible_task`: an `Err` fails the group.
+struct Fallible;
+
+impl<T, E: Into<BoxError>> Kind<Result<T, E>> for Fallible {
+    type Ok = T;
+
+    #[inline(always)]
+    fn split(out: Result<T, E>) -> Result<T, BoxError> {
+        out.map_err(Into::into)
+    }
+}
+
+/// What the task of a child that failed says to its awaiter.
+const FAILED_CHILD: &str = "the child failed: its error is in the TaskGroup's ExceptionGroup";
+
 /// A child's future inside its task: runs `fut`, then reports to the group how
 /// it ended.
-struct Child<F> {
+///
+/// A child that fails records its failure in the group and cancels its own
+/// task (its error has one owner, the group): whoever awaits the task gets
+/// `TaskError::Cancelled` with a message that says so.
+struct Child<F, K> {
     /// Dropped by `Child`'s `Drop`, before `guard`: a child dropped before it
     /// finished (cancelled) reports once its future is gone, with the panic of
     /// that future's destructor if there was one.
     fut: ManuallyDrop<CatchPanic<F>>,
     guard: ChildGuard,
+    _kind: PhantomData<K>,
 }
 
-impl<F> Drop for Child<F> {
+impl<F, K> Drop for Child<F, K> {
     /// The whole of a child's drop, its guard's part included: `ChildGuard` has
     /// no `Drop` of its own, so a child that succeeded inside its own
     /// `create_task` (ex_6_1's million children) costs one test and its
@@ -278,7 +344,7 @@ impl<F> Drop for Child<F> {
     }
 }
 
-impl<F> Child<F> {
+impl<F, K> Child<F, K> {
     /// The child still owes its group a report. Dropped before it ended (the
     /// group or the loop closing cancelled it), a panic of its future's
     /// destructor is the child's failure, recorded in the group with its own
@@ -326,12 +392,12 @@ impl Drop for Settle<'_> {
     }
 }
 
-impl<F> Future for Child<F>
+impl<F, K> Future for Child<F, K>
 where
     F: Future,
-    F::Output: ChildOutput,
+    K: Kind<F::Output>,
 {
-    type Output = Option<<F::Output as ChildOutput>::Ok>;
+    type Output = K::Ok;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -346,10 +412,10 @@ where
                 this.guard.started();
                 return Poll::Pending;
             }
-            Poll::Ready(Ok(out)) => match out.into_result() {
+            Poll::Ready(Ok(out)) => match K::split(out) {
                 Ok(value) => {
                     this.guard.succeeded();
-                    return Poll::Ready(Some(value));
+                    return Poll::Ready(value);
                 }
                 Err(error) => ChildFailure::Error {
                     task: task_name(),
@@ -361,8 +427,8 @@ where
                 panic,
             },
         };
-        this.guard.report(Some(failure));
-        Poll::Ready(None)
+        this.guard.failed(failure);
+        Poll::Pending
     }
 }
 
@@ -396,7 +462,9 @@ struct ChildGuard {
 enum Owed {
     /// Nothing: the child reported, or succeeded inside its own `create_task`.
     Nothing,
-    /// That the (counted) child succeeded: told once its future is dropped.
+    /// That the (counted) child ended — it succeeded, or its failure is
+    /// already recorded: told once its future is dropped. (One state for
+    /// both keeps the tests of the other states as cheap as a bit test.)
     Success,
     /// How the child ended, but it was never polled: dropped inside its own
     /// `create_task` it owes nothing (it was never counted).
@@ -447,6 +515,28 @@ impl ChildGuard {
         // SAFETY: caller's contract.
         let group = unsafe { Rc::from_raw(group.as_ptr().cast_const()) };
         group.child_done(failure);
+    }
+
+    /// The child failed: the group records it now, and the child cancels its
+    /// own task (the loop drops its future, without polling it, next turn).
+    /// It goes on counting until then (the creator counts a child that failed
+    /// in its eager step, as it is still pending), and gives its count back as
+    /// a successful child does, when its future is dropped.
+    #[cold]
+    #[inline(never)]
+    fn failed(&mut self, failure: ChildFailure) {
+        if !matches!(self.owed, Owed::Unstarted | Owed::Outcome) {
+            return;
+        }
+        // From here the group only needs the count back, as from a child
+        // that succeeded.
+        self.owed = Owed::Success;
+        // SAFETY: in its own poll the child's group is alive (see the type's
+        // documentation).
+        unsafe { GroupState::failed_in_poll(self.group, failure) };
+        if let Some(me) = current_task() {
+            me.cancel_with(FAILED_CHILD);
+        }
     }
 
     /// Tells the group how the child ended (`None`: it was cancelled).
@@ -524,8 +614,10 @@ impl ChildGuard {
 
 /// A group of tasks that end together, as asyncio's `TaskGroup`.
 ///
-/// Add children with [`create_task`](TaskGroupHandle::create_task) and wait for all of them
-/// with [`join`](Self::join). If a child fails — returns `Err` or panics — the
+/// Add children with [`create_task`](TaskGroupHandle::create_task) (or
+/// [`create_fallible_task`](TaskGroupHandle::create_fallible_task), whose `Err`
+/// fails the group) and wait for all of them with [`join`](Self::join). If a
+/// child fails — panics, or returns `Err` from a fallible task — the
 /// other children are cancelled, no new task is accepted, and `join` returns
 /// every failure in an [`ExceptionGroup`], in the order they happened. Dropping a
 /// group that was not joined (for example because the task owning it was
@@ -538,16 +630,14 @@ impl ChildGuard {
 /// `create_task` (an error) or `join`.
 ///
 /// ```
-/// use asyncio_structured::{TaskGroup, run};
-///
-/// let r = run(async {
-///     let tg = TaskGroup::new();
-///     let a = tg.create_task(async { Ok::<_, std::io::Error>(1) }).unwrap();
-///     let b = tg.create_task(async { Ok::<_, std::io::Error>(2) }).unwrap();
-///     tg.join().await.unwrap();
-///     a.await.unwrap().unwrap() + b.await.unwrap().unwrap()
+/// let r = asyncio::run(async {
+///     let tg = asyncio::TaskGroup::new();
+///     let a = tg.create_task(async { 1 });
+///     let b = tg.create_task(async { 2 });
+///     tg.join().await?;
+///     Ok::<_, Box<dyn std::error::Error + Send + Sync>>(a.await? + b.await?)
 /// });
-/// assert_eq!(r.unwrap(), 3);
+/// assert_eq!(r.unwrap().unwrap(), 3);
 /// ```
 pub struct TaskGroup {
     handle: TaskGroupHandle,
@@ -576,7 +666,7 @@ impl TaskGroup {
     ///
     /// ```compile_fail
     /// # async fn f() {
-    /// let tg = asyncio_structured::TaskGroup::new();
+    /// let tg = asyncio::TaskGroup::new();
     /// let first = tg.join();
     /// let second = tg.join(); // error: use of moved value
     /// # }
@@ -617,6 +707,16 @@ impl fmt::Debug for TaskGroup {
 }
 
 /// The future of [`TaskGroup::join`].
+///
+/// ```
+/// asyncio::run(async {
+///     let tg = asyncio::TaskGroup::new();
+///     tg.create_task(asyncio::yield_now());
+///     let join: asyncio::Join = tg.join();
+///     join.await.unwrap();
+/// })
+/// .unwrap();
+/// ```
 #[must_use = "futures do nothing unless awaited"]
 #[derive(Debug)]
 pub struct Join {
@@ -643,51 +743,169 @@ impl Future for Join {
 ///
 /// It does not keep the group open: once the group ended, `create_task` fails
 /// with [`TaskGroupError::Finished`].
+///
+/// ```
+/// let n = asyncio::run(asyncio::task_group(|tg| async move {
+///     let inner = tg.clone();
+///     // A child adds a sibling through its own handle.
+///     let parent = tg.create_task(async move { inner.create_task(async { 2 }).await.unwrap() * 21 });
+///     Ok::<_, asyncio::TaskError>(parent.await?)
+/// }))
+/// .unwrap();
+/// assert_eq!(n.unwrap(), 42);
+/// ```
 #[derive(Clone)]
 pub struct TaskGroupHandle {
     state: Rc<GroupState>,
 }
 
 impl TaskGroupHandle {
-    /// Starts `fut` as a child task, as `TaskGroup.create_task`.
+    /// Starts `fut` as a child task, as `TaskGroup.create_task`; the task
+    /// yields what `fut` returns.
     ///
     /// The child starts as the loop's task factory says (eagerly under
-    /// `eager_task_factory`). Its task yields `Some(value)` when it succeeds, and
-    /// `None` when it failed — its error is then in the group's
-    /// [`ExceptionGroup`].
+    /// `eager_task_factory`). Its output is a value, whatever its type (a
+    /// `Result` too): only a panic fails the group. For a child whose `Err`
+    /// should fail the group, as an exception does in asyncio, use
+    /// [`create_fallible_task`](Self::create_fallible_task).
     ///
-    /// # Errors
-    /// [`TaskGroupError::ShuttingDown`] once a child failed, and
-    /// [`TaskGroupError::Finished`] after the group ended.
+    /// Once a child failed the group is shutting down (asyncio raises
+    /// `RuntimeError` then): the task returned is cancelled before it starts,
+    /// so awaiting it gives [`TaskError::Cancelled`](asyncio::TaskError),
+    /// and the body, which is about to be cancelled too, stops at its `?`.
+    /// [`try_create_task`](Self::try_create_task) returns the error instead.
+    ///
+    /// ```
+    /// let n = asyncio::run(async {
+    ///     asyncio::task_group(|tg| async move {
+    ///         let a = tg.create_task(async { 20 });
+    ///         let b = tg.create_task(async { 22 });
+    ///         Ok::<_, asyncio::TaskError>(a.await? + b.await?)
+    ///     })
+    ///     .await
+    /// })
+    /// .unwrap();
+    /// assert_eq!(n.unwrap(), 42);
+    /// ```
     ///
     /// # Panics
-    /// Outside a running event loop, as `create_task`.
+    /// Outside a running event loop, as `create_task`, and on a group that
+    /// has ended (create tasks while the group's body runs, or check with
+    /// `try_create_task`).
     #[inline]
-    pub fn create_task<F>(
-        &self,
-        fut: F,
-    ) -> Result<Task<Option<<F::Output as ChildOutput>::Ok>>, TaskGroupError>
+    #[track_caller]
+    pub fn create_task<F>(&self, fut: F) -> Task<F::Output>
     where
         F: Future + 'static,
-        F::Output: ChildOutput,
     {
-        self.state.spawn(fut, None)
+        match self.state.refusal() {
+            None => self.state.spawn::<F, Plain>(fut, None),
+            Some(e) => refused(e, fut),
+        }
     }
 
     /// [`create_task`](Self::create_task) with a task name.
     ///
-    /// # Errors
+    /// # Panics
     /// As `create_task`.
-    pub fn create_task_named<F>(
-        &self,
-        fut: F,
-        name: impl Into<String>,
-    ) -> Result<Task<Option<<F::Output as ChildOutput>::Ok>>, TaskGroupError>
+    #[track_caller]
+    pub fn create_task_named<F>(&self, fut: F, name: impl Into<String>) -> Task<F::Output>
     where
         F: Future + 'static,
-        F::Output: ChildOutput,
     {
-        self.state.spawn(fut, Some(name.into()))
+        match self.state.refusal() {
+            None => self.state.spawn::<F, Plain>(fut, Some(name.into())),
+            Some(e) => refused(e, fut),
+        }
+    }
+
+    /// [`create_task`](Self::create_task), failing instead when the group takes
+    /// no new task.
+    ///
+    /// # Errors
+    /// [`TaskGroupError::ShuttingDown`] once a child failed, and
+    /// [`TaskGroupError::Finished`] after the group ended.
+    pub fn try_create_task<F>(&self, fut: F) -> Result<Task<F::Output>, TaskGroupError>
+    where
+        F: Future + 'static,
+    {
+        match self.state.refusal() {
+            None => Ok(self.state.spawn::<F, Plain>(fut, None)),
+            Some(e) => Err(e),
+        }
+    }
+
+    /// Starts a child whose `Err` fails the group, as an exception raised in
+    /// an asyncio child does: the error goes into the group's
+    /// [`ExceptionGroup`] (kept as `Box<dyn Error + Send + Sync>`), the other
+    /// children and the body are cancelled. The task yields the `Ok` value;
+    /// a child that failed ends cancelled, as its error now belongs to the
+    /// group (see `docs/semantics.md`).
+    ///
+    /// ```
+    /// let out = asyncio::run(async {
+    ///     asyncio::task_group(|tg| async move {
+    ///         tg.create_fallible_task(async { "42".parse::<u32>() });
+    ///         tg.create_fallible_task(async { "x".parse::<u32>() });
+    ///         Ok::<_, asyncio::TaskError>(())
+    ///     })
+    ///     .await
+    /// })
+    /// .unwrap();
+    /// let group = out.unwrap_err();
+    /// assert!(group.downcast_ref::<std::num::ParseIntError>().is_some());
+    /// ```
+    ///
+    /// # Panics
+    /// As `create_task`.
+    #[track_caller]
+    pub fn create_fallible_task<F, T, E>(&self, fut: F) -> Task<T>
+    where
+        F: Future<Output = Result<T, E>> + 'static,
+        E: Into<BoxError> + 'static,
+        T: 'static,
+    {
+        match self.state.refusal() {
+            None => self.state.spawn::<F, Fallible>(fut, None),
+            Some(e) => refused(e, async move { fut.await.ok().expect("never polled") }),
+        }
+    }
+
+    /// [`create_fallible_task`](Self::create_fallible_task) with a task name.
+    ///
+    /// # Panics
+    /// As `create_task`.
+    #[track_caller]
+    pub fn create_fallible_task_named<F, T, E>(&self, fut: F, name: impl Into<String>) -> Task<T>
+    where
+        F: Future<Output = Result<T, E>> + 'static,
+        E: Into<BoxError> + 'static,
+        T: 'static,
+    {
+        match self.state.refusal() {
+            None => self.state.spawn::<F, Fallible>(fut, Some(name.into())),
+            Some(e) => refused(e, async move { fut.await.ok().expect("never polled") }),
+        }
+    }
+}
+
+/// What `create_task` does on a group that takes no new task: a group that is
+/// shutting down gets a task cancelled before it starts; one that ended is a
+/// mistake of the caller.
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn refused<F: Future + 'static>(error: TaskGroupError, fut: F) -> Task<F::Output> {
+    match error {
+        TaskGroupError::ShuttingDown => {
+            let task = create_task_with(fut, TaskOptions::new().eager_start(false));
+            task.cancel_with(error.to_string());
+            task
+        }
+        TaskGroupError::Finished => panic!(
+            "TaskGroup::create_task on a group that has ended: create tasks while the group's \
+             body runs, or use try_create_task to get a TaskGroupError"
+        ),
     }
 }
 
@@ -700,21 +918,25 @@ impl fmt::Debug for TaskGroupHandle {
 /// Runs `body` with a task group and waits for the group, as
 /// `async with asyncio.TaskGroup() as tg: body`.
 ///
+/// The body returns a `Result`, as a Python body either finishes or raises:
+/// `Ok(value)` is the group's value once every child finished; `Err(error)`
+/// fails the group as a child's failure does (asyncio adds the body's
+/// exception to the group). `?` works inside the body, on a child's task
+/// too.
+///
 /// When a child fails, the other children *and the body* are cancelled (the
 /// body's future is dropped at its current suspension point); once every child
-/// has finished, all failures come back in an [`ExceptionGroup`] (a panic of the
-/// body is one of them). Otherwise the body's output is returned after every
-/// child finished.
+/// has finished, all failures come back in an [`ExceptionGroup`] (a panic or an
+/// `Err` of the body is one of them).
 ///
 /// ```
-/// use asyncio_structured::{run, task_group};
-///
-/// let out = run(async {
-///     task_group(|tg| async move {
-///         tg.create_task(async { Ok::<_, String>(()) }).unwrap();
-///         tg.create_task(async { Err::<(), _>("disk full".to_string()) }).unwrap();
+/// let out = asyncio::run(async {
+///     asyncio::task_group(|tg| async move {
+///         tg.create_task(async { 1 });
+///         tg.create_fallible_task(async { Err::<(), _>("disk full".to_string()) });
 ///         // Wait for ever: the failure cancels the body here.
 ///         std::future::pending::<()>().await;
+///         Ok::<_, asyncio::TaskError>(())
 ///     })
 ///     .await
 /// })
@@ -723,10 +945,11 @@ impl fmt::Debug for TaskGroupHandle {
 /// assert_eq!(errors.len(), 1);
 /// assert!(errors.to_string().contains("disk full"));
 /// ```
-pub fn task_group<B, Fut>(body: B) -> Scope<Fut>
+pub fn task_group<B, Fut, T, E>(body: B) -> Scope<Fut>
 where
     B: FnOnce(TaskGroupHandle) -> Fut,
-    Fut: Future,
+    Fut: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
 {
     let state = GroupState::new();
     let body = body(TaskGroupHandle {
@@ -740,6 +963,14 @@ where
 }
 
 /// The future of [`task_group`].
+///
+/// ```
+/// let scope = asyncio::task_group(|tg| async move {
+///     Ok::<_, asyncio::TaskError>(tg.create_task(async { "done" }).await?)
+/// });
+/// let out = asyncio::run(scope).unwrap();
+/// assert_eq!(out.unwrap(), "done");
+/// ```
 #[must_use = "futures do nothing unless awaited"]
 pub struct Scope<Fut: Future> {
     state: Rc<GroupState>,
@@ -747,8 +978,12 @@ pub struct Scope<Fut: Future> {
     output: Option<Fut::Output>,
 }
 
-impl<Fut: Future> Future for Scope<Fut> {
-    type Output = Result<Fut::Output, ExceptionGroup>;
+impl<Fut, T, E> Future for Scope<Fut>
+where
+    Fut: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, ExceptionGroup>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // SAFETY: nothing is structurally pinned: the body is boxed.
@@ -760,8 +995,15 @@ impl<Fut: Future> Future for Scope<Fut> {
             } else {
                 match body.as_mut().poll(cx) {
                     Poll::Pending => {}
-                    Poll::Ready(Ok(out)) => {
-                        this.output = Some(out);
+                    Poll::Ready(Ok(Ok(out))) => {
+                        this.output = Some(Ok(out));
+                        drop_body(&mut this.body, &state);
+                    }
+                    Poll::Ready(Ok(Err(error))) => {
+                        state.body_failed(ChildFailure::Error {
+                            task: task_name(),
+                            error: error.into(),
+                        });
                         drop_body(&mut this.body, &state);
                     }
                     Poll::Ready(Err(panic)) => {
@@ -784,10 +1026,10 @@ impl<Fut: Future> Future for Scope<Fut> {
         }
         match state.outcome() {
             Err(errors) => Poll::Ready(Err(errors)),
-            Ok(()) => Poll::Ready(Ok(this
-                .output
-                .take()
-                .expect("the body finished (it was not cancelled: nothing failed)"))),
+            Ok(()) => match this.output.take() {
+                Some(Ok(out)) => Poll::Ready(Ok(out)),
+                _ => unreachable!("the body returned Ok (it was not cancelled: nothing failed)"),
+            },
         }
     }
 }

@@ -14,6 +14,24 @@ use futures_core::Stream;
 
 /// When [`wait`] returns, as asyncio's `FIRST_COMPLETED`, `FIRST_EXCEPTION` and
 /// `ALL_COMPLETED`.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let (done, pending) = asyncio::run(async {
+///     let fast = asyncio::create_task(async { 1 });
+///     let slow = asyncio::create_task(async {
+///         asyncio::sleep(Duration::from_secs(60)).await;
+///         2
+///     });
+///     let r = asyncio::wait(vec![fast, slow], asyncio::ReturnWhen::FirstCompleted)
+///         .unwrap()
+///         .await;
+///     (r.done.len(), r.pending.len())
+/// })
+/// .unwrap();
+/// assert_eq!((done, pending), (1, 1));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ReturnWhen {
     /// As soon as any task is done.
@@ -27,11 +45,38 @@ pub enum ReturnWhen {
 }
 
 /// `wait` was given no task (asyncio's `ValueError: Set of Tasks/Futures is empty`).
+///
+/// ```
+/// asyncio::run(async {
+///     let none: Vec<asyncio::Task<()>> = Vec::new();
+///     assert_eq!(
+///         asyncio::wait(none, asyncio::ReturnWhen::AllCompleted).err(),
+///         Some(asyncio::EmptyWaitError)
+///     );
+/// })
+/// .unwrap();
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("wait() needs at least one task")]
 pub struct EmptyWaitError;
 
 /// The two sets `wait` returns.
+///
+/// ```
+/// let values = asyncio::run(async {
+///     let tasks = (1..=3).map(|i| asyncio::create_task(async move { i })).collect();
+///     let asyncio::WaitResult { done, pending } =
+///         asyncio::wait(tasks, asyncio::ReturnWhen::AllCompleted).unwrap().await;
+///     assert!(pending.is_empty());
+///     let mut values = Vec::new();
+///     for t in done {
+///         values.push(t.await.unwrap());
+///     }
+///     values
+/// })
+/// .unwrap();
+/// assert_eq!(values, [1, 2, 3]);
+/// ```
 #[derive(Debug)]
 pub struct WaitResult<T> {
     /// The tasks that are done, in input order.
@@ -91,8 +136,8 @@ fn watch<T>(tasks: &[Task<T>], notices: &Rc<Notices>) -> Vec<CallbackId> {
 /// [`EmptyWaitError`] when `tasks` is empty, as asyncio raises `ValueError`.
 ///
 /// ```
-/// use asyncio_core::{create_task, yield_now};
-/// use asyncio_structured::{ReturnWhen, run, wait};
+/// use asyncio::{create_task, yield_now};
+/// use asyncio::{ReturnWhen, run, wait};
 ///
 /// run(async {
 ///     let quick = create_task(async { 1 });
@@ -125,6 +170,20 @@ pub fn wait<T>(tasks: Vec<Task<T>>, return_when: ReturnWhen) -> Result<Wait<T>, 
 }
 
 /// The future of [`wait`].
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let pending = asyncio::run(async {
+///     let t = asyncio::create_task(asyncio::sleep(Duration::from_secs(60)));
+///     let w: asyncio::Wait<()> = asyncio::wait(vec![t], asyncio::ReturnWhen::AllCompleted)
+///         .unwrap()
+///         .timeout(Duration::from_millis(1));
+///     w.await.pending.len()
+/// })
+/// .unwrap();
+/// assert_eq!(pending, 1, "the timeout returns what is still pending");
+/// ```
 #[must_use = "futures do nothing unless awaited"]
 pub struct Wait<T> {
     tasks: Vec<Task<T>>,
@@ -215,8 +274,8 @@ impl<T> fmt::Debug for Wait<T> {
 /// running (they are the caller's, as in asyncio).
 ///
 /// ```
-/// use asyncio_core::{create_task, yield_now};
-/// use asyncio_structured::{as_completed, run};
+/// use asyncio::{create_task, yield_now};
+/// use asyncio::{as_completed, run};
 /// use std::future::poll_fn;
 /// use std::pin::Pin;
 /// use futures_core::Stream;
@@ -254,6 +313,22 @@ pub fn as_completed<T>(tasks: Vec<Task<T>>) -> AsCompleted<T> {
 }
 
 /// The stream of [`as_completed`].
+///
+/// ```
+/// use asyncio::StreamExt;
+///
+/// let total = asyncio::run(async {
+///     let tasks = (1..=3).map(|i| asyncio::create_task(async move { i })).collect();
+///     let mut finished: asyncio::AsCompleted<i32> = asyncio::as_completed(tasks);
+///     let mut total = 0;
+///     while let Some(t) = finished.next().await {
+///         total += t.await.unwrap();
+///     }
+///     total
+/// })
+/// .unwrap();
+/// assert_eq!(total, 6);
+/// ```
 #[must_use = "streams do nothing unless polled"]
 pub struct AsCompleted<T> {
     tasks: Vec<Option<Task<T>>>,

@@ -155,17 +155,15 @@ fn eager_tasks_and_group_children_inherit_the_context_too() {
             assert!(eager.done());
             let b = v.clone();
             let grouped = task_group(|tg| async move {
-                tg.create_task(async move { Ok::<_, std::io::Error>(b.get()) })
-                    .unwrap()
+                tg.create_fallible_task(async move { Ok::<_, std::io::Error>(b.get()) })
                     .await
-                    .unwrap()
             })
             .await
             .unwrap();
             (eager.await.unwrap(), grouped)
         })
         .unwrap();
-    assert_eq!(out, (Some("outer"), Some(Some("outer"))));
+    assert_eq!(out, (Some("outer"), Some("outer")));
 }
 
 #[test]

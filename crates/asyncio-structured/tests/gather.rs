@@ -297,6 +297,112 @@ fn return_exceptions_over_tasks_collects_every_outcome_including_finished_ones()
     assert!(matches!(out[2], Err(TaskError::Cancelled(_))));
 }
 
+#[test]
+fn gather_tuple_collects_outputs_of_different_types_in_order() {
+    let out = asyncio_structured::run(async {
+        asyncio_structured::gather!(
+            async {
+                asyncio_core::yield_now().await;
+                1u8
+            },
+            async { String::from("two") },
+            async { [3u16; 2] },
+        )
+        .await
+    })
+    .unwrap();
+    assert_eq!(out.unwrap(), (1, "two".to_owned(), [3, 3]));
+}
+
+#[test]
+fn gather_tuple_fails_at_the_first_failure_and_lets_the_others_run() {
+    let finished = std::rc::Rc::new(std::cell::Cell::new(false));
+    let f = finished.clone();
+    let lp = asyncio_core::EventLoop::new();
+    let reported = std::rc::Rc::new(std::cell::Cell::new(0));
+    let r = reported.clone();
+    lp.set_exception_handler(Some(move |_: &asyncio_core::ExceptionContext| {
+        r.set(r.get() + 1)
+    }));
+    let out = lp
+        .run_until_complete(async move {
+            let out = asyncio_structured::gather_tuple((
+                async move {
+                    for _ in 0..3 {
+                        asyncio_core::yield_now().await;
+                    }
+                    f.set(true);
+                    if true {
+                        panic!("late failure, retrieved by the gather");
+                    }
+                    0u8
+                },
+                async {
+                    if true {
+                        panic!("first");
+                    }
+                    "never"
+                },
+            ))
+            .await;
+            for _ in 0..5 {
+                asyncio_core::yield_now().await;
+            }
+            out
+        })
+        .unwrap();
+    let err = out.unwrap_err();
+    assert!(err.is_panic());
+    assert!(err.to_string().contains("first"));
+    assert!(finished.get(), "the other child ran on");
+    assert_eq!(
+        reported.get(),
+        0,
+        "no outcome is reported as never retrieved"
+    );
+}
+
+#[test]
+fn dropping_a_gather_tuple_cancels_its_children() {
+    struct SetOnDrop(std::rc::Rc<std::cell::Cell<bool>>);
+    impl Drop for SetOnDrop {
+        fn drop(&mut self) {
+            self.0.set(true);
+        }
+    }
+    let flags = [
+        std::rc::Rc::new(std::cell::Cell::new(false)),
+        std::rc::Rc::new(std::cell::Cell::new(false)),
+    ];
+    let [fa, fb] = flags.clone();
+    let lp = asyncio_core::EventLoop::new();
+    lp.run_until_complete(async move {
+        let mut g = asyncio_structured::gather_tuple((
+            async move {
+                let _g = SetOnDrop(fa);
+                std::future::pending::<u8>().await
+            },
+            async move {
+                let _g = SetOnDrop(fb);
+                std::future::pending::<&str>().await
+            },
+        ));
+        std::future::poll_fn(|cx| {
+            assert!(std::pin::Pin::new(&mut g).poll(cx).is_pending());
+            std::task::Poll::Ready(())
+        })
+        .await;
+        asyncio_core::yield_now().await;
+        drop(g);
+        asyncio_core::yield_now().await;
+    })
+    .unwrap();
+    assert!(
+        flags.iter().all(|f| f.get()),
+        "both children were cancelled"
+    );
+}
+
 /// The message of a gather's panic failure.
 fn panic_message(e: &TaskError) -> String {
     match e {

@@ -92,7 +92,7 @@ fn run_case(eager: bool, fault: Fault, suspend_first: bool) -> (Vec<String>, Vec
             let body = current_task().expect("the body's task");
             let tg = TaskGroup::new();
             let var = ContextVar::<Rc<Bomb>>::new("bomb");
-            let child = tg.create_task(async move {
+            let child = tg.create_fallible_task(async move {
                 if suspend_first {
                     yield_now().await;
                 }
@@ -110,11 +110,10 @@ fn run_case(eager: bool, fault: Fault, suspend_first: bool) -> (Vec<String>, Vec
                     }
                 }
             });
-            let child = child.unwrap_or_else(|e| panic!("{w}: create_task failed: {e}"));
             check_invariants(&body, &format!("{w}, after create_task"));
             if fault == Fault::DropWhenCancelled {
                 // A sibling fails: the group cancels the waiting child.
-                let sibling = tg.create_task(async {
+                let sibling = tg.create_fallible_task(async {
                     yield_now().await;
                     Err::<(), _>(Boom("sibling"))
                 });
@@ -131,7 +130,7 @@ fn run_case(eager: bool, fault: Fault, suspend_first: bool) -> (Vec<String>, Vec
             match out {
                 Ok(()) => Vec::new(),
                 Err(group) => group
-                    .failures()
+                    .exceptions()
                     .iter()
                     .map(|f| match f {
                         ChildFailure::Error { error, .. } => error.to_string(),

@@ -28,7 +28,7 @@ use crate::waiters::{WaitList, WakeBatch};
 ///
 /// ```
 /// use std::rc::Rc;
-/// use asyncio_sync::Barrier;
+/// use asyncio::Barrier;
 /// use futures::executor::LocalPool;
 /// use futures::task::LocalSpawnExt;
 ///
@@ -43,6 +43,28 @@ use crate::waiters::{WaitList, WakeBatch};
 /// let mut indices: Vec<usize> = handles.into_iter().map(|h| pool.run_until(h)).collect();
 /// indices.sort();
 /// assert_eq!(indices, [0, 1, 2]);
+/// ```
+///
+/// ```
+/// use std::rc::Rc;
+///
+/// let indices = asyncio::run(async {
+///     let barrier = Rc::new(asyncio::Barrier::new(3).unwrap());
+///     let tasks: Vec<_> = (0..3)
+///         .map(|_| {
+///             let b = barrier.clone();
+///             asyncio::create_task(async move { b.wait().await.unwrap() })
+///         })
+///         .collect();
+///     let mut got = Vec::new();
+///     for t in tasks {
+///         got.push(t.await.unwrap());
+///     }
+///     got.sort();
+///     got
+/// })
+/// .unwrap();
+/// assert_eq!(indices, [0, 1, 2], "each party gets a distinct index");
 /// ```
 pub struct Barrier {
     parties: usize,
@@ -118,9 +140,9 @@ impl Barrier {
     /// [`ZeroPartiesError`] if `parties` is 0 (asyncio raises `ValueError`).
     ///
     /// ```
-    /// let barrier = asyncio_sync::Barrier::new(4).unwrap();
+    /// let barrier = asyncio::Barrier::new(4).unwrap();
     /// assert_eq!(barrier.parties(), 4);
-    /// assert!(asyncio_sync::Barrier::new(0).is_err());
+    /// assert!(asyncio::Barrier::new(0).is_err());
     /// ```
     pub fn new(parties: usize) -> Result<Self, ZeroPartiesError> {
         if parties == 0 {
@@ -147,7 +169,7 @@ impl Barrier {
     /// ```
     /// use futures::executor::block_on;
     ///
-    /// let barrier = asyncio_sync::Barrier::new(1).unwrap();
+    /// let barrier = asyncio::Barrier::new(1).unwrap();
     /// assert_eq!(block_on(barrier.wait()), Ok(0));
     /// ```
     pub fn wait(&self) -> impl Future<Output = Result<usize, BrokenBarrierError>> + '_ {
@@ -163,7 +185,7 @@ impl Barrier {
     /// mends an aborted barrier.
     ///
     /// ```
-    /// let barrier = asyncio_sync::Barrier::new(2).unwrap();
+    /// let barrier = asyncio::Barrier::new(2).unwrap();
     /// barrier.abort();
     /// barrier.reset();
     /// assert!(!barrier.broken());
@@ -190,7 +212,7 @@ impl Barrier {
     /// (asyncio's `abort()`).
     ///
     /// ```
-    /// let barrier = asyncio_sync::Barrier::new(2).unwrap();
+    /// let barrier = asyncio::Barrier::new(2).unwrap();
     /// barrier.abort();
     /// assert!(barrier.broken());
     /// ```
@@ -207,7 +229,7 @@ impl Barrier {
     /// How many tasks the barrier waits for.
     ///
     /// ```
-    /// assert_eq!(asyncio_sync::Barrier::new(3).unwrap().parties(), 3);
+    /// assert_eq!(asyncio::Barrier::new(3).unwrap().parties(), 3);
     /// ```
     pub fn parties(&self) -> usize {
         self.parties
@@ -219,7 +241,7 @@ impl Barrier {
     /// ```
     /// use futures::FutureExt;
     ///
-    /// let barrier = asyncio_sync::Barrier::new(2).unwrap();
+    /// let barrier = asyncio::Barrier::new(2).unwrap();
     /// let mut first = Box::pin(barrier.wait());
     /// assert!((&mut first).now_or_never().is_none());
     /// assert_eq!(barrier.n_waiting(), 1);
@@ -236,7 +258,7 @@ impl Barrier {
     /// Whether the barrier is broken (aborted and not reset).
     ///
     /// ```
-    /// assert!(!asyncio_sync::Barrier::new(1).unwrap().broken());
+    /// assert!(!asyncio::Barrier::new(1).unwrap().broken());
     /// ```
     pub fn broken(&self) -> bool {
         self.state.borrow().phase == Phase::Broken

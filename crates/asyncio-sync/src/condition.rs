@@ -25,7 +25,7 @@ use crate::waiters::{WaitList, WakeBatch};
 ///
 /// ```
 /// use std::rc::Rc;
-/// use asyncio_sync::Condition;
+/// use asyncio::Condition;
 /// use futures::executor::LocalPool;
 /// use futures::task::LocalSpawnExt;
 ///
@@ -44,6 +44,26 @@ use crate::waiters::{WaitList, WakeBatch};
 /// });
 /// assert_eq!(pool.run_until(got), Some(42));
 /// ```
+///
+/// ```
+/// use std::rc::Rc;
+///
+/// let seen = asyncio::run(async {
+///     let cond = Rc::new(asyncio::Condition::with_value(Vec::new()));
+///     let c = cond.clone();
+///     let consumer = asyncio::create_task(async move {
+///         let guard = c.lock().await;
+///         let guard = c.wait_for(guard, |items| !items.is_empty()).await;
+///         guard.clone()
+///     });
+///     asyncio::yield_now().await;
+///     cond.lock().await.push("item");
+///     cond.notify_all();
+///     consumer.await.unwrap()
+/// })
+/// .unwrap();
+/// assert_eq!(seen, ["item"]);
+/// ```
 pub struct Condition<T = ()> {
     lock: Rc<Lock<T>>,
     waiters: RefCell<WaitList<()>>,
@@ -53,7 +73,7 @@ impl Condition<()> {
     /// Creates a condition with its own new lock (asyncio's `Condition()`).
     ///
     /// ```
-    /// let cond = asyncio_sync::Condition::new();
+    /// let cond = asyncio::Condition::new();
     /// assert!(!cond.locked());
     /// ```
     pub fn new() -> Self {
@@ -71,7 +91,7 @@ impl<T> Condition<T> {
     /// Creates a condition with its own new lock protecting `value`.
     ///
     /// ```
-    /// let cond = asyncio_sync::Condition::with_value(0u8);
+    /// let cond = asyncio::Condition::with_value(0u8);
     /// assert_eq!(*cond.try_lock().unwrap(), 0);
     /// ```
     pub fn with_value(value: T) -> Self {
@@ -83,7 +103,7 @@ impl<T> Condition<T> {
     ///
     /// ```
     /// use std::rc::Rc;
-    /// use asyncio_sync::{Condition, Lock};
+    /// use asyncio::{Condition, Lock};
     ///
     /// let lock = Rc::new(Lock::new());
     /// let (a, b) = (Condition::with_lock(lock.clone()), Condition::with_lock(lock.clone()));
@@ -100,7 +120,7 @@ impl<T> Condition<T> {
     /// The underlying lock.
     ///
     /// ```
-    /// let cond = asyncio_sync::Condition::new();
+    /// let cond = asyncio::Condition::new();
     /// assert!(!cond.get_lock().locked());
     /// ```
     pub fn get_lock(&self) -> &Rc<Lock<T>> {
@@ -112,7 +132,7 @@ impl<T> Condition<T> {
     /// ```
     /// use futures::executor::block_on;
     ///
-    /// let cond = asyncio_sync::Condition::new();
+    /// let cond = asyncio::Condition::new();
     /// let guard = block_on(cond.lock());
     /// assert!(cond.locked());
     /// ```
@@ -123,7 +143,7 @@ impl<T> Condition<T> {
     /// Takes the underlying lock if it is free; see [`Lock::try_lock`].
     ///
     /// ```
-    /// let cond = asyncio_sync::Condition::new();
+    /// let cond = asyncio::Condition::new();
     /// assert!(cond.try_lock().is_some());
     /// ```
     pub fn try_lock(&self) -> Option<LockGuard<'_, T>> {
@@ -133,7 +153,7 @@ impl<T> Condition<T> {
     /// Whether the underlying lock is held (asyncio's `locked()`).
     ///
     /// ```
-    /// let cond = asyncio_sync::Condition::new();
+    /// let cond = asyncio::Condition::new();
     /// let _g = cond.try_lock();
     /// assert!(cond.locked());
     /// ```
@@ -155,7 +175,7 @@ impl<T> Condition<T> {
     ///
     /// ```
     /// use std::rc::Rc;
-    /// use asyncio_sync::Condition;
+    /// use asyncio::Condition;
     /// use futures::executor::LocalPool;
     /// use futures::task::LocalSpawnExt;
     ///
@@ -192,7 +212,7 @@ impl<T> Condition<T> {
     /// ```
     /// use futures::executor::block_on;
     ///
-    /// let cond = asyncio_sync::Condition::with_value(3);
+    /// let cond = asyncio::Condition::with_value(3);
     /// let guard = block_on(async {
     ///     let guard = cond.lock().await;
     ///     cond.wait_for(guard, |v| *v == 3).await
@@ -214,7 +234,7 @@ impl<T> Condition<T> {
     /// `notify(n)`). Unlike asyncio, the lock need not be held.
     ///
     /// ```
-    /// let cond = asyncio_sync::Condition::new();
+    /// let cond = asyncio::Condition::new();
     /// cond.notify(1); // nobody waits: nothing happens
     /// ```
     pub fn notify(&self, n: usize) {
@@ -234,7 +254,7 @@ impl<T> Condition<T> {
     /// Wakes every waiting task (asyncio's `notify_all()`).
     ///
     /// ```
-    /// let cond = asyncio_sync::Condition::new();
+    /// let cond = asyncio::Condition::new();
     /// cond.notify_all();
     /// ```
     pub fn notify_all(&self) {

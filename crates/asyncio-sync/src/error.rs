@@ -12,12 +12,21 @@ use thiserror::Error;
 /// handed back in field `0`.
 ///
 /// ```
-/// use asyncio_sync::{PutError, Queue, QueueFull};
+/// use asyncio::{PutError, Queue, QueueFull};
 ///
 /// let q = Queue::new(1);
 /// q.put_nowait("a").unwrap();
 /// let Err(PutError::Full(QueueFull(item))) = q.put_nowait("b") else { panic!() };
 /// assert_eq!(item, "b");
+/// ```
+///
+/// ```
+/// let q = asyncio::Queue::new(1);
+/// q.put_nowait("a").unwrap();
+/// match q.put_nowait("b") {
+///     Err(asyncio::PutError::Full(asyncio::QueueFull(item))) => assert_eq!(item, "b"),
+///     other => panic!("expected QueueFull, got {other:?}"),
+/// }
 /// ```
 #[derive(Error, Clone, Copy, PartialEq, Eq)]
 #[error("the queue is full")]
@@ -26,10 +35,15 @@ pub struct QueueFull<T>(pub T);
 /// `get_nowait` found the queue empty (asyncio's `QueueEmpty`).
 ///
 /// ```
-/// use asyncio_sync::{GetError, Queue, QueueEmpty};
+/// use asyncio::{GetError, Queue, QueueEmpty};
 ///
 /// let q = Queue::<u8>::new(0);
 /// assert_eq!(q.get_nowait(), Err(GetError::Empty(QueueEmpty)));
+/// ```
+///
+/// ```
+/// let q = asyncio::Queue::<u8>::new(0);
+/// assert_eq!(q.get_nowait(), Err(asyncio::GetError::Empty(asyncio::QueueEmpty)));
 /// ```
 #[derive(Error, Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[error("the queue is empty")]
@@ -42,13 +56,22 @@ pub struct QueueEmpty;
 /// empty.
 ///
 /// ```
-/// use asyncio_sync::{Queue, QueueShutDown};
+/// use asyncio::{Queue, QueueShutDown};
 /// use futures::executor::block_on;
 ///
 /// let q = Queue::new(0);
 /// q.shutdown(false);
 /// assert_eq!(block_on(q.put(7)), Err(QueueShutDown(7)));
 /// assert_eq!(block_on(q.get()), Err(QueueShutDown(())));
+/// ```
+///
+/// ```
+/// let q = asyncio::Queue::new(0);
+/// q.shutdown(false);
+/// let refused = q.put_nowait(5).unwrap_err();
+/// assert_eq!(refused, asyncio::PutError::ShutDown(asyncio::QueueShutDown(5)));
+/// let got = asyncio::run(async move { q.get().await }).unwrap();
+/// assert_eq!(got, Err(asyncio::QueueShutDown(())));
 /// ```
 #[derive(Error, Clone, Copy, PartialEq, Eq, Default)]
 #[error("the queue is shut down")]
@@ -57,13 +80,20 @@ pub struct QueueShutDown<T = ()>(pub T);
 /// Why `put_nowait` refused an item; either way the item is handed back.
 ///
 /// ```
-/// use asyncio_sync::{PutError, Queue, QueueShutDown};
+/// use asyncio::{PutError, Queue, QueueShutDown};
 ///
 /// let q = Queue::new(0);
 /// q.shutdown(false);
 /// let err = q.put_nowait(1).unwrap_err();
 /// assert!(matches!(err, PutError::ShutDown(QueueShutDown(1))));
 /// assert_eq!(err.into_inner(), 1);
+/// ```
+///
+/// ```
+/// let q = asyncio::Queue::new(1);
+/// q.put_nowait(1).unwrap();
+/// let e = q.put_nowait(2).unwrap_err();
+/// assert_eq!(e.into_inner(), 2, "the item comes back");
 /// ```
 #[derive(Error, Clone, Copy, PartialEq, Eq)]
 pub enum PutError<T> {
@@ -79,7 +109,7 @@ impl<T> PutError<T> {
     /// The item that was not put.
     ///
     /// ```
-    /// let q = asyncio_sync::Queue::new(1);
+    /// let q = asyncio::Queue::new(1);
     /// q.put_nowait('x').unwrap();
     /// assert_eq!(q.put_nowait('y').unwrap_err().into_inner(), 'y');
     /// ```
@@ -93,12 +123,19 @@ impl<T> PutError<T> {
 /// Why `get_nowait` returned no item.
 ///
 /// ```
-/// use asyncio_sync::{GetError, Queue};
+/// use asyncio::{GetError, Queue};
 ///
 /// let q = Queue::<u8>::new(0);
 /// assert!(matches!(q.get_nowait(), Err(GetError::Empty(_))));
 /// q.shutdown(false);
 /// assert!(matches!(q.get_nowait(), Err(GetError::ShutDown(_))));
+/// ```
+///
+/// ```
+/// let q = asyncio::Queue::<u8>::new(0);
+/// assert!(matches!(q.get_nowait(), Err(asyncio::GetError::Empty(_))));
+/// q.shutdown(false);
+/// assert!(matches!(q.get_nowait(), Err(asyncio::GetError::ShutDown(_))));
 /// ```
 #[derive(Error, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GetError {
@@ -114,10 +151,18 @@ pub enum GetError {
 /// `ValueError`).
 ///
 /// ```
-/// use asyncio_sync::{Queue, TaskDoneError};
+/// use asyncio::{Queue, TaskDoneError};
 ///
 /// let q = Queue::<u8>::new(0);
 /// assert_eq!(q.task_done(), Err(TaskDoneError));
+/// ```
+///
+/// ```
+/// let q = asyncio::Queue::new(0);
+/// q.put_nowait(1).unwrap();
+/// q.get_nowait().unwrap();
+/// q.task_done().unwrap();
+/// assert_eq!(q.task_done(), Err(asyncio::TaskDoneError));
 /// ```
 #[derive(Error, Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[error("task_done() called too many times")]
@@ -127,10 +172,15 @@ pub struct TaskDoneError;
 /// (asyncio raises `ValueError`).
 ///
 /// ```
-/// use asyncio_sync::{BoundedSemaphore, ReleaseError};
+/// use asyncio::{BoundedSemaphore, ReleaseError};
 ///
 /// let sem = BoundedSemaphore::new(1);
 /// assert_eq!(sem.release(), Err(ReleaseError));
+/// ```
+///
+/// ```
+/// let sem = asyncio::BoundedSemaphore::new(2);
+/// assert_eq!(sem.release(), Err(asyncio::ReleaseError));
 /// ```
 #[derive(Error, Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[error("BoundedSemaphore released too many times")]
@@ -140,9 +190,13 @@ pub struct ReleaseError;
 /// `ValueError`).
 ///
 /// ```
-/// use asyncio_sync::{Barrier, ZeroPartiesError};
+/// use asyncio::{Barrier, ZeroPartiesError};
 ///
 /// assert_eq!(Barrier::new(0).unwrap_err(), ZeroPartiesError);
+/// ```
+///
+/// ```
+/// assert_eq!(asyncio::Barrier::new(0).err(), Some(asyncio::ZeroPartiesError));
 /// ```
 #[derive(Error, Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[error("a barrier needs at least one party")]
@@ -152,12 +206,27 @@ pub struct ZeroPartiesError;
 /// (asyncio's `BrokenBarrierError`).
 ///
 /// ```
-/// use asyncio_sync::{Barrier, BrokenBarrierError};
+/// use asyncio::{Barrier, BrokenBarrierError};
 /// use futures::executor::block_on;
 ///
 /// let barrier = Barrier::new(2).unwrap();
 /// barrier.abort();
 /// assert_eq!(block_on(barrier.wait()), Err(BrokenBarrierError));
+/// ```
+///
+/// ```
+/// use std::rc::Rc;
+///
+/// let r = asyncio::run(async {
+///     let barrier = Rc::new(asyncio::Barrier::new(2).unwrap());
+///     let b = barrier.clone();
+///     let waiter = asyncio::create_task(async move { b.wait().await });
+///     asyncio::yield_now().await;
+///     barrier.abort();
+///     waiter.await.unwrap()
+/// })
+/// .unwrap();
+/// assert_eq!(r, Err(asyncio::BrokenBarrierError));
 /// ```
 #[derive(Error, Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[error("the barrier is broken")]

@@ -16,7 +16,7 @@ use crate::waiters::{WaitList, wake_all};
 ///
 /// ```
 /// use std::rc::Rc;
-/// use asyncio_sync::Event;
+/// use asyncio::Event;
 /// use futures::executor::LocalPool;
 /// use futures::task::LocalSpawnExt;
 ///
@@ -27,6 +27,24 @@ use crate::waiters::{WaitList, wake_all};
 /// pool.run_until_stalled();
 /// event.set();
 /// assert_eq!(pool.run_until(done), "woken");
+/// ```
+///
+/// ```
+/// use std::rc::Rc;
+///
+/// asyncio::run(async {
+///     let ready = Rc::new(asyncio::Event::new());
+///     let r = ready.clone();
+///     let waiter = asyncio::create_task(async move {
+///         r.wait().await;
+///         "woken"
+///     });
+///     asyncio::yield_now().await;
+///     assert!(!waiter.done());
+///     ready.set();
+///     assert_eq!(waiter.await.unwrap(), "woken");
+/// })
+/// .unwrap();
 /// ```
 #[derive(Default)]
 pub struct Event {
@@ -43,7 +61,7 @@ impl Event {
     /// Creates an event that is not set.
     ///
     /// ```
-    /// assert!(!asyncio_sync::Event::new().is_set());
+    /// assert!(!asyncio::Event::new().is_set());
     /// ```
     pub fn new() -> Self {
         Self::default()
@@ -53,7 +71,7 @@ impl Event {
     /// nothing.
     ///
     /// ```
-    /// let event = asyncio_sync::Event::new();
+    /// let event = asyncio::Event::new();
     /// event.set();
     /// assert!(event.is_set());
     /// ```
@@ -72,7 +90,7 @@ impl Event {
     /// Clears the flag: later `wait()` calls block until `set()` again.
     ///
     /// ```
-    /// let event = asyncio_sync::Event::new();
+    /// let event = asyncio::Event::new();
     /// event.set();
     /// event.clear();
     /// assert!(!event.is_set());
@@ -84,7 +102,7 @@ impl Event {
     /// Whether the flag is set.
     ///
     /// ```
-    /// let event = asyncio_sync::Event::new();
+    /// let event = asyncio::Event::new();
     /// assert!(!event.is_set());
     /// ```
     pub fn is_set(&self) -> bool {
@@ -97,7 +115,7 @@ impl Event {
     /// ```
     /// use futures::executor::block_on;
     ///
-    /// let event = asyncio_sync::Event::new();
+    /// let event = asyncio::Event::new();
     /// event.set();
     /// block_on(event.wait());
     /// ```

@@ -2,7 +2,7 @@
 //!
 //! ```
 //! use std::rc::Rc;
-//! use asyncio_sync::{Barrier, Queue};
+//! use asyncio::{Barrier, Queue};
 //! use futures::executor::LocalPool;
 //! use futures::task::LocalSpawnExt;
 //!

@@ -27,7 +27,7 @@ use crate::waiters::WaitList;
 ///
 /// ```
 /// use std::rc::Rc;
-/// use asyncio_sync::Lock;
+/// use asyncio::Lock;
 /// use futures::executor::LocalPool;
 /// use futures::task::LocalSpawnExt;
 ///
@@ -39,6 +39,32 @@ use crate::waiters::WaitList;
 /// }
 /// pool.run();
 /// assert_eq!(*lock.try_lock().unwrap(), [0, 1, 2]);
+/// ```
+///
+/// ```
+/// use std::rc::Rc;
+///
+/// let total = asyncio::run(async {
+///     let counter = Rc::new(asyncio::Lock::with_value(0));
+///     let tasks: Vec<_> = (0..10)
+///         .map(|_| {
+///             let c = counter.clone();
+///             asyncio::create_task(async move {
+///                 let mut guard = c.lock().await; // async with lock:
+///                 let v = *guard;
+///                 asyncio::yield_now().await;
+///                 *guard = v + 1;
+///             })
+///         })
+///         .collect();
+///     for t in tasks {
+///         t.await.unwrap();
+///     }
+///     let v = *counter.lock().await;
+///     v
+/// })
+/// .unwrap();
+/// assert_eq!(total, 10);
 /// ```
 pub struct Lock<T = ()> {
     state: RefCell<LockState>,
@@ -56,7 +82,7 @@ impl Lock<()> {
     /// Creates an unlocked lock that protects nothing (asyncio's `Lock()`).
     ///
     /// ```
-    /// let lock = asyncio_sync::Lock::new();
+    /// let lock = asyncio::Lock::new();
     /// assert!(!lock.locked());
     /// ```
     pub fn new() -> Self {
@@ -74,7 +100,7 @@ impl<T> Lock<T> {
     /// Creates an unlocked lock that protects `value`.
     ///
     /// ```
-    /// let lock = asyncio_sync::Lock::with_value(5);
+    /// let lock = asyncio::Lock::with_value(5);
     /// assert_eq!(*lock.try_lock().unwrap(), 5);
     /// ```
     pub fn with_value(value: T) -> Self {
@@ -96,7 +122,7 @@ impl<T> Lock<T> {
     /// ```
     /// use futures::executor::block_on;
     ///
-    /// let lock = asyncio_sync::Lock::with_value(0);
+    /// let lock = asyncio::Lock::with_value(0);
     /// block_on(async {
     ///     *lock.lock().await += 1;
     /// });
@@ -116,7 +142,7 @@ impl<T> Lock<T> {
     /// Takes the lock if it is free and nobody waits for it; `None` otherwise.
     ///
     /// ```
-    /// let lock = asyncio_sync::Lock::new();
+    /// let lock = asyncio::Lock::new();
     /// let guard = lock.try_lock().unwrap();
     /// assert!(lock.try_lock().is_none());
     /// drop(guard);
@@ -136,7 +162,7 @@ impl<T> Lock<T> {
     /// woken task that has not run yet counts as held.
     ///
     /// ```
-    /// let lock = asyncio_sync::Lock::new();
+    /// let lock = asyncio::Lock::new();
     /// let guard = lock.try_lock();
     /// assert!(lock.locked());
     /// ```
@@ -148,7 +174,7 @@ impl<T> Lock<T> {
     /// nobody else holds the lock.
     ///
     /// ```
-    /// let mut lock = asyncio_sync::Lock::with_value(1);
+    /// let mut lock = asyncio::Lock::with_value(1);
     /// *lock.get_mut() = 2;
     /// assert_eq!(lock.into_inner(), 2);
     /// ```
@@ -159,7 +185,7 @@ impl<T> Lock<T> {
     /// Consumes the lock and returns the value it protected.
     ///
     /// ```
-    /// assert_eq!(asyncio_sync::Lock::with_value("v").into_inner(), "v");
+    /// assert_eq!(asyncio::Lock::with_value("v").into_inner(), "v");
     /// ```
     pub fn into_inner(self) -> T {
         self.value.into_inner()
@@ -212,11 +238,22 @@ impl<T: fmt::Debug> fmt::Debug for Lock<T> {
 /// Derefs to the protected value.
 ///
 /// ```
-/// let lock = asyncio_sync::Lock::with_value(String::new());
+/// let lock = asyncio::Lock::with_value(String::new());
 /// let mut guard = lock.try_lock().unwrap();
 /// guard.push_str("held");
 /// drop(guard);
 /// assert!(!lock.locked());
+/// ```
+///
+/// ```
+/// asyncio::run(async {
+///     let lock = asyncio::Lock::new();
+///     let guard: asyncio::LockGuard<'_, ()> = lock.lock().await;
+///     assert!(lock.locked() && lock.try_lock().is_none());
+///     drop(guard); // the release
+///     assert!(!lock.locked());
+/// })
+/// .unwrap();
 /// ```
 pub struct LockGuard<'a, T> {
     lock: &'a Lock<T>,
@@ -230,7 +267,7 @@ impl<'a, T> LockGuard<'a, T> {
     /// The lock this guard holds.
     ///
     /// ```
-    /// let lock = asyncio_sync::Lock::new();
+    /// let lock = asyncio::Lock::new();
     /// let guard = lock.try_lock().unwrap();
     /// assert!(std::ptr::eq(guard.lock(), &lock));
     /// ```

@@ -158,7 +158,7 @@ fn grant(st: &mut State, batch: &mut WakeBatch) {
 /// ```
 /// use std::rc::Rc;
 /// use std::cell::Cell;
-/// use asyncio_sync::{Event, Semaphore};
+/// use asyncio::{Event, Semaphore};
 /// use futures::executor::LocalPool;
 /// use futures::task::LocalSpawnExt;
 ///
@@ -181,6 +181,34 @@ fn grant(st: &mut State, batch: &mut WakeBatch) {
 /// pool.run();
 /// assert_eq!(inside.get(), 0);
 /// ```
+///
+/// ```
+/// use std::cell::Cell;
+/// use std::rc::Rc;
+///
+/// let peak = asyncio::run(async {
+///     let sem = Rc::new(asyncio::Semaphore::new(2));
+///     let (now, peak) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(0)));
+///     let tasks: Vec<_> = (0..5)
+///         .map(|_| {
+///             let (sem, now, peak) = (sem.clone(), now.clone(), peak.clone());
+///             asyncio::create_task(async move {
+///                 let _permit = sem.acquire().await;
+///                 now.set(now.get() + 1);
+///                 peak.set(peak.get().max(now.get()));
+///                 asyncio::yield_now().await;
+///                 now.set(now.get() - 1);
+///             })
+///         })
+///         .collect();
+///     for t in tasks {
+///         t.await.unwrap();
+///     }
+///     peak.get()
+/// })
+/// .unwrap();
+/// assert_eq!(peak, 2, "never more than two at once");
+/// ```
 #[derive(Debug)]
 pub struct Semaphore {
     core: Core,
@@ -191,7 +219,7 @@ impl Semaphore {
     /// `Semaphore(value)`; a negative value cannot be written).
     ///
     /// ```
-    /// let sem = asyncio_sync::Semaphore::new(1);
+    /// let sem = asyncio::Semaphore::new(1);
     /// assert!(!sem.locked());
     /// ```
     pub fn new(value: usize) -> Self {
@@ -206,7 +234,7 @@ impl Semaphore {
     /// ```
     /// use futures::executor::block_on;
     ///
-    /// let sem = asyncio_sync::Semaphore::new(1);
+    /// let sem = asyncio::Semaphore::new(1);
     /// let permit = block_on(sem.acquire());
     /// assert!(sem.locked());
     /// drop(permit);
@@ -222,7 +250,7 @@ impl Semaphore {
     /// ```
     /// use futures::executor::block_on;
     ///
-    /// let sem = asyncio_sync::Semaphore::new(3);
+    /// let sem = asyncio::Semaphore::new(3);
     /// let permit = block_on(sem.acquire_many(3));
     /// assert_eq!(permit.permits(), 3);
     /// assert!(sem.try_acquire().is_none());
@@ -235,7 +263,7 @@ impl Semaphore {
     /// permit that has not run yet still waits); `None` otherwise.
     ///
     /// ```
-    /// let sem = asyncio_sync::Semaphore::new(1);
+    /// let sem = asyncio::Semaphore::new(1);
     /// let p = sem.try_acquire();
     /// assert!(p.is_some());
     /// assert!(sem.try_acquire().is_none());
@@ -247,7 +275,7 @@ impl Semaphore {
     /// Takes `n` permits if they are free and nobody waits; `None` otherwise.
     ///
     /// ```
-    /// let sem = asyncio_sync::Semaphore::new(2);
+    /// let sem = asyncio::Semaphore::new(2);
     /// assert!(sem.try_acquire_many(3).is_none());
     /// assert!(sem.try_acquire_many(2).is_some());
     /// ```
@@ -260,7 +288,7 @@ impl Semaphore {
     /// than it was acquired, as in asyncio.
     ///
     /// ```
-    /// let sem = asyncio_sync::Semaphore::new(0);
+    /// let sem = asyncio::Semaphore::new(0);
     /// sem.release();
     /// assert_eq!(sem.available_permits(), 1);
     /// ```
@@ -273,7 +301,7 @@ impl Semaphore {
     /// is unbounded, but wrapping to 0 would be a wrong count.
     ///
     /// ```should_panic
-    /// let sem = asyncio_sync::Semaphore::new(usize::MAX);
+    /// let sem = asyncio::Semaphore::new(usize::MAX);
     /// sem.release(); // panics: no room for one more permit
     /// ```
     pub fn release(&self) {
@@ -285,7 +313,7 @@ impl Semaphore {
     /// permit but has not run yet.
     ///
     /// ```
-    /// let sem = asyncio_sync::Semaphore::new(0);
+    /// let sem = asyncio::Semaphore::new(0);
     /// assert!(sem.locked());
     /// ```
     pub fn locked(&self) -> bool {
@@ -295,7 +323,7 @@ impl Semaphore {
     /// How many permits are free right now.
     ///
     /// ```
-    /// let sem = asyncio_sync::Semaphore::new(4);
+    /// let sem = asyncio::Semaphore::new(4);
     /// let _p = sem.try_acquire_many(3);
     /// assert_eq!(sem.available_permits(), 1);
     /// ```
@@ -313,12 +341,20 @@ impl Semaphore {
 /// only what fits.
 ///
 /// ```
-/// use asyncio_sync::{BoundedSemaphore, ReleaseError};
+/// use asyncio::{BoundedSemaphore, ReleaseError};
 ///
 /// let sem = BoundedSemaphore::new(1);
 /// sem.try_acquire().unwrap().forget();
 /// assert_eq!(sem.release(), Ok(()));
 /// assert_eq!(sem.release(), Err(ReleaseError));
+/// ```
+///
+/// ```
+/// let sem = asyncio::BoundedSemaphore::new(1);
+/// assert_eq!(sem.release(), Err(asyncio::ReleaseError), "released above its start value");
+/// let permit = sem.try_acquire().unwrap();
+/// drop(permit);
+/// assert_eq!(sem.available_permits(), 1);
 /// ```
 #[derive(Debug)]
 pub struct BoundedSemaphore {
@@ -330,7 +366,7 @@ impl BoundedSemaphore {
     /// its bound.
     ///
     /// ```
-    /// let sem = asyncio_sync::BoundedSemaphore::new(2);
+    /// let sem = asyncio::BoundedSemaphore::new(2);
     /// assert_eq!(sem.available_permits(), 2);
     /// ```
     pub fn new(value: usize) -> Self {
@@ -344,7 +380,7 @@ impl BoundedSemaphore {
     /// ```
     /// use futures::executor::block_on;
     ///
-    /// let sem = asyncio_sync::BoundedSemaphore::new(1);
+    /// let sem = asyncio::BoundedSemaphore::new(1);
     /// let _permit = block_on(sem.acquire());
     /// assert!(sem.locked());
     /// ```
@@ -361,7 +397,7 @@ impl BoundedSemaphore {
     /// ```
     /// use futures::executor::block_on;
     ///
-    /// let sem = asyncio_sync::BoundedSemaphore::new(2);
+    /// let sem = asyncio::BoundedSemaphore::new(2);
     /// assert_eq!(block_on(sem.acquire_many(2)).permits(), 2);
     /// ```
     pub fn acquire_many(&self, n: usize) -> impl Future<Output = SemaphorePermit<'_>> + '_ {
@@ -376,7 +412,7 @@ impl BoundedSemaphore {
     /// Takes one permit if one is free and nobody waits; `None` otherwise.
     ///
     /// ```
-    /// let sem = asyncio_sync::BoundedSemaphore::new(1);
+    /// let sem = asyncio::BoundedSemaphore::new(1);
     /// let _p = sem.try_acquire().unwrap();
     /// assert!(sem.try_acquire().is_none());
     /// ```
@@ -387,7 +423,7 @@ impl BoundedSemaphore {
     /// Takes `n` permits if they are free and nobody waits; `None` otherwise.
     ///
     /// ```
-    /// let sem = asyncio_sync::BoundedSemaphore::new(2);
+    /// let sem = asyncio::BoundedSemaphore::new(2);
     /// assert!(sem.try_acquire_many(2).is_some());
     /// ```
     pub fn try_acquire_many(&self, n: usize) -> Option<SemaphorePermit<'_>> {
@@ -403,7 +439,7 @@ impl BoundedSemaphore {
     /// `ValueError`); the count is left unchanged.
     ///
     /// ```
-    /// let sem = asyncio_sync::BoundedSemaphore::new(1);
+    /// let sem = asyncio::BoundedSemaphore::new(1);
     /// assert!(sem.release().is_err());
     /// ```
     pub fn release(&self) -> Result<(), ReleaseError> {
@@ -423,7 +459,7 @@ impl BoundedSemaphore {
     /// Whether an `acquire()` would wait; see [`Semaphore::locked`].
     ///
     /// ```
-    /// let sem = asyncio_sync::BoundedSemaphore::new(1);
+    /// let sem = asyncio::BoundedSemaphore::new(1);
     /// assert!(!sem.locked());
     /// ```
     pub fn locked(&self) -> bool {
@@ -433,7 +469,7 @@ impl BoundedSemaphore {
     /// How many permits are free right now.
     ///
     /// ```
-    /// let sem = asyncio_sync::BoundedSemaphore::new(3);
+    /// let sem = asyncio::BoundedSemaphore::new(3);
     /// assert_eq!(sem.available_permits(), 3);
     /// ```
     pub fn available_permits(&self) -> usize {
@@ -445,12 +481,20 @@ impl BoundedSemaphore {
 /// returns them (asyncio's `async with sem:`).
 ///
 /// ```
-/// let sem = asyncio_sync::Semaphore::new(1);
+/// let sem = asyncio::Semaphore::new(1);
 /// {
 ///     let _permit = sem.try_acquire().unwrap();
 ///     assert_eq!(sem.available_permits(), 0);
 /// }
 /// assert_eq!(sem.available_permits(), 1);
+/// ```
+///
+/// ```
+/// let sem = asyncio::Semaphore::new(3);
+/// let permit: asyncio::SemaphorePermit<'_> = sem.try_acquire_many(2).unwrap();
+/// assert_eq!(sem.available_permits(), 1);
+/// drop(permit);
+/// assert_eq!(sem.available_permits(), 3);
 /// ```
 pub struct SemaphorePermit<'a> {
     core: &'a Core,
@@ -461,7 +505,7 @@ impl SemaphorePermit<'_> {
     /// How many permits this guard holds.
     ///
     /// ```
-    /// let sem = asyncio_sync::Semaphore::new(2);
+    /// let sem = asyncio::Semaphore::new(2);
     /// assert_eq!(sem.try_acquire_many(2).unwrap().permits(), 2);
     /// ```
     pub fn permits(&self) -> usize {
@@ -472,7 +516,7 @@ impl SemaphorePermit<'_> {
     /// later with `release()` (asyncio's bare `acquire()`/`release()` style).
     ///
     /// ```
-    /// let sem = asyncio_sync::Semaphore::new(1);
+    /// let sem = asyncio::Semaphore::new(1);
     /// sem.try_acquire().unwrap().forget();
     /// assert!(sem.locked());
     /// sem.release();

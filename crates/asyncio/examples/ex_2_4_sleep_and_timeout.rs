@@ -36,9 +36,9 @@ async fn main_task() {
         for (name, ms) in [("short", 100), ("medium", 200), ("long", 300)] {
             tg.create_task(async move {
                 nap(name, ms).await;
-            })
-            .expect("the group is open");
+            });
         }
+        Ok::<_, asyncio::TaskError>(())
     })
     .await
     .expect("naps do not fail");

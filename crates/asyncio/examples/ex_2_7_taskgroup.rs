@@ -44,12 +44,11 @@ async fn worker(name: &'static str, steps: usize, fail: bool) -> Result<(), Work
 
 async fn main_task() {
     let result = asyncio::task_group(|tg| async move {
-        tg.create_task_named(worker("A", 1, false), "A")
-            .expect("open");
-        tg.create_task_named(worker("B", 3, true), "B")
-            .expect("open");
-        tg.create_task_named(worker("C", 10, false), "C")
-            .expect("open");
+        // A worker's `Err` fails the group, as an exception does in asyncio.
+        tg.create_fallible_task_named(worker("A", 1, false), "A");
+        tg.create_fallible_task_named(worker("B", 3, true), "B");
+        tg.create_fallible_task_named(worker("C", 10, false), "C");
+        Ok::<_, WorkerFailed>(())
     })
     .await;
     match result {

@@ -45,9 +45,9 @@ async fn main_task() {
     let b = barrier.clone();
     asyncio::task_group(|tg| async move {
         for (name, prep) in [("A", 3), ("B", 1), ("C", 2)] {
-            tg.create_task(worker(b.clone(), name, prep))
-                .expect("the group is open");
+            tg.create_task(worker(b.clone(), name, prep));
         }
+        Ok::<_, asyncio::TaskError>(())
     })
     .await
     .expect("no worker fails");

@@ -23,6 +23,9 @@
 //! This crate only re-exports; each part is its own crate, usable alone.
 //!
 //! ## Running
+//! - [`main`], [`test`]: `#[asyncio::main] async fn main()` and
+//!   `#[asyncio::test] async fn …()`, each on a fresh loop (options `eager`,
+//!   `debug`).
 //! - [`run`], [`Runner`]: run a top-level future on a fresh loop (`asyncio.run`,
 //!   `asyncio.Runner`).
 //! - [`EventLoop`], [`get_running_loop`]: the loop itself, for lower-level control.
@@ -39,6 +42,9 @@
 //! - [`create_task`], [`create_task_with`], [`Task`], [`TaskRef`]: start
 //!   concurrent work and await, cancel or inspect it.
 //! - [`current_task`], [`all_tasks`]: which task runs, which are alive.
+//! - [`create_future`], [`LoopFuture`]: asyncio's `Future` object, set once
+//!   and awaited by any number of tasks; [`Task::shared`] lets several tasks
+//!   await one task.
 //! - [`yield_now`]: `await asyncio.sleep(0)`.
 //!
 //! ## Time, threads and I/O
@@ -68,7 +74,13 @@
 //! - [`TaskGroup`], [`task_group`], [`ExceptionGroup`]: children that end
 //!   together and fail together.
 //! - [`gather`], [`wait`], [`as_completed`], [`shield`]: wait for several
-//!   futures or tasks; protect one from cancellation.
+//!   futures or tasks; protect one from cancellation. [`gather!`] /
+//!   [`gather_tuple`]: futures of different types into a tuple.
+//!
+//! ## Streams of results
+//! - [`Stream`], [`StreamExt`]: what [`Queue::stream`] and [`as_completed`]
+//!   return, and `next()` to take items one by one:
+//!   `while let Some(item) = queue.stream().next().await { … }` (`async for`).
 //!
 //! ## Synchronization and queues
 //! - [`Lock`], [`Event`], [`Condition`], [`Semaphore`], [`BoundedSemaphore`],
@@ -106,6 +118,7 @@
 
 // Running
 pub use asyncio_core::{EventLoop, get_running_loop};
+pub use asyncio_macros::{main, test};
 pub use asyncio_structured::{Runner, RunnerBuilder, run};
 
 // Beyond one core: a loop per core, hand-off between loops
@@ -115,9 +128,9 @@ pub use asyncio_pool::{
 
 // Tasks
 pub use asyncio_core::{
-    CallHandle, CallbackId, ExceptionContext, IO_POLL_INTERVAL, MAX_EAGER_DEPTH, SignalError, Task,
-    TaskOptions, TaskRef, YieldNow, all_tasks, create_task, create_task_with, current_task,
-    try_create_task, yield_now,
+    CallHandle, CallbackId, ExceptionContext, FutureError, IO_POLL_INTERVAL, LoopFuture,
+    MAX_EAGER_DEPTH, SharedError, SignalError, Task, TaskOptions, TaskRef, YieldNow, all_tasks,
+    create_future, create_task, create_task_with, current_task, try_create_task, yield_now,
 };
 
 // Time, threads and I/O
@@ -144,10 +157,56 @@ pub use asyncio_streams::subprocess::{
 
 // Structured concurrency
 pub use asyncio_structured::{
-    AsCompleted, ChildFailure, ChildOutput, EmptyWaitError, ExceptionGroup, Gather, GatherAll,
-    Join, ReturnWhen, Scope, Shield, TaskGroup, TaskGroupError, TaskGroupHandle, Wait, WaitResult,
-    as_completed, gather, gather_tasks, shield, task_group, wait,
+    AsCompleted, BoxError, ChildFailure, EmptyWaitError, ExceptionGroup, Gather, GatherAll,
+    GatherTuple, IntoTasks, Join, ReturnWhen, Scope, Shield, TaskGroup, TaskGroupError,
+    TaskGroupHandle, TaskTuple, Wait, WaitResult, as_completed, gather, gather_tasks, gather_tuple,
+    shield, task_group, wait,
 };
+
+// Streams of results
+/// An asynchronous sequence of values, `async for`'s iterable
+/// (`futures_core::Stream`): [`Queue::stream`] and [`as_completed`] return one.
+///
+/// ```
+/// use asyncio::StreamExt;
+///
+/// asyncio::run(async {
+///     let queue = asyncio::Queue::new(0);
+///     for i in 1..=3 {
+///         queue.put_nowait(i).unwrap();
+///     }
+///     queue.shutdown(false);
+///     let mut total = 0;
+///     while let Some(item) = queue.stream().next().await {
+///         total += item;
+///     }
+///     assert_eq!(total, 6);
+/// })
+/// .unwrap();
+/// ```
+pub use futures_core::Stream;
+/// `next()` and the other combinators of `futures-lite` on any [`Stream`].
+///
+/// ```
+/// use asyncio::StreamExt;
+///
+/// let order = asyncio::run(async {
+///     let slow = asyncio::create_task(async {
+///         asyncio::sleep(std::time::Duration::from_millis(20)).await;
+///         "slow"
+///     });
+///     let fast = asyncio::create_task(async { "fast" });
+///     let mut done = asyncio::as_completed(vec![slow, fast]);
+///     let mut order = Vec::new();
+///     while let Some(task) = done.next().await {
+///         order.push(task.await.unwrap());
+///     }
+///     order
+/// })
+/// .unwrap();
+/// assert_eq!(order, ["fast", "slow"]);
+/// ```
+pub use futures_lite::StreamExt;
 
 // Synchronization and queues
 pub use asyncio_sync::{

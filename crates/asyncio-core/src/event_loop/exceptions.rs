@@ -13,6 +13,24 @@ use crate::task::header::Header;
 use super::LoopInner;
 
 /// What the exception handler receives, as asyncio's context dict.
+///
+/// ```
+/// use std::cell::RefCell;
+/// use std::rc::Rc;
+///
+/// let seen = Rc::new(RefCell::new(Vec::new()));
+/// let s = seen.clone();
+/// let lp = asyncio::EventLoop::new();
+/// lp.set_exception_handler(Some(move |ctx: &asyncio::ExceptionContext| {
+///     s.borrow_mut().push(ctx.to_string())
+/// }));
+/// lp.run_until_complete(async {
+///     drop(asyncio::create_task(async { panic!("lost") }));
+///     asyncio::yield_now().await;
+/// })
+/// .unwrap();
+/// assert!(seen.borrow()[0].contains("never retrieved"));
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ExceptionContext {
@@ -29,7 +47,7 @@ impl ExceptionContext {
     /// loop's exception handler (asyncio's `call_exception_handler({'message': ...})`).
     ///
     /// ```
-    /// let ctx = asyncio_core::ExceptionContext::new("socket.accept() failed");
+    /// let ctx = asyncio::ExceptionContext::new("socket.accept() failed");
     /// assert_eq!(ctx.to_string(), "socket.accept() failed");
     /// ```
     pub fn new(message: impl Into<String>) -> Self {
@@ -45,7 +63,11 @@ impl fmt::Display for ExceptionContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)?;
         if let Some(task) = &self.task {
-            write!(f, " (task {} '{}')", task.id(), task.name())?;
+            write!(f, " (task {} '{}'", task.id(), task.name())?;
+            if let Some(site) = task.created_at() {
+                write!(f, ", created at {site}")?;
+            }
+            f.write_str(")")?;
         }
         if let Some(panic) = &self.panic {
             write!(f, ": panicked: {}", panic.message())?;

@@ -34,6 +34,7 @@ use crate::task::{Task, TaskRef};
 use crate::time::Timers;
 
 mod exceptions;
+mod main_task;
 mod registry;
 mod run;
 mod running;
@@ -70,15 +71,20 @@ pub(crate) struct LoopInner {
     /// Live `EventLoop` handles; the loop closes when the last goes.
     handles: Cell<usize>,
     next_id: Cell<u64>,
-    /// The factory's fixed mode, read on every spawn without a dynamic call.
+    /// The factory's fixed mode, read on every spawn without a dynamic call;
+    /// `None` in debug mode (see `refresh_modes`).
     fixed_mode: Cell<Option<StartMode>>,
+    /// The installed factory's own fixed mode.
+    factory_mode: Cell<Option<StartMode>>,
     /// The loop runs, its factory is fixed eager and no context variable is in
     /// use on this thread: spawns may take the eager fast path (see
     /// `refresh_fast_eager`). One flag, so the fast path tests one byte.
     pub(crate) fast_eager: Cell<bool>,
     factory: RefCell<Option<Rc<dyn TaskFactory>>>,
     handler: RefCell<Option<Handler>>,
-    debug: Cell<bool>,
+    pub(crate) debug: Cell<bool>,
+    /// Debug mode reports callbacks and task steps that take longer.
+    pub(crate) slow_callback_duration: Cell<std::time::Duration>,
     /// Timers: `sleep`, timeouts, `call_later`.
     pub(crate) timers: RefCell<Timers>,
     /// Where the loop waits, and its I/O registrations.
@@ -95,6 +101,12 @@ pub(crate) struct LoopInner {
 
 static NEXT_LOOP_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
+/// Whether `ASYNCIO_DEBUG` asks for debug mode (read once per process).
+fn debug_from_env() -> bool {
+    static DEBUG: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *DEBUG.get_or_init(|| std::env::var_os("ASYNCIO_DEBUG").is_some_and(|v| !v.is_empty()))
+}
+
 /// An event loop, asyncio's `AbstractEventLoop` for one thread.
 ///
 /// It runs tasks (futures that need not be `Send`) one at a time on the thread
@@ -104,13 +116,13 @@ static NEXT_LOOP_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64
 /// `Runner` instead of driving a loop by hand.
 ///
 /// ```
-/// use asyncio_core::EventLoop;
+/// use asyncio::EventLoop;
 ///
 /// let lp = EventLoop::new();
 /// let n = lp
 ///     .run_until_complete(async {
-///         let a = asyncio_core::create_task(async { 1 });
-///         let b = asyncio_core::create_task(async { 2 });
+///         let a = asyncio::create_task(async { 1 });
+///         let b = asyncio::create_task(async { 2 });
 ///         a.await.unwrap() + b.await.unwrap()
 ///     })
 ///     .unwrap();
@@ -148,12 +160,27 @@ impl EventLoop {
     /// [`RuntimeError::Stalled`] if the main task waits but nothing could ever
     /// wake it (no task ready, no waker or loop handle alive anywhere).
     ///
+    /// The future may borrow from the caller (it is finished or dropped
+    /// before this returns, as with `futures::executor::block_on`); the tasks
+    /// it creates are `'static` as ever.
+    ///
+    /// ```
+    /// let lp = asyncio::EventLoop::new();
+    /// let mut hits = 0;
+    /// lp.run_until_complete(async {
+    ///     asyncio::yield_now().await;
+    ///     hits += 1;
+    /// })
+    /// .unwrap();
+    /// assert_eq!(hits, 1);
+    /// ```
+    ///
     /// # Panics
     /// If the main future panics, the panic is resumed here once the loop has
     /// stopped, as asyncio re-raises the main coroutine's exception.
     pub fn run_until_complete<F>(&self, future: F) -> Result<F::Output, RunError>
     where
-        F: Future + 'static,
+        F: Future,
     {
         self.run_main(future, None)
     }
@@ -169,24 +196,35 @@ impl EventLoop {
         options: TaskOptions,
     ) -> Result<F::Output, RunError>
     where
-        F: Future + 'static,
+        F: Future,
     {
         self.run_main(future, Some(options))
     }
 
     fn run_main<F>(&self, future: F, options: Option<TaskOptions>) -> Result<F::Output, RunError>
     where
-        F: Future + 'static,
+        F: Future,
     {
         let _running = self.enter()?;
-        let mut main = self.inner.spawn(future, options);
-        self.turn_until(|| main.done())?;
+        // The future stays here (it may borrow from the caller); the main
+        // task polls it through `main_task`'s pointer, which the guard kills
+        // on every way out of this function, the future dropped first.
+        let mut fut = std::pin::pin!(Some(future));
+        let out = Cell::new(None);
+        let mut slot = main_task::MainSlot::new(fut.as_mut(), &out);
+        let (main_future, guard) = main_task::main_future(&mut slot);
+        let mut main = self.inner.spawn(main_future, options);
+        let turned = self.turn_until(|| main.done());
+        drop(guard);
+        turned?;
         drop(_running);
         match main
             .try_result()
             .expect("the main task is done and its result untaken")
         {
-            Ok(value) => Ok(value),
+            Ok(()) => Ok(out
+                .take()
+                .expect("a main task that finished stored its future's output")),
             Err(TaskError::Cancelled(c)) => Err(RunError::Cancelled(c)),
             Err(TaskError::Panicked(p)) => resume_unwind(p.into_panic()),
         }
@@ -250,6 +288,7 @@ impl EventLoop {
     /// # Panics
     /// If the loop is closed: it could never run the task. Use
     /// [`try_create_task`](Self::try_create_task) to get an error instead.
+    #[track_caller]
     pub fn create_task<F>(&self, future: F) -> Task<F::Output>
     where
         F: Future + 'static,
@@ -260,6 +299,7 @@ impl EventLoop {
 
     /// Like [`create_task`](Self::create_task), failing with
     /// [`RuntimeError::Closed`] on a closed loop.
+    #[track_caller]
     pub fn try_create_task<F>(&self, future: F) -> Result<Task<F::Output>, RuntimeError>
     where
         F: Future + 'static,
@@ -274,6 +314,7 @@ impl EventLoop {
     ///
     /// # Panics
     /// If the loop is closed.
+    #[track_caller]
     pub fn create_task_with<F>(&self, future: F, options: TaskOptions) -> Task<F::Output>
     where
         F: Future + 'static,
@@ -292,12 +333,12 @@ impl EventLoop {
 
     /// Installs a shared factory, or with `None` goes back to the lazy default.
     pub fn set_task_factory_rc(&self, factory: Option<Rc<dyn TaskFactory>>) {
-        self.inner.fixed_mode.set(
+        self.inner.factory_mode.set(
             factory
                 .as_ref()
                 .map_or(Some(StartMode::Lazy), |f| f.fixed_mode()),
         );
-        self.inner.refresh_fast_eager();
+        self.inner.refresh_modes();
         *self.inner.factory.borrow_mut() = factory;
     }
 
@@ -353,9 +394,42 @@ impl EventLoop {
         }
     }
 
-    /// Debug mode (asyncio's `loop.set_debug`).
+    /// Debug mode (asyncio's `loop.set_debug`), also on for every new loop
+    /// when the environment variable `ASYNCIO_DEBUG` is set to a non-empty
+    /// value (`PYTHONASYNCIODEBUG`'s counterpart).
+    ///
+    /// In debug mode tasks record where they were created
+    /// ([`TaskRef::created_at`]), which reports about them show; task steps
+    /// and callbacks slower than
+    /// [`slow_callback_duration`](Self::slow_callback_duration) are logged
+    /// (through the `log` crate, at `warn` level, target `asyncio`) with the
+    /// task's name and creation site; and a task still pending when the loop
+    /// closes is reported to the exception handler ("Task was destroyed but
+    /// it is pending!"). Off, it costs nothing on the spawn and step paths;
+    /// on, every spawn takes the general path and every step reads the clock.
+    ///
+    /// ```
+    /// let lp = asyncio::EventLoop::new();
+    /// lp.set_debug(true);
+    /// let site = lp
+    ///     .run_until_complete(async { asyncio::create_task(async {}).created_at().is_some() })
+    ///     .unwrap();
+    /// assert!(site);
+    /// ```
     pub fn set_debug(&self, enabled: bool) {
         self.inner.debug.set(enabled);
+        self.inner.refresh_modes();
+    }
+
+    /// How long a callback or task step may run before debug mode logs it
+    /// (asyncio's `loop.slow_callback_duration`, 100 ms by default).
+    pub fn slow_callback_duration(&self) -> std::time::Duration {
+        self.inner.slow_callback_duration.get()
+    }
+
+    /// Sets [`slow_callback_duration`](Self::slow_callback_duration).
+    pub fn set_slow_callback_duration(&self, duration: std::time::Duration) {
+        self.inner.slow_callback_duration.set(duration);
     }
 
     /// Whether debug mode is on.
@@ -493,11 +567,17 @@ impl LoopInner {
             closed: Cell::new(false),
             handles: Cell::new(1),
             next_id: Cell::new(1),
-            fixed_mode: Cell::new(Some(StartMode::Lazy)),
+            fixed_mode: Cell::new(if debug_from_env() {
+                None
+            } else {
+                Some(StartMode::Lazy)
+            }),
+            factory_mode: Cell::new(Some(StartMode::Lazy)),
             fast_eager: Cell::new(false),
             factory: RefCell::new(None),
             handler: RefCell::new(None),
-            debug: Cell::new(false),
+            debug: Cell::new(debug_from_env()),
+            slow_callback_duration: Cell::new(std::time::Duration::from_millis(100)),
             timers: RefCell::new(Timers::default()),
             driver,
             fd_callbacks: FdCallbacks::default(),

@@ -11,6 +11,7 @@ use crate::cell_cache;
 use crate::context;
 use crate::contextvars;
 use crate::error::RuntimeError;
+use crate::event_loop::ExceptionContext;
 use crate::io::Wakeup;
 use crate::shared::Injected;
 use crate::task::header::Header;
@@ -25,6 +26,12 @@ use super::{EventLoop, LoopInner};
 /// turn runs everything that was ready when it began, so this bounds how long
 /// a ready socket waits by 61 turns, at the cost of one non-blocking
 /// `epoll_wait` per 61 busy turns, and nothing when no I/O is registered.
+///
+/// ```
+/// // The loop looks at I/O at least every IO_POLL_INTERVAL iterations, even
+/// // when tasks are always ready.
+/// assert!(asyncio::IO_POLL_INTERVAL > 0);
+/// ```
 pub const IO_POLL_INTERVAL: u32 = 61;
 
 /// A callback scheduled with `call_soon` (or a timer, or another thread).
@@ -107,6 +114,23 @@ impl Drop for Packed {
 }
 
 /// A callback scheduled with [`EventLoop::call_soon`]; it can still be cancelled.
+///
+/// ```
+/// use std::cell::Cell;
+/// use std::rc::Rc;
+///
+/// let ran = Rc::new(Cell::new(false));
+/// let r = ran.clone();
+/// asyncio::run(async move {
+///     let lp = asyncio::get_running_loop().unwrap();
+///     let handle = lp.call_soon(move || r.set(true));
+///     handle.cancel();
+///     assert!(handle.cancelled());
+///     asyncio::yield_now().await;
+/// })
+/// .unwrap();
+/// assert!(!ran.get(), "a cancelled callback does not run");
+/// ```
 pub struct CallHandle {
     call: Rc<Call>,
 }
@@ -439,6 +463,9 @@ impl LoopInner {
     /// One iteration: take in foreign wakes, then run what was ready at its start.
     pub(super) fn run_once(&self) {
         self.drain_injector();
+        if self.debug.get() {
+            return self.run_once_timed();
+        }
         let n = self.ready_len();
         for _ in 0..n {
             match self.pop_ready() {
@@ -452,6 +479,59 @@ impl LoopInner {
                 None => break,
             }
         }
+    }
+
+    /// `run_once` in debug mode: each step and callback timed, the slow ones
+    /// logged.
+    #[cold]
+    #[inline(never)]
+    fn run_once_timed(&self) {
+        let n = self.ready_len();
+        for _ in 0..n {
+            let t0 = std::time::Instant::now();
+            match self.pop_ready() {
+                Some(Runnable::Task(task)) => {
+                    task.header().clear(SCHEDULED);
+                    if !task.header().has(COMPLETE) {
+                        self.step(&task);
+                        self.check_slow_step(&task, t0);
+                    }
+                }
+                Some(Runnable::Call(call)) => {
+                    self.run_call(call);
+                    let took = t0.elapsed();
+                    if took >= self.slow_callback_duration.get() {
+                        log::warn!(
+                            target: "asyncio",
+                            "Executing a callback took {:.3} seconds",
+                            took.as_secs_f64()
+                        );
+                    }
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// Debug mode: logs a task step that ran longer than
+    /// `slow_callback_duration`, with the task's name and creation site.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn check_slow_step(&self, task: &TaskRef, t0: std::time::Instant) {
+        let took = t0.elapsed();
+        if took < self.slow_callback_duration.get() {
+            return;
+        }
+        let site = task
+            .created_at()
+            .map_or_else(String::new, |l| format!(" created at {l}"));
+        log::warn!(
+            target: "asyncio",
+            "Executing task {} '{}'{site} took {:.3} seconds",
+            task.id(),
+            task.name(),
+            took.as_secs_f64()
+        );
     }
 
     /// Whether nothing could ever wake the loop again: no ready work, and no waker
@@ -478,6 +558,13 @@ impl LoopInner {
             }
             for task in tasks {
                 if !task.header().has(COMPLETE) {
+                    if self.debug.get() {
+                        self.call_exception_handler(&ExceptionContext {
+                            message: "Task was destroyed but it is pending!".to_owned(),
+                            task: Some(task.clone()),
+                            panic: None,
+                        });
+                    }
                     task.header().set(CANCEL_REQUESTED);
                     self.step(&task);
                 }

@@ -17,6 +17,15 @@ use super::{EventLoop, LoopInner};
 ///
 /// # Errors
 /// [`RuntimeError::NoRunningLoop`] outside a running loop.
+///
+/// ```
+/// assert!(asyncio::get_running_loop().is_err());
+/// asyncio::run(async {
+///     let lp = asyncio::get_running_loop().unwrap();
+///     assert!(!lp.is_closed());
+/// })
+/// .unwrap();
+/// ```
 pub fn get_running_loop() -> Result<EventLoop, RuntimeError> {
     let lp = context::running_loop();
     if lp.is_null() {
@@ -71,10 +80,21 @@ pub(super) fn with_running<R>(f: impl FnOnce(&Rc<LoopInner>) -> R) -> Result<R, 
 /// # Panics
 /// Outside a running loop, with a message saying where to call it from. Use
 /// [`try_create_task`] to get [`RuntimeError::NoRunningLoop`] instead.
+///
+/// ```
+/// let total = asyncio::run(async {
+///     let a = asyncio::create_task(async { 20 });
+///     let b = asyncio::create_task(async { 22 });
+///     a.await.unwrap() + b.await.unwrap()
+/// })
+/// .unwrap();
+/// assert_eq!(total, 42);
+/// ```
 // Always inlined: the spawn path under it is, and a program that creates the
 // same future type from several places (a gather, a loop) would otherwise pay
 // a call and lose the caller's context for the hot path.
 #[inline(always)]
+#[track_caller]
 pub fn create_task<F>(future: F) -> Task<F::Output>
 where
     F: Future + 'static,
@@ -96,7 +116,7 @@ where
 /// the panic goes on.
 ///
 /// ```
-/// let lp = asyncio_core::EventLoop::new();
+/// let lp = asyncio::EventLoop::new();
 /// let out = lp
 ///     .run_until_complete(async {
 ///         let n = 20;
@@ -109,6 +129,7 @@ where
 /// # Panics
 /// Outside a running loop, as [`create_task`] (then `make` is not called).
 #[inline]
+#[track_caller]
 pub fn create_task_in_place<F>(make: impl FnOnce() -> F) -> Task<F::Output>
 where
     F: Future + 'static,
@@ -134,7 +155,14 @@ pub(super) fn no_running_loop(what: &str, e: RuntimeError) -> ! {
 
 /// Like [`create_task`], failing with [`RuntimeError::NoRunningLoop`] outside a
 /// running loop.
+///
+/// ```
+/// assert!(asyncio::try_create_task(async {}).is_err(), "no loop runs here");
+/// let v = asyncio::run(async { asyncio::try_create_task(async { 1 }).unwrap().await.unwrap() });
+/// assert_eq!(v.unwrap(), 1);
+/// ```
 #[inline(always)]
+#[track_caller]
 pub fn try_create_task<F>(future: F) -> Result<Task<F::Output>, RuntimeError>
 where
     F: Future + 'static,
@@ -146,18 +174,46 @@ where
 ///
 /// # Panics
 /// Outside a running loop.
+///
+/// ```
+/// let name = asyncio::run(async {
+///     let opts = asyncio::TaskOptions::new().name("worker").eager_start(true);
+///     let t = asyncio::create_task_with(async { asyncio::current_task().unwrap().name() }, opts);
+///     assert!(t.done(), "started eagerly, finished inside create_task_with");
+///     t.await.unwrap()
+/// })
+/// .unwrap();
+/// assert_eq!(name, "worker");
+/// ```
+#[track_caller]
 pub fn create_task_with<F>(future: F, options: TaskOptions) -> Task<F::Output>
 where
     F: Future + 'static,
 {
-    with_running(|lp| lp.spawn(future, Some(options)))
-        .unwrap_or_else(|e| panic!("asyncio::create_task_with: {e}"))
+    match running_borrowed() {
+        Ok(lp) => lp.spawn(future, Some(options)),
+        Err(e) => panic!("asyncio::create_task_with: {e}"),
+    }
 }
 
 /// The task being run on this thread, as `asyncio.current_task()`.
 ///
 /// Returns `None` outside a task — including outside a running loop, where
 /// asyncio would raise `RuntimeError` instead. It costs one thread-local read.
+///
+/// ```
+/// asyncio::run(async {
+///     let me = asyncio::current_task().expect("the main future runs as a task");
+///     me.set_name("main");
+///     let child = asyncio::create_task(async {
+///         asyncio::current_task().unwrap().name()
+///     });
+///     assert_ne!(child.await.unwrap(), "main");
+///     assert_eq!(me.name(), "main");
+/// })
+/// .unwrap();
+/// assert!(asyncio::current_task().is_none(), "no task outside the loop");
+/// ```
 #[inline]
 pub fn current_task() -> Option<TaskRef> {
     let ptr = NonNull::new(context::current_task().cast_mut())?;
@@ -208,6 +264,17 @@ pub fn in_task_start() -> bool {
 ///
 /// # Errors
 /// [`RuntimeError::NoRunningLoop`] outside a running loop.
+///
+/// ```
+/// asyncio::run(async {
+///     let t = asyncio::create_task(asyncio::sleep(std::time::Duration::from_millis(5)));
+///     // The main task and `t`.
+///     assert_eq!(asyncio::all_tasks().unwrap().len(), 2);
+///     t.await.unwrap();
+///     assert_eq!(asyncio::all_tasks().unwrap().len(), 1);
+/// })
+/// .unwrap();
+/// ```
 pub fn all_tasks() -> Result<Vec<TaskRef>, RuntimeError> {
     with_running(|lp| lp.all_tasks())
 }
@@ -216,6 +283,15 @@ pub fn all_tasks() -> Result<Vec<TaskRef>, RuntimeError> {
 ///
 /// # Panics
 /// Outside a running loop: use [`EventLoop::set_task_factory`] on a loop you hold.
+///
+/// ```
+/// asyncio::run(async {
+///     asyncio::set_task_factory(asyncio::eager_task_factory);
+///     let t = asyncio::create_task(async { 5 });
+///     assert!(t.done(), "eager: it ran inside create_task");
+/// })
+/// .unwrap();
+/// ```
 pub fn set_task_factory(factory: impl TaskFactory) {
     match get_running_loop() {
         Ok(lp) => lp.set_task_factory(factory),
@@ -233,10 +309,10 @@ pub fn set_task_factory(factory: impl TaskFactory) {
 /// before (a number up to it) from those that came after.
 ///
 /// ```
-/// let lp = asyncio_core::EventLoop::new();
+/// let lp = asyncio::EventLoop::new();
 /// lp.run_until_complete(async {
 ///     let before = asyncio_core::task_failure_count();
-///     let t = asyncio_core::create_task(std::future::pending::<()>());
+///     let t = asyncio::create_task(std::future::pending::<()>());
 ///     t.cancel();
 ///     let r = t.to_ref();
 ///     assert!(t.await.is_err());

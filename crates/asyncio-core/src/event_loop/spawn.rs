@@ -21,6 +21,12 @@ use super::run::CurrentTask;
 /// How deep eager steps may nest (an eager task creating an eager task …) before
 /// new tasks fall back to being scheduled. Each level keeps a `poll` frame on the
 /// native stack; the bound keeps a million-deep chain from overflowing it.
+///
+/// ```
+/// // An eager task that starts an eager task, and so on: past the bound the
+/// // next one is scheduled instead of started at once.
+/// assert!(asyncio::MAX_EAGER_DEPTH >= 16);
+/// ```
 pub const MAX_EAGER_DEPTH: u32 = 64;
 
 const _: () = assert!(MAX_EAGER_DEPTH < EAGER_DEPTH >> EAGER_DEPTH_SHIFT);
@@ -30,8 +36,12 @@ const _: () = assert!(MAX_EAGER_DEPTH < EAGER_DEPTH >> EAGER_DEPTH_SHIFT);
 pub(super) struct Starting;
 
 impl Starting {
+    /// Also notes where the `create_task` call was made, for debug mode
+    /// (passed this way, `start_new`'s calling convention stays as it is).
+    #[inline(always)]
+    #[track_caller]
     pub(super) fn enter() -> Self {
-        context::add_starting(1);
+        context::start_spawn(std::panic::Location::caller());
         Starting
     }
 }
@@ -61,6 +71,7 @@ pub(super) fn eager_depth_below(current: *const Header) -> u32 {
 
 impl LoopInner {
     /// Creates a task and starts it as the options or the factory say.
+    #[track_caller]
     pub(crate) fn spawn<F>(self: &Rc<Self>, future: F, opts: Option<TaskOptions>) -> Task<F::Output>
     where
         F: Future + 'static,
@@ -71,6 +82,7 @@ impl LoopInner {
     /// [`spawn`](Self::spawn) with the future made in place: the general path,
     /// which applies options and factory hooks (type-erased, in `start_new`).
     #[inline(always)]
+    #[track_caller]
     pub(super) fn spawn_general<F>(
         self: &Rc<Self>,
         make: impl FnOnce() -> F,
@@ -94,6 +106,7 @@ impl LoopInner {
     ///
     /// Either path moves the future once, into its cell.
     #[inline(always)]
+    #[track_caller]
     pub(crate) fn spawn_default<F>(self: &Rc<Self>, future: F) -> Task<F::Output>
     where
         F: Future + 'static,
@@ -103,6 +116,7 @@ impl LoopInner {
 
     /// [`spawn_default`](Self::spawn_default) with the future made in place.
     #[inline(always)]
+    #[track_caller]
     pub(crate) fn spawn_default_with<F>(
         self: &Rc<Self>,
         make: impl FnOnce() -> F,
@@ -162,6 +176,27 @@ impl LoopInner {
             // SAFETY: the cell's count, given back once.
             unsafe { Rc::decrement_strong_count(owner.as_ptr().cast_const()) };
         }
+    }
+
+    /// Debug mode: the task remembers where it was created.
+    #[cold]
+    #[inline(never)]
+    fn record_creation(&self, task: &TaskRef) {
+        if let Some(site) = context::spawn_site() {
+            task.header().with_extra(|e| e.created_at = Some(site));
+        }
+    }
+
+    /// Recomputes `fixed_mode` and `fast_eager` after debug mode or the
+    /// factory changed: in debug mode every spawn takes the general path,
+    /// which records where the task was created.
+    pub(super) fn refresh_modes(&self) {
+        self.fixed_mode.set(if self.debug.get() {
+            None
+        } else {
+            self.factory_mode.get()
+        });
+        self.refresh_fast_eager();
     }
 
     /// Recomputes `fast_eager` after the loop started or stopped, or its
@@ -290,7 +325,12 @@ impl LoopInner {
             Some(false) => (StartMode::Lazy, None),
             None => match self.fixed_mode.get() {
                 Some(mode) => (mode, None),
+                // Debug mode clears `fixed_mode` (the fast paths have no
+                // room for it): the creation site is recorded here.
                 None => {
+                    if self.debug.get() {
+                        self.record_creation(task);
+                    }
                     let factory = self.factory.borrow().clone();
                     match factory {
                         Some(f) => (f.create(task), Some(f)),
@@ -318,6 +358,7 @@ impl LoopInner {
     /// Starts the task; returns how it actually started.
     pub(super) fn start(&self, task: &TaskRef, mode: StartMode) -> StartMode {
         if mode == StartMode::Eager && self.can_step_eagerly() {
+            let started = self.debug.get().then(std::time::Instant::now);
             let header = task.header();
             self.push_eager(header);
             // Undoes `push_eager` however the step ends.
@@ -330,6 +371,9 @@ impl LoopInner {
             let pop = PopEager(header);
             self.step(task);
             drop(pop);
+            if let Some(t0) = started {
+                self.check_slow_step(task, t0);
+            }
             if !header.has(COMPLETE) {
                 self.register(task);
             }

@@ -25,10 +25,10 @@ use crate::event_loop::{EventLoop, LoopInner};
 /// nor `Sync`. Cloning is cheap (a non-atomic count).
 ///
 /// ```
-/// let lp = asyncio_core::EventLoop::new();
+/// let lp = asyncio::EventLoop::new();
 /// let name = lp
 ///     .run_until_complete(async {
-///         let me = asyncio_core::current_task().expect("inside a task");
+///         let me = asyncio::current_task().expect("inside a task");
 ///         me.set_name("main");
 ///         me.name()
 ///     })
@@ -41,8 +41,29 @@ pub struct TaskRef {
 }
 
 /// Identifies a done callback so it can be removed again.
+///
+/// ```
+/// asyncio::run(async {
+///     let t = asyncio::create_task(asyncio::yield_now());
+///     let id = t.add_done_callback(|_| unreachable!("removed before it ran"));
+///     assert!(t.remove_done_callback(id));
+///     t.await.unwrap();
+///     asyncio::yield_now().await;
+/// })
+/// .unwrap();
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CallbackId(u64);
+
+impl CallbackId {
+    pub(crate) fn new(id: u64) -> Self {
+        CallbackId(id)
+    }
+
+    pub(crate) fn get(self) -> u64 {
+        self.0
+    }
+}
 
 impl TaskRef {
     /// Takes over one loop-side reference.
@@ -109,6 +130,23 @@ impl TaskRef {
         self.header().with_extra(|e| e.name = Some(name));
     }
 
+    /// Where the task was created (the caller of `create_task`), if the loop
+    /// was in debug mode then (asyncio's `_source_traceback`, one frame).
+    ///
+    /// ```
+    /// let line = line!() + 2;
+    /// let site = asyncio::Runner::builder().debug(true).build().run(async {
+    ///     let t = asyncio::create_task(async {});
+    ///     t.created_at().map(|l| (l.file().to_owned(), l.line()))
+    /// });
+    /// let (file, at) = site.unwrap().expect("recorded in debug mode");
+    /// assert!(file.ends_with(".rs"));
+    /// assert_eq!(at, line);
+    /// ```
+    pub fn created_at(&self) -> Option<&'static std::panic::Location<'static>> {
+        self.header().extra_ref().and_then(|e| e.created_at)
+    }
+
     /// Whether the task finished: with a value, a panic, or by cancellation.
     pub fn done(&self) -> bool {
         self.header().has(COMPLETE)
@@ -155,11 +193,44 @@ impl TaskRef {
     /// [`TaskError::Cancelled`], unless a destructor panics, in which case it ends
     /// with that panic.
     pub fn cancel(&self) -> bool {
+        self.cancel_inner(None)
+    }
+
+    /// [`cancel`](Self::cancel) with a message, as `Task.cancel(msg)`: whoever
+    /// awaits the task gets a [`CancelledError`](crate::CancelledError) whose
+    /// [`message`](crate::CancelledError::message) is `msg`.
+    ///
+    /// When a task is cancelled several times before it acts on it, the first
+    /// message is kept; [`uncancel`](Self::uncancel) down to zero forgets it.
+    ///
+    /// ```
+    /// let lp = asyncio::EventLoop::new();
+    /// let err = lp
+    ///     .run_until_complete(async {
+    ///         let t = asyncio::create_task(std::future::pending::<()>());
+    ///         asyncio::yield_now().await;
+    ///         assert!(t.cancel_with("deadline passed"));
+    ///         t.await.unwrap_err()
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!(err.cancelled_message(), Some("deadline passed"));
+    /// assert_eq!(err.to_string(), "the task was cancelled: deadline passed");
+    /// ```
+    pub fn cancel_with(&self, msg: impl Into<String>) -> bool {
+        self.cancel_inner(Some(msg.into()))
+    }
+
+    fn cancel_inner(&self, msg: Option<String>) -> bool {
         let header = self.header();
         if header.has(COMPLETE) {
             return false;
         }
-        header.with_extra(|e| e.cancelling += 1);
+        header.with_extra(|e| {
+            e.cancelling += 1;
+            if e.cancel_message.is_none() {
+                e.cancel_message = msg;
+            }
+        });
         if !header.has(CANCEL_REQUESTED) {
             header.set(CANCEL_REQUESTED);
             if !header.has(RUNNING) {
@@ -185,6 +256,11 @@ impl TaskRef {
         });
         if left == 0 {
             header.clear(CANCEL_REQUESTED);
+            // A message of a withdrawn request is not that of a later one.
+            // (Dropped outside `with_extra`, as a matter of habit: a `String`
+            // runs no user code.)
+            let msg = header.with_extra(|e| e.cancel_message.take());
+            drop(msg);
         }
         left
     }
@@ -479,10 +555,10 @@ impl fmt::Debug for TaskRef {
 /// [`TaskRef`] for everything else (`cancel`, `done`, `name`, callbacks).
 ///
 /// ```
-/// let lp = asyncio_core::EventLoop::new();
+/// let lp = asyncio::EventLoop::new();
 /// let out = lp
 ///     .run_until_complete(async {
-///         let task = asyncio_core::create_task(async { 6 * 7 });
+///         let task = asyncio::create_task(async { 6 * 7 });
 ///         task.await
 ///     })
 ///     .unwrap();
@@ -544,11 +620,11 @@ impl<T> Task<T> {
     /// without cancelling (what [`shield`](https://docs.rs/asyncio) does).
     ///
     /// ```
-    /// let lp = asyncio_core::EventLoop::new();
+    /// let lp = asyncio::EventLoop::new();
     /// let t = lp.create_task(async { 5 });
     /// let r = t.to_ref();
     /// t.detach();
-    /// lp.run_until_complete(asyncio_core::yield_now()).unwrap();
+    /// lp.run_until_complete(asyncio::yield_now()).unwrap();
     /// assert!(r.done() && !r.cancelled());
     /// ```
     pub fn detach(mut self) {

@@ -56,6 +56,11 @@ pub(crate) struct Extra {
     /// as asyncio orders an awaiter among the done callbacks.
     pub(crate) callbacks_before_join: u64,
     pub(crate) cancelling: u32,
+    /// The message of the first `cancel_with` still pending, handed to the
+    /// awaiter inside its `CancelledError`.
+    pub(crate) cancel_message: Option<String>,
+    /// Where the task was created, recorded in debug mode.
+    pub(crate) created_at: Option<&'static std::panic::Location<'static>>,
     /// The task's context, if contexts are in use (see `contextvars`).
     pub(crate) context: Option<crate::contextvars::Context>,
     /// For a task that ended failed, its number among the failures of its

@@ -16,9 +16,18 @@ use crate::error::{CancelledError, PanicError, TaskError};
 use crate::event_loop::LoopInner;
 
 /// What the cell holds after the header.
+/// How a task ended without a value, as its cell keeps it: one pointer wide
+/// (a cancellation is no pointer at all), so the stage of a small task stays
+/// small. A `cancel_with` message waits in the task's extra data and joins the
+/// [`TaskError`] when the outcome is taken ([`read_output`]).
+pub(crate) enum Failure {
+    Cancelled,
+    Panicked(PanicError),
+}
+
 enum Stage<F: Future> {
     Running(F),
-    Finished(Result<F::Output, TaskError>),
+    Finished(Result<F::Output, Failure>),
     Consumed,
 }
 
@@ -177,7 +186,7 @@ pub(crate) unsafe fn poll_step<F: Future>(
             Some(unsafe { finish::<F>(ptr, Ok(value)) })
         }
         Err(payload) => {
-            let outcome = Err(TaskError::Panicked(PanicError::new(payload)));
+            let outcome = Err(Failure::Panicked(PanicError::new(payload)));
             // SAFETY: as in the other arm.
             Some(unsafe { finish::<F>(ptr, outcome) })
         }
@@ -197,7 +206,7 @@ unsafe fn cancelled_as_it_returned<F: Future>(ptr: NonNull<Header>, value: F::Ou
     let header = unsafe { ptr.as_ref() };
     header.clear(CANCEL_REQUESTED);
     // SAFETY: caller's contract: the future is done being polled.
-    let bits = unsafe { finish::<F>(ptr, Err(TaskError::Cancelled(CancelledError))) };
+    let bits = unsafe { finish::<F>(ptr, Err(Failure::Cancelled)) };
     // SAFETY: the task holds a strong count of its owner, so the loop is alive.
     unsafe { header.owner.as_ref() }.drop_reporting(value);
     bits
@@ -230,7 +239,7 @@ unsafe fn poll<F: Future>(ptr: NonNull<Header>, cx: &mut Context<'_>) -> Poll<()
 /// # Safety
 /// As for [`stage`], and the stage must be `Running`.
 #[inline(always)]
-unsafe fn finish<F: Future>(ptr: NonNull<Header>, outcome: Result<F::Output, TaskError>) -> u32 {
+unsafe fn finish<F: Future>(ptr: NonNull<Header>, outcome: Result<F::Output, Failure>) -> u32 {
     // SAFETY: caller's contract.
     let place = unsafe { stage::<F>(ptr) };
     // A future without drop glue is simply overwritten below.
@@ -249,8 +258,8 @@ unsafe fn finish<F: Future>(ptr: NonNull<Header>, outcome: Result<F::Output, Tas
         .err()
     };
     let bits = match &outcome {
-        Err(TaskError::Panicked(_)) => FAILED,
-        Err(TaskError::Cancelled(_)) => CANCELLED,
+        Err(Failure::Panicked(_)) => FAILED,
+        Err(Failure::Cancelled) => CANCELLED,
         Ok(_) if !std::mem::needs_drop::<F::Output>() => STAGE_TRIVIAL,
         Ok(_) => 0,
     };
@@ -282,7 +291,7 @@ unsafe fn replace_with_drop_panic<F: Future>(
     ptr: NonNull<Header>,
     payload: crate::unwind::Payload,
 ) -> u32 {
-    let outcome = Err(TaskError::Panicked(PanicError::new(payload)));
+    let outcome = Err(Failure::Panicked(PanicError::new(payload)));
     // SAFETY: caller's contract; `replace` moves the old outcome out.
     let replaced = match unsafe { ptr::replace(stage::<F>(ptr), Stage::Finished(outcome)) } {
         Stage::Finished(replaced) => replaced,
@@ -291,7 +300,7 @@ unsafe fn replace_with_drop_panic<F: Future>(
     // SAFETY: the task holds a strong count of its owner, so the loop is alive.
     let owner = unsafe { ptr.as_ref().owner.as_ref() };
     match replaced {
-        Err(TaskError::Panicked(first)) => owner.report_replaced_panic(ptr, first),
+        Err(Failure::Panicked(first)) => owner.report_replaced_panic(ptr, first),
         other => owner.drop_reporting(other),
     }
     FAILED
@@ -299,7 +308,7 @@ unsafe fn replace_with_drop_panic<F: Future>(
 
 unsafe fn cancel<F: Future>(ptr: NonNull<Header>) {
     // SAFETY: the loop cancels only live, unfinished cells of this type, on its thread.
-    let bits = unsafe { finish::<F>(ptr, Err(TaskError::Cancelled(CancelledError))) };
+    let bits = unsafe { finish::<F>(ptr, Err(Failure::Cancelled)) };
     // SAFETY: live header, loop thread.
     unsafe { ptr.as_ref() }.set(bits);
 }
@@ -310,6 +319,10 @@ unsafe fn read_output<F: Future>(ptr: NonNull<Header>, dst: *mut ()) {
     unsafe {
         match ptr::replace(stage::<F>(ptr), Stage::Consumed) {
             Stage::Finished(out) => {
+                let out = match out {
+                    Ok(value) => Ok(value),
+                    Err(failure) => Err(task_error(ptr, failure)),
+                };
                 *dst.cast::<Poll<Result<F::Output, TaskError>>>() = Poll::Ready(out);
             }
             _ => panic!("a task's output was read twice"),
@@ -317,10 +330,28 @@ unsafe fn read_output<F: Future>(ptr: NonNull<Header>, dst: *mut ()) {
     }
 }
 
+/// The error a task that ended without a value hands its awaiter: a
+/// cancellation carries the message of `cancel_with`, if it had one.
+#[cold]
+#[inline(never)]
+fn task_error(ptr: NonNull<Header>, failure: Failure) -> TaskError {
+    match failure {
+        Failure::Panicked(p) => TaskError::Panicked(p),
+        Failure::Cancelled => {
+            // SAFETY: live header, loop thread (the caller reads the outcome).
+            let header = unsafe { ptr.as_ref() };
+            match header.extra_ref().and_then(|e| e.cancel_message.clone()) {
+                Some(msg) => TaskError::Cancelled(CancelledError::with_message(msg)),
+                None => TaskError::Cancelled(CancelledError::new()),
+            }
+        }
+    }
+}
+
 unsafe fn peek_panic<F: Future>(ptr: NonNull<Header>) -> Option<PanicError> {
     // SAFETY: live cell, loop thread; a shared borrow that ends here.
     match unsafe { &*stage::<F>(ptr) } {
-        Stage::Finished(Err(TaskError::Panicked(p))) => Some(p.clone()),
+        Stage::Finished(Err(Failure::Panicked(p))) => Some(p.clone()),
         _ => None,
     }
 }

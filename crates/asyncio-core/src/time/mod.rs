@@ -23,6 +23,15 @@ use wheel::{TimerKey, Wheel};
 pub use timeout::{Timeout, TimeoutFinished, TimeoutHandle, timeout, timeout_at, wait_for};
 
 /// The operation did not finish before its deadline (asyncio's `TimeoutError`).
+///
+/// ```
+/// let r = asyncio::run(asyncio::wait_for(
+///     std::future::pending::<()>(),
+///     std::time::Duration::from_millis(1),
+/// ))
+/// .unwrap();
+/// assert_eq!(r, Err(asyncio::TimeoutError));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, thiserror::Error)]
 #[error("the operation timed out")]
 pub struct TimeoutError;
@@ -204,6 +213,14 @@ fn deadline_after(d: Duration) -> Option<Instant> {
 }
 
 /// The future of [`sleep`] and [`sleep_until`].
+///
+/// ```
+/// asyncio::run(async {
+///     let nap: asyncio::Sleep = asyncio::sleep(std::time::Duration::from_millis(1));
+///     nap.await;
+/// })
+/// .unwrap();
+/// ```
 #[must_use = "futures do nothing unless awaited"]
 pub struct Sleep {
     /// `None`: a deadline past what `Instant` can hold; the sleep never ends.
@@ -273,6 +290,18 @@ impl fmt::Debug for Sleep {
 ///
 /// # Panics
 /// If polled outside a running asyncio-rs loop.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+///
+/// let waited = asyncio::run(async {
+///     let t0 = Instant::now();
+///     asyncio::sleep(Duration::from_millis(10)).await;
+///     t0.elapsed()
+/// })
+/// .unwrap();
+/// assert!(waited >= Duration::from_millis(10));
+/// ```
 pub fn sleep(duration: Duration) -> Sleep {
     Sleep {
         deadline: deadline_after(duration),
@@ -286,6 +315,17 @@ pub fn sleep(duration: Duration) -> Sleep {
 ///
 /// # Panics
 /// If polled outside a running asyncio-rs loop.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+///
+/// asyncio::run(async {
+///     let deadline = Instant::now() + Duration::from_millis(5);
+///     asyncio::sleep_until(deadline).await;
+///     assert!(Instant::now() >= deadline);
+/// })
+/// .unwrap();
+/// ```
 pub fn sleep_until(deadline: Instant) -> Sleep {
     Sleep {
         deadline: Some(deadline),
@@ -297,6 +337,25 @@ pub fn sleep_until(deadline: Instant) -> Sleep {
 
 /// A callback scheduled with [`EventLoop::call_later`](crate::EventLoop::call_later)
 /// or `call_at` (asyncio's `TimerHandle`).
+///
+/// ```
+/// use std::cell::Cell;
+/// use std::rc::Rc;
+/// use std::time::Duration;
+///
+/// let fired = Rc::new(Cell::new(0));
+/// let f = fired.clone();
+/// asyncio::run(async move {
+///     let lp = asyncio::get_running_loop().unwrap();
+///     let f2 = f.clone();
+///     let _kept = lp.call_later(Duration::from_millis(1), move || f2.set(f2.get() + 1));
+///     let cancelled = lp.call_later(Duration::from_millis(1), move || f.set(f.get() + 10));
+///     cancelled.cancel();
+///     asyncio::sleep(Duration::from_millis(5)).await;
+/// })
+/// .unwrap();
+/// assert_eq!(fired.get(), 1);
+/// ```
 pub struct TimerHandle {
     call: Rc<Call>,
     when: Option<Instant>,

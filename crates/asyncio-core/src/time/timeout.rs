@@ -18,6 +18,16 @@ pin_project_lite::pin_project! {
     /// Its deadline can be read and moved while it runs, through a
     /// [`TimeoutHandle`] (asyncio's `Timeout` context manager:
     /// `when`, `reschedule`, `expired`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// asyncio::run(async {
+    ///     let t: asyncio::Timeout<_> = asyncio::timeout(Duration::from_secs(5), async { 1 });
+    ///     assert_eq!(t.await, Ok(1));
+    /// })
+    /// .unwrap();
+    /// ```
     #[must_use = "futures do nothing unless awaited"]
     pub struct Timeout<F> {
         #[pin]
@@ -108,12 +118,39 @@ impl TimeoutState {
 
 /// [`TimeoutHandle::reschedule`] on a timeout that already expired or
 /// finished (asyncio's `RuntimeError`).
+///
+/// ```
+/// use std::time::Duration;
+///
+/// asyncio::run(async {
+///     let t = asyncio::timeout(Duration::from_secs(5), async {});
+///     let handle = t.handle();
+///     t.await.unwrap();
+///     assert_eq!(handle.reschedule(None), Err(asyncio::TimeoutFinished));
+/// })
+/// .unwrap();
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the timeout already expired or finished: there is no deadline left to reschedule")]
 pub struct TimeoutFinished;
 
 /// Reads and moves the deadline of a [`Timeout`] (asyncio's `Timeout` object);
 /// cheap to clone, `Send + Sync`, usable from inside the guarded future.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+///
+/// let r = asyncio::run(async {
+///     let t = asyncio::timeout(Duration::from_secs(3600), std::future::pending::<()>());
+///     // Move the deadline earlier, as asyncio's `cm.reschedule(when)`.
+///     t.handle()
+///         .reschedule(Some(Instant::now() + Duration::from_millis(1)))
+///         .unwrap();
+///     t.await
+/// })
+/// .unwrap();
+/// assert!(r.is_err());
+/// ```
 #[derive(Clone)]
 pub struct TimeoutHandle {
     state: Arc<TimeoutState>,
@@ -376,6 +413,18 @@ impl<F> fmt::Debug for Timeout<F> {
 ///
 /// # Panics
 /// If polled outside a running asyncio-rs loop.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// asyncio::run(async {
+///     let fast = asyncio::timeout(Duration::from_secs(5), async { "in time" }).await;
+///     assert_eq!(fast, Ok("in time"));
+///     let slow = asyncio::timeout(Duration::from_millis(5), asyncio::sleep(Duration::from_secs(60))).await;
+///     assert_eq!(slow, Err(asyncio::TimeoutError));
+/// })
+/// .unwrap();
+/// ```
 pub fn timeout<F: IntoFuture>(duration: Duration, fut: F) -> Timeout<F::IntoFuture> {
     Timeout::new(fut.into_future(), Deadline::After(duration))
 }
@@ -384,6 +433,17 @@ pub fn timeout<F: IntoFuture>(duration: Duration, fut: F) -> Timeout<F::IntoFutu
 ///
 /// # Panics
 /// If polled outside a running asyncio-rs loop.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+///
+/// asyncio::run(async {
+///     let deadline = Instant::now() + Duration::from_millis(5);
+///     let r = asyncio::timeout_at(deadline, std::future::pending::<()>()).await;
+///     assert!(r.is_err());
+/// })
+/// .unwrap();
+/// ```
 pub fn timeout_at<F: IntoFuture>(deadline: Instant, fut: F) -> Timeout<F::IntoFuture> {
     Timeout::new(fut.into_future(), Deadline::At(Some(deadline)))
 }
@@ -394,6 +454,20 @@ pub fn timeout_at<F: IntoFuture>(deadline: Instant, fut: F) -> Timeout<F::IntoFu
 ///
 /// # Panics
 /// If polled outside a running asyncio-rs loop.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// asyncio::run(async {
+///     let task = asyncio::create_task(asyncio::sleep(Duration::from_secs(60)));
+///     let probe = task.to_ref();
+///     let r = asyncio::wait_for(task, Duration::from_millis(5)).await;
+///     assert_eq!(r, Err(asyncio::TimeoutError));
+///     asyncio::yield_now().await;
+///     assert!(probe.cancelled(), "the timed-out task was cancelled");
+/// })
+/// .unwrap();
+/// ```
 pub fn wait_for<F: IntoFuture>(fut: F, duration: Duration) -> Timeout<F::IntoFuture> {
     timeout(duration, fut)
 }

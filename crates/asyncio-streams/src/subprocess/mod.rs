@@ -4,9 +4,9 @@
 //! its stdout and stderr — and wait for it on the loop.
 //!
 //! ```
-//! use asyncio_streams::subprocess::{create_subprocess_exec, PIPE};
+//! use asyncio::subprocess::{create_subprocess_exec, PIPE};
 //!
-//! asyncio_core::EventLoop::new().run_until_complete(async {
+//! asyncio::EventLoop::new().run_until_complete(async {
 //!     let mut proc = create_subprocess_exec("echo", ["hello"]).stdout(PIPE).await?;
 //!     let mut stdout = proc.stdout.take().expect("stdout is a pipe");
 //!     assert_eq!(stdout.readline().await?, b"hello\n");
@@ -71,6 +71,15 @@ pub const INHERIT: Stdio = Stdio::Inherit;
 /// program; [`kind`](Self::kind) tells why (`NotFound` for a program that
 /// does not exist, `PermissionDenied`, `InvalidInput` for [`STDOUT`] given
 /// as stdin or stdout...).
+///
+/// ```
+/// let err = asyncio::run(async {
+///     asyncio::create_subprocess_exec("/nonexistent/program", ["x"]).spawn().unwrap_err()
+/// })
+/// .unwrap();
+/// assert_eq!(err.program(), "/nonexistent/program");
+/// assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[error("cannot start {program:?}: {source}")]
 pub struct SpawnError {
@@ -105,6 +114,19 @@ impl From<SpawnError> for io::Error {
 /// [`std::process::Command`]: build one and start it with
 /// [`from_command`](Self::from_command), or adjust it with
 /// [`command_mut`](Self::command_mut).
+///
+/// ```
+/// use asyncio::subprocess::PIPE;
+///
+/// let out = asyncio::run(async {
+///     let builder: asyncio::Subprocess = asyncio::create_subprocess_exec("echo", ["hi"]).stdout(PIPE);
+///     let mut child = builder.spawn().unwrap();
+///     let (stdout, _) = child.communicate(None).await.unwrap();
+///     stdout.unwrap()
+/// })
+/// .unwrap();
+/// assert_eq!(out, b"hi\n");
+/// ```
 pub struct Subprocess {
     command: Command,
     program: String,
@@ -131,9 +153,9 @@ impl fmt::Debug for Subprocess {
 /// `PATH` if it has no `/`. Set the streams on the result, then `.await` it.
 ///
 /// ```
-/// use asyncio_streams::subprocess::{create_subprocess_exec, DEVNULL};
+/// use asyncio::subprocess::{create_subprocess_exec, DEVNULL};
 ///
-/// asyncio_core::EventLoop::new().run_until_complete(async {
+/// asyncio::EventLoop::new().run_until_complete(async {
 ///     let mut proc = create_subprocess_exec("sh", ["-c", "exit 3"]).stdout(DEVNULL).await?;
 ///     assert_eq!(proc.wait().await?, 3);
 ///     assert_eq!(proc.returncode(), Some(3));
@@ -158,9 +180,9 @@ where
 /// Quoting the command is the caller's job, as in asyncio.
 ///
 /// ```
-/// use asyncio_streams::subprocess::{create_subprocess_shell, PIPE, STDOUT};
+/// use asyncio::subprocess::{create_subprocess_shell, PIPE, STDOUT};
 ///
-/// asyncio_core::EventLoop::new().run_until_complete(async {
+/// asyncio::EventLoop::new().run_until_complete(async {
 ///     let mut proc = create_subprocess_shell("echo out; echo err >&2")
 ///         .stdout(PIPE)
 ///         .stderr(STDOUT)
@@ -365,6 +387,15 @@ fn pipe_writer(p: mio::unix::pipe::Sender) -> io::Result<StreamWriter> {
 /// (SIGKILL, as asyncio's transport does when it is closed with the child
 /// still running) and reaps it on the loop, or right there if no loop runs:
 /// no zombie is left. Call [`wait`](Self::wait) first to let it finish.
+///
+/// ```
+/// let code = asyncio::run(async {
+///     let mut child: asyncio::Process = asyncio::create_subprocess_shell("exit 3").spawn().unwrap();
+///     child.wait().await.unwrap()
+/// })
+/// .unwrap();
+/// assert_eq!(code, 3);
+/// ```
 pub struct Process {
     /// The child's stdin, if it is a [`PIPE`].
     pub stdin: Option<StreamWriter>,

@@ -21,7 +21,7 @@ macro_rules! queue_methods {
             #[doc = concat!("Creates an empty queue holding at most `maxsize` items; `0` means unbounded, as in asyncio (`", stringify!($Queue), "(maxsize=0)`).")]
             ///
             /// ```
-            #[doc = concat!("let q = asyncio_sync::", stringify!($Queue), "::<u32>::new(10);")]
+            #[doc = concat!("let q = asyncio::", stringify!($Queue), "::<u32>::new(10);")]
             /// assert_eq!(q.maxsize(), 10);
             /// assert!(q.empty());
             /// ```
@@ -32,7 +32,7 @@ macro_rules! queue_methods {
             /// The bound given to `new` (0: unbounded).
             ///
             /// ```
-            #[doc = concat!("assert_eq!(asyncio_sync::", stringify!($Queue), "::<u8>::new(0).maxsize(), 0);")]
+            #[doc = concat!("assert_eq!(asyncio::", stringify!($Queue), "::<u8>::new(0).maxsize(), 0);")]
             /// ```
             pub fn maxsize(&self) -> usize {
                 self.core.maxsize()
@@ -41,7 +41,7 @@ macro_rules! queue_methods {
             /// How many items the queue holds (asyncio's `qsize()`).
             ///
             /// ```
-            #[doc = concat!("let q = asyncio_sync::", stringify!($Queue), "::new(0);")]
+            #[doc = concat!("let q = asyncio::", stringify!($Queue), "::new(0);")]
             /// q.put_nowait(1).unwrap();
             /// assert_eq!(q.qsize(), 1);
             /// ```
@@ -52,7 +52,7 @@ macro_rules! queue_methods {
             /// Whether the queue holds no item (asyncio's `empty()`).
             ///
             /// ```
-            #[doc = concat!("assert!(asyncio_sync::", stringify!($Queue), "::<u8>::new(1).empty());")]
+            #[doc = concat!("assert!(asyncio::", stringify!($Queue), "::<u8>::new(1).empty());")]
             /// ```
             pub fn empty(&self) -> bool {
                 self.core.qsize() == 0
@@ -62,7 +62,7 @@ macro_rules! queue_methods {
             /// unbounded queue (asyncio's `full()`).
             ///
             /// ```
-            #[doc = concat!("let q = asyncio_sync::", stringify!($Queue), "::new(1);")]
+            #[doc = concat!("let q = asyncio::", stringify!($Queue), "::new(1);")]
             /// q.put_nowait(1).unwrap();
             /// assert!(q.full());
             /// ```
@@ -73,7 +73,7 @@ macro_rules! queue_methods {
             /// Whether [`shutdown`](Self::shutdown) was called.
             ///
             /// ```
-            #[doc = concat!("let q = asyncio_sync::", stringify!($Queue), "::<u8>::new(0);")]
+            #[doc = concat!("let q = asyncio::", stringify!($Queue), "::<u8>::new(0);")]
             /// q.shutdown(false);
             /// assert!(q.is_shutdown());
             /// ```
@@ -97,7 +97,7 @@ macro_rules! queue_methods {
             /// ```
             /// use futures::executor::block_on;
             ///
-            #[doc = concat!("let q = asyncio_sync::", stringify!($Queue), "::new(1);")]
+            #[doc = concat!("let q = asyncio::", stringify!($Queue), "::new(1);")]
             /// block_on(q.put(5)).unwrap();
             /// assert_eq!(q.get_nowait(), Ok(5));
             /// ```
@@ -121,7 +121,7 @@ macro_rules! queue_methods {
             /// ```
             /// use futures::executor::block_on;
             ///
-            #[doc = concat!("let q = asyncio_sync::", stringify!($Queue), "::new(0);")]
+            #[doc = concat!("let q = asyncio::", stringify!($Queue), "::new(0);")]
             /// q.put_nowait("job").unwrap();
             /// assert_eq!(block_on(q.get()), Ok("job"));
             /// ```
@@ -138,7 +138,7 @@ macro_rules! queue_methods {
             /// item back.
             ///
             /// ```
-            #[doc = concat!("let q = asyncio_sync::", stringify!($Queue), "::new(1);")]
+            #[doc = concat!("let q = asyncio::", stringify!($Queue), "::new(1);")]
             /// assert!(q.put_nowait(1).is_ok());
             /// assert_eq!(q.put_nowait(2).unwrap_err().into_inner(), 2);
             /// ```
@@ -155,7 +155,7 @@ macro_rules! queue_methods {
             /// if it is empty and shut down.
             ///
             /// ```
-            #[doc = concat!("let q = asyncio_sync::", stringify!($Queue), "::new(0);")]
+            #[doc = concat!("let q = asyncio::", stringify!($Queue), "::new(0);")]
             /// assert!(q.get_nowait().is_err());
             /// q.put_nowait(9).unwrap();
             /// assert_eq!(q.get_nowait(), Ok(9));
@@ -174,7 +174,7 @@ macro_rules! queue_methods {
             /// (asyncio raises `ValueError`).
             ///
             /// ```
-            #[doc = concat!("let q = asyncio_sync::", stringify!($Queue), "::new(0);")]
+            #[doc = concat!("let q = asyncio::", stringify!($Queue), "::new(0);")]
             /// q.put_nowait(1).unwrap();
             /// q.get_nowait().unwrap();
             /// assert!(q.task_done().is_ok());
@@ -191,7 +191,7 @@ macro_rules! queue_methods {
             /// ```
             /// use futures::executor::block_on;
             ///
-            #[doc = concat!("let q = asyncio_sync::", stringify!($Queue), "::new(0);")]
+            #[doc = concat!("let q = asyncio::", stringify!($Queue), "::new(0);")]
             /// q.put_nowait(1).unwrap();
             /// q.get_nowait().unwrap();
             /// q.task_done().unwrap();
@@ -212,7 +212,7 @@ macro_rules! queue_methods {
             /// shutdown still discards).
             ///
             /// ```
-            #[doc = concat!("let q = asyncio_sync::", stringify!($Queue), "::new(0);")]
+            #[doc = concat!("let q = asyncio::", stringify!($Queue), "::new(0);")]
             /// q.put_nowait(1).unwrap();
             /// q.shutdown(false);
             /// assert_eq!(q.get_nowait(), Ok(1));
@@ -230,7 +230,7 @@ macro_rules! queue_methods {
             /// use futures::StreamExt;
             /// use futures::executor::block_on;
             ///
-            #[doc = concat!("let q = asyncio_sync::", stringify!($Queue), "::new(0);")]
+            #[doc = concat!("let q = asyncio::", stringify!($Queue), "::new(0);")]
             /// q.put_nowait(7).unwrap();
             /// q.shutdown(false);
             /// assert_eq!(block_on(q.stream().collect::<Vec<_>>()), [7]);
@@ -257,7 +257,7 @@ macro_rules! queue_methods {
 ///
 /// ```
 /// use std::rc::Rc;
-/// use asyncio_sync::Queue;
+/// use asyncio::Queue;
 /// use futures::executor::LocalPool;
 /// use futures::task::LocalSpawnExt;
 ///
@@ -281,6 +281,31 @@ macro_rules! queue_methods {
 /// });
 /// assert_eq!(pool.run_until(total), 55);
 /// ```
+///
+/// ```
+/// use std::rc::Rc;
+///
+/// let total = asyncio::run(async {
+///     let queue = Rc::new(asyncio::Queue::new(2));
+///     let q = queue.clone();
+///     let consumer = asyncio::create_task(async move {
+///         let mut total = 0;
+///         while let Ok(item) = q.get().await {
+///             total += item;
+///             q.task_done().unwrap();
+///         }
+///         total
+///     });
+///     for i in 1..=4 {
+///         queue.put(i).await.unwrap();
+///     }
+///     queue.join().await; // every item processed
+///     queue.shutdown(false);
+///     consumer.await.unwrap()
+/// })
+/// .unwrap();
+/// assert_eq!(total, 10);
+/// ```
 pub struct Queue<T> {
     core: Core<Fifo<T>>,
 }
@@ -289,11 +314,19 @@ pub struct Queue<T> {
 /// item first.
 ///
 /// ```
-/// let q = asyncio_sync::LifoQueue::new(0);
+/// let q = asyncio::LifoQueue::new(0);
 /// for n in [1, 2, 3] {
 ///     q.put_nowait(n).unwrap();
 /// }
 /// assert_eq!(q.get_nowait(), Ok(3));
+/// ```
+///
+/// ```
+/// let q = asyncio::LifoQueue::new(0);
+/// for i in 1..=3 {
+///     q.put_nowait(i).unwrap();
+/// }
+/// assert_eq!(q.get_nowait().unwrap(), 3, "last in, first out");
 /// ```
 pub struct LifoQueue<T> {
     core: Core<Lifo<T>>,
@@ -304,11 +337,19 @@ pub struct LifoQueue<T> {
 /// order by priority.
 ///
 /// ```
-/// let q = asyncio_sync::PriorityQueue::new(0);
+/// let q = asyncio::PriorityQueue::new(0);
 /// for job in [(3, "low"), (1, "urgent"), (2, "normal")] {
 ///     q.put_nowait(job).unwrap();
 /// }
 /// assert_eq!(q.get_nowait(), Ok((1, "urgent")));
+/// ```
+///
+/// ```
+/// let q = asyncio::PriorityQueue::new(0);
+/// for job in [(3, "low"), (1, "urgent"), (2, "normal")] {
+///     q.put_nowait(job).unwrap();
+/// }
+/// assert_eq!(q.get_nowait().unwrap(), (1, "urgent"), "smallest first");
 /// ```
 pub struct PriorityQueue<T> {
     core: Core<Priority<T>>,

@@ -1,0 +1,4 @@
+#[asyncio::test]
+fn not_async() {}
+
+fn main() {}

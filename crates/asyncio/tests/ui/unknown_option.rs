@@ -1,0 +1,2 @@
+#[asyncio::main(fast)]
+async fn main() {}
