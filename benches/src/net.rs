@@ -118,7 +118,7 @@ pub fn asyncio_tcp_echo(lp: &asyncio::EventLoop, total: usize) {
             all
         })
         .expect("the loop runs");
-    record("asyncio", percentiles(lats));
+    record("asyncio-rs", percentiles(lats));
 }
 
 /// `tcp_echo` on tokio's current-thread runtime with `TcpStream`.
@@ -170,7 +170,7 @@ pub fn tokio_tcp_echo(rt: &tokio::runtime::Runtime, total: usize) {
         server.abort();
         all
     });
-    record("tokio_current_thread", percentiles(lats));
+    record("tokio-current-thread", percentiles(lats));
 }
 
 async fn hello(_req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
