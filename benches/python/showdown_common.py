@@ -76,3 +76,14 @@ def bench_loops(run, ops):
 
 async def light_coro():
     """The tutorial's light_coro: a coroutine that does nothing."""
+
+
+def serve_args(main):
+    """Runs a server program's ``main()`` (``--uvloop`` picks the loop)."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--serve", action="store_true", help="serve until stdin closes")
+    p.add_argument("--uvloop", action="store_true", help="run on uvloop's event loop")
+    args = p.parse_args()
+    factory = _loop_factory(args.uvloop)
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main())

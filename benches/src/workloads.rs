@@ -4,7 +4,8 @@ use std::future::Future;
 use std::hint::black_box;
 use std::task::{Context, Poll, Waker};
 
-/// The seed's `light_coro`: an async function that does nothing.
+/// The `light_coro` of the tutorial series' ex_6_1 and ex_6_2: an async
+/// function that does nothing.
 pub async fn light_coro() {}
 
 /// The floor: box one trivial future, poll it once, free it — `n` times.
@@ -97,7 +98,7 @@ pub fn eager_loop() -> asyncio::EventLoop {
     lp
 }
 
-/// ex_6_2's shape through `gather`, as the seed writes it.
+/// ex_6_2's shape through `gather`, as the tutorial series' ex_6_2 writes it.
 pub fn asyncio_gather_lazy(lp: &asyncio::EventLoop, n: usize) {
     lp.run_until_complete(async move {
         let coros: Vec<_> = (0..n).map(|_| light_coro()).collect();

@@ -47,7 +47,7 @@ struct Args {
     #[arg(long, value_name = "N")]
     rounds: Option<usize>,
 
-    /// Keep only SCENARIO, or only one runtime of it (`ex_6_2_gather/tokio-localset`).
+    /// Keep only SCENARIO, or only one runtime of it (`ex_6_2_create_task_lazy/tokio-localset`).
     /// May be given several times. `--list` shows the names.
     #[arg(long, value_name = "SCENARIO[/RUNTIME]")]
     only: Vec<String>,
@@ -95,7 +95,11 @@ const QUICK_N: usize = 50_000;
 /// One (scenario, runtime) pair to run.
 enum Work {
     Rust(Run),
-    Python { program: &'static str, uvloop: bool },
+    Python {
+        program: &'static str,
+        uvloop: bool,
+        load: Option<fn(u16, usize)>,
+    },
 }
 
 struct Entry {
@@ -258,13 +262,15 @@ fn parse_filters(only: &[String], scenarios: &[Scenario]) -> Vec<(String, Option
                 ));
             }
             let rt = rt.map(|r| {
-                Runtime::ALL
-                    .into_iter()
+                let names = runtimes_of(s, scenarios);
+                names
+                    .iter()
+                    .copied()
                     .find(|x| x.name() == r)
                     .unwrap_or_else(|| {
-                        let names: Vec<_> = Runtime::ALL.iter().map(|x| x.name()).collect();
+                        let names: Vec<_> = names.iter().map(|x| x.name()).collect();
                         fail(&format!(
-                            "no runtime {r:?}; the runtimes: {}",
+                            "{s} has no runtime {r:?}; its runtimes: {}",
                             names.join(", ")
                         ))
                     })
@@ -274,16 +280,31 @@ fn parse_filters(only: &[String], scenarios: &[Scenario]) -> Vec<(String, Option
         .collect()
 }
 
+/// The runtimes a scenario can run on (CPython ones if it has a program).
+fn runtimes_of(id: &str, scenarios: &[Scenario]) -> Vec<Runtime> {
+    if id == scenarios::IDLE_CONNS {
+        return scenarios::IDLE_CONNS_RUNTIMES.to_vec();
+    }
+    let Some(s) = scenarios.iter().find(|s| s.id == id) else {
+        return Vec::new();
+    };
+    let mut v: Vec<Runtime> = s.runs.iter().map(|(r, _)| *r).collect();
+    if s.python.is_some() {
+        v.extend([Runtime::Cpython, Runtime::CpythonUvloop]);
+    }
+    v
+}
+
 fn keep_any(filters: &[(String, Option<Runtime>)], scenario: &str) -> bool {
     filters.is_empty() || filters.iter().any(|(s, _)| s == scenario)
 }
 
 fn list(scenarios: &[Scenario]) {
     for s in scenarios {
-        let mut names: Vec<&str> = s.runs.iter().map(|(r, _)| r.name()).collect();
-        if s.python.is_some() {
-            names.extend(["cpython", "cpython-uvloop"]);
-        }
+        let names: Vec<&str> = runtimes_of(s.id, scenarios)
+            .iter()
+            .map(|r| r.name())
+            .collect();
         println!("{:<32} {}", s.id, s.what);
         println!("{:<32} runtimes: {}", "", names.join(", "));
     }
@@ -292,6 +313,12 @@ fn list(scenarios: &[Scenario]) {
         scenarios::IDLE_CONNS,
         scenarios::IDLE_CONNS_WHAT,
         ""
+    );
+    let all: Vec<&str> = Runtime::ALL.iter().map(|r| r.name()).collect();
+    // Indented, so that a scenario is exactly a line that starts with a letter.
+    println!(
+        "\n  every runtime name (for --only and in the JSON): {}",
+        all.join(", ")
     );
 }
 
@@ -338,7 +365,11 @@ fn build_entries(
             entries.push(Entry {
                 scenario: si,
                 runtime,
-                work: Work::Python { program, uvloop },
+                work: Work::Python {
+                    program,
+                    uvloop,
+                    load: s.python_load,
+                },
                 result,
             });
         }
@@ -360,7 +391,14 @@ fn run_once(
             run(n);
             Some((t.elapsed().as_nanos() as f64, ops(n)))
         }
-        Work::Python { program, uvloop } => match python::run(program, n, *uvloop) {
+        Work::Python {
+            program,
+            uvloop,
+            load,
+        } => match load.map_or_else(
+            || python::run(program, n, *uvloop),
+            |load| python::serve(program, n, *uvloop, load, ops),
+        ) {
             Ok(python::Outcome::Timed { ns, ops: theirs }) => {
                 if theirs != ops(n) {
                     e.result = Measured::Failed(format!(
@@ -422,7 +460,7 @@ fn measure(
 }
 
 /// Progress on stderr: one line rewritten in place on a terminal, a line per
-/// round otherwise (so a log shows that the run moves).
+/// scenario and round otherwise (so a log shows that the run moves).
 struct Progress {
     total: usize,
     done: usize,
@@ -452,7 +490,8 @@ impl Progress {
             );
             let _ = std::io::stderr().flush();
         } else {
-            let phase = what.split(':').next().unwrap_or("").to_owned();
+            // One line per scenario and round: "round 2/7: ex_6_2_gather".
+            let phase = what.split(" on ").next().unwrap_or("").to_owned();
             if phase != self.last_line {
                 eprintln!(
                     "showdown: {phase} ({}/{} runs, {secs} s)",

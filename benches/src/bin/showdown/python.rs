@@ -101,6 +101,63 @@ pub(crate) fn run(program: &str, n: usize, uvloop: bool) -> Result<Outcome, Stri
     }
 }
 
+/// Runs a server `program` (started with `--serve`), drives it with `load`
+/// (warm-up at `ops(n / 10)` operations, then `ops(n)` timed here), and stops
+/// it by closing its stdin. For scenarios whose load generator is Rust code
+/// shared with the Rust runtimes.
+pub(crate) fn serve(
+    program: &str,
+    n: usize,
+    uvloop: bool,
+    load: fn(u16, usize),
+    ops: fn(usize) -> usize,
+) -> Result<Outcome, String> {
+    use std::io::BufRead as _;
+    let path = programs_dir().join(program);
+    let mut cmd = Command::new("python3");
+    cmd.arg(&path).arg("--serve");
+    if uvloop {
+        cmd.arg("--uvloop");
+    }
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start python3 {}: {e}", path.display()))?;
+    let mut first = String::new();
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let read = std::io::BufReader::new(stdout).read_line(&mut first);
+    let outcome = match (
+        read,
+        json_str(&first, "unavailable"),
+        json_num(&first, "port"),
+    ) {
+        (Ok(_), Some(reason), _) => Ok(Outcome::Unavailable(reason)),
+        (Ok(_), None, Some(port)) if (1.0..65536.0).contains(&port) => {
+            let port = port as u16;
+            load(port, ops((n / 10).max(1)));
+            let t = std::time::Instant::now();
+            load(port, ops(n));
+            Ok(Outcome::Timed {
+                ns: t.elapsed().as_nanos() as f64,
+                ops: ops(n),
+            })
+        }
+        _ => Err(format!("{program} printed no port: {:?}", first.trim())),
+    };
+    drop(child.stdin.take()); // the program's signal to stop
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("{program}: {e}"))?;
+    if outcome.is_ok() && !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let why = stderr.lines().last().unwrap_or("no output").trim();
+        return Err(format!("{program} failed ({}): {why}", out.status));
+    }
+    outcome
+}
+
 /// The number after `"key":` in a one-line JSON object of our own programs.
 fn json_num(line: &str, key: &str) -> Option<f64> {
     let at = line.find(&format!("\"{key}\""))? + key.len() + 2;

@@ -98,6 +98,10 @@ pub(crate) struct Scenario {
     pub(crate) ops: fn(usize) -> usize,
     /// The CPython program in `benches/python/`, if there is one.
     pub(crate) python: Option<&'static str>,
+    /// For a CPython program that serves (`--serve`) rather than timing
+    /// itself: the Rust load generator to time against it, given its port
+    /// and a number of operations.
+    pub(crate) python_load: Option<fn(u16, usize)>,
     /// The Rust runtimes and their workloads.
     pub(crate) runs: Vec<(Runtime, Run)>,
 }
@@ -116,6 +120,7 @@ impl Scenario {
             unit,
             ops: |n| n,
             python: None,
+            python_load: None,
             runs: Vec::new(),
         }
     }
@@ -127,6 +132,12 @@ impl Scenario {
 
     fn python(mut self, program: &'static str) -> Self {
         self.python = Some(program);
+        self
+    }
+
+    fn python_server(mut self, program: &'static str, load: fn(u16, usize)) -> Self {
+        self.python = Some(program);
+        self.python_load = Some(load);
         self
     }
 
@@ -332,10 +343,11 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
         Scenario::new(
             "ex_5_4_http_hello",
             "ex_5_4",
-            "hyper's hello world served to a load generator on another thread over 50 keep-alive connections, n / 100 requests",
+            "hyper's hello world (CPython: a minimal asyncio server) served to a load generator on another thread over 50 keep-alive connections, n / 100 requests",
             "request",
         )
         .ops(http_ops)
+        .python_server("ex_5_4_http_hello.py", http_load)
         .run(AsyncioRs, with(l, |l, n| asyncio_http_hello(l, http_ops(n))))
         .run(TokioCurrentThread, with(tn, |t, n| tokio_http_hello(t, http_ops(n)))),
         Scenario::new(
