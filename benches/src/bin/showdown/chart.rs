@@ -44,7 +44,7 @@ pub(crate) fn write_svg(
     // Whole decades around the data, so the axis reads 0.1, 1, 10, 100.
     let lo = 10f64.powf((lo.log10() - 0.15).floor());
     let hi = 10f64.powf((hi.log10() + 0.15).ceil());
-    let height = 170 + 20 * rows.len() as u32;
+    let height = 230 + 20 * rows.len() as u32;
     let root = SVGBackend::new(path, (1100, height)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let (top, rest) = root.split_vertically(60);
@@ -58,8 +58,8 @@ pub(crate) fn write_svg(
     .map_err(|e| e.to_string())?;
     let n = rows.len() as f64;
     let mut chart = ChartBuilder::on(&rest)
-        .margin_right(30)
-        .margin_bottom(10)
+        .margin_right(110)
+        .margin_bottom(40)
         .x_label_area_size(60)
         .y_label_area_size(250)
         .build_cartesian_2d((lo..hi).log_scale(), 0f64..n)
@@ -137,7 +137,7 @@ pub(crate) fn write_svg(
     let (_, bottom) = chart.backend_coord(&(lo, 0.0));
     root.draw(&Text::new(
         FLOOR_LEGEND,
-        (20, bottom + 72),
+        (20, bottom + 80),
         ("sans-serif", 12).into_font(),
     ))
     .map_err(|e| e.to_string())?;
