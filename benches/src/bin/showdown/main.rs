@@ -174,7 +174,7 @@ fn main() {
         .collect();
     if memory {
         let conns = if quick { 500 } else { idle_conns_count() };
-        rows.extend(idle_memory(conns));
+        rows.extend(idle_memory(conns, &keep));
     }
 
     let mut out = String::new();
@@ -619,11 +619,12 @@ fn chart_groups(rows: &[Row], scenarios: &[Scenario]) -> Vec<chart::Group> {
 
 /// Server bytes per idle connection, each runtime in a fresh process (this
 /// binary again, with the hidden `--idle-conns-child`).
-fn idle_memory(conns: usize) -> Vec<Row> {
+fn idle_memory(conns: usize, keep: &dyn Fn(&str, Runtime) -> bool) -> Vec<Row> {
     let exe = std::env::current_exe().unwrap_or_else(|e| fail(&format!("cannot find myself: {e}")));
     eprintln!("showdown: idle connections, {conns} per runtime, each in a fresh process");
     scenarios::IDLE_CONNS_RUNTIMES
         .iter()
+        .filter(|rt| keep(scenarios::IDLE_CONNS, **rt))
         .map(|rt| {
             let out = std::process::Command::new(&exe)
                 .args(["--idle-conns-child", rt.name(), &conns.to_string()])
