@@ -1,6 +1,6 @@
-//! Spawn paths: the seed's ex_6_2 shape (one million trivial tasks created
-//! lazily, then all awaited) on asyncio-rs, tokio and async-executor, plus the
-//! floor and `current_task()`.
+//! Spawn paths: the ex_6_2 shape of the asyncio tutorial series this project
+//! follows (one million trivial tasks created lazily, then all awaited) on
+//! asyncio-rs, tokio and async-executor, plus the floor and `current_task()`.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 

@@ -121,12 +121,12 @@ pub fn asyncio_tcp_echo(lp: &asyncio::EventLoop, total: usize) {
             all
         })
         .expect("the loop runs");
-    record("asyncio", percentiles(lats));
+    record("asyncio-rs", percentiles(lats));
 }
 
 /// `tcp_echo` on tokio's current-thread runtime with `TcpStream`.
 pub fn tokio_tcp_echo(rt: &tokio::runtime::Runtime, total: usize) {
-    tokio_tcp_echo_as(rt, total, "tokio_current_thread");
+    tokio_tcp_echo_as(rt, total, "tokio-current-thread");
 }
 
 /// `tcp_echo` on tokio runtime `rt` (current-thread or multi-thread), its

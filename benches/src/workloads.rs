@@ -4,7 +4,8 @@ use std::future::Future;
 use std::hint::black_box;
 use std::task::{Context, Poll, Waker};
 
-/// The seed's `light_coro`: an async function that does nothing.
+/// The `light_coro` of the tutorial series' ex_6_1 and ex_6_2: an async
+/// function that does nothing.
 pub async fn light_coro() {}
 
 /// The floor: box one trivial future, poll it once, free it — `n` times.
@@ -98,7 +99,7 @@ pub fn eager_loop() -> asyncio::EventLoop {
     lp
 }
 
-/// ex_6_2's shape through `gather`, as the seed writes it.
+/// ex_6_2's shape through `gather`, as the tutorial series' ex_6_2 writes it.
 pub fn asyncio_gather_lazy(lp: &asyncio::EventLoop, n: usize) {
     lp.run_until_complete(async move {
         let coros: Vec<_> = (0..n).map(|_| light_coro()).collect();
@@ -176,6 +177,29 @@ pub fn asyncio_taskgroup_suspend_once(lp: &asyncio::EventLoop, n: usize) {
     .expect("the loop runs");
 }
 
+/// [`asyncio_taskgroup_suspend_once`]'s shape on tokio: `n` children in a
+/// `JoinSet` that each suspend once (waking themselves, as
+/// [`crate::timers::PendingOnce`] does on every runtime), all joined.
+pub fn tokio_joinset_suspend_once(rt: &tokio::runtime::Runtime, n: usize) {
+    rt.block_on(async move {
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..n {
+            set.spawn(crate::timers::PendingOnce::default());
+        }
+        while let Some(r) = set.join_next().await {
+            r.expect("PendingOnce cannot fail");
+        }
+    });
+}
+
+/// A multi-thread tokio runtime with one worker per core (work stealing):
+/// what most tokio programs use.
+pub fn tokio_rt_multi() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .build()
+        .expect("a multi-thread runtime builds")
+}
+
 /// A current-thread tokio runtime.
 pub fn tokio_rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -203,5 +227,7 @@ mod tests {
         tokio_joinset(&rt, 100);
         tokio_current_task_id(&rt, 100);
         asyncio_taskgroup_suspend_once(&lp, 100);
+        tokio_joinset_suspend_once(&rt, 100);
+        tokio_spawn_lazy(&tokio_rt_multi(), 100);
     }
 }

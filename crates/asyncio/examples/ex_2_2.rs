@@ -1,5 +1,6 @@
-//! The seed's ex_2_2: `asyncio.Runner` runs several top-level coroutines on one
-//! loop and one context.
+//! ex_2_2 of the asyncio 3.12/3.13 tutorial series this project follows:
+//! `asyncio.Runner` runs several top-level coroutines on one loop and one
+//! context.
 //!
 //! ```python
 //! with asyncio.Runner() as runner:

@@ -1,5 +1,6 @@
-//! The seed's ex_2_7: a TaskGroup whose children run concurrently, whose first
-//! failure cancels the others, and whose end waits for all of them.
+//! ex_2_7 of the asyncio 3.12/3.13 tutorial series this project follows: a
+//! TaskGroup whose children run concurrently, whose first failure cancels the
+//! others, and whose end waits for all of them.
 //!
 //! ```python
 //! async with asyncio.TaskGroup() as tg:

@@ -1,4 +1,5 @@
-//! The seed's ex_4_4: `asyncio.Barrier` (Python 3.11+) as a meeting point.
+//! ex_4_4 of the asyncio 3.12/3.13 tutorial series this project follows:
+//! `asyncio.Barrier` (Python 3.11+) as a meeting point.
 //!
 //! Three workers get ready at their own pace, meet at the barrier, and only
 //! then start together. Each `wait()` returns a distinct index in arrival

@@ -1,5 +1,6 @@
-//! The seed's ex_6_4: `Queue.shutdown()` (Python 3.13). A `put` after
-//! `shutdown()` fails with `QueueShutDown`.
+//! ex_6_4 of the asyncio 3.12/3.13 tutorial series this project follows:
+//! `Queue.shutdown()` (Python 3.13). A `put` after `shutdown()` fails with
+//! `QueueShutDown`.
 //!
 //! ```python
 //! async def main():

@@ -238,7 +238,8 @@ pub use asyncio_sync::{
     TaskDoneError, ZeroPartiesError,
 };
 
-/// The tutorial's chapters, compiled and run as doc tests.
+/// The tutorial's chapters and the Python ↔ Rust cheat-sheet, compiled and
+/// run as doc tests (their Python blocks are shown, not run).
 #[cfg(doctest)]
 mod tutorial {
     #[doc = include_str!("../../../docs/tutorial/01-run-and-runner.md")]
@@ -261,4 +262,6 @@ mod tutorial {
     struct SubprocessesAndSignals;
     #[doc = include_str!("../../../docs/tutorial/10-loop-per-core.md")]
     struct LoopPerCore;
+    #[doc = include_str!("../../../docs/cheatsheet.md")]
+    struct Cheatsheet;
 }

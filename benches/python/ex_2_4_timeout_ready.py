@@ -1,0 +1,17 @@
+"""ex_2_4: n times a 10 s timeout around work that is done at once."""
+
+import asyncio
+
+from showdown_common import bench, need
+
+need(hasattr(asyncio, "timeout"), "asyncio.timeout is new in Python 3.11")
+
+
+async def work(n):
+    total = 0
+    for i in range(n):
+        async with asyncio.timeout(10):
+            total += i
+
+
+bench(work)
