@@ -771,7 +771,7 @@ impl TaskGroupHandle {
     ///
     /// Once a child failed the group is shutting down (asyncio raises
     /// `RuntimeError` then): the task returned is cancelled before it starts,
-    /// so awaiting it gives [`TaskError::Cancelled`](asyncio::TaskError),
+    /// so awaiting it gives [`TaskError::Cancelled`](asyncio_core::TaskError),
     /// and the body, which is about to be cancelled too, stops at its `?`.
     /// [`try_create_task`](Self::try_create_task) returns the error instead.
     ///

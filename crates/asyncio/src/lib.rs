@@ -73,7 +73,7 @@
 //! ## Structured concurrency
 //! - [`TaskGroup`], [`task_group`], [`ExceptionGroup`]: children that end
 //!   together and fail together.
-//! - [`gather`], [`wait`], [`as_completed`], [`shield`]: wait for several
+//! - [`gather()`], [`wait`], [`as_completed`], [`shield`]: wait for several
 //!   futures or tasks; protect one from cancellation. [`gather!`] /
 //!   [`gather_tuple`]: futures of different types into a tuple.
 //!
@@ -143,10 +143,10 @@ pub use asyncio_structured::EXECUTOR_SHUTDOWN_TIMEOUT;
 // Streams and sockets
 pub use asyncio_streams::{
     ConnectOptions, DEFAULT_LIMIT, DatagramSocket, Server, ServerOptions, StreamAddr, StreamReader,
-    StreamWriter, getaddrinfo, open_connection, open_connection_with, open_unix_connection,
-    open_unix_connection_with, sock_accept, sock_connect, sock_recv, sock_recv_into, sock_sendall,
-    start_server, start_server_from_listener, start_server_with, start_unix_server,
-    start_unix_server_with,
+    StreamWriter, getaddrinfo, open_connection, open_connection_from_stream, open_connection_with,
+    open_unix_connection, open_unix_connection_with, sock_accept, sock_connect, sock_recv,
+    sock_recv_into, sock_sendall, start_server, start_server_from_listener, start_server_with,
+    start_unix_server, start_unix_server_with,
 };
 
 // Subprocesses
