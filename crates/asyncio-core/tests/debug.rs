@@ -181,6 +181,7 @@ fn a_task_destroyed_while_pending_is_reported_in_debug_mode() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "Miri cannot start processes")]
 fn the_asyncio_debug_variable_turns_debug_mode_on() {
     if std::env::var_os("ASYNCIO_DEBUG_TEST_CHILD").is_some() {
         assert!(EventLoop::new().get_debug(), "ASYNCIO_DEBUG=1 was set");

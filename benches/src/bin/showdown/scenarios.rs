@@ -222,11 +222,11 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
         Scenario::new(
             "ex_6_2_gather_tasks",
             "ex_6_2",
-            "trivial tasks created one by one with the default (lazy) factory, then the tasks themselves gathered (gather_tasks; asyncio: gather(*tasks))",
+            "trivial tasks created one by one with the default (lazy) factory, then the tasks themselves gathered (gather_tasks; asyncio: gather(*tasks)); as ex_6_2_gather, a fresh loop per run, and a fresh heap",
             "task",
         )
         .python("ex_6_2_gather_tasks.py")
-        .run(AsyncioRs, with(l, asyncio_create_then_gather_tasks))
+        .run(AsyncioRs, |n| asyncio_create_then_gather_tasks(&asyncio::EventLoop::new(), n))
         .run(Floor, floor_box_poll),
         Scenario::new(
             "ex_6_2_create_task_lazy",
