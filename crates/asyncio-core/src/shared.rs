@@ -7,6 +7,7 @@ use crate::sync::{AtomicBool, fence};
 
 use crossbeam_queue::SegQueue;
 
+use crate::event_loop::LoopInner;
 use crate::reactor::Notifier;
 use crate::task::header::Header;
 use crate::task::waker;
@@ -58,11 +59,33 @@ pub(crate) struct Shared {
     notifier: Notifier,
     /// The thread the loop belongs to (the one that created it).
     pub(crate) thread: crate::sync::ThreadId,
+    /// The loop itself, for its tasks (their headers name the loop through
+    /// this, see `Header::owner`).
+    pub(crate) owner: LoopAddr,
+}
+
+/// The address of a loop's `LoopInner`. Fixed for the loop's life.
+pub(crate) struct LoopAddr(NonNull<LoopInner>);
+
+// SAFETY: other threads only copy and compare the address; it is dereferenced
+// on the loop's own thread, while the loop lives (see `Header::owner`).
+unsafe impl Send for LoopAddr {}
+// SAFETY: as above; the address never changes.
+unsafe impl Sync for LoopAddr {}
+
+impl LoopAddr {
+    #[inline(always)]
+    pub(crate) fn get(&self) -> NonNull<LoopInner> {
+        self.0
+    }
 }
 
 impl Shared {
-    pub(crate) fn new(notifier: Notifier) -> Self {
+    /// The shared part of the loop at `owner` (which is being built: only
+    /// its address is kept).
+    pub(crate) fn new(notifier: Notifier, owner: NonNull<LoopInner>) -> Self {
         Shared {
+            owner: LoopAddr(owner),
             injector: SegQueue::new(),
             closed: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),

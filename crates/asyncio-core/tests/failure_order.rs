@@ -40,3 +40,25 @@ fn failures_are_numbered_in_the_order_the_tasks_ended() {
     })
     .unwrap();
 }
+
+/// A task cancelled before it ever ran, that nobody awaits and that has no
+/// done callback, still takes its place among the failures: `gather_tasks`
+/// relies on it to report the failure that came first.
+#[test]
+fn a_task_cancelled_before_it_ran_is_numbered_when_it_ends() {
+    let lp = EventLoop::new();
+    lp.set_exception_handler(Some(|_: &asyncio_core::ExceptionContext| {}));
+    lp.run_until_complete(async {
+        let before = task_failure_count();
+        let never_ran = create_task(async { 1 });
+        let panics = create_task(async { panic!("first") });
+        never_ran.cancel();
+        yield_now().await;
+        assert!(never_ran.cancelled());
+        // Queued first, it ends first (its cancellation is its first step).
+        assert_eq!(never_ran.failure_number(), Some(before + 1));
+        assert_eq!(panics.failure_number(), Some(before + 2));
+        drop((never_ran, panics));
+    })
+    .unwrap();
+}

@@ -59,11 +59,10 @@ pub(crate) struct LoopInner {
     /// FIFO of tasks and callbacks to run. Loop thread only; every access is a
     /// short call that never runs user code while borrowed.
     ready: UnsafeCell<VecDeque<Packed>>,
-    /// Tasks that are not done, as an intrusive doubly-linked list through their
-    /// headers (`prev`/`next`); each listed task holds one reference for the list.
-    /// Loop thread only.
-    registry_head: Cell<Option<NonNull<Header>>>,
-    registry_len: Cell<usize>,
+    /// Tasks that are not done and have suspended at least once, each holding
+    /// one reference for the list, at its `Header::slot` (see `registry`).
+    /// Loop thread only; every access is a short call that runs no user code.
+    registry: UnsafeCell<Vec<NonNull<Header>>>,
     running: Cell<bool>,
     /// Turns in a row that ended with tasks still ready (see `busy_turn`).
     busy_turns: Cell<u32>,
@@ -138,7 +137,9 @@ impl EventLoop {
     #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
         EventLoop {
-            inner: Rc::new(LoopInner::new()),
+            // Built knowing its own address, which its `Shared` keeps for the
+            // tasks (see `Header::owner`).
+            inner: Rc::new_cyclic(|me| LoopInner::new(me.as_ptr())),
         }
     }
 
@@ -553,15 +554,15 @@ impl fmt::Debug for EventLoop {
 }
 
 impl LoopInner {
-    fn new() -> Self {
+    fn new(me: *const LoopInner) -> Self {
         let (driver, notifier) = Driver::new()
             .unwrap_or_else(|e| panic!("could not create the event loop's poller (epoll): {e}"));
+        let me = NonNull::new(me.cast_mut()).expect("an Rc's address is never null");
         LoopInner {
-            shared: Arc::new(Shared::new(notifier)),
+            shared: Arc::new(Shared::new(notifier, me)),
             cells: CellCache::new(),
             ready: UnsafeCell::new(VecDeque::new()),
-            registry_head: Cell::new(None),
-            registry_len: Cell::new(0),
+            registry: UnsafeCell::new(Vec::new()),
             running: Cell::new(false),
             busy_turns: Cell::new(0),
             closed: Cell::new(false),

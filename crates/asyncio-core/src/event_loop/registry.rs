@@ -1,5 +1,12 @@
-//! The registry of live tasks: an intrusive doubly-linked list through their
-//! headers, which `all_tasks` and closing walk.
+//! The registry of live tasks, which `all_tasks` and closing walk.
+//!
+//! A task joins it when it first suspends (or is created while the loop is
+//! not running its eager step): a task that finishes in its first step (the
+//! common trivial task, eager or lazy) never touches it. Until then the task
+//! is found where it is: in the ready queue, or running (the current task and
+//! the chain of eager steps under it). The list is a vector of cell pointers
+//! outside the headers, each task keeping its index (`Header::slot`); leaving
+//! moves the last entry into the hole.
 
 use std::ptr::NonNull;
 
@@ -11,24 +18,22 @@ use crate::task::state::*;
 use super::LoopInner;
 
 impl LoopInner {
-    /// Links the task into the registry, which keeps one reference to it.
+    /// Lists the task, which keeps one reference for the registry.
     pub(super) fn register(&self, task: &TaskRef) {
         let header = task.header();
         debug_assert!(!header.has(REGISTERED));
-        let ptr = std::mem::ManuallyDrop::new(task.clone()).as_ptr();
-        let head = self.registry_head.get();
-        header.prev.set(None);
-        header.next.set(head);
-        if let Some(old) = head {
-            // SAFETY: listed tasks are alive: the list holds a reference to each.
-            unsafe { old.as_ref() }.prev.set(Some(ptr));
-        }
-        self.registry_head.set(Some(ptr));
-        self.registry_len.set(self.registry_len.get() + 1);
+        // SAFETY: loop thread; no other borrow of the registry is alive (none
+        // is held across user code).
+        let list = unsafe { &mut *self.registry.get() };
+        let slot = u32::try_from(list.len())
+            .unwrap_or_else(|_| panic!("more than {} tasks are pending on one loop", u32::MAX));
+        list.push(std::mem::ManuallyDrop::new(task.clone()).as_ptr());
+        header.slot.set(slot);
         header.set(REGISTERED);
     }
 
-    /// Unlinks the task; returns the list's reference for the caller to drop.
+    /// Takes the task off the list; returns the list's reference for the
+    /// caller to drop.
     ///
     /// Takes the cell pointer itself (not a `&Header`): the returned reference
     /// must keep the provenance of the whole cell.
@@ -39,39 +44,56 @@ impl LoopInner {
             return None;
         }
         header.clear(REGISTERED);
-        let (prev, next) = (header.prev.take(), header.next.take());
-        match prev {
-            // SAFETY: listed neighbours are alive (the list holds references).
-            Some(p) => unsafe { p.as_ref() }.next.set(next),
-            None => self.registry_head.set(next),
+        // SAFETY: as in `register`.
+        let list = unsafe { &mut *self.registry.get() };
+        let slot = header.slot.get() as usize;
+        debug_assert_eq!(list[slot], ptr);
+        list.swap_remove(slot);
+        if let Some(&moved) = list.get(slot) {
+            // SAFETY: listed tasks are alive: the list holds a reference to each.
+            unsafe { moved.as_ref() }.slot.set(slot as u32);
         }
-        if let Some(n) = next {
-            // SAFETY: as above.
-            unsafe { n.as_ref() }.prev.set(prev);
-        }
-        self.registry_len.set(self.registry_len.get() - 1);
         // SAFETY: the list's reference, handed over to the caller.
         Some(unsafe { TaskRef::from_raw(ptr) })
     }
 
-    /// References to every registered task, newest first.
-    pub(super) fn registered(&self) -> Vec<TaskRef> {
-        let mut out = Vec::with_capacity(self.registry_len.get());
-        let mut cur = self.registry_head.get();
-        while let Some(ptr) = cur {
-            // SAFETY: listed tasks are alive; loop thread.
-            out.push(unsafe { TaskRef::clone_raw(ptr) });
-            // SAFETY: as above.
-            cur = unsafe { ptr.as_ref() }.next.get();
-        }
-        out
+    /// Takes every task off the list; returns the list's references.
+    pub(super) fn unregister_all(&self) -> Vec<TaskRef> {
+        // SAFETY: as in `register`.
+        let list = std::mem::take(unsafe { &mut *self.registry.get() });
+        list.into_iter()
+            .map(|ptr| {
+                // SAFETY: listed tasks are alive; loop thread.
+                unsafe { ptr.as_ref() }.clear(REGISTERED);
+                // SAFETY: the list's reference, handed over.
+                unsafe { TaskRef::from_raw(ptr) }
+            })
+            .collect()
     }
 
-    pub(super) fn all_tasks(&self) -> Vec<TaskRef> {
-        let mut tasks = self.registered();
-        // Tasks in their eager step are not registered yet: they are the chain
-        // from the current task, as long as it runs an eager step. (Only this
-        // loop's, if it is the one running here.)
+    /// References to every registered task.
+    pub(super) fn registered(&self) -> Vec<TaskRef> {
+        // SAFETY: as in `register`; cloning a reference runs no user code.
+        let list = unsafe { &*self.registry.get() };
+        list.iter()
+            // SAFETY: listed tasks are alive; loop thread.
+            .map(|&ptr| unsafe { TaskRef::clone_raw(ptr) })
+            .collect()
+    }
+
+    /// The unfinished tasks that are not registered: those that never ran
+    /// (in the ready queue), and the current task and the eager steps under
+    /// it that have not suspended yet.
+    pub(super) fn unlisted_tasks(&self) -> Vec<TaskRef> {
+        let mut tasks: Vec<TaskRef> = self
+            .ready_tasks()
+            .into_iter()
+            // A task that woke itself during its first step is in the queue
+            // too: it is listed from the chain below, once.
+            .filter(|t| !t.header().has(REGISTERED | COMPLETE | RUNNING))
+            .collect();
+        // The chain from the current task through the tasks in their eager
+        // step. (Only this loop's, if it is the one running here.)
         let mut cur = if std::ptr::eq(context::running_loop(), self) {
             NonNull::new(context::current_task().cast_mut())
         } else {
@@ -81,13 +103,21 @@ impl LoopInner {
             // SAFETY: the current task is being polled, and each task in the
             // chain is in its eager step, on the stack of the one after it: alive.
             let header = unsafe { ptr.as_ref() };
+            if !header.has(REGISTERED | COMPLETE) {
+                // SAFETY: alive and ours, on the loop thread.
+                tasks.push(unsafe { TaskRef::clone_raw(ptr) });
+            }
             if !header.has(EAGER_STEP) {
                 break;
             }
-            // SAFETY: alive and ours, on the loop thread.
-            tasks.push(unsafe { TaskRef::clone_raw(ptr) });
-            cur = header.next.get();
+            cur = NonNull::new(header.creator().cast_mut());
         }
+        tasks
+    }
+
+    pub(super) fn all_tasks(&self) -> Vec<TaskRef> {
+        let mut tasks = self.registered();
+        tasks.extend(self.unlisted_tasks());
         tasks
     }
 }

@@ -88,6 +88,11 @@ impl Packed {
         }
     }
 
+    /// The task's cell pointer, if this is a task.
+    pub(super) fn task(&self) -> Option<NonNull<Header>> {
+        (self.0.addr().get() & CALL_TAG == 0).then(|| self.0.cast())
+    }
+
     #[inline(always)]
     pub(super) fn unpack(self) -> Runnable {
         let ptr = std::mem::ManuallyDrop::new(self).0;
@@ -213,7 +218,7 @@ impl StepGuard<'_> {
         // from here.
         if task_ctx.is_some() {
             // SAFETY: the task being stepped holds a strong count of its owner.
-            unsafe { self.header.owner.as_ref() }.drop_reporting(task_ctx);
+            unsafe { self.header.owner().as_ref() }.drop_reporting(task_ctx);
         }
     }
 }
@@ -291,6 +296,18 @@ impl LoopInner {
         unsafe { (*self.ready.get()).pop_front() }.map(Packed::unpack)
     }
 
+    /// The tasks in the ready queue, in its order (new references).
+    pub(super) fn ready_tasks(&self) -> Vec<TaskRef> {
+        // SAFETY: as in `push_ready`; cloning a reference runs no user code.
+        let ready = unsafe { &*self.ready.get() };
+        ready
+            .iter()
+            .filter_map(Packed::task)
+            // SAFETY: a queued task is alive: its entry holds a reference.
+            .map(|ptr| unsafe { TaskRef::clone_raw(ptr) })
+            .collect()
+    }
+
     pub(super) fn ready_len(&self) -> usize {
         // SAFETY: as in `push_ready`.
         unsafe { (*self.ready.get()).len() }
@@ -362,7 +379,20 @@ impl LoopInner {
         drop(guard);
         if done {
             self.complete(task);
-        } else if header.has(CANCEL_REQUESTED) {
+        } else if header.state.get() & (REGISTERED | CANCEL_REQUESTED) != REGISTERED {
+            self.suspended_slow(task);
+        }
+    }
+
+    /// A step that suspended a task not yet in the registry (its first), or
+    /// one cancelled meanwhile.
+    #[inline(never)]
+    fn suspended_slow(&self, task: &TaskRef) {
+        let header = task.header();
+        if !header.has(REGISTERED) {
+            self.register(task);
+        }
+        if header.has(CANCEL_REQUESTED) {
             self.schedule(task);
         }
     }
@@ -386,9 +416,7 @@ impl LoopInner {
             header.with_extra(|e| e.failure_number = n);
         }
         let registered = self.unregister(task.as_ptr());
-        // SAFETY: loop thread; the slot is not borrowed elsewhere.
-        let mut join = unsafe { (*header.join_waker.get()).take() };
-        header.clear(HAS_JOIN_WAKER);
+        let mut join = header.take_join_waker();
         if header.has(HAS_CALLBACKS) {
             header.clear(HAS_CALLBACKS);
             // In the order they were added, the awaiter (the join waker) among
@@ -549,10 +577,15 @@ impl LoopInner {
     /// callbacks still queued.
     pub(super) fn cancel_everything_now(&self) {
         loop {
-            let mut tasks = Vec::with_capacity(self.registry_len.get());
-            while let Some(head) = self.registry_head.get() {
-                tasks.extend(self.unregister(head));
-            }
+            // The tasks that never ran (queued, not registered), and the
+            // registered ones.
+            let never_ran: Vec<TaskRef> = self
+                .ready_tasks()
+                .into_iter()
+                .filter(|t| !t.header().has(COMPLETE | REGISTERED))
+                .collect();
+            let mut tasks = self.unregister_all();
+            tasks.extend(never_ran);
             if tasks.is_empty() {
                 break;
             }

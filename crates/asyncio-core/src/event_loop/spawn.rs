@@ -243,7 +243,7 @@ impl LoopInner {
         let current = CurrentTask::enter(ptr.as_ptr());
         // Not `push_eager`: the creator, which the chain needs, is at hand, and
         // the state word was created with `EAGER_STEP` and the depth.
-        header.next.set(NonNull::new(creator.cast_mut()));
+        header.set_creator(creator);
         let outcome_bits = {
             // SAFETY: the task reference keeps the header alive during the poll.
             let waker = unsafe { waker::borrowed(ptr) };
@@ -274,7 +274,7 @@ impl LoopInner {
     #[inline]
     pub(super) fn push_eager(&self, header: &Header) {
         let creator = context::current_task();
-        header.next.set(NonNull::new(creator.cast_mut()));
+        header.set_creator(creator);
         let depth = eager_depth_below(creator) + 1;
         header.set(EAGER_STEP | depth << EAGER_DEPTH_SHIFT);
     }
@@ -296,12 +296,14 @@ impl LoopInner {
     /// ready queue, if it cancelled itself meanwhile).
     #[cold]
     pub(super) fn suspended_in_eager_step(&self, task: &TaskRef) {
-        if task.header().has(HAS_CONTEXT) {
-            self.left_fast_path();
-        }
+        // Listed first: leaving the fast path may run user code (a context
+        // value's destructor), which must find the task in `all_tasks()`.
         self.register(task);
         if task.header().has(CANCEL_REQUESTED) {
             self.schedule(task);
+        }
+        if task.header().has(HAS_CONTEXT) {
+            self.left_fast_path();
         }
     }
 
@@ -374,12 +376,11 @@ impl LoopInner {
             if let Some(t0) = started {
                 self.check_slow_step(task, t0);
             }
-            if !header.has(COMPLETE) {
-                self.register(task);
-            }
+            // (`step` registers a task that suspends.)
+            debug_assert!(header.has(COMPLETE | REGISTERED));
             StartMode::Eager
         } else {
-            self.register(task);
+            // Registered when it first suspends (see `registry`).
             self.schedule(task);
             StartMode::Lazy
         }

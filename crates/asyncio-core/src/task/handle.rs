@@ -106,7 +106,7 @@ impl TaskRef {
 
     pub(crate) fn owner(&self) -> &LoopInner {
         // SAFETY: the local side holds a strong `Rc` count on its owner.
-        unsafe { self.header().owner.as_ref() }
+        unsafe { self.header().owner().as_ref() }
     }
 
     /// The task's id: unique among the tasks of its loop, in creation order.
@@ -165,8 +165,7 @@ impl TaskRef {
     /// For a task that ended failed (panicked or cancelled), the order of
     /// that failure among the failed tasks of this thread: `n` when it was the
     /// `n`th whose completion the loop processed (see [`task_failure_count`]).
-    /// `None` for a task that is not done, succeeded, or was cancelled during
-    /// its eager step before the loop ever listed it.
+    /// `None` for a task that is not done or succeeded.
     ///
     /// Not in asyncio, whose done callbacks run in the order the tasks ended:
     /// a library that looks at finished tasks after the fact (as
@@ -378,8 +377,8 @@ fn refcount_overflow() -> ! {
 pub(crate) unsafe fn clone_owner(header: &Header) -> Rc<LoopInner> {
     // SAFETY: the local side holds one strong count, so the pointer is a live `Rc`.
     unsafe {
-        Rc::increment_strong_count(header.owner.as_ptr().cast_const());
-        Rc::from_raw(header.owner.as_ptr().cast_const())
+        Rc::increment_strong_count(header.owner().as_ptr().cast_const());
+        Rc::from_raw(header.owner().as_ptr().cast_const())
     }
 }
 
@@ -456,7 +455,7 @@ unsafe fn free_unreachable(ptr: NonNull<Header>) {
     let vtable = header.vtable;
     // SAFETY: the cell is the owner's and dead (caller's contract), and
     // holds the owner's strong count.
-    unsafe { LoopInner::free_cell(header.owner, ptr.cast(), vtable.layout, vtable.class) };
+    unsafe { LoopInner::free_cell(header.owner(), ptr.cast(), vtable.layout, vtable.class) };
 }
 
 /// Drops what the loop side owns and gives up the `LOCAL` bit; frees the cell if
@@ -475,15 +474,11 @@ unsafe fn release_local_slow(ptr: NonNull<Header>) {
         // SAFETY: last local owner, loop thread.
         unsafe { (header.vtable.drop_stage)(ptr) }
     };
-    // SAFETY: no one else reaches these fields any more.
-    let (join_waker, extra) = unsafe {
-        (
-            (*header.join_waker.get()).take(),
-            (*header.extra.get()).take(),
-        )
-    };
+    let join_waker = header.take_join_waker();
+    // SAFETY: no one else reaches the field any more.
+    let extra = unsafe { (*header.extra.get()).take() };
     // SAFETY: the local side's strong count, given back exactly once.
-    let owner = unsafe { Rc::from_raw(header.owner.as_ptr().cast_const()) };
+    let owner = unsafe { Rc::from_raw(header.owner().as_ptr().cast_const()) };
     let vtable = header.vtable;
     // Free the cell before running user destructors (which might, in theory,
     // panic); from here `header` is not touched.
@@ -636,11 +631,7 @@ impl<T> Task<T> {
 
     /// Drops the waker this handle left for the task's completion.
     fn forget_awaiter(&mut self) {
-        let header = self.raw.header();
-        header.clear(HAS_JOIN_WAKER);
-        // SAFETY: loop thread; the exclusive borrow ends in this statement
-        // (the waker is moved out, then dropped).
-        let waker = unsafe { (*header.join_waker.get()).take() };
+        let waker = self.raw.header().take_join_waker();
         drop(waker);
     }
 
@@ -672,14 +663,12 @@ impl<T> Future for Task<T> {
             return Poll::Ready(this.take_output());
         }
         let running = crate::context::running_loop();
-        if !running.is_null() && !std::ptr::eq(running, header.owner.as_ptr()) {
+        if !running.is_null() && !std::ptr::eq(running, header.owner().as_ptr()) {
             awaited_from_another_loop();
         }
-        // SAFETY: loop thread; the shared borrow ends in this statement, and
-        // `will_wake` compares pointers without calling into the waker.
-        let same = unsafe { &*header.join_waker.get() }
-            .as_ref()
-            .is_some_and(|w| w.will_wake(cx.waker()));
+        // The borrow ends in this statement, and `will_wake` compares
+        // pointers without calling into the waker.
+        let same = header.join_waker().is_some_and(|w| w.will_wake(cx.waker()));
         if !same {
             // The clone and the old waker's drop are user code, which may
             // re-enter the loop and complete this task (taking the slot): no
@@ -694,14 +683,12 @@ impl<T> Future for Task<T> {
                 drop(new);
                 return Poll::Ready(out);
             }
-            // SAFETY: loop thread; the exclusive borrow ends in this statement
-            // and runs no user code (the old value is moved out, not dropped).
-            let old = unsafe { (*header.join_waker.get()).replace(new) };
+            // Runs no user code: the old waker is moved out, not dropped.
+            let old = header.replace_join_waker(new);
             if old.is_none() && header.has(HAS_CALLBACKS) {
                 // The awaiter comes after the callbacks already added.
                 header.with_extra(|e| e.callbacks_before_join = e.next_callback);
             }
-            header.set(HAS_JOIN_WAKER);
             drop(old);
         }
         Poll::Pending

@@ -1,8 +1,7 @@
 //! The task cell: one allocation holding the header, then the future or its outcome.
 
-use crate::sync::AtomicUsize;
 use std::alloc::Layout;
-use std::cell::{Cell, UnsafeCell};
+use std::cell::UnsafeCell;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
@@ -10,25 +9,32 @@ use std::ptr::{self, NonNull};
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use super::header::{Header, LOCAL, Vtable};
-use super::state::{CANCEL_REQUESTED, CANCELLED, FAILED, STAGE_TRIVIAL};
+use super::header::{Header, Vtable};
+use super::state::{
+    CANCEL_REQUESTED, CANCELLED, FAILED, FUTURE_GONE, HAS_OUTPUT, HAS_PANIC, STAGE_TRIVIAL,
+};
 use crate::error::{CancelledError, PanicError, TaskError};
 use crate::event_loop::LoopInner;
 
-/// What the cell holds after the header.
-/// How a task ended without a value, as its cell keeps it: one pointer wide
-/// (a cancellation is no pointer at all), so the stage of a small task stays
-/// small. A `cancel_with` message waits in the task's extra data and joins the
-/// [`TaskError`] when the outcome is taken ([`read_output`]).
+/// How a task ended without a value, as [`finish`] is told. A `cancel_with`
+/// message waits in the task's extra data and joins the [`TaskError`] when the
+/// outcome is taken ([`read_output`]).
 pub(crate) enum Failure {
     Cancelled,
     Panicked(PanicError),
 }
 
-enum Stage<F: Future> {
-    Running(F),
-    Finished(Result<F::Output, Failure>),
-    Consumed,
+/// What the cell holds after the header: the future, then its value or the
+/// panic it ended with (a cancellation leaves nothing). Which one is there the
+/// header's state says (`FUTURE_GONE`, `HAS_OUTPUT`, `HAS_PANIC`), so the
+/// stage is no larger than its largest field: a trivial task's is one word.
+union Stage<F: Future> {
+    /// While `FUTURE_GONE` is clear. Pinned: dropped where it lies, never moved.
+    future: std::mem::ManuallyDrop<F>,
+    /// While `HAS_OUTPUT`.
+    output: std::mem::ManuallyDrop<F::Output>,
+    /// While `HAS_PANIC`.
+    panic: std::mem::ManuallyDrop<PanicError>,
 }
 
 #[repr(C)]
@@ -89,25 +95,21 @@ impl<F: Future + 'static> TaskCell<F> {
         let unwind = Unwind(owner_ptr, mem, &Self::VTABLE);
         // SAFETY: `mem` is fresh memory of `LAYOUT`, which is at least as large
         // and as aligned as `TaskCell<F>`; the stage is written once, in place.
-        unsafe { ptr::addr_of_mut!((*cell).stage).write(UnsafeCell::new(Stage::Running(make()))) };
+        unsafe {
+            ptr::addr_of_mut!((*cell).stage).write(UnsafeCell::new(Stage {
+                future: std::mem::ManuallyDrop::new(make()),
+            }))
+        };
         std::mem::forget(unwind);
         // `Arc::as_ptr` keeps the provenance of the whole allocation, which the
         // wakers need to reach the strong count.
         let shared = NonNull::new(std::sync::Arc::as_ptr(&owner.shared).cast_mut())
             .expect("Arc::as_ptr never returns null");
-        let header = Header {
-            state: Cell::new(state),
-            refs: Cell::new(1),
-            wakers: AtomicUsize::new(LOCAL),
-            vtable: &Self::VTABLE,
-            shared,
-            owner: owner_ptr,
-            id,
-            prev: Cell::new(None),
-            next: Cell::new(None),
-            join_waker: UnsafeCell::new(None),
-            extra: UnsafeCell::new(None),
-        };
+        debug_assert_eq!(
+            owner.shared.owner.get().as_ptr().cast_const(),
+            Rc::as_ptr(owner)
+        );
+        let header = Header::new(state, &Self::VTABLE, shared, id);
         // SAFETY: as above, for the header.
         unsafe { ptr::addr_of_mut!((*cell).header).write(header) };
         mem.cast()
@@ -126,33 +128,6 @@ unsafe fn stage<F: Future>(ptr: NonNull<Header>) -> *mut Stage<F> {
     unsafe { UnsafeCell::raw_get(ptr::addr_of!((*cell).stage)) }
 }
 
-/// Replaces the stage, dropping the old one in place under `catch_unwind`;
-/// returns the panic of the old value's destructor, if it had one.
-///
-/// The old stage is dropped where it lies, never moved out: a `Running` future
-/// is pinned, and pinning promises it is dropped in place (a finished async block
-/// may also hold stale, already-freed captures that must not be copied).
-///
-/// # Safety
-/// As for [`stage`].
-unsafe fn replace_stage<F: Future>(
-    ptr: NonNull<Header>,
-    new: Stage<F>,
-) -> Option<Box<dyn std::any::Any + Send>> {
-    // SAFETY: caller's contract: the stage is live and ours.
-    let place = unsafe { stage::<F>(ptr) };
-    let panic = if std::mem::needs_drop::<Stage<F>>() {
-        // SAFETY: the stage holds a valid value, dropped exactly once here; if its
-        // destructor unwinds, the place is overwritten below without another drop.
-        catch_unwind(AssertUnwindSafe(|| unsafe { ptr::drop_in_place(place) })).err()
-    } else {
-        None
-    };
-    // SAFETY: the old value is gone (dropped, or had nothing to drop).
-    unsafe { ptr::write(place, new) };
-    panic
-}
-
 /// Polls the future; on `Ready` (or a panic) stores the outcome and returns the
 /// state bits the outcome calls for (`FAILED`, `STAGE_TRIVIAL`), for the caller
 /// to set together with `COMPLETE`.
@@ -167,10 +142,11 @@ pub(crate) unsafe fn poll_step<F: Future>(
 ) -> Option<u32> {
     // SAFETY: caller's contract; the future is pinned because the cell never moves.
     let result = catch_unwind(AssertUnwindSafe(|| unsafe {
-        match &mut *stage::<F>(ptr) {
-            Stage::Running(future) => Pin::new_unchecked(future).poll(cx),
-            _ => unreachable!("a finished task is never polled"),
-        }
+        debug_assert!(
+            !ptr.as_ref().has(FUTURE_GONE),
+            "a finished task is never polled"
+        );
+        Pin::new_unchecked(&mut *(*stage::<F>(ptr)).future).poll(cx)
     }));
     // One `finish` per arm, so each inlined copy knows its outcome's variant.
     match result {
@@ -207,8 +183,10 @@ unsafe fn cancelled_as_it_returned<F: Future>(ptr: NonNull<Header>, value: F::Ou
     header.clear(CANCEL_REQUESTED);
     // SAFETY: caller's contract: the future is done being polled.
     let bits = unsafe { finish::<F>(ptr, Err(Failure::Cancelled)) };
+    // The stage and its bits agree before the value's destructor runs.
+    header.set(bits);
     // SAFETY: the task holds a strong count of its owner, so the loop is alive.
-    unsafe { header.owner.as_ref() }.drop_reporting(value);
+    unsafe { header.owner().as_ref() }.drop_reporting(value);
     bits
 }
 
@@ -228,16 +206,18 @@ unsafe fn poll<F: Future>(ptr: NonNull<Header>, cx: &mut Context<'_>) -> Poll<()
 /// Stores the outcome after dropping the future; a panic in the future's
 /// destructor turns the outcome into that panic (as an exception raised in a
 /// `finally` block replaces the one in flight). Returns the state bits the
-/// outcome calls for.
+/// outcome calls for, the stage's among them (`FUTURE_GONE` and what is
+/// stored), for the caller to set together with `COMPLETE` before anything
+/// looks at the stage.
 ///
 /// Never unwinds: every user destructor it runs (the future's, and that of the
 /// outcome a destructor's panic replaced) runs under `catch_unwind`, so the
 /// caller's state transition always completes. What a replaced outcome's
 /// destructor does, or the panic it replaced, goes to the exception handler
-/// once the stage is whole again.
+/// once the stage and its bits agree again.
 ///
 /// # Safety
-/// As for [`stage`], and the stage must be `Running`.
+/// As for [`stage`], and the stage must hold the future.
 #[inline(always)]
 unsafe fn finish<F: Future>(ptr: NonNull<Header>, outcome: Result<F::Output, Failure>) -> u32 {
     // SAFETY: caller's contract.
@@ -246,30 +226,78 @@ unsafe fn finish<F: Future>(ptr: NonNull<Header>, outcome: Result<F::Output, Fai
     let drop_panic = if !std::mem::needs_drop::<F>() {
         None
     } else {
-        // SAFETY: the stage is `Running` (caller's contract); the future is
+        // SAFETY: the stage holds the future (caller's contract); it is
         // dropped where it lies, exactly once: if its destructor unwinds, the
         // stage is overwritten below without another drop.
         catch_unwind(AssertUnwindSafe(|| unsafe {
-            match &mut *place {
-                Stage::Running(future) => ptr::drop_in_place(future),
-                _ => unreachable!("finish is only called on a running task"),
-            }
+            std::mem::ManuallyDrop::drop(&mut (*place).future)
         }))
         .err()
     };
-    let bits = match &outcome {
-        Err(Failure::Panicked(_)) => FAILED,
-        Err(Failure::Cancelled) => CANCELLED,
-        Ok(_) if !std::mem::needs_drop::<F::Output>() => STAGE_TRIVIAL,
-        Ok(_) => 0,
-    };
     // SAFETY: caller's contract; the future was dropped in place (or has nothing
     // to drop), so overwriting the stage leaks nothing.
-    unsafe { ptr::write(place, Stage::Finished(outcome)) };
+    let bits = unsafe { store_outcome::<F>(place, outcome) };
     match drop_panic {
         None => bits,
-        // SAFETY: caller's contract; the stage was just written.
-        Some(payload) => unsafe { replace_with_drop_panic::<F>(ptr, payload) },
+        // SAFETY: caller's contract; the outcome of `bits` was just stored.
+        Some(payload) => unsafe { replace_with_drop_panic::<F>(ptr, bits, payload) },
+    }
+}
+
+/// Writes the outcome into a stage that holds nothing; returns its bits.
+///
+/// # Safety
+/// `place` is the stage of a live cell of type `F`, holding nothing (or a
+/// future that was dropped), on the loop thread.
+#[inline(always)]
+unsafe fn store_outcome<F: Future>(
+    place: *mut Stage<F>,
+    outcome: Result<F::Output, Failure>,
+) -> u32 {
+    match outcome {
+        Ok(value) => {
+            // SAFETY: caller's contract: the stage holds nothing to drop; the
+            // write goes through the raw pointer to one field of the union.
+            unsafe { ptr::addr_of_mut!((*place).output).write(std::mem::ManuallyDrop::new(value)) };
+            let trivial = if std::mem::needs_drop::<F::Output>() {
+                0
+            } else {
+                STAGE_TRIVIAL
+            };
+            FUTURE_GONE | HAS_OUTPUT | trivial
+        }
+        Err(Failure::Panicked(p)) => {
+            // SAFETY: as above.
+            unsafe { ptr::addr_of_mut!((*place).panic).write(std::mem::ManuallyDrop::new(p)) };
+            FUTURE_GONE | HAS_PANIC | FAILED
+        }
+        Err(Failure::Cancelled) => FUTURE_GONE | CANCELLED,
+    }
+}
+
+/// Moves the outcome out of the stage, as its bits `bits` say, leaving it
+/// empty; `None` if it holds none (a cancellation, or already taken).
+///
+/// # Safety
+/// `place` is the stage of a live cell of type `F` whose stored outcome
+/// `bits` describe, on the loop thread; the caller clears `HAS_OUTPUT` and
+/// `HAS_PANIC` before anything else looks at the stage.
+unsafe fn take_outcome<F: Future>(
+    place: *mut Stage<F>,
+    bits: u32,
+) -> Option<Result<F::Output, PanicError>> {
+    if bits & HAS_OUTPUT != 0 {
+        // SAFETY: caller's contract: the value is there, and is moved out once.
+        Some(Ok(unsafe {
+            std::mem::ManuallyDrop::take(&mut (*place).output)
+        }))
+    } else if bits & HAS_PANIC != 0 {
+        // SAFETY: as above, for the panic.
+        Some(Err(unsafe {
+            std::mem::ManuallyDrop::take(&mut (*place).panic)
+        }))
+    } else {
+        None
     }
 }
 
@@ -278,32 +306,41 @@ unsafe fn finish<F: Future>(ptr: NonNull<Header>, outcome: Result<F::Output, Fai
 /// replaces the result or the exception in flight), and the replaced outcome
 /// is disposed of once the stage is whole again — a value whose destructor
 /// panics, or the panic the future's poll raised, is reported to the loop's
-/// exception handler rather than lost. Returns `FAILED`.
+/// exception handler rather than lost. Returns the new outcome's bits.
 ///
 /// (The outcome is stored first and swapped here, rather than passed here,
 /// so the common path keeps it in registers.)
 ///
 /// # Safety
-/// As for [`stage`]; the stage is `Finished`.
+/// As for [`stage`]; the stage holds the outcome `bits` describe.
 #[cold]
 #[inline(never)]
 unsafe fn replace_with_drop_panic<F: Future>(
     ptr: NonNull<Header>,
+    bits: u32,
     payload: crate::unwind::Payload,
 ) -> u32 {
-    let outcome = Err(Failure::Panicked(PanicError::new(payload)));
-    // SAFETY: caller's contract; `replace` moves the old outcome out.
-    let replaced = match unsafe { ptr::replace(stage::<F>(ptr), Stage::Finished(outcome)) } {
-        Stage::Finished(replaced) => replaced,
-        _ => unreachable!("the outcome was just stored"),
-    };
+    // SAFETY: caller's contract.
+    let place = unsafe { stage::<F>(ptr) };
+    // SAFETY: caller's contract: `bits` describe what is stored.
+    let replaced = unsafe { take_outcome::<F>(place, bits) };
+    let new = Err(Failure::Panicked(PanicError::new(payload)));
+    // SAFETY: the stage is empty again.
+    let bits = unsafe { store_outcome::<F>(place, new) };
+    // The stage and the state agree before any user code runs: this
+    // replacement's value (or panic) is disposed of with the task complete
+    // in every way but the `COMPLETE` bit its caller sets.
+    // SAFETY: live header, loop thread.
+    let header = unsafe { ptr.as_ref() };
+    header.set(bits);
     // SAFETY: the task holds a strong count of its owner, so the loop is alive.
-    let owner = unsafe { ptr.as_ref().owner.as_ref() };
+    let owner = unsafe { header.owner().as_ref() };
     match replaced {
-        Err(Failure::Panicked(first)) => owner.report_replaced_panic(ptr, first),
-        other => owner.drop_reporting(other),
+        Some(Err(first)) => owner.report_replaced_panic(ptr, first),
+        Some(Ok(value)) => owner.drop_reporting(value),
+        None => {}
     }
-    FAILED
+    bits
 }
 
 unsafe fn cancel<F: Future>(ptr: NonNull<Header>) {
@@ -314,20 +351,21 @@ unsafe fn cancel<F: Future>(ptr: NonNull<Header>) {
 }
 
 unsafe fn read_output<F: Future>(ptr: NonNull<Header>, dst: *mut ()) {
-    // SAFETY: `Task<F::Output>` passes a `Poll<Result<F::Output, TaskError>>`; the
-    // cell is live and finished (checked by the caller through `COMPLETE`).
-    unsafe {
-        match ptr::replace(stage::<F>(ptr), Stage::Consumed) {
-            Stage::Finished(out) => {
-                let out = match out {
-                    Ok(value) => Ok(value),
-                    Err(failure) => Err(task_error(ptr, failure)),
-                };
-                *dst.cast::<Poll<Result<F::Output, TaskError>>>() = Poll::Ready(out);
-            }
-            _ => panic!("a task's output was read twice"),
-        }
-    }
+    // SAFETY: live header, loop thread.
+    let header = unsafe { ptr.as_ref() };
+    let bits = header.state.get();
+    // SAFETY: the cell is live and finished (checked by the caller through
+    // `COMPLETE`); the bits are cleared right after, before any user code.
+    let out = unsafe { take_outcome::<F>(stage::<F>(ptr), bits) };
+    header.clear(HAS_OUTPUT | HAS_PANIC);
+    let out = match out {
+        Some(Ok(value)) => Ok(value),
+        Some(Err(p)) => Err(task_error(ptr, Failure::Panicked(p))),
+        None if bits & CANCELLED != 0 => Err(task_error(ptr, Failure::Cancelled)),
+        None => panic!("a task's output was read twice"),
+    };
+    // SAFETY: `Task<F::Output>` passes a `Poll<Result<F::Output, TaskError>>`.
+    unsafe { *dst.cast::<Poll<Result<F::Output, TaskError>>>() = Poll::Ready(out) };
 }
 
 /// The error a task that ended without a value hands its awaiter: a
@@ -349,27 +387,49 @@ fn task_error(ptr: NonNull<Header>, failure: Failure) -> TaskError {
 }
 
 unsafe fn peek_panic<F: Future>(ptr: NonNull<Header>) -> Option<PanicError> {
-    // SAFETY: live cell, loop thread; a shared borrow that ends here.
-    match unsafe { &*stage::<F>(ptr) } {
-        Stage::Finished(Err(Failure::Panicked(p))) => Some(p.clone()),
-        _ => None,
+    // SAFETY: live header, loop thread.
+    if !unsafe { ptr.as_ref() }.has(HAS_PANIC) {
+        return None;
     }
+    // SAFETY: live cell, loop thread; the flag says the panic is there; a
+    // shared borrow that ends here.
+    Some(PanicError::clone(unsafe { &(*stage::<F>(ptr)).panic }))
 }
 
 unsafe fn drop_stage<F: Future>(ptr: NonNull<Header>) -> Option<Box<dyn std::any::Any + Send>> {
-    // SAFETY: live cell, loop thread; the shared borrow ends in this block.
-    match unsafe { &*stage::<F>(ptr) } {
-        Stage::Consumed => return None,
-        Stage::Finished(Ok(_)) if !std::mem::needs_drop::<F::Output>() => return None,
-        _ => {}
+    // SAFETY: live header, loop thread.
+    let header = unsafe { ptr.as_ref() };
+    let bits = header.state.get();
+    // SAFETY: called once, when the last loop-side reference goes, on the loop
+    // thread; the stage holds what the bits say.
+    let place = unsafe { stage::<F>(ptr) };
+    if bits & FUTURE_GONE == 0 {
+        header.set(FUTURE_GONE);
+        if !std::mem::needs_drop::<F>() {
+            return None;
+        }
+        // SAFETY: the future is there (the flag was clear) and is dropped
+        // where it lies, once (the flag is set now).
+        return catch_unwind(AssertUnwindSafe(|| unsafe {
+            std::mem::ManuallyDrop::drop(&mut (*place).future)
+        }))
+        .err();
     }
-    // SAFETY: called once, when the last loop-side reference goes, on the loop thread.
-    unsafe { replace_stage::<F>(ptr, Stage::Consumed) }
+    if bits & HAS_OUTPUT != 0 && !std::mem::needs_drop::<F::Output>() {
+        return None;
+    }
+    header.clear(HAS_OUTPUT | HAS_PANIC);
+    // SAFETY: the outcome the bits describe, moved out once (the bits are clear).
+    let out = unsafe { take_outcome::<F>(place, bits) };
+    match out {
+        None => None,
+        Some(out) => catch_unwind(AssertUnwindSafe(move || drop(out))).err(),
+    }
 }
 
 unsafe fn dealloc<F: Future + 'static>(ptr: NonNull<Header>) {
     // SAFETY: the cell was allocated with `TaskCell::<F>::LAYOUT` and nothing
-    // references it any more. No destructor runs: the stage is `Consumed` and every
-    // owning header field was emptied on the loop thread.
+    // references it any more. No destructor runs: the stage holds nothing to
+    // drop and every owning header field was emptied on the loop thread.
     unsafe { std::alloc::dealloc(ptr.cast::<u8>().as_ptr(), TaskCell::<F>::LAYOUT) };
 }

@@ -50,11 +50,19 @@ pub(crate) const HAS_EXTRA: u32 = 1 << 13;
 pub(crate) const STAGE_TRIVIAL: u32 = 1 << 14;
 /// The outcome was moved out through the `Task<T>` handle.
 pub(crate) const OUTPUT_TAKEN: u32 = 1 << 15;
+/// The future was dropped (the stage holds an outcome, or nothing).
+pub(crate) const FUTURE_GONE: u32 = 1 << 16;
+/// The stage holds the task's value.
+pub(crate) const HAS_OUTPUT: u32 = 1 << 17;
+/// The stage holds the panic the task ended with.
+pub(crate) const HAS_PANIC: u32 = 1 << 18;
 /// Where a task in its eager step keeps how many eager steps are nested, its
 /// own included (bits 24 to 31; meaningful only with `EAGER_STEP`). Kept in
 /// the task rather than counted up and down in the loop: a counter that every
 /// spawn increments and decrements chains each spawn to the one before.
 pub(crate) const EAGER_DEPTH_SHIFT: u32 = 24;
 pub(crate) const EAGER_DEPTH: u32 = 0xFF << EAGER_DEPTH_SHIFT;
-/// What `complete` has to look at beyond marking the task done.
-pub(crate) const COMPLETION_WORK: u32 = REGISTERED | HAS_JOIN_WAKER | HAS_CALLBACKS | FAILED;
+/// What `complete` has to look at beyond marking the task done (a failure,
+/// panic or cancellation, gets its number there).
+pub(crate) const COMPLETION_WORK: u32 =
+    REGISTERED | HAS_JOIN_WAKER | HAS_CALLBACKS | FAILED | CANCELLED;

@@ -36,7 +36,9 @@ pub(crate) unsafe fn acquire_waker(ptr: NonNull<Header>) {
     // SAFETY: live header (caller's contract).
     let header = unsafe { ptr.as_ref() };
     let prev = header.wakers.fetch_add(1, Ordering::Relaxed);
-    if prev & WAKER_COUNT == WAKER_COUNT - 1 {
+    // Half the range: other threads cloning at the same moment cannot carry
+    // the count into the flag bits before one of them aborts.
+    if prev & WAKER_COUNT >= WAKER_COUNT / 2 {
         std::process::abort();
     }
     if prev & WAKER_COUNT == 0 {
@@ -77,7 +79,7 @@ pub(crate) unsafe fn release_remote_wake(ptr: NonNull<Header>) {
 /// # Safety
 /// The caller must own what `amount` stands for on a live header; it may not
 /// use the pointer afterwards.
-unsafe fn release(ptr: NonNull<Header>, amount: usize) {
+unsafe fn release(ptr: NonNull<Header>, amount: u32) {
     // SAFETY: the caller's count keeps the header allocated until the `fetch_sub`;
     // everything needed afterwards is read before it.
     let (shared, vtable, prev) = unsafe {
@@ -133,7 +135,7 @@ unsafe fn wake_inner(ptr: NonNull<Header>, owned: bool) {
     // SAFETY: live header.
     let header = unsafe { ptr.as_ref() };
     let running = context::running_loop();
-    if std::ptr::eq(running, header.owner.as_ptr()) {
+    if std::ptr::eq(running, header.owner().as_ptr()) {
         // On the loop's thread (no other thread can have this loop running). The
         // `LOCAL` bit cannot change under us here: only this thread clears it.
         if header.wakers.load(Ordering::Relaxed) & LOCAL != 0 {
