@@ -271,3 +271,46 @@ fn a_panic_is_kept_until_taken_and_its_payload_dropped_once() {
     drop(err);
     assert_eq!(DROPS.with(|d| d.get()), 1);
 }
+
+/// Tasks that suspend after others left take their places in the list: the
+/// list stays exact through every mix of arrivals and departures.
+#[test]
+fn tasks_arriving_while_others_leave_keep_the_list_exact() {
+    let lp = EventLoop::new();
+    lp.run_until_complete(async {
+        let me = current_task().unwrap().id();
+        let mut live: Vec<(LoopFuture<()>, Task<()>)> = Vec::new();
+        let mut expected: HashSet<u64> = HashSet::from([me]);
+        let mut seed = 12345u32;
+        for round in 0..40 {
+            // A few arrive...
+            for _ in 0..(round % 5 + 1) {
+                let f: LoopFuture<()> = create_future();
+                let g = f.clone();
+                let t = create_task(async move { g.await.unwrap() });
+                expected.insert(t.id());
+                live.push((f, t));
+            }
+            yield_now().await;
+            assert_eq!(ids(&all_tasks().unwrap()), expected, "round {round}");
+            // ...and a pseudo-random few leave.
+            for _ in 0..(round % 3 + 1) {
+                if live.is_empty() {
+                    break;
+                }
+                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                let (f, t) = live.swap_remove(seed as usize % live.len());
+                f.set_result(()).unwrap();
+                expected.remove(&t.id());
+                t.await.unwrap();
+            }
+            assert_eq!(ids(&all_tasks().unwrap()), expected, "round {round}");
+        }
+        for (f, t) in live {
+            f.set_result(()).unwrap();
+            t.await.unwrap();
+        }
+        assert_eq!(ids(&all_tasks().unwrap()), HashSet::from([me]));
+    })
+    .unwrap();
+}

@@ -29,7 +29,6 @@ use crate::factory::{StartMode, TaskFactory, TaskOptions};
 use crate::io::FdCallbacks;
 use crate::reactor::Driver;
 use crate::shared::Shared;
-use crate::task::header::Header;
 use crate::task::{Task, TaskRef};
 use crate::time::Timers;
 
@@ -62,7 +61,7 @@ pub(crate) struct LoopInner {
     /// Tasks that are not done and have suspended at least once, each holding
     /// one reference for the list, at its `Header::slot` (see `registry`).
     /// Loop thread only; every access is a short call that runs no user code.
-    registry: UnsafeCell<Vec<NonNull<Header>>>,
+    registry: UnsafeCell<registry::Registry>,
     running: Cell<bool>,
     /// Turns in a row that ended with tasks still ready (see `busy_turn`).
     busy_turns: Cell<u32>,
@@ -562,7 +561,7 @@ impl LoopInner {
             shared: Arc::new(Shared::new(notifier, me)),
             cells: CellCache::new(),
             ready: UnsafeCell::new(VecDeque::new()),
-            registry: UnsafeCell::new(Vec::new()),
+            registry: UnsafeCell::new(registry::Registry::default()),
             running: Cell::new(false),
             busy_turns: Cell::new(0),
             closed: Cell::new(false),

@@ -1,12 +1,13 @@
 //! The registry of live tasks, which `all_tasks` and closing walk.
 //!
-//! A task joins it when it first suspends (or is created while the loop is
-//! not running its eager step): a task that finishes in its first step (the
-//! common trivial task, eager or lazy) never touches it. Until then the task
-//! is found where it is: in the ready queue, or running (the current task and
-//! the chain of eager steps under it). The list is a vector of cell pointers
-//! outside the headers, each task keeping its index (`Header::slot`); leaving
-//! moves the last entry into the hole.
+//! A task joins it when it first suspends: a task that finishes in its first
+//! step (the common trivial task, eager or lazy) never touches it. Until then
+//! the task is found where it is: in the ready queue, or running (the current
+//! task and the chain of eager steps under it). The list is a slab of cell
+//! pointers outside the headers, each task keeping its index
+//! (`Header::slot`): leaving empties the entry and remembers it for the next
+//! task, touching no other task (a task that leaves is usually cold, and so
+//! would be any neighbour).
 
 use std::ptr::NonNull;
 
@@ -17,6 +18,16 @@ use crate::task::state::*;
 
 use super::LoopInner;
 
+/// The slab behind the registry. Loop thread only; no borrow of it is held
+/// across user code.
+#[derive(Default)]
+pub(crate) struct Registry {
+    /// Listed tasks at their slots, `None` where a task left.
+    entries: Vec<Option<NonNull<Header>>>,
+    /// The empty slots, reused last-freed first.
+    free: Vec<u32>,
+}
+
 impl LoopInner {
     /// Lists the task, which keeps one reference for the registry.
     pub(super) fn register(&self, task: &TaskRef) {
@@ -24,10 +35,21 @@ impl LoopInner {
         debug_assert!(!header.has(REGISTERED));
         // SAFETY: loop thread; no other borrow of the registry is alive (none
         // is held across user code).
-        let list = unsafe { &mut *self.registry.get() };
-        let slot = u32::try_from(list.len())
-            .unwrap_or_else(|_| panic!("more than {} tasks are pending on one loop", u32::MAX));
-        list.push(std::mem::ManuallyDrop::new(task.clone()).as_ptr());
+        let reg = unsafe { &mut *self.registry.get() };
+        let ptr = std::mem::ManuallyDrop::new(task.clone()).as_ptr();
+        let slot = match reg.free.pop() {
+            Some(slot) => {
+                reg.entries[slot as usize] = Some(ptr);
+                slot
+            }
+            None => {
+                let slot = u32::try_from(reg.entries.len()).unwrap_or_else(|_| {
+                    panic!("more than {} tasks are pending on one loop", u32::MAX)
+                });
+                reg.entries.push(Some(ptr));
+                slot
+            }
+        };
         header.slot.set(slot);
         header.set(REGISTERED);
     }
@@ -45,13 +67,17 @@ impl LoopInner {
         }
         header.clear(REGISTERED);
         // SAFETY: as in `register`.
-        let list = unsafe { &mut *self.registry.get() };
-        let slot = header.slot.get() as usize;
-        debug_assert_eq!(list[slot], ptr);
-        list.swap_remove(slot);
-        if let Some(&moved) = list.get(slot) {
-            // SAFETY: listed tasks are alive: the list holds a reference to each.
-            unsafe { moved.as_ref() }.slot.set(slot as u32);
+        let reg = unsafe { &mut *self.registry.get() };
+        let slot = header.slot.get();
+        let taken = reg.entries[slot as usize].take();
+        debug_assert_eq!(taken, Some(ptr));
+        if reg.free.len() + 1 == reg.entries.len() {
+            // The last one left: start over, so the slab never keeps holes
+            // from a burst that is over.
+            reg.entries.clear();
+            reg.free.clear();
+        } else {
+            reg.free.push(slot);
         }
         // SAFETY: the list's reference, handed over to the caller.
         Some(unsafe { TaskRef::from_raw(ptr) })
@@ -60,8 +86,10 @@ impl LoopInner {
     /// Takes every task off the list; returns the list's references.
     pub(super) fn unregister_all(&self) -> Vec<TaskRef> {
         // SAFETY: as in `register`.
-        let list = std::mem::take(unsafe { &mut *self.registry.get() });
-        list.into_iter()
+        let reg = std::mem::take(unsafe { &mut *self.registry.get() });
+        reg.entries
+            .into_iter()
+            .flatten()
             .map(|ptr| {
                 // SAFETY: listed tasks are alive; loop thread.
                 unsafe { ptr.as_ref() }.clear(REGISTERED);
@@ -74,8 +102,10 @@ impl LoopInner {
     /// References to every registered task.
     pub(super) fn registered(&self) -> Vec<TaskRef> {
         // SAFETY: as in `register`; cloning a reference runs no user code.
-        let list = unsafe { &*self.registry.get() };
-        list.iter()
+        let reg = unsafe { &*self.registry.get() };
+        reg.entries
+            .iter()
+            .flatten()
             // SAFETY: listed tasks are alive; loop thread.
             .map(|&ptr| unsafe { TaskRef::clone_raw(ptr) })
             .collect()
