@@ -6,7 +6,7 @@
 //!   happens when it completes, and the run loop behind `run_until_complete`;
 //! - `spawn`: the spawn paths (the eager fast path, the general path with
 //!   options and factory hooks) and task-cell allocation;
-//! - `registry`: the intrusive list of live tasks, and `all_tasks`;
+//! - `registry`: the slab of tasks that have suspended, and `all_tasks`;
 //! - `exceptions`: the exception handler and how the loop reports panics;
 //! - `running`: the loop running on this thread and the free functions that
 //!   reach it (`get_running_loop`, `create_task`, `current_task`, …).
