@@ -147,6 +147,21 @@ impl<T: 'static> GatherSlot<T> {
         }
     }
 
+    /// The failure number of the task, if it ended failed and its outcome
+    /// was not taken yet.
+    fn failure(&self) -> Option<u64> {
+        self.task.as_ref().and_then(|t| t.failure_number())
+    }
+
+    /// Takes the error of a task that ended failed.
+    fn take_failure(&mut self) -> TaskError {
+        let mut task = self.task.take().expect("a failed child is still held");
+        match task.try_result() {
+            Ok(Err(e)) => e,
+            _ => unreachable!("failure_number is only given for a failed, finished task"),
+        }
+    }
+
     fn take(&mut self) -> T {
         self.value
             .take()
@@ -188,6 +203,22 @@ macro_rules! tuples {
 
             fn poll_tasks(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), TaskError>> {
                 let ($($t,)+) = self;
+                // Of the children that failed since the last poll, the one that
+                // failed first, whatever its place in the tuple: asyncio's gather
+                // reports the first exception raised.
+                let mut first: Option<u64> = None;
+                $(
+                    if let Some(n) = $t.failure() {
+                        first = Some(first.map_or(n, |f| f.min(n)));
+                    }
+                )+
+                if let Some(n) = first {
+                    $(
+                        if $t.failure() == Some(n) {
+                            return Poll::Ready(Err($t.take_failure()));
+                        }
+                    )+
+                }
                 let mut all = true;
                 $(
                     match $t.poll(cx) {

@@ -500,3 +500,38 @@ fn a_gather_of_no_tasks_is_an_empty_vec() {
     let out = run(async { gather_tasks(Vec::<asyncio_core::Task<u8>>::new()).await }).unwrap();
     assert_eq!(out.unwrap(), Vec::<u8>::new());
 }
+
+/// Two children fail before the gather looks again, the second in the tuple
+/// first: the gather reports that one, as asyncio's reports the first
+/// exception raised (not the first in argument order).
+#[test]
+fn gather_tuple_reports_the_failure_that_came_first_not_the_first_in_order() {
+    let lp = asyncio_core::EventLoop::new();
+    lp.set_exception_handler(Some(|_: &asyncio_core::ExceptionContext| {}));
+    let err = lp
+        .run_until_complete(async {
+            asyncio_structured::gather_tuple((
+                async {
+                    // Fails one turn later, before the gather runs again.
+                    asyncio_core::yield_now().await;
+                    if true {
+                        panic!("second");
+                    }
+                    0u8
+                },
+                async {
+                    if true {
+                        panic!("first");
+                    }
+                    'x'
+                },
+            ))
+            .await
+        })
+        .unwrap()
+        .unwrap_err();
+    match err {
+        asyncio_core::TaskError::Panicked(p) => assert_eq!(p.message(), "first"),
+        other => panic!("expected the first panic, got {other:?}"),
+    }
+}
