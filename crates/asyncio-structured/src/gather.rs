@@ -43,6 +43,7 @@ use crate::index_waker::IndexWakers;
 /// let out = run(async { gather((1..=3).map(|i| async move { i * 10 })).await }).unwrap();
 /// assert_eq!(out.unwrap(), vec![10, 20, 30]);
 /// ```
+#[track_caller]
 pub fn gather<I>(futures: I) -> Gather<<I::Item as Future>::Output>
 where
     I: IntoIterator,
@@ -53,7 +54,20 @@ where
     // that ended inside their own `create_task` (an eager start): asyncio
     // sees them in argument order, which is also the order they happened.
     let mark = task_failure_count();
-    let tasks: Vec<_> = futures.into_iter().map(create_task).collect();
+    let debug = asyncio_core::get_running_loop().is_ok_and(|lp| lp.get_debug());
+    let tasks: Vec<_> = if debug {
+        // Called from here (not from a closure), `create_task` records the
+        // user's `gather` call as each child's creation site.
+        let futures = futures.into_iter();
+        let mut tasks = Vec::with_capacity(futures.size_hint().0);
+        for future in futures {
+            tasks.push(create_task(future));
+        }
+        tasks
+    } else {
+        // Collected, which is cheaper per child than a loop of pushes.
+        futures.into_iter().map(create_task).collect()
+    };
     Gather::new(tasks, mark)
 }
 

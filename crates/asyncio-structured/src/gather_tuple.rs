@@ -31,6 +31,7 @@ use asyncio_core::{Task, TaskError, create_task};
 ///
 /// # Panics
 /// Outside a running event loop, as `create_task`.
+#[track_caller]
 pub fn gather_tuple<G: IntoTasks>(futures: G) -> GatherTuple<G::Tasks> {
     GatherTuple {
         tasks: futures.into_tasks(),
@@ -72,6 +73,7 @@ pub trait IntoTasks {
     type Tasks: TaskTuple;
 
     /// Starts every future as a task, in order.
+    #[track_caller]
     fn into_tasks(self) -> Self::Tasks;
 }
 
@@ -192,6 +194,7 @@ macro_rules! tuples {
         {
             type Tasks = ($(GatherSlot<$T::Output>,)+);
 
+            #[track_caller]
             fn into_tasks(self) -> Self::Tasks {
                 let ($($t,)+) = self;
                 ($(GatherSlot::new(create_task($t)),)+)

@@ -535,3 +535,37 @@ fn gather_tuple_reports_the_failure_that_came_first_not_the_first_in_order() {
         other => panic!("expected the first panic, got {other:?}"),
     }
 }
+
+/// Debug mode records where each task was created: a child of a gather was
+/// created by the user's `gather` call, not inside the library.
+#[test]
+fn in_debug_mode_gather_children_were_created_at_the_gather_call() {
+    fn site() -> Option<&'static std::panic::Location<'static>> {
+        asyncio_core::current_task().unwrap().created_at()
+    }
+    let lp = asyncio_core::EventLoop::new();
+    lp.set_debug(true);
+    let (line, sites, tuple_line, tuple_sites) = lp
+        .run_until_complete(async {
+            let line = line!() + 1;
+            let g = asyncio_structured::gather((0..2).map(|_| async { site() }));
+            let sites = g.await.unwrap();
+            let tuple_line = line!() + 1;
+            let t = asyncio_structured::gather_tuple((async { site() }, async { site() }));
+            let (a, b) = t.await.unwrap();
+            (line, sites, tuple_line, [a, b])
+        })
+        .unwrap();
+    for s in sites {
+        let s = s.expect("recorded in debug mode");
+        assert_eq!(
+            (s.line(), s.file().ends_with("tests/gather.rs")),
+            (line, true),
+            "{s}"
+        );
+    }
+    for s in tuple_sites {
+        let s = s.expect("recorded in debug mode");
+        assert_eq!(s.line(), tuple_line, "{s}");
+    }
+}
