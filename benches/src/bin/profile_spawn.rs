@@ -2,7 +2,7 @@
 //!
 //! `profile_spawn WORKLOAD [N] [ROUNDS]` with WORKLOAD one of `lazy`, `gather`,
 //! `gather_tasks` (create_task, then gather the tasks), `taskgroup`, `eager_plain` (eager `create_task` + drop, no group), `floor`,
-//! `tokio`, `tokio_local`, `joinset`, `async_executor`.
+//! `tokio`, `tokio_local`, `joinset`, `async_executor`, `loop_new` (`EventLoop::new()` and drop), `run_empty` (`asyncio::run(async {})`).
 
 use asyncio_bench::workloads::*;
 
@@ -35,6 +35,16 @@ fn main() {
                         }
                     })
                     .unwrap(),
+                "loop_new" => {
+                    for _ in 0..n {
+                        drop(std::hint::black_box(asyncio::EventLoop::new()));
+                    }
+                }
+                "run_empty" => {
+                    for _ in 0..n {
+                        asyncio::run(async {}).unwrap();
+                    }
+                }
                 "tokio" => tokio_spawn_lazy(&rt, n),
                 "tokio_local" => tokio_local_spawn_lazy(&rt, n),
                 "async_executor" => async_executor_spawn_lazy(&ex, n),
