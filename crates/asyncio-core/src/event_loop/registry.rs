@@ -115,13 +115,7 @@ impl LoopInner {
     /// (in the ready queue), and the current task and the eager steps under
     /// it that have not suspended yet.
     pub(super) fn unlisted_tasks(&self) -> Vec<TaskRef> {
-        let mut tasks: Vec<TaskRef> = self
-            .ready_tasks()
-            .into_iter()
-            // A task that woke itself during its first step is in the queue
-            // too: it is listed from the chain below, once.
-            .filter(|t| !t.header().has(REGISTERED | COMPLETE | RUNNING))
-            .collect();
+        let mut tasks = self.never_ran();
         // The chain from the current task through the tasks in their eager
         // step. (Only this loop's, if it is the one running here.)
         let mut cur = if std::ptr::eq(context::running_loop(), self) {
@@ -143,6 +137,16 @@ impl LoopInner {
             cur = NonNull::new(header.creator().cast_mut());
         }
         tasks
+    }
+
+    /// The unfinished, unregistered tasks in the ready queue: those that have
+    /// not run yet. (A task that woke itself during its first step is queued
+    /// too, but it is running: it belongs to the current task's chain.)
+    pub(super) fn never_ran(&self) -> Vec<TaskRef> {
+        self.ready_tasks()
+            .into_iter()
+            .filter(|t| !t.header().has(REGISTERED | COMPLETE | RUNNING))
+            .collect()
     }
 
     pub(super) fn all_tasks(&self) -> Vec<TaskRef> {

@@ -387,7 +387,7 @@ impl LoopInner {
     /// A step that suspended a task not yet in the registry (its first), or
     /// one cancelled meanwhile.
     #[inline(never)]
-    fn suspended_slow(&self, task: &TaskRef) {
+    pub(super) fn suspended_slow(&self, task: &TaskRef) {
         let header = task.header();
         if !header.has(REGISTERED) {
             self.register(task);
@@ -577,13 +577,8 @@ impl LoopInner {
     /// callbacks still queued.
     pub(super) fn cancel_everything_now(&self) {
         loop {
-            // The tasks that never ran (queued, not registered), and the
-            // registered ones.
-            let never_ran: Vec<TaskRef> = self
-                .ready_tasks()
-                .into_iter()
-                .filter(|t| !t.header().has(COMPLETE | REGISTERED))
-                .collect();
+            // The tasks that never ran, and the registered ones.
+            let never_ran = self.never_ran();
             let mut tasks = self.unregister_all();
             tasks.extend(never_ran);
             if tasks.is_empty() {

@@ -298,10 +298,7 @@ impl LoopInner {
     pub(super) fn suspended_in_eager_step(&self, task: &TaskRef) {
         // Listed first: leaving the fast path may run user code (a context
         // value's destructor), which must find the task in `all_tasks()`.
-        self.register(task);
-        if task.header().has(CANCEL_REQUESTED) {
-            self.schedule(task);
-        }
+        self.suspended_slow(task);
         if task.header().has(HAS_CONTEXT) {
             self.left_fast_path();
         }

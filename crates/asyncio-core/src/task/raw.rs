@@ -222,18 +222,9 @@ unsafe fn poll<F: Future>(ptr: NonNull<Header>, cx: &mut Context<'_>) -> Poll<()
 unsafe fn finish<F: Future>(ptr: NonNull<Header>, outcome: Result<F::Output, Failure>) -> u32 {
     // SAFETY: caller's contract.
     let place = unsafe { stage::<F>(ptr) };
-    // A future without drop glue is simply overwritten below.
-    let drop_panic = if !std::mem::needs_drop::<F>() {
-        None
-    } else {
-        // SAFETY: the stage holds the future (caller's contract); it is
-        // dropped where it lies, exactly once: if its destructor unwinds, the
-        // stage is overwritten below without another drop.
-        catch_unwind(AssertUnwindSafe(|| unsafe {
-            std::mem::ManuallyDrop::drop(&mut (*place).future)
-        }))
-        .err()
-    };
+    // SAFETY: the stage holds the future (caller's contract); if its
+    // destructor unwinds, the stage is overwritten below without another drop.
+    let drop_panic = unsafe { drop_future::<F>(place) };
     // SAFETY: caller's contract; the future was dropped in place (or has nothing
     // to drop), so overwriting the stage leaks nothing.
     let bits = unsafe { store_outcome::<F>(place, outcome) };
@@ -242,6 +233,25 @@ unsafe fn finish<F: Future>(ptr: NonNull<Header>, outcome: Result<F::Output, Fai
         // SAFETY: caller's contract; the outcome of `bits` was just stored.
         Some(payload) => unsafe { replace_with_drop_panic::<F>(ptr, bits, payload) },
     }
+}
+
+/// Drops the future where it lies (it is pinned), catching a panic of its
+/// destructor; a future without drop glue is left to be overwritten.
+///
+/// # Safety
+/// `place` is the stage of a live cell of type `F` holding the future, on the
+/// loop thread; the caller treats the future as gone afterwards, also if its
+/// destructor panicked.
+#[inline(always)]
+unsafe fn drop_future<F: Future>(place: *mut Stage<F>) -> Option<crate::unwind::Payload> {
+    if !std::mem::needs_drop::<F>() {
+        return None;
+    }
+    // SAFETY: caller's contract: the future is there and dropped exactly once.
+    catch_unwind(AssertUnwindSafe(|| unsafe {
+        std::mem::ManuallyDrop::drop(&mut (*place).future)
+    }))
+    .err()
 }
 
 /// Writes the outcome into a stage that holds nothing; returns its bits.
@@ -405,15 +415,9 @@ unsafe fn drop_stage<F: Future>(ptr: NonNull<Header>) -> Option<Box<dyn std::any
     let place = unsafe { stage::<F>(ptr) };
     if bits & FUTURE_GONE == 0 {
         header.set(FUTURE_GONE);
-        if !std::mem::needs_drop::<F>() {
-            return None;
-        }
-        // SAFETY: the future is there (the flag was clear) and is dropped
-        // where it lies, once (the flag is set now).
-        return catch_unwind(AssertUnwindSafe(|| unsafe {
-            std::mem::ManuallyDrop::drop(&mut (*place).future)
-        }))
-        .err();
+        // SAFETY: the future is there (the flag was clear), and is gone for
+        // good now (the flag is set).
+        return unsafe { drop_future::<F>(place) };
     }
     if bits & HAS_OUTPUT != 0 && !std::mem::needs_drop::<F::Output>() {
         return None;
