@@ -13,7 +13,7 @@ use common::run;
 
 /// Raises the soft (and if needed the hard) limit of open files to `want`;
 /// false if the process may not.
-fn raise_nofile(want: u64) -> bool {
+fn raise_nofile(want: libc::rlim_t) -> bool {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -47,7 +47,7 @@ const CLIENT_ENV: &str = "ASYNCIO_STREAMS_STRESS_CLIENT_PORT";
 /// then wait for the server to close them.
 fn clients(port: u16) {
     assert!(
-        raise_nofile(N as u64 + 1024),
+        raise_nofile(N as libc::rlim_t + 1024),
         "the client process cannot open {N} descriptors"
     );
     run(async move {
@@ -80,7 +80,7 @@ fn ten_thousand_concurrent_loopback_connections_are_all_served() {
     if let Ok(port) = std::env::var(CLIENT_ENV) {
         return clients(port.parse().expect("the parent passes a port"));
     }
-    if !raise_nofile(N as u64 + 1024) {
+    if !raise_nofile(N as libc::rlim_t + 1024) {
         eprintln!(
             "SKIPPED ten_thousand_concurrent_loopback_connections: RLIMIT_NOFILE cannot be raised to {}",
             N + 1024

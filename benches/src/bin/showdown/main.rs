@@ -376,7 +376,9 @@ fn build_entries(
 }
 
 /// Gives the memory the allocator keeps free back to the system
-/// (glibc's `malloc_trim`).
+/// (glibc's `malloc_trim`; other C libraries have no such call, and the
+/// figures of record come from Linux).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn release_free_memory() {
     // SAFETY: malloc_trim(3) only releases free memory of the allocator's
     // own; it takes a padding size and touches nothing of ours.
@@ -384,6 +386,10 @@ fn release_free_memory() {
         libc::malloc_trim(0);
     }
 }
+
+/// Nothing to do where there is no `malloc_trim`.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_free_memory() {}
 
 /// Runs one entry once at size `n`: `Ok(Some((ns, ops)))` when timed,
 /// `Ok(None)` after marking it unavailable or failed.

@@ -8,14 +8,15 @@
 //! no polling.
 //!
 //! Where `pidfd_open` does not exist (`ENOSYS`, older kernels, or `EPERM`
-//! from a seccomp filter), the loop
+//! from a seccomp filter; and on every system but Linux: macOS, the BSDs), the
+//! loop
 //! handles `SIGCHLD` (`EventLoop::add_signal_handler`, once per loop) and each
 //! waiting child tries `waitpid(pid, WNOHANG)` for itself whenever one arrives:
 //! only our own children are reaped, never another library's.
 
 use std::cell::{Cell, RefCell};
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::OwnedFd;
 use std::process::{Child, ExitStatus};
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,7 +60,10 @@ pub(super) enum Watch {
     Sigchld,
 }
 
+#[cfg(target_os = "linux")]
 fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    use std::os::fd::{FromRawFd, RawFd};
+
     let pid = libc::pid_t::try_from(pid).map_err(io::Error::other)?;
     // SAFETY: pidfd_open(2) takes a pid and flags and touches none of our
     // memory; it returns a new file descriptor or -1.
@@ -71,6 +75,13 @@ fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     // SAFETY: the kernel just returned this descriptor to us and nothing
     // else owns it (pidfds are always close-on-exec).
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// No pidfds outside Linux: `ENOSYS` sends every child to the `SIGCHLD`
+/// path, as on a Linux kernel older than 5.3.
+#[cfg(not(target_os = "linux"))]
+fn pidfd_open(_pid: u32) -> io::Result<OwnedFd> {
+    Err(io::Error::from_raw_os_error(libc::ENOSYS))
 }
 
 /// Installs the `SIGCHLD` handler on the running loop unless it has it.
@@ -92,7 +103,9 @@ pub(super) fn prepare_sigchld() -> io::Result<()> {
 
 /// Whether children are watched through `SIGCHLD` on this thread.
 pub(super) fn use_sigchld() -> bool {
-    FORCE_SIGCHLD.with(Cell::get) || NO_PIDFD.load(Ordering::Relaxed)
+    cfg!(not(target_os = "linux"))
+        || FORCE_SIGCHLD.with(Cell::get)
+        || NO_PIDFD.load(Ordering::Relaxed)
 }
 
 impl Watch {

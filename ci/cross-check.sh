@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Compile-checks the workspace (clippy with -D warnings, every target: lib,
+# tests, examples, benches) for the Unix systems this machine cannot run:
+# macOS on x86_64 and aarch64, and FreeBSD. Nothing is linked or run; what it
+# catches is a Linux-only call (a libc item, a syscall, a /proc path in code)
+# that lands without its `cfg` and fallback.
+#
+#   ci/cross-check.sh                       # the three targets
+#   ci/cross-check.sh x86_64-unknown-freebsd
+#
+# Needs: rustup (adds the targets' standard libraries) and, for the build
+# scripts that compile C (criterion's `alloca`), clang and llvm-ar: Debian's
+# gcc cannot target Mach-O. There are no macOS or FreeBSD system headers here,
+# so C is compiled freestanding (`-ffreestanding`: clang's own stddef.h and
+# stdint.h). A crate whose C needs the target's libc headers (ring, for the
+# `tls` feature, wants TargetConditionals.h and assert.h) cannot build that
+# way: for the packages whose graph holds such a crate, the script checks
+# their libraries with default features off, and says so.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+targets=("$@")
+if [ ${#targets[@]} = 0 ]; then
+    targets=(x86_64-apple-darwin aarch64-apple-darwin x86_64-unknown-freebsd)
+fi
+
+# Crates whose build script needs the target's C headers (a space-separated
+# list in CROSS_CHECK_NEEDS_HEADERS replaces it, to try the reduced path).
+read -r -a needs_target_headers <<<"${CROSS_CHECK_NEEDS_HEADERS:-ring aws-lc-sys}"
+
+rustup target add "${targets[@]}" >/dev/null 2>&1 || rustup target add "${targets[@]}"
+if ! command -v clang >/dev/null || ! command -v llvm-ar >/dev/null; then
+    if command -v apt-get >/dev/null; then
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang llvm) >/dev/null
+    fi
+fi
+command -v clang >/dev/null || { echo "cross-check: clang is needed (apt-get install clang llvm)" >&2; exit 1; }
+
+members=$(cargo metadata --no-deps --format-version 1 |
+    python3 -c 'import json,sys; print(" ".join(p["name"] for p in json.load(sys.stdin)["packages"]))')
+
+for t in "${targets[@]}"; do
+    var=${t//-/_}
+    export "CC_$var=clang" "AR_$var=llvm-ar" "CFLAGS_$var=-ffreestanding"
+    full=()
+    reduced=()
+    for p in $members; do
+        blocked=""
+        for c in "${needs_target_headers[@]}"; do
+            if cargo tree -q -p "$p" --target "$t" -e normal,build,dev -i "$c" 2>/dev/null | grep -q .; then
+                blocked=$c
+            fi
+        done
+        if [ -z "$blocked" ]; then
+            full+=(-p "$p")
+        else
+            reduced+=("$p:$blocked")
+        fi
+    done
+    echo "cross-check $t: clippy --all-targets on $((${#full[@]} / 2)) packages"
+    cargo clippy --quiet --target "$t" --all-targets "${full[@]}" -- -D warnings
+    for entry in "${reduced[@]+"${reduced[@]}"}"; do
+        p=${entry%%:*}
+        c=${entry#*:}
+        if cargo tree -q -p "$p" --target "$t" -e normal,build --no-default-features -i "$c" 2>/dev/null | grep -q .; then
+            echo "cross-check $t: $p needs $c even without default features; not checked here" >&2
+            continue
+        fi
+        echo "cross-check $t: $p pulls in $c (C needing $t's headers): its library and binaries, default features off"
+        kinds=$(cargo metadata --no-deps --format-version 1 | python3 -c '
+import json, sys
+p = [p for p in json.load(sys.stdin)["packages"] if p["name"] == sys.argv[1]][0]
+k = {k for t in p["targets"] for k in t["kind"]}
+print(" ".join(f for f, ks in (("--lib", {"lib", "proc-macro"}), ("--bins", {"bin"})) if k & ks))' "$p")
+        cargo clippy --quiet --target "$t" -p "$p" $kinds --no-default-features -- -D warnings
+    done
+done
+echo "cross-check: ${targets[*]} clean"
