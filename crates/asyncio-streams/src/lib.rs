@@ -52,6 +52,7 @@
 mod conn;
 mod connect;
 mod error;
+mod nosigpipe;
 mod options;
 mod reader;
 mod server;

@@ -102,7 +102,7 @@ impl Sock {
         match self {
             Sock::Tcp(s) => (&*s).write(buf),
             Sock::Unix(s) => (&*s).write(buf),
-            Sock::PipeWrite(p) => (&*p).write(buf),
+            Sock::PipeWrite(p) => crate::nosigpipe::write_pipe(p.as_raw_fd(), buf),
             Sock::PipeRead(_) => Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 "the read end of a pipe cannot be written",
