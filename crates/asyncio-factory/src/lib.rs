@@ -35,3 +35,8 @@ pub use eager::{
     EagerTaskFactory, EagerTaskFactoryWith, create_eager_task_factory, eager_task_factory,
 };
 pub use instrumented::{FactoryStats, InstrumentedFactory, StatsHandle};
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -41,3 +41,8 @@ pub use error::{HandoffError, PoolError, WorkerError, WorkerErrors, WorkerFailur
 pub use handle::{PoolHandle, PoolTask, Worker};
 pub use pool::LoopPool;
 pub use server::{AcceptMode, PoolListener, PoolServer};
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

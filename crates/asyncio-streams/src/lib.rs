@@ -84,3 +84,8 @@ pub use udp::DatagramSocket;
 /// `socket2`, whose `Socket` [`sock_connect`] takes (a socket not yet connected).
 pub use socket2;
 pub use writer::StreamWriter;
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -18,7 +18,7 @@ use asyncio_streams::{
     ReadUntilError, ServerOptions, StreamReader, StreamWriter, create_subprocess_exec,
     open_connection, open_unix_connection, start_server_with, start_unix_server,
 };
-use common::{run, until};
+use common::{nofile, open_fds, run, set_nofile, until};
 
 /// Set in the child that a test starts: which part to play.
 const ROLE: &str = "ASYNCIO_STREAMS_OVERLOAD_ROLE";
@@ -33,35 +33,6 @@ fn child(name: &str, role: &str) -> Command {
 
 fn role() -> Option<String> {
     std::env::var(ROLE).ok()
-}
-
-/// The soft limit of open descriptors.
-fn nofile() -> libc::rlimit {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit through a valid, exclusive pointer.
-    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
-    lim
-}
-
-fn set_nofile(soft: libc::rlim_t) -> bool {
-    let lim = libc::rlimit {
-        rlim_cur: soft,
-        rlim_max: nofile().rlim_max.max(soft),
-    };
-    // SAFETY: setrlimit reads one rlimit through a valid pointer.
-    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 }
-}
-
-/// How many descriptors this process has open (portable: asks each number).
-fn open_fds() -> usize {
-    let top = nofile().rlim_cur.min(1 << 16) as libc::c_int;
-    // SAFETY: F_GETFD only reads the flags of a descriptor number, open or not.
-    (0..top)
-        .filter(|&fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1)
-        .count()
 }
 
 // ---------------------------------------------------------------------------

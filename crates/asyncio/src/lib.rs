@@ -265,3 +265,8 @@ mod tutorial {
     #[doc = include_str!("../../../docs/cheatsheet.md")]
     struct Cheatsheet;
 }
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -61,3 +61,42 @@ pub async fn until(mut cond: impl FnMut() -> bool) {
     }
     panic!("condition not reached within 10,000 turns");
 }
+
+/// The limits of open descriptors (soft and hard).
+pub fn nofile() -> libc::rlimit {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit through a valid, exclusive pointer.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    lim
+}
+
+/// Sets the soft limit of open descriptors (raising the hard one if it must).
+pub fn set_nofile(soft: libc::rlim_t) -> bool {
+    let lim = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: nofile().rlim_max.max(soft),
+    };
+    // SAFETY: setrlimit reads one rlimit through a valid pointer.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 }
+}
+
+/// How many descriptors this process has open (portable: asks each number).
+pub fn open_fds() -> usize {
+    let top = nofile().rlim_cur.min(1 << 16) as libc::c_int;
+    // SAFETY: F_GETFD only reads the flags of a descriptor number, open or not.
+    (0..top)
+        .filter(|&fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1)
+        .count()
+}
+
+/// Resident memory of this process, where `/proc` tells it (Linux).
+pub fn rss_bytes() -> Option<usize> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: usize = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * usize::try_from(page).ok()?)
+}
