@@ -70,7 +70,7 @@ pub use error::{
     BlockingSocketError, IncompleteReadError, LimitOverrunError, ReadExactlyError, ReadUntilError,
     WriteBufferLimitsError, WriterClosedError,
 };
-pub use options::{ConnectOptions, ServerOptions};
+pub use options::{ConnectOptions, DEFAULT_BACKLOG, ServerOptions};
 pub use reader::{DEFAULT_LIMIT, StreamReader};
 pub use server::{
     Server, ServerStateError, start_server, start_server_from_listener, start_server_with,

@@ -483,3 +483,39 @@ fn a_thousand_clients_that_never_read_stay_within_the_high_water_mark_and_a_good
         server.close();
     });
 }
+
+// ---------------------------------------------------------------------------
+// The backlog.
+
+#[test]
+fn the_default_backlog_queues_a_burst_of_a_thousand_connects_before_any_is_accepted() {
+    const BURST: usize = 1_000;
+    let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok());
+    if somaxconn.is_none_or(|n| n < BURST) {
+        eprintln!("SKIPPED: the kernel's somaxconn ({somaxconn:?}) caps the backlog below {BURST}");
+        return;
+    }
+    if nofile().rlim_cur < 2 * BURST as libc::rlim_t {
+        assert!(set_nofile(4096), "RLIMIT_NOFILE can be raised to 4096");
+    }
+    run(async {
+        // Nothing is accepted: every connect must find room in the queue.
+        let options = ServerOptions::new().start_serving(false);
+        let server = start_server_with(|_r, _w| async {}, "127.0.0.1", 0, &options)
+            .await
+            .unwrap();
+        let addr = server.local_addr().unwrap();
+        // A connect that finds the queue full has its SYN dropped and waits
+        // for retransmits that find it full again: it times out.
+        let conns: Vec<_> = (0..BURST)
+            .map(|i| {
+                TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+                    .unwrap_or_else(|e| panic!("connect {i} of the burst failed: {e}"))
+            })
+            .collect();
+        assert_eq!(conns.len(), BURST);
+        server.close();
+    });
+}

@@ -53,10 +53,7 @@ async fn clean_connection(port: u16, n: usize) -> std::io::Result<()> {
     }
     w.write(b"quit\n");
     w.drain().await?;
-    assert_eq!(
-        r.readline().await.map_err(std::io::Error::other)?,
-        b"bye\n"
-    );
+    assert_eq!(r.readline().await.map_err(std::io::Error::other)?, b"bye\n");
     assert_eq!(r.read_to_eof().await?, b"");
     Ok(())
 }
@@ -151,7 +148,11 @@ async fn churn(name: &str, port: u16, secs: u64) -> (usize, usize, usize) {
         .await
         .unwrap()
         .unwrap();
-    assert!(out.status.success(), "the client process failed: {}", out.status);
+    assert!(
+        out.status.success(),
+        "the client process failed: {}",
+        out.status
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text
         .lines()

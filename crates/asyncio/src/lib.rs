@@ -142,11 +142,12 @@ pub use asyncio_structured::EXECUTOR_SHUTDOWN_TIMEOUT;
 
 // Streams and sockets
 pub use asyncio_streams::{
-    ConnectOptions, DEFAULT_LIMIT, DatagramSocket, Server, ServerOptions, StreamAddr, StreamReader,
-    StreamWriter, getaddrinfo, open_connection, open_connection_from_stream, open_connection_with,
-    open_unix_connection, open_unix_connection_with, sock_accept, sock_connect, sock_recv,
-    sock_recv_into, sock_sendall, start_server, start_server_from_listener, start_server_with,
-    start_unix_server, start_unix_server_with,
+    ConnectOptions, DEFAULT_BACKLOG, DEFAULT_LIMIT, DatagramSocket, Server, ServerOptions,
+    StreamAddr, StreamReader, StreamWriter, getaddrinfo, open_connection,
+    open_connection_from_stream, open_connection_with, open_unix_connection,
+    open_unix_connection_with, sock_accept, sock_connect, sock_recv, sock_recv_into, sock_sendall,
+    start_server, start_server_from_listener, start_server_with, start_unix_server,
+    start_unix_server_with,
 };
 
 // Subprocesses
