@@ -67,8 +67,9 @@ impl LoopPool {
     }
 
     /// Pins worker `i` to the `i`-th CPU this process may run on (modulo
-    /// their count) with `sched_setaffinity`; off by default. A worker that
-    /// cannot be pinned fails.
+    /// their count) with `sched_setaffinity`; off by default. On Linux a
+    /// worker that cannot be pinned fails; on systems without
+    /// `sched_setaffinity` (macOS, the BSDs) the workers run unpinned.
     pub fn pin_to_cores(mut self, on: bool) -> Self {
         self.pin = on;
         self
