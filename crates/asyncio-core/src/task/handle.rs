@@ -86,7 +86,11 @@ impl TaskRef {
         // SAFETY: caller's contract.
         let header = unsafe { ptr.as_ref() };
         let refs = header.refs.get();
-        if refs == u32::MAX {
+        debug_assert!(
+            refs > 0,
+            "a task whose cell is being released is never referenced again"
+        );
+        if refs == u32::MAX || refs == 0 {
             refcount_overflow();
         }
         header.refs.set(refs + 1);
@@ -632,7 +636,7 @@ impl<T> Task<T> {
     /// Drops the waker this handle left for the task's completion.
     fn forget_awaiter(&mut self) {
         let waker = self.raw.header().take_join_waker();
-        drop(waker);
+        self.raw.owner().drop_reporting(waker);
     }
 
     /// The type-erased handle (a new reference; this `Task` stays usable).
@@ -727,9 +731,13 @@ impl<T> Task<T> {
                 // Dropped while awaited: whoever awaited it was cancelled (or
                 // gave up, as `wait_for` on its timeout), and asyncio cancels
                 // what a cancelled task awaits. (`detach` clears the waker
-                // first; a handle never awaited detaches.)
-                self.forget_awaiter();
+                // first; a handle never awaited detaches.) The awaiter's
+                // waker is user code: it is dropped through the gate once the
+                // task is cancelled, so a panicking `Drop` neither skips the
+                // cancellation nor leaks this handle's reference.
+                let waker = self.raw.header().take_join_waker();
                 self.raw.cancel();
+                self.raw.owner().drop_reporting(waker);
             }
             // Only completion looks at the flag: a failure nobody can take any
             // more is reported then.
