@@ -286,7 +286,6 @@ pub mod fault_plan {
     }
 
     pub(super) fn gate_call<R>(site: Site, f: impl FnOnce() -> R) -> Result<R, Payload> {
-        let _ = site;
         if INSIDE_ACTION.with(Cell::get) {
             return catch_unwind(AssertUnwindSafe(f));
         }
@@ -302,6 +301,12 @@ pub mod fault_plan {
             return catch_unwind(AssertUnwindSafe(f));
         };
         FIRED.with(|f| f.set(true));
+        if std::env::var_os("FAULT_PLAN_TRACE").is_some() {
+            eprintln!(
+                "fault {fault:?} at gate call {n} ({site:?}):\n{}",
+                std::backtrace::Backtrace::force_capture()
+            );
+        }
         catch_unwind(AssertUnwindSafe(move || match fault {
             Fault::Panic => {
                 let out = f();
