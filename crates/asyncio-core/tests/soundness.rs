@@ -547,7 +547,11 @@ fn a_report_during_completion_that_cannot_reach_the_handler_leaves_the_task_done
     if cfg!(miri) {
         let problems: Vec<String> = cases
             .into_iter()
-            .flat_map(|(s, c, w)| report_during_completion(s, c, w))
+            .flat_map(|(s, c, w)| {
+                // Shown with --nocapture: which case Miri stopped in.
+                println!("case {s:?} / {c:?} / wake_self={w}");
+                report_during_completion(s, c, w)
+            })
             .collect();
         assert!(problems.is_empty(), "{problems:#?}");
         return;
