@@ -18,7 +18,6 @@
 
 use std::any::Any;
 use std::io::Write;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// A caught panic's payload.
 pub(crate) type Payload = Box<dyn Any + Send + 'static>;
@@ -58,7 +57,7 @@ pub(crate) fn call<R>(site: Site, f: impl FnOnce() -> R) -> Result<R, Payload> {
     #[cfg(not(feature = "fault-plan"))]
     {
         let _ = site;
-        catch_unwind(AssertUnwindSafe(f))
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
     }
 }
 
@@ -119,6 +118,14 @@ thread_local! {
     /// destructor had refused in turn, dropped next by the outermost call.
     static REFUSED: std::cell::RefCell<Option<std::collections::VecDeque<Box<dyn Any>>>> =
         const { std::cell::RefCell::new(None) };
+    /// How many values [`dispose_refused`] was handed on this thread.
+    static REFUSED_COUNT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many values the runtime refused on this thread so far (so `close()`
+/// can say how many futures destructors handed it while it closed).
+pub(crate) fn refused_count() -> u64 {
+    REFUSED_COUNT.with(std::cell::Cell::get)
 }
 
 /// Drops a value the runtime refuses (a future for a task on a closed loop,
@@ -138,6 +145,7 @@ thread_local! {
 /// ordinary drop's would; those of the values queued behind it are written
 /// to stderr.
 pub(crate) fn dispose_refused<T: 'static>(value: T) {
+    REFUSED_COUNT.with(|c| c.set(c.get() + 1));
     if !std::mem::needs_drop::<T>() {
         return;
     }

@@ -109,7 +109,6 @@ fn run(scenario: impl FnOnce()) -> (isize, u32) {
 }
 
 #[test]
-#[ignore = "issue 24 finding 4: fails until fixed"]
 fn a_loop_whose_task_keeps_the_running_loop_across_an_await_closes_when_the_last_user_handle_goes()
 {
     let (leaked, drops) = run(|| {
@@ -137,7 +136,6 @@ fn a_loop_whose_task_keeps_the_running_loop_across_an_await_closes_when_the_last
 }
 
 #[test]
-#[ignore = "issue 24 finding 4: fails until fixed"]
 fn a_loop_whose_task_awaits_a_loop_future_closes_when_the_last_user_handle_goes() {
     let (leaked, drops) = run(|| {
         let lp = EventLoop::new();
@@ -163,7 +161,6 @@ fn a_loop_whose_task_awaits_a_loop_future_closes_when_the_last_user_handle_goes(
 }
 
 #[test]
-#[ignore = "issue 24 finding 4: fails until fixed"]
 fn a_loop_whose_main_task_kept_the_running_loop_closes_when_the_last_user_handle_goes() {
     // The main task leaves a child behind that holds the loop, as a server
     // task started with `create_task(serve(get_running_loop()))` would.

@@ -336,7 +336,6 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 // Finding 1 (b): replacing the handler or the factory.
 
 #[test]
-#[ignore = "issue 24 finding 1: fails until fixed"]
 fn replacing_an_exception_handler_whose_drop_reports_does_not_panic() {
     let lp = EventLoop::new();
     let seen = Rc::new(RefCell::new(Vec::new()));
@@ -371,7 +370,6 @@ fn replacing_an_exception_handler_whose_drop_reports_does_not_panic() {
 }
 
 #[test]
-#[ignore = "issue 24 finding 1: fails until fixed"]
 fn replacing_a_task_factory_whose_drop_creates_a_task_does_not_panic() {
     let lp = EventLoop::new();
     let created = Rc::new(Cell::new(false));
@@ -526,7 +524,6 @@ fn report_during_completion(start: Start, completion: Completion, wake_self: boo
 }
 
 #[test]
-#[ignore = "issue 24 finding 1: fails until fixed"]
 fn a_report_during_completion_that_cannot_reach_the_handler_leaves_the_task_done_and_dropped_once()
 {
     const NAME: &str = "a_report_during_completion_that_cannot_reach_the_handler_leaves_the_task_done_and_dropped_once";
@@ -589,7 +586,6 @@ const CASE_ENV: &str = "ASYNCIO_RS_SOUNDNESS_CASE";
 // Finding 1 (d): the stored panic's payload wakes the task as it is released.
 
 #[test]
-#[ignore = "issue 24 finding 1: fails until fixed"]
 fn a_panic_payload_that_wakes_its_detached_task_when_dropped_is_dropped_once_and_frees_the_task() {
     reset_counts();
     let mut problems = Vec::new();
@@ -745,7 +741,6 @@ fn closed_stderr_scenario(start: Start, completion: Completion, handler_panics: 
 
 #[test]
 #[cfg_attr(miri, ignore = "spawns a process")]
-#[cfg_attr(not(miri), ignore = "issue 24 finding 1: fails until fixed")]
 fn with_stderr_a_closed_pipe_a_task_that_panics_twice_is_reported_and_the_program_ends_normally() {
     const NAME: &str = "with_stderr_a_closed_pipe_a_task_that_panics_twice_is_reported_and_the_program_ends_normally";
     if common::child_mode(NAME) {
@@ -756,7 +751,6 @@ fn with_stderr_a_closed_pipe_a_task_that_panics_twice_is_reported_and_the_progra
 
 #[test]
 #[cfg_attr(miri, ignore = "spawns a process")]
-#[cfg_attr(not(miri), ignore = "issue 24 finding 1: fails until fixed")]
 fn with_stderr_a_closed_pipe_a_dropped_tasks_panic_is_reported_and_the_program_ends_normally() {
     const NAME: &str =
         "with_stderr_a_closed_pipe_a_dropped_tasks_panic_is_reported_and_the_program_ends_normally";
@@ -778,7 +772,6 @@ fn with_stderr_a_closed_pipe_a_dropped_tasks_panic_is_reported_and_the_program_e
 
 #[test]
 #[cfg_attr(miri, ignore = "spawns a process")]
-#[cfg_attr(not(miri), ignore = "issue 24 finding 1: fails until fixed")]
 fn with_stderr_a_closed_pipe_a_panicking_handler_during_an_eager_completion_leaves_the_loop_whole()
 {
     const NAME: &str = "with_stderr_a_closed_pipe_a_panicking_handler_during_an_eager_completion_leaves_the_loop_whole";
@@ -794,7 +787,6 @@ fn with_stderr_a_closed_pipe_a_panicking_handler_during_an_eager_completion_leav
 
 #[test]
 #[cfg_attr(miri, ignore = "spawns a process")]
-#[cfg_attr(not(miri), ignore = "issue 24 finding 1: fails until fixed")]
 fn with_stderr_a_closed_pipe_a_panicking_handler_while_a_cancelled_task_returns_leaves_the_loop_whole()
  {
     const NAME: &str = "with_stderr_a_closed_pipe_a_panicking_handler_while_a_cancelled_task_returns_leaves_the_loop_whole";
@@ -843,7 +835,6 @@ impl Drop for Forever {
 }
 
 #[test]
-#[ignore = "issue 24 finding 2: fails until fixed"]
 fn a_task_awaited_by_another_executor_whose_waker_panics_on_drop_is_freed_when_its_handle_goes() {
     reset_counts();
     let mut problems = Vec::new();
@@ -894,7 +885,6 @@ impl TaskFactory for KeepsAndPanics {
 }
 
 #[test]
-#[ignore = "issue 24 finding 3: fails until fixed"]
 fn a_task_kept_by_a_panicking_factory_hook_is_listed_cancelled_at_close_and_freed() {
     reset_counts();
     let mut problems = Vec::new();
@@ -980,7 +970,6 @@ impl Drop for Link {
 
 #[test]
 #[cfg_attr(miri, ignore = "spawns a process")]
-#[cfg_attr(not(miri), ignore = "issue 24 finding 5: fails until fixed")]
 fn close_destroys_a_long_chain_of_destructors_creating_tasks_without_overflowing_the_stack() {
     const NAME: &str =
         "close_destroys_a_long_chain_of_destructors_creating_tasks_without_overflowing_the_stack";

@@ -157,6 +157,31 @@ fn terminate_gives_minus_fifteen_and_signals_after_reaping_are_not_found() {
 }
 
 #[test]
+fn a_signal_after_an_outside_reaper_took_the_child_is_refused_through_the_pidfd() {
+    // Issue 24, finding 6: once someone else reaped the child (a
+    // `waitpid(-1)` elsewhere in the program), its pid may name another
+    // process. `send_signal` signals through the pidfd it holds, which still
+    // names the dead child, and reports it gone: never a `kill(pid)` that
+    // could reach whoever has the pid now.
+    let late = run(async {
+        let mut p = create_subprocess_exec("sleep", ["30"]).await.unwrap();
+        // Waiting once opens the pidfd (the child is still running).
+        let waited = asyncio_core::wait_for(Box::pin(p.wait()), Duration::from_millis(20)).await;
+        assert!(waited.is_err(), "sleep 30 is still running");
+        let pid = libc::pid_t::try_from(p.pid()).unwrap();
+        // The outside reaper: kill the child and reap it behind our back.
+        // SAFETY: plain system calls on our own child's pid.
+        unsafe {
+            assert_eq!(libc::kill(pid, libc::SIGKILL), 0);
+            let mut status = 0;
+            assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
+        }
+        p.send_signal(libc::SIGTERM).unwrap_err().kind()
+    });
+    assert_eq!(late, std::io::ErrorKind::NotFound);
+}
+
+#[test]
 fn communicate_moves_ten_mebibytes_each_way_through_cat() {
     let input: Vec<u8> = (0..10 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
     let expected = input.clone();

@@ -172,7 +172,6 @@ fn a_never_run_child_dropped_at_close_is_no_longer_counted_by_its_group() {
 }
 
 #[test]
-#[ignore = "issue 24 finding 6: fails until fixed"]
 fn a_never_run_child_dropped_while_another_loop_starts_a_task_is_no_longer_counted_by_its_group() {
     let (children, drops, leaked) = never_run_child_dropped_at_close(true);
     let mut problems = Vec::new();

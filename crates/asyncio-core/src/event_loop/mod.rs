@@ -510,7 +510,20 @@ impl EventLoop {
         // Nothing is cached from now on (first, so that nothing below can
         // leave cached cells holding the loop alive).
         self.release_cached(self.inner.cells.set_limit(0));
+        let refused_before = crate::gate::refused_count();
         self.inner.cancel_everything_now();
+        // Destructors that ran above may have tried to create tasks (or
+        // schedule callbacks) on the closing loop: their futures were dropped
+        // without running, iteratively (`dispose_refused`). Say so, as
+        // asyncio warns of a task destroyed while pending.
+        let refused = crate::gate::refused_count() - refused_before;
+        if refused > 0 {
+            self.inner
+                .call_exception_handler(&ExceptionContext::new(format!(
+                    "close() destroyed {refused} future(s) or callback(s) that destructors of \
+                 cancelled tasks handed to the closing loop, without running them"
+                )));
+        }
         drop(close_shared);
         // Timer callbacks and I/O registrations go with the loop (dropped
         // outside their borrows: they may own anything).

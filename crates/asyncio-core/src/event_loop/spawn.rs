@@ -371,9 +371,15 @@ impl LoopInner {
     #[cold]
     #[inline(never)]
     fn abandon_unstarted(&self, task: &TaskRef) {
-        task.header().set(CANCEL_REQUESTED);
+        let header = task.header();
+        header.set(CANCEL_REQUESTED);
+        // As an eager step: the future's destructor runs inside the
+        // `create_task` that made it, and `in_eager_step()` tells it so (a
+        // TaskGroup child then knows it was never counted).
+        self.push_eager(header);
         self.step(task);
-        debug_assert!(task.header().has(COMPLETE));
+        header.clear(EAGER_STEP | EAGER_DEPTH);
+        debug_assert!(header.has(COMPLETE));
     }
 
     /// Starts the task; returns how it actually started.

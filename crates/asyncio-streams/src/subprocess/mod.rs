@@ -526,6 +526,32 @@ impl Process {
                 "the process has exited and been reaped",
             ));
         };
+        // With a pidfd open, signal through it: a pid that someone else
+        // reaped (`try_wait` then fails with ECHILD and no status is
+        // recorded) may already name another process; the pidfd cannot.
+        if let Some(fd) = self.reaper.pidfd() {
+            // SAFETY: pidfd_send_signal(2) takes a descriptor we own, a
+            // signal number, a null `siginfo` and flags; it touches none of
+            // our memory.
+            let rc = unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    fd,
+                    signal,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                )
+            };
+            if rc == -1 {
+                let err = io::Error::last_os_error();
+                return Err(if err.raw_os_error() == Some(libc::ESRCH) {
+                    io::Error::new(io::ErrorKind::NotFound, "the process has exited")
+                } else {
+                    err
+                });
+            }
+            return Ok(());
+        }
         let pid = libc::pid_t::try_from(pid).map_err(io::Error::other)?;
         // SAFETY: kill(2) takes two integers and touches none of our memory;
         // the pid is our unreaped child, so it names no other process.

@@ -15,7 +15,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::process::{Child, ExitStatus};
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,7 +54,7 @@ pub(super) enum Watch {
     /// pidfd closes.
     Pidfd {
         reg: IoRegistration,
-        _fd: OwnedFd,
+        fd: OwnedFd,
     },
     Sigchld,
 }
@@ -115,9 +115,8 @@ impl Watch {
         }
         match pidfd_open(pid) {
             Ok(fd) => {
-                use std::os::fd::AsRawFd;
                 let reg = IoRegistration::new(fd.as_raw_fd())?;
-                Ok(Watch::Pidfd { reg, _fd: fd })
+                Ok(Watch::Pidfd { reg, fd })
             }
             // ENOSYS: a kernel before 5.3; EPERM: a seccomp filter that
             // refuses system calls it does not know (older container runtimes).
@@ -219,6 +218,16 @@ impl Reaper {
     pub(super) fn live_pid(&mut self) -> Option<u32> {
         let id = self.child().id();
         self.status.is_none().then_some(id)
+    }
+
+    /// The child's pidfd, while one is open: it names this process for as
+    /// long as it is open, even once the process was reaped by someone else
+    /// and its pid reused.
+    pub(super) fn pidfd(&self) -> Option<RawFd> {
+        match &self.watch {
+            Some(Watch::Pidfd { fd, .. }) => Some(fd.as_raw_fd()),
+            _ => None,
+        }
     }
 }
 
