@@ -333,10 +333,10 @@ impl LoopInner {
     pub(crate) unsafe fn schedule_raw(&self, ptr: NonNull<Header>) {
         // SAFETY: caller's contract.
         let header = unsafe { ptr.as_ref() };
-        // A task whose last reference is being released (a destructor in its
-        // stage wakes it as the cell goes) is never queued: the queue's
-        // reference would point into a cell about to be freed.
-        if header.has(SCHEDULED | COMPLETE) || header.refs.get() == 0 {
+        // (A task whose last reference is being released looks scheduled:
+        // see `release_local_slow`. A wake from a destructor in its stage
+        // stops here, and never queues a reference to a dying cell.)
+        if header.has(SCHEDULED | COMPLETE) {
             return;
         }
         header.set(SCHEDULED);

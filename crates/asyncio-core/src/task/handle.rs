@@ -471,6 +471,11 @@ unsafe fn free_unreachable(ptr: NonNull<Header>) {
 unsafe fn release_local_slow(ptr: NonNull<Header>) {
     // SAFETY: the cell is still allocated: we hold the `LOCAL` bit.
     let header = unsafe { ptr.as_ref() };
+    // From here the cell is dying: marked scheduled, so that a wake from a
+    // destructor below (a future or a panic payload holding the task's own
+    // waker) is ignored by `schedule_raw` instead of queueing a reference
+    // to a cell that is about to be freed.
+    header.set(SCHEDULED);
     // A taken outcome left nothing behind in the stage.
     let panic = if header.has(OUTPUT_TAKEN) {
         None
