@@ -27,7 +27,9 @@
 //!   `#[asyncio::test] async fn …()`, each on a fresh loop (options `eager`,
 //!   `debug`).
 //! - [`run`], [`Runner`]: run a top-level future on a fresh loop (`asyncio.run`,
-//!   `asyncio.Runner`).
+//!   `asyncio.Runner`); Ctrl-C cancels the main task and the run returns
+//!   [`RunError::Interrupted`]; [`exit_interrupted`] then ends the process as
+//!   Python's does (killed by SIGINT), as `#[asyncio::main]` does by itself.
 //! - [`EventLoop`], [`get_running_loop`]: the loop itself, for lower-level control.
 //!
 //! ## Beyond one core
@@ -119,7 +121,7 @@
 // Running
 pub use asyncio_core::{EventLoop, get_running_loop};
 pub use asyncio_macros::{main, test};
-pub use asyncio_structured::{Runner, RunnerBuilder, run};
+pub use asyncio_structured::{Runner, RunnerBuilder, exit_interrupted, run};
 
 // Beyond one core: a loop per core, hand-off between loops
 pub use asyncio_pool::{
