@@ -45,7 +45,14 @@ impl WorkerFailure {
 impl fmt::Display for WorkerFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            WorkerFailure::Error { worker, error } => write!(f, "worker {worker}: {error}"),
+            WorkerFailure::Error { worker, error } => {
+                // The whole chain: the pool's error has no source to follow.
+                write!(f, "worker {worker}: {error}")?;
+                for source in error.sources() {
+                    write!(f, ": {source}")?;
+                }
+                Ok(())
+            }
             WorkerFailure::Panic { worker, panic } => {
                 write!(f, "worker {worker}: panicked: {}", panic.message())
             }
@@ -160,7 +167,7 @@ pub enum PoolError {
     Runtime(#[from] RuntimeError),
     /// A worker thread could not be started; the workers already started
     /// were stopped.
-    #[error("could not start the thread of worker {worker}: {source}")]
+    #[error("could not start the thread of worker {worker}")]
     Spawn {
         /// The worker whose thread failed to start.
         worker: usize,

@@ -236,8 +236,8 @@ pub use asyncio_streams::{
     ServerStateError, WriteBufferLimitsError, WriterClosedError,
 };
 pub use asyncio_sync::{
-    BrokenBarrierError, GetError, PutError, QueueEmpty, QueueFull, QueueShutDown, ReleaseError,
-    TaskDoneError, ZeroPartiesError,
+    BrokenBarrierError, GetError, PutError, QueueEmpty, QueueError, QueueFull, QueueShutDown,
+    ReleaseError, TaskDoneError, ZeroPartiesError,
 };
 
 /// The tutorial's chapters and the Python ↔ Rust cheat-sheet, compiled and

@@ -81,7 +81,7 @@ pub const INHERIT: Stdio = Stdio::Inherit;
 /// assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
 /// ```
 #[derive(Debug, thiserror::Error)]
-#[error("cannot start {program:?}: {source}")]
+#[error("cannot start {program:?}")]
 pub struct SpawnError {
     program: String,
     #[source]
