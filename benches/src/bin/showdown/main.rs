@@ -34,7 +34,7 @@ use scenarios::{FLOOR_LEGEND, Run, Runtime, Scenario};
     name = "showdown",
     version,
     after_help = "Examples:\n  \
-        showdown                                   every scenario, 7 rounds (a few minutes)\n  \
+        showdown                                   every scenario, 7 rounds (about 1.5 minutes on 2 cores)\n  \
         showdown --python --svg chart.svg          with CPython and uvloop, and a chart\n  \
         showdown --only ex_6_1_taskgroup_eager     one scenario\n  \
         showdown --only ex_6_2_gather/asyncio-rs   one runtime of it (e.g. under /usr/bin/time -v)\n  \
