@@ -112,9 +112,15 @@
 //! - [`IncompleteReadError`], [`LimitOverrunError`] and the other errors of
 //!   the streams.
 //!
+//! ## Guides
+//! - [`_tutorial`]: the tutorial, ten chapters from `run` to a loop per core,
+//!   Python beside Rust at every step (every Rust block is a doc test).
+//! - [`_cheatsheet`]: Python ↔ Rust, one line per idiom.
+//! - [`_semantics`]: where asyncio-rs differs from CPython's asyncio, and why.
+//!
 //! Where Rust cannot do what asyncio does (cancellation is `Drop`, there are no
-//! exceptions), asyncio-rs does the closest thing; `docs/semantics.md` in the
-//! repository lists each difference.
+//! exceptions), asyncio-rs does the closest thing; [`_semantics`] lists each
+//! difference.
 
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 
@@ -240,30 +246,39 @@ pub use asyncio_sync::{
     ReleaseError, TaskDoneError, ZeroPartiesError,
 };
 
-/// The tutorial's chapters and the Python ↔ Rust cheat-sheet, compiled and
-/// run as doc tests (their Python blocks are shown, not run).
-#[cfg(doctest)]
-mod tutorial {
+// The documents of the repository's `docs/`, carried in rustdoc (as clap
+// carries its tutorial) so docs.rs shows them beside the API they teach. Their
+// Rust blocks are doc tests: `cargo test` compiles and runs every one.
+
+#[doc = include_str!("../../../docs/tutorial/README.md")]
+///
+/// The chapters, in order (the links above point into the repository; here
+/// each chapter is a module below):
+pub mod _tutorial {
     #[doc = include_str!("../../../docs/tutorial/01-run-and-runner.md")]
-    struct RunAndRunner;
+    pub mod ch01_run_and_runner {}
     #[doc = include_str!("../../../docs/tutorial/02-tasks-and-taskgroup.md")]
-    struct TasksAndTaskGroup;
+    pub mod ch02_tasks_and_taskgroup {}
     #[doc = include_str!("../../../docs/tutorial/03-eager-task-factory.md")]
-    struct EagerTaskFactory;
+    pub mod ch03_eager_task_factory {}
     #[doc = include_str!("../../../docs/tutorial/04-current-task.md")]
-    struct CurrentTask;
+    pub mod ch04_current_task {}
     #[doc = include_str!("../../../docs/tutorial/05-context-variables.md")]
-    struct ContextVariables;
+    pub mod ch05_context_variables {}
     #[doc = include_str!("../../../docs/tutorial/06-synchronization-and-queues.md")]
-    struct SynchronizationAndQueues;
+    pub mod ch06_synchronization_and_queues {}
     #[doc = include_str!("../../../docs/tutorial/07-time-and-threads.md")]
-    struct TimeAndThreads;
+    pub mod ch07_time_and_threads {}
     #[doc = include_str!("../../../docs/tutorial/08-streams.md")]
-    struct Streams;
+    pub mod ch08_streams {}
     #[doc = include_str!("../../../docs/tutorial/09-subprocesses-and-signals.md")]
-    struct SubprocessesAndSignals;
+    pub mod ch09_subprocesses_and_signals {}
     #[doc = include_str!("../../../docs/tutorial/10-loop-per-core.md")]
-    struct LoopPerCore;
-    #[doc = include_str!("../../../docs/cheatsheet.md")]
-    struct Cheatsheet;
+    pub mod ch10_loop_per_core {}
 }
+
+#[doc = include_str!("../../../docs/cheatsheet.md")]
+pub mod _cheatsheet {}
+
+#[doc = include_str!("../../../docs/semantics.md")]
+pub mod _semantics {}
