@@ -37,15 +37,13 @@ use signal_hook::consts::SIGINT;
 /// something else catches SIGINT again in between), it exits with status 130.
 ///
 /// ```no_run
-/// fn main() {
-///     let out = asyncio::run(async {
-///         asyncio::sleep(std::time::Duration::from_secs(3600)).await;
-///     });
-///     match out {
-///         Ok(()) => {}
-///         Err(asyncio::RunError::Interrupted) => asyncio::exit_interrupted(),
-///         Err(e) => panic!("{e}"),
-///     }
+/// let out = asyncio::run(async {
+///     asyncio::sleep(std::time::Duration::from_secs(3600)).await;
+/// });
+/// match out {
+///     Ok(()) => {}
+///     Err(asyncio::RunError::Interrupted) => asyncio::exit_interrupted(),
+///     Err(e) => panic!("{e}"),
 /// }
 /// ```
 pub fn exit_interrupted() -> ! {
