@@ -66,8 +66,8 @@ pub use connect::{
     open_unix_connection, open_unix_connection_with,
 };
 pub use error::{
-    BlockingSocketError, IncompleteReadError, LimitOverrunError, ReadExactlyError, ReadUntilError,
-    WriteBufferLimitsError, WriterClosedError,
+    BlockingSocketError, IncompleteReadError, LimitOverrunError, ReadError, ReadExactlyError,
+    ReadUntilError, WriteBufferLimitsError, WriterClosedError,
 };
 pub use options::{ConnectOptions, ServerOptions};
 pub use reader::{DEFAULT_LIMIT, StreamReader};

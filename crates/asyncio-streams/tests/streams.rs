@@ -466,3 +466,33 @@ fn writer_accessors_report_both_ends_and_nodelay_can_be_cleared() {
         assert!(w.peer_addr().is_err(), "no address once closed");
     });
 }
+
+/// Issue 28: one error type to match on for every read, and a `Debug` that
+/// shows the partial bytes as text a person can read.
+#[test]
+fn readexactly_and_readline_errors_meet_in_one_read_error_that_shows_bytes_readably() {
+    async fn read_frame(r: &mut StreamReader) -> Result<Vec<u8>, asyncio_streams::ReadError> {
+        let header = r.readline().await?;
+        let len: usize = String::from_utf8_lossy(&header).trim().parse().unwrap();
+        Ok(r.readexactly(len).await?)
+    }
+    let err = run(async {
+        let (server, port) = common::serve(|_r, mut w: StreamWriter| async move {
+            w.write(b"5\nab\"c");
+            let _ = w.drain().await;
+        })
+        .await;
+        let (mut r, _w) = asyncio_streams::open_connection("127.0.0.1", port)
+            .await
+            .unwrap();
+        let err = read_frame(&mut r).await.unwrap_err();
+        server.close();
+        err
+    });
+    assert!(err.is_incomplete());
+    assert_eq!(err.partial(), Some(&b"ab\"c"[..]));
+    assert_eq!(
+        format!("{err:?}"),
+        r#"Incomplete(IncompleteReadError { partial: b"ab\"c", expected: Some(5) })"#
+    );
+}

@@ -238,8 +238,8 @@ pub use asyncio_core::{
 };
 pub use asyncio_pool::{HandoffError, PoolError, WorkerError, WorkerErrors, WorkerFailure};
 pub use asyncio_streams::{
-    BlockingSocketError, IncompleteReadError, LimitOverrunError, ReadExactlyError, ReadUntilError,
-    ServerStateError, WriteBufferLimitsError, WriterClosedError,
+    BlockingSocketError, IncompleteReadError, LimitOverrunError, ReadError, ReadExactlyError,
+    ReadUntilError, ServerStateError, WriteBufferLimitsError, WriterClosedError,
 };
 pub use asyncio_sync::{
     BrokenBarrierError, GetError, PutError, QueueEmpty, QueueError, QueueFull, QueueShutDown,
