@@ -73,7 +73,7 @@ pub use options::{ConnectOptions, ServerOptions};
 pub use reader::{DEFAULT_LIMIT, StreamReader};
 pub use server::{
     Server, ServerStateError, start_server, start_server_from_listener, start_server_with,
-    start_unix_server, start_unix_server_with,
+    start_unix_server, start_unix_server_with, with_state,
 };
 pub use sock::StreamAddr;
 pub use sock_ops::{sock_accept, sock_connect, sock_recv, sock_recv_into, sock_sendall};

@@ -65,7 +65,8 @@
 //! - [`open_connection`], [`open_unix_connection`]: connect, get a
 //!   [`StreamReader`] and a [`StreamWriter`] (also `futures-io` traits).
 //! - [`start_server`], [`start_unix_server`], [`Server`]: a task per
-//!   connection; `serve_forever`, `close`, `close_clients`, `wait_closed`.
+//!   connection; `serve_forever`, `close`, `close_clients`, `wait_closed`;
+//!   [`with_state`] hands each connection a clone of shared state.
 //! - [`open_connection_from_stream`], [`start_server_from_listener`]: streams
 //!   and servers on sockets made elsewhere (asyncio's `sock=`).
 //! - [`sock_recv`], [`sock_recv_into`], [`sock_sendall`], [`sock_accept`],
@@ -108,9 +109,10 @@
 //! - [`CancelledError`], [`InvalidStateError`], [`RuntimeError`], [`TaskError`],
 //!   [`RunError`], [`TimeoutError`]: asyncio's exceptions as Rust error types.
 //! - [`QueueFull`], [`QueueEmpty`], [`QueueShutDown`], [`BrokenBarrierError`]
-//!   and the other errors of the primitives.
+//!   and the other errors of the primitives; [`QueueError`], the item-less
+//!   error that `?` makes of any queue error.
 //! - [`IncompleteReadError`], [`LimitOverrunError`] and the other errors of
-//!   the streams.
+//!   the streams; [`ReadError`], the one to match on for any read.
 //!
 //! ## Guides
 //! - [`_tutorial`]: the tutorial, ten chapters from `run` to a loop per core,
@@ -154,7 +156,7 @@ pub use asyncio_streams::{
     StreamWriter, getaddrinfo, open_connection, open_connection_from_stream, open_connection_with,
     open_unix_connection, open_unix_connection_with, sock_accept, sock_connect, sock_recv,
     sock_recv_into, sock_sendall, start_server, start_server_from_listener, start_server_with,
-    start_unix_server, start_unix_server_with,
+    start_unix_server, start_unix_server_with, with_state,
 };
 
 // Subprocesses
