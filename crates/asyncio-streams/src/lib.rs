@@ -52,6 +52,8 @@
 mod conn;
 mod connect;
 mod error;
+#[cfg(feature = "hyper")]
+mod hyper_rt;
 mod options;
 mod reader;
 mod server;
@@ -69,6 +71,8 @@ pub use error::{
     BlockingSocketError, IncompleteReadError, LimitOverrunError, ReadError, ReadExactlyError,
     ReadUntilError, WriteBufferLimitsError, WriterClosedError,
 };
+#[cfg(feature = "hyper")]
+pub use hyper_rt::{HyperIo, LocalExecutor};
 pub use options::{ConnectOptions, ServerOptions};
 pub use reader::{DEFAULT_LIMIT, StreamReader};
 pub use server::{

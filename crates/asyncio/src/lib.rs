@@ -69,6 +69,8 @@
 //!   [`with_state`] hands each connection a clone of shared state.
 //! - [`open_connection_from_stream`], [`start_server_from_listener`]: streams
 //!   and servers on sockets made elsewhere (asyncio's `sock=`).
+//! - `HyperIo`, `LocalExecutor` (feature `hyper`): hyper 1.x servers and
+//!   clients on these streams, with no glue of your own and no tokio.
 //! - [`sock_recv`], [`sock_recv_into`], [`sock_sendall`], [`sock_accept`],
 //!   [`sock_connect`]: `loop.sock_*` on your own non-blocking sockets;
 //!   [`DatagramSocket`]: UDP.
@@ -158,6 +160,10 @@ pub use asyncio_streams::{
     sock_recv_into, sock_sendall, start_server, start_server_from_listener, start_server_with,
     start_unix_server, start_unix_server_with, with_state,
 };
+
+// HTTP with hyper 1.x (feature `hyper`)
+#[cfg(feature = "hyper")]
+pub use asyncio_streams::{HyperIo, LocalExecutor};
 
 // Subprocesses
 pub use asyncio_streams::subprocess;
