@@ -109,6 +109,10 @@ impl LoopPool {
     /// cancelled); then every loop is closed (its remaining tasks cancelled)
     /// before `run` returns.
     ///
+    /// [`PoolHandle::stop`] ends the run cleanly: every main task is
+    /// cancelled and `run` returns `Ok` with the values of the workers that
+    /// had finished before it.
+    ///
     /// # Errors
     /// [`PoolError::NoWorkers`], [`PoolError::Runtime`] when called inside a
     /// running loop, [`PoolError::Spawn`], [`PoolError::Failed`],
