@@ -229,6 +229,43 @@ fn communicate_cut_short_by_a_timeout_can_be_retried_without_losing_output() {
     assert_eq!(rc, Some(0));
 }
 
+/// The same when one pipe reached its end before the timeout and the other
+/// did not: the finished one's bytes are not lost with the cut-short call.
+#[test]
+fn communicate_keeps_a_pipe_that_ended_before_the_timeout() {
+    let dir = std::env::temp_dir().join(format!("asyncio-communicate-eof-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let marker = dir.join("stdout-closed");
+    let _ = std::fs::remove_file(&marker);
+    let script = format!(
+        "trap 'echo bye >&2; exit 0' USR1; echo out; exec 1>&-; touch {}; \
+         while :; do sleep 0.01; done",
+        marker.display()
+    );
+    let (out, err) = run(async move {
+        let mut p = create_subprocess_shell(script)
+            .stdout(PIPE)
+            .stderr(PIPE)
+            .await
+            .unwrap();
+        for _ in 0..3000 {
+            if marker.exists() {
+                break;
+            }
+            asyncio_core::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(marker.exists(), "the child never closed its stdout");
+        // stdout is at its end; stderr stays open: the call times out.
+        let first = asyncio_core::wait_for(p.communicate(None), Duration::from_millis(50)).await;
+        assert!(first.is_err(), "the child was still running");
+        p.send_signal(libc::SIGUSR1).unwrap();
+        p.communicate(None).await.expect("the retry completes")
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.as_deref(), Some(&b"out\n"[..]));
+    assert_eq!(err.as_deref(), Some(&b"bye\n"[..]));
+}
+
 #[test]
 fn subprocess_new_is_a_command_shaped_builder_with_no_arguments_to_start() {
     let (out, rc) = run(async {

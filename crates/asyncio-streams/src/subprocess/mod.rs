@@ -417,6 +417,7 @@ impl Subprocess {
             pid,
             reaper,
             input_written: false,
+            output: None,
         })
     }
 }
@@ -486,7 +487,13 @@ pub struct Process {
     /// Whether a `communicate` already handed its input to the stdin writer
     /// (a retried `communicate` must not write it twice).
     input_written: bool,
+    /// The output a `communicate` read to the end, kept while it waits for
+    /// the child (a retry returns it).
+    output: Option<CommunicateOutput>,
 }
+
+/// What `communicate` returns: stdout and stderr, each if it is a pipe.
+type CommunicateOutput = (Option<Vec<u8>>, Option<Vec<u8>>);
 
 impl fmt::Debug for Process {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -583,62 +590,61 @@ impl Process {
     ///
     /// # Errors
     /// A read error, or the loop closed.
-    pub async fn communicate(
-        &mut self,
-        input: Option<&[u8]>,
-    ) -> io::Result<(Option<Vec<u8>>, Option<Vec<u8>>)> {
-        let Process {
-            stdin,
-            stdout,
-            stderr,
-            input_written,
-            ..
-        } = self;
-        let feed = async move {
-            if let Some(w) = stdin.as_mut() {
-                if !*input_written {
-                    *input_written = true;
-                    if let Some(data) = input {
-                        w.write(data);
+    pub async fn communicate(&mut self, input: Option<&[u8]>) -> io::Result<CommunicateOutput> {
+        if self.output.is_none() {
+            let Process {
+                stdin,
+                stdout,
+                stderr,
+                input_written,
+                ..
+            } = self;
+            let feed = async move {
+                if let Some(w) = stdin.as_mut() {
+                    if !*input_written {
+                        *input_written = true;
+                        if let Some(data) = input {
+                            w.write(data);
+                        }
+                    }
+                    if let Err(e) = w.drain().await {
+                        return ignore_broken(e);
+                    }
+                    w.close();
+                    if let Err(e) = w.wait_closed().await {
+                        return ignore_broken(e);
                     }
                 }
-                if let Err(e) = w.drain().await {
-                    return ignore_broken(e);
+                Ok(())
+            };
+            // The readers keep every byte buffered until both reached their
+            // end, and stay in the process until then: nothing is lost if
+            // this future is dropped half-way.
+            let out = async {
+                match stdout.as_mut() {
+                    Some(r) => r.fill_to_eof().await,
+                    None => Ok(()),
                 }
-                w.close();
-                if let Err(e) = w.wait_closed().await {
-                    return ignore_broken(e);
+            };
+            let err = async {
+                match stderr.as_mut() {
+                    Some(r) => r.fill_to_eof().await,
+                    None => Ok(()),
                 }
-            }
-            Ok(())
-        };
-        // `read_to_eof` keeps what it read in the reader until the end, and
-        // the readers stay in the process until then: nothing is lost if
-        // this future is dropped half-way.
-        let out = async {
-            match stdout.as_mut() {
-                Some(r) => r.read_to_eof().await.map(Some),
-                None => Ok(None),
-            }
-        };
-        let err = async {
-            match stderr.as_mut() {
-                Some(r) => r.read_to_eof().await.map(Some),
-                None => Ok(None),
-            }
-        };
-        let (fed, out, err) = join3(feed, out, err).await;
-        self.stdin = None;
-        fed?;
-        let (out, err) = (out?, err?);
-        if out.is_some() {
-            self.stdout = None;
-        }
-        if err.is_some() {
-            self.stderr = None;
+            };
+            let (fed, out, err) = join3(feed, out, err).await;
+            self.stdin = None;
+            fed?;
+            out?;
+            err?;
+            // Both at their end: the output moves to the process, where it
+            // waits for the child's exit (a `wait` cut short keeps it too).
+            let out = self.stdout.take().map(|mut r| r.take_all());
+            let err = self.stderr.take().map(|mut r| r.take_all());
+            self.output = Some((out, err));
         }
         self.wait().await?;
-        Ok((out, err))
+        Ok(self.output.take().expect("collected above"))
     }
 
     /// Sends `signal` to the child (asyncio's `send_signal`).
