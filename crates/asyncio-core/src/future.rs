@@ -49,7 +49,7 @@ pub enum FutureError {
     #[error(transparent)]
     Cancelled(#[from] CancelledError),
     /// The future's exception, set with `set_exception`.
-    #[error("{0}")]
+    #[error(transparent)]
     Exception(SharedError),
     /// The result was asked for before the future was done.
     #[error(transparent)]
