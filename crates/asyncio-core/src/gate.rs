@@ -125,7 +125,7 @@ thread_local! {
 /// How many values the runtime refused on this thread so far (so `close()`
 /// can say how many futures destructors handed it while it closed).
 pub(crate) fn refused_count() -> u64 {
-    REFUSED_COUNT.with(std::cell::Cell::get)
+    REFUSED_COUNT.try_with(std::cell::Cell::get).unwrap_or(0)
 }
 
 /// Drops a value the runtime refuses (a future for a task on a closed loop,
@@ -145,28 +145,41 @@ pub(crate) fn refused_count() -> u64 {
 /// ordinary drop's would; those of the values queued behind it are written
 /// to stderr.
 pub(crate) fn dispose_refused<T: 'static>(value: T) {
-    REFUSED_COUNT.with(|c| c.set(c.get() + 1));
+    let _ = REFUSED_COUNT.try_with(|c| c.set(c.get() + 1));
     if !std::mem::needs_drop::<T>() {
         return;
     }
-    let queued = REFUSED.with(|q| match &mut *q.borrow_mut() {
+    // During the thread's exit the queue may be gone: the value is dropped
+    // where it is (a thread that exits runs no new tasks anyway).
+    let mut value = Some(value);
+    let queued = REFUSED.try_with(|q| match &mut *q.borrow_mut() {
         Some(queue) => {
-            queue.push_back(Box::new(value));
-            None
+            if let Some(v) = value.take() {
+                queue.push_back(Box::new(v));
+            }
+            true
         }
-        None => Some(value),
+        None => false,
     });
-    let Some(value) = queued else {
+    let Some(value) = value else {
         return;
     };
-    REFUSED.with(|q| *q.borrow_mut() = Some(std::collections::VecDeque::new()));
+    if queued.is_err() {
+        drop(value);
+        return;
+    }
+    let _ = REFUSED.try_with(|q| *q.borrow_mut() = Some(std::collections::VecDeque::new()));
     struct Done;
     impl Drop for Done {
         fn drop(&mut self) {
             // Whatever is left (only after an unwind this cannot catch) is
             // leaked rather than dropped in a destructor.
-            if let Some(queue) = REFUSED.with(|q| q.borrow_mut().take()) {
-                std::mem::forget(queue);
+            if let Ok(Some(queue)) = REFUSED.try_with(|q| q.borrow_mut().take()) {
+                if queue.is_empty() {
+                    drop(queue);
+                } else {
+                    std::mem::forget(queue);
+                }
             }
         }
     }
@@ -175,7 +188,10 @@ pub(crate) fn dispose_refused<T: 'static>(value: T) {
     let mut dropped = 1usize;
     let mut leaked = 0usize;
     loop {
-        let next = REFUSED.with(|q| q.borrow_mut().as_mut().and_then(|q| q.pop_front()));
+        let next = REFUSED
+            .try_with(|q| q.borrow_mut().as_mut().and_then(|q| q.pop_front()))
+            .ok()
+            .flatten();
         let Some(next) = next else { break };
         if dropped >= REFUSED_CHAIN_LIMIT {
             leaked += 1;
@@ -294,21 +310,28 @@ pub mod fault_plan {
     }
 
     pub(super) fn gate_call<R>(site: Site, f: impl FnOnce() -> R) -> Result<R, Payload> {
-        if INSIDE_ACTION.with(Cell::get) {
+        // During the thread's exit (a thread-local's destructor dropping a
+        // task) the plan's own thread-locals may be gone: no fault then.
+        if INSIDE_ACTION.try_with(Cell::get).unwrap_or(true) {
             return catch_unwind(AssertUnwindSafe(f));
         }
-        let n = CALLS.with(|c| {
+        let Ok(n) = CALLS.try_with(|c| {
             c.set(c.get() + 1);
             c.get()
-        });
-        let fault = ARMED.with(|a| match &*a.borrow() {
-            Some((k, fault)) if *k == n => Some(fault.clone()),
-            _ => None,
-        });
+        }) else {
+            return catch_unwind(AssertUnwindSafe(f));
+        };
+        let fault = ARMED
+            .try_with(|a| match &*a.borrow() {
+                Some((k, fault)) if *k == n => Some(fault.clone()),
+                _ => None,
+            })
+            .ok()
+            .flatten();
         let Some(fault) = fault else {
             return catch_unwind(AssertUnwindSafe(f));
         };
-        FIRED.with(|f| f.set(true));
+        let _ = FIRED.try_with(|f| f.set(true));
         if std::env::var_os("FAULT_PLAN_TRACE").is_some() {
             eprintln!(
                 "fault {fault:?} at gate call {n} ({site:?}):\n{}",
@@ -325,10 +348,10 @@ pub mod fault_plan {
                 struct Leave;
                 impl Drop for Leave {
                     fn drop(&mut self) {
-                        INSIDE_ACTION.with(|i| i.set(false));
+                        let _ = INSIDE_ACTION.try_with(|i| i.set(false));
                     }
                 }
-                INSIDE_ACTION.with(|i| i.set(true));
+                let _ = INSIDE_ACTION.try_with(|i| i.set(true));
                 let leave = Leave;
                 // The action is the test's: if it panics, the user code
                 // below does not run, as when user code panics early.
