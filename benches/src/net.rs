@@ -18,9 +18,6 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
-#[path = "../../crates/asyncio/examples/support/hyper_io.rs"]
-mod hyper_io;
-
 /// Client connections of `tcp_echo`.
 pub const ECHO_CONNS: usize = 100;
 /// Message size of `tcp_echo`.
@@ -242,7 +239,7 @@ pub fn asyncio_http_hello(lp: &asyncio::EventLoop, total: usize) {
     lp.run_until_complete(async move {
         let server = asyncio::start_server(
             |r, w| async move {
-                let io = hyper_io::HyperIo::new(r, w);
+                let io = asyncio::HyperIo::new(r, w);
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(io, hyper::service::service_fn(hello))
                     .await;

@@ -5,7 +5,6 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::{Arc, PoisonError};
 use std::task::{Context, Poll, Waker};
@@ -233,14 +232,18 @@ impl LoopInner {
         });
         let job_slot = Arc::clone(&slot);
         pool.submit(Box::new(move || {
-            let result = catch_unwind(AssertUnwindSafe(f)).map_err(PanicError::new);
+            let result = crate::gate::call(crate::gate::Site::Callback, f).map_err(PanicError::new);
             let waker = {
                 let mut st = lock(&job_slot.state);
                 st.result = Some(result);
                 st.waker.take()
             };
-            if let Some(w) = waker {
-                w.wake();
+            // On a worker thread, with no loop to report to: a waker that
+            // panics loses only its own wake-up, never the worker.
+            if let Some(w) = waker
+                && let Some(payload) = crate::gate::wake(w)
+            {
+                crate::gate::discard_payload(payload);
             }
         }))?;
         Ok(Blocking { slot })

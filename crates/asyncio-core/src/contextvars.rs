@@ -40,10 +40,10 @@ impl Drop for ContextCell {
         // The emptied table is freed with the field, even while the first
         // panic unwinds.
         for (_, value) in map.drain() {
-            if let Some(payload) = crate::unwind::drop_catching(value) {
+            if let Some(payload) = crate::gate::drop_catching(value) {
                 match first {
                     None => first = Some(payload),
-                    Some(_) => crate::unwind::discard_payload(payload),
+                    Some(_) => crate::gate::discard_payload(payload),
                 }
             }
         }

@@ -231,7 +231,7 @@ impl Drop for PanicInner {
     /// without letting such a panic out.
     fn drop(&mut self) {
         if let Some(payload) = self.take_payload() {
-            crate::unwind::discard_payload(payload);
+            crate::gate::discard_payload(payload);
         }
     }
 }

@@ -49,7 +49,7 @@ pub enum FutureError {
     #[error(transparent)]
     Cancelled(#[from] CancelledError),
     /// The future's exception, set with `set_exception`.
-    #[error("{0}")]
+    #[error(transparent)]
     Exception(SharedError),
     /// The result was asked for before the future was done.
     #[error(transparent)]
@@ -293,14 +293,25 @@ impl<T: 'static> LoopFuture<T> {
             (wakers, std::mem::take(&mut state.callbacks))
         };
         // Outside the borrow: waking and scheduling may run user code.
+        // Every waiter is woken even if one waker panics; the first panic
+        // goes on to the caller once the callbacks are scheduled.
+        let mut panicked = None;
         for w in wakers {
-            w.wake();
+            if let Some(payload) = crate::gate::wake(w) {
+                match panicked {
+                    None => panicked = Some(payload),
+                    Some(_) => crate::gate::discard_payload(payload),
+                }
+            }
         }
         for (_, cb) in callbacks {
             let me = self.handle();
             // A closed loop cannot run the callback: it is dropped (asyncio
             // would raise on the closed loop).
             let _ = self.shared.lp.try_call_soon(move || cb(&me));
+        }
+        if let Some(payload) = panicked {
+            std::panic::resume_unwind(payload);
         }
         Ok(())
     }
@@ -339,7 +350,9 @@ impl<T: Clone + 'static> std::future::Future for LoopFuture<T> {
         let this = self.get_mut();
         if this.done() {
             if let Some(key) = this.key.take() {
-                this.shared.state.borrow_mut().wakers.remove(key);
+                // The waker is dropped after the borrow ends.
+                let old = this.shared.state.borrow_mut().wakers.remove(key);
+                drop(old);
             }
             return Poll::Ready(this.result());
         }

@@ -162,7 +162,7 @@ impl<T> CfInner<T> {
         };
         self.done.notify_all();
         if let Some(w) = waiter {
-            w.wake();
+            crate::gate::wake_or_resume(w);
         }
     }
 }
@@ -349,7 +349,7 @@ impl<T> ConcurrentFuture<T> {
             st.relay.take()
         };
         if let Some(w) = relay {
-            w.wake();
+            crate::gate::wake_or_resume(w);
         }
     }
 }

@@ -40,6 +40,7 @@ mod error;
 mod event_loop;
 mod factory;
 mod future;
+mod gate;
 mod handle;
 mod io;
 mod reactor;
@@ -48,7 +49,6 @@ mod signals;
 mod sync;
 mod task;
 mod time;
-mod unwind;
 mod yield_now;
 
 #[cfg(all(test, loom))]
@@ -63,6 +63,8 @@ pub use event_loop::{
 };
 pub use factory::{LazyTaskFactory, StartMode, TaskFactory, TaskOptions};
 pub use future::{FutureError, LoopFuture, SharedError, create_future};
+#[cfg(feature = "fault-plan")]
+pub use gate::fault_plan;
 pub use task::{CallbackId, Task, TaskRef};
 pub use yield_now::{YieldNow, yield_now};
 

@@ -79,6 +79,17 @@ mod watch {
         WATCHED[slot].store(addr, Ordering::SeqCst);
     }
 
+    /// Whether the allocation watched in `slot` was freed since `start`,
+    /// without ending the watch.
+    pub(super) fn peek_freed(slot: usize) -> bool {
+        FREED[slot].load(Ordering::SeqCst)
+    }
+
+    /// Whether `slot` watches `addr` (or watched it until it was freed).
+    pub(super) fn watches(slot: usize, addr: usize) -> bool {
+        WATCHED[slot].load(Ordering::SeqCst) == addr || FREED[slot].load(Ordering::SeqCst)
+    }
+
     /// Whether the allocation watched in `slot` was freed since `start`.
     pub(super) fn freed(slot: usize) -> bool {
         let freed = FREED[slot].load(Ordering::SeqCst);
@@ -103,6 +114,31 @@ fn model(name: &str, f: impl Fn() + Sync + Send + 'static) {
         "{name}: loom explored only {n} interleavings: the model races nothing"
     );
 }
+
+/// The watch slot of the model that checks `Shared` outlives every
+/// `Shared::inject` call.
+const SHARED_SLOT: usize = 12;
+
+/// The address of the allocation behind the loop's `Arc<Shared>` (the
+/// counts come first, then `Shared` at its alignment).
+fn shared_allocation(lp: &EventLoop) -> usize {
+    let data = Arc::as_ptr(&lp.inner.shared) as usize;
+    let align = std::mem::align_of::<Shared>();
+    let header = 2 * std::mem::size_of::<usize>();
+    data - header.div_ceil(align) * align
+}
+
+/// Called by `Shared::inject` after its last use of `shared` (under loom):
+/// fails the model if the watched `Shared` was freed before then.
+pub(crate) fn shared_used_by_inject(shared: &Shared) {
+    let addr = std::ptr::from_ref(shared) as usize;
+    if SHARED_WATCHED.load(Ordering::SeqCst) == addr && watch::peek_freed(SHARED_SLOT) {
+        panic!("Shared was freed while Shared::inject still used it");
+    }
+}
+
+/// The address of the `Shared` the model of `SHARED_SLOT` watches (0: none).
+static SHARED_WATCHED: StdUsize = StdUsize::new(0);
 
 /// What a parked task leaves behind: its waker and its cell's address.
 #[derive(Default)]
@@ -276,6 +312,36 @@ fn a_foreign_wake_racing_close_frees_the_task() {
         drop(lp);
         t.join().unwrap();
         assert!(watch::freed(0), "the task's cell leaked");
+    });
+}
+
+/// A wake from another thread racing the end of the loop it wakes (issue 24,
+/// finding 0): the waker's count is what keeps the loop's `Shared` alive,
+/// and the loop takes the injected wake, finishes the task, closes and is
+/// dropped while the waking thread may still be inside `Shared::inject`.
+/// `Shared` must outlive that call: the model watches its allocation and
+/// fails if it is freed before `inject` is done with it.
+#[test]
+fn a_foreign_wake_racing_the_loops_end_never_uses_freed_state() {
+    model("a_foreign_wake_racing_the_loops_end", || {
+        let lp = EventLoop::new();
+        let (task, parked) = park_a_task(&lp);
+        // The only counted waker: with the task's local side, it holds
+        // `Shared` alive.
+        let waker = parked.take_waker();
+        parked.finish.store(true, Ordering::Relaxed);
+        let addr = shared_allocation(&lp);
+        watch::start(SHARED_SLOT, addr);
+        SHARED_WATCHED.store(Arc::as_ptr(&lp.inner.shared) as usize, Ordering::SeqCst);
+        let t = loom::thread::spawn(move || waker.wake());
+        let out = lp.run_until_complete(task).unwrap();
+        assert_eq!(out.ok(), Some(7));
+        lp.close().unwrap();
+        drop(lp);
+        t.join().unwrap();
+        assert!(watch::watches(SHARED_SLOT, addr));
+        assert!(watch::freed(SHARED_SLOT), "the loop's Shared leaked");
+        SHARED_WATCHED.store(0, Ordering::SeqCst);
     });
 }
 

@@ -109,6 +109,7 @@ impl Shared {
         // Only the first injection after the loop went to sleep pays for the
         // wake-up call; the loop takes in everything queued when it wakes.
         if self.sleeping.load(Ordering::Relaxed) && self.sleeping.swap(false, Ordering::Relaxed) {
+            // gate-exempt: the loop's own notifier, not user code.
             self.notifier.wake();
         }
         // Pairs with the fence in `close`: either the closing loop's drain sees our
@@ -117,6 +118,10 @@ impl Shared {
         if self.closed.load(Ordering::Relaxed) {
             self.drain();
         }
+        // The loom model of a wake racing the loop's end checks here that
+        // this `Shared` was not freed while the call used it.
+        #[cfg(all(test, loom))]
+        crate::loom_models::shared_used_by_inject(self);
         true
     }
 

@@ -52,7 +52,7 @@ pub enum SignalError {
     #[error("the event loop is closed")]
     Closed,
     /// The self-pipe could not be made or registered, or `signal-hook` refused.
-    #[error("could not set up the signal handler: {0}")]
+    #[error("could not set up the signal handler")]
     Io(#[from] io::Error),
 }
 

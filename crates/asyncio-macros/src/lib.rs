@@ -28,12 +28,30 @@ use syn::{Ident, ItemFn, Token};
 /// Runs an `async fn main` under `asyncio::run`, as `asyncio.run(main())`.
 ///
 /// The function keeps its return type: `async fn main() -> anyhow::Result<()>`
-/// becomes `fn main() -> anyhow::Result<()>`. If the loop cannot run the main
-/// task to its end (it was cancelled, by Ctrl-C say), `main` panics with the
+/// becomes `fn main() -> anyhow::Result<()>`.
+///
+/// Ctrl-C ends the program as it ends Python's `asyncio.run(main())`: the
+/// main task is cancelled (its destructors run), the loop is closed (the
+/// tasks left are cancelled and their cleanup runs), and then the process is
+/// killed by SIGINT with its default action, so a shell sees status 130
+/// (`asyncio::exit_interrupted`). If the main task ends without a value for
+/// another reason (something cancelled it), `main` panics with the
 /// `RunError`.
 ///
-/// `#[asyncio::main(eager, debug)]`: `eager` starts tasks under
-/// `eager_task_factory`, `debug` turns on the loop's debug mode.
+/// `#[asyncio::main(eager, debug, return_run_error)]`: `eager` starts tasks
+/// under `eager_task_factory`, `debug` turns on the loop's debug mode, and
+/// `return_run_error` hands the `RunError` (`RunError::Interrupted` for
+/// Ctrl-C) to the caller of `main` as its `Err`, to handle it yourself: `main`
+/// must then return a `Result` whose error type has `From<asyncio::RunError>`
+/// (`anyhow::Error`, `Box<dyn Error>`, `asyncio::RunError` itself).
+///
+/// ```no_run
+/// #[asyncio::main(return_run_error)]
+/// async fn main() -> Result<(), asyncio::RunError> {
+///     asyncio::sleep(std::time::Duration::from_secs(3600)).await;
+///     Ok(())
+/// }
+/// ```
 ///
 /// ```
 /// #[asyncio::main(eager)]
@@ -100,16 +118,21 @@ fn try_expand(
     kind: Kind,
 ) -> syn::Result<proc_macro2::TokenStream> {
     let options = Punctuated::<Ident, Token![,]>::parse_terminated.parse(args)?;
-    let (mut eager, mut debug) = (false, false);
+    let (mut eager, mut debug, mut return_error) = (false, false, false);
     for opt in &options {
         match opt.to_string().as_str() {
             "eager" => eager = true,
             "debug" => debug = true,
+            "return_run_error" if kind == Kind::Main => return_error = true,
             other => {
+                let known = match kind {
+                    Kind::Main => "`eager`, `debug` and `return_run_error`",
+                    Kind::Test => "`eager` and `debug`",
+                };
                 return Err(syn::Error::new(
                     opt.span(),
                     format!(
-                        "unknown option `{other}` of {}: the options are `eager` and `debug`",
+                        "unknown option `{other}` of {}: the options are {known}",
                         kind.attr()
                     ),
                 ));
@@ -158,6 +181,27 @@ fn try_expand(
     let debug_call = debug.then(|| quote!(.debug(true)));
     let test_attr = (kind == Kind::Test).then(|| quote!(#[::core::prelude::v1::test]));
     let what = kind.attr();
+    let on_error = if return_error {
+        quote! {
+            ::core::result::Result::Err(error) => {
+                ::core::result::Result::Err(::core::convert::From::from(error))
+            }
+        }
+    } else {
+        let interrupted = (kind == Kind::Main).then(|| {
+            quote! {
+                ::core::result::Result::Err(::asyncio::RunError::Interrupted) => {
+                    ::asyncio::exit_interrupted()
+                }
+            }
+        });
+        quote! {
+            #interrupted
+            ::core::result::Result::Err(error) => {
+                ::core::panic!("{}: the main task did not finish: {}", #what, error)
+            }
+        }
+    };
     Ok(quote! {
         #test_attr
         #(#attrs)*
@@ -167,11 +211,12 @@ fn try_expand(
                 #set_factory
                 #body
             });
+            // Close first, as asyncio.run does before its exception goes on:
+            // the tasks left are cancelled and their cleanup runs.
+            ::core::mem::drop(__asyncio_runner);
             match __asyncio_out {
                 ::core::result::Result::Ok(value) => value,
-                ::core::result::Result::Err(error) => {
-                    ::core::panic!("{}: the main task did not finish: {}", #what, error)
-                }
+                #on_error
             }
         }
     })

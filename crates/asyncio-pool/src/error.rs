@@ -4,6 +4,7 @@
 use std::error::Error;
 use std::fmt;
 use std::io;
+use std::sync::Arc;
 
 use asyncio_core::{PanicError, RuntimeError};
 
@@ -16,7 +17,7 @@ pub enum WorkerFailure {
     Error {
         /// The worker's index.
         worker: usize,
-        /// What it returned, as text (see [`WorkerError`]).
+        /// What it returned (see [`WorkerError`]).
         error: WorkerError,
     },
     /// The worker's future (or the factory building it) panicked.
@@ -45,7 +46,14 @@ impl WorkerFailure {
 impl fmt::Display for WorkerFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            WorkerFailure::Error { worker, error } => write!(f, "worker {worker}: {error}"),
+            WorkerFailure::Error { worker, error } => {
+                // The whole chain: the pool's error has no source to follow.
+                write!(f, "worker {worker}: {error}")?;
+                for source in error.sources() {
+                    write!(f, ": {source}")?;
+                }
+                Ok(())
+            }
             WorkerFailure::Panic { worker, panic } => {
                 write!(f, "worker {worker}: panicked: {}", panic.message())
             }
@@ -53,18 +61,37 @@ impl fmt::Display for WorkerFailure {
     }
 }
 
-/// A worker's error, brought back to the thread that ran the pool as text:
-/// its message and the messages of its sources. The error itself stays on
-/// the worker's thread (it need not be `Send`: a `TaskError` holding a panic
-/// is not `Sync`, an `Rc` inside an error is not `Send`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A worker's error, brought back to the thread that ran the pool: the
+/// typed error itself (workers' errors are `Send + Sync`, as a `TaskGroup`
+/// child's), readable with [`downcast_ref`](Self::downcast_ref), and its
+/// message.
+///
+/// ```
+/// use std::io;
+///
+/// let err = asyncio_pool::LoopPool::new()
+///     .workers(2)
+///     .run(|w| async move {
+///         if w.index() == 1 {
+///             return Err(io::Error::new(io::ErrorKind::AddrInUse, "port taken"));
+///         }
+///         Ok(())
+///     })
+///     .unwrap_err();
+/// let asyncio_pool::WorkerFailure::Error { worker, error } = &err.failures()[0] else { panic!() };
+/// assert_eq!(*worker, 1);
+/// let io = error.downcast_ref::<io::Error>().unwrap();
+/// assert_eq!(io.kind(), io::ErrorKind::AddrInUse);
+/// ```
+#[derive(Debug, Clone)]
 pub struct WorkerError {
+    error: Arc<dyn Error + Send + Sync + 'static>,
     message: String,
     sources: Vec<String>,
 }
 
 impl WorkerError {
-    pub(crate) fn new(error: &(dyn Error + 'static)) -> Self {
+    pub(crate) fn new(error: Box<dyn Error + Send + Sync + 'static>) -> Self {
         let mut sources = Vec::new();
         let mut next = error.source();
         while let Some(e) = next {
@@ -74,7 +101,23 @@ impl WorkerError {
         WorkerError {
             message: error.to_string(),
             sources,
+            error: Arc::from(error),
         }
+    }
+
+    /// The error the worker returned.
+    pub fn error(&self) -> &(dyn Error + Send + Sync + 'static) {
+        &*self.error
+    }
+
+    /// The worker's error as an `E`, if it is one.
+    pub fn downcast_ref<E: Error + 'static>(&self) -> Option<&E> {
+        self.error.downcast_ref::<E>()
+    }
+
+    /// Whether the worker's error is an `E`.
+    pub fn is<E: Error + 'static>(&self) -> bool {
+        self.error.is::<E>()
     }
 
     /// The error's message (its `Display`).
@@ -88,13 +131,28 @@ impl WorkerError {
     }
 }
 
+impl PartialEq for WorkerError {
+    /// Two worker errors are equal when their messages are.
+    fn eq(&self, other: &Self) -> bool {
+        self.message == other.message && self.sources == other.sources
+    }
+}
+
+impl Eq for WorkerError {}
+
+/// The worker's error's own message; [`source`](Error::source) goes on with
+/// that error's source.
 impl fmt::Display for WorkerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
     }
 }
 
-impl Error for WorkerError {}
+impl Error for WorkerError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.error.source()
+    }
+}
 
 /// The failures of a pool's workers, in the order the pool saw them (a
 /// `TaskGroup`'s `ExceptionGroup`, across loops). The workers cancelled
@@ -160,7 +218,7 @@ pub enum PoolError {
     Runtime(#[from] RuntimeError),
     /// A worker thread could not be started; the workers already started
     /// were stopped.
-    #[error("could not start the thread of worker {worker}: {source}")]
+    #[error("could not start the thread of worker {worker}")]
     Spawn {
         /// The worker whose thread failed to start.
         worker: usize,
@@ -213,21 +271,23 @@ impl<F> fmt::Debug for HandoffError<F> {
 }
 
 /// What a worker's future may return: `()`, or a `Result` whose `Err` counts
-/// as the worker's failure (any error a `TaskGroup` child may return). Values
-/// cross back to the thread that called `run`, so they must be `Send`;
-/// errors come back as [`WorkerError`] text.
+/// as the worker's failure. Values and errors cross back to the thread that
+/// called `run`, so both must be `Send` (errors `Sync` too, as a `TaskGroup`
+/// child's error, an `anyhow::Error` or an `io::Error` are): the error comes
+/// back typed, in a [`WorkerError`]. An error holding an `Rc` can be turned
+/// into text first (`.map_err(|e| e.to_string())`).
 pub trait WorkerOutput: 'static {
     /// The value of a successful worker.
     type Ok: Send + 'static;
 
     /// Splits success from failure.
-    fn into_result(self) -> Result<Self::Ok, Box<dyn Error + 'static>>;
+    fn into_result(self) -> Result<Self::Ok, Box<dyn Error + Send + Sync + 'static>>;
 }
 
 impl WorkerOutput for () {
     type Ok = ();
 
-    fn into_result(self) -> Result<(), Box<dyn Error + 'static>> {
+    fn into_result(self) -> Result<(), Box<dyn Error + Send + Sync + 'static>> {
         Ok(())
     }
 }
@@ -235,11 +295,11 @@ impl WorkerOutput for () {
 impl<T, E> WorkerOutput for Result<T, E>
 where
     T: Send + 'static,
-    E: Into<Box<dyn Error + 'static>> + 'static,
+    E: Into<Box<dyn Error + Send + Sync + 'static>> + 'static,
 {
     type Ok = T;
 
-    fn into_result(self) -> Result<T, Box<dyn Error + 'static>> {
+    fn into_result(self) -> Result<T, Box<dyn Error + Send + Sync + 'static>> {
         self.map_err(Into::into)
     }
 }

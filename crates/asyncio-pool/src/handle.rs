@@ -60,6 +60,8 @@ pub(crate) struct Shared {
     pub(crate) slots: Vec<Slot>,
     next: AtomicUsize,
     cancelled: AtomicBool,
+    /// The cancellation came from `stop`: the run ends with `Ok`.
+    stopped: AtomicBool,
     /// Every worker reported: the loops may close.
     ended: AtomicBool,
 }
@@ -86,6 +88,7 @@ impl Shared {
                 .collect(),
             next: AtomicUsize::new(0),
             cancelled: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
             ended: AtomicBool::new(false),
         }
     }
@@ -94,6 +97,17 @@ impl Shared {
     pub(crate) fn cancel(&self) {
         self.cancelled.store(true, Ordering::SeqCst);
         self.wake_mains();
+    }
+
+    /// Cancels every worker's main task and marks the run as stopped, not
+    /// failed (idempotent).
+    pub(crate) fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.cancel();
+    }
+
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
     }
 
     /// The pool's run is over: every loop stops serving hand-offs and closes.
@@ -191,6 +205,29 @@ impl PoolHandle {
     /// workers' failures, if some failed first).
     pub fn cancel(&self) {
         self.shared.cancel();
+    }
+
+    /// Stops the pool cleanly, as `loop.stop()` ends `run_forever`: every
+    /// worker's main task is cancelled (dropped at its next suspension
+    /// point, its destructors run) and [`LoopPool::run`](crate::LoopPool::run)
+    /// returns `Ok` with the values of the workers that had finished before,
+    /// in worker order (for the usual `()` workers, `Ok` is all there is).
+    /// Failures that came first are still reported. Callable from any
+    /// thread, a worker, or a signal handler's loop.
+    ///
+    /// ```
+    /// let pool = asyncio_pool::LoopPool::new().workers(2);
+    /// let out = pool.run(|w| async move {
+    ///     if w.index() == 0 {
+    ///         // Say, on a shutdown request: end every worker, the pool succeeds.
+    ///         w.pool().stop();
+    ///     }
+    ///     std::future::pending::<()>().await;
+    /// });
+    /// assert!(out.is_ok());
+    /// ```
+    pub fn stop(&self) {
+        self.shared.stop();
     }
 
     /// Runs `fut` as a task on worker `worker`'s loop and returns a
@@ -582,6 +619,53 @@ impl<T> PoolTask<T> {
     /// Whether the job finished (or was cancelled).
     pub fn done(&self) -> bool {
         self.cell.done()
+    }
+
+    /// Blocks this thread until the job's outcome is there and returns it:
+    /// how a plain thread (one running no loop) waits for a `PoolTask`, as
+    /// `concurrent.futures.Future.result()` waits.
+    ///
+    /// # Panics
+    /// On a thread running an event loop, where blocking would stop every
+    /// task of that loop: `.await` the `PoolTask` there instead.
+    ///
+    /// ```
+    /// let values = asyncio_pool::LoopPool::new()
+    ///     .workers(1)
+    ///     .run(|w| async move {
+    ///         let task = w.pool().spawn_on(0, async { 6 * 7 }).unwrap();
+    ///         // A plain thread (here one of the executor's) waits for the job
+    ///         // while the loop runs it.
+    ///         asyncio_core::to_thread(move || task.wait()).await.unwrap()
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!(values, [42]);
+    /// ```
+    pub fn wait(self) -> Result<T, TaskError> {
+        assert!(
+            asyncio_core::get_running_loop().is_err(),
+            "PoolTask::wait would block the event loop running on this thread: \
+             `.await` the PoolTask instead"
+        );
+        struct Unpark(std::thread::Thread);
+        impl std::task::Wake for Unpark {
+            fn wake(self: Arc<Self>) {
+                self.0.unpark();
+            }
+            fn wake_by_ref(self: &Arc<Self>) {
+                self.0.unpark();
+            }
+        }
+        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+        let mut cx = Context::from_waker(&waker);
+        loop {
+            if let Poll::Ready(out) = self.cell.poll_outcome(&mut cx) {
+                return out;
+            }
+            // A wake between the poll and the park leaves the token set:
+            // `park` then returns at once.
+            std::thread::park();
+        }
     }
 }
 

@@ -110,6 +110,10 @@ impl LoopPool {
     /// cancelled); then every loop is closed (its remaining tasks cancelled)
     /// before `run` returns.
     ///
+    /// [`PoolHandle::stop`] ends the run cleanly: every main task is
+    /// cancelled and `run` returns `Ok` with the values of the workers that
+    /// had finished before it.
+    ///
     /// # Errors
     /// [`PoolError::NoWorkers`], [`PoolError::Runtime`] when called inside a
     /// running loop, [`PoolError::Spawn`], [`PoolError::Failed`],
@@ -235,6 +239,10 @@ fn collect<T: Send + 'static>(
     if !failures.is_empty() {
         return Err(WorkerErrors::new(failures).into());
     }
+    if pool.shared.is_stopped() {
+        // `stop`: the workers cancelled by it have no value.
+        return Ok(values.into_iter().flatten().collect());
+    }
     if cancelled || pool.shared.is_cancelled() {
         return Err(PoolError::Cancelled);
     }
@@ -273,7 +281,7 @@ fn worker_thread<F, Fut>(
     let outcome = if pin && let Err(e) = crate::affinity::pin_to_core(i) {
         Outcome::Failed(WorkerFailure::Error {
             worker: i,
-            error: WorkerError::new(&e),
+            error: WorkerError::new(Box::new(e)),
         })
     } else {
         let worker = Worker {
@@ -293,13 +301,13 @@ fn worker_thread<F, Fut>(
                 Ok(v) => Outcome::Done(v),
                 Err(error) => Outcome::Failed(WorkerFailure::Error {
                     worker: i,
-                    error: WorkerError::new(&*error),
+                    error: WorkerError::new(error),
                 }),
             },
             Ok(Ok(None)) => Outcome::Cancelled,
             Ok(Err(e)) => Outcome::Failed(WorkerFailure::Error {
                 worker: i,
-                error: WorkerError::new(&e),
+                error: WorkerError::new(Box::new(e)),
             }),
             Err(payload) => Outcome::Failed(WorkerFailure::Panic {
                 worker: i,

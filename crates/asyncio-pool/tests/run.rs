@@ -243,3 +243,124 @@ fn pinned_workers_each_run_on_one_cpu() {
         .unwrap();
     assert_eq!(cpus, [1, 1]);
 }
+
+/// Issue 28: `PoolHandle::stop` ends a pool cleanly, with no channel of the
+/// user's own: every main task is cancelled (its destructors run) and `run`
+/// returns `Ok` with the values of the workers that had finished.
+#[test]
+fn stop_cancels_every_main_task_and_run_returns_ok_with_the_finished_values() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let d = drops.clone();
+    let out = bounded(move || {
+        LoopPool::new().workers(3).run(move |w| {
+            let d = d.clone();
+            async move {
+                match w.index() {
+                    0 => Some(0usize),
+                    1 => {
+                        // Worker 0 finishes first; then this one stops the pool.
+                        asyncio_core::sleep(Duration::from_millis(20)).await;
+                        w.pool().stop();
+                        std::future::pending::<()>().await;
+                        None
+                    }
+                    _ => {
+                        let _count = DropCount(d);
+                        std::future::pending::<()>().await;
+                        None
+                    }
+                }
+                .ok_or(std::fmt::Error)
+            }
+        })
+    });
+    // Worker 0 may or may not have finished before the stop; its value is
+    // the only one there can be.
+    let values = out.expect("a stopped pool ends with Ok");
+    assert!(values.is_empty() || values == [0], "{values:?}");
+    assert_eq!(
+        drops.load(Ordering::SeqCst),
+        1,
+        "worker 2's future was dropped"
+    );
+}
+
+/// Issue 28: a worker's error comes back typed, not only as text.
+#[test]
+fn a_workers_error_comes_back_typed() {
+    #[derive(Debug, thiserror::Error)]
+    #[error("bad port {0}")]
+    struct BadPort(u16);
+    let err = bounded(|| {
+        LoopPool::new()
+            .workers(2)
+            .run(|w| async move {
+                if w.index() == 1 {
+                    Err(BadPort(80))
+                } else {
+                    Ok(())
+                }
+            })
+            .unwrap_err()
+    });
+    let [asyncio_pool::WorkerFailure::Error { worker, error }] = err.failures() else {
+        panic!("one failure expected: {err}");
+    };
+    assert_eq!(*worker, 1);
+    assert_eq!(error.downcast_ref::<BadPort>().map(|b| b.0), Some(80));
+    assert_eq!(error.message(), "bad port 80");
+}
+
+/// Issue 28: a plain thread awaits a `PoolTask` with `wait`, without a
+/// `block_on` of its own.
+#[test]
+fn a_plain_thread_waits_for_a_pool_task() {
+    let out = bounded(|| {
+        LoopPool::new()
+            .workers(2)
+            .run(|w| async move {
+                if w.index() != 0 {
+                    return Ok(0);
+                }
+                let task = w
+                    .pool()
+                    .spawn_on(1, async {
+                        asyncio_core::sleep(Duration::from_millis(5)).await;
+                        7
+                    })
+                    .unwrap();
+                let waiter = std::thread::spawn(move || task.wait());
+                // Blocking this loop is fine here: the job runs on worker 1.
+                waiter.join().expect("the waiting thread")
+            })
+            .unwrap()
+    });
+    assert_eq!(out, [7, 0]);
+}
+
+#[test]
+fn pool_task_wait_on_a_loop_thread_panics_saying_to_await_instead() {
+    let message = bounded(|| {
+        LoopPool::new()
+            .workers(1)
+            .run(|w| async move {
+                let task = w.pool().spawn_on(0, async { 1 }).unwrap();
+                let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let _ = task.wait();
+                }));
+                let payload = caught.expect_err("wait on a loop thread panics");
+                Ok::<_, std::fmt::Error>(
+                    payload
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                        .unwrap_or_default(),
+                )
+            })
+            .unwrap()
+    });
+    assert!(
+        message[0].contains("`.await` the PoolTask instead"),
+        "{message:?}"
+    );
+}

@@ -1,6 +1,7 @@
 //! The errors of the streams: asyncio's `IncompleteReadError` and
 //! `LimitOverrunError`, and the enums that the reading methods return.
 
+use std::fmt;
 use std::io;
 
 /// The stream ended before the requested bytes arrived (asyncio's
@@ -31,13 +32,39 @@ use std::io;
 ///     other => panic!("expected an incomplete read, got {other:?}"),
 /// }
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// Its `Debug` shows the bytes as a byte string (`partial: b"ab"`), not as a
+/// list of numbers.
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{} bytes read on a total of {} expected bytes", .partial.len(), match .expected { Some(n) => n.to_string(), None => "undefined".to_owned() })]
 pub struct IncompleteReadError {
     /// The bytes read before the end of the stream.
     pub partial: Vec<u8>,
     /// How many bytes were expected; `None` when reading up to a separator.
     pub expected: Option<usize>,
+}
+
+/// How many bytes of `partial` a `Debug` shows before it cuts them short.
+const DEBUG_BYTES: usize = 64;
+
+impl fmt::Debug for IncompleteReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Bytes<'a>(&'a [u8]);
+        impl fmt::Debug for Bytes<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let shown = &self.0[..self.0.len().min(DEBUG_BYTES)];
+                write!(f, "b\"{}\"", shown.escape_ascii())?;
+                if shown.len() < self.0.len() {
+                    write!(f, "... ({} bytes)", self.0.len())?;
+                }
+                Ok(())
+            }
+        }
+        f.debug_struct("IncompleteReadError")
+            .field("partial", &Bytes(&self.partial))
+            .field("expected", &self.expected)
+            .finish()
+    }
 }
 
 /// A separator was not found within the reader's limit (asyncio's
@@ -132,6 +159,76 @@ pub enum ReadUntilError {
     /// The connection failed (reset, closed by the loop...).
     #[error(transparent)]
     Io(#[from] io::Error),
+}
+
+/// The error to match on for any read of a stream: [`ReadUntilError`], into
+/// which `?` also converts a [`ReadExactlyError`], so a function that calls
+/// both `readline` and `readexactly` has one error type.
+///
+/// ```
+/// async fn read_frame(r: &mut asyncio::StreamReader) -> Result<Vec<u8>, asyncio::ReadError> {
+///     let header = r.readline().await?;
+///     let len: usize = String::from_utf8_lossy(&header).trim().parse().unwrap_or(0);
+///     Ok(r.readexactly(len).await?)
+/// }
+/// # let _ = read_frame;
+/// ```
+pub type ReadError = ReadUntilError;
+
+impl From<ReadExactlyError> for ReadUntilError {
+    fn from(e: ReadExactlyError) -> Self {
+        match e {
+            ReadExactlyError::Incomplete(e) => ReadUntilError::Incomplete(e),
+            ReadExactlyError::Io(e) => ReadUntilError::Io(e),
+        }
+    }
+}
+
+impl ReadExactlyError {
+    /// Whether the stream ended first (asyncio's `IncompleteReadError`).
+    pub fn is_incomplete(&self) -> bool {
+        matches!(self, ReadExactlyError::Incomplete(_))
+    }
+
+    /// The bytes that came before the end of the stream, if that is the
+    /// error.
+    pub fn partial(&self) -> Option<&[u8]> {
+        match self {
+            ReadExactlyError::Incomplete(e) => Some(&e.partial),
+            ReadExactlyError::Io(_) => None,
+        }
+    }
+}
+
+impl ReadUntilError {
+    /// Whether the stream ended before the separator (asyncio's
+    /// `IncompleteReadError`).
+    pub fn is_incomplete(&self) -> bool {
+        matches!(self, ReadUntilError::Incomplete(_))
+    }
+
+    /// The bytes that came before the end of the stream, if that is the
+    /// error (what `readline` returns as its last, unterminated line in
+    /// asyncio).
+    ///
+    /// ```
+    /// let err = asyncio::ReadUntilError::Incomplete(asyncio::IncompleteReadError {
+    ///     partial: b"no newline".to_vec(),
+    ///     expected: None,
+    /// });
+    /// assert!(err.is_incomplete());
+    /// assert_eq!(err.partial(), Some(&b"no newline"[..]));
+    /// assert_eq!(
+    ///     format!("{err:?}"),
+    ///     r#"Incomplete(IncompleteReadError { partial: b"no newline", expected: None })"#
+    /// );
+    /// ```
+    pub fn partial(&self) -> Option<&[u8]> {
+        match self {
+            ReadUntilError::Incomplete(e) => Some(&e.partial),
+            _ => None,
+        }
+    }
 }
 
 impl From<ReadExactlyError> for io::Error {

@@ -52,6 +52,8 @@
 mod conn;
 mod connect;
 mod error;
+#[cfg(feature = "hyper")]
+mod hyper_rt;
 mod nosigpipe;
 mod options;
 mod reader;
@@ -67,14 +69,16 @@ pub use connect::{
     open_unix_connection, open_unix_connection_with,
 };
 pub use error::{
-    BlockingSocketError, IncompleteReadError, LimitOverrunError, ReadExactlyError, ReadUntilError,
-    WriteBufferLimitsError, WriterClosedError,
+    BlockingSocketError, IncompleteReadError, LimitOverrunError, ReadError, ReadExactlyError,
+    ReadUntilError, WriteBufferLimitsError, WriterClosedError,
 };
+#[cfg(feature = "hyper")]
+pub use hyper_rt::{HyperIo, LocalExecutor};
 pub use options::{ConnectOptions, DEFAULT_BACKLOG, ServerOptions};
 pub use reader::{DEFAULT_LIMIT, StreamReader};
 pub use server::{
     Server, ServerStateError, start_server, start_server_from_listener, start_server_with,
-    start_unix_server, start_unix_server_with,
+    start_unix_server, start_unix_server_with, with_state,
 };
 pub use sock::StreamAddr;
 pub use sock_ops::{sock_accept, sock_connect, sock_recv, sock_recv_into, sock_sendall};

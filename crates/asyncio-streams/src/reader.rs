@@ -172,6 +172,20 @@ impl StreamReader {
         std::future::poll_fn(|cx| self.poll_fill(cx)).await
     }
 
+    /// Reads until end of stream, keeping every byte in the buffer (so a
+    /// caller cut short loses nothing); [`take_all`](Self::take_all) then
+    /// takes them.
+    pub(crate) async fn fill_to_eof(&mut self) -> io::Result<()> {
+        while self.fill().await? > 0 {}
+        Ok(())
+    }
+
+    /// Takes every buffered byte.
+    pub(crate) fn take_all(&mut self) -> Vec<u8> {
+        let n = self.end - self.start;
+        self.take(n)
+    }
+
     /// Reads up to `n` bytes (asyncio's `read(n)`): what is buffered, or else
     /// what the next chunk from the socket brings; an empty vector at end of
     /// stream or when `n` is 0. For `read(-1)` use

@@ -131,6 +131,49 @@ impl fmt::Debug for Server {
     }
 }
 
+/// A `client_connected_cb` that hands each connection its own clone of
+/// `state`: `start_server(with_state(state, handle), ...)` with
+/// `async fn handle(state: S, reader, writer)`, instead of cloning the state
+/// into the closure and again into each connection's future.
+///
+/// ```
+/// use std::cell::RefCell;
+/// use std::rc::Rc;
+/// use asyncio::{StreamReader, StreamWriter};
+///
+/// async fn greet(names: Rc<RefCell<Vec<String>>>, mut r: StreamReader, mut w: StreamWriter) {
+///     let name = r.readline().await.unwrap_or_default();
+///     names.borrow_mut().push(String::from_utf8_lossy(&name).trim().to_owned());
+///     w.write(b"hello\n");
+/// }
+///
+/// let names = asyncio::run(async {
+///     let names = Rc::new(RefCell::new(Vec::new()));
+///     let server =
+///         asyncio::start_server(asyncio::with_state(names.clone(), greet), "127.0.0.1", 0).await?;
+///     let port = server.local_addr().unwrap().port();
+///     let (mut r, mut w) = asyncio::open_connection("127.0.0.1", port).await?;
+///     w.write(b"ada\n");
+///     r.readline().await.unwrap();
+///     server.close();
+///     std::io::Result::Ok(names.take())
+/// })
+/// .unwrap()
+/// .unwrap();
+/// assert_eq!(names, ["ada"]);
+/// ```
+pub fn with_state<S, F, Fut>(
+    state: S,
+    mut handler: F,
+) -> impl FnMut(StreamReader, StreamWriter) -> Fut
+where
+    S: Clone + 'static,
+    F: FnMut(S, StreamReader, StreamWriter) -> Fut + 'static,
+    Fut: Future + 'static,
+{
+    move |r, w| handler(state.clone(), r, w)
+}
+
 /// Starts a TCP server on `host:port` (asyncio's `start_server`);
 /// `client_connected_cb(reader, writer)` runs as a new task for each
 /// connection. Port 0 picks a free port ([`Server::local_addr`] tells which).
@@ -139,6 +182,8 @@ impl fmt::Debug for Server {
 ///
 /// The callback's output is dropped; a panic in it is reported through the
 /// loop's exception handler, as asyncio reports an exception of the callback.
+/// The callback may be `FnMut` (a counter of connections needs no `Cell`);
+/// [`with_state`] hands each connection a clone of shared state.
 ///
 /// # Errors
 /// The resolver's or the OS's error (`AddrInUse`...); `Other` outside a loop.
@@ -176,7 +221,7 @@ pub async fn start_server<F, Fut>(
     port: u16,
 ) -> io::Result<Server>
 where
-    F: Fn(StreamReader, StreamWriter) -> Fut + 'static,
+    F: FnMut(StreamReader, StreamWriter) -> Fut + 'static,
     Fut: Future + 'static,
 {
     start_server_with(client_connected_cb, host, port, &ServerOptions::default()).await
@@ -206,7 +251,7 @@ pub async fn start_server_with<F, Fut>(
     options: &ServerOptions,
 ) -> io::Result<Server>
 where
-    F: Fn(StreamReader, StreamWriter) -> Fut + 'static,
+    F: FnMut(StreamReader, StreamWriter) -> Fut + 'static,
     Fut: Future + 'static,
 {
     let mut addrs = if host.is_empty() {
@@ -268,7 +313,7 @@ pub fn start_server_from_listener<F, Fut>(
     options: &ServerOptions,
 ) -> io::Result<Server>
 where
-    F: Fn(StreamReader, StreamWriter) -> Fut + 'static,
+    F: FnMut(StreamReader, StreamWriter) -> Fut + 'static,
     Fut: Future + 'static,
 {
     listener.set_nonblocking(true)?;
@@ -330,7 +375,7 @@ pub async fn start_unix_server<F, Fut>(
     path: impl AsRef<Path>,
 ) -> io::Result<Server>
 where
-    F: Fn(StreamReader, StreamWriter) -> Fut + 'static,
+    F: FnMut(StreamReader, StreamWriter) -> Fut + 'static,
     Fut: Future + 'static,
 {
     start_unix_server_with(client_connected_cb, path, &ServerOptions::default()).await
@@ -361,7 +406,7 @@ pub async fn start_unix_server_with<F, Fut>(
     options: &ServerOptions,
 ) -> io::Result<Server>
 where
-    F: Fn(StreamReader, StreamWriter) -> Fut + 'static,
+    F: FnMut(StreamReader, StreamWriter) -> Fut + 'static,
     Fut: Future + 'static,
 {
     let path = path.as_ref();
@@ -400,13 +445,22 @@ impl Server {
         unix_path: Option<(PathBuf, u64, u64)>,
     ) -> io::Result<Server>
     where
-        F: Fn(StreamReader, StreamWriter) -> Fut + 'static,
+        F: FnMut(StreamReader, StreamWriter) -> Fut + 'static,
         Fut: Future + 'static,
     {
+        // `FnMut`: the accept loops call it one at a time, on the loop's
+        // thread, and nothing in it can reach the server to accept again.
+        let cb = RefCell::new(cb);
         let spawn: Spawn = Rc::new(move |r, w| {
+            let Ok(mut cb) = cb.try_borrow_mut() else {
+                report(
+                    "client_connected_cb was called again from inside itself: connection dropped",
+                );
+                return;
+            };
             // A callback that panics before returning its future must not
             // take the accept loop down with it.
-            let fut = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(r, w))) {
+            let fut = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (*cb)(r, w))) {
                 Ok(fut) => fut,
                 Err(panic) => {
                     let panic = asyncio_core::PanicError::new(panic);

@@ -466,3 +466,87 @@ fn writer_accessors_report_both_ends_and_nodelay_can_be_cleared() {
         assert!(w.peer_addr().is_err(), "no address once closed");
     });
 }
+
+/// Issue 28: one error type to match on for every read, and a `Debug` that
+/// shows the partial bytes as text a person can read.
+#[test]
+fn readexactly_and_readline_errors_meet_in_one_read_error_that_shows_bytes_readably() {
+    async fn read_frame(r: &mut StreamReader) -> Result<Vec<u8>, asyncio_streams::ReadError> {
+        let header = r.readline().await?;
+        let len: usize = String::from_utf8_lossy(&header).trim().parse().unwrap();
+        Ok(r.readexactly(len).await?)
+    }
+    let err = run(async {
+        let (server, port) = common::serve(|_r, mut w: StreamWriter| async move {
+            w.write(b"5\nab\"c");
+            let _ = w.drain().await;
+        })
+        .await;
+        let (mut r, _w) = asyncio_streams::open_connection("127.0.0.1", port)
+            .await
+            .unwrap();
+        let err = read_frame(&mut r).await.unwrap_err();
+        server.close();
+        err
+    });
+    assert!(err.is_incomplete());
+    assert_eq!(err.partial(), Some(&b"ab\"c"[..]));
+    assert_eq!(
+        format!("{err:?}"),
+        r#"Incomplete(IncompleteReadError { partial: b"ab\"c", expected: Some(5) })"#
+    );
+}
+
+/// Issue 28: a server callback may be `FnMut` (it counts connections without
+/// a `Cell`), and `with_state` hands each connection a clone of the state.
+#[test]
+fn a_server_callback_may_be_fnmut_and_with_state_gives_each_connection_the_state() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let (numbers, seen) = run(async {
+        let mut next = 0u32;
+        let counting = asyncio_streams::start_server(
+            move |_r, mut w: StreamWriter| {
+                next += 1;
+                let n = next;
+                async move { w.write(n.to_string().as_bytes()) }
+            },
+            "127.0.0.1",
+            0,
+        )
+        .await
+        .unwrap();
+        let port = counting.local_addr().unwrap().port();
+        let mut numbers = Vec::new();
+        for _ in 0..3 {
+            let (mut r, _w) = asyncio_streams::open_connection("127.0.0.1", port)
+                .await
+                .unwrap();
+            numbers.push(String::from_utf8(r.read_to_eof().await.unwrap()).unwrap());
+        }
+        counting.close();
+
+        let seen = Rc::new(RefCell::new(0));
+        async fn note(seen: Rc<RefCell<u32>>, _r: StreamReader, _w: StreamWriter) {
+            *seen.borrow_mut() += 1;
+        }
+        let stateful = asyncio_streams::start_server(
+            asyncio_streams::with_state(seen.clone(), note),
+            "127.0.0.1",
+            0,
+        )
+        .await
+        .unwrap();
+        let port = stateful.local_addr().unwrap().port();
+        for _ in 0..2 {
+            let (mut r, _w) = asyncio_streams::open_connection("127.0.0.1", port)
+                .await
+                .unwrap();
+            let _ = r.read_to_eof().await;
+        }
+        stateful.close();
+        (numbers, seen.take())
+    });
+    assert_eq!(numbers, ["1", "2", "3"]);
+    assert_eq!(seen, 2);
+}

@@ -157,6 +157,31 @@ fn terminate_gives_minus_fifteen_and_signals_after_reaping_are_not_found() {
 }
 
 #[test]
+fn a_signal_after_an_outside_reaper_took_the_child_is_refused_through_the_pidfd() {
+    // Issue 24, finding 6: once someone else reaped the child (a
+    // `waitpid(-1)` elsewhere in the program), its pid may name another
+    // process. `send_signal` signals through the pidfd it holds, which still
+    // names the dead child, and reports it gone: never a `kill(pid)` that
+    // could reach whoever has the pid now.
+    let late = run(async {
+        let mut p = create_subprocess_exec("sleep", ["30"]).await.unwrap();
+        // Waiting once opens the pidfd (the child is still running).
+        let waited = asyncio_core::wait_for(Box::pin(p.wait()), Duration::from_millis(20)).await;
+        assert!(waited.is_err(), "sleep 30 is still running");
+        let pid = libc::pid_t::try_from(p.pid()).unwrap();
+        // The outside reaper: kill the child and reap it behind our back.
+        // SAFETY: plain system calls on our own child's pid.
+        unsafe {
+            assert_eq!(libc::kill(pid, libc::SIGKILL), 0);
+            let mut status = 0;
+            assert_eq!(libc::waitpid(pid, &mut status, 0), pid);
+        }
+        p.send_signal(libc::SIGTERM).unwrap_err().kind()
+    });
+    assert_eq!(late, std::io::ErrorKind::NotFound);
+}
+
+#[test]
 fn communicate_moves_ten_mebibytes_each_way_through_cat() {
     let input: Vec<u8> = (0..10 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
     let expected = input.clone();
@@ -173,6 +198,118 @@ fn communicate_moves_ten_mebibytes_each_way_through_cat() {
     assert_eq!(out.as_deref().map(<[u8]>::len), Some(expected.len()));
     assert!(out.unwrap() == expected, "cat gave back what it was given");
     assert_eq!(err, Some(Vec::new()));
+    assert_eq!(rc, Some(0));
+}
+
+/// subprocess's `communicate`: "Catching this exception and retrying
+/// communication will not lose any output." A `communicate` cut short by a
+/// timeout leaves the pipes and what they delivered with the process; the
+/// retry returns all of the output and the input is not written twice.
+#[test]
+fn communicate_cut_short_by_a_timeout_can_be_retried_without_losing_output() {
+    let dir = std::env::temp_dir().join(format!("asyncio-communicate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let marker = dir.join("first-written");
+    let _ = std::fs::remove_file(&marker);
+    let script = format!(
+        "trap 'echo second; exit 0' USR1; read line; echo \"first $line\"; echo err >&2; \
+         touch {}; while :; do sleep 0.01; done",
+        marker.display()
+    );
+    let (out, err, rc) = run(async move {
+        let mut p = create_subprocess_shell(script)
+            .stdin(PIPE)
+            .stdout(PIPE)
+            .stderr(PIPE)
+            .await
+            .unwrap();
+        // The child never ends by itself: the first call must time out.
+        let first =
+            asyncio_core::wait_for(p.communicate(Some(b"input\n")), Duration::from_millis(50))
+                .await;
+        assert!(first.is_err(), "the child was still running");
+        // Wait (bounded) until the child wrote its first line and set its
+        // trap, then let it finish.
+        for _ in 0..3000 {
+            if marker.exists() {
+                break;
+            }
+            asyncio_core::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(marker.exists(), "the child never wrote its first line");
+        p.send_signal(libc::SIGUSR1).unwrap();
+        let (out, err) = p
+            .communicate(Some(b"input\n"))
+            .await
+            .expect("the retry completes");
+        (out, err, p.returncode())
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        String::from_utf8_lossy(out.as_deref().unwrap()),
+        "first input\nsecond\n",
+        "the output before the timeout is kept, and the input was written once"
+    );
+    assert_eq!(err.as_deref(), Some(&b"err\n"[..]));
+    assert_eq!(rc, Some(0));
+}
+
+/// The same when one pipe reached its end before the timeout and the other
+/// did not: the finished one's bytes are not lost with the cut-short call.
+#[test]
+fn communicate_keeps_a_pipe_that_ended_before_the_timeout() {
+    let dir = std::env::temp_dir().join(format!("asyncio-communicate-eof-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let marker = dir.join("stdout-closed");
+    let _ = std::fs::remove_file(&marker);
+    let script = format!(
+        "trap 'echo bye >&2; exit 0' USR1; echo out; exec 1>&-; touch {}; \
+         while :; do sleep 0.01; done",
+        marker.display()
+    );
+    let (out, err) = run(async move {
+        let mut p = create_subprocess_shell(script)
+            .stdout(PIPE)
+            .stderr(PIPE)
+            .await
+            .unwrap();
+        for _ in 0..3000 {
+            if marker.exists() {
+                break;
+            }
+            asyncio_core::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(marker.exists(), "the child never closed its stdout");
+        // stdout is at its end; stderr stays open: the call times out.
+        let first = asyncio_core::wait_for(p.communicate(None), Duration::from_millis(50)).await;
+        assert!(first.is_err(), "the child was still running");
+        p.send_signal(libc::SIGUSR1).unwrap();
+        p.communicate(None).await.expect("the retry completes")
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.as_deref(), Some(&b"out\n"[..]));
+    assert_eq!(err.as_deref(), Some(&b"bye\n"[..]));
+}
+
+#[test]
+fn subprocess_new_is_a_command_shaped_builder_with_no_arguments_to_start() {
+    let (out, rc) = run(async {
+        let mut p = asyncio_streams::subprocess::Subprocess::new("sh")
+            .arg("-c")
+            .args(["echo \"$GREETING $0 $1\"", "a", "b"])
+            .env_clear()
+            .envs([("GREETING", "hi"), ("PATH", "/usr/bin:/bin")])
+            .stdout(PIPE)
+            .await
+            .unwrap();
+        let (out, _) = p.communicate(None).await.unwrap();
+        let mut bare = asyncio_streams::subprocess::Subprocess::new("true")
+            .await
+            .unwrap();
+        assert_eq!(bare.wait().await.unwrap(), 0);
+        (out, p.returncode())
+    });
+    assert_eq!(out.as_deref(), Some(&b"hi a b\n"[..]));
     assert_eq!(rc, Some(0));
 }
 

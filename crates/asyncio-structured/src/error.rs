@@ -90,6 +90,9 @@ impl ChildFailure {
     }
 }
 
+/// `{task}: {error}`, where `{error}` is the child's error's own message;
+/// [`source`](Error::source) goes on with that error's source, so a chain
+/// printed by anyhow reads each message once.
 impl fmt::Display for ChildFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -102,9 +105,37 @@ impl fmt::Display for ChildFailure {
 }
 
 impl Error for ChildFailure {
+    /// The source of the child's error (the error's own message is already
+    /// in this failure's `Display`).
     fn source(&self) -> Option<&(dyn Error + 'static)> {
-        Some(self.error())
+        self.error().source()
     }
+}
+
+/// Writes `error` and its `source()` chain, `: ` between them (anyhow's
+/// `{:#}`), with every line after the first indented by `indent` so a nested
+/// group stays readable.
+fn write_chain(
+    f: &mut fmt::Formatter<'_>,
+    error: &(dyn Error + 'static),
+    indent: &str,
+) -> fmt::Result {
+    let mut next = Some(error);
+    let mut first = true;
+    while let Some(e) = next {
+        if !first {
+            f.write_str(": ")?;
+        }
+        first = false;
+        let text = e.to_string();
+        let mut lines = text.split('\n');
+        f.write_str(lines.next().unwrap_or(""))?;
+        for line in lines {
+            write!(f, "\n{indent}{line}")?;
+        }
+        next = e.source();
+    }
+    Ok(())
 }
 
 /// The failures of a task group, in the order they happened (asyncio's
@@ -115,8 +146,9 @@ impl Error for ChildFailure {
 /// by error type (also inside nested groups, as `except*` does), and
 /// [`downcast_ref`](Self::downcast_ref) finds the first of a type. It is
 /// `Send + Sync + 'static`, so `?` takes it into `anyhow::Error` or
-/// `Box<dyn Error + Send + Sync>`; its [`source`](Error::source) is the first
-/// failure.
+/// `Box<dyn Error + Send + Sync>`. Its message lists every failure with its
+/// causes, and it has no [`source`](Error::source), so anyhow's `{:#}` and
+/// `{:?}` print each cause once.
 ///
 /// ```
 /// use std::io;
@@ -249,6 +281,11 @@ impl<'a> IntoIterator for &'a ExceptionGroup {
     }
 }
 
+/// The count, then each failure on its own line with its whole `source()`
+/// chain (`[1] Task-2: child failed: disk full`), as Python prints an
+/// `ExceptionGroup`'s sub-exceptions. The group has no
+/// [`source`](Error::source): a chain can follow only one failure, and every
+/// one is already in the message, so anyhow prints each once.
 impl fmt::Display for ExceptionGroup {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.failures.len();
@@ -258,18 +295,14 @@ impl fmt::Display for ExceptionGroup {
             if n == 1 { "" } else { "s" }
         )?;
         for (i, failure) in self.failures.iter().enumerate() {
-            write!(f, "\n  [{}] {failure}", i + 1)?;
+            write!(f, "\n  [{}] ", i + 1)?;
+            write_chain(f, failure, "      ")?;
         }
         Ok(())
     }
 }
 
-impl Error for ExceptionGroup {
-    /// The first failure (a chain can only follow one).
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        self.failures.first().map(|f| f as &(dyn Error + 'static))
-    }
-}
+impl Error for ExceptionGroup {}
 
 /// Why a task group refused a new task.
 ///

@@ -44,6 +44,7 @@ pub use gather_tuple::GatherSlot;
 pub use gather_tuple::{GatherTuple, IntoTasks, TaskTuple, gather_tuple};
 pub use runner::{EXECUTOR_SHUTDOWN_TIMEOUT, Runner, RunnerBuilder, run};
 pub use shield::{Shield, shield};
+pub use sigint::exit_interrupted;
 pub use taskgroup::{Join, Scope, TaskGroup, TaskGroupHandle, task_group};
 pub use wait::{AsCompleted, EmptyWaitError, ReturnWhen, Wait, WaitResult, as_completed, wait};
 

@@ -23,6 +23,39 @@ use asyncio_core::{EventLoop, SignalError};
 use signal_hook::SigId;
 use signal_hook::consts::SIGINT;
 
+/// Ends the process the way Python ends one that Ctrl-C interrupted: killed by
+/// SIGINT, so a shell sees status 130 and a supervisor sees "interrupted"
+/// rather than a failure.
+///
+/// Python's `asyncio.run` turns Ctrl-C into `KeyboardInterrupt`; when nothing
+/// catches it, the interpreter restores SIGINT's default action and sends
+/// itself SIGINT. This does the same, after flushing stdout and stderr: call
+/// it once [`Runner::run`](crate::Runner::run) or [`run`](crate::run)
+/// returned [`RunError::Interrupted`](asyncio_core::RunError::Interrupted)
+/// and the runner is closed (its cleanup done). `#[asyncio::main]` calls it
+/// for you. Should the signal not end the process (it cannot, unless
+/// something else catches SIGINT again in between), it exits with status 130.
+///
+/// ```no_run
+/// let out = asyncio::run(async {
+///     asyncio::sleep(std::time::Duration::from_secs(3600)).await;
+/// });
+/// match out {
+///     Ok(()) => {}
+///     Err(asyncio::RunError::Interrupted) => asyncio::exit_interrupted(),
+///     Err(e) => panic!("{e}"),
+/// }
+/// ```
+pub fn exit_interrupted() -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // Resets SIGINT to its default action, unblocks it and raises it on this
+    // thread: the default action ends the whole process.
+    let _ = signal_hook::low_level::emulate_default_handler(SIGINT);
+    std::process::exit(128 + SIGINT)
+}
+
 #[derive(Default)]
 struct Interrupt {
     requested: Cell<bool>,

@@ -565,12 +565,15 @@ impl ChildGuard {
 
     /// The child's future is dropped before it was ever polled: inside its own
     /// `create_task` (a task factory panicked, say), nobody counted it and it
-    /// owes nothing; otherwise it was cancelled before it started. (While the
-    /// loop runs, an unstarted child is held by the loop, so the only one
-    /// dropped during a task start is the one being started.)
+    /// owes nothing; otherwise it was cancelled before it started.
     #[cold]
     fn dropped_unstarted(&mut self) {
-        if asyncio_core::in_task_start() {
+        // Its own task in its eager step: the loop abandons a child whose
+        // start failed (a factory hook panicked) as it would cancel an eager
+        // child, inside the `create_task` that made it. (Not the thread-wide
+        // `in_task_start()`: another task of any loop may be starting while
+        // this one is dropped, say by a `close()` a factory hook calls.)
+        if in_eager_step() {
             self.owed = Owed::Nothing;
         } else {
             self.report_unfinished();
@@ -580,7 +583,7 @@ impl ChildGuard {
     /// The child's future panicked as it was dropped before it ended.
     #[cold]
     fn cleanup_panicked(&mut self, payload: Box<dyn Any + Send>) {
-        if self.owed == Owed::Unstarted && asyncio_core::in_task_start() {
+        if self.owed == Owed::Unstarted && in_eager_step() {
             // Dropped inside its own `create_task`, never counted: the panic
             // goes on as it would without the group.
             self.owed = Owed::Nothing;

@@ -28,25 +28,6 @@ use crate::waiters::{WaitList, WakeBatch};
 ///
 /// ```
 /// use std::rc::Rc;
-/// use asyncio::Barrier;
-/// use futures::executor::LocalPool;
-/// use futures::task::LocalSpawnExt;
-///
-/// let barrier = Rc::new(Barrier::new(3).unwrap());
-/// let mut pool = LocalPool::new();
-/// let handles: Vec<_> = (0..3)
-///     .map(|_| {
-///         let b = barrier.clone();
-///         pool.spawner().spawn_local_with_handle(async move { b.wait().await.unwrap() }).unwrap()
-///     })
-///     .collect();
-/// let mut indices: Vec<usize> = handles.into_iter().map(|h| pool.run_until(h)).collect();
-/// indices.sort();
-/// assert_eq!(indices, [0, 1, 2]);
-/// ```
-///
-/// ```
-/// use std::rc::Rc;
 ///
 /// let indices = asyncio::run(async {
 ///     let barrier = Rc::new(asyncio::Barrier::new(3).unwrap());
@@ -167,10 +148,8 @@ impl Barrier {
     /// reset or aborted before this task returns.
     ///
     /// ```
-    /// use futures::executor::block_on;
-    ///
     /// let barrier = asyncio::Barrier::new(1).unwrap();
-    /// assert_eq!(block_on(barrier.wait()), Ok(0));
+    /// assert_eq!(asyncio::run(barrier.wait()).unwrap(), Ok(0));
     /// ```
     pub fn wait(&self) -> impl Future<Output = Result<usize, BrokenBarrierError>> + '_ {
         BarrierWait {

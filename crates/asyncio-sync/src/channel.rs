@@ -41,27 +41,26 @@ use crate::waiters::WaitList;
 ///
 /// ```
 /// use asyncio_sync::Channel;
-/// use futures::executor::block_on;
 ///
 /// let jobs = Channel::new(16);
 /// let rx = jobs.clone();
 /// let worker = std::thread::spawn(move || {
-///     block_on(async {
+///     asyncio::run(async {
 ///         let mut total = 0;
 ///         while let Ok(n) = rx.get().await {
 ///             total += n;
 ///             rx.task_done().unwrap();
 ///         }
 ///         total
-///     })
+///     }).unwrap()
 /// });
-/// block_on(async {
+/// asyncio::run(async {
 ///     for n in 1..=10 {
 ///         jobs.put(n).await.unwrap();
 ///     }
 ///     jobs.join().await;
 ///     jobs.shutdown(false);
-/// });
+/// }).unwrap();
 /// assert_eq!(worker.join().unwrap(), 55);
 /// ```
 pub struct Channel<T> {

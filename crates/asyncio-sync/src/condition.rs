@@ -25,28 +25,6 @@ use crate::waiters::{WaitList, WakeBatch};
 ///
 /// ```
 /// use std::rc::Rc;
-/// use asyncio::Condition;
-/// use futures::executor::LocalPool;
-/// use futures::task::LocalSpawnExt;
-///
-/// let cond = Rc::new(Condition::with_value(Vec::<u32>::new()));
-/// let mut pool = LocalPool::new();
-/// let consumer = cond.clone();
-/// let got = pool.spawner().spawn_local_with_handle(async move {
-///     let guard = consumer.lock().await;
-///     let mut guard = consumer.wait_for(guard, |items| !items.is_empty()).await;
-///     guard.pop()
-/// }).unwrap();
-/// pool.run_until_stalled();
-/// pool.run_until(async {
-///     cond.lock().await.push(42);
-///     cond.notify(1);
-/// });
-/// assert_eq!(pool.run_until(got), Some(42));
-/// ```
-///
-/// ```
-/// use std::rc::Rc;
 ///
 /// let seen = asyncio::run(async {
 ///     let cond = Rc::new(asyncio::Condition::with_value(Vec::new()));
@@ -130,10 +108,8 @@ impl<T> Condition<T> {
     /// Takes the underlying lock (asyncio's `acquire()`, `async with cond:`).
     ///
     /// ```
-    /// use futures::executor::block_on;
-    ///
     /// let cond = asyncio::Condition::new();
-    /// let guard = block_on(cond.lock());
+    /// let guard = asyncio::run(cond.lock()).unwrap();
     /// assert!(cond.locked());
     /// ```
     pub fn lock(&self) -> impl Future<Output = LockGuard<'_, T>> + '_ {
@@ -176,20 +152,21 @@ impl<T> Condition<T> {
     /// ```
     /// use std::rc::Rc;
     /// use asyncio::Condition;
-    /// use futures::executor::LocalPool;
-    /// use futures::task::LocalSpawnExt;
     ///
-    /// let cond = Rc::new(Condition::new());
-    /// let mut pool = LocalPool::new();
-    /// let c = cond.clone();
-    /// let woken = pool.spawner().spawn_local_with_handle(async move {
-    ///     let guard = c.lock().await;
-    ///     let _guard = c.wait(guard).await;
-    ///     true
-    /// }).unwrap();
-    /// pool.run_until_stalled();
-    /// cond.notify_all();
-    /// assert!(pool.run_until(woken));
+    /// let woken = asyncio::run(async {
+    ///     let cond = Rc::new(Condition::new());
+    ///     let c = cond.clone();
+    ///     let waiter = asyncio::create_task(async move {
+    ///         let guard = c.lock().await;
+    ///         let _guard = c.wait(guard).await;
+    ///         true
+    ///     });
+    ///     asyncio::yield_now().await; // the waiter now waits
+    ///     cond.notify_all();
+    ///     waiter.await.unwrap()
+    /// })
+    /// .unwrap();
+    /// assert!(woken);
     /// ```
     pub fn wait<'g>(
         &'g self,
@@ -210,13 +187,11 @@ impl<T> Condition<T> {
     /// guard with the lock held and the predicate true.
     ///
     /// ```
-    /// use futures::executor::block_on;
-    ///
     /// let cond = asyncio::Condition::with_value(3);
-    /// let guard = block_on(async {
+    /// let guard = asyncio::run(async {
     ///     let guard = cond.lock().await;
     ///     cond.wait_for(guard, |v| *v == 3).await
-    /// });
+    /// }).unwrap();
     /// assert_eq!(*guard, 3);
     /// ```
     pub async fn wait_for<'g>(

@@ -57,12 +57,42 @@ pub struct QueueEmpty;
 ///
 /// ```
 /// use asyncio::{Queue, QueueShutDown};
-/// use futures::executor::block_on;
 ///
-/// let q = Queue::new(0);
-/// q.shutdown(false);
-/// assert_eq!(block_on(q.put(7)), Err(QueueShutDown(7)));
-/// assert_eq!(block_on(q.get()), Err(QueueShutDown(())));
+/// asyncio::run(async {
+///     let q = Queue::new(0);
+///     q.shutdown(false);
+///     assert_eq!(q.put(7).await, Err(QueueShutDown(7)));
+///     assert_eq!(q.get().await, Err(QueueShutDown(())));
+/// })
+/// .unwrap();
+/// ```
+///
+/// The item makes the error as `Send` as the item is: to take a refused
+/// `Rc` through `?` into `anyhow::Error` or a task group's body, drop it with
+/// [`drop_item`](Self::drop_item), or let `?` convert to the item-less
+/// [`QueueError`]:
+///
+/// ```
+/// use std::rc::Rc;
+///
+/// async fn produce(q: &asyncio::Queue<Rc<String>>) -> anyhow::Result<()> {
+///     q.put(Rc::new("job".to_owned())).await.map_err(asyncio::QueueShutDown::drop_item)?;
+///     Ok(())
+/// }
+///
+/// async fn produce_more(q: &asyncio::Queue<Rc<String>>) -> Result<(), asyncio::QueueError> {
+///     q.put(Rc::new("job".to_owned())).await?;
+///     Ok(())
+/// }
+///
+/// asyncio::run(async {
+///     let q = asyncio::Queue::new(0);
+///     q.shutdown(false);
+///     let err = produce(&q).await.unwrap_err();
+///     assert!(err.is::<asyncio::QueueShutDown>());
+///     assert_eq!(produce_more(&q).await, Err(asyncio::QueueError::ShutDown));
+/// })
+/// .unwrap();
 /// ```
 ///
 /// ```
@@ -207,11 +237,10 @@ pub struct ZeroPartiesError;
 ///
 /// ```
 /// use asyncio::{Barrier, BrokenBarrierError};
-/// use futures::executor::block_on;
 ///
 /// let barrier = Barrier::new(2).unwrap();
 /// barrier.abort();
-/// assert_eq!(block_on(barrier.wait()), Err(BrokenBarrierError));
+/// assert_eq!(asyncio::run(barrier.wait()).unwrap(), Err(BrokenBarrierError));
 /// ```
 ///
 /// ```
@@ -231,6 +260,122 @@ pub struct ZeroPartiesError;
 #[derive(Error, Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[error("the barrier is broken")]
 pub struct BrokenBarrierError;
+
+impl<T> QueueFull<T> {
+    /// The item that was not put.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+
+    /// The same error without its item (which is dropped), `Send` and
+    /// `Sync` whatever the item was: `.map_err(QueueFull::drop_item)?`.
+    pub fn drop_item(self) -> QueueFull<()> {
+        QueueFull(())
+    }
+}
+
+impl<T> QueueShutDown<T> {
+    /// The item that was not put.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+
+    /// The same error without its item (which is dropped), `Send` and
+    /// `Sync` whatever the item was: `.map_err(QueueShutDown::drop_item)?`
+    /// takes a refused `Rc` through `?` into `anyhow::Error`.
+    ///
+    /// ```
+    /// let q = asyncio::Queue::new(0);
+    /// q.shutdown(false);
+    /// let err = q.put_nowait(std::rc::Rc::new(1)).unwrap_err();
+    /// let asyncio::PutError::ShutDown(refused) = err else { panic!() };
+    /// assert_eq!(refused.drop_item(), asyncio::QueueShutDown(()));
+    /// ```
+    pub fn drop_item(self) -> QueueShutDown {
+        QueueShutDown(())
+    }
+}
+
+impl<T> PutError<T> {
+    /// The same error without its item (which is dropped), `Send` and
+    /// `Sync` whatever the item was: `.map_err(PutError::drop_item)?`.
+    pub fn drop_item(self) -> PutError<()> {
+        match self {
+            PutError::Full(_) => PutError::Full(QueueFull(())),
+            PutError::ShutDown(_) => PutError::ShutDown(QueueShutDown(())),
+        }
+    }
+}
+
+/// Any queue error without an item: what `?` turns [`QueueFull<T>`],
+/// [`QueueShutDown<T>`], [`PutError<T>`], [`QueueEmpty`] and [`GetError`]
+/// into, dropping the item, so a function returning `Result<_, QueueError>`
+/// can use `?` on every queue call whatever the item type (an `Rc` too).
+///
+/// ```
+/// use std::rc::Rc;
+///
+/// fn pass_on(from: &asyncio::Queue<Rc<u8>>, to: &asyncio::Queue<Rc<u8>>) -> Result<(), asyncio::QueueError> {
+///     let item = from.get_nowait()?;
+///     to.put_nowait(item)?;
+///     Ok(())
+/// }
+///
+/// let (a, b) = (asyncio::Queue::new(0), asyncio::Queue::new(0));
+/// assert_eq!(pass_on(&a, &b), Err(asyncio::QueueError::Empty));
+/// a.put_nowait(Rc::new(1)).unwrap();
+/// b.shutdown(false);
+/// assert_eq!(pass_on(&a, &b), Err(asyncio::QueueError::ShutDown));
+/// ```
+#[derive(Error, Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum QueueError {
+    /// The queue was full (`QueueFull`).
+    #[error("the queue is full")]
+    Full,
+    /// The queue was empty (`QueueEmpty`).
+    #[error("the queue is empty")]
+    Empty,
+    /// The queue was shut down (`QueueShutDown`).
+    #[error("the queue is shut down")]
+    ShutDown,
+}
+
+impl<T> From<QueueFull<T>> for QueueError {
+    fn from(_: QueueFull<T>) -> Self {
+        QueueError::Full
+    }
+}
+
+impl<T> From<QueueShutDown<T>> for QueueError {
+    fn from(_: QueueShutDown<T>) -> Self {
+        QueueError::ShutDown
+    }
+}
+
+impl From<QueueEmpty> for QueueError {
+    fn from(_: QueueEmpty) -> Self {
+        QueueError::Empty
+    }
+}
+
+impl<T> From<PutError<T>> for QueueError {
+    fn from(e: PutError<T>) -> Self {
+        match e {
+            PutError::Full(_) => QueueError::Full,
+            PutError::ShutDown(_) => QueueError::ShutDown,
+        }
+    }
+}
+
+impl From<GetError> for QueueError {
+    fn from(e: GetError) -> Self {
+        match e {
+            GetError::Empty(_) => QueueError::Empty,
+            GetError::ShutDown(_) => QueueError::ShutDown,
+        }
+    }
+}
 
 impl<T> fmt::Debug for QueueFull<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -16,21 +16,6 @@ use crate::waiters::{WaitList, wake_all};
 ///
 /// ```
 /// use std::rc::Rc;
-/// use asyncio::Event;
-/// use futures::executor::LocalPool;
-/// use futures::task::LocalSpawnExt;
-///
-/// let event = Rc::new(Event::new());
-/// let mut pool = LocalPool::new();
-/// let waiter = event.clone();
-/// let done = pool.spawner().spawn_local_with_handle(async move { waiter.wait().await; "woken" }).unwrap();
-/// pool.run_until_stalled();
-/// event.set();
-/// assert_eq!(pool.run_until(done), "woken");
-/// ```
-///
-/// ```
-/// use std::rc::Rc;
 ///
 /// asyncio::run(async {
 ///     let ready = Rc::new(asyncio::Event::new());
@@ -113,11 +98,9 @@ impl Event {
     /// Never fails. Dropping the future simply stops waiting.
     ///
     /// ```
-    /// use futures::executor::block_on;
-    ///
     /// let event = asyncio::Event::new();
     /// event.set();
-    /// block_on(event.wait());
+    /// asyncio::run(event.wait()).unwrap();
     /// ```
     pub fn wait(&self) -> impl Future<Output = ()> + '_ {
         EventWait {

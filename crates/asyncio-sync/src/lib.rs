@@ -79,8 +79,8 @@ pub use barrier::Barrier;
 pub use channel::Channel;
 pub use condition::Condition;
 pub use error::{
-    BrokenBarrierError, GetError, PutError, QueueEmpty, QueueFull, QueueShutDown, ReleaseError,
-    TaskDoneError, ZeroPartiesError,
+    BrokenBarrierError, GetError, PutError, QueueEmpty, QueueError, QueueFull, QueueShutDown,
+    ReleaseError, TaskDoneError, ZeroPartiesError,
 };
 pub use event::Event;
 pub use lock::{Lock, LockGuard};

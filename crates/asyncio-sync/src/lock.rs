@@ -27,22 +27,6 @@ use crate::waiters::WaitList;
 ///
 /// ```
 /// use std::rc::Rc;
-/// use asyncio::Lock;
-/// use futures::executor::LocalPool;
-/// use futures::task::LocalSpawnExt;
-///
-/// let lock = Rc::new(Lock::with_value(Vec::new()));
-/// let mut pool = LocalPool::new();
-/// for i in 0..3 {
-///     let lock = lock.clone();
-///     pool.spawner().spawn_local(async move { lock.lock().await.push(i) }).unwrap();
-/// }
-/// pool.run();
-/// assert_eq!(*lock.try_lock().unwrap(), [0, 1, 2]);
-/// ```
-///
-/// ```
-/// use std::rc::Rc;
 ///
 /// let total = asyncio::run(async {
 ///     let counter = Rc::new(asyncio::Lock::with_value(0));
@@ -120,12 +104,10 @@ impl<T> Lock<T> {
     /// losing a hand-over.
     ///
     /// ```
-    /// use futures::executor::block_on;
-    ///
     /// let lock = asyncio::Lock::with_value(0);
-    /// block_on(async {
+    /// asyncio::run(async {
     ///     *lock.lock().await += 1;
-    /// });
+    /// }).unwrap();
     /// assert_eq!(*lock.try_lock().unwrap(), 1);
     /// ```
     pub fn lock(&self) -> impl Future<Output = LockGuard<'_, T>> + '_ {

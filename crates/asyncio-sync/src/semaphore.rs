@@ -156,33 +156,6 @@ fn grant(st: &mut State, batch: &mut WakeBatch) {
 /// was already handed its permits gives them back to the next in line.
 ///
 /// ```
-/// use std::rc::Rc;
-/// use std::cell::Cell;
-/// use asyncio::{Event, Semaphore};
-/// use futures::executor::LocalPool;
-/// use futures::task::LocalSpawnExt;
-///
-/// let sem = Rc::new(Semaphore::new(2));
-/// let gate = Rc::new(Event::new());
-/// let inside = Rc::new(Cell::new(0));
-/// let mut pool = LocalPool::new();
-/// for _ in 0..5 {
-///     let (sem, gate, inside) = (sem.clone(), gate.clone(), inside.clone());
-///     pool.spawner().spawn_local(async move {
-///         let _permit = sem.acquire().await;
-///         inside.set(inside.get() + 1);
-///         gate.wait().await; // hold the permit until the gate opens
-///         inside.set(inside.get() - 1);
-///     }).unwrap();
-/// }
-/// pool.run_until_stalled();
-/// assert_eq!(inside.get(), 2); // two permits, two tasks inside
-/// gate.set();
-/// pool.run();
-/// assert_eq!(inside.get(), 0);
-/// ```
-///
-/// ```
 /// use std::cell::Cell;
 /// use std::rc::Rc;
 ///
@@ -232,10 +205,8 @@ impl Semaphore {
     /// the guard is dropped. Never fails.
     ///
     /// ```
-    /// use futures::executor::block_on;
-    ///
     /// let sem = asyncio::Semaphore::new(1);
-    /// let permit = block_on(sem.acquire());
+    /// let permit = asyncio::run(sem.acquire()).unwrap();
     /// assert!(sem.locked());
     /// drop(permit);
     /// assert!(!sem.locked());
@@ -248,10 +219,8 @@ impl Semaphore {
     /// are free. `acquire_many(0)` is ready at once.
     ///
     /// ```
-    /// use futures::executor::block_on;
-    ///
     /// let sem = asyncio::Semaphore::new(3);
-    /// let permit = block_on(sem.acquire_many(3));
+    /// let permit = asyncio::run(sem.acquire_many(3)).unwrap();
     /// assert_eq!(permit.permits(), 3);
     /// assert!(sem.try_acquire().is_none());
     /// ```
@@ -378,10 +347,8 @@ impl BoundedSemaphore {
     /// Waits for one permit; see [`Semaphore::acquire`].
     ///
     /// ```
-    /// use futures::executor::block_on;
-    ///
     /// let sem = asyncio::BoundedSemaphore::new(1);
-    /// let _permit = block_on(sem.acquire());
+    /// let _permit = asyncio::run(sem.acquire()).unwrap();
     /// assert!(sem.locked());
     /// ```
     pub fn acquire(&self) -> impl Future<Output = SemaphorePermit<'_>> + '_ {
@@ -395,10 +362,8 @@ impl BoundedSemaphore {
     /// If `n` is larger than the bound: such a request could never be met.
     ///
     /// ```
-    /// use futures::executor::block_on;
-    ///
     /// let sem = asyncio::BoundedSemaphore::new(2);
-    /// assert_eq!(block_on(sem.acquire_many(2)).permits(), 2);
+    /// assert_eq!(asyncio::run(sem.acquire_many(2)).unwrap().permits(), 2);
     /// ```
     pub fn acquire_many(&self, n: usize) -> impl Future<Output = SemaphorePermit<'_>> + '_ {
         let bound = self.core.bound.expect("a BoundedSemaphore has a bound");

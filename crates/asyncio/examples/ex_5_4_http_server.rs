@@ -8,11 +8,8 @@
 //! ```
 //!
 //! hyper needs no tokio here: it only asks for something that implements its
-//! `rt::Read`/`rt::Write` traits, which `support/hyper_io.rs` provides in a
-//! few lines over a `StreamReader`/`StreamWriter` pair.
-
-#[path = "support/hyper_io.rs"]
-mod hyper_io;
+//! `rt::Read`/`rt::Write` traits, which `asyncio::HyperIo` (the facade's
+//! `hyper` feature) provides over a `StreamReader`/`StreamWriter` pair.
 
 use std::cell::Cell;
 use std::convert::Infallible;
@@ -38,7 +35,7 @@ async fn main_task(max_connections: Option<usize>) -> std::io::Result<()> {
         move |reader, writer| {
             let (s, c) = (s.clone(), c.clone());
             async move {
-                let io = hyper_io::HyperIo::new(reader, writer);
+                let io = asyncio::HyperIo::new(reader, writer);
                 let conn = hyper::server::conn::http1::Builder::new()
                     .serve_connection(io, hyper::service::service_fn(hello));
                 if let Err(e) = conn.await {

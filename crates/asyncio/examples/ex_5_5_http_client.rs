@@ -3,9 +3,6 @@
 //! 127.0.0.1:8080 if one runs; otherwise it starts the same hello server in
 //! this process on a free port, so the example also works alone.
 
-#[path = "support/hyper_io.rs"]
-mod hyper_io;
-
 use std::convert::Infallible;
 use std::io::ErrorKind;
 
@@ -24,7 +21,7 @@ async fn hello(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallib
 async fn local_server() -> std::io::Result<asyncio::Server> {
     asyncio::start_server(
         |reader, writer| async move {
-            let io = hyper_io::HyperIo::new(reader, writer);
+            let io = asyncio::HyperIo::new(reader, writer);
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(io, hyper::service::service_fn(hello))
                 .await;
@@ -49,7 +46,7 @@ async fn main_task() -> Result<(), Box<dyn std::error::Error>> {
         Err(e) => return Err(e.into()),
     };
     let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_io::HyperIo::new(reader, writer)).await?;
+        hyper::client::conn::http1::handshake(asyncio::HyperIo::new(reader, writer)).await?;
     // The connection is driven by its own task, as with tokio::spawn.
     let driver = asyncio::create_task(conn);
     for path in ["/", "/streams", "/hyper"] {

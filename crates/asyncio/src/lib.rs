@@ -27,7 +27,9 @@
 //!   `#[asyncio::test] async fn …()`, each on a fresh loop (options `eager`,
 //!   `debug`).
 //! - [`run`], [`Runner`]: run a top-level future on a fresh loop (`asyncio.run`,
-//!   `asyncio.Runner`).
+//!   `asyncio.Runner`); Ctrl-C cancels the main task and the run returns
+//!   [`RunError::Interrupted`]; [`exit_interrupted`] then ends the process as
+//!   Python's does (killed by SIGINT), as `#[asyncio::main]` does by itself.
 //! - [`EventLoop`], [`get_running_loop`]: the loop itself, for lower-level control.
 //!
 //! ## Beyond one core
@@ -63,9 +65,12 @@
 //! - [`open_connection`], [`open_unix_connection`]: connect, get a
 //!   [`StreamReader`] and a [`StreamWriter`] (also `futures-io` traits).
 //! - [`start_server`], [`start_unix_server`], [`Server`]: a task per
-//!   connection; `serve_forever`, `close`, `close_clients`, `wait_closed`.
+//!   connection; `serve_forever`, `close`, `close_clients`, `wait_closed`;
+//!   [`with_state`] hands each connection a clone of shared state.
 //! - [`open_connection_from_stream`], [`start_server_from_listener`]: streams
 //!   and servers on sockets made elsewhere (asyncio's `sock=`).
+//! - `HyperIo`, `LocalExecutor` (feature `hyper`): hyper 1.x servers and
+//!   clients on these streams, with no glue of your own and no tokio.
 //! - [`sock_recv`], [`sock_recv_into`], [`sock_sendall`], [`sock_accept`],
 //!   [`sock_connect`]: `loop.sock_*` on your own non-blocking sockets;
 //!   [`DatagramSocket`]: UDP.
@@ -106,20 +111,27 @@
 //! - [`CancelledError`], [`InvalidStateError`], [`RuntimeError`], [`TaskError`],
 //!   [`RunError`], [`TimeoutError`]: asyncio's exceptions as Rust error types.
 //! - [`QueueFull`], [`QueueEmpty`], [`QueueShutDown`], [`BrokenBarrierError`]
-//!   and the other errors of the primitives.
+//!   and the other errors of the primitives; [`QueueError`], the item-less
+//!   error that `?` makes of any queue error.
 //! - [`IncompleteReadError`], [`LimitOverrunError`] and the other errors of
-//!   the streams.
+//!   the streams; [`ReadError`], the one to match on for any read.
+//!
+//! ## Guides
+//! - [`_tutorial`]: the tutorial, ten chapters from `run` to a loop per core,
+//!   Python beside Rust at every step (every Rust block is a doc test).
+//! - [`_cheatsheet`]: Python ↔ Rust, one line per idiom.
+//! - [`_semantics`]: where asyncio-rs differs from CPython's asyncio, and why.
 //!
 //! Where Rust cannot do what asyncio does (cancellation is `Drop`, there are no
-//! exceptions), asyncio-rs does the closest thing; `docs/semantics.md` in the
-//! repository lists each difference.
+//! exceptions), asyncio-rs does the closest thing; [`_semantics`] lists each
+//! difference.
 
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 
 // Running
 pub use asyncio_core::{EventLoop, get_running_loop};
 pub use asyncio_macros::{main, test};
-pub use asyncio_structured::{Runner, RunnerBuilder, run};
+pub use asyncio_structured::{Runner, RunnerBuilder, exit_interrupted, run};
 
 // Beyond one core: a loop per core, hand-off between loops
 pub use asyncio_pool::{
@@ -147,8 +159,12 @@ pub use asyncio_streams::{
     open_connection_from_stream, open_connection_with, open_unix_connection,
     open_unix_connection_with, sock_accept, sock_connect, sock_recv, sock_recv_into, sock_sendall,
     start_server, start_server_from_listener, start_server_with, start_unix_server,
-    start_unix_server_with,
+    start_unix_server_with, with_state,
 };
+
+// HTTP with hyper 1.x (feature `hyper`)
+#[cfg(feature = "hyper")]
+pub use asyncio_streams::{HyperIo, LocalExecutor};
 
 // Subprocesses
 pub use asyncio_streams::subprocess;
@@ -231,41 +247,50 @@ pub use asyncio_core::{
 };
 pub use asyncio_pool::{HandoffError, PoolError, WorkerError, WorkerErrors, WorkerFailure};
 pub use asyncio_streams::{
-    BlockingSocketError, IncompleteReadError, LimitOverrunError, ReadExactlyError, ReadUntilError,
-    ServerStateError, WriteBufferLimitsError, WriterClosedError,
+    BlockingSocketError, IncompleteReadError, LimitOverrunError, ReadError, ReadExactlyError,
+    ReadUntilError, ServerStateError, WriteBufferLimitsError, WriterClosedError,
 };
 pub use asyncio_sync::{
-    BrokenBarrierError, GetError, PutError, QueueEmpty, QueueFull, QueueShutDown, ReleaseError,
-    TaskDoneError, ZeroPartiesError,
+    BrokenBarrierError, GetError, PutError, QueueEmpty, QueueError, QueueFull, QueueShutDown,
+    ReleaseError, TaskDoneError, ZeroPartiesError,
 };
 
-/// The tutorial's chapters and the Python ↔ Rust cheat-sheet, compiled and
-/// run as doc tests (their Python blocks are shown, not run).
-#[cfg(doctest)]
-mod tutorial {
-    #[doc = include_str!("../../../docs/tutorial/01-run-and-runner.md")]
-    struct RunAndRunner;
-    #[doc = include_str!("../../../docs/tutorial/02-tasks-and-taskgroup.md")]
-    struct TasksAndTaskGroup;
-    #[doc = include_str!("../../../docs/tutorial/03-eager-task-factory.md")]
-    struct EagerTaskFactory;
-    #[doc = include_str!("../../../docs/tutorial/04-current-task.md")]
-    struct CurrentTask;
-    #[doc = include_str!("../../../docs/tutorial/05-context-variables.md")]
-    struct ContextVariables;
-    #[doc = include_str!("../../../docs/tutorial/06-synchronization-and-queues.md")]
-    struct SynchronizationAndQueues;
-    #[doc = include_str!("../../../docs/tutorial/07-time-and-threads.md")]
-    struct TimeAndThreads;
-    #[doc = include_str!("../../../docs/tutorial/08-streams.md")]
-    struct Streams;
-    #[doc = include_str!("../../../docs/tutorial/09-subprocesses-and-signals.md")]
-    struct SubprocessesAndSignals;
-    #[doc = include_str!("../../../docs/tutorial/10-loop-per-core.md")]
-    struct LoopPerCore;
-    #[doc = include_str!("../../../docs/cheatsheet.md")]
-    struct Cheatsheet;
+// The documents of the repository's `docs/`, carried in rustdoc (as clap
+// carries its tutorial) so docs.rs shows them beside the API they teach. Their
+// Rust blocks are doc tests: `cargo test` compiles and runs every one.
+
+#[doc = include_str!("../docs/tutorial/README.md")]
+///
+/// The chapters, in order (the links above point into the repository; here
+/// each chapter is a module below):
+pub mod _tutorial {
+    #[doc = include_str!("../docs/tutorial/01-run-and-runner.md")]
+    pub mod ch01_run_and_runner {}
+    #[doc = include_str!("../docs/tutorial/02-tasks-and-taskgroup.md")]
+    pub mod ch02_tasks_and_taskgroup {}
+    #[doc = include_str!("../docs/tutorial/03-eager-task-factory.md")]
+    pub mod ch03_eager_task_factory {}
+    #[doc = include_str!("../docs/tutorial/04-current-task.md")]
+    pub mod ch04_current_task {}
+    #[doc = include_str!("../docs/tutorial/05-context-variables.md")]
+    pub mod ch05_context_variables {}
+    #[doc = include_str!("../docs/tutorial/06-synchronization-and-queues.md")]
+    pub mod ch06_synchronization_and_queues {}
+    #[doc = include_str!("../docs/tutorial/07-time-and-threads.md")]
+    pub mod ch07_time_and_threads {}
+    #[doc = include_str!("../docs/tutorial/08-streams.md")]
+    pub mod ch08_streams {}
+    #[doc = include_str!("../docs/tutorial/09-subprocesses-and-signals.md")]
+    pub mod ch09_subprocesses_and_signals {}
+    #[doc = include_str!("../docs/tutorial/10-loop-per-core.md")]
+    pub mod ch10_loop_per_core {}
 }
+
+#[doc = include_str!("../docs/cheatsheet.md")]
+pub mod _cheatsheet {}
+
+#[doc = include_str!("../docs/semantics.md")]
+pub mod _semantics {}
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]

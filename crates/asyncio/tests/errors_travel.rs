@@ -24,6 +24,7 @@ fn every_public_error_is_send_sync_and_static() {
     travels::<asyncio::QueueFull<u8>>();
     travels::<asyncio::QueueEmpty>();
     travels::<asyncio::QueueShutDown<u8>>();
+    travels::<asyncio::QueueError>();
     travels::<asyncio::GetError>();
     travels::<asyncio::PutError<u8>>();
     travels::<asyncio::BrokenBarrierError>();
@@ -62,7 +63,7 @@ fn a_task_error_goes_into_anyhow_with_its_message() {
 }
 
 #[test]
-fn an_exception_group_goes_into_anyhow_and_eyre_and_keeps_its_chain() {
+fn an_exception_group_goes_into_anyhow_and_eyre_with_every_cause_in_its_message() {
     fn group() -> asyncio::ExceptionGroup {
         asyncio::run(asyncio::task_group(|tg| async move {
             tg.create_fallible_task(async { Err::<(), _>(std::io::Error::other("disk full")) });
@@ -84,9 +85,10 @@ fn an_exception_group_goes_into_anyhow_and_eyre_and_keeps_its_chain() {
         Ok(())
     }
     let a = with_anyhow().unwrap_err();
-    let chain: Vec<String> = a.chain().map(|e| e.to_string()).collect();
-    assert_eq!(chain.len(), 3, "{chain:?}");
-    assert!(chain[2].contains("disk full"), "{chain:?}");
+    // The group's message holds every failure with its causes; no chain
+    // repeats them (tests/errors_read_once.rs checks every error for that).
+    assert_eq!(a.chain().count(), 1);
+    assert!(a.to_string().contains("disk full"), "{a}");
     let io = a
         .downcast_ref::<asyncio::ExceptionGroup>()
         .unwrap()
@@ -95,7 +97,7 @@ fn an_exception_group_goes_into_anyhow_and_eyre_and_keeps_its_chain() {
     assert_eq!(io.to_string(), "disk full");
 
     let e = with_eyre().unwrap_err();
-    assert!(e.chain().any(|c| c.to_string() == "disk full"));
+    assert!(e.to_string().contains("disk full"));
     assert!(e.downcast_ref::<asyncio::ExceptionGroup>().is_some());
 
     let b = with_box().unwrap_err();
@@ -117,4 +119,55 @@ fn a_cancelled_error_keeps_its_message_in_anyhow() {
     .unwrap_err();
     let c = err.downcast_ref::<asyncio::TaskError>().unwrap();
     assert_eq!(c.cancelled_message(), Some("time is up"));
+}
+
+/// Issue 28: `QueueShutDown<Rc<T>>` is not `Send`, so it cannot go into
+/// anyhow as it is; `drop_item` and the item-less `QueueError` let `?` take
+/// it anyway.
+#[test]
+fn a_refused_rc_item_goes_through_question_mark_after_dropping_the_item() {
+    use std::rc::Rc;
+
+    async fn into_anyhow(q: &asyncio::Queue<Rc<u32>>) -> anyhow::Result<()> {
+        q.put(Rc::new(1))
+            .await
+            .map_err(asyncio::QueueShutDown::drop_item)?;
+        Ok(())
+    }
+    async fn into_queue_error(q: &asyncio::Queue<Rc<u32>>) -> Result<(), asyncio::QueueError> {
+        q.put(Rc::new(1)).await?;
+        q.put_nowait(Rc::new(2))?;
+        Ok(())
+    }
+    asyncio::run(async {
+        let q = asyncio::Queue::new(0);
+        q.shutdown(false);
+        let e = into_anyhow(&q).await.unwrap_err();
+        assert_eq!(
+            e.downcast_ref::<asyncio::QueueShutDown>(),
+            Some(&asyncio::QueueShutDown(()))
+        );
+        assert_eq!(
+            into_queue_error(&q).await,
+            Err(asyncio::QueueError::ShutDown)
+        );
+        // Inside a task group's body too.
+        let group = asyncio::task_group(|tg| async move {
+            tg.create_task(async {});
+            let q = asyncio::Queue::new(0);
+            q.shutdown(false);
+            q.put(Rc::new(3))
+                .await
+                .map_err(asyncio::QueueShutDown::drop_item)?;
+            Ok::<_, asyncio::QueueShutDown>(())
+        })
+        .await;
+        assert!(
+            group
+                .unwrap_err()
+                .downcast_ref::<asyncio::QueueShutDown>()
+                .is_some()
+        );
+    })
+    .unwrap();
 }

@@ -1,9 +1,6 @@
 //! hyper 1.x serves and fetches HTTP/1.1 on asyncio-rs's streams (what
 //! ex_5_4 and ex_5_5 show), bounded in count and time.
 
-#[path = "../examples/support/hyper_io.rs"]
-mod hyper_io;
-
 use std::cell::RefCell;
 use std::convert::Infallible;
 use std::rc::Rc;
@@ -38,7 +35,7 @@ fn hyper_serves_keep_alive_requests_on_several_connections() {
             move |reader, writer| {
                 let record = record.clone();
                 async move {
-                    let io = hyper_io::HyperIo::new(reader, writer);
+                    let io = asyncio::HyperIo::new(reader, writer);
                     let r = hyper::server::conn::http1::Builder::new()
                         .serve_connection(io, hyper::service::service_fn(echo_body))
                         .await;
@@ -56,7 +53,7 @@ fn hyper_serves_keep_alive_requests_on_several_connections() {
                 asyncio::create_task(async move {
                     let (r, w) = asyncio::open_connection("127.0.0.1", port).await.unwrap();
                     let (mut sender, conn) =
-                        hyper::client::conn::http1::handshake(hyper_io::HyperIo::new(r, w))
+                        hyper::client::conn::http1::handshake(asyncio::HyperIo::new(r, w))
                             .await
                             .unwrap();
                     let driver = asyncio::create_task(conn);
@@ -89,4 +86,20 @@ fn hyper_serves_keep_alive_requests_on_several_connections() {
     let served = served.borrow();
     assert_eq!(served.len(), 3, "one served connection per client");
     assert!(served.iter().all(Result::is_ok), "{served:?}");
+}
+
+/// `LocalExecutor` runs what hyper hands it as a task of the running loop
+/// (the futures need not be `Send`).
+#[test]
+fn local_executor_runs_hypers_futures_as_tasks_of_the_loop() {
+    use hyper::rt::Executor;
+    let ran = asyncio::run(async {
+        let ran = std::rc::Rc::new(std::cell::Cell::new(false));
+        let r = ran.clone();
+        asyncio::LocalExecutor.execute(async move { r.set(true) });
+        asyncio::sleep(std::time::Duration::from_millis(1)).await;
+        ran.get()
+    })
+    .unwrap();
+    assert!(ran);
 }

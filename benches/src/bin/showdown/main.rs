@@ -34,7 +34,7 @@ use scenarios::{FLOOR_LEGEND, Run, Runtime, Scenario};
     name = "showdown",
     version,
     after_help = "Examples:\n  \
-        showdown                                   every scenario, 7 rounds (a few minutes)\n  \
+        showdown                                   every scenario, 7 rounds (about 1.5 minutes on 2 cores)\n  \
         showdown --python --svg chart.svg          with CPython and uvloop, and a chart\n  \
         showdown --only ex_6_1_taskgroup_eager     one scenario\n  \
         showdown --only ex_6_2_gather/asyncio-rs   one runtime of it (e.g. under /usr/bin/time -v)\n  \
@@ -107,6 +107,15 @@ struct Entry {
     runtime: Runtime,
     work: Work,
     result: Measured,
+    /// The round-trip percentiles of each timed run (echo scenarios only).
+    latencies: Vec<asyncio_bench::net::Percentiles>,
+}
+
+/// One (scenario, runtime)'s echo latencies: each timed run's percentiles.
+struct Latencies {
+    scenario: &'static str,
+    runtime: Runtime,
+    runs: Vec<asyncio_bench::net::Percentiles>,
 }
 
 fn main() {
@@ -164,6 +173,15 @@ fn main() {
     let _ = std::io::stdout().flush();
 
     measure(&mut entries, &scenarios, rounds, n, &py_version);
+    let latencies: Vec<Latencies> = entries
+        .iter_mut()
+        .filter(|e| !e.latencies.is_empty())
+        .map(|e| Latencies {
+            scenario: scenarios[e.scenario].id,
+            runtime: e.runtime,
+            runs: std::mem::take(&mut e.latencies),
+        })
+        .collect();
     let mut rows: Vec<Row> = entries
         .into_iter()
         .map(|e| Row {
@@ -189,7 +207,7 @@ fn main() {
         if !these.is_empty() {
             report::scenario_block(&mut out, s.id, s.example, s.what, s.unit, &these);
             if scenarios::ECHO_SCENARIOS.contains(&s.id) {
-                latency_report(&mut out, rounds);
+                latency_report(&mut out, s.id, &latencies);
             }
         }
     }
@@ -200,6 +218,7 @@ fn main() {
         }
     }
     summary(&mut out, &rows, &scenarios);
+    latency_summary(&mut out, &latencies, &scenarios);
     println!("{out}");
 
     if let Some(path) = &args.json {
@@ -340,6 +359,7 @@ fn build_entries(
                         per_op: Vec::new(),
                         ops: 0,
                     },
+                    latencies: Vec::new(),
                 });
             }
         }
@@ -369,6 +389,7 @@ fn build_entries(
                     load: s.python_load,
                 },
                 result,
+                latencies: Vec::new(),
             });
         }
     }
@@ -464,7 +485,14 @@ fn measure(
                 format!("round {round}/{rounds}")
             };
             progress.step(&format!("{what}: {} on {}", s.id, e.runtime.name()));
-            if let Some((ns, ops)) = run_once(e, s.ops, size, py_version)
+            let measured = run_once(e, s.ops, size, py_version);
+            // The echo workloads record each run's percentiles; they belong
+            // to this (scenario, runtime), and the warm-up's are dropped.
+            let lats = asyncio_bench::net::take_latencies();
+            if round > 0 {
+                e.latencies.extend(lats.into_iter().map(|(_, p)| p));
+            }
+            if let Some((ns, ops)) = measured
                 && round > 0
                 && let Measured::Times { per_op, ops: o } = &mut e.result
             {
@@ -595,7 +623,7 @@ fn summary(out: &mut String, rows: &[Row], scenarios: &[Scenario]) {
     }
     let _ = writeln!(
         out,
-        "\nfastest per scenario (of {contested} with two or more runtimes):"
+        "\nfastest per scenario, by time per operation (of {contested} with two or more runtimes):"
     );
     wins.sort_by_key(|(_, ids)| std::cmp::Reverse(ids.len()));
     for (rt, ids) in wins {
@@ -681,40 +709,92 @@ fn memory_rows(
         .collect()
 }
 
-/// p50/p99 of the tcp_echo round trips: the median over rounds of each run's
-/// percentile (the warm-up run excluded).
-fn latency_report(out: &mut String, rounds: usize) {
+/// The median over `runs` of each run's p50 and p99.
+fn median_percentiles(runs: &[asyncio_bench::net::Percentiles]) -> (f64, f64) {
+    let mid = |mut xs: Vec<f64>| {
+        xs.sort_by(f64::total_cmp);
+        xs[xs.len() / 2]
+    };
+    (
+        mid(runs.iter().map(|p| p.p50_ns as f64).collect()),
+        mid(runs.iter().map(|p| p.p99_ns as f64).collect()),
+    )
+}
+
+/// p50/p99 of one echo scenario's round trips, per runtime that ran it: the
+/// median over rounds of each run's percentile (the warm-up run excluded).
+fn latency_report(out: &mut String, scenario: &str, latencies: &[Latencies]) {
     use std::fmt::Write as _;
-    let all = asyncio_bench::net::take_latencies();
-    let mut runtimes: Vec<&str> = all.iter().map(|(r, _)| *r).collect();
-    runtimes.sort_unstable();
-    runtimes.dedup();
-    if runtimes.is_empty() {
+    let these: Vec<&Latencies> = latencies
+        .iter()
+        .filter(|l| l.scenario == scenario)
+        .collect();
+    if these.is_empty() {
         return;
     }
     let _ = writeln!(
         out,
         "  round-trip latency of one message (median over rounds of each run's percentile):"
     );
-    for rt in runtimes {
-        let runs: Vec<_> = all
-            .iter()
-            .filter(|(r, _)| *r == rt)
-            .map(|(_, p)| *p)
-            .collect();
-        let measured = &runs[runs.len().saturating_sub(rounds)..];
-        let mid = |mut xs: Vec<f64>| {
-            xs.sort_by(f64::total_cmp);
-            xs[xs.len() / 2]
-        };
-        let p50 = mid(measured.iter().map(|p| p.p50_ns as f64).collect());
-        let p99 = mid(measured.iter().map(|p| p.p99_ns as f64).collect());
+    for l in these {
+        let (p50, p99) = median_percentiles(&l.runs);
         let _ = writeln!(
             out,
-            "  {rt:<22} p50 {:>10}   p99 {:>10}",
+            "  {:<22} p50 {:>10}   p99 {:>10}",
+            l.runtime.name(),
             report::time(p50),
             report::time(p99)
         );
+    }
+}
+
+/// Beside the throughput summary: in each echo scenario, who had the lowest
+/// p99 round trip, and asyncio-rs's p99 against it (throughput alone hides
+/// a runtime that is fast on average and slow at the tail).
+fn latency_summary(out: &mut String, latencies: &[Latencies], scenarios: &[Scenario]) {
+    use std::fmt::Write as _;
+    let mut lines = Vec::new();
+    for s in scenarios {
+        let these: Vec<(Runtime, f64)> = latencies
+            .iter()
+            .filter(|l| l.scenario == s.id)
+            .map(|l| (l.runtime, median_percentiles(&l.runs).1))
+            .collect();
+        if these.len() < 2 {
+            continue;
+        }
+        let (best, best_p99) = these
+            .iter()
+            .copied()
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .expect("two or more runtimes");
+        let ours = these.iter().find(|(r, _)| *r == Runtime::AsyncioRs);
+        let versus = match ours {
+            Some(_) if best == Runtime::AsyncioRs => "asyncio-rs lowest".to_owned(),
+            Some((_, p99)) => format!(
+                "asyncio-rs {} ({:.2}x the lowest)",
+                report::time(*p99),
+                p99 / best_p99
+            ),
+            None => String::new(),
+        };
+        lines.push(format!(
+            "  {:<36} {} {}; {versus}",
+            s.id,
+            best.name(),
+            report::time(best_p99)
+        ));
+    }
+    if lines.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "
+lowest p99 round-trip latency per echo scenario:"
+    );
+    for line in lines {
+        let _ = writeln!(out, "{line}");
     }
 }
 

@@ -2,13 +2,10 @@
 //! loop reports panics it catches instead of unwinding through itself.
 
 use std::fmt;
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::ptr::NonNull;
 use std::rc::Rc;
 
 use crate::error::PanicError;
 use crate::task::TaskRef;
-use crate::task::header::Header;
 
 use super::LoopInner;
 
@@ -78,8 +75,22 @@ impl fmt::Display for ExceptionContext {
 
 pub(crate) type Handler = Rc<dyn Fn(&ExceptionContext)>;
 
+/// What a state transition could not dispose of without running user code in
+/// its middle: it waits in the loop's deferred list until the transition is
+/// whole (see `state::DEFERRED`), then goes through the gate.
+pub(crate) enum Deferred {
+    /// A user value to drop: an outcome a later panic replaced, a value a
+    /// cancelled task returned, a task's context.
+    Drop(Box<dyn std::any::Any>),
+    /// The panic of a task's poll that a panic in its future's destructor
+    /// replaced as the task's outcome: it goes to the exception handler.
+    ReplacedPanic(TaskRef, PanicError),
+}
+
+/// The default handler: one line on stderr, best effort. A closed stderr (a
+/// program run as `prog 2>&1 | head`) loses the line; it never panics.
 pub(super) fn default_exception_handler(ctx: &ExceptionContext) {
-    eprintln!("asyncio: {ctx}");
+    crate::gate::write_stderr(format_args!("asyncio: {ctx}"));
 }
 
 impl LoopInner {
@@ -98,7 +109,7 @@ impl LoopInner {
         &self,
         message: &str,
         task: Option<TaskRef>,
-        payload: crate::unwind::Payload,
+        payload: crate::gate::Payload,
     ) {
         self.call_exception_handler(&ExceptionContext {
             message: message.to_owned(),
@@ -109,7 +120,7 @@ impl LoopInner {
 
     /// Reports a panic in the destructor of a value the loop dropped (a
     /// task's output or its context, a callback that never ran, …).
-    pub(crate) fn report_drop_panic(&self, payload: crate::unwind::Payload) {
+    pub(crate) fn report_drop_panic(&self, payload: crate::gate::Payload) {
         self.report_panic(
             "a value's destructor panicked while the loop dropped it",
             None,
@@ -117,38 +128,65 @@ impl LoopInner {
         );
     }
 
-    /// Reports the panic of a task's poll that a panic in its future's
-    /// destructor replaced as the task's outcome.
-    pub(crate) fn report_replaced_panic(&self, task: NonNull<Header>, first: PanicError) {
-        self.call_exception_handler(&ExceptionContext {
-            message: "a task panicked, then its future's destructor panicked too (the task ends with the second panic)".to_owned(),
-            // SAFETY: called during the task's step, which holds a reference.
-            task: Some(unsafe { TaskRef::clone_raw(task) }),
-            panic: Some(first),
-        });
+    /// Keeps `item` until the transition under way is whole; whoever defers
+    /// sets `DEFERRED` on the task being stepped, whose step's end calls
+    /// [`run_deferred`](Self::run_deferred).
+    pub(crate) fn defer(&self, item: Deferred) {
+        self.deferred.borrow_mut().push_back(item);
+    }
+
+    /// Disposes of what transitions deferred, in order, through the gate
+    /// (what that runs may defer more: it is disposed of too).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn run_deferred(&self) {
+        loop {
+            let item = self.deferred.borrow_mut().pop_front();
+            match item {
+                None => break,
+                Some(Deferred::Drop(value)) => self.drop_reporting(value),
+                Some(Deferred::ReplacedPanic(task, first)) => {
+                    self.call_exception_handler(&ExceptionContext {
+                        message: "a task panicked, then its future's destructor panicked too (the task ends with the second panic)".to_owned(),
+                        task: Some(task),
+                        panic: Some(first),
+                    });
+                }
+            }
+        }
     }
 
     /// Wakes a waker, reporting a panic in its `wake` instead of unwinding
     /// through the loop.
     pub(crate) fn wake_reporting(&self, waker: std::task::Waker) {
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| waker.wake())) {
+        if let Some(payload) = crate::gate::wake(waker) {
             self.report_panic("a waker panicked when woken", None, payload);
         }
     }
 
     /// Drops a user value, reporting a panic in its destructor.
     pub(crate) fn drop_reporting<T>(&self, value: T) {
-        if let Some(payload) = crate::unwind::drop_catching(value) {
+        if let Some(payload) = crate::gate::drop_catching(value) {
             self.report_drop_panic(payload);
         }
     }
 
+    /// Never unwinds: the handler runs through the gate, and the default one
+    /// writes best effort.
     pub(crate) fn call_exception_handler(&self, ctx: &ExceptionContext) {
-        let handler = self.handler.borrow().clone();
+        // A handler being replaced right now (its old value's `Drop` reporting
+        // something) is not there to borrow: the default handler takes over.
+        let handler = self.handler.try_borrow().ok().and_then(|h| h.clone());
         match handler {
             None => default_exception_handler(ctx),
             Some(h) => {
-                if let Err(payload) = catch_unwind(AssertUnwindSafe(|| h(ctx))) {
+                let called = crate::gate::call(crate::gate::Site::Handler, || h(ctx));
+                // The last count of a handler replaced during its own call
+                // goes here: its `Drop` is user code too.
+                if let Some(payload) = crate::gate::drop_catching(h) {
+                    crate::gate::discard_payload(payload);
+                }
+                if let Err(payload) = called {
                     default_exception_handler(&ExceptionContext {
                         message: "Unhandled error in exception handler".to_owned(),
                         task: None,

@@ -39,6 +39,7 @@ mod run;
 mod running;
 mod spawn;
 
+pub(crate) use exceptions::Deferred;
 pub use exceptions::ExceptionContext;
 use exceptions::Handler;
 pub(crate) use run::Call;
@@ -80,6 +81,8 @@ pub(crate) struct LoopInner {
     pub(crate) fast_eager: Cell<bool>,
     factory: RefCell<Option<Rc<dyn TaskFactory>>>,
     handler: RefCell<Option<Handler>>,
+    /// What transitions deferred (see `Deferred`); empty between steps.
+    deferred: RefCell<VecDeque<Deferred>>,
     pub(crate) debug: Cell<bool>,
     /// Debug mode reports callbacks and task steps that take longer.
     pub(crate) slow_callback_duration: Cell<std::time::Duration>,
@@ -110,7 +113,13 @@ fn debug_from_env() -> bool {
 /// It runs tasks (futures that need not be `Send`) one at a time on the thread
 /// that created it. `EventLoop` is a cheap handle: clones refer to the same loop,
 /// which closes when the last handle is dropped (cancelling whatever tasks are
-/// left). Most programs use [`asyncio::run`](https://docs.rs/asyncio) or a
+/// left). Only the handles made by [`EventLoop::new`] and their clones count:
+/// a handle reached from inside the loop ([`get_running_loop`],
+/// [`TaskRef::get_loop`], and the clones of those) does not keep it open, so a
+/// task that holds its running loop across an await (asyncio's everyday
+/// idiom) cannot keep its own loop alive. Such a handle stays valid after the
+/// loop closed; the loop then says so ([`is_closed`](Self::is_closed),
+/// [`RuntimeError::Closed`]). Most programs use [`asyncio::run`](https://docs.rs/asyncio) or a
 /// `Runner` instead of driving a loop by hand.
 ///
 /// ```
@@ -129,6 +138,9 @@ fn debug_from_env() -> bool {
 /// ```
 pub struct EventLoop {
     pub(crate) inner: Rc<LoopInner>,
+    /// Whether this handle counts in `LoopInner::handles` (see the type's
+    /// docs): a handle reached from inside the loop does not.
+    owning: bool,
 }
 
 impl EventLoop {
@@ -139,12 +151,18 @@ impl EventLoop {
             // Built knowing its own address, which its `Shared` keeps for the
             // tasks (see `Header::owner`).
             inner: Rc::new_cyclic(|me| LoopInner::new(me.as_ptr())),
+            owning: true,
         }
     }
 
+    /// A handle reached from inside the loop (its running loop, a task's
+    /// loop): it keeps the memory alive but not the loop open, so one held by
+    /// the loop's own tasks or futures makes no cycle.
     pub(crate) fn from_inner(inner: Rc<LoopInner>) -> Self {
-        inner.handles.set(inner.handles.get() + 1);
-        EventLoop { inner }
+        EventLoop {
+            inner,
+            owning: false,
+        }
     }
 
     /// Runs `future` as a task until it completes, and returns its output.
@@ -274,7 +292,7 @@ impl EventLoop {
     /// on a closed loop.
     pub fn try_call_soon(&self, f: impl FnOnce() + 'static) -> Result<CallHandle, RuntimeError> {
         if self.inner.closed.get() {
-            self.inner.drop_reporting(f);
+            crate::gate::dispose_refused(f);
             return Err(RuntimeError::Closed);
         }
         Ok(self.inner.call_soon_boxed(Box::new(f)))
@@ -305,6 +323,9 @@ impl EventLoop {
         F: Future + 'static,
     {
         if self.inner.closed.get() {
+            // Not dropped here: its destructor may try again (see
+            // `dispose_refused`), as during `close()`.
+            crate::gate::dispose_refused(future);
             return Err(RuntimeError::Closed);
         }
         Ok(self.inner.spawn_default(future))
@@ -319,10 +340,10 @@ impl EventLoop {
     where
         F: Future + 'static,
     {
-        assert!(
-            !self.inner.closed.get(),
-            "create_task_with on a closed event loop: create tasks before close()"
-        );
+        if self.inner.closed.get() {
+            crate::gate::dispose_refused(future);
+            panic!("create_task_with on a closed event loop: create tasks before close()");
+        }
         self.inner.spawn(future, Some(options))
     }
 
@@ -339,7 +360,10 @@ impl EventLoop {
                 .map_or(Some(StartMode::Lazy), |f| f.fixed_mode()),
         );
         self.inner.refresh_modes();
-        *self.inner.factory.borrow_mut() = factory;
+        // The old factory is dropped after the borrow ends: its `Drop` is
+        // user code, which may reach the loop (and its factory) again.
+        let old = self.inner.factory.replace(factory);
+        self.inner.drop_reporting(old);
     }
 
     /// The installed factory; `None` means the lazy default.
@@ -350,7 +374,12 @@ impl EventLoop {
     /// Installs the exception handler (`None` restores the default, which prints
     /// one line on stderr), as `loop.set_exception_handler`.
     pub fn set_exception_handler(&self, handler: Option<impl Fn(&ExceptionContext) + 'static>) {
-        *self.inner.handler.borrow_mut() = handler.map(|h| Rc::new(h) as Handler);
+        // As for the factory: the old handler's `Drop` runs outside the borrow.
+        let old = self
+            .inner
+            .handler
+            .replace(handler.map(|h| Rc::new(h) as Handler));
+        self.inner.drop_reporting(old);
     }
 
     /// Passes `ctx` to the exception handler, as `loop.call_exception_handler`.
@@ -481,7 +510,20 @@ impl EventLoop {
         // Nothing is cached from now on (first, so that nothing below can
         // leave cached cells holding the loop alive).
         self.release_cached(self.inner.cells.set_limit(0));
+        let refused_before = crate::gate::refused_count();
         self.inner.cancel_everything_now();
+        // Destructors that ran above may have tried to create tasks (or
+        // schedule callbacks) on the closing loop: their futures were dropped
+        // without running, iteratively (`dispose_refused`). Say so, as
+        // asyncio warns of a task destroyed while pending.
+        let refused = crate::gate::refused_count() - refused_before;
+        if refused > 0 {
+            self.inner
+                .call_exception_handler(&ExceptionContext::new(format!(
+                    "close() destroyed {refused} future(s) or callback(s) that destructors of \
+                 cancelled tasks handed to the closing loop, without running them"
+                )));
+        }
         drop(close_shared);
         // Timer callbacks and I/O registrations go with the loop (dropped
         // outside their borrows: they may own anything).
@@ -520,12 +562,21 @@ impl EventLoop {
 
 impl Clone for EventLoop {
     fn clone(&self) -> Self {
-        EventLoop::from_inner(Rc::clone(&self.inner))
+        if self.owning {
+            self.inner.handles.set(self.inner.handles.get() + 1);
+        }
+        EventLoop {
+            inner: Rc::clone(&self.inner),
+            owning: self.owning,
+        }
     }
 }
 
 impl Drop for EventLoop {
     fn drop(&mut self) {
+        if !self.owning {
+            return;
+        }
         let handles = self.inner.handles.get() - 1;
         self.inner.handles.set(handles);
         if handles == 0 && !self.inner.running.get() {
@@ -576,6 +627,7 @@ impl LoopInner {
             fast_eager: Cell::new(false),
             factory: RefCell::new(None),
             handler: RefCell::new(None),
+            deferred: RefCell::new(VecDeque::new()),
             debug: Cell::new(debug_from_env()),
             slow_callback_duration: Cell::new(std::time::Duration::from_millis(100)),
             timers: RefCell::new(Timers::default()),

@@ -2,7 +2,6 @@
 
 use std::cell::Cell;
 use std::fmt;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr::NonNull;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -214,11 +213,13 @@ impl StepGuard<'_> {
             None => contextvars::enter(None),
         };
         // The task's extra data keeps its context, so this is rarely the last
-        // handle to it; if it is, its values' destructors must not unwind
-        // from here.
-        if task_ctx.is_some() {
+        // handle to it; if it is, its values' destructors (user code) run at
+        // the step's end, when the task's state is whole.
+        if let Some(ctx) = task_ctx {
             // SAFETY: the task being stepped holds a strong count of its owner.
-            unsafe { self.header.owner().as_ref() }.drop_reporting(task_ctx);
+            let owner = unsafe { self.header.owner().as_ref() };
+            owner.defer(super::Deferred::Drop(Box::new(ctx)));
+            self.header.set(DEFERRED);
         }
     }
 }
@@ -332,6 +333,9 @@ impl LoopInner {
     pub(crate) unsafe fn schedule_raw(&self, ptr: NonNull<Header>) {
         // SAFETY: caller's contract.
         let header = unsafe { ptr.as_ref() };
+        // (A task whose last reference is being released looks scheduled:
+        // see `release_local_slow`. A wake from a destructor in its stage
+        // stops here, and never queues a reference to a dying cell.)
         if header.has(SCHEDULED | COMPLETE) {
             return;
         }
@@ -379,7 +383,7 @@ impl LoopInner {
         drop(guard);
         if done {
             self.complete(task);
-        } else if header.state.get() & (REGISTERED | CANCEL_REQUESTED) != REGISTERED {
+        } else if header.state.get() & (REGISTERED | CANCEL_REQUESTED | DEFERRED) != REGISTERED {
             self.suspended_slow(task);
         }
     }
@@ -394,6 +398,10 @@ impl LoopInner {
         }
         if header.has(CANCEL_REQUESTED) {
             self.schedule(task);
+        }
+        if header.has(DEFERRED) {
+            header.clear(DEFERRED);
+            self.run_deferred();
         }
     }
 
@@ -438,6 +446,10 @@ impl LoopInner {
         if let Some(w) = join {
             self.wake_reporting(w);
         }
+        if header.has(DEFERRED) {
+            header.clear(DEFERRED);
+            self.run_deferred();
+        }
         if header.has(FAILED) && !header.has(HAS_HANDLE | FAILURE_SEEN) {
             header.set(FAILURE_SEEN);
             self.report_unobserved(task);
@@ -455,7 +467,7 @@ impl LoopInner {
     }
 
     pub(super) fn run_boxed(&self, f: Box<dyn FnOnce()>) {
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
+        if let Err(payload) = crate::gate::call(crate::gate::Site::Callback, f) {
             self.report_panic("Exception in callback", None, payload);
         }
     }

@@ -167,7 +167,14 @@ pub fn try_create_task<F>(future: F) -> Result<Task<F::Output>, RuntimeError>
 where
     F: Future + 'static,
 {
-    Ok(running_borrowed()?.spawn_default(future))
+    match running_borrowed() {
+        Ok(lp) => Ok(lp.spawn_default(future)),
+        Err(e) => {
+            // Not dropped here: its destructor may try again (see `dispose_refused`).
+            crate::gate::dispose_refused(future);
+            Err(e)
+        }
+    }
 }
 
 /// Creates a task on the running loop with per-call options.
@@ -192,7 +199,10 @@ where
 {
     match running_borrowed() {
         Ok(lp) => lp.spawn(future, Some(options)),
-        Err(e) => panic!("asyncio::create_task_with: {e}"),
+        Err(e) => {
+            crate::gate::dispose_refused(future);
+            panic!("asyncio::create_task_with: {e}")
+        }
     }
 }
 

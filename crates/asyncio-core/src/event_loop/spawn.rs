@@ -3,7 +3,6 @@
 
 use std::alloc::Layout;
 use std::future::Future;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr::NonNull;
 use std::rc::Rc;
 
@@ -332,7 +331,17 @@ impl LoopInner {
                     }
                     let factory = self.factory.borrow().clone();
                     match factory {
-                        Some(f) => (f.create(task), Some(f)),
+                        Some(f) => {
+                            let gate = crate::gate::Site::FactoryHook;
+                            match crate::gate::call(gate, || f.create(task)) {
+                                Ok(mode) => (mode, Some(f)),
+                                Err(payload) => {
+                                    drop(f);
+                                    self.abandon_unstarted(task);
+                                    std::panic::resume_unwind(payload)
+                                }
+                            }
+                        }
                         None => (StartMode::Lazy, None),
                     }
                 }
@@ -344,7 +353,8 @@ impl LoopInner {
             // through `create_task`, whose caller would never get the task
             // (a TaskGroup would never count a child that is running). It goes
             // to the exception handler instead.
-            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| f.started(task, mode))) {
+            let gate = crate::gate::Site::FactoryHook;
+            if let Err(payload) = crate::gate::call(gate, || f.started(task, mode)) {
                 self.report_panic(
                     "a task factory's `started` hook panicked",
                     Some(task.clone()),
@@ -352,6 +362,24 @@ impl LoopInner {
                 );
             }
         }
+    }
+
+    /// The factory's `create` hook panicked: the task never starts. It ends
+    /// cancelled here, its future dropped, so that a `TaskRef` the hook kept
+    /// sees a finished task (not one that no queue, registry or `close()`
+    /// knows of), and the panic goes on to `create_task`'s caller.
+    #[cold]
+    #[inline(never)]
+    fn abandon_unstarted(&self, task: &TaskRef) {
+        let header = task.header();
+        header.set(CANCEL_REQUESTED);
+        // As an eager step: the future's destructor runs inside the
+        // `create_task` that made it, and `in_eager_step()` tells it so (a
+        // TaskGroup child then knows it was never counted).
+        self.push_eager(header);
+        self.step(task);
+        header.clear(EAGER_STEP | EAGER_DEPTH);
+        debug_assert!(header.has(COMPLETE));
     }
 
     /// Starts the task; returns how it actually started.

@@ -86,7 +86,11 @@ impl TaskRef {
         // SAFETY: caller's contract.
         let header = unsafe { ptr.as_ref() };
         let refs = header.refs.get();
-        if refs == u32::MAX {
+        debug_assert!(
+            refs > 0,
+            "a task whose cell is being released is never referenced again"
+        );
+        if refs == u32::MAX || refs == 0 {
             refcount_overflow();
         }
         header.refs.set(refs + 1);
@@ -467,6 +471,11 @@ unsafe fn free_unreachable(ptr: NonNull<Header>) {
 unsafe fn release_local_slow(ptr: NonNull<Header>) {
     // SAFETY: the cell is still allocated: we hold the `LOCAL` bit.
     let header = unsafe { ptr.as_ref() };
+    // From here the cell is dying: marked scheduled, so that a wake from a
+    // destructor below (a future or a panic payload holding the task's own
+    // waker) is ignored by `schedule_raw` instead of queueing a reference
+    // to a cell that is about to be freed.
+    header.set(SCHEDULED);
     // A taken outcome left nothing behind in the stage.
     let panic = if header.has(OUTPUT_TAKEN) {
         None
@@ -632,7 +641,7 @@ impl<T> Task<T> {
     /// Drops the waker this handle left for the task's completion.
     fn forget_awaiter(&mut self) {
         let waker = self.raw.header().take_join_waker();
-        drop(waker);
+        self.raw.owner().drop_reporting(waker);
     }
 
     /// The type-erased handle (a new reference; this `Task` stays usable).
@@ -727,9 +736,13 @@ impl<T> Task<T> {
                 // Dropped while awaited: whoever awaited it was cancelled (or
                 // gave up, as `wait_for` on its timeout), and asyncio cancels
                 // what a cancelled task awaits. (`detach` clears the waker
-                // first; a handle never awaited detaches.)
-                self.forget_awaiter();
+                // first; a handle never awaited detaches.) The awaiter's
+                // waker is user code: it is dropped through the gate once the
+                // task is cancelled, so a panicking `Drop` neither skips the
+                // cancellation nor leaks this handle's reference.
+                let waker = self.raw.header().take_join_waker();
                 self.raw.cancel();
+                self.raw.owner().drop_reporting(waker);
             }
             // Only completion looks at the flag: a failure nobody can take any
             // more is reported then.

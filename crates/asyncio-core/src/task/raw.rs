@@ -3,7 +3,6 @@
 use std::alloc::Layout;
 use std::cell::UnsafeCell;
 use std::future::Future;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::ptr::{self, NonNull};
 use std::rc::Rc;
@@ -11,10 +10,12 @@ use std::task::{Context, Poll};
 
 use super::header::{Header, Vtable};
 use super::state::{
-    CANCEL_REQUESTED, CANCELLED, FAILED, FUTURE_GONE, HAS_OUTPUT, HAS_PANIC, STAGE_TRIVIAL,
+    CANCEL_REQUESTED, CANCELLED, DEFERRED, FAILED, FUTURE_GONE, HAS_OUTPUT, HAS_PANIC,
+    STAGE_TRIVIAL,
 };
 use crate::error::{CancelledError, PanicError, TaskError};
-use crate::event_loop::LoopInner;
+use crate::event_loop::{Deferred, LoopInner};
+use crate::gate::{self, Site};
 
 /// How a task ended without a value, as [`finish`] is told. A `cancel_with`
 /// message waits in the task's extra data and joins the [`TaskError`] when the
@@ -136,18 +137,18 @@ unsafe fn stage<F: Future>(ptr: NonNull<Header>) -> *mut Stage<F> {
 /// `ptr` is a live, unfinished cell of type `F` on its loop's thread, not being
 /// polled already.
 #[inline(always)]
-pub(crate) unsafe fn poll_step<F: Future>(
+pub(crate) unsafe fn poll_step<F: Future + 'static>(
     ptr: NonNull<Header>,
     cx: &mut Context<'_>,
 ) -> Option<u32> {
     // SAFETY: caller's contract; the future is pinned because the cell never moves.
-    let result = catch_unwind(AssertUnwindSafe(|| unsafe {
+    let result = gate::call(Site::Poll, || unsafe {
         debug_assert!(
             !ptr.as_ref().has(FUTURE_GONE),
             "a finished task is never polled"
         );
         Pin::new_unchecked(&mut *(*stage::<F>(ptr)).future).poll(cx)
-    }));
+    });
     // One `finish` per arm, so each inlined copy knows its outcome's variant.
     match result {
         Ok(Poll::Pending) => None,
@@ -177,21 +178,28 @@ pub(crate) unsafe fn poll_step<F: Future>(
 /// As for [`poll_step`], after the poll returned.
 #[cold]
 #[inline(never)]
-unsafe fn cancelled_as_it_returned<F: Future>(ptr: NonNull<Header>, value: F::Output) -> u32 {
+unsafe fn cancelled_as_it_returned<F: Future + 'static>(
+    ptr: NonNull<Header>,
+    value: F::Output,
+) -> u32 {
     // SAFETY: live header, loop thread.
     let header = unsafe { ptr.as_ref() };
     header.clear(CANCEL_REQUESTED);
     // SAFETY: caller's contract: the future is done being polled.
     let bits = unsafe { finish::<F>(ptr, Err(Failure::Cancelled)) };
-    // The stage and its bits agree before the value's destructor runs.
-    header.set(bits);
-    // SAFETY: the task holds a strong count of its owner, so the loop is alive.
-    unsafe { header.owner().as_ref() }.drop_reporting(value);
+    // The value's destructor is user code: it runs once the task is complete
+    // (the step's end disposes of what was deferred), not in the middle of
+    // this transition.
+    if std::mem::needs_drop::<F::Output>() {
+        // SAFETY: the task holds a strong count of its owner, so the loop is alive.
+        unsafe { header.owner().as_ref() }.defer(Deferred::Drop(Box::new(value)));
+        return bits | DEFERRED;
+    }
     bits
 }
 
 /// The vtable's poll: [`poll_step`], setting the outcome's bits.
-unsafe fn poll<F: Future>(ptr: NonNull<Header>, cx: &mut Context<'_>) -> Poll<()> {
+unsafe fn poll<F: Future + 'static>(ptr: NonNull<Header>, cx: &mut Context<'_>) -> Poll<()> {
     // SAFETY: the loop polls only live, unfinished cells of this type, on its thread.
     match unsafe { poll_step::<F>(ptr, cx) } {
         None => Poll::Pending,
@@ -219,7 +227,10 @@ unsafe fn poll<F: Future>(ptr: NonNull<Header>, cx: &mut Context<'_>) -> Poll<()
 /// # Safety
 /// As for [`stage`], and the stage must hold the future.
 #[inline(always)]
-unsafe fn finish<F: Future>(ptr: NonNull<Header>, outcome: Result<F::Output, Failure>) -> u32 {
+unsafe fn finish<F: Future + 'static>(
+    ptr: NonNull<Header>,
+    outcome: Result<F::Output, Failure>,
+) -> u32 {
     // SAFETY: caller's contract.
     let place = unsafe { stage::<F>(ptr) };
     // SAFETY: the stage holds the future (caller's contract); if its
@@ -243,14 +254,14 @@ unsafe fn finish<F: Future>(ptr: NonNull<Header>, outcome: Result<F::Output, Fai
 /// loop thread; the caller treats the future as gone afterwards, also if its
 /// destructor panicked.
 #[inline(always)]
-unsafe fn drop_future<F: Future>(place: *mut Stage<F>) -> Option<crate::unwind::Payload> {
+unsafe fn drop_future<F: Future>(place: *mut Stage<F>) -> Option<crate::gate::Payload> {
     if !std::mem::needs_drop::<F>() {
         return None;
     }
     // SAFETY: caller's contract: the future is there and dropped exactly once.
-    catch_unwind(AssertUnwindSafe(|| unsafe {
+    gate::call(Site::DropFuture, || unsafe {
         std::mem::ManuallyDrop::drop(&mut (*place).future)
-    }))
+    })
     .err()
 }
 
@@ -325,10 +336,10 @@ unsafe fn take_outcome<F: Future>(
 /// As for [`stage`]; the stage holds the outcome `bits` describe.
 #[cold]
 #[inline(never)]
-unsafe fn replace_with_drop_panic<F: Future>(
+unsafe fn replace_with_drop_panic<F: Future + 'static>(
     ptr: NonNull<Header>,
     bits: u32,
-    payload: crate::unwind::Payload,
+    payload: crate::gate::Payload,
 ) -> u32 {
     // SAFETY: caller's contract.
     let place = unsafe { stage::<F>(ptr) };
@@ -337,23 +348,28 @@ unsafe fn replace_with_drop_panic<F: Future>(
     let new = Err(Failure::Panicked(PanicError::new(payload)));
     // SAFETY: the stage is empty again.
     let bits = unsafe { store_outcome::<F>(place, new) };
-    // The stage and the state agree before any user code runs: this
-    // replacement's value (or panic) is disposed of with the task complete
-    // in every way but the `COMPLETE` bit its caller sets.
+    // No user code runs here: the replaced value (or panic) waits in the
+    // loop's deferred list until the step's end, when the task is complete.
     // SAFETY: live header, loop thread.
     let header = unsafe { ptr.as_ref() };
-    header.set(bits);
     // SAFETY: the task holds a strong count of its owner, so the loop is alive.
     let owner = unsafe { header.owner().as_ref() };
     match replaced {
-        Some(Err(first)) => owner.report_replaced_panic(ptr, first),
-        Some(Ok(value)) => owner.drop_reporting(value),
-        None => {}
+        Some(Err(first)) => {
+            // SAFETY: called during the task's step, which holds a reference.
+            let task = unsafe { crate::task::TaskRef::clone_raw(ptr) };
+            owner.defer(Deferred::ReplacedPanic(task, first));
+            bits | DEFERRED
+        }
+        Some(Ok(value)) => {
+            owner.defer(Deferred::Drop(Box::new(value)));
+            bits | DEFERRED
+        }
+        None => bits,
     }
-    bits
 }
 
-unsafe fn cancel<F: Future>(ptr: NonNull<Header>) {
+unsafe fn cancel<F: Future + 'static>(ptr: NonNull<Header>) {
     // SAFETY: the loop cancels only live, unfinished cells of this type, on its thread.
     let bits = unsafe { finish::<F>(ptr, Err(Failure::Cancelled)) };
     // SAFETY: live header, loop thread.
@@ -427,7 +443,7 @@ unsafe fn drop_stage<F: Future>(ptr: NonNull<Header>) -> Option<Box<dyn std::any
     let out = unsafe { take_outcome::<F>(place, bits) };
     match out {
         None => None,
-        Some(out) => catch_unwind(AssertUnwindSafe(move || drop(out))).err(),
+        Some(out) => gate::call(Site::DropValue, move || drop(out)).err(),
     }
 }
 

@@ -56,6 +56,11 @@ pub(crate) const FUTURE_GONE: u32 = 1 << 16;
 pub(crate) const HAS_OUTPUT: u32 = 1 << 17;
 /// The stage holds the panic the task ended with.
 pub(crate) const HAS_PANIC: u32 = 1 << 18;
+/// Something the task's step had to dispose of mid-transition (a replaced
+/// outcome, the panic it replaced, the task's context) waits in the loop's
+/// deferred list: the step's end (completion or suspension) disposes of it
+/// through the gate once the task's state is whole.
+pub(crate) const DEFERRED: u32 = 1 << 19;
 /// Where a task in its eager step keeps how many eager steps are nested, its
 /// own included (bits 24 to 31; meaningful only with `EAGER_STEP`). Kept in
 /// the task rather than counted up and down in the loop: a counter that every
@@ -65,4 +70,4 @@ pub(crate) const EAGER_DEPTH: u32 = 0xFF << EAGER_DEPTH_SHIFT;
 /// What `complete` has to look at beyond marking the task done (a failure,
 /// panic or cancellation, gets its number there).
 pub(crate) const COMPLETION_WORK: u32 =
-    REGISTERED | HAS_JOIN_WAKER | HAS_CALLBACKS | FAILED | CANCELLED;
+    REGISTERED | HAS_JOIN_WAKER | HAS_CALLBACKS | FAILED | CANCELLED | DEFERRED;

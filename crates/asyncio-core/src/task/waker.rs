@@ -117,21 +117,32 @@ unsafe fn drop_waker(data: *const ()) {
 }
 
 unsafe fn wake(data: *const ()) {
-    // SAFETY: a counted waker owns one count, which `wake_inner` consumes.
-    unsafe { wake_inner(NonNull::new_unchecked(data.cast_mut()).cast(), true) };
+    // SAFETY: a waker's data is its header's address, never null.
+    let ptr: NonNull<Header> = unsafe { NonNull::new_unchecked(data.cast_mut()).cast() };
+    // Woken by reference, then the count given back: the count keeps the
+    // loop's `Shared` alive for the whole wake. Handing the count to the
+    // injector entry instead would let the loop take the entry, finish the
+    // task and free `Shared` while this thread still reads it after the push.
+    // SAFETY: a counted waker owns one count, so the header is alive.
+    unsafe { wake_inner(ptr) };
+    // SAFETY: the count this waker owned, given back once.
+    unsafe { release_waker(ptr) };
 }
 
 unsafe fn wake_by_ref(data: *const ()) {
     // SAFETY: the waker (counted or borrowed) keeps the header alive during the call.
-    unsafe { wake_inner(NonNull::new_unchecked(data.cast_mut()).cast(), false) };
+    unsafe { wake_inner(NonNull::new_unchecked(data.cast_mut()).cast()) };
 }
 
 /// Schedules the task: directly when called on its loop's thread while the loop
 /// runs, through the injector otherwise.
 ///
 /// # Safety
-/// `ptr` is a live header; if `owned`, the caller gives up one waker count.
-unsafe fn wake_inner(ptr: NonNull<Header>, owned: bool) {
+/// `ptr` is a live header, kept alive for the whole call by the caller's
+/// waker (a counted one's count, or the loop's poll for the borrowed one).
+/// That count also keeps the loop's `Shared` alive until this returns, which
+/// `Shared::inject` needs after it publishes the entry.
+unsafe fn wake_inner(ptr: NonNull<Header>) {
     // SAFETY: live header.
     let header = unsafe { ptr.as_ref() };
     let running = context::running_loop();
@@ -142,10 +153,6 @@ unsafe fn wake_inner(ptr: NonNull<Header>, owned: bool) {
             // SAFETY: `running` is the live loop that owns the task's local side.
             unsafe { (*running).schedule_raw(ptr) };
         }
-        if owned {
-            // SAFETY: the count the caller gave up.
-            unsafe { release_waker(ptr) };
-        }
         return;
     }
     // SAFETY: a counted waker holds a strong count on `Shared`; a borrowed one is
@@ -153,15 +160,10 @@ unsafe fn wake_inner(ptr: NonNull<Header>, owned: bool) {
     let shared: &Shared = unsafe { header.shared.as_ref() };
     if shared.is_closed() || header.wakers.fetch_or(REMOTE, Ordering::AcqRel) & REMOTE != 0 {
         // The loop is gone, or the task is already queued for it.
-        if owned {
-            // SAFETY: the count the caller gave up.
-            unsafe { release_waker(ptr) };
-        }
         return;
     }
-    if !owned {
-        // SAFETY: live header; the injector entry owns this new count.
-        unsafe { acquire_waker(ptr) };
-    }
+    // SAFETY: live header; the injector entry owns this new count, while the
+    // caller's keeps `Shared` alive past the publication.
+    unsafe { acquire_waker(ptr) };
     shared.inject(Injected::Wake(RemoteWake(ptr)));
 }

@@ -156,19 +156,23 @@ impl TimerSlot {
             && loop_id == lp.id
         {
             let mut timers = lp.timers.borrow_mut();
-            return match timers.get_mut(key) {
-                Some(action) => {
-                    match action {
-                        Action::Wake(w) if w.will_wake(waker) => {}
-                        action => *action = Action::Wake(waker.clone()),
-                    }
-                    true
-                }
+            let (pending, replaced) = match timers.get_mut(key) {
+                Some(action) => match action {
+                    Action::Wake(w) if w.will_wake(waker) => (true, None),
+                    action => (
+                        true,
+                        Some(std::mem::replace(action, Action::Wake(waker.clone()))),
+                    ),
+                },
                 None => {
                     self.armed = None;
-                    false
+                    (false, None)
                 }
             };
+            // The replaced waker is user code: dropped outside the borrow.
+            drop(timers);
+            lp.drop_reporting(replaced);
+            return pending;
         }
         self.disarm_on(&lp);
         let key = lp
@@ -184,7 +188,7 @@ impl TimerSlot {
             && loop_id == lp.id
         {
             let action = lp.timers.borrow_mut().remove(key);
-            drop(action);
+            lp.drop_reporting(action);
         }
     }
 
@@ -262,6 +266,7 @@ impl Future for Sleep {
         // does not go through the wheel at all: asyncio's sleep(0), one turn.
         if this.zero || d <= Instant::now() {
             this.yielded = true;
+            // gate-exempt: the waker of whoever polls us, from inside their poll.
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
@@ -369,7 +374,7 @@ impl TimerHandle {
         self.call.cancel();
         if let (Some(key), Some(lp)) = (self.key, self.lp.upgrade()) {
             let action = lp.timers.borrow_mut().remove(key);
-            drop(action);
+            lp.drop_reporting(action);
         }
     }
 
@@ -451,8 +456,9 @@ impl LoopInner {
         f: Box<dyn FnOnce()>,
     ) -> Result<TimerHandle, crate::RuntimeError> {
         if self.closed.get() {
-            // Dropped here, not kept by a loop that will never run it.
-            self.drop_reporting(f);
+            // Dropped here, not kept by a loop that will never run it (and
+            // without recursion: see `dispose_refused`).
+            crate::gate::dispose_refused(f);
             return Err(crate::RuntimeError::Closed);
         }
         let call = Call::new(f);

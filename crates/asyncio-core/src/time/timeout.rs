@@ -183,7 +183,7 @@ impl TimeoutHandle {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         if let Some(w) = waker {
-            w.wake();
+            crate::gate::wake_or_resume(w);
         }
         Ok(())
     }

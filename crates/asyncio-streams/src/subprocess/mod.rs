@@ -81,7 +81,7 @@ pub const INHERIT: Stdio = Stdio::Inherit;
 /// assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
 /// ```
 #[derive(Debug, thiserror::Error)]
-#[error("cannot start {program:?}: {source}")]
+#[error("cannot start {program:?}")]
 pub struct SpawnError {
     program: String,
     #[source]
@@ -151,6 +151,8 @@ impl fmt::Debug for Subprocess {
 /// Starts `program` with `args`, without a shell (asyncio's
 /// `create_subprocess_exec(program, *args)`). The program is looked up in
 /// `PATH` if it has no `/`. Set the streams on the result, then `.await` it.
+/// Without arguments, [`Subprocess::new(program)`](Subprocess::new) says it
+/// more simply than an empty array (`[] as [&str; 0]`).
 ///
 /// ```
 /// use asyncio::subprocess::{create_subprocess_exec, DEVNULL};
@@ -201,6 +203,80 @@ pub fn create_subprocess_shell(cmd: impl AsRef<OsStr>) -> Subprocess {
 }
 
 impl Subprocess {
+    /// A builder for `program` with no arguments yet, in the shape of
+    /// [`std::process::Command`]: add them with [`arg`](Self::arg) and
+    /// [`args`](Self::args), set the streams, then `.await` it. The same as
+    /// `create_subprocess_exec(program, [])` without having to name the
+    /// type of an empty argument list.
+    ///
+    /// ```
+    /// use asyncio::subprocess::PIPE;
+    ///
+    /// let out = asyncio::run(async {
+    ///     let mut child = asyncio::Subprocess::new("echo")
+    ///         .arg("hello")
+    ///         .args(["from", "asyncio"])
+    ///         .env("LC_ALL", "C")
+    ///         .stdout(PIPE)
+    ///         .await?;
+    ///     let (stdout, _) = child.communicate(None).await?;
+    ///     std::io::Result::Ok(stdout.unwrap())
+    /// })
+    /// .unwrap()
+    /// .unwrap();
+    /// assert_eq!(out, b"hello from asyncio\n");
+    ///
+    /// // No arguments at all:
+    /// let code = asyncio::run(async { asyncio::Subprocess::new("true").await?.wait().await })
+    ///     .unwrap()
+    ///     .unwrap();
+    /// assert_eq!(code, 0);
+    /// ```
+    pub fn new(program: impl AsRef<OsStr>) -> Self {
+        Subprocess::from_command(Command::new(program))
+    }
+
+    /// Adds one argument (`Command::arg`).
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.command.arg(arg);
+        self
+    }
+
+    /// Adds arguments (`Command::args`).
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.command.args(args);
+        self
+    }
+
+    /// Sets several environment variables of the child (`Command::envs`).
+    pub fn envs<I, K, V>(mut self, vars: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
+    {
+        self.command.envs(vars);
+        self
+    }
+
+    /// Removes an environment variable from the child's environment
+    /// (`Command::env_remove`).
+    pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Self {
+        self.command.env_remove(key);
+        self
+    }
+
+    /// Starts the child with an empty environment, apart from what
+    /// [`env`](Self::env) sets afterwards (`Command::env_clear`).
+    pub fn env_clear(mut self) -> Self {
+        self.command.env_clear();
+        self
+    }
+
     /// Starts from a [`std::process::Command`] (with its arguments, working
     /// directory, environment...); its stdio settings are replaced by this
     /// builder's (all [`INHERIT`] unless set).
@@ -340,6 +416,8 @@ impl Subprocess {
             stderr,
             pid,
             reaper,
+            input_written: false,
+            output: None,
         })
     }
 }
@@ -406,7 +484,16 @@ pub struct Process {
     pub stderr: Option<StreamReader>,
     pid: u32,
     reaper: Reaper,
+    /// Whether a `communicate` already handed its input to the stdin writer
+    /// (a retried `communicate` must not write it twice).
+    input_written: bool,
+    /// The output a `communicate` read to the end, kept while it waits for
+    /// the child (a retry returns it).
+    output: Option<CommunicateOutput>,
 }
+
+/// What `communicate` returns: stdout and stderr, each if it is a pipe.
+type CommunicateOutput = (Option<Vec<u8>>, Option<Vec<u8>>);
 
 impl fmt::Debug for Process {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -470,47 +557,94 @@ impl Process {
     /// (asyncio ignores `BrokenPipeError` here too). `input` with no stdin
     /// pipe is ignored.
     ///
+    /// Cancel-safe, so it can be retried, as `subprocess`'s `communicate`
+    /// after `TimeoutExpired`: a call cut short (by [`timeout`], `wait_for`,
+    /// a cancelled task) leaves the pipes with the process and what they had
+    /// already delivered in their buffers; the next call returns all of the
+    /// output, none lost. The first call hands `input` to stdin; a retry does
+    /// not write it again (pass the same or `None`).
+    ///
+    /// [`timeout`]: asyncio_core::timeout
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use asyncio::subprocess::PIPE;
+    ///
+    /// let out = asyncio::run(async {
+    ///     let mut child = asyncio::create_subprocess_shell("echo early; sleep 0.2; echo late")
+    ///         .stdout(PIPE)
+    ///         .await?;
+    ///     // Cut short by the timeout, most likely after "early" came.
+    ///     let first = asyncio::wait_for(child.communicate(None), Duration::from_millis(50)).await;
+    ///     if first.is_ok() {
+    ///         return Ok(b"early\nlate\n".to_vec()); // a very slow machine
+    ///     }
+    ///     // The retry returns everything the child wrote.
+    ///     let (stdout, _) = child.communicate(None).await?;
+    ///     std::io::Result::Ok(stdout.unwrap())
+    /// })
+    /// .unwrap()
+    /// .unwrap();
+    /// assert_eq!(out, b"early\nlate\n");
+    /// ```
+    ///
     /// # Errors
     /// A read error, or the loop closed.
-    pub async fn communicate(
-        &mut self,
-        input: Option<&[u8]>,
-    ) -> io::Result<(Option<Vec<u8>>, Option<Vec<u8>>)> {
-        let stdin = self.stdin.take();
-        let mut stdout = self.stdout.take();
-        let mut stderr = self.stderr.take();
-        let feed = async move {
-            if let Some(mut w) = stdin {
-                if let Some(data) = input {
-                    w.write(data);
+    pub async fn communicate(&mut self, input: Option<&[u8]>) -> io::Result<CommunicateOutput> {
+        if self.output.is_none() {
+            let Process {
+                stdin,
+                stdout,
+                stderr,
+                input_written,
+                ..
+            } = self;
+            let feed = async move {
+                if let Some(w) = stdin.as_mut() {
+                    if !*input_written {
+                        *input_written = true;
+                        if let Some(data) = input {
+                            w.write(data);
+                        }
+                    }
                     if let Err(e) = w.drain().await {
                         return ignore_broken(e);
                     }
+                    w.close();
+                    if let Err(e) = w.wait_closed().await {
+                        return ignore_broken(e);
+                    }
                 }
-                w.close();
-                if let Err(e) = w.wait_closed().await {
-                    return ignore_broken(e);
+                Ok(())
+            };
+            // The readers keep every byte buffered until both reached their
+            // end, and stay in the process until then: nothing is lost if
+            // this future is dropped half-way.
+            let out = async {
+                match stdout.as_mut() {
+                    Some(r) => r.fill_to_eof().await,
+                    None => Ok(()),
                 }
-            }
-            Ok(())
-        };
-        let out = async {
-            match &mut stdout {
-                Some(r) => r.read_to_eof().await.map(Some),
-                None => Ok(None),
-            }
-        };
-        let err = async {
-            match &mut stderr {
-                Some(r) => r.read_to_eof().await.map(Some),
-                None => Ok(None),
-            }
-        };
-        let (fed, out, err) = join3(feed, out, err).await;
-        fed?;
-        let (out, err) = (out?, err?);
+            };
+            let err = async {
+                match stderr.as_mut() {
+                    Some(r) => r.fill_to_eof().await,
+                    None => Ok(()),
+                }
+            };
+            let (fed, out, err) = join3(feed, out, err).await;
+            self.stdin = None;
+            fed?;
+            out?;
+            err?;
+            // Both at their end: the output moves to the process, where it
+            // waits for the child's exit (a `wait` cut short keeps it too).
+            let out = self.stdout.take().map(|mut r| r.take_all());
+            let err = self.stderr.take().map(|mut r| r.take_all());
+            self.output = Some((out, err));
+        }
         self.wait().await?;
-        Ok((out, err))
+        Ok(self.output.take().expect("collected above"))
     }
 
     /// Sends `signal` to the child (asyncio's `send_signal`).
@@ -526,6 +660,34 @@ impl Process {
                 "the process has exited and been reaped",
             ));
         };
+        // With a pidfd open, signal through it: a pid that someone else
+        // reaped (`try_wait` then fails with ECHILD and no status is
+        // recorded) may already name another process; the pidfd cannot.
+        // (Linux only; elsewhere there are no pidfds.)
+        #[cfg(target_os = "linux")]
+        if let Some(fd) = self.reaper.pidfd() {
+            // SAFETY: pidfd_send_signal(2) takes a descriptor we own, a
+            // signal number, a null `siginfo` and flags; it touches none of
+            // our memory.
+            let rc = unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    fd,
+                    signal,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                )
+            };
+            if rc == -1 {
+                let err = io::Error::last_os_error();
+                return Err(if err.raw_os_error() == Some(libc::ESRCH) {
+                    io::Error::new(io::ErrorKind::NotFound, "the process has exited")
+                } else {
+                    err
+                });
+            }
+            return Ok(());
+        }
         let pid = libc::pid_t::try_from(pid).map_err(io::Error::other)?;
         // SAFETY: kill(2) takes two integers and touches none of our memory;
         // the pid is our unreaped child, so it names no other process.

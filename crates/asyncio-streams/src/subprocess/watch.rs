@@ -16,7 +16,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::{Child, ExitStatus};
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,7 +55,9 @@ pub(super) enum Watch {
     /// pidfd closes.
     Pidfd {
         reg: IoRegistration,
-        _fd: OwnedFd,
+        // Read only to signal through it, which is Linux's pidfd_send_signal.
+        #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+        fd: OwnedFd,
     },
     Sigchld,
 }
@@ -128,9 +130,8 @@ impl Watch {
         }
         match pidfd_open(pid) {
             Ok(fd) => {
-                use std::os::fd::AsRawFd;
                 let reg = IoRegistration::new(fd.as_raw_fd())?;
-                Ok(Watch::Pidfd { reg, _fd: fd })
+                Ok(Watch::Pidfd { reg, fd })
             }
             // ENOSYS: a kernel before 5.3; EPERM: a seccomp filter that
             // refuses system calls it does not know (older container runtimes).
@@ -232,6 +233,17 @@ impl Reaper {
     pub(super) fn live_pid(&mut self) -> Option<u32> {
         let id = self.child().id();
         self.status.is_none().then_some(id)
+    }
+
+    /// The child's pidfd, while one is open: it names this process for as
+    /// long as it is open, even once the process was reaped by someone else
+    /// and its pid reused.
+    #[cfg(target_os = "linux")]
+    pub(super) fn pidfd(&self) -> Option<std::os::fd::RawFd> {
+        match &self.watch {
+            Some(Watch::Pidfd { fd, .. }) => Some(fd.as_raw_fd()),
+            _ => None,
+        }
     }
 }
 

@@ -95,10 +95,8 @@ macro_rules! queue_methods {
             /// next putter.
             ///
             /// ```
-            /// use futures::executor::block_on;
-            ///
             #[doc = concat!("let q = asyncio::", stringify!($Queue), "::new(1);")]
-            /// block_on(q.put(5)).unwrap();
+            /// asyncio::run(q.put(5)).unwrap().unwrap();
             /// assert_eq!(q.get_nowait(), Ok(5));
             /// ```
             pub fn put(&self, item: T) -> impl Future<Output = Result<(), QueueShutDown<T>>> + '_ {
@@ -119,11 +117,9 @@ macro_rules! queue_methods {
             /// getter passes to the next one.
             ///
             /// ```
-            /// use futures::executor::block_on;
-            ///
             #[doc = concat!("let q = asyncio::", stringify!($Queue), "::new(0);")]
             /// q.put_nowait("job").unwrap();
-            /// assert_eq!(block_on(q.get()), Ok("job"));
+            /// assert_eq!(asyncio::run(q.get()).unwrap(), Ok("job"));
             /// ```
             pub fn get(&self) -> impl Future<Output = Result<T, QueueShutDown>> + '_ {
                 Get { core: &self.core, key: None }
@@ -189,13 +185,11 @@ macro_rules! queue_methods {
             /// Never fails.
             ///
             /// ```
-            /// use futures::executor::block_on;
-            ///
             #[doc = concat!("let q = asyncio::", stringify!($Queue), "::new(0);")]
             /// q.put_nowait(1).unwrap();
             /// q.get_nowait().unwrap();
             /// q.task_done().unwrap();
-            /// block_on(q.join());
+            /// asyncio::run(q.join()).unwrap();
             /// ```
             pub fn join(&self) -> impl Future<Output = ()> + '_ {
                 Join { core: &self.core, key: None }
@@ -228,12 +222,10 @@ macro_rules! queue_methods {
             ///
             /// ```
             /// use futures::StreamExt;
-            /// use futures::executor::block_on;
-            ///
             #[doc = concat!("let q = asyncio::", stringify!($Queue), "::new(0);")]
             /// q.put_nowait(7).unwrap();
             /// q.shutdown(false);
-            /// assert_eq!(block_on(q.stream().collect::<Vec<_>>()), [7]);
+            /// assert_eq!(asyncio::run(q.stream().collect::<Vec<_>>()).unwrap(), [7]);
             /// ```
             pub fn stream(&self) -> impl Stream<Item = T> + '_ {
                 Get { core: &self.core, key: None }
@@ -254,33 +246,6 @@ macro_rules! queue_methods {
 /// Methods take `&self`; share the queue between tasks of one thread with
 /// `Rc<Queue<T>>`. Every waiting future (`put`, `get`, `join`) is
 /// cancellation-safe: dropping it loses no item and no wake-up.
-///
-/// ```
-/// use std::rc::Rc;
-/// use asyncio::Queue;
-/// use futures::executor::LocalPool;
-/// use futures::task::LocalSpawnExt;
-///
-/// let q = Rc::new(Queue::new(2));
-/// let mut pool = LocalPool::new();
-/// let consumer = q.clone();
-/// let total = pool.spawner().spawn_local_with_handle(async move {
-///     let mut total = 0;
-///     while let Ok(n) = consumer.get().await {
-///         total += n;
-///         consumer.task_done().unwrap();
-///     }
-///     total
-/// }).unwrap();
-/// pool.run_until(async {
-///     for n in 1..=10 {
-///         q.put(n).await.unwrap();
-///     }
-///     q.join().await;
-///     q.shutdown(false);
-/// });
-/// assert_eq!(pool.run_until(total), 55);
-/// ```
 ///
 /// ```
 /// use std::rc::Rc;
