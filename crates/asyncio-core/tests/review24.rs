@@ -886,3 +886,96 @@ fn a_create_hook_that_closes_the_loop_then_panics_drops_the_future_once() {
         || hook_finishes_then_panics(2),
     );
 }
+
+// ---------------------------------------------------------------------------
+// Task::drop_slow's new order: the awaiter's waker is dropped after the
+// cancellation.
+
+/// A waker (single-threaded test use only) that runs `on_last_drop` when its
+/// last clone is dropped.
+fn waker_running_on_last_drop(on_last_drop: impl FnOnce() + 'static) -> Waker {
+    use std::task::{RawWaker, RawWakerVTable};
+    type Inner = RefCell<Option<Box<dyn FnOnce()>>>;
+    unsafe fn clone(p: *const ()) -> RawWaker {
+        // SAFETY: `p` came from `Rc::into_raw` of an `Inner`.
+        unsafe { Rc::increment_strong_count(p.cast::<Inner>()) };
+        RawWaker::new(p, &VTABLE)
+    }
+    unsafe fn wake(p: *const ()) {
+        // SAFETY: as above; the waker's count is consumed.
+        unsafe { drop_(p) };
+    }
+    unsafe fn wake_by_ref(_p: *const ()) {}
+    unsafe fn drop_(p: *const ()) {
+        // SAFETY: as above.
+        let rc = unsafe { Rc::from_raw(p.cast::<Inner>()) };
+        if Rc::strong_count(&rc) == 1 {
+            let f = rc.borrow_mut().take();
+            drop(rc);
+            if let Some(f) = f {
+                f();
+            }
+        }
+    }
+    static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, wake, wake_by_ref, drop_);
+    let inner: Rc<Inner> = Rc::new(RefCell::new(Some(Box::new(on_last_drop))));
+    // SAFETY: the vtable keeps the `Rc` count protocol; used on this thread only.
+    unsafe { Waker::from_raw(RawWaker::new(Rc::into_raw(inner).cast(), &VTABLE)) }
+}
+
+/// Pending forever; its destructor panics.
+struct PendingPanicsOnDrop;
+
+impl Future for PendingPanicsOnDrop {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<()> {
+        Poll::Pending
+    }
+}
+
+impl Drop for PendingPanicsOnDrop {
+    fn drop(&mut self) {
+        DROPS.with(|d| d.set(d.get() + 1));
+        panic!("pending future's drop panics");
+    }
+}
+
+/// FAILS (wrong answer: a lost report; the order of `Task::drop_slow`
+/// changed). A task handle awaited by a foreign waker is dropped outside the
+/// loop; the waker's `Drop` runs the loop. Now the task is cancelled first,
+/// so the loop run inside the waker's `Drop` finishes it (its future's
+/// destructor panics: the task fails) while `HAS_HANDLE` is still set, and
+/// `drop_slow` then clears the flag without reporting: "Task exception was
+/// never retrieved" is never said. At aedd5c9 the waker went first and the
+/// failure was reported.
+#[test]
+fn a_failure_finished_inside_the_awaiters_waker_drop_is_still_reported() {
+    reset();
+    let lp = EventLoop::new();
+    let seen: Rc<RefCell<Vec<String>>> = Rc::default();
+    let s = seen.clone();
+    lp.set_exception_handler(Some(move |ctx: &ExceptionContext| {
+        s.borrow_mut().push(ctx.message.clone())
+    }));
+    let mut t = lp.create_task(PendingPanicsOnDrop);
+    lp.run_until_complete(yield_now()).unwrap();
+    let lp2 = lp.clone();
+    let waker = waker_running_on_last_drop(move || {
+        let _ = lp2.run_until_complete(async {
+            yield_now().await;
+        });
+    });
+    let mut cx = Context::from_waker(&waker);
+    assert!(Pin::new(&mut t).poll(&mut cx).is_pending());
+    drop(waker);
+    drop(t);
+    lp.run_until_complete(yield_now()).unwrap();
+    lp.close().unwrap();
+    drop(lp);
+    let seen = seen.borrow().clone();
+    assert_eq!(drops(), 1);
+    assert!(
+        seen.iter().any(|m| m.contains("never retrieved")),
+        "the task's failure (a panic in its future's destructor) was never reported: {seen:?}"
+    );
+}
