@@ -979,3 +979,127 @@ fn a_failure_finished_inside_the_awaiters_waker_drop_is_still_reported() {
         "the task's failure (a panic in its future's destructor) was never reported: {seen:?}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Injected callbacks (`call_soon_threadsafe`) dropped by `Shared`: outside
+// the gate, and recursive.
+
+/// A `Send` value whose destructor panics (unless already panicking).
+struct SendPanicsOnDrop;
+
+impl Drop for SendPanicsOnDrop {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("injected callback's capture drop");
+        }
+    }
+}
+
+/// FAILS (user code outside the gate). A `call_soon_threadsafe` callback
+/// still in the injector when the loop closes is dropped by `Shared::close`
+/// (its `drain`), a plain `drop` outside the gate: its destructor's panic
+/// unwinds out of `close()` (through the `CloseShared` guard), and the rest
+/// of `close()` (timers, I/O, signal handlers, factory, handler) is skipped.
+#[test]
+fn close_completes_when_a_queued_threadsafe_callbacks_drop_panics() {
+    let lp = EventLoop::new();
+    quiet(&lp);
+    let h = lp.handle();
+    let p = SendPanicsOnDrop;
+    h.call_soon_threadsafe(move || drop(p)).unwrap();
+    let r = catch_unwind(AssertUnwindSafe(|| lp.close()));
+    let closed = lp.is_closed();
+    drop(lp);
+    assert!(
+        matches!(r, Ok(Ok(()))),
+        "close() unwound with the panic of a queued threadsafe callback's destructor \
+         (closed: {closed})"
+    );
+}
+
+/// A link of a chain: dropped, it hands the rest of the chain to the
+/// (closed) loop through `call_soon_threadsafe`, which refuses it.
+struct Link {
+    next: Option<Box<Link>>,
+    handle: asyncio_core::LoopHandle,
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        if let Some(next) = self.next.take() {
+            let _ = self.handle.call_soon_threadsafe(move || drop(next));
+        }
+    }
+}
+
+/// FAILS natively (child process dies of a stack overflow). The docs
+/// (semantics.md, "A closed loop refuses work without recursion") promise a
+/// chain of refused callbacks of any length cannot overflow the stack;
+/// `LoopHandle::call_soon_threadsafe` on a closed loop drops the refused
+/// callback inside `Shared::inject` (not through `dispose_refused`), so each
+/// link is dropped one frame deeper.
+#[test]
+#[cfg_attr(miri, ignore = "spawns a process")]
+fn a_chain_of_threadsafe_callbacks_refused_by_a_closed_loop_does_not_overflow_the_stack() {
+    const NAME: &str =
+        "a_chain_of_threadsafe_callbacks_refused_by_a_closed_loop_does_not_overflow_the_stack";
+    if common::child_mode(NAME) {
+        let lp = EventLoop::new();
+        quiet(&lp);
+        let handle = lp.handle();
+        lp.close().unwrap();
+        // Built iteratively (a Box chain dropped by plain drop glue would
+        // recurse by itself: `Link` breaks it up).
+        let mut chain: Option<Box<Link>> = None;
+        for _ in 0..200_000 {
+            chain = Some(Box::new(Link {
+                next: chain,
+                handle: handle.clone(),
+            }));
+        }
+        let head = chain.unwrap();
+        let r = handle.call_soon_threadsafe(move || drop(head));
+        assert!(r.is_err());
+        eprintln!("child: chain dropped");
+        return;
+    }
+    let (status, _out, err) = common::run_child(NAME);
+    assert!(
+        status.success() && err.contains("child: chain dropped"),
+        "child died: {status:?}\n{}",
+        err.lines()
+            .filter(|l| l.contains("overflow") || l.contains("panicked"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// PASSES: the same chain through `EventLoop::try_call_soon` (the
+/// `dispose_refused` path) is dropped iteratively.
+#[test]
+#[cfg_attr(miri, ignore = "200k links: slow under Miri")]
+fn control_a_chain_of_callbacks_refused_through_try_call_soon_does_not_overflow() {
+    struct LocalLink {
+        next: Option<Box<LocalLink>>,
+        lp: EventLoop,
+    }
+    impl Drop for LocalLink {
+        fn drop(&mut self) {
+            if let Some(next) = self.next.take() {
+                let _ = self.lp.try_call_soon(move || drop(next));
+            }
+        }
+    }
+    let lp = EventLoop::new();
+    quiet(&lp);
+    lp.close().unwrap();
+    let mut chain: Option<Box<LocalLink>> = None;
+    for _ in 0..50_000 {
+        chain = Some(Box::new(LocalLink {
+            next: chain,
+            lp: lp.clone(),
+        }));
+    }
+    let head = chain.unwrap();
+    assert!(lp.try_call_soon(move || drop(head)).is_err());
+}
