@@ -1164,3 +1164,66 @@ fn dispose_refused_does_not_leak_its_queue() {
         &format!("10 nested refusals left {leaked} blocks allocated"),
     );
 }
+
+/// FAILS natively (regression; wrong behaviour, no abort). A loop kept in a
+/// thread-local (one loop per thread) is closed by that thread-local's
+/// destructor at thread exit; a pending task's future's destructor tries to
+/// create a task (finding 5's cleanup pattern). `try_create_task` must return
+/// `Err` (no running loop); instead it panics ("cannot access a Thread Local
+/// Storage value during or after destruction") because `dispose_refused`'s
+/// thread-local queue was destroyed first (it was first used after the
+/// loop's thread-local was). The gate catches that panic as the task's, so
+/// the process goes on. (Run in a child process: thread-exit order.)
+#[test]
+#[cfg_attr(miri, ignore = "spawns a process")]
+fn a_thread_local_loops_task_cleanup_gets_err_from_try_create_task_at_thread_exit() {
+    const NAME: &str =
+        "a_thread_local_loops_task_cleanup_gets_err_from_try_create_task_at_thread_exit";
+    if common::child_mode(NAME) {
+        thread_local! {
+            static LOOP: RefCell<Option<EventLoop>> = const { RefCell::new(None) };
+        }
+        static REFUSED_AS_DOCUMENTED: std::sync::atomic::AtomicU8 =
+            std::sync::atomic::AtomicU8::new(0);
+        std::thread::spawn(|| {
+            let lp = EventLoop::new();
+            quiet(&lp);
+            LOOP.with(|l| *l.borrow_mut() = Some(lp.clone()));
+            // First use of the refusal path on this thread, after LOOP's.
+            let s = String::from("x");
+            assert!(try_create_task(async move { drop(s) }).is_err());
+            lp.run_until_complete(async {
+                drop(create_task(async {
+                    let _cleanup = OnDrop::new(|| {
+                        // 2: try_create_task panicked (this store is skipped).
+                        REFUSED_AS_DOCUMENTED.store(2, std::sync::atomic::Ordering::SeqCst);
+                        let s = String::from("cleanup");
+                        let r = try_create_task(async move { drop(s) });
+                        if r.is_err() {
+                            REFUSED_AS_DOCUMENTED.store(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                    });
+                    std::future::pending::<()>().await;
+                }));
+                yield_now().await;
+            })
+            .unwrap();
+            drop(lp);
+            // LOOP's destructor closes the loop at thread exit.
+        })
+        .join()
+        .unwrap();
+        let r = REFUSED_AS_DOCUMENTED.load(std::sync::atomic::Ordering::SeqCst);
+        eprintln!("child: thread joined; cleanup's try_create_task: {r}");
+        return;
+    }
+    let (status, _out, err) = common::run_child(NAME);
+    assert!(
+        status.success() && err.contains("try_create_task: 1"),
+        "try_create_task in a task's cleanup at thread exit did not return Err: {status:?}\n{}",
+        err.lines()
+            .filter(|l| l.contains("child:") || l.contains("fatal") || l.contains("Storage"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
