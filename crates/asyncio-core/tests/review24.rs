@@ -1,10 +1,32 @@
 //! Review of issue 24's change (branch review24): tests that try to break it.
 //!
 //! Each test says in its doc comment whether it FAILS (a problem found) or
-//! PASSES (a suspicion checked that held up), as of ad7a131.
+//! PASSES (a suspicion checked that held up), as of ad7a131. "Regression"
+//! means the same test passes with aedd5c9's asyncio-core sources.
 //!
-//! Leaks are seen by Drop counters natively and by Miri's leak checker
-//! under Miri.
+//! Problems (failing tests):
+//! - UB, double drop of a task's future: `a_create_hook_that_runs_the_loop_then_panics_drops_the_future_once`,
+//!   `a_create_hook_that_closes_the_loop_then_panics_drops_the_future_once` (`abandon_unstarted`
+//!   steps a task the hook already finished).
+//! - Leaks of a loop: `last_owning_handle_dropped_by_a_task_during_a_run_closes_the_loop_afterwards`
+//!   (regression), `a_task_holding_a_clone_of_the_users_handle_does_not_keep_the_loop_open`,
+//!   `a_loop_future_made_from_the_users_handle_does_not_keep_the_loop_open`,
+//!   `a_create_hook_that_closes_the_loop_then_returns`.
+//! - `dispose_refused`: leaks its queue (`dispose_refused_does_not_leak_its_queue`); aborts /
+//!   misbehaves at thread exit (`try_create_task_from_a_thread_local_destructor_does_not_abort`,
+//!   `a_thread_local_loops_task_cleanup_gets_err_from_try_create_task_at_thread_exit`, both
+//!   regressions); makes `LoopFuture::set_result` unwind or abort
+//!   (`set_result_on_a_closed_loops_future_*`, regressions).
+//! - `Task::drop_slow`'s new order loses a failure report
+//!   (`a_failure_finished_inside_the_awaiters_waker_drop_is_still_reported`, regression).
+//! - Injected (`call_soon_threadsafe`) callbacks dropped outside the gate and recursively
+//!   (`close_completes_when_a_queued_threadsafe_callbacks_drop_panics`,
+//!   `a_chain_of_threadsafe_callbacks_refused_by_a_closed_loop_does_not_overflow_the_stack`;
+//!   not regressions: same at aedd5c9).
+//!
+//! Leaks are seen by Drop counters and a per-thread allocation counter
+//! natively, and by Miri's leak checker under Miri (where `assert_no_leak`
+//! does not assert, so run such a test alone to see Miri's report).
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
