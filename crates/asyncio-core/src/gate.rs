@@ -141,9 +141,10 @@ pub(crate) fn refused_count() -> u64 {
 /// [`REFUSED_CHAIN_LIMIT`] is cut: the rest is leaked, and said so on stderr,
 /// rather than the thread hanging on a chain that never ends.
 ///
-/// A panic of the first value's destructor goes on to the caller, as an
-/// ordinary drop's would; those of the values queued behind it are written
-/// to stderr.
+/// Never unwinds: a panic of a refused value's destructor is written to
+/// stderr (the loop that refused the value is closed, or there is none, so
+/// there is no exception handler to hand it to), and the next value is
+/// dropped all the same.
 pub(crate) fn dispose_refused<T: 'static>(value: T) {
     let _ = REFUSED_COUNT.try_with(|c| c.set(c.get() + 1));
     if !std::mem::needs_drop::<T>() {
@@ -185,6 +186,9 @@ pub(crate) fn dispose_refused<T: 'static>(value: T) {
     }
     let done = Done;
     let first = call(Site::DropValue, move || drop(value)).err();
+    if let Some(payload) = first {
+        report_refused_panic(payload);
+    }
     let mut dropped = 1usize;
     let mut leaked = 0usize;
     loop {
@@ -200,10 +204,7 @@ pub(crate) fn dispose_refused<T: 'static>(value: T) {
         }
         dropped += 1;
         if let Err(payload) = call(Site::DropValue, move || drop(next)) {
-            write_stderr(format_args!(
-                "asyncio: a destructor panicked while a value the loop refused was dropped"
-            ));
-            discard_payload(payload);
+            report_refused_panic(payload);
         }
     }
     drop(done);
@@ -213,9 +214,20 @@ pub(crate) fn dispose_refused<T: 'static>(value: T) {
              to a loop that refused them; {leaked} more were leaked"
         ));
     }
-    if let Some(payload) = first {
-        std::panic::resume_unwind(payload);
-    }
+}
+
+/// Writes the panic of a refused value's destructor to stderr, then drops
+/// its payload.
+fn report_refused_panic(payload: Payload) {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(a non-text panic payload)".to_owned());
+    write_stderr(format_args!(
+        "asyncio: a destructor panicked while a value the loop refused was dropped: {message}"
+    ));
+    discard_payload(payload);
 }
 
 /// Writes one line to stderr, best effort: a closed or full stderr (a program
