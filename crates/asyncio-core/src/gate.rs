@@ -275,6 +275,9 @@ pub mod fault_plan {
         /// The action runs before the user code, as user code that re-enters
         /// the loop would.
         ReEnter(Rc<dyn Fn()>),
+        /// The action runs, then the user code, then a panic: user code
+        /// that re-enters the loop and then fails.
+        ReEnterThenPanic(Rc<dyn Fn()>),
     }
 
     impl std::fmt::Debug for Fault {
@@ -282,6 +285,7 @@ pub mod fault_plan {
             match self {
                 Fault::Panic => f.write_str("Panic"),
                 Fault::ReEnter(_) => f.write_str("ReEnter"),
+                Fault::ReEnterThenPanic(_) => f.write_str("ReEnterThenPanic"),
             }
         }
     }
@@ -321,6 +325,22 @@ pub mod fault_plan {
         FIRED.with(Cell::get)
     }
 
+    /// Runs a fault's action with the plan switched off for its own gate
+    /// calls. If it panics, the user code after it does not run, as when
+    /// user code panics early.
+    fn run_action(action: &dyn Fn()) {
+        struct Leave;
+        impl Drop for Leave {
+            fn drop(&mut self) {
+                let _ = INSIDE_ACTION.try_with(|i| i.set(false));
+            }
+        }
+        let _ = INSIDE_ACTION.try_with(|i| i.set(true));
+        let leave = Leave;
+        action();
+        drop(leave);
+    }
+
     pub(super) fn gate_call<R>(site: Site, f: impl FnOnce() -> R) -> Result<R, Payload> {
         // During the thread's exit (a thread-local's destructor dropping a
         // task) the plan's own thread-locals may be gone: no fault then.
@@ -357,19 +377,13 @@ pub mod fault_plan {
                 std::panic::panic_any(InjectedPanic)
             }
             Fault::ReEnter(action) => {
-                struct Leave;
-                impl Drop for Leave {
-                    fn drop(&mut self) {
-                        let _ = INSIDE_ACTION.try_with(|i| i.set(false));
-                    }
-                }
-                let _ = INSIDE_ACTION.try_with(|i| i.set(true));
-                let leave = Leave;
-                // The action is the test's: if it panics, the user code
-                // below does not run, as when user code panics early.
-                action();
-                drop(leave);
+                run_action(&*action);
                 f()
+            }
+            Fault::ReEnterThenPanic(action) => {
+                run_action(&*action);
+                drop(f());
+                std::panic::panic_any(InjectedPanic)
             }
         }))
     }
