@@ -312,6 +312,18 @@ impl StreamReader {
         self.eof && self.start == self.end
     }
 
+    /// Takes every buffered byte out of the reader, and whether the stream
+    /// ended: what `start_tls` hands to the TLS layer.
+    #[cfg(feature = "tls")]
+    pub(crate) fn take_buffered(&mut self) -> (Vec<u8>, bool) {
+        let n = self.end - self.start;
+        (self.take(n), self.eof)
+    }
+
+    pub(crate) fn conn(&self) -> &Rc<Conn> {
+        &self.conn
+    }
+
     /// The buffer limit of `readline`/`readuntil` (asyncio's `limit=`).
     pub fn limit(&self) -> usize {
         self.limit

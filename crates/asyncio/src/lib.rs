@@ -70,6 +70,17 @@
 //!   [`sock_connect`]: `loop.sock_*` on your own non-blocking sockets;
 //!   [`DatagramSocket`]: UDP.
 //!
+//! ## TLS (the `tls` feature, on by default)
+//! - [`ClientTls`], [`ServerTls`]: asyncio's `SSLContext`, on rustls
+//!   (trusted CAs, certificates chosen by SNI, client certificates, ALPN).
+//! - [`ConnectOptions::ssl`], [`ServerOptions::ssl`]: asyncio's `ssl=` on
+//!   [`open_connection_with`], [`start_server_with`] and their Unix
+//!   variants, with `server_hostname` and the handshake and shutdown
+//!   timeouts.
+//! - [`StreamWriter::start_tls`] ([`StartTlsOptions`]): upgrade a live
+//!   connection (STARTTLS); [`StreamWriter::tls_info`] ([`TlsInfo`]):
+//!   asyncio's `get_extra_info` for TLS; [`TlsError`], [`TlsConfigError`].
+//!
 //! ## Structured concurrency
 //! - [`TaskGroup`], [`task_group`], [`ExceptionGroup`]: children that end
 //!   together and fail together.
@@ -147,6 +158,14 @@ pub use asyncio_streams::{
     open_unix_connection, open_unix_connection_with, sock_accept, sock_connect, sock_recv,
     sock_recv_into, sock_sendall, start_server, start_server_from_listener, start_server_with,
     start_unix_server, start_unix_server_with,
+};
+
+// TLS
+#[cfg(feature = "tls")]
+pub use asyncio_streams::{
+    ClientTls, ClientTlsBuilder, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, ServerTls,
+    ServerTlsBuilder, StartTlsOptions, TlsConfigError, TlsContext, TlsError, TlsInfo, pki_types,
+    rustls,
 };
 
 // Subprocesses
