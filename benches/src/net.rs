@@ -19,7 +19,7 @@ use hyper::{Request, Response};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 #[path = "../../crates/asyncio/examples/support/hyper_io.rs"]
-mod hyper_io;
+pub(crate) mod hyper_io;
 
 /// Client connections of `tcp_echo`.
 pub const ECHO_CONNS: usize = 100;
