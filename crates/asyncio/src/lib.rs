@@ -281,6 +281,9 @@ mod tutorial {
     struct SubprocessesAndSignals;
     #[doc = include_str!("../../../docs/tutorial/10-loop-per-core.md")]
     struct LoopPerCore;
+    #[cfg(feature = "tls")]
+    #[doc = include_str!("../../../docs/tutorial/11-tls.md")]
+    struct Tls;
     #[doc = include_str!("../../../docs/cheatsheet.md")]
     struct Cheatsheet;
 }
