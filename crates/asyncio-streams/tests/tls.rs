@@ -743,3 +743,30 @@ fn tls_config_errors_are_typed() {
         Err(TlsConfigError::Rustls(_))
     ));
 }
+
+#[test]
+fn optional_client_certificates_let_in_a_client_without_one() {
+    let p = pki();
+    let client_ca = Ca::new("clients");
+    let server_tls = ServerTls::builder()
+        .cert_pem(p.leaf.cert_pem.clone(), p.leaf.key_pem.clone())
+        .client_auth_pem(client_ca.pem(), false)
+        .build()
+        .unwrap();
+    run(async move {
+        let (_server, port) = tls_server(
+            server_tls,
+            |mut r: StreamReader, mut w: StreamWriter| async move {
+                let certs = w.tls_info().unwrap().peer_certificates.len();
+                let _ = r.readline().await;
+                w.write(format!("{certs} certificates\n").as_bytes());
+            },
+        )
+        .await;
+        let (mut r, mut w) = open_connection_with("127.0.0.1", port, &client_opts(&p.client))
+            .await
+            .unwrap();
+        w.write(b"hi\n");
+        assert_eq!(r.readline().await.unwrap(), b"0 certificates\n");
+    });
+}

@@ -57,7 +57,10 @@ impl Conn {
                 records: &mut session.records,
                 short: false,
             };
-            session.conn.read_tls(&mut feed)?;
+            if session.conn.read_tls(&mut feed)? == 0 {
+                // rustls takes nothing more (the peer's close_notify came).
+                break;
+            }
             if let Err(e) = session.conn.process_new_packets() {
                 return Err(session.error(e).into());
             }
