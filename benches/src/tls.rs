@@ -3,7 +3,7 @@
 //! [`Fixture`], made at start-up with rcgen: an ECDSA P-256 CA and server
 //! certificate, rustls on ring).
 //!
-//! - `tls_echo`: [`ECHO_CONNS`](crate::net::ECHO_CONNS) TLS connections on
+//! - `tls_echo`: [`ECHO_CONNS`] TLS connections on
 //!   one thread, each client sending [`TLS_MSG`]-byte messages and waiting
 //!   for their echo.
 //! - `tls_handshakes`: full handshakes (no resumption): connect, handshake,
@@ -11,7 +11,7 @@
 //!   [`HANDSHAKE_CLIENTS`] clients at a time.
 //! - `https_hello`: hyper's hello world over TLS, loaded by the same
 //!   tokio-rustls generator on another thread with
-//!   [`HTTP_CONNS`](crate::net::HTTP_CONNS) keep-alive connections.
+//!   [`HTTP_CONNS`] keep-alive connections.
 //! - idle TLS connections: server memory per connection, handshake done,
 //!   each handler waiting in `readline`.
 
