@@ -320,6 +320,7 @@ impl StreamReader {
         (self.take(n), self.eof)
     }
 
+    #[cfg(feature = "tls")]
     pub(crate) fn conn(&self) -> &Rc<Conn> {
         &self.conn
     }
