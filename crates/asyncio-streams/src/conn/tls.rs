@@ -17,6 +17,13 @@ use crate::tls::{Feed, TlsError, TlsInfo, TlsSession};
 /// A scratch buffer that grew past this is not kept.
 const KEEP_SCRATCH: usize = 64 * 1024;
 
+thread_local! {
+    /// The records of one flush, before they go to the socket or the
+    /// write buffer: one buffer per thread (a loop's connections take turns),
+    /// so an idle connection holds none.
+    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 struct SockRead<'a>(&'a Sock);
 
 impl Read for SockRead<'_> {
@@ -82,7 +89,9 @@ impl Conn {
             if !s.conn.wants_write() {
                 return;
             }
-            let mut out = std::mem::take(&mut s.scratch);
+            // Taken, not borrowed: a flush inside this one (the flusher
+            // spawned by push_raw, run eagerly) finds an empty one.
+            let mut out = SCRATCH.take();
             while s.conn.wants_write() {
                 // Writing into a Vec cannot fail.
                 if s.conn.write_tls(&mut out).is_err() {
@@ -95,9 +104,7 @@ impl Conn {
         let mut out = out;
         if out.capacity() <= KEEP_SCRATCH {
             out.clear();
-            if let Some(s) = self.tls.borrow_mut().as_mut() {
-                s.scratch = out;
-            }
+            SCRATCH.set(out);
         }
     }
 

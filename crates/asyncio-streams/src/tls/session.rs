@@ -90,8 +90,6 @@ pub(crate) struct TlsSession {
     pub(crate) peer_closed: bool,
     /// Ours went out (`write_eof` or `close`).
     pub(crate) close_notify_sent: bool,
-    /// Reused for the records written.
-    pub(crate) scratch: Vec<u8>,
 }
 
 impl TlsSession {
@@ -126,7 +124,6 @@ impl TlsSession {
             eof: false,
             peer_closed: false,
             close_notify_sent: false,
-            scratch: Vec::new(),
         })
     }
 
