@@ -770,3 +770,62 @@ fn optional_client_certificates_let_in_a_client_without_one() {
         assert_eq!(r.readline().await.unwrap(), b"0 certificates\n");
     });
 }
+
+#[test]
+fn create_default_context_trusts_the_system_store_or_says_why_not() {
+    // Python's ssl.create_default_context(): the system's roots. Where the
+    // system has none, a typed error rather than a context that fails every
+    // handshake.
+    let has_store = std::path::Path::new("/etc/ssl/certs/ca-certificates.crt").exists()
+        || std::path::Path::new("/etc/pki/tls/certs/ca-bundle.crt").exists();
+    match ClientTls::create_default_context() {
+        Ok(tls) => {
+            assert!(has_store, "roots were found without a system store");
+            assert!(tls.config().alpn_protocols.is_empty());
+        }
+        Err(e) => {
+            assert!(!has_store, "the system store exists but did not load: {e}");
+            assert!(matches!(e, asyncio_streams::TlsConfigError::NativeRoots(_)));
+        }
+    }
+}
+
+#[test]
+fn close_clients_ends_every_tls_client_with_close_notify() {
+    let p = pki();
+    run(async move {
+        let (server, port) = tls_server(
+            p.server,
+            |mut r: StreamReader, _w: StreamWriter| async move {
+                let _ = r.read_to_eof().await;
+            },
+        )
+        .await;
+        let opts = client_opts(&p.client).suppress_ragged_eofs(false);
+        let mut clients = Vec::new();
+        for _ in 0..3 {
+            clients.push(
+                open_connection_with("127.0.0.1", port, &opts)
+                    .await
+                    .unwrap(),
+            );
+        }
+        // Every server-side connection is past its handshake.
+        for _ in 0..200 {
+            if server.active_connections() == 3 {
+                break;
+            }
+            asyncio_core::sleep(Duration::from_millis(5)).await;
+        }
+        server.close();
+        server.close_clients();
+        for (mut r, w) in clients {
+            // A clean end: close_notify came (a ragged end would be an error
+            // with suppress_ragged_eofs(false)).
+            assert_eq!(r.read_to_eof().await.unwrap(), b"");
+            w.close();
+        }
+        server.wait_closed().await;
+        assert_eq!(server.active_connections(), 0);
+    });
+}
