@@ -32,6 +32,18 @@ impl Read for SockRead<'_> {
     }
 }
 
+struct SockWrite<'a>(&'a Sock);
+
+impl Write for SockWrite<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 impl Conn {
     pub(crate) fn is_tls(&self) -> bool {
         self.tls.borrow().is_some()
@@ -81,8 +93,14 @@ impl Conn {
         Ok(())
     }
 
-    /// Sends what rustls has to send (handshake messages, records, alerts).
+    /// Sends what rustls has to send (handshake messages, records, alerts):
+    /// straight to the socket while the write buffer is empty, the rest
+    /// through the buffer and its flusher.
     fn flush_tls_output(&self) {
+        if let Err(e) = self.write_tls_direct() {
+            self.teardown(Some(e));
+            return;
+        }
         let out = {
             let mut tls = self.tls.borrow_mut();
             let Some(s) = tls.as_mut() else { return };
@@ -106,6 +124,36 @@ impl Conn {
             out.clear();
             SCRATCH.set(out);
         }
+    }
+
+    /// Writes rustls's records to the socket while nothing is buffered ahead
+    /// of them, until rustls has no more or the socket is full.
+    fn write_tls_direct(&self) -> io::Result<()> {
+        let st = self.st.borrow();
+        if st.closed || st.pending() > 0 {
+            return Ok(());
+        }
+        let guard = self.io.borrow();
+        let Some(io) = guard.as_ref() else {
+            return Ok(());
+        };
+        let mut tls = self.tls.borrow_mut();
+        let Some(s) = tls.as_mut() else {
+            return Ok(());
+        };
+        while s.conn.wants_write() {
+            match s.conn.write_tls(&mut SockWrite(&io.sock)) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // The socket is full: the rest goes through the buffer.
+                    io.reg.clear_writable();
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// `write` on a TLS connection: encrypt, then send the records.
