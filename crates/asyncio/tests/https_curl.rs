@@ -2,7 +2,6 @@
 //! (a client no one here wrote) and by hyper's own client over
 //! `open_connection(ssl=)`. Certificates are made at run time.
 
-
 use std::convert::Infallible;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -145,10 +144,9 @@ fn hyper_client_fetches_over_open_connection_with_ssl() {
             w.tls_info().unwrap().alpn_protocol.as_deref(),
             Some(&b"http/1.1"[..])
         );
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(asyncio::HyperIo::new(r, w))
-                .await
-                .unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(asyncio::HyperIo::new(r, w))
+            .await
+            .unwrap();
         let driver = asyncio::create_task(conn);
         let mut bodies = Vec::new();
         for i in 0..5 {
