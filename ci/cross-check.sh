@@ -10,13 +10,15 @@
 #   ci/cross-check.sh x86_64-unknown-freebsd
 #
 # Needs: rustup (adds the targets' standard libraries) and, for the build
-# scripts that compile C (criterion's `alloca`), clang and llvm-ar: Debian's
-# gcc cannot target Mach-O. There are no macOS or FreeBSD system headers here,
-# so C is compiled freestanding (`-ffreestanding`: clang's own stddef.h and
-# stdint.h). A crate whose C needs the target's libc headers (ring, for the
-# `tls` feature, wants TargetConditionals.h and assert.h) cannot build that
-# way: for the packages whose graph holds such a crate, the script checks
-# their libraries with default features off, and says so.
+# scripts that compile C (criterion's `alloca`, ring for the `tls` feature),
+# clang and llvm-ar: Debian's gcc cannot target Mach-O. There are no macOS or
+# FreeBSD system headers here, so C is compiled freestanding
+# (`-ffreestanding`: clang's own stddef.h, stdint.h...) with declaration-only
+# stand-ins for the few libc headers ring includes (ci/cross-headers: string.h,
+# stdlib.h, assert.h, TargetConditionals.h); a check never links that C. A
+# crate whose C needs more than that (aws-lc-sys) cannot build this way: for
+# the packages whose graph holds one, the script checks their libraries with
+# default features off, and says so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,7 +29,7 @@ fi
 
 # Crates whose build script needs the target's C headers (a space-separated
 # list in CROSS_CHECK_NEEDS_HEADERS replaces it, to try the reduced path).
-read -r -a needs_target_headers <<<"${CROSS_CHECK_NEEDS_HEADERS:-ring aws-lc-sys}"
+read -r -a needs_target_headers <<<"${CROSS_CHECK_NEEDS_HEADERS:-aws-lc-sys}"
 
 rustup target add "${targets[@]}" >/dev/null 2>&1 || rustup target add "${targets[@]}"
 if ! command -v clang >/dev/null || ! command -v llvm-ar >/dev/null; then
@@ -42,7 +44,7 @@ members=$(cargo metadata --no-deps --format-version 1 |
 
 for t in "${targets[@]}"; do
     var=${t//-/_}
-    export "CC_$var=clang" "AR_$var=llvm-ar" "CFLAGS_$var=-ffreestanding"
+    export "CC_$var=clang" "AR_$var=llvm-ar" "CFLAGS_$var=-ffreestanding -isystem $PWD/ci/cross-headers"
     full=()
     reduced=()
     for p in $members; do

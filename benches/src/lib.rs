@@ -10,4 +10,6 @@ pub mod pool;
 pub mod process;
 pub mod sync;
 pub mod timers;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod workloads;

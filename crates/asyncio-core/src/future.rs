@@ -144,7 +144,9 @@ impl EventLoop {
                     callbacks: Vec::new(),
                     next_callback: 0,
                 }),
-                lp: self.clone(),
+                // Not an owning handle: a future the loop's own tasks keep
+                // must not keep the loop open (see `EventLoop`).
+                lp: self.non_owning(),
             }),
             key: None,
         }

@@ -141,9 +141,10 @@ pub(crate) fn refused_count() -> u64 {
 /// [`REFUSED_CHAIN_LIMIT`] is cut: the rest is leaked, and said so on stderr,
 /// rather than the thread hanging on a chain that never ends.
 ///
-/// A panic of the first value's destructor goes on to the caller, as an
-/// ordinary drop's would; those of the values queued behind it are written
-/// to stderr.
+/// Never unwinds: a panic of a refused value's destructor is written to
+/// stderr (the loop that refused the value is closed, or there is none, so
+/// there is no exception handler to hand it to), and the next value is
+/// dropped all the same.
 pub(crate) fn dispose_refused<T: 'static>(value: T) {
     let _ = REFUSED_COUNT.try_with(|c| c.set(c.get() + 1));
     if !std::mem::needs_drop::<T>() {
@@ -185,6 +186,9 @@ pub(crate) fn dispose_refused<T: 'static>(value: T) {
     }
     let done = Done;
     let first = call(Site::DropValue, move || drop(value)).err();
+    if let Some(payload) = first {
+        report_refused_panic(payload);
+    }
     let mut dropped = 1usize;
     let mut leaked = 0usize;
     loop {
@@ -200,10 +204,7 @@ pub(crate) fn dispose_refused<T: 'static>(value: T) {
         }
         dropped += 1;
         if let Err(payload) = call(Site::DropValue, move || drop(next)) {
-            write_stderr(format_args!(
-                "asyncio: a destructor panicked while a value the loop refused was dropped"
-            ));
-            discard_payload(payload);
+            report_refused_panic(payload);
         }
     }
     drop(done);
@@ -213,9 +214,20 @@ pub(crate) fn dispose_refused<T: 'static>(value: T) {
              to a loop that refused them; {leaked} more were leaked"
         ));
     }
-    if let Some(payload) = first {
-        std::panic::resume_unwind(payload);
-    }
+}
+
+/// Writes the panic of a refused value's destructor to stderr, then drops
+/// its payload.
+fn report_refused_panic(payload: Payload) {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(a non-text panic payload)".to_owned());
+    write_stderr(format_args!(
+        "asyncio: a destructor panicked while a value the loop refused was dropped: {message}"
+    ));
+    discard_payload(payload);
 }
 
 /// Writes one line to stderr, best effort: a closed or full stderr (a program
@@ -263,6 +275,9 @@ pub mod fault_plan {
         /// The action runs before the user code, as user code that re-enters
         /// the loop would.
         ReEnter(Rc<dyn Fn()>),
+        /// The action runs, then the user code, then a panic: user code
+        /// that re-enters the loop and then fails.
+        ReEnterThenPanic(Rc<dyn Fn()>),
     }
 
     impl std::fmt::Debug for Fault {
@@ -270,6 +285,7 @@ pub mod fault_plan {
             match self {
                 Fault::Panic => f.write_str("Panic"),
                 Fault::ReEnter(_) => f.write_str("ReEnter"),
+                Fault::ReEnterThenPanic(_) => f.write_str("ReEnterThenPanic"),
             }
         }
     }
@@ -309,6 +325,22 @@ pub mod fault_plan {
         FIRED.with(Cell::get)
     }
 
+    /// Runs a fault's action with the plan switched off for its own gate
+    /// calls. If it panics, the user code after it does not run, as when
+    /// user code panics early.
+    fn run_action(action: &dyn Fn()) {
+        struct Leave;
+        impl Drop for Leave {
+            fn drop(&mut self) {
+                let _ = INSIDE_ACTION.try_with(|i| i.set(false));
+            }
+        }
+        let _ = INSIDE_ACTION.try_with(|i| i.set(true));
+        let leave = Leave;
+        action();
+        drop(leave);
+    }
+
     pub(super) fn gate_call<R>(site: Site, f: impl FnOnce() -> R) -> Result<R, Payload> {
         // During the thread's exit (a thread-local's destructor dropping a
         // task) the plan's own thread-locals may be gone: no fault then.
@@ -345,19 +377,13 @@ pub mod fault_plan {
                 std::panic::panic_any(InjectedPanic)
             }
             Fault::ReEnter(action) => {
-                struct Leave;
-                impl Drop for Leave {
-                    fn drop(&mut self) {
-                        let _ = INSIDE_ACTION.try_with(|i| i.set(false));
-                    }
-                }
-                let _ = INSIDE_ACTION.try_with(|i| i.set(true));
-                let leave = Leave;
-                // The action is the test's: if it panics, the user code
-                // below does not run, as when user code panics early.
-                action();
-                drop(leave);
+                run_action(&*action);
                 f()
+            }
+            Fault::ReEnterThenPanic(action) => {
+                run_action(&*action);
+                drop(f());
+                std::panic::panic_any(InjectedPanic)
             }
         }))
     }

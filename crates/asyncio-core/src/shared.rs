@@ -174,7 +174,9 @@ impl Injected {
     fn discard(self) {
         match self {
             Injected::Wake(wake) => wake.discard(),
-            Injected::Call(f) => drop(f),
+            // Through the gate, without recursion: its destructor may hand
+            // another callback to this closed loop (`dispose_refused`).
+            Injected::Call(f) => crate::gate::dispose_refused(f),
         }
     }
 }

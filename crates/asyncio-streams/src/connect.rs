@@ -103,6 +103,8 @@ pub async fn open_connection_with(
     port: u16,
     options: &ConnectOptions,
 ) -> io::Result<(StreamReader, StreamWriter)> {
+    #[cfg(feature = "tls")]
+    options.check_tls()?;
     let addrs = getaddrinfo(host, port).await?;
     let mut last = None;
     for addr in addrs {
@@ -111,7 +113,10 @@ pub async fn open_connection_with(
                 if options.nodelay {
                     stream.set_nodelay(true)?;
                 }
-                return Ok(pair(Sock::Tcp(stream), reg, options.limit));
+                let (reader, writer) = pair(Sock::Tcp(stream), reg, options.limit);
+                #[cfg(feature = "tls")]
+                client_handshake(&writer, options, Some(host)).await?;
+                return Ok((reader, writer));
             }
             Err(e) => last = Some(e),
         }
@@ -215,6 +220,8 @@ pub async fn open_unix_connection_with(
     path: impl AsRef<Path>,
     options: &ConnectOptions,
 ) -> io::Result<(StreamReader, StreamWriter)> {
+    #[cfg(feature = "tls")]
+    options.check_tls()?;
     let stream = mio::net::UnixStream::connect(path)?;
     let reg = IoRegistration::new(stream.as_raw_fd())?;
     loop {
@@ -228,7 +235,34 @@ pub async fn open_unix_connection_with(
             Err(e) => return Err(e),
         }
     }
-    Ok(pair(Sock::Unix(stream), reg, options.limit))
+    let (reader, writer) = pair(Sock::Unix(stream), reg, options.limit);
+    #[cfg(feature = "tls")]
+    client_handshake(&writer, options, None).await?;
+    Ok((reader, writer))
+}
+
+/// With `options.ssl`: the TLS handshake of a new connection, as the client.
+#[cfg(feature = "tls")]
+async fn client_handshake(
+    writer: &StreamWriter,
+    options: &ConnectOptions,
+    host: Option<&str>,
+) -> io::Result<()> {
+    let Some(tls) = &options.ssl else {
+        return Ok(());
+    };
+    let name = options.tls.server_hostname.as_deref().or(host);
+    let session = crate::tls::TlsSession::new(
+        &crate::tls::TlsContext::Client(tls.clone()),
+        name,
+        options.tls.shutdown_timeout(),
+        options.tls.suppress_ragged_eofs,
+    )?;
+    writer.conn().install_tls(session, &[], false)?;
+    writer
+        .conn()
+        .handshake(options.tls.handshake_timeout())
+        .await
 }
 
 pub(crate) fn pair(sock: Sock, reg: IoRegistration, limit: usize) -> (StreamReader, StreamWriter) {

@@ -340,6 +340,9 @@ impl From<BlockingSocketError> for io::Error {
 pub(crate) struct StoredError {
     kind: io::ErrorKind,
     message: String,
+    /// A TLS failure keeps its type, so every later call can match on it.
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::TlsError>,
 }
 
 impl StoredError {
@@ -347,10 +350,16 @@ impl StoredError {
         StoredError {
             kind: e.kind(),
             message: e.to_string(),
+            #[cfg(feature = "tls")]
+            tls: crate::tls::TlsError::from_io(e).cloned(),
         }
     }
 
     pub(crate) fn to_io(&self) -> io::Error {
+        #[cfg(feature = "tls")]
+        if let Some(t) = &self.tls {
+            return t.clone().into();
+        }
         io::Error::new(self.kind, self.message.clone())
     }
 }

@@ -43,9 +43,14 @@
 //!   asyncio's `loop.sock_*` on your own non-blocking sockets;
 //!   [`DatagramSocket`]: UDP.
 //!
-//! Differences from asyncio (no TLS: `start_tls` is out of scope; names are
-//! resolved on the default executor; writers close when dropped) are listed
-//! in `docs/semantics.md`.
+//! - TLS (the `tls` feature, on by default; rustls on `ring`):
+//!   [`ConnectOptions::ssl`], [`ServerOptions::ssl`] and
+//!   [`StreamWriter::start_tls`] with [`ClientTls`] and [`ServerTls`];
+//!   the same reader and writer, with every method, speak TLS.
+//!
+//! Differences from asyncio (names are resolved on the default executor;
+//! writers close when dropped; TLS details) are listed in
+//! `docs/semantics.md`.
 
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 
@@ -61,6 +66,8 @@ mod server;
 mod sock;
 mod sock_ops;
 pub mod subprocess;
+#[cfg(feature = "tls")]
+mod tls;
 mod udp;
 mod writer;
 
@@ -74,8 +81,18 @@ pub use error::{
 };
 #[cfg(feature = "hyper")]
 pub use hyper_rt::{HyperIo, LocalExecutor};
+#[cfg(feature = "tls")]
+pub use options::StartTlsOptions;
 pub use options::{ConnectOptions, DEFAULT_BACKLOG, ServerOptions};
 pub use reader::{DEFAULT_LIMIT, StreamReader};
+/// rustls itself, for configurations made by hand
+/// ([`ClientTls::from_config`], [`ServerTls::from_config`]) and the types of
+/// [`TlsInfo`].
+#[cfg(feature = "tls")]
+pub use rustls;
+/// The certificate and key types of rustls ([`TlsInfo::peer_certificates`]).
+#[cfg(feature = "tls")]
+pub use rustls_pki_types as pki_types;
 pub use server::{
     Server, ServerStateError, start_server, start_server_from_listener, start_server_with,
     start_unix_server, start_unix_server_with, with_state,
@@ -83,6 +100,11 @@ pub use server::{
 pub use sock::StreamAddr;
 pub use sock_ops::{sock_accept, sock_connect, sock_recv, sock_recv_into, sock_sendall};
 pub use subprocess::{Process, create_subprocess_exec, create_subprocess_shell};
+#[cfg(feature = "tls")]
+pub use tls::{
+    ClientTls, ClientTlsBuilder, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, ServerTls,
+    ServerTlsBuilder, TlsConfigError, TlsContext, TlsError, TlsInfo,
+};
 pub use udp::DatagramSocket;
 
 /// `socket2`, whose `Socket` [`sock_connect`] takes (a socket not yet connected).

@@ -3,6 +3,11 @@
 
 use crate::reader::DEFAULT_LIMIT;
 
+#[cfg(feature = "tls")]
+pub use tls_opts::StartTlsOptions;
+#[cfg(feature = "tls")]
+pub(crate) use tls_opts::TlsOpts;
+
 /// Options of [`open_connection_with`](crate::open_connection_with) and
 /// [`open_unix_connection_with`](crate::open_unix_connection_with).
 ///
@@ -14,6 +19,10 @@ use crate::reader::DEFAULT_LIMIT;
 pub struct ConnectOptions {
     pub(crate) limit: usize,
     pub(crate) nodelay: bool,
+    #[cfg(feature = "tls")]
+    pub(crate) ssl: Option<crate::tls::ClientTls>,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: TlsOpts,
 }
 
 impl Default for ConnectOptions {
@@ -21,6 +30,10 @@ impl Default for ConnectOptions {
         ConnectOptions {
             limit: DEFAULT_LIMIT,
             nodelay: true,
+            #[cfg(feature = "tls")]
+            ssl: None,
+            #[cfg(feature = "tls")]
+            tls: TlsOpts::default(),
         }
     }
 }
@@ -46,6 +59,57 @@ impl ConnectOptions {
     /// The limit set.
     pub fn get_limit(&self) -> usize {
         self.limit
+    }
+}
+
+#[cfg(feature = "tls")]
+impl ConnectOptions {
+    /// Speaks TLS with this configuration (asyncio's `ssl=ctx`): the
+    /// connection is returned once the handshake is done.
+    pub fn ssl(mut self, tls: crate::tls::ClientTls) -> Self {
+        self.ssl = Some(tls);
+        self
+    }
+
+    /// The name the server's certificate must match, sent by SNI
+    /// (asyncio's `server_hostname=`); by default the `host` connected to.
+    /// Set it to connect to an IP address and check the certificate against
+    /// a name. Only with [`ssl`](Self::ssl).
+    pub fn server_hostname(mut self, name: impl Into<String>) -> Self {
+        self.tls.server_hostname = Some(name.into());
+        self
+    }
+
+    /// How long the handshake may take before the connection is aborted
+    /// (asyncio's `ssl_handshake_timeout=`, 60 s by default). Only with
+    /// [`ssl`](Self::ssl).
+    pub fn ssl_handshake_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.tls.handshake_timeout = Some(timeout);
+        self
+    }
+
+    /// How long closing waits for the peer's close_notify before it drops
+    /// the connection (asyncio's `ssl_shutdown_timeout=`, 30 s by default).
+    /// Only with [`ssl`](Self::ssl).
+    pub fn ssl_shutdown_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.tls.shutdown_timeout = Some(timeout);
+        self
+    }
+
+    /// Whether an end of stream without the peer's close_notify reads as a
+    /// plain end of stream (true, the default, as asyncio and Python's
+    /// `suppress_ragged_eofs=True`) or fails with
+    /// [`TlsError::MissingCloseNotify`](crate::TlsError::MissingCloseNotify).
+    pub fn suppress_ragged_eofs(mut self, on: bool) -> Self {
+        self.tls.suppress_ragged_eofs = on;
+        self
+    }
+
+    pub(crate) fn check_tls(&self) -> Result<(), crate::tls::TlsError> {
+        if self.ssl.is_none() {
+            self.tls.check_without_tls()?;
+        }
+        Ok(())
     }
 }
 
@@ -76,6 +140,10 @@ pub struct ServerOptions {
     pub(crate) nodelay: bool,
     pub(crate) start_serving: bool,
     pub(crate) cleanup_socket: bool,
+    #[cfg(feature = "tls")]
+    pub(crate) ssl: Option<crate::tls::ServerTls>,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: TlsOpts,
 }
 
 impl Default for ServerOptions {
@@ -88,6 +156,10 @@ impl Default for ServerOptions {
             nodelay: true,
             start_serving: true,
             cleanup_socket: true,
+            #[cfg(feature = "tls")]
+            ssl: None,
+            #[cfg(feature = "tls")]
+            tls: TlsOpts::default(),
         }
     }
 }
@@ -158,6 +230,140 @@ impl ServerOptions {
     pub fn cleanup_socket(mut self, on: bool) -> Self {
         self.cleanup_socket = on;
         self
+    }
+}
+
+#[cfg(feature = "tls")]
+impl ServerOptions {
+    /// Serves TLS with this configuration (asyncio's `ssl=ctx`): each
+    /// connection's callback runs once its handshake is done; a connection
+    /// whose handshake fails is closed without reaching the callback.
+    pub fn ssl(mut self, tls: crate::tls::ServerTls) -> Self {
+        self.ssl = Some(tls);
+        self
+    }
+
+    /// How long a client's handshake may take (asyncio's
+    /// `ssl_handshake_timeout=`, 60 s by default). Only with [`ssl`](Self::ssl).
+    pub fn ssl_handshake_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.tls.handshake_timeout = Some(timeout);
+        self
+    }
+
+    /// How long closing a connection waits for the client's close_notify
+    /// (asyncio's `ssl_shutdown_timeout=`, 30 s by default). Only with
+    /// [`ssl`](Self::ssl).
+    pub fn ssl_shutdown_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.tls.shutdown_timeout = Some(timeout);
+        self
+    }
+
+    pub(crate) fn check_tls(&self) -> Result<(), crate::tls::TlsError> {
+        if self.ssl.is_none() {
+            self.tls.check_without_tls()?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(feature = "tls")]
+mod tls_opts {
+    use std::time::Duration;
+
+    use crate::tls::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, TlsError};
+
+    /// The per-connection TLS settings shared by the option builders.
+    #[derive(Debug, Clone)]
+    pub(crate) struct TlsOpts {
+        pub(crate) server_hostname: Option<String>,
+        pub(crate) handshake_timeout: Option<Duration>,
+        pub(crate) shutdown_timeout: Option<Duration>,
+        pub(crate) suppress_ragged_eofs: bool,
+    }
+
+    impl Default for TlsOpts {
+        fn default() -> Self {
+            TlsOpts {
+                server_hostname: None,
+                handshake_timeout: None,
+                shutdown_timeout: None,
+                suppress_ragged_eofs: true,
+            }
+        }
+    }
+
+    impl TlsOpts {
+        pub(crate) fn handshake_timeout(&self) -> Duration {
+            self.handshake_timeout.unwrap_or(DEFAULT_HANDSHAKE_TIMEOUT)
+        }
+
+        pub(crate) fn shutdown_timeout(&self) -> Duration {
+            self.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT)
+        }
+
+        /// asyncio's `ValueError`s for TLS options given without `ssl`.
+        pub(crate) fn check_without_tls(&self) -> Result<(), TlsError> {
+            if self.server_hostname.is_some() {
+                return Err(TlsError::OptionWithoutTls("server_hostname"));
+            }
+            if self.handshake_timeout.is_some() {
+                return Err(TlsError::OptionWithoutTls("ssl_handshake_timeout"));
+            }
+            if self.shutdown_timeout.is_some() {
+                return Err(TlsError::OptionWithoutTls("ssl_shutdown_timeout"));
+            }
+            Ok(())
+        }
+    }
+
+    /// Options of [`StreamWriter::start_tls`](crate::StreamWriter::start_tls)
+    /// (asyncio's keyword arguments of `start_tls`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let opts = asyncio::StartTlsOptions::new()
+    ///     .server_hostname("mail.example.com")
+    ///     .ssl_handshake_timeout(Duration::from_secs(10));
+    /// # let _ = opts;
+    /// ```
+    #[derive(Debug, Clone, Default)]
+    pub struct StartTlsOptions {
+        pub(crate) tls: TlsOpts,
+    }
+
+    impl StartTlsOptions {
+        /// asyncio's defaults: handshake timeout 60 s, shutdown timeout 30 s.
+        pub fn new() -> Self {
+            Self::default()
+        }
+
+        /// The name the server's certificate must match, sent by SNI
+        /// (asyncio's `server_hostname=`); required when this end is the
+        /// client.
+        pub fn server_hostname(mut self, name: impl Into<String>) -> Self {
+            self.tls.server_hostname = Some(name.into());
+            self
+        }
+
+        /// How long the handshake may take (asyncio's `ssl_handshake_timeout=`).
+        pub fn ssl_handshake_timeout(mut self, timeout: Duration) -> Self {
+            self.tls.handshake_timeout = Some(timeout);
+            self
+        }
+
+        /// How long closing waits for the peer's close_notify (asyncio's
+        /// `ssl_shutdown_timeout=`).
+        pub fn ssl_shutdown_timeout(mut self, timeout: Duration) -> Self {
+            self.tls.shutdown_timeout = Some(timeout);
+            self
+        }
+
+        /// Whether an end of stream without close_notify is a plain end of
+        /// stream (the default, as asyncio) or an error.
+        pub fn suppress_ragged_eofs(mut self, on: bool) -> Self {
+            self.tls.suppress_ragged_eofs = on;
+            self
+        }
     }
 }
 

@@ -26,6 +26,38 @@ pub const DEFAULT_LIMIT: usize = 64 * 1024;
 const FIRST_READ: usize = 2 * 1024;
 const MAX_READ: usize = 64 * 1024;
 
+/// Idle readers' first-size buffers kept per thread for the next reader
+/// that needs one, so a connection that goes idle after each message does
+/// not pay an allocation and a zero-fill per message, while an idle
+/// connection still holds no buffer.
+const SPARES: usize = 32;
+
+thread_local! {
+    static SPARE_BUFFERS: std::cell::RefCell<Vec<Vec<u8>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A first-size buffer: a spare one if the thread has it.
+fn first_buffer() -> Vec<u8> {
+    SPARE_BUFFERS
+        .try_with(|s| s.borrow_mut().pop())
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| vec![0; FIRST_READ])
+}
+
+/// Keeps a first-size buffer for the next reader (dropped past [`SPARES`]).
+fn give_back(buf: Vec<u8>) {
+    if buf.len() == FIRST_READ {
+        let _ = SPARE_BUFFERS.try_with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() < SPARES {
+                s.push(buf);
+            }
+        });
+    }
+}
+
 /// `AsyncRead` reads of at least this size go straight into the caller's
 /// buffer when nothing is buffered.
 const BYPASS: usize = 8 * 1024;
@@ -137,7 +169,13 @@ impl StreamReader {
             }
             if self.end == self.buf.len() {
                 let grow = self.buf.len().max(self.read_size);
-                self.buf.resize(self.buf.len() + grow, 0);
+                if self.buf.is_empty() && grow == FIRST_READ {
+                    // The bytes a spare holds are never read: only what a
+                    // read puts in `buf[end..]` becomes data.
+                    self.buf = first_buffer();
+                } else {
+                    self.buf.resize(self.buf.len() + grow, 0);
+                }
             }
         }
         let end = self.end;
@@ -158,7 +196,7 @@ impl StreamReader {
                 if self.start == self.end {
                     // Idle with nothing buffered: give the memory back, so an
                     // idle connection costs little.
-                    self.buf = Vec::new();
+                    give_back(std::mem::take(&mut self.buf));
                     self.start = 0;
                     self.end = 0;
                 }
@@ -324,6 +362,19 @@ impl StreamReader {
             let _ = self.poll_fill(&mut cx);
         }
         self.eof && self.start == self.end
+    }
+
+    /// Takes every buffered byte out of the reader, and whether the stream
+    /// ended: what `start_tls` hands to the TLS layer.
+    #[cfg(feature = "tls")]
+    pub(crate) fn take_buffered(&mut self) -> (Vec<u8>, bool) {
+        let n = self.end - self.start;
+        (self.take(n), self.eof)
+    }
+
+    #[cfg(feature = "tls")]
+    pub(crate) fn conn(&self) -> &Rc<Conn> {
+        &self.conn
     }
 
     /// The buffer limit of `readline`/`readuntil` (asyncio's `limit=`).

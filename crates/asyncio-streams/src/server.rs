@@ -89,6 +89,8 @@ struct Inner {
     waiters: RefCell<Vec<Waker>>,
     /// The Unix socket file to remove on close, with its inode.
     unix_path: Option<(PathBuf, u64, u64)>,
+    #[cfg(feature = "tls")]
+    tls: Option<(crate::tls::TlsContext, crate::options::TlsOpts)>,
 }
 
 /// A listening server (asyncio's `Server`), returned by [`start_server`] and
@@ -448,6 +450,8 @@ impl Server {
         F: FnMut(StreamReader, StreamWriter) -> Fut + 'static,
         Fut: Future + 'static,
     {
+        #[cfg(feature = "tls")]
+        options.check_tls()?;
         // `FnMut`: the accept loops call it one at a time, on the loop's
         // thread, and nothing in it can reach the server to accept again.
         let cb = RefCell::new(cb);
@@ -490,6 +494,11 @@ impl Server {
                 clients: RefCell::new(slab::Slab::new()),
                 waiters: RefCell::new(Vec::new()),
                 unix_path,
+                #[cfg(feature = "tls")]
+                tls: options
+                    .ssl
+                    .clone()
+                    .map(|t| (crate::tls::TlsContext::Server(t), options.tls.clone())),
             }),
         };
         if options.start_serving {
@@ -721,7 +730,43 @@ impl Inner {
                 }
             }
         }));
+        #[cfg(feature = "tls")]
+        if let Some((ctx, opts)) = &self.tls {
+            self.tls_handshake_then_spawn(ctx, opts, reader, writer);
+            return;
+        }
         (self.spawn)(reader, writer);
+    }
+
+    /// A TLS server's connection: the handshake in a task of its own, then
+    /// the callback; a failed handshake closes the connection (asyncio logs
+    /// it at debug level only, as it is the client's fault).
+    #[cfg(feature = "tls")]
+    fn tls_handshake_then_spawn(
+        &self,
+        ctx: &crate::tls::TlsContext,
+        opts: &crate::options::TlsOpts,
+        reader: StreamReader,
+        writer: StreamWriter,
+    ) {
+        let session = crate::tls::TlsSession::new(
+            ctx,
+            None,
+            opts.shutdown_timeout(),
+            opts.suppress_ragged_eofs,
+        );
+        let installed = session.and_then(|s| writer.conn().install_tls(s, &[], false));
+        if installed.is_err() {
+            writer.abort();
+            return;
+        }
+        let spawn = Rc::clone(&self.spawn);
+        let timeout = opts.handshake_timeout();
+        let _ = asyncio_core::try_create_task(async move {
+            if writer.conn().handshake(timeout).await.is_ok() {
+                spawn(reader, writer);
+            }
+        });
     }
 }
 

@@ -110,6 +110,20 @@ impl Sock {
         }
     }
 
+    /// One `writev`: what TLS hands out is several records at once.
+    #[cfg(feature = "tls")]
+    pub(crate) fn write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Sock::Tcp(s) => (&*s).write_vectored(bufs),
+            Sock::Unix(s) => (&*s).write_vectored(bufs),
+            Sock::PipeWrite(p) => (&*p).write_vectored(bufs),
+            Sock::PipeRead(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the read end of a pipe cannot be written",
+            )),
+        }
+    }
+
     pub(crate) fn is_pipe(&self) -> bool {
         matches!(self, Sock::PipeRead(_) | Sock::PipeWrite(_))
     }

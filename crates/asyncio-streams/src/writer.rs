@@ -212,6 +212,105 @@ impl StreamWriter {
         self.conn.with_sock(|s| s.local_addr())
     }
 
+    /// Upgrades the connection to TLS (asyncio 3.11's `StreamWriter.start_tls`):
+    /// SMTP's and IMAP's STARTTLS, PostgreSQL's SSLRequest, an HTTP CONNECT
+    /// tunnel. A [`ClientTls`](crate::ClientTls) makes this end the TLS
+    /// client (give [`StartTlsOptions::server_hostname`](crate::StartTlsOptions::server_hostname)),
+    /// a [`ServerTls`](crate::ServerTls) the server. Returns once the
+    /// handshake is done; from then on `reader` and `self` read and write
+    /// plaintext through TLS, with every method they had.
+    ///
+    /// Rust's halves are separate values, so the reader is passed in:
+    /// whatever it already buffered past the last plaintext message (a
+    /// client's ClientHello sent right behind its "STARTTLS" line) is the
+    /// start of the TLS stream and is handed to TLS, not lost. Plaintext
+    /// written before the call is sent before the handshake.
+    ///
+    /// ```
+    /// use asyncio::{ClientTls, ServerTls, StartTlsOptions, StreamReader, StreamWriter};
+    ///
+    /// let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    /// let server_tls = ServerTls::builder()
+    ///     .cert_pem(ck.cert.pem(), ck.key_pair.serialize_pem())
+    ///     .build()
+    ///     .unwrap();
+    /// let client_tls = ClientTls::builder().add_root_pem(ck.cert.pem()).build().unwrap();
+    /// asyncio::run(async move {
+    ///     let server = asyncio::start_server(
+    ///         move |mut r: StreamReader, mut w: StreamWriter| {
+    ///             let tls = server_tls.clone();
+    ///             async move {
+    ///                 assert_eq!(r.readline().await.unwrap(), b"STARTTLS\n");
+    ///                 w.write(b"OK\n");
+    ///                 w.start_tls(&mut r, tls, &StartTlsOptions::new()).await.unwrap();
+    ///                 let line = r.readline().await.unwrap();
+    ///                 w.write(&line);
+    ///             }
+    ///         },
+    ///         "127.0.0.1",
+    ///         0,
+    ///     )
+    ///     .await?;
+    ///     let port = server.local_addr().unwrap().port();
+    ///     let (mut r, mut w) = asyncio::open_connection("127.0.0.1", port).await?;
+    ///     w.write(b"STARTTLS\n");
+    ///     assert_eq!(r.readline().await.unwrap(), b"OK\n");
+    ///     let opts = StartTlsOptions::new().server_hostname("localhost");
+    ///     w.start_tls(&mut r, client_tls, &opts).await?;
+    ///     w.write(b"secret\n");
+    ///     assert_eq!(r.readline().await.unwrap(), b"secret\n");
+    ///     assert!(w.tls_info().is_some());
+    ///     std::io::Result::Ok(())
+    /// })
+    /// .unwrap()
+    /// .unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// [`TlsError::AlreadyTls`](crate::TlsError::AlreadyTls) on a TLS
+    /// stream; [`TlsError::ReaderMismatch`](crate::TlsError::ReaderMismatch)
+    /// for the reader of another connection;
+    /// [`TlsError::ServerHostnameRequired`](crate::TlsError::ServerHostnameRequired)
+    /// as a client without a name; the handshake's failure (a
+    /// [`TlsError`](crate::TlsError) inside the `io::Error`), after which the
+    /// connection is closed.
+    #[cfg(feature = "tls")]
+    pub async fn start_tls(
+        &mut self,
+        reader: &mut crate::StreamReader,
+        tls: impl Into<crate::tls::TlsContext>,
+        options: &crate::StartTlsOptions,
+    ) -> io::Result<()> {
+        use crate::tls::{TlsError, TlsSession};
+        if !Rc::ptr_eq(reader.conn(), &self.conn) {
+            return Err(TlsError::ReaderMismatch.into());
+        }
+        if self.conn.is_tls() {
+            return Err(TlsError::AlreadyTls.into());
+        }
+        let opts = &options.tls;
+        let session = TlsSession::new(
+            &tls.into(),
+            opts.server_hostname.as_deref(),
+            opts.shutdown_timeout(),
+            opts.suppress_ragged_eofs,
+        )?;
+        let (prefix, eof) = reader.take_buffered();
+        if let Err(e) = self.conn.install_tls(session, &prefix, eof) {
+            self.conn.abort();
+            return Err(e);
+        }
+        self.conn.handshake(opts.handshake_timeout()).await
+    }
+
+    /// What asyncio's `get_extra_info` tells of the TLS layer (peer
+    /// certificates, version, cipher suite, ALPN protocol, SNI name);
+    /// `None` on a plaintext stream.
+    #[cfg(feature = "tls")]
+    pub fn tls_info(&self) -> Option<crate::tls::TlsInfo> {
+        self.conn.tls_info()
+    }
+
     /// Sets or clears `TCP_NODELAY` (on by default, as asyncio does).
     ///
     /// # Errors

@@ -75,6 +75,17 @@
 //!   [`sock_connect`]: `loop.sock_*` on your own non-blocking sockets;
 //!   [`DatagramSocket`]: UDP.
 //!
+//! ## TLS (the `tls` feature, on by default)
+//! - [`ClientTls`], [`ServerTls`]: asyncio's `SSLContext`, on rustls
+//!   (trusted CAs, certificates chosen by SNI, client certificates, ALPN).
+//! - [`ConnectOptions::ssl`], [`ServerOptions::ssl`]: asyncio's `ssl=` on
+//!   [`open_connection_with`], [`start_server_with`] and their Unix
+//!   variants, with `server_hostname` and the handshake and shutdown
+//!   timeouts.
+//! - [`StreamWriter::start_tls`] ([`StartTlsOptions`]): upgrade a live
+//!   connection (STARTTLS); [`StreamWriter::tls_info`] ([`TlsInfo`]):
+//!   asyncio's `get_extra_info` for TLS; [`TlsError`], [`TlsConfigError`].
+//!
 //! ## Structured concurrency
 //! - [`TaskGroup`], [`task_group`], [`ExceptionGroup`]: children that end
 //!   together and fail together.
@@ -117,7 +128,7 @@
 //!   the streams; [`ReadError`], the one to match on for any read.
 //!
 //! ## Guides
-//! - [`_tutorial`]: the tutorial, ten chapters from `run` to a loop per core,
+//! - [`_tutorial`]: the tutorial, eleven chapters from `run` to a loop per core and TLS,
 //!   Python beside Rust at every step (every Rust block is a doc test).
 //! - [`_cheatsheet`]: Python ↔ Rust, one line per idiom.
 //! - [`_semantics`]: where asyncio-rs differs from CPython's asyncio, and why.
@@ -165,6 +176,13 @@ pub use asyncio_streams::{
 // HTTP with hyper 1.x (feature `hyper`)
 #[cfg(feature = "hyper")]
 pub use asyncio_streams::{HyperIo, LocalExecutor};
+// TLS
+#[cfg(feature = "tls")]
+pub use asyncio_streams::{
+    ClientTls, ClientTlsBuilder, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, ServerTls,
+    ServerTlsBuilder, StartTlsOptions, TlsConfigError, TlsContext, TlsError, TlsInfo, pki_types,
+    rustls,
+};
 
 // Subprocesses
 pub use asyncio_streams::subprocess;
@@ -284,6 +302,9 @@ pub mod _tutorial {
     pub mod ch09_subprocesses_and_signals {}
     #[doc = include_str!("../docs/tutorial/10-loop-per-core.md")]
     pub mod ch10_loop_per_core {}
+    #[cfg(feature = "tls")]
+    #[doc = include_str!("../docs/tutorial/11-tls.md")]
+    pub mod ch11_tls {}
 }
 
 #[doc = include_str!("../docs/cheatsheet.md")]

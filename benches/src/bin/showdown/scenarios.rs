@@ -186,7 +186,8 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
         &i.executor,
     );
     let (tm2, tm1) = (&i.tokio_multi_2, &i.tokio_multi_1);
-    vec![
+    #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+    let mut all = vec![
         Scenario::new(
             "ex_6_1_taskgroup_eager",
             "ex_6_1",
@@ -420,7 +421,56 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
         )
         .run(AsyncioRs, pool_handoff_call_soon)
         .run(TokioMultiThread, with(tm2, tokio_mt_spawn_from_task)),
+    ];
+    #[cfg(feature = "tls")]
+    all.extend(tls_scenarios(l, tn));
+    all
+}
+
+/// The TLS scenarios: asyncio-rs's TLS streams against tokio + tokio-rustls,
+/// the same rustls configuration on both sides.
+#[cfg(feature = "tls")]
+fn tls_scenarios(l: &Rc<asyncio::EventLoop>, tn: &Rc<tokio::runtime::Runtime>) -> Vec<Scenario> {
+    use Runtime::*;
+    use asyncio_bench::tls::*;
+    vec![
+        Scenario::new(
+            "tls_echo",
+            "ex_5_6",
+            "1 KiB messages echoed over 100 loopback TLS connections, server and clients on one thread (tokio: tokio-rustls; the same rustls config, ring, TLS 1.3), n / 10 messages",
+            "message",
+        )
+        .ops(echo_ops)
+        .run(AsyncioRs, with(l, |l, n| asyncio_tls_echo(l, echo_ops(n))))
+        .run(TokioCurrentThread, with(tn, |t, n| tokio_tls_echo(t, echo_ops(n)))),
+        Scenario::new(
+            "tls_handshakes",
+            "ex_5_6",
+            "full TLS 1.3 handshakes (ECDSA P-256, no resumption): connect, handshake, one 64-byte echo, close_notify both ways; 10 clients at a time, n / 1,000 handshakes",
+            "handshake",
+        )
+        .ops(handshake_ops)
+        .run(AsyncioRs, with(l, |l, n| asyncio_tls_handshakes(l, handshake_ops(n))))
+        .run(TokioCurrentThread, with(tn, |t, n| tokio_tls_handshakes(t, handshake_ops(n)))),
+        Scenario::new(
+            "https_hello",
+            "ex_5_4, ex_5_6",
+            "hyper's hello world over TLS served to a tokio-rustls load generator on another thread over 50 keep-alive connections, n / 100 requests",
+            "request",
+        )
+        .ops(http_ops)
+        .run(AsyncioRs, with(l, |l, n| asyncio_https_hello(l, http_ops(n))))
+        .run(TokioCurrentThread, with(tn, |t, n| tokio_https_hello(t, http_ops(n)))),
     ]
+}
+
+/// Handshakes of one `tls_handshakes` run: a multiple of the 10 clients.
+#[cfg(feature = "tls")]
+fn handshake_ops(n: usize) -> usize {
+    (n / 1000)
+        .div_ceil(asyncio_bench::tls::HANDSHAKE_CLIENTS)
+        .max(1)
+        * asyncio_bench::tls::HANDSHAKE_CLIENTS
 }
 
 /// A workload closure that keeps its runtime alive.
@@ -514,8 +564,11 @@ pub(crate) const IDLE_CONNS: &str = "idle_conns_memory";
 /// Resident bytes per task of ex_6_2.
 pub(crate) const TASK_MEMORY: &str = "ex_6_2_task_memory";
 
+/// Server bytes per idle TLS connection.
+pub(crate) const IDLE_TLS_CONNS: &str = "idle_tls_conns_memory";
+
 /// The memory scenarios, in the order of the table.
-pub(crate) const MEMORY_SCENARIOS: [MemoryScenario; 2] = [
+pub(crate) static MEMORY_SCENARIOS: &[MemoryScenario] = &[
     MemoryScenario {
         id: TASK_MEMORY,
         example: "ex_6_2",
@@ -537,7 +590,28 @@ pub(crate) const MEMORY_SCENARIOS: [MemoryScenario; 2] = [
         runtimes: &[Runtime::AsyncioRs, Runtime::TokioCurrentThread],
         measure: idle_bytes_per_conn,
     },
+    #[cfg(feature = "tls")]
+    MemoryScenario {
+        id: IDLE_TLS_CONNS,
+        example: "ex_5_6",
+        what: "server memory (RSS growth) per idle TLS connection past its handshake, each handler waiting in readline (tokio: tokio-rustls, the same rustls config); each runtime in a fresh process",
+        unit: "connection",
+        runtimes: &[Runtime::AsyncioRs, Runtime::TokioCurrentThread],
+        measure: idle_tls_bytes_per_conn,
+    },
 ];
+
+/// Measures one runtime's bytes per idle TLS connection (in the child process).
+#[cfg(feature = "tls")]
+fn idle_tls_bytes_per_conn(runtime: &str, conns: usize) -> Option<f64> {
+    match runtime {
+        "asyncio-rs" => Some(asyncio_bench::tls::asyncio_idle_tls_bytes_per_conn(conns) as f64),
+        "tokio-current-thread" => {
+            Some(asyncio_bench::tls::tokio_idle_tls_bytes_per_conn(conns) as f64)
+        }
+        _ => None,
+    }
+}
 
 /// Measures one runtime's bytes per idle connection (in the child process).
 fn idle_bytes_per_conn(runtime: &str, conns: usize) -> Option<f64> {

@@ -113,13 +113,15 @@ fn debug_from_env() -> bool {
 /// It runs tasks (futures that need not be `Send`) one at a time on the thread
 /// that created it. `EventLoop` is a cheap handle: clones refer to the same loop,
 /// which closes when the last handle is dropped (cancelling whatever tasks are
-/// left). Only the handles made by [`EventLoop::new`] and their clones count:
-/// a handle reached from inside the loop ([`get_running_loop`],
-/// [`TaskRef::get_loop`], and the clones of those) does not keep it open, so a
-/// task that holds its running loop across an await (asyncio's everyday
-/// idiom) cannot keep its own loop alive. Such a handle stays valid after the
-/// loop closed; the loop then says so ([`is_closed`](Self::is_closed),
-/// [`RuntimeError::Closed`]). Most programs use [`asyncio::run`](https://docs.rs/asyncio) or a
+/// left). Only the handle [`EventLoop::new`] returned owns the loop, as
+/// tokio's `Runtime` owns what its `Handle`s refer to: when it is dropped
+/// (or when the run it was dropped in ends) the loop closes. Every other
+/// handle — a clone, [`get_running_loop`], [`TaskRef::get_loop`] — refers to
+/// the loop without keeping it open, so a task that holds a handle to its own
+/// loop across an await (asyncio's everyday idiom) cannot keep that loop
+/// alive in a cycle. Such a handle stays valid after the loop closed; the loop
+/// then says so ([`is_closed`](Self::is_closed), [`RuntimeError::Closed`]).
+/// To hand the loop's ownership on, move the original handle. Most programs use [`asyncio::run`](https://docs.rs/asyncio) or a
 /// `Runner` instead of driving a loop by hand.
 ///
 /// ```
@@ -234,17 +236,38 @@ impl EventLoop {
         let mut main = self.inner.spawn(main_future, options);
         let turned = self.turn_until(|| main.done());
         drop(guard);
-        turned?;
+        if let Err(e) = turned {
+            drop(_running);
+            drop(main);
+            self.close_if_unowned();
+            return Err(e.into());
+        }
         drop(_running);
-        match main
+        let outcome = main
             .try_result()
-            .expect("the main task is done and its result untaken")
-        {
+            .expect("the main task is done and its result untaken");
+        drop(main);
+        self.close_if_unowned();
+        match outcome {
             Ok(()) => Ok(out
                 .take()
                 .expect("a main task that finished stored its future's output")),
             Err(TaskError::Cancelled(c)) => Err(RunError::Cancelled(c)),
             Err(TaskError::Panicked(p)) => resume_unwind(p.into_panic()),
+        }
+    }
+
+    /// A handle to this loop that does not keep it open (see the type's
+    /// docs), for what the loop's own tasks and futures keep.
+    pub(crate) fn non_owning(&self) -> EventLoop {
+        EventLoop::from_inner(Rc::clone(&self.inner))
+    }
+
+    /// Closes the loop if the last owning handle went while it ran (a task
+    /// dropped it): nothing else would close it now.
+    fn close_if_unowned(&self) {
+        if self.inner.handles.get() == 0 && !self.inner.running.get() {
+            let _ = self.close();
         }
     }
 
@@ -273,6 +296,8 @@ impl EventLoop {
         drop(tasks);
         // The done callbacks the cancellations scheduled.
         self.inner.run_once();
+        drop(_running);
+        self.close_if_unowned();
         Ok(())
     }
 
@@ -560,15 +585,12 @@ impl EventLoop {
     }
 }
 
+/// A clone is a handle that does not keep the loop open (see [`EventLoop`]):
+/// only the handle `EventLoop::new()` returned does, as tokio's `Runtime`
+/// owns what its `Handle`s only refer to.
 impl Clone for EventLoop {
     fn clone(&self) -> Self {
-        if self.owning {
-            self.inner.handles.set(self.inner.handles.get() + 1);
-        }
-        EventLoop {
-            inner: Rc::clone(&self.inner),
-            owning: self.owning,
-        }
+        self.non_owning()
     }
 }
 

@@ -347,6 +347,13 @@ impl LoopInner {
                 }
             },
         };
+        // A hook that closed the loop (or finished the task) leaves nothing
+        // to start: the task is not scheduled onto a loop that will never
+        // run it, but ends cancelled now, its future dropped.
+        if self.closed.get() || task.header().has(COMPLETE) {
+            self.abandon_unstarted(task);
+            return;
+        }
         let mode = self.start(task, mode);
         if let Some(f) = factory {
             // The task exists and has started: a panic here must not unwind
@@ -372,6 +379,11 @@ impl LoopInner {
     #[inline(never)]
     fn abandon_unstarted(&self, task: &TaskRef) {
         let header = task.header();
+        // The hook itself may have finished the task already (it cancelled
+        // it and ran the loop, or closed the loop): its future is gone.
+        if header.has(COMPLETE | FUTURE_GONE) {
+            return;
+        }
         header.set(CANCEL_REQUESTED);
         // As an eager step: the future's destructor runs inside the
         // `create_task` that made it, and `in_eager_step()` tells it so (a

@@ -742,6 +742,10 @@ impl<T> Task<T> {
                 // cancellation nor leaks this handle's reference.
                 let waker = self.raw.header().take_join_waker();
                 self.raw.cancel();
+                // No handle from here: if the waker's `Drop` runs the loop
+                // and the task completes failed meanwhile, completion sees no
+                // handle and reports the failure.
+                self.raw.header().clear(HAS_HANDLE);
                 self.raw.owner().drop_reporting(waker);
             }
             // Only completion looks at the flag: a failure nobody can take any

@@ -13,13 +13,16 @@
 use std::cell::RefCell;
 use std::io;
 use std::net::Shutdown;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::task::{Context, Poll, Waker};
 
 use asyncio_core::IoRegistration;
 
 use crate::error::{StoredError, WriterClosedError};
 use crate::sock::Sock;
+
+#[cfg(feature = "tls")]
+mod tls;
 
 /// asyncio's default high-water mark of a transport's write buffer.
 pub(crate) const DEFAULT_HIGH: usize = 64 * 1024;
@@ -83,11 +86,21 @@ fn set_waker(slot: &mut Option<Waker>, w: &Waker) {
 pub(crate) struct Conn {
     io: RefCell<Option<Io>>,
     st: RefCell<State>,
+    /// This connection, for the tasks it spawns (the flusher, a TLS
+    /// shutdown) from paths that only have `&self`.
+    me: Weak<Conn>,
+    /// The TLS layer, once the connection speaks TLS: reads decrypt what
+    /// the socket brings, writes encrypt into the write buffer.
+    #[cfg(feature = "tls")]
+    tls: RefCell<Option<Box<crate::tls::TlsSession>>>,
 }
 
 impl Conn {
     pub(crate) fn new(sock: Sock, reg: IoRegistration) -> Rc<Conn> {
-        Rc::new(Conn {
+        Rc::new_cyclic(|me| Conn {
+            me: me.clone(),
+            #[cfg(feature = "tls")]
+            tls: RefCell::new(None),
             io: RefCell::new(Some(Io { reg, sock })),
             st: RefCell::new(State {
                 buf: Vec::new(),
@@ -141,6 +154,10 @@ impl Conn {
                 });
             }
         }
+        #[cfg(feature = "tls")]
+        if self.tls.borrow().is_some() {
+            return self.poll_read_tls(cx, buf);
+        }
         let guard = self.io.borrow();
         let Some(io) = guard.as_ref() else {
             return Poll::Ready(Ok(0));
@@ -181,19 +198,37 @@ impl Conn {
 
     /// asyncio's `transport.write`: sends at once what the socket takes,
     /// buffers the rest and makes sure the flusher runs.
-    pub(crate) fn write(self: &Rc<Self>, mut data: &[u8]) {
-        let mut st = self.st.borrow_mut();
-        if st.eof_requested && !st.closed {
-            st.misuse = Some(WriterClosedError::WriteAfterEof);
-            return;
-        }
-        if st.closing {
-            if st.error.is_none() && st.misuse.is_none() {
-                st.misuse = Some(WriterClosedError::WriteAfterClose);
+    pub(crate) fn write(&self, data: &[u8]) {
+        {
+            let mut st = self.st.borrow_mut();
+            if st.eof_requested && !st.closed {
+                st.misuse = Some(WriterClosedError::WriteAfterEof);
+                return;
             }
+            if st.closing {
+                if st.error.is_none() && st.misuse.is_none() {
+                    st.misuse = Some(WriterClosedError::WriteAfterClose);
+                }
+                return;
+            }
+            if data.is_empty() {
+                return;
+            }
+        }
+        #[cfg(feature = "tls")]
+        if self.tls.borrow().is_some() {
+            self.write_tls(data);
             return;
         }
-        if data.is_empty() {
+        self.push_raw(data);
+    }
+
+    /// Sends bytes as they are (plaintext, or records already encrypted):
+    /// at once what the socket takes, the rest through the flusher. Also
+    /// while closing (a TLS close_notify); nothing once the socket is gone.
+    fn push_raw(&self, mut data: &[u8]) {
+        let mut st = self.st.borrow_mut();
+        if st.closed || data.is_empty() {
             return;
         }
         if st.pending() == 0 {
@@ -239,7 +274,7 @@ impl Conn {
         if !st.flusher {
             st.flusher = true;
             drop(st);
-            let me = Rc::clone(self);
+            let me = self.me.upgrade().expect("a connection in use is alive");
             // No borrow is held: under an eager factory the flusher runs now.
             let spawned = asyncio_core::try_create_task(async move {
                 std::future::poll_fn(|cx| me.poll_flusher(cx)).await;
@@ -314,7 +349,7 @@ impl Conn {
         // before its server's does.
         wake.into_iter().for_each(Waker::wake);
         match outcome {
-            Done::Close => self.teardown(None),
+            Done::Close => self.finish_close(),
             Done::Eof => {
                 if let Err(e) = self.with_sock(|s| s.shutdown(Shutdown::Write)) {
                     self.teardown(Some(e));
@@ -402,6 +437,8 @@ impl Conn {
     /// asyncio's `transport.close()`: no more reading; the buffer is flushed,
     /// then the socket is released.
     pub(crate) fn close(&self) {
+        #[cfg(feature = "tls")]
+        self.tls_close_notify();
         let (now, reader) = {
             let mut st = self.st.borrow_mut();
             if st.closing {
@@ -414,8 +451,19 @@ impl Conn {
             w.wake();
         }
         if now {
-            self.teardown(None);
+            self.finish_close();
         }
+    }
+
+    /// The end of a close once the buffer is flushed: a TLS connection
+    /// first waits (up to its shutdown timeout) for the peer's close_notify,
+    /// as asyncio's SSL transport does; then the socket is released.
+    fn finish_close(&self) {
+        #[cfg(feature = "tls")]
+        if self.tls_shutdown_wait() {
+            return;
+        }
+        self.teardown(None);
     }
 
     /// asyncio's `transport.abort()`: releases the socket now, dropping the
@@ -428,6 +476,10 @@ impl Conn {
     /// is flushed.
     pub(crate) fn write_eof(&self) -> io::Result<()> {
         let pipe = self.with_sock(|s| Ok(s.is_pipe())).unwrap_or(false);
+        #[cfg(feature = "tls")]
+        if !self.st.borrow().eof_requested {
+            self.tls_close_notify();
+        }
         {
             let mut st = self.st.borrow_mut();
             if st.closing || st.eof_requested {
