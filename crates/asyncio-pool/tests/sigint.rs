@@ -39,6 +39,14 @@ fn ctrl_c_during_a_pool_run_cancels_every_worker_and_run_returns_interrupted() {
         );
         return;
     }
+    if std::env::var("ASYNCIO_SANITIZER").as_deref() == Ok("thread") {
+        // ThreadSanitizer runs a signal's handler only once the thread that
+        // received it calls into the sanitizer's runtime again; the child's
+        // loop thread can stay blocked in `epoll_wait` past the test's bound
+        // (as for asyncio-structured's runner test; see docs/testing.md).
+        eprintln!("skipped under ThreadSanitizer: it delays SIGINT past the test");
+        return;
+    }
 
     let mut child = common::spawn_child(NAME);
     let stdout = child.stdout.take().unwrap();

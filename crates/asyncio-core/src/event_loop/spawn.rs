@@ -334,6 +334,16 @@ impl LoopInner {
                         Some(f) => {
                             let gate = crate::gate::Site::FactoryHook;
                             match crate::gate::call(gate, || f.create(task)) {
+                                // A hook that closed the loop (or finished
+                                // the task) leaves nothing to start: the task
+                                // is not scheduled onto a loop that will never
+                                // run it, but ends cancelled now, its future
+                                // dropped.
+                                Ok(_) if self.closed.get() || task.header().has(COMPLETE) => {
+                                    drop(f);
+                                    self.abandon_unstarted(task);
+                                    return;
+                                }
                                 Ok(mode) => (mode, Some(f)),
                                 Err(payload) => {
                                     drop(f);
@@ -347,13 +357,6 @@ impl LoopInner {
                 }
             },
         };
-        // A hook that closed the loop (or finished the task) leaves nothing
-        // to start: the task is not scheduled onto a loop that will never
-        // run it, but ends cancelled now, its future dropped.
-        if self.closed.get() || task.header().has(COMPLETE) {
-            self.abandon_unstarted(task);
-            return;
-        }
         let mode = self.start(task, mode);
         if let Some(f) = factory {
             // The task exists and has started: a panic here must not unwind
