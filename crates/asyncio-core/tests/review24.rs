@@ -110,7 +110,7 @@ fn quiet(lp: &EventLoop) {
 // ---------------------------------------------------------------------------
 // (4) Non-owning loop handles.
 
-/// FAILS (leak, regression). The last owning handle is dropped by a task
+/// Failed before the fixes that followed the review: (leak, regression). The last owning handle is dropped by a task
 /// while the loop runs (driven through a handle from `get_running_loop()`,
 /// which does not own): `Drop for EventLoop` sees `handles == 0` but the loop
 /// running, so it does not close; nothing closes it afterwards, because the
@@ -228,7 +228,7 @@ fn non_owning_handle_used_during_and_after_close() {
 // ---------------------------------------------------------------------------
 // (3) dispose_refused.
 
-/// FAILS natively (child process aborts; regression). A thread-local whose
+/// Failed before the fixes that followed the review: natively (child process aborts; regression). A thread-local whose
 /// destructor calls `try_create_task` (which is documented to fail
 /// gracefully with no running loop) now aborts the process when it runs
 /// after `dispose_refused`'s own thread-local queue was destroyed: `REFUSED`
@@ -641,7 +641,7 @@ fn a_create_hook_that_creates_a_task_then_panics() {
     drop(lp);
 }
 
-/// FAILS (leak). A create hook that closes the loop (outside a run, through
+/// Failed before the fixes that followed the review: (leak). A create hook that closes the loop (outside a run, through
 /// the task's `get_loop()`), then returns normally: `start` schedules the new
 /// task onto the closed loop. Nothing will run, cancel or drop it: the task
 /// and the loop leak (loop → ready queue → cell → loop). Same family as
@@ -721,7 +721,7 @@ fn a_cross_thread_wake_racing_close_and_drop() {
     }
 }
 
-/// FAILS (leak: finding 4's `LoopFuture` case, still open). A future made
+/// Failed before the fixes that followed the review: (leak: finding 4's `LoopFuture` case, still open). A future made
 /// with `EventLoop::create_future` on the user's handle (the way the docs
 /// say to make one outside a loop) stores an owning clone: awaited by a task
 /// that stays pending, it keeps the loop open after the user's handle is
@@ -756,7 +756,7 @@ impl Drop for PanicsOnDrop {
     }
 }
 
-/// FAILS (regression). `LoopFuture::set_result` on a future of a closed loop
+/// Failed before the fixes that followed the review: (regression). `LoopFuture::set_result` on a future of a closed loop
 /// with a done callback whose capture panics on drop: the callback is now
 /// refused through `dispose_refused`, whose first panic goes on to the caller,
 /// so `set_result` (which returns `Result`, and whose result was set) unwinds.
@@ -781,7 +781,7 @@ fn set_result_on_a_closed_loops_future_does_not_unwind_from_a_callbacks_drop() {
     );
 }
 
-/// FAILS natively (child process aborts; regression). As above with two
+/// Failed before the fixes that followed the review: natively (child process aborts; regression). As above with two
 /// such callbacks: the first one's panic unwinds out of `finish` while the
 /// second is still in the callbacks' iterator; dropping it during the unwind
 /// panics again and the process aborts.
@@ -977,7 +977,7 @@ impl Drop for PendingPanicsOnDrop {
     }
 }
 
-/// FAILS (wrong answer: a lost report; the order of `Task::drop_slow`
+/// Failed before the fixes that followed the review: (wrong answer: a lost report; the order of `Task::drop_slow`
 /// changed). A task handle awaited by a foreign waker is dropped outside the
 /// loop; the waker's `Drop` runs the loop. Now the task is cancelled first,
 /// so the loop run inside the waker's `Drop` finishes it (its future's
@@ -1032,7 +1032,7 @@ impl Drop for SendPanicsOnDrop {
     }
 }
 
-/// FAILS (user code outside the gate). A `call_soon_threadsafe` callback
+/// Failed before the fixes that followed the review: (user code outside the gate). A `call_soon_threadsafe` callback
 /// still in the injector when the loop closes is dropped by `Shared::close`
 /// (its `drain`), a plain `drop` outside the gate: its destructor's panic
 /// unwinds out of `close()` (through the `CloseShared` guard), and the rest
@@ -1069,7 +1069,7 @@ impl Drop for Link {
     }
 }
 
-/// FAILS natively (child process dies of a stack overflow). The docs
+/// Failed before the fixes that followed the review: natively (child process dies of a stack overflow). The docs
 /// (semantics.md, "A closed loop refuses work without recursion") promise a
 /// chain of refused callbacks of any length cannot overflow the stack;
 /// `LoopHandle::call_soon_threadsafe` on a closed loop refuses the callback
@@ -1144,7 +1144,7 @@ fn control_a_chain_of_callbacks_refused_through_try_call_soon_does_not_overflow(
     assert!(lp.try_call_soon(move || drop(head)).is_err());
 }
 
-/// FAILS (leak, natively counted and under Miri: "memory leaked" from
+/// Failed before the fixes that followed the review: (leak, natively counted and under Miri: "memory leaked" from
 /// `gate::dispose_refused`'s `VecDeque`). `dispose_refused`'s `Done` guard
 /// runs on the normal path too and `mem::forget`s the thread's queue even
 /// when it is empty: every refusal whose destructor refused another value
@@ -1176,7 +1176,7 @@ fn dispose_refused_does_not_leak_its_queue() {
     );
 }
 
-/// FAILS natively (regression; wrong behaviour, no abort). A loop kept in a
+/// Failed before the fixes that followed the review: natively (regression; wrong behaviour, no abort). A loop kept in a
 /// thread-local (one loop per thread) is closed by that thread-local's
 /// destructor at thread exit; a pending task's future's destructor tries to
 /// create a task (finding 5's cleanup pattern). `try_create_task` must return
