@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use asyncio_streams::{
-    ConnectOptions, ServerOptions, ServerTls, StartTlsOptions, StreamReader, StreamWriter,
+    ConnectOptions, Server, ServerOptions, ServerTls, StartTlsOptions, StreamReader, StreamWriter,
     TlsError, open_connection_with, start_server_with,
 };
 use common::run;
@@ -27,7 +27,7 @@ type Reports = futures::channel::mpsc::UnboundedReceiver<Result<(), std::io::Err
 
 /// A plaintext server whose handler upgrades at once with `start_tls` and
 /// reports what the upgrade and a first read gave.
-async fn upgrading_server(tls: ServerTls, opts: StartTlsOptions) -> (u16, Reports) {
+async fn upgrading_server(tls: ServerTls, opts: StartTlsOptions) -> (Server, u16, Reports) {
     let (tx, rx) = futures::channel::mpsc::unbounded();
     let (server, port) = common::serve(move |mut r: StreamReader, mut w: StreamWriter| {
         let (tls, opts, tx) = (tls.clone(), opts.clone(), tx.clone());
@@ -41,8 +41,9 @@ async fn upgrading_server(tls: ServerTls, opts: StartTlsOptions) -> (u16, Report
         }
     })
     .await;
-    std::mem::forget(server);
-    (port, rx)
+    // Returned, not forgotten: the test keeps it serving, and its end
+    // closes it (a forgotten server leaked its loop: LeakSanitizer).
+    (server, port, rx)
 }
 
 fn tls_error(res: Result<(), std::io::Error>) -> TlsError {
@@ -60,7 +61,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 fn a_plaintext_client_on_a_tls_port_is_not_tls_to_the_server() {
     let p = pki();
     run(async move {
-        let (port, mut reports) = upgrading_server(p.server, StartTlsOptions::new()).await;
+        let (_server, port, mut reports) = upgrading_server(p.server, StartTlsOptions::new()).await;
         blocking(move || {
             let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
             s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
@@ -94,7 +95,7 @@ fn a_client_that_stalls_mid_handshake_is_dropped_by_the_handshake_timeout() {
     let client = p.client.clone();
     run(async move {
         let opts = StartTlsOptions::new().ssl_handshake_timeout(Duration::from_millis(200));
-        let (port, mut reports) = upgrading_server(p.server, opts).await;
+        let (_server, port, mut reports) = upgrading_server(p.server, opts).await;
         let closed = blocking(move || {
             let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
             s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
@@ -273,7 +274,7 @@ fn a_renegotiation_attempt_is_a_protocol_error_on_the_server() {
     let p = pki();
     let client = p.client.clone();
     run(async move {
-        let (port, mut reports) = upgrading_server(p.server, StartTlsOptions::new()).await;
+        let (_server, port, mut reports) = upgrading_server(p.server, StartTlsOptions::new()).await;
         blocking(move || {
             let sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
             sock.set_read_timeout(Some(Duration::from_secs(20)))
