@@ -219,15 +219,13 @@ pub(crate) fn dispose_refused<T: 'static>(value: T) {
 /// Writes the panic of a refused value's destructor to stderr, then drops
 /// its payload.
 fn report_refused_panic(payload: Payload) {
-    let message = payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(a non-text panic payload)".to_owned());
+    // `PanicError` reads the payload's message, and drops the payload
+    // through the gate when it goes.
+    let panic = crate::error::PanicError::new(payload);
     write_stderr(format_args!(
-        "asyncio: a destructor panicked while a value the loop refused was dropped: {message}"
+        "asyncio: a destructor panicked while a value the loop refused was dropped: {}",
+        panic.message()
     ));
-    discard_payload(payload);
 }
 
 /// Writes one line to stderr, best effort: a closed or full stderr (a program

@@ -67,8 +67,9 @@ pub(crate) struct LoopInner {
     /// Turns in a row that ended with tasks still ready (see `busy_turn`).
     busy_turns: Cell<u32>,
     pub(crate) closed: Cell<bool>,
-    /// Live `EventLoop` handles; the loop closes when the last goes.
-    handles: Cell<usize>,
+    /// Whether the owning handle (the one `EventLoop::new()` returned) still
+    /// lives; the loop closes when it goes (see `EventLoop`).
+    owned: Cell<bool>,
     next_id: Cell<u64>,
     /// The factory's fixed mode, read on every spawn without a dynamic call;
     /// `None` in debug mode (see `refresh_modes`).
@@ -140,7 +141,7 @@ fn debug_from_env() -> bool {
 /// ```
 pub struct EventLoop {
     pub(crate) inner: Rc<LoopInner>,
-    /// Whether this handle counts in `LoopInner::handles` (see the type's
+    /// Whether this handle is the owning one (`LoopInner::owned`; see the type's
     /// docs): a handle reached from inside the loop does not.
     owning: bool,
 }
@@ -266,7 +267,7 @@ impl EventLoop {
     /// Closes the loop if the last owning handle went while it ran (a task
     /// dropped it): nothing else would close it now.
     fn close_if_unowned(&self) {
-        if self.inner.handles.get() == 0 && !self.inner.running.get() {
+        if !self.inner.owned.get() && !self.inner.running.get() {
             let _ = self.close();
         }
     }
@@ -599,9 +600,8 @@ impl Drop for EventLoop {
         if !self.owning {
             return;
         }
-        let handles = self.inner.handles.get() - 1;
-        self.inner.handles.set(handles);
-        if handles == 0 && !self.inner.running.get() {
+        self.inner.owned.set(false);
+        if !self.inner.running.get() {
             let _ = self.close();
         }
     }
@@ -638,7 +638,7 @@ impl LoopInner {
             running: Cell::new(false),
             busy_turns: Cell::new(0),
             closed: Cell::new(false),
-            handles: Cell::new(1),
+            owned: Cell::new(true),
             next_id: Cell::new(1),
             fixed_mode: Cell::new(if debug_from_env() {
                 None
