@@ -70,6 +70,7 @@ pub use yield_now::{YieldNow, yield_now};
 
 pub use blocking::{Blocking, to_thread};
 pub use handle::{ConcurrentFuture, LoopHandle};
+#[cfg(unix)]
 pub use io::IoRegistration;
 pub use signals::SignalError;
 pub use time::{

@@ -59,14 +59,14 @@ pub enum SignalError {
 /// The signals of one loop.
 #[derive(Default)]
 pub(crate) struct LoopSignals {
-    #[cfg(not(miri))]
+    #[cfg(all(unix, not(miri)))]
     pipe: Option<imp::Pipe>,
     handlers: HashMap<i32, Handler>,
 }
 
 struct Handler {
     callback: Rc<dyn Fn()>,
-    #[cfg(not(miri))]
+    #[cfg(all(unix, not(miri)))]
     registration: imp::Registration,
 }
 
@@ -79,14 +79,14 @@ impl LoopSignals {
 
 /// Checks a signal number as asyncio's `_check_signal` does.
 fn check(signum: i32) -> Result<(), SignalError> {
-    #[cfg(not(miri))]
+    #[cfg(all(unix, not(miri)))]
     let valid = (1..imp::NSIG).contains(&signum);
-    #[cfg(miri)]
+    #[cfg(any(miri, not(unix)))]
     let valid = (1..65).contains(&signum);
     if !valid {
         return Err(SignalError::Invalid(signum));
     }
-    #[cfg(not(miri))]
+    #[cfg(all(unix, not(miri)))]
     if signal_hook::consts::FORBIDDEN.contains(&signum) {
         return Err(SignalError::Forbidden(signum));
     }
@@ -113,10 +113,11 @@ impl EventLoop {
     /// [`SignalError::Invalid`] for a number that is no signal,
     /// [`SignalError::Forbidden`] for SIGKILL, SIGSTOP and the crash signals,
     /// [`SignalError::Closed`] on a closed loop, [`SignalError::Io`] if the
-    /// self-pipe cannot be set up (and under Miri, which has no signals).
+    /// self-pipe cannot be set up, and of kind `Unsupported` under Miri and off
+    /// Unix (asyncio's `add_signal_handler` is Unix-only too).
     ///
     /// ```
-    /// # #[cfg(not(miri))] {
+    /// # #[cfg(all(unix, not(miri)))] {
     /// use std::cell::Cell;
     /// use std::rc::Rc;
     ///
@@ -164,7 +165,7 @@ impl EventLoop {
 }
 
 impl LoopInner {
-    #[cfg(not(miri))]
+    #[cfg(all(unix, not(miri)))]
     fn add_signal_handler(&self, signum: i32, callback: Rc<dyn Fn()>) -> Result<(), SignalError> {
         let mut signals = self.signals.borrow_mut();
         if signals.pipe.is_none() {
@@ -185,11 +186,15 @@ impl LoopInner {
         Ok(())
     }
 
-    #[cfg(miri)]
+    #[cfg(any(miri, not(unix)))]
     fn add_signal_handler(&self, _: i32, _: Rc<dyn Fn()>) -> Result<(), SignalError> {
         Err(SignalError::Io(io::Error::new(
             io::ErrorKind::Unsupported,
-            "signals are not available under Miri",
+            if cfg!(miri) {
+                "signals are not available under Miri"
+            } else {
+                "signal handlers need Unix (asyncio's add_signal_handler is Unix-only too)"
+            },
         )))
     }
 
@@ -198,7 +203,7 @@ impl LoopInner {
     pub(crate) fn dispatch_signals(&self) {
         let due: Vec<Rc<dyn Fn()>> = {
             let signals = self.signals.borrow();
-            #[cfg(not(miri))]
+            #[cfg(all(unix, not(miri)))]
             if let Some(pipe) = &signals.pipe {
                 pipe.drain();
             }
@@ -225,9 +230,9 @@ impl LoopInner {
 
 impl Handler {
     fn arrived(&self) -> bool {
-        #[cfg(not(miri))]
+        #[cfg(all(unix, not(miri)))]
         return self.registration.take_pending();
-        #[cfg(miri)]
+        #[cfg(any(miri, not(unix)))]
         return false;
     }
 }
@@ -235,7 +240,7 @@ impl Handler {
 /// Keeps `RefCell` out of the loop's field list.
 pub(crate) type SignalsCell = RefCell<LoopSignals>;
 
-#[cfg(not(miri))]
+#[cfg(all(unix, not(miri)))]
 mod imp {
     use std::io::{self, Read};
     use std::os::fd::{AsRawFd, IntoRawFd};
