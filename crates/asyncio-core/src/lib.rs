@@ -73,6 +73,8 @@ pub use handle::{ConcurrentFuture, LoopHandle};
 #[cfg(unix)]
 pub use io::IoRegistration;
 pub use signals::SignalError;
+#[doc(hidden)]
+pub use signals::signal_action_is_default;
 pub use time::{
     Sleep, Timeout, TimeoutError, TimeoutFinished, TimeoutHandle, TimerHandle, sleep, sleep_until,
     timeout, timeout_at, wait_for,
