@@ -68,6 +68,8 @@ mod sock_ops;
 pub mod subprocess;
 #[cfg(feature = "tls")]
 mod tls;
+#[cfg(feature = "tokio")]
+mod tokio_io;
 mod udp;
 mod writer;
 
@@ -80,7 +82,7 @@ pub use error::{
     ReadUntilError, WriteBufferLimitsError, WriterClosedError,
 };
 #[cfg(feature = "hyper")]
-pub use hyper_rt::{HyperIo, LocalExecutor};
+pub use hyper_rt::{HyperIo, LocalExecutor, LoopTimer};
 #[cfg(feature = "tls")]
 pub use options::StartTlsOptions;
 pub use options::{ConnectOptions, DEFAULT_BACKLOG, ServerOptions};
