@@ -32,6 +32,8 @@
 //! - [`HttpServer`]: the running server; [`HttpServer::shutdown`] stops
 //!   accepting, lets the requests in flight finish until a deadline, then
 //!   cancels what is left ([`ShutdownReport`]).
+//! - [`TowerToHyperService`]: serve a tower service, axum's `Router`
+//!   among them, with [`Http`] (axum's own `serve` needs tokio's listener).
 //! - [`Connector`]: `http://` and `https://` URIs to connections for hyper's
 //!   client `conn` API; [`Connector::handshake`] gives a [`SendRequest`] of
 //!   the version the server speaks.
@@ -59,4 +61,8 @@ mod serve;
 
 pub use asyncio_streams::{HyperIo, LocalExecutor, LoopTimer};
 pub use client::{ConnectError, Connected, Connector, SendRequest};
+/// hyper-util's adapter from a `tower::Service` (an axum `Router`, a
+/// tower-http stack) to the hyper service [`Http`] serves:
+/// `Http::new(TowerToHyperService::new(router))`.
+pub use hyper_util::service::TowerToHyperService;
 pub use serve::{Http, HttpServer, Protocol, ShutdownReport};

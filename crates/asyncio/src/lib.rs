@@ -255,8 +255,11 @@ pub use asyncio_streams::{HyperIo, LocalExecutor, LoopTimer};
 /// against tokio and panic with "there is no reactor running" elsewhere.
 /// Wrap such a future in [`Compat`](compat::Compat) (`fut.compat()`, from
 /// [`CompatExt`](compat::CompatExt)) and await it from an asyncio task:
-/// the wrapper enters a tokio runtime for each poll, so the future finds
-/// tokio's reactor and timer there.
+/// the wrapper enters a tokio runtime for each poll (and for the drop), so
+/// the future finds tokio's reactor and timer there. A call that looks for
+/// the runtime at once (`tokio::time::sleep(d)` itself, `Client::new` of
+/// some crates) must be made inside the wrapped block:
+/// `async { tokio::time::sleep(d).await }.compat()`.
 ///
 /// ```
 /// use std::time::Duration;
@@ -264,7 +267,7 @@ pub use asyncio_streams::{HyperIo, LocalExecutor, LoopTimer};
 ///
 /// asyncio::run(async {
 ///     // tokio's own sleep, inside an asyncio task.
-///     tokio::time::sleep(Duration::from_millis(1)).compat().await;
+///     async { tokio::time::sleep(Duration::from_millis(1)).await }.compat().await;
 ///     let (tx, mut rx) = tokio::sync::mpsc::channel(1);
 ///     asyncio::create_task(async move { tx.send(42).await.unwrap() });
 ///     assert_eq!(rx.recv().compat().await, Some(42));
