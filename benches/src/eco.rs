@@ -114,7 +114,7 @@ pub fn h2_total(total: usize) -> usize {
 pub fn asyncio_h2_hello(lp: &asyncio::EventLoop, total: usize) {
     lp.run_until_complete(async move {
         let server = asyncio::http::Http::new(hyper::service::service_fn(hello))
-            .protocol(asyncio::http::Protocol::Http2)
+            .protocol(asyncio::http::HttpVersions::Http2)
             .start_server("127.0.0.1", 0)
             .await
             .expect("a loopback server binds");

@@ -65,4 +65,4 @@ pub use client::{ConnectError, Connected, Connector, SendRequest};
 /// tower-http stack) to the hyper service [`Http`] serves:
 /// `Http::new(TowerToHyperService::new(router))`.
 pub use hyper_util::service::TowerToHyperService;
-pub use serve::{Http, HttpServer, Protocol, ShutdownReport};
+pub use serve::{Http, HttpServer, HttpVersions, ShutdownReport};

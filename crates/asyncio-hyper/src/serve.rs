@@ -25,7 +25,7 @@ use hyper_util::server::conn::auto;
 
 /// Which HTTP versions a server speaks on a plaintext connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Protocol {
+pub enum HttpVersions {
     /// HTTP/1.1, or HTTP/2 when the client opens with HTTP/2's preface
     /// (h2c with prior knowledge), told apart by the first bytes.
     #[default]
@@ -78,7 +78,7 @@ pub enum Protocol {
 /// ```
 pub struct Http<S> {
     service: S,
-    protocol: Protocol,
+    protocol: HttpVersions,
     builder: auto::Builder<LocalExecutor>,
 }
 
@@ -109,13 +109,13 @@ where
         builder.http2().timer(LoopTimer);
         Http {
             service,
-            protocol: Protocol::Auto,
+            protocol: HttpVersions::Auto,
             builder,
         }
     }
 
-    /// Which versions plaintext connections speak ([`Protocol::Auto`] by default).
-    pub fn protocol(mut self, protocol: Protocol) -> Self {
+    /// Which versions plaintext connections speak ([`HttpVersions::Auto`] by default).
+    pub fn protocol(mut self, protocol: HttpVersions) -> Self {
         self.protocol = protocol;
         self
     }
@@ -244,8 +244,9 @@ where
                     // A group that stopped taking children (shut down) drops
                     // the connection, which closes it.
                     let _ = handle.try_create_task(async move {
-                        let _guard = guard;
-                        conns.serve(reader, writer, &_guard.0.stop).await;
+                        // The guard lives as long as the task's future: it
+                        // counts the connection until it ends or is cancelled.
+                        conns.serve(reader, writer, &guard.0.stop).await;
                     });
                 }
             }
@@ -257,7 +258,7 @@ where
 
 struct ConnConfig<S> {
     service: S,
-    protocol: Protocol,
+    protocol: HttpVersions,
     auto: auto::Builder<LocalExecutor>,
     http1: auto::Builder<LocalExecutor>,
     http2: auto::Builder<LocalExecutor>,
@@ -282,9 +283,9 @@ where
         };
         let io = HyperIo::new(reader, writer);
         let builder = match protocol {
-            Protocol::Auto => &self.auto,
-            Protocol::Http1 => &self.http1,
-            Protocol::Http2 => &self.http2,
+            HttpVersions::Auto => &self.auto,
+            HttpVersions::Http1 => &self.http1,
+            HttpVersions::Http2 => &self.http2,
         };
         let conn = builder.serve_connection(io, self.service.clone());
         let result = drive(conn, stop, |c| c.graceful_shutdown()).await;
@@ -306,13 +307,13 @@ where
 }
 
 /// The protocol TLS's ALPN chose, if the connection is TLS and one was.
-fn alpn(writer: &StreamWriter) -> Option<Protocol> {
+fn alpn(writer: &StreamWriter) -> Option<HttpVersions> {
     #[cfg(feature = "tls")]
     {
         let info = writer.tls_info()?;
         match info.alpn_protocol.as_deref() {
-            Some(b"h2") => Some(Protocol::Http2),
-            Some(b"http/1.1") | Some(b"http/1.0") => Some(Protocol::Http1),
+            Some(b"h2") => Some(HttpVersions::Http2),
+            Some(b"http/1.1") | Some(b"http/1.0") => Some(HttpVersions::Http1),
             _ => None,
         }
     }

@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::rc::Rc;
 use std::time::Duration;
 
-use asyncio::http::{Connector, Http, HttpServer, Protocol, SendRequest};
+use asyncio::http::{Connector, Http, HttpServer, HttpVersions, SendRequest};
 use asyncio::{ClientTls, ServerOptions, ServerTls};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Bytes, Incoming};
@@ -122,7 +122,7 @@ fn http2_streams_run_concurrently_on_one_connection() {
                 Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("together"))))
             }
         });
-        let (server, uri) = hello_server(Http::new(service).protocol(Protocol::Http2)).await;
+        let (server, uri) = hello_server(Http::new(service).protocol(HttpVersions::Http2)).await;
         let SendRequest::Http2(sender) = Connector::new()
             .http2_prior_knowledge()
             .handshake::<Empty<Bytes>>(&uri)
@@ -182,7 +182,7 @@ async fn https(alpn_server: &[&str], alpn_client: &[&str]) -> (Version, String, 
     let c = certs(alpn_server);
     let server = Http::new(hyper::service::service_fn(hello))
         // Plaintext would be HTTP/1 only: what TLS speaks must come from ALPN.
-        .protocol(Protocol::Http1)
+        .protocol(HttpVersions::Http1)
         .start_server_with("127.0.0.1", 0, &ServerOptions::new().ssl(c.server))
         .await
         .unwrap();
@@ -259,7 +259,7 @@ fn a_unix_socket_server_serves_hyper_clients() {
 fn header_read_timeout_closes_a_silent_client() {
     run(async {
         let http = Http::new(hyper::service::service_fn(hello))
-            .protocol(Protocol::Http1)
+            .protocol(HttpVersions::Http1)
             .header_read_timeout(Duration::from_millis(200));
         let (server, uri) = hello_server(http).await;
         let (mut r, _w) = asyncio::open_connection("127.0.0.1", uri.port_u16().unwrap())
@@ -278,7 +278,7 @@ fn header_read_timeout_closes_a_silent_client() {
 fn header_read_timeout_closes_a_client_that_stops_mid_headers() {
     run(async {
         let http = Http::new(hyper::service::service_fn(hello))
-            .protocol(Protocol::Http1)
+            .protocol(HttpVersions::Http1)
             .header_read_timeout(Duration::from_millis(200));
         let (server, uri) = hello_server(http).await;
         let (mut r, mut w) = asyncio::open_connection("127.0.0.1", uri.port_u16().unwrap())
@@ -299,7 +299,7 @@ fn header_read_timeout_closes_a_client_that_stops_mid_headers() {
 fn a_keep_alive_connection_left_idle_is_closed_after_the_header_read_timeout() {
     run(async {
         let http = Http::new(hyper::service::service_fn(hello))
-            .protocol(Protocol::Http1)
+            .protocol(HttpVersions::Http1)
             .header_read_timeout(Duration::from_millis(200));
         let (server, uri) = hello_server(http).await;
         let (mut r, mut w) = asyncio::open_connection("127.0.0.1", uri.port_u16().unwrap())
@@ -339,7 +339,7 @@ fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
 fn http2_keep_alive_closes_a_peer_that_never_answers_pings() {
     run(async {
         let http = Http::new(hyper::service::service_fn(hello))
-            .protocol(Protocol::Http2)
+            .protocol(HttpVersions::Http2)
             .http2_keep_alive(Duration::from_millis(100), Duration::from_millis(200));
         let (server, uri) = hello_server(http).await;
         let (mut r, mut w) = asyncio::open_connection("127.0.0.1", uri.port_u16().unwrap())

@@ -143,7 +143,7 @@
 //!   the streams; [`ReadError`], the one to match on for any read.
 //!
 //! ## Guides
-//! - [`_tutorial`]: the tutorial, eleven chapters from `run` to a loop per core and TLS,
+//! - [`_tutorial`]: the tutorial, twelve chapters from `run` to a loop per core, TLS and HTTP,
 //!   Python beside Rust at every step (every Rust block is a doc test).
 //! - [`_cheatsheet`]: Python ↔ Rust, one line per idiom.
 //! - [`_semantics`]: where asyncio-rs differs from CPython's asyncio, and why.
@@ -425,6 +425,9 @@ pub mod _tutorial {
     #[cfg(feature = "tls")]
     #[doc = include_str!("../docs/tutorial/11-tls.md")]
     pub mod ch11_tls {}
+    #[cfg(all(feature = "hyper", feature = "tokio"))]
+    #[doc = include_str!("../docs/tutorial/12-http-and-the-ecosystem.md")]
+    pub mod ch12_http_and_the_ecosystem {}
 }
 
 #[doc = include_str!("../docs/cheatsheet.md")]
