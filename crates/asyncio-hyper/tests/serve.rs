@@ -500,3 +500,75 @@ fn dropping_the_server_cancels_its_connections() {
         assert!(got.map(|b| b.is_empty()).unwrap_or(true));
     });
 }
+
+#[test]
+fn graceful_shutdown_lets_an_http2_stream_in_flight_finish() {
+    run(async {
+        let started = Rc::new(asyncio::Event::new());
+        let s = started.clone();
+        let service = hyper::service::service_fn(move |_req: Request<Incoming>| {
+            let s = s.clone();
+            async move {
+                s.set();
+                asyncio::sleep(Duration::from_millis(200)).await;
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("h2 finished"))))
+            }
+        });
+        let (server, uri) = hello_server(Http::new(service)).await;
+        let mut sender = Connector::new()
+            .http2_prior_knowledge()
+            .handshake(&uri)
+            .await
+            .unwrap();
+        let request = asyncio::create_task(async move { get(&mut sender, &uri).await });
+        started.wait().await;
+        let report = server.shutdown(Duration::from_secs(10)).await;
+        assert_eq!(
+            request.await.unwrap(),
+            (Version::HTTP_2, "h2 finished".to_owned())
+        );
+        assert_eq!(
+            report,
+            asyncio::http::ShutdownReport {
+                finished: 1,
+                cancelled: 0
+            }
+        );
+    });
+}
+
+#[test]
+fn the_connector_refuses_a_uri_it_cannot_reach_with_a_typed_error() {
+    run(async {
+        let err = Connector::new()
+            .connect(&"ftp://127.0.0.1/".parse().unwrap())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, asyncio::http::ConnectError::BadUri { .. }),
+            "{err}"
+        );
+        let err = Connector::new()
+            .connect(&"/just/a/path".parse().unwrap())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, asyncio::http::ConnectError::BadUri { .. }),
+            "{err}"
+        );
+        // A port nobody listens on: the OS's error, typed.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let err = Connector::new()
+            .connect(&format!("http://127.0.0.1:{port}/").parse().unwrap())
+            .await
+            .unwrap_err();
+        match err {
+            asyncio::http::ConnectError::Io(e) => {
+                assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused)
+            }
+            other => panic!("expected an I/O error, got {other}"),
+        }
+    });
+}

@@ -48,6 +48,10 @@
 //!   [`StreamWriter::start_tls`] with [`ClientTls`] and [`ServerTls`];
 //!   the same reader and writer, with every method, speak TLS.
 //!
+//! - Feature `hyper`: `HyperIo`, `LoopTimer`, `LocalExecutor` (hyper's
+//!   `rt` traits on these streams and the loop); feature `tokio`: tokio's
+//!   `AsyncRead`/`AsyncBufRead`/`AsyncWrite` on the reader and writer.
+//!
 //! Differences from asyncio (names are resolved on the default executor;
 //! writers close when dropped; TLS details) are listed in
 //! `docs/semantics.md`.
