@@ -572,3 +572,26 @@ fn the_connector_refuses_a_uri_it_cannot_reach_with_a_typed_error() {
         }
     });
 }
+
+#[test]
+fn a_server_that_outlives_its_loop_is_dropped_without_a_panic() {
+    // The server escapes `run` with a connection still open: `run` cancels
+    // the connection's task at its end, and the server is dropped after.
+    let (server, _client) = asyncio::run(async {
+        let (server, uri) = hello_server(Http::new(hyper::service::service_fn(hello))).await;
+        let client = asyncio::open_connection("127.0.0.1", uri.port_u16().unwrap())
+            .await
+            .unwrap();
+        while server.connections() == 0 {
+            asyncio::sleep(Duration::from_millis(1)).await;
+        }
+        (server, client)
+    })
+    .unwrap();
+    assert_eq!(
+        server.connections(),
+        0,
+        "run's end cancelled the connection"
+    );
+    drop(server);
+}
