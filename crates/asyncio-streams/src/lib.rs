@@ -48,6 +48,10 @@
 //!   [`StreamWriter::start_tls`] with [`ClientTls`] and [`ServerTls`];
 //!   the same reader and writer, with every method, speak TLS.
 //!
+//! - Feature `hyper`: `HyperIo`, `LoopTimer`, `LocalExecutor` (hyper's
+//!   `rt` traits on these streams and the loop); feature `tokio`: tokio's
+//!   `AsyncRead`/`AsyncBufRead`/`AsyncWrite` on the reader and writer.
+//!
 //! Differences from asyncio (names are resolved on the default executor;
 //! writers close when dropped; TLS details) are listed in
 //! `docs/semantics.md`.
@@ -68,6 +72,8 @@ mod sock_ops;
 pub mod subprocess;
 #[cfg(feature = "tls")]
 mod tls;
+#[cfg(feature = "tokio")]
+mod tokio_io;
 mod udp;
 mod writer;
 
@@ -80,7 +86,7 @@ pub use error::{
     ReadUntilError, WriteBufferLimitsError, WriterClosedError,
 };
 #[cfg(feature = "hyper")]
-pub use hyper_rt::{HyperIo, LocalExecutor};
+pub use hyper_rt::{HyperIo, LocalExecutor, LoopTimer};
 #[cfg(feature = "tls")]
 pub use options::StartTlsOptions;
 pub use options::{ConnectOptions, DEFAULT_BACKLOG, ServerOptions};
