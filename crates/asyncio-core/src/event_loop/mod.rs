@@ -64,6 +64,9 @@ pub(crate) struct LoopInner {
     /// Loop thread only; every access is a short call that runs no user code.
     registry: UnsafeCell<registry::Registry>,
     running: Cell<bool>,
+    /// `stop()` was called: the run in progress (or the next one) ends after
+    /// the turn it is in (see `EventLoop::stop`). Cleared when a run ends.
+    pub(crate) stopping: Cell<bool>,
     /// Turns in a row that ended with tasks still ready (see `busy_turn`).
     busy_turns: Cell<u32>,
     pub(crate) closed: Cell<bool>,
@@ -177,9 +180,14 @@ impl EventLoop {
     /// # Errors
     /// [`RuntimeError::Closed`] on a closed loop, [`RuntimeError::AlreadyRunning`]
     /// from inside this loop, [`RuntimeError::AnotherLoopRunning`] from inside
-    /// another loop, [`RunError::Cancelled`] if the main task was cancelled, and
+    /// another loop, [`RunError::Cancelled`] if the main task was cancelled,
     /// [`RuntimeError::Stalled`] if the main task waits but nothing could ever
-    /// wake it (no task ready, no waker or loop handle alive anywhere).
+    /// wake it (no task ready, no waker or loop handle alive anywhere), and
+    /// [`RuntimeError::Stopped`] if [`stop`](Self::stop) ended the run before
+    /// the main future completed (asyncio's "Event loop stopped before Future
+    /// completed."; the main future is dropped, since it may borrow from the
+    /// caller). A stop requested before the call lets the run make one turn
+    /// first, as asyncio's.
     ///
     /// The future may borrow from the caller (it is finished or dropped
     /// before this returns, as with `futures::executor::block_on`); the tasks
@@ -235,8 +243,11 @@ impl EventLoop {
         let mut slot = main_task::MainSlot::new(fut.as_mut(), &out);
         let (main_future, guard) = main_task::main_future(&mut slot);
         let mut main = self.inner.spawn(main_future, options);
-        let turned = self.turn_until(|| main.done());
+        let turned = self.turn_until(|| main.done(), true);
         drop(guard);
+        // As asyncio's `run_forever` (which its `run_until_complete` runs),
+        // a run consumes the stop request that ended it, or that it ignored.
+        self.inner.stopping.set(false);
         if let Err(e) = turned {
             drop(_running);
             drop(main);
@@ -293,7 +304,7 @@ impl EventLoop {
         // Cancellation drops a future at its task's next step, so a turn ends
         // them all, unless a request was withdrawn with `uncancel`: then wait
         // for it as a run would, and stop if nothing can ever wake it.
-        let _stalled = self.turn_until(|| tasks.iter().all(TaskRef::done));
+        let _stalled = self.turn_until(|| tasks.iter().all(TaskRef::done), false);
         drop(tasks);
         // The done callbacks the cancellations scheduled.
         self.inner.run_once();
@@ -636,6 +647,7 @@ impl LoopInner {
             ready: UnsafeCell::new(VecDeque::new()),
             registry: UnsafeCell::new(registry::Registry::default()),
             running: Cell::new(false),
+            stopping: Cell::new(false),
             busy_turns: Cell::new(0),
             closed: Cell::new(false),
             owned: Cell::new(true),

@@ -631,16 +631,26 @@ impl LoopInner {
 
 impl EventLoop {
     /// Turns the running loop until `done()` holds: runs what is ready, fires
-    /// due timers, and waits in the kernel when nothing is ready.
+    /// due timers, and waits in the kernel when nothing is ready. With
+    /// `honour_stop`, a [`stop`](Self::stop) ends it after the turn it was
+    /// requested in (or, requested before, after the first turn).
     ///
     /// # Errors
     /// [`RuntimeError::Stalled`] when nothing is ready and nothing could ever
-    /// wake the loop again.
-    pub(super) fn turn_until(&self, done: impl Fn() -> bool) -> Result<(), RuntimeError> {
+    /// wake the loop again; [`RuntimeError::Stopped`] when `stop` ended it
+    /// before `done()` held.
+    pub(super) fn turn_until(
+        &self,
+        done: impl Fn() -> bool,
+        honour_stop: bool,
+    ) -> Result<(), RuntimeError> {
         while !done() {
             self.inner.run_once();
             if done() {
                 break;
+            }
+            if honour_stop && self.inner.stopping.get() {
+                return Err(RuntimeError::Stopped);
             }
             self.inner.fire_timers();
             if self.inner.ready_len() == 0 {
@@ -654,6 +664,98 @@ impl EventLoop {
             }
         }
         Ok(())
+    }
+
+    /// Runs the loop until [`stop`](Self::stop) is called, as asyncio's
+    /// `loop.run_forever()`.
+    ///
+    /// Each turn is asyncio's `_run_once`: it looks at I/O (waiting in the
+    /// kernel only when nothing is ready and no stop is pending), moves due
+    /// timers to the ready queue, then runs what was ready when the turn
+    /// began. `stop()` ends the run once the turn it was called in is over;
+    /// callbacks and tasks that turn scheduled stay queued and run at the
+    /// start of the next run. A `stop()` called while the loop is not running
+    /// makes the next `run_forever` run one turn and return. The request is
+    /// consumed by the run it ends.
+    ///
+    /// Tasks still pending when it returns stay for the next run (or for
+    /// [`close`](Self::close), which cancels them).
+    ///
+    /// ```
+    /// use std::cell::RefCell;
+    /// use std::rc::Rc;
+    ///
+    /// let lp = asyncio::EventLoop::new();
+    /// let seen = Rc::new(RefCell::new(Vec::new()));
+    /// let (s, l) = (seen.clone(), lp.clone());
+    /// lp.call_soon(move || {
+    ///     s.borrow_mut().push("first");
+    ///     let s2 = s.clone();
+    ///     // Scheduled by the last turn's callback: runs in the next run.
+    ///     l.call_soon(move || s2.borrow_mut().push("second"));
+    ///     l.stop();
+    /// });
+    /// lp.run_forever().unwrap();
+    /// assert_eq!(*seen.borrow(), ["first"]);
+    /// lp.stop(); // before the run: it makes one turn and returns
+    /// lp.run_forever().unwrap();
+    /// assert_eq!(*seen.borrow(), ["first", "second"]);
+    /// ```
+    ///
+    /// # Errors
+    /// [`RuntimeError::Closed`], [`RuntimeError::AlreadyRunning`] and
+    /// [`RuntimeError::AnotherLoopRunning`] as
+    /// [`run_until_complete`](Self::run_until_complete);
+    /// [`RuntimeError::Stalled`] when nothing is ready and nothing could ever
+    /// wake the loop (no waker, timer, I/O registration, signal handler or
+    /// [`LoopHandle`](crate::LoopHandle) alive): nothing could call `stop`
+    /// either, and asyncio would hang.
+    pub fn run_forever(&self) -> Result<(), RuntimeError> {
+        let running = self.enter()?;
+        let turned = self.turn_forever();
+        self.inner.stopping.set(false);
+        drop(running);
+        self.close_if_unowned();
+        turned
+    }
+
+    fn turn_forever(&self) -> Result<(), RuntimeError> {
+        loop {
+            if self.inner.ready_len() == 0 && !self.inner.stopping.get() {
+                if self.inner.stalled() {
+                    return Err(RuntimeError::Stalled);
+                }
+                self.release_cached(self.inner.cells.trim(cell_cache::IDLE_KEEP));
+                // Waits for I/O, a timer or another thread, then fires the
+                // timers that are due.
+                self.inner.idle();
+            } else {
+                if self.inner.stopping.get() {
+                    // The last turn looks at I/O without waiting, as asyncio's
+                    // `select(0)` when stopping.
+                    self.inner.poll_io_now();
+                } else {
+                    self.inner.busy_turn();
+                }
+                self.inner.fire_timers();
+            }
+            self.inner.run_once();
+            if self.inner.stopping.get() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Asks the loop to stop, as asyncio's `loop.stop()`: a running
+    /// [`run_forever`](Self::run_forever) returns once the turn in progress
+    /// is over; if the loop is not running, the next `run_forever` runs one
+    /// turn and returns. A [`run_until_complete`](Self::run_until_complete)
+    /// stopped before its future completed returns [`RuntimeError::Stopped`].
+    /// From another thread use [`LoopHandle::stop`](crate::LoopHandle::stop);
+    /// from a signal, a handler that calls this (`add_signal_handler`
+    /// callbacks run on the loop).
+    pub fn stop(&self) {
+        self.inner.stopping.set(true);
     }
 
     /// Marks the loop running on this thread until the guard drops (also on unwind).
