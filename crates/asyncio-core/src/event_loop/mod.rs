@@ -67,6 +67,9 @@ pub(crate) struct LoopInner {
     /// `stop()` was called: the run in progress (or the next one) ends after
     /// the turn it is in (see `EventLoop::stop`). Cleared when a run ends.
     pub(crate) stopping: Cell<bool>,
+    /// Cancellations of awaited tasks being finished inside one another (see
+    /// `finish_cancel_now`).
+    sync_cancel_depth: Cell<u32>,
     /// Turns in a row that ended with tasks still ready (see `busy_turn`).
     busy_turns: Cell<u32>,
     pub(crate) closed: Cell<bool>,
@@ -648,6 +651,7 @@ impl LoopInner {
             registry: UnsafeCell::new(registry::Registry::default()),
             running: Cell::new(false),
             stopping: Cell::new(false),
+            sync_cancel_depth: Cell::new(0),
             busy_turns: Cell::new(0),
             closed: Cell::new(false),
             owned: Cell::new(true),

@@ -33,6 +33,11 @@ use super::{EventLoop, LoopInner};
 /// ```
 pub const IO_POLL_INTERVAL: u32 = 61;
 
+/// How many cancellations of awaited tasks may be finished inside one another
+/// (a task whose cancellation drops the handle of a task it awaited, and so
+/// on); past it the rest finish at their tasks' next turn.
+pub(crate) const MAX_SYNC_CANCEL_DEPTH: u32 = 64;
+
 /// A callback scheduled with `call_soon` (or a timer, or another thread).
 pub(crate) struct Call {
     cancelled: Cell<bool>,
@@ -386,6 +391,41 @@ impl LoopInner {
         } else if header.state.get() & (REGISTERED | CANCEL_REQUESTED | DEFERRED) != REGISTERED {
             self.suspended_slow(task);
         }
+    }
+
+    /// Finishes the cancellation of `task` now, inside the caller, instead of
+    /// at the task's next turn: what asyncio's awaiter sees, since a
+    /// cancelled awaiter (or `wait_for` on its timeout) resumes only once the
+    /// task it awaited has finished cancelling. Used when the handle of an
+    /// awaited task is dropped. Does nothing (the cancellation then happens
+    /// at the task's next turn, as for any `cancel()`) unless this loop is
+    /// running on this thread and open, the task is not being polled (its
+    /// own step, or an eager step above this one), and fewer than
+    /// [`MAX_SYNC_CANCEL_DEPTH`] such cancellations are nested here, so a
+    /// long chain of tasks awaiting each other cannot overflow the stack.
+    pub(crate) fn finish_cancel_now(&self, task: &TaskRef) {
+        let header = task.header();
+        if header.state.get() & (COMPLETE | RUNNING | CANCEL_REQUESTED) != CANCEL_REQUESTED
+            || self.closed.get()
+            || !std::ptr::eq(context::running_loop(), self)
+        {
+            return;
+        }
+        let depth = self.sync_cancel_depth.get();
+        if depth >= MAX_SYNC_CANCEL_DEPTH {
+            return;
+        }
+        self.sync_cancel_depth.set(depth + 1);
+        struct Depth<'a>(&'a Cell<u32>);
+        impl Drop for Depth<'_> {
+            fn drop(&mut self) {
+                self.0.set(self.0.get() - 1);
+            }
+        }
+        let _depth = Depth(&self.sync_cancel_depth);
+        // A queued entry of the task stays in the ready queue; the loop skips
+        // it, as the task is complete when it comes up.
+        self.step(task);
     }
 
     /// A step that suspended a task not yet in the registry (its first), or

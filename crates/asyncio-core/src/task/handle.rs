@@ -747,6 +747,11 @@ impl<T> Task<T> {
                 // handle and reports the failure.
                 self.raw.header().clear(HAS_HANDLE);
                 self.raw.owner().drop_reporting(waker);
+                // As asyncio's awaiter, whoever dropped the handle (the
+                // cancelled awaiter, a timeout) goes on only once the task
+                // has finished cancelling: its destructors run here, when
+                // the loop can step it now.
+                self.raw.owner().finish_cancel_now(&self.raw);
             }
             // Only completion looks at the flag: a failure nobody can take any
             // more is reported then.
