@@ -772,11 +772,13 @@ impl TaskGroupHandle {
     /// should fail the group, as an exception does in asyncio, use
     /// [`create_fallible_task`](Self::create_fallible_task).
     ///
-    /// Once a child failed the group is shutting down (asyncio raises
-    /// `RuntimeError` then): the task returned is cancelled before it starts,
-    /// so awaiting it gives [`TaskError::Cancelled`](asyncio_core::TaskError),
-    /// and the body, which is about to be cancelled too, stops at its `?`.
-    /// [`try_create_task`](Self::try_create_task) returns the error instead.
+    /// Once a child failed the group is shutting down, and `create_task`
+    /// panics (asyncio raises `RuntimeError`): `fut` is dropped unpolled,
+    /// and the panic ends the body (or the child) that called it, which
+    /// `task_group` records in its [`ExceptionGroup`] after the failure that
+    /// started the shutdown, as asyncio's group collects the body's
+    /// `RuntimeError`. [`try_create_task`](Self::try_create_task) returns
+    /// [`TaskGroupError::ShuttingDown`] instead.
     ///
     /// ```
     /// let n = asyncio::run(async {
@@ -792,9 +794,9 @@ impl TaskGroupHandle {
     /// ```
     ///
     /// # Panics
-    /// Outside a running event loop, as `create_task`, and on a group that
-    /// has ended (create tasks while the group's body runs, or check with
-    /// `try_create_task`).
+    /// Outside a running event loop, as `create_task`; on a group that is
+    /// shutting down (above); and on a group that has ended (create tasks
+    /// while the group's body runs, or use `try_create_task`).
     #[inline]
     #[track_caller]
     pub fn create_task<F>(&self, fut: F) -> Task<F::Output>
@@ -838,6 +840,63 @@ impl TaskGroupHandle {
         }
     }
 
+    /// [`create_task_named`](Self::create_task_named), failing instead when
+    /// the group takes no new task.
+    ///
+    /// # Errors
+    /// As [`try_create_task`](Self::try_create_task).
+    pub fn try_create_task_named<F>(
+        &self,
+        fut: F,
+        name: impl Into<String>,
+    ) -> Result<Task<F::Output>, TaskGroupError>
+    where
+        F: Future + 'static,
+    {
+        match self.state.refusal() {
+            None => Ok(self.state.spawn::<F, Plain>(fut, Some(name.into()))),
+            Some(e) => Err(e),
+        }
+    }
+
+    /// [`create_fallible_task`](Self::create_fallible_task), failing instead
+    /// when the group takes no new task.
+    ///
+    /// # Errors
+    /// As [`try_create_task`](Self::try_create_task).
+    pub fn try_create_fallible_task<F, T, E>(&self, fut: F) -> Result<Task<T>, TaskGroupError>
+    where
+        F: Future<Output = Result<T, E>> + 'static,
+        E: Into<BoxError> + 'static,
+        T: 'static,
+    {
+        match self.state.refusal() {
+            None => Ok(self.state.spawn::<F, Fallible>(fut, None)),
+            Some(e) => Err(e),
+        }
+    }
+
+    /// [`create_fallible_task_named`](Self::create_fallible_task_named),
+    /// failing instead when the group takes no new task.
+    ///
+    /// # Errors
+    /// As [`try_create_task`](Self::try_create_task).
+    pub fn try_create_fallible_task_named<F, T, E>(
+        &self,
+        fut: F,
+        name: impl Into<String>,
+    ) -> Result<Task<T>, TaskGroupError>
+    where
+        F: Future<Output = Result<T, E>> + 'static,
+        E: Into<BoxError> + 'static,
+        T: 'static,
+    {
+        match self.state.refusal() {
+            None => Ok(self.state.spawn::<F, Fallible>(fut, Some(name.into()))),
+            Some(e) => Err(e),
+        }
+    }
+
     /// Starts a child whose `Err` fails the group, as an exception raised in
     /// an asyncio child does: the error goes into the group's
     /// [`ExceptionGroup`] (kept as `Box<dyn Error + Send + Sync>`), the other
@@ -870,7 +929,7 @@ impl TaskGroupHandle {
     {
         match self.state.refusal() {
             None => self.state.spawn::<F, Fallible>(fut, None),
-            Some(e) => refused(e, async move { fut.await.ok().expect("never polled") }),
+            Some(e) => refused(e, fut),
         }
     }
 
@@ -887,24 +946,23 @@ impl TaskGroupHandle {
     {
         match self.state.refusal() {
             None => self.state.spawn::<F, Fallible>(fut, Some(name.into())),
-            Some(e) => refused(e, async move { fut.await.ok().expect("never polled") }),
+            Some(e) => refused(e, fut),
         }
     }
 }
 
-/// What `create_task` does on a group that takes no new task: a group that is
-/// shutting down gets a task cancelled before it starts; one that ended is a
-/// mistake of the caller.
+/// What `create_task` does on a group that takes no new task: it panics, as
+/// asyncio raises `RuntimeError` (the future is dropped unpolled first).
 #[cold]
 #[inline(never)]
 #[track_caller]
-fn refused<F: Future + 'static>(error: TaskGroupError, fut: F) -> Task<F::Output> {
+fn refused<T, F>(error: TaskGroupError, fut: F) -> Task<T> {
+    drop(fut);
     match error {
-        TaskGroupError::ShuttingDown => {
-            let task = create_task_with(fut, TaskOptions::new().eager_start(false));
-            task.cancel_with(error.to_string());
-            task
-        }
+        TaskGroupError::ShuttingDown => panic!(
+            "TaskGroup::create_task on a group that is shutting down (a child failed; asyncio \
+             raises RuntimeError): use try_create_task to get TaskGroupError::ShuttingDown"
+        ),
         TaskGroupError::Finished => panic!(
             "TaskGroup::create_task on a group that has ended: create tasks while the group's \
              body runs, or use try_create_task to get a TaskGroupError"

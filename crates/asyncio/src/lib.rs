@@ -89,7 +89,8 @@
 //! ## Structured concurrency
 //! - [`TaskGroup`], [`task_group`], [`ExceptionGroup`]: children that end
 //!   together and fail together.
-//! - [`gather()`], [`wait`], [`as_completed`], [`shield`]: wait for several
+//! - [`gather()`], [`wait`] ([`wait_fallible`] for tasks whose `Err` is a
+//!   failure), [`as_completed`], [`shield`]: wait for several
 //!   futures or tasks; protect one from cancellation. [`gather!`] /
 //!   [`gather_tuple`]: futures of different types into a tuple.
 //!
@@ -195,7 +196,7 @@ pub use asyncio_structured::{
     AsCompleted, BoxError, ChildFailure, EmptyWaitError, ExceptionGroup, Gather, GatherAll,
     GatherTuple, IntoTasks, Join, ReturnWhen, Scope, Shield, TaskGroup, TaskGroupError,
     TaskGroupHandle, TaskTuple, Wait, WaitResult, as_completed, gather, gather_tasks, gather_tuple,
-    shield, task_group, wait,
+    shield, task_group, wait, wait_fallible,
 };
 
 // Streams of results
