@@ -69,10 +69,11 @@ impl GroupState {
                 .is_none_or(|t| t.cancelling() == 0 && !t.done())
     }
 
-    /// Starts `fut` as a child task (named `name`, if given).
+    /// Starts `fut` as a child task (with `options`, if given: a name, a
+    /// context, an eager start).
     #[inline(always)]
     #[track_caller]
-    fn spawn<F, K>(self: &Rc<Self>, fut: F, name: Option<String>) -> Task<K::Ok>
+    fn spawn<F, K>(self: &Rc<Self>, fut: F, options: Option<TaskOptions>) -> Task<K::Ok>
     where
         F: Future + 'static,
         K: Kind<F::Output> + 'static,
@@ -85,19 +86,19 @@ impl GroupState {
             guard: ChildGuard::new(group),
             _kind: PhantomData,
         };
-        let task = match name {
+        let task = match options {
             // Built in the task's memory: a child (the future, a pointer and a
             // flag) is just the kind of small padded value whose copies stall
             // the CPU, and ex_6_1 creates a million of them. (The closure holds
             // the future and the pointer apart, unpadded.)
             None => create_task_in_place(child),
-            Some(name) => {
+            Some(options) => {
                 // Without a loop `create_task_with` would drop the child before
                 // panicking, outside any start: fail before making it.
                 if let Err(e) = get_running_loop() {
                     panic!("asyncio::TaskGroup::create_task_named: {e}");
                 }
-                create_task_with(child(), TaskOptions::new().name(name))
+                create_task_with(child(), options)
             }
         };
         if !task.done() {
@@ -819,8 +820,61 @@ impl TaskGroupHandle {
         F: Future + 'static,
     {
         match self.state.refusal() {
-            None => self.state.spawn::<F, Plain>(fut, Some(name.into())),
+            None => self
+                .state
+                .spawn::<F, Plain>(fut, Some(TaskOptions::new().name(name))),
             Some(e) => refused(e, fut),
+        }
+    }
+
+    /// [`create_task`](Self::create_task) with per-call options: a name, the
+    /// [`Context`](asyncio_core::Context) the child runs in (asyncio's
+    /// `TaskGroup.create_task(coro, context=ctx)`), an eager start.
+    ///
+    /// ```
+    /// let var = asyncio::ContextVar::new("user");
+    /// let seen = asyncio::run(asyncio::task_group(|tg| async move {
+    ///     let ctx = asyncio::Context::new();
+    ///     ctx.run(|| var.set("ada"));
+    ///     let child = tg.create_task_with(
+    ///         async move { var.get() },
+    ///         asyncio::TaskOptions::new().context(ctx),
+    ///     );
+    ///     Ok::<_, asyncio::TaskError>(child.await?)
+    /// }))
+    /// .unwrap();
+    /// assert_eq!(seen.unwrap(), Some("ada"));
+    /// ```
+    ///
+    /// # Panics
+    /// As `create_task`.
+    #[track_caller]
+    pub fn create_task_with<F>(&self, fut: F, options: TaskOptions) -> Task<F::Output>
+    where
+        F: Future + 'static,
+    {
+        match self.state.refusal() {
+            None => self.state.spawn::<F, Plain>(fut, Some(options)),
+            Some(e) => refused(e, fut),
+        }
+    }
+
+    /// [`create_task_with`](Self::create_task_with), failing instead when the
+    /// group takes no new task.
+    ///
+    /// # Errors
+    /// As [`try_create_task`](Self::try_create_task).
+    pub fn try_create_task_with<F>(
+        &self,
+        fut: F,
+        options: TaskOptions,
+    ) -> Result<Task<F::Output>, TaskGroupError>
+    where
+        F: Future + 'static,
+    {
+        match self.state.refusal() {
+            None => Ok(self.state.spawn::<F, Plain>(fut, Some(options))),
+            Some(e) => Err(e),
         }
     }
 
@@ -854,7 +908,9 @@ impl TaskGroupHandle {
         F: Future + 'static,
     {
         match self.state.refusal() {
-            None => Ok(self.state.spawn::<F, Plain>(fut, Some(name.into()))),
+            None => Ok(self
+                .state
+                .spawn::<F, Plain>(fut, Some(TaskOptions::new().name(name)))),
             Some(e) => Err(e),
         }
     }
@@ -892,7 +948,9 @@ impl TaskGroupHandle {
         T: 'static,
     {
         match self.state.refusal() {
-            None => Ok(self.state.spawn::<F, Fallible>(fut, Some(name.into()))),
+            None => Ok(self
+                .state
+                .spawn::<F, Fallible>(fut, Some(TaskOptions::new().name(name)))),
             Some(e) => Err(e),
         }
     }
@@ -945,7 +1003,9 @@ impl TaskGroupHandle {
         T: 'static,
     {
         match self.state.refusal() {
-            None => self.state.spawn::<F, Fallible>(fut, Some(name.into())),
+            None => self
+                .state
+                .spawn::<F, Fallible>(fut, Some(TaskOptions::new().name(name))),
             Some(e) => refused(e, fut),
         }
     }

@@ -152,9 +152,10 @@ pub use asyncio_pool::{
 
 // Tasks
 pub use asyncio_core::{
-    CallHandle, CallbackId, ExceptionContext, FutureError, IO_POLL_INTERVAL, LoopFuture,
-    MAX_EAGER_DEPTH, SharedError, SignalError, Task, TaskOptions, TaskRef, YieldNow, all_tasks,
-    create_future, create_task, create_task_with, current_task, try_create_task, yield_now,
+    CallHandle, CallbackId, ExceptionContext, ExceptionHandler, FutureError, IO_POLL_INTERVAL,
+    LoopFuture, MAX_EAGER_DEPTH, SharedError, SignalError, Task, TaskOptions, TaskRef, YieldNow,
+    all_tasks, create_future, create_task, create_task_with, current_task,
+    default_exception_handler, try_create_task, yield_now,
 };
 
 // Time, threads and I/O

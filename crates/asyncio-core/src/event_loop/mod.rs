@@ -40,8 +40,8 @@ mod running;
 mod spawn;
 
 pub(crate) use exceptions::Deferred;
-pub use exceptions::ExceptionContext;
 use exceptions::Handler;
+pub use exceptions::{ExceptionContext, ExceptionHandler, default_exception_handler};
 pub(crate) use run::Call;
 use run::Packed;
 pub use run::{CallHandle, IO_POLL_INTERVAL};
@@ -331,11 +331,52 @@ impl EventLoop {
     /// [`call_soon`](Self::call_soon), failing with [`RuntimeError::Closed`]
     /// on a closed loop.
     pub fn try_call_soon(&self, f: impl FnOnce() + 'static) -> Result<CallHandle, RuntimeError> {
+        self.try_call_soon_in(f, crate::contextvars::copy_for_task())
+    }
+
+    /// [`call_soon`](Self::call_soon) with the context `f` runs in
+    /// (asyncio's `call_soon(callback, context=ctx)`); without it a callback
+    /// runs in a copy of the context current when it was scheduled.
+    ///
+    /// ```
+    /// let var = asyncio::ContextVar::new("user");
+    /// let ctx = asyncio::Context::new();
+    /// ctx.run(|| var.set("ada"));
+    /// let seen = std::rc::Rc::new(std::cell::Cell::new(None));
+    /// let s = seen.clone();
+    /// let lp = asyncio::EventLoop::new();
+    /// lp.call_soon_with_context(move || s.set(var.get()), ctx);
+    /// lp.stop();
+    /// lp.run_forever().unwrap();
+    /// assert_eq!(seen.get(), Some("ada"));
+    /// ```
+    ///
+    /// # Panics
+    /// On a closed loop, as `call_soon`.
+    pub fn call_soon_with_context(
+        &self,
+        f: impl FnOnce() + 'static,
+        context: crate::Context,
+    ) -> CallHandle {
+        self.try_call_soon_in(f, Some(context))
+            .unwrap_or_else(|e| closed_loop("EventLoop::call_soon_with_context", e))
+    }
+
+    fn try_call_soon_in(
+        &self,
+        f: impl FnOnce() + 'static,
+        context: Option<crate::Context>,
+    ) -> Result<CallHandle, RuntimeError> {
         if self.inner.closed.get() {
             crate::gate::dispose_refused(f);
+            // A context's values are user values too.
+            self.inner.drop_reporting(context);
             return Err(RuntimeError::Closed);
         }
-        Ok(self.inner.call_soon_boxed(Box::new(f)))
+        if context.is_some() {
+            crate::contextvars::mark_in_use();
+        }
+        Ok(self.inner.call_soon_in(Box::new(f), context))
     }
 
     /// Creates a task on this loop, started as the task factory says.
@@ -420,6 +461,28 @@ impl EventLoop {
             .handler
             .replace(handler.map(|h| Rc::new(h) as Handler));
         self.inner.drop_reporting(old);
+    }
+
+    /// The exception handler installed with
+    /// [`set_exception_handler`](Self::set_exception_handler); `None` means the
+    /// default one (asyncio's `loop.get_exception_handler()`).
+    ///
+    /// ```
+    /// let lp = asyncio::EventLoop::new();
+    /// assert!(lp.get_exception_handler().is_none());
+    /// lp.set_exception_handler(Some(|_: &asyncio::ExceptionContext| {}));
+    /// assert!(lp.get_exception_handler().is_some());
+    /// ```
+    pub fn get_exception_handler(&self) -> Option<ExceptionHandler> {
+        self.inner.handler.try_borrow().ok().and_then(|h| h.clone())
+    }
+
+    /// The default exception handler (asyncio's
+    /// `loop.default_exception_handler(context)`): one line on stderr. A
+    /// custom handler may hand contexts it does not handle on to it; see
+    /// [`default_exception_handler`](crate::default_exception_handler).
+    pub fn default_exception_handler(&self, ctx: &ExceptionContext) {
+        exceptions::default_exception_handler(ctx);
     }
 
     /// Passes `ctx` to the exception handler, as `loop.call_exception_handler`.

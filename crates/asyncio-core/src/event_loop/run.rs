@@ -1,6 +1,6 @@
 //! The ready queue and the run loop: one turn, a task's step, its completion.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::ptr::NonNull;
 use std::rc::Rc;
@@ -42,14 +42,32 @@ pub(crate) const MAX_SYNC_CANCEL_DEPTH: u32 = 64;
 pub(crate) struct Call {
     cancelled: Cell<bool>,
     f: Cell<Option<Box<dyn FnOnce()>>>,
+    /// The context the callback runs in (asyncio's `context=`, by default a
+    /// copy of the one current when it was scheduled); `None`: the loop's
+    /// own callbacks, and any while no context is in use on the thread.
+    context: RefCell<Option<contextvars::Context>>,
 }
 
 impl Call {
     pub(crate) fn new(f: Box<dyn FnOnce()>) -> Rc<Call> {
+        Self::with_context(f, None)
+    }
+
+    pub(crate) fn with_context(
+        f: Box<dyn FnOnce()>,
+        context: Option<contextvars::Context>,
+    ) -> Rc<Call> {
         Rc::new(Call {
             cancelled: Cell::new(false),
             f: Cell::new(Some(f)),
+            context: RefCell::new(context),
         })
+    }
+
+    /// The callback's context, made (empty) on first request.
+    fn get_context(&self) -> contextvars::Context {
+        let mut slot = self.context.borrow_mut();
+        slot.get_or_insert_with(contextvars::Context::new).clone()
     }
 
     pub(crate) fn cancel(&self) {
@@ -140,11 +158,36 @@ impl Drop for Packed {
 /// .unwrap();
 /// assert!(!ran.get(), "a cancelled callback does not run");
 /// ```
+#[derive(Clone)]
 pub struct CallHandle {
     call: Rc<Call>,
 }
 
 impl CallHandle {
+    pub(crate) fn from_call(call: Rc<Call>) -> Self {
+        CallHandle { call }
+    }
+
+    /// The context the callback runs in, as asyncio's `Handle.get_context()`:
+    /// the one given with `call_soon_with_context` (and the timer forms), or
+    /// a copy of the context current when it was scheduled. Values set in it
+    /// before the callback runs are what it sees.
+    ///
+    /// ```
+    /// let var = asyncio::ContextVar::new("request");
+    /// let seen = std::rc::Rc::new(std::cell::Cell::new(None));
+    /// let (v, s) = (var.clone(), seen.clone());
+    /// let lp = asyncio::EventLoop::new();
+    /// let handle = lp.call_soon(move || s.set(v.get()));
+    /// handle.get_context().run(|| var.set(7));
+    /// lp.stop();
+    /// lp.run_forever().unwrap();
+    /// assert_eq!(seen.get(), Some(7));
+    /// ```
+    pub fn get_context(&self) -> contextvars::Context {
+        self.call.get_context()
+    }
+
     /// Cancels the callback if it has not run yet, as `Handle.cancel()`.
     pub fn cancel(&self) {
         self.call.cancel();
@@ -155,6 +198,15 @@ impl CallHandle {
         self.call.cancelled.get()
     }
 }
+
+/// Two handles are equal when they refer to the same scheduled callback.
+impl PartialEq for CallHandle {
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.call, &other.call)
+    }
+}
+
+impl Eq for CallHandle {}
 
 impl fmt::Debug for CallHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -350,7 +402,15 @@ impl LoopInner {
     }
 
     pub(crate) fn call_soon_boxed(&self, f: Box<dyn FnOnce()>) -> CallHandle {
-        let call = Call::new(f);
+        self.call_soon_in(f, None)
+    }
+
+    pub(crate) fn call_soon_in(
+        &self,
+        f: Box<dyn FnOnce()>,
+        context: Option<contextvars::Context>,
+    ) -> CallHandle {
+        let call = Call::with_context(f, context);
         self.push_ready(Runnable::Call(Rc::clone(&call)));
         CallHandle { call }
     }
@@ -501,14 +561,28 @@ impl LoopInner {
         if call.cancelled.get() {
             return;
         }
-        if let Some(f) = call.f.take() {
-            self.run_boxed(f);
-        }
-    }
-
-    pub(super) fn run_boxed(&self, f: Box<dyn FnOnce()>) {
-        if let Err(payload) = crate::gate::call(crate::gate::Site::Callback, f) {
-            self.report_panic("Exception in callback", None, payload);
+        let Some(f) = call.f.take() else { return };
+        let context = call.context.borrow().clone();
+        match context {
+            None => {
+                if let Err(payload) = crate::gate::call(crate::gate::Site::Callback, f) {
+                    self.report_callback_panic(CallHandle::from_call(call), payload);
+                }
+            }
+            Some(ctx) => {
+                let called = {
+                    let ctx = ctx.clone();
+                    crate::gate::call(crate::gate::Site::Callback, move || ctx.run(f))
+                };
+                if let Err(payload) = called {
+                    self.report_callback_panic(CallHandle::from_call(Rc::clone(&call)), payload);
+                }
+                // Its values are user values: if this was the last handle
+                // (the call dropped below holds another), their destructors
+                // run through the gate.
+                drop(call);
+                self.drop_reporting(ctx);
+            }
         }
     }
 
@@ -639,11 +713,10 @@ impl LoopInner {
             for task in tasks {
                 if !task.header().has(COMPLETE) {
                     if self.debug.get() {
-                        self.call_exception_handler(&ExceptionContext {
-                            message: "Task was destroyed but it is pending!".to_owned(),
-                            task: Some(task.clone()),
-                            panic: None,
-                        });
+                        self.call_exception_handler(
+                            &ExceptionContext::new("Task was destroyed but it is pending!")
+                                .with_task(task.clone()),
+                        );
                     }
                     task.header().set(CANCEL_REQUESTED);
                     self.step(&task);

@@ -338,6 +338,31 @@ impl TaskRef {
         drop(old);
     }
 
+    /// The context the task runs in, as asyncio's `Task.get_context()`: a
+    /// copy of its creator's made at `create_task`, or the one given with
+    /// [`TaskOptions::context`](crate::TaskOptions::context). A task created
+    /// while no context variable was in use on the thread gets an empty one
+    /// here (what it would have seen).
+    ///
+    /// ```
+    /// let var = asyncio::ContextVar::new("user");
+    /// asyncio::run(async move {
+    ///     var.set("ada");
+    ///     let task = asyncio::create_task(async {});
+    ///     var.set("bob"); // after the copy: the task does not see it
+    ///     assert_eq!(task.get_context().run(|| var.get()), Some("ada"));
+    /// })
+    /// .unwrap();
+    /// ```
+    pub fn get_context(&self) -> crate::contextvars::Context {
+        if let Some(ctx) = self.context() {
+            return ctx;
+        }
+        let ctx = crate::contextvars::Context::new();
+        self.attach_context(ctx.clone());
+        ctx
+    }
+
     /// The task's own context, if it has one.
     pub(crate) fn context(&self) -> Option<crate::contextvars::Context> {
         if !self.header().has(HAS_CONTEXT) {
