@@ -69,7 +69,7 @@ pub use gate::fault_plan;
 pub use task::{CallbackId, Task, TaskRef};
 pub use yield_now::{YieldNow, yield_now};
 
-pub use blocking::{Blocking, to_thread};
+pub use blocking::{Blocking, Executor, ExecutorShutdown, to_thread};
 pub use handle::{ConcurrentFuture, LoopHandle};
 pub use io::IoRegistration;
 pub use signals::SignalError;

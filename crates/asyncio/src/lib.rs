@@ -160,8 +160,9 @@ pub use asyncio_core::{
 
 // Time, threads and I/O
 pub use asyncio_core::{
-    Blocking, ConcurrentFuture, IoRegistration, LoopHandle, Sleep, Timeout, TimeoutFinished,
-    TimeoutHandle, TimerHandle, sleep, sleep_until, timeout, timeout_at, to_thread, wait_for,
+    Blocking, ConcurrentFuture, Executor, ExecutorShutdown, IoRegistration, LoopHandle, Sleep,
+    Timeout, TimeoutFinished, TimeoutHandle, TimerHandle, sleep, sleep_until, timeout, timeout_at,
+    to_thread, wait_for,
 };
 pub use asyncio_structured::EXECUTOR_SHUTDOWN_TIMEOUT;
 

@@ -209,7 +209,7 @@ impl LoopInner {
     }
 
     /// Hands a caught panic to the exception handler.
-    pub(super) fn report_panic(
+    pub(crate) fn report_panic(
         &self,
         message: &str,
         task: Option<TaskRef>,

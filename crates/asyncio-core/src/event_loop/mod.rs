@@ -103,6 +103,12 @@ pub(crate) struct LoopInner {
     /// The default executor of `to_thread`/`run_in_executor`, started lazily.
     pub(crate) pool: RefCell<Option<Arc<Pool>>>,
     pub(crate) pool_config: Cell<PoolConfig>,
+    /// The default executor set with `set_default_executor` (in place of
+    /// `pool`).
+    pub(crate) executor: RefCell<Option<Arc<dyn crate::blocking::Executor>>>,
+    /// `shutdown_default_executor` was called: the default executor takes
+    /// no more work.
+    pub(crate) executor_shut_down: Cell<bool>,
     /// Unique among all loops of the process (addresses can be reused).
     pub(crate) id: u64,
 }
@@ -644,10 +650,7 @@ impl EventLoop {
         self.inner.clear_signal_handlers();
         // Like asyncio's `executor.shutdown(wait=False)`: running jobs finish
         // in the background, nothing new starts.
-        let pool = self.inner.pool.borrow().clone();
-        if let Some(pool) = pool {
-            pool.shutdown_nowait();
-        }
+        self.inner.shutdown_executors_nowait();
         let factory = self.inner.factory.borrow_mut().take();
         self.inner.drop_reporting(factory);
         // Last: with no handler left, a panic in its own destructor goes to
@@ -737,6 +740,8 @@ impl LoopInner {
             signals: Default::default(),
             pool: RefCell::new(None),
             pool_config: Cell::new(PoolConfig::default()),
+            executor: RefCell::new(None),
+            executor_shut_down: Cell::new(false),
             id: NEXT_LOOP_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
