@@ -71,8 +71,11 @@ pub use yield_now::{YieldNow, yield_now};
 
 pub use blocking::{Blocking, Executor, ExecutorShutdown, to_thread};
 pub use handle::{ConcurrentFuture, LoopHandle};
+#[cfg(unix)]
 pub use io::IoRegistration;
 pub use signals::SignalError;
+#[doc(hidden)]
+pub use signals::signal_action_is_default;
 pub use time::{
     Sleep, Timeout, TimeoutError, TimeoutFinished, TimeoutHandle, TimerHandle, sleep, sleep_until,
     timeout, timeout_at, wait_for,
