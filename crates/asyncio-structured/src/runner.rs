@@ -302,7 +302,7 @@ impl Runner {
         // asyncio's Runner.close: wait (up to 300 s) for the default executor's
         // running jobs; on timeout they go on in the background, as there.
         if lp
-            .shutdown_default_executor(EXECUTOR_SHUTDOWN_TIMEOUT)
+            .shutdown_default_executor_blocking(EXECUTOR_SHUTDOWN_TIMEOUT)
             .is_err()
         {
             eprintln!(

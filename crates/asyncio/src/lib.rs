@@ -103,7 +103,8 @@
 //! ## Structured concurrency
 //! - [`TaskGroup`], [`task_group`], [`ExceptionGroup`]: children that end
 //!   together and fail together.
-//! - [`gather()`], [`wait`], [`as_completed`], [`shield`]: wait for several
+//! - [`gather()`], [`wait`] ([`wait_fallible`] for tasks whose `Err` is a
+//!   failure), [`as_completed`], [`shield`]: wait for several
 //!   futures or tasks; protect one from cancellation. [`gather!`] /
 //!   [`gather_tuple`]: futures of different types into a tuple.
 //!
@@ -166,15 +167,17 @@ pub use asyncio_pool::{
 
 // Tasks
 pub use asyncio_core::{
-    CallHandle, CallbackId, ExceptionContext, FutureError, IO_POLL_INTERVAL, LoopFuture,
-    MAX_EAGER_DEPTH, SharedError, SignalError, Task, TaskOptions, TaskRef, YieldNow, all_tasks,
-    create_future, create_task, create_task_with, current_task, try_create_task, yield_now,
+    CallHandle, CallbackId, ExceptionContext, ExceptionHandler, FutureError, IO_POLL_INTERVAL,
+    LoopFuture, MAX_EAGER_DEPTH, SharedError, SignalError, Task, TaskOptions, TaskRef, YieldNow,
+    all_tasks, create_future, create_task, create_task_with, current_task,
+    default_exception_handler, try_create_task, yield_now,
 };
 
 // Time, threads and I/O
 pub use asyncio_core::{
-    Blocking, ConcurrentFuture, IoRegistration, LoopHandle, Sleep, Timeout, TimeoutFinished,
-    TimeoutHandle, TimerHandle, sleep, sleep_until, timeout, timeout_at, to_thread, wait_for,
+    Blocking, ConcurrentFuture, Executor, ExecutorShutdown, IoRegistration, LoopHandle, Sleep,
+    Timeout, TimeoutFinished, TimeoutHandle, TimerHandle, sleep, sleep_until, timeout, timeout_at,
+    to_thread, wait_for,
 };
 pub use asyncio_structured::EXECUTOR_SHUTDOWN_TIMEOUT;
 
@@ -315,7 +318,7 @@ pub use asyncio_structured::{
     AsCompleted, BoxError, ChildFailure, EmptyWaitError, ExceptionGroup, Gather, GatherAll,
     GatherTuple, IntoTasks, Join, ReturnWhen, Scope, Shield, TaskGroup, TaskGroupError,
     TaskGroupHandle, TaskTuple, Wait, WaitResult, as_completed, gather, gather_tasks, gather_tuple,
-    shield, task_group, wait,
+    shield, task_group, wait, wait_fallible,
 };
 
 // Streams of results
