@@ -67,9 +67,10 @@ pub(crate) struct LoopInner {
     /// `stop()` was called: the run in progress (or the next one) ends after
     /// the turn it is in (see `EventLoop::stop`). Cleared when a run ends.
     pub(crate) stopping: Cell<bool>,
-    /// Cancellations of awaited tasks being finished inside one another (see
-    /// `finish_cancel_now`).
-    sync_cancel_depth: Cell<u32>,
+    /// The nesting depth of the step in progress when it is not an eager
+    /// step: 0, or inside `finish_cancel_now` the depth of the cancellation
+    /// being finished (see `spawn::nesting_below`).
+    pub(crate) nesting_base: Cell<u32>,
     /// Turns in a row that ended with tasks still ready (see `busy_turn`).
     busy_turns: Cell<u32>,
     pub(crate) closed: Cell<bool>,
@@ -317,6 +318,9 @@ impl EventLoop {
         drop(tasks);
         // The done callbacks the cancellations scheduled.
         self.inner.run_once();
+        // asyncio cancels with a `run_until_complete`, which consumes a
+        // `stop()` made meanwhile: it must not cut the next run short.
+        self.inner.stopping.set(false);
         drop(_running);
         self.close_if_unowned();
         Ok(())
@@ -717,7 +721,7 @@ impl LoopInner {
             registry: UnsafeCell::new(registry::Registry::default()),
             running: Cell::new(false),
             stopping: Cell::new(false),
-            sync_cancel_depth: Cell::new(0),
+            nesting_base: Cell::new(0),
             busy_turns: Cell::new(0),
             closed: Cell::new(false),
             owned: Cell::new(true),

@@ -33,10 +33,11 @@ use super::{EventLoop, LoopInner};
 /// ```
 pub const IO_POLL_INTERVAL: u32 = 61;
 
-/// How many cancellations of awaited tasks may be finished inside one another
+/// How deep cancellations of awaited tasks may be finished inside one another
 /// (a task whose cancellation drops the handle of a task it awaited, and so
-/// on); past it the rest finish at their tasks' next turn.
-pub(crate) const MAX_SYNC_CANCEL_DEPTH: u32 = 64;
+/// on), counted together with eager steps (`MAX_EAGER_DEPTH`, the same
+/// figure); past it the rest finish at their tasks' next turn.
+pub(crate) const MAX_SYNC_CANCEL_DEPTH: u32 = super::spawn::MAX_EAGER_DEPTH;
 
 /// A callback scheduled with `call_soon` (or a timer, or another thread).
 pub(crate) struct Call {
@@ -471,18 +472,21 @@ impl LoopInner {
         {
             return;
         }
-        let depth = self.sync_cancel_depth.get();
+        // One bound for this nesting and the eager steps' together: each can
+        // start the other (an eager chain in a destructor run here, a handle
+        // dropped at the end of an eager chain), so separate bounds would
+        // multiply.
+        let depth = super::spawn::nesting_below(self, context::current_task());
         if depth >= MAX_SYNC_CANCEL_DEPTH {
             return;
         }
-        self.sync_cancel_depth.set(depth + 1);
-        struct Depth<'a>(&'a Cell<u32>);
-        impl Drop for Depth<'_> {
+        struct Base<'a>(&'a Cell<u32>, u32);
+        impl Drop for Base<'_> {
             fn drop(&mut self) {
-                self.0.set(self.0.get() - 1);
+                self.0.set(self.1);
             }
         }
-        let _depth = Depth(&self.sync_cancel_depth);
+        let _base = Base(&self.nesting_base, self.nesting_base.replace(depth + 1));
         // A queued entry of the task stays in the ready queue; the loop skips
         // it, as the task is complete when it comes up.
         self.step(task);
@@ -558,32 +562,40 @@ impl LoopInner {
     }
 
     pub(super) fn run_call(&self, call: Rc<Call>) {
-        if call.cancelled.get() {
-            return;
-        }
-        let Some(f) = call.f.take() else { return };
-        let context = call.context.borrow().clone();
-        match context {
-            None => {
-                if let Err(payload) = crate::gate::call(crate::gate::Site::Callback, f) {
-                    self.report_callback_panic(CallHandle::from_call(call), payload);
+        if !call.cancelled.get()
+            && let Some(f) = call.f.take()
+        {
+            let context = call.context.borrow().clone();
+            match context {
+                None => {
+                    if let Err(payload) = crate::gate::call(crate::gate::Site::Callback, f) {
+                        self.report_callback_panic(
+                            CallHandle::from_call(Rc::clone(&call)),
+                            payload,
+                        );
+                    }
+                }
+                Some(ctx) => {
+                    let called = {
+                        let ctx = ctx.clone();
+                        crate::gate::call(crate::gate::Site::Callback, move || ctx.run(f))
+                    };
+                    if let Err(payload) = called {
+                        self.report_callback_panic(
+                            CallHandle::from_call(Rc::clone(&call)),
+                            payload,
+                        );
+                    }
+                    // The call still holds the context: this is not its last handle.
+                    drop(ctx);
                 }
             }
-            Some(ctx) => {
-                let called = {
-                    let ctx = ctx.clone();
-                    crate::gate::call(crate::gate::Site::Callback, move || ctx.run(f))
-                };
-                if let Err(payload) = called {
-                    self.report_callback_panic(CallHandle::from_call(Rc::clone(&call)), payload);
-                }
-                // Its values are user values: if this was the last handle
-                // (the call dropped below holds another), their destructors
-                // run through the gate.
-                drop(call);
-                self.drop_reporting(ctx);
-            }
         }
+        // On every path, cancelled or run: the call's context (its own, or
+        // one `get_context` made while it ran) may hold the last handle on
+        // context-variable values, user values whose destructors run through
+        // the gate.
+        self.drop_reporting(call);
     }
 
     /// Moves wakes that came from other threads into the ready queue.
@@ -691,9 +703,16 @@ impl LoopInner {
     /// Whether nothing could ever wake the loop again: no ready work, and no waker
     /// or handle anywhere that could inject some.
     pub(super) fn stalled(&self) -> bool {
-        self.ready_len() == 0
-            && self.shared.injector.is_empty()
-            && Arc::strong_count(&self.shared) == 1
+        if self.ready_len() != 0 || Arc::strong_count(&self.shared) != 1 {
+            return false;
+        }
+        // The count first, then the injector: a thread that pushed a call
+        // and then dropped the last other handle released its push with that
+        // drop, and this fence makes it visible to the read below. Read the
+        // other way round, the push could land between the two reads, the
+        // handle go, and a loop with a call queued be called stalled.
+        crate::sync::fence(std::sync::atomic::Ordering::Acquire);
+        self.shared.injector.is_empty()
             && self.timers.borrow().len() == 0
             && !self.driver.has_io()
             && !self.signals.borrow().any()

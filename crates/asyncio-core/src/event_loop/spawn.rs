@@ -19,7 +19,10 @@ use super::run::CurrentTask;
 
 /// How deep eager steps may nest (an eager task creating an eager task …) before
 /// new tasks fall back to being scheduled. Each level keeps a `poll` frame on the
-/// native stack; the bound keeps a million-deep chain from overflowing it.
+/// native stack; the bound keeps a million-deep chain from overflowing it. The
+/// bound counts, together with eager steps, the cancellations finished inside
+/// the drop of an awaited task's handle (see `wait_for`), since either can
+/// start the other.
 ///
 /// ```
 /// // An eager task that starts an eager task, and so on: past the bound the
@@ -51,21 +54,24 @@ impl Drop for Starting {
     }
 }
 
-/// How many eager steps are nested on this thread: the depth the current task
-/// keeps in its state word if it is in its eager step, else 0.
+/// How many steps are nested on this thread below a new one: the depth the
+/// current task keeps in its state word if it is in its eager step, else the
+/// loop's base for steps that are not eager (`LoopInner::nesting_base`: the
+/// cancellations being finished inside handle drops, see
+/// `finish_cancel_now`). One count for both kinds of nesting, so that they
+/// cannot multiply: an eager chain started inside a finished cancellation
+/// starts where the cancellation is, not at 1.
 #[inline(always)]
-pub(super) fn eager_depth_below(current: *const Header) -> u32 {
-    if current.is_null() {
-        return 0;
+pub(super) fn nesting_below(lp: &LoopInner, current: *const Header) -> u32 {
+    if !current.is_null() {
+        // SAFETY: the current task is being polled on this thread, so alive;
+        // only this thread touches its state word.
+        let state = unsafe { (*current).state.get() };
+        if state & EAGER_STEP != 0 {
+            return (state & EAGER_DEPTH) >> EAGER_DEPTH_SHIFT;
+        }
     }
-    // SAFETY: the current task is being polled on this thread, so alive; only
-    // this thread touches its state word.
-    let state = unsafe { (*current).state.get() };
-    if state & EAGER_STEP != 0 {
-        (state & EAGER_DEPTH) >> EAGER_DEPTH_SHIFT
-    } else {
-        0
-    }
+    lp.nesting_base.get()
 }
 
 impl LoopInner {
@@ -126,7 +132,7 @@ impl LoopInner {
         // The spawn path of nearly every task under the eager factory: a running
         // loop, no context variables in use.
         let creator = context::current_task();
-        let depth = eager_depth_below(creator) + 1;
+        let depth = nesting_below(self, creator) + 1;
         if !(self.fast_eager.get() && depth <= MAX_EAGER_DEPTH) {
             return self.spawn_general(make, None);
         }
@@ -212,7 +218,7 @@ impl LoopInner {
     /// steps are not nested too deep.
     #[inline]
     pub(super) fn can_step_eagerly(&self) -> bool {
-        self.running.get() && eager_depth_below(context::current_task()) < MAX_EAGER_DEPTH
+        self.running.get() && nesting_below(self, context::current_task()) < MAX_EAGER_DEPTH
     }
 
     #[inline]
@@ -274,7 +280,7 @@ impl LoopInner {
     pub(super) fn push_eager(&self, header: &Header) {
         let creator = context::current_task();
         header.set_creator(creator);
-        let depth = eager_depth_below(creator) + 1;
+        let depth = nesting_below(self, creator) + 1;
         header.set(EAGER_STEP | depth << EAGER_DEPTH_SHIFT);
     }
 
