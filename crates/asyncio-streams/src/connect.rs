@@ -4,6 +4,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 use std::path::Path;
+use std::rc::Rc;
 
 use asyncio_core::IoRegistration;
 
@@ -103,6 +104,17 @@ pub async fn open_connection_with(
     port: u16,
     options: &ConnectOptions,
 ) -> io::Result<(StreamReader, StreamWriter)> {
+    let conn = connect_tcp(host, port, options).await?;
+    Ok(wrap(conn, options.limit))
+}
+
+/// The connection under `open_connection` and `create_connection`: resolve,
+/// connect, `TCP_NODELAY`, the TLS handshake.
+pub(crate) async fn connect_tcp(
+    host: &str,
+    port: u16,
+    options: &ConnectOptions,
+) -> io::Result<Rc<Conn>> {
     #[cfg(feature = "tls")]
     options.check_tls()?;
     let addrs = getaddrinfo(host, port).await?;
@@ -113,10 +125,10 @@ pub async fn open_connection_with(
                 if options.nodelay {
                     stream.set_nodelay(true)?;
                 }
-                let (reader, writer) = pair(Sock::Tcp(stream), reg, options.limit);
+                let conn = Conn::new(Sock::Tcp(stream), reg);
                 #[cfg(feature = "tls")]
-                client_handshake(&writer, options, Some(host)).await?;
-                return Ok((reader, writer));
+                client_handshake(&conn, options, Some(host)).await?;
+                return Ok(conn);
             }
             Err(e) => last = Some(e),
         }
@@ -149,13 +161,22 @@ pub fn open_connection_from_stream(
     stream: std::net::TcpStream,
     options: &ConnectOptions,
 ) -> io::Result<(StreamReader, StreamWriter)> {
+    let conn = conn_from_stream(stream, options)?;
+    Ok(wrap(conn, options.limit))
+}
+
+/// A connected TCP stream made elsewhere, on the running loop.
+pub(crate) fn conn_from_stream(
+    stream: std::net::TcpStream,
+    options: &ConnectOptions,
+) -> io::Result<Rc<Conn>> {
     stream.set_nonblocking(true)?;
     if options.nodelay {
         stream.set_nodelay(true)?;
     }
     let stream = mio::net::TcpStream::from_std(stream);
     let reg = IoRegistration::new(stream.as_raw_fd())?;
-    Ok(pair(Sock::Tcp(stream), reg, options.limit))
+    Ok(Conn::new(Sock::Tcp(stream), reg))
 }
 
 /// Connects one address without blocking: waits until the socket is
@@ -220,6 +241,12 @@ pub async fn open_unix_connection_with(
     path: impl AsRef<Path>,
     options: &ConnectOptions,
 ) -> io::Result<(StreamReader, StreamWriter)> {
+    let conn = connect_unix(path.as_ref(), options).await?;
+    Ok(wrap(conn, options.limit))
+}
+
+/// The connection under `open_unix_connection` and `create_unix_connection`.
+pub(crate) async fn connect_unix(path: &Path, options: &ConnectOptions) -> io::Result<Rc<Conn>> {
     #[cfg(feature = "tls")]
     options.check_tls()?;
     let stream = mio::net::UnixStream::connect(path)?;
@@ -235,16 +262,16 @@ pub async fn open_unix_connection_with(
             Err(e) => return Err(e),
         }
     }
-    let (reader, writer) = pair(Sock::Unix(stream), reg, options.limit);
+    let conn = Conn::new(Sock::Unix(stream), reg);
     #[cfg(feature = "tls")]
-    client_handshake(&writer, options, None).await?;
-    Ok((reader, writer))
+    client_handshake(&conn, options, None).await?;
+    Ok(conn)
 }
 
 /// With `options.ssl`: the TLS handshake of a new connection, as the client.
 #[cfg(feature = "tls")]
 async fn client_handshake(
-    writer: &StreamWriter,
+    conn: &Rc<Conn>,
     options: &ConnectOptions,
     host: Option<&str>,
 ) -> io::Result<()> {
@@ -258,15 +285,20 @@ async fn client_handshake(
         options.tls.shutdown_timeout(),
         options.tls.suppress_ragged_eofs,
     )?;
-    writer.conn().install_tls(session, &[], false)?;
-    writer
-        .conn()
-        .handshake(options.tls.handshake_timeout())
-        .await
+    let done = async {
+        conn.install_tls(session, &[], false)?;
+        conn.handshake(options.tls.handshake_timeout()).await
+    }
+    .await;
+    if done.is_err() {
+        // As the streams' writer did when dropped: the connection closes.
+        conn.close();
+    }
+    done
 }
 
-pub(crate) fn pair(sock: Sock, reg: IoRegistration, limit: usize) -> (StreamReader, StreamWriter) {
-    let conn = Conn::new(sock, reg);
+/// The streams over a connection.
+pub(crate) fn wrap(conn: Rc<Conn>, limit: usize) -> (StreamReader, StreamWriter) {
     (
         StreamReader::new(conn.clone(), limit),
         StreamWriter::new(conn),

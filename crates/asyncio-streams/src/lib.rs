@@ -68,6 +68,7 @@ mod sock_ops;
 pub mod subprocess;
 #[cfg(feature = "tls")]
 mod tls;
+pub mod transports;
 mod udp;
 mod writer;
 
@@ -104,6 +105,12 @@ pub use subprocess::{Process, create_subprocess_exec, create_subprocess_shell};
 pub use tls::{
     ClientTls, ClientTlsBuilder, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, ServerTls,
     ServerTlsBuilder, TlsConfigError, TlsContext, TlsError, TlsInfo,
+};
+pub use transports::{
+    Buffered, BufferedProtocol, ExtraInfo, Protocol, ProtocolCell, Transport, TransportError,
+    connect_accepted_socket, create_connection, create_connection_with, create_server,
+    create_server_with, create_unix_connection, create_unix_connection_with, create_unix_server,
+    create_unix_server_with,
 };
 pub use udp::DatagramSocket;
 

@@ -75,6 +75,16 @@
 //!   [`sock_connect`]: `loop.sock_*` on your own non-blocking sockets;
 //!   [`DatagramSocket`]: UDP.
 //!
+//! ## Transports and protocols
+//! - [`Protocol`], [`BufferedProtocol`] (wrapped in [`Buffered`]): the
+//!   callbacks asyncio's low-level layer calls (`connection_made`,
+//!   `data_received`, `eof_received`, `connection_lost`, `pause_writing`,
+//!   `resume_writing`); [`Transport`]: `write`, `write_eof`, `close`,
+//!   `abort`, `pause_reading`, water marks, `get_extra_info`.
+//! - [`create_connection`], [`create_server`], [`create_unix_connection`],
+//!   [`create_unix_server`], [`connect_accepted_socket`]: the loop's
+//!   functions that make them; see [`transports`].
+//!
 //! ## TLS (the `tls` feature, on by default)
 //! - [`ClientTls`], [`ServerTls`]: asyncio's `SSLContext`, on rustls
 //!   (trusted CAs, certificates chosen by SNI, client certificates, ALPN).
@@ -173,6 +183,15 @@ pub use asyncio_streams::{
     start_unix_server_with, with_state,
 };
 
+// Transports and protocols
+pub use asyncio_streams::transports;
+pub use asyncio_streams::{
+    Buffered, BufferedProtocol, ExtraInfo, Protocol, ProtocolCell, Transport,
+    connect_accepted_socket, create_connection, create_connection_with, create_server,
+    create_server_with, create_unix_connection, create_unix_connection_with, create_unix_server,
+    create_unix_server_with,
+};
+
 // HTTP with hyper 1.x (feature `hyper`)
 #[cfg(feature = "hyper")]
 pub use asyncio_streams::{HyperIo, LocalExecutor};
@@ -266,7 +285,7 @@ pub use asyncio_core::{
 pub use asyncio_pool::{HandoffError, PoolError, WorkerError, WorkerErrors, WorkerFailure};
 pub use asyncio_streams::{
     BlockingSocketError, IncompleteReadError, LimitOverrunError, ReadError, ReadExactlyError,
-    ReadUntilError, ServerStateError, WriteBufferLimitsError, WriterClosedError,
+    ReadUntilError, ServerStateError, TransportError, WriteBufferLimitsError, WriterClosedError,
 };
 pub use asyncio_sync::{
     BrokenBarrierError, GetError, PutError, QueueEmpty, QueueError, QueueFull, QueueShutDown,
