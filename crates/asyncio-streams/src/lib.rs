@@ -107,10 +107,11 @@ pub use tls::{
     ServerTlsBuilder, TlsConfigError, TlsContext, TlsError, TlsInfo,
 };
 pub use transports::{
-    Buffered, BufferedProtocol, ExtraInfo, Protocol, ProtocolCell, Transport, TransportError,
-    connect_accepted_socket, create_connection, create_connection_with, create_server,
-    create_server_with, create_unix_connection, create_unix_connection_with, create_unix_server,
-    create_unix_server_with,
+    Buffered, BufferedProtocol, DatagramError, DatagramOptions, DatagramProtocol,
+    DatagramTransport, ExtraInfo, Protocol, ProtocolCell, Transport, TransportError,
+    connect_accepted_socket, create_connection, create_connection_with, create_datagram_endpoint,
+    create_server, create_server_with, create_unix_connection, create_unix_connection_with,
+    create_unix_server, create_unix_server_with,
 };
 pub use udp::DatagramSocket;
 

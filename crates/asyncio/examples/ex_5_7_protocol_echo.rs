@@ -58,9 +58,14 @@ impl Protocol for EchoServerProtocol {
 
     fn data_received(&mut self, data: &[u8]) {
         println!("Data received: {:?}", String::from_utf8_lossy(data));
-        let transport = self.transport.as_ref().expect("connection_made comes first");
+        let transport = self
+            .transport
+            .as_ref()
+            .expect("connection_made comes first");
         println!("Send: {:?}", String::from_utf8_lossy(data));
-        transport.write(data).expect("the server never calls write_eof");
+        transport
+            .write(data)
+            .expect("the server never calls write_eof");
         println!("Close the client socket");
         transport.close();
     }

@@ -84,6 +84,8 @@
 //! - [`create_connection`], [`create_server`], [`create_unix_connection`],
 //!   [`create_unix_server`], [`connect_accepted_socket`]: the loop's
 //!   functions that make them; see [`transports`].
+//! - [`create_datagram_endpoint`] ([`DatagramOptions`]): UDP with a
+//!   [`DatagramProtocol`] and a [`DatagramTransport`] (`sendto`).
 //!
 //! ## TLS (the `tls` feature, on by default)
 //! - [`ClientTls`], [`ServerTls`]: asyncio's `SSLContext`, on rustls
@@ -186,9 +188,10 @@ pub use asyncio_streams::{
 // Transports and protocols
 pub use asyncio_streams::transports;
 pub use asyncio_streams::{
-    Buffered, BufferedProtocol, ExtraInfo, Protocol, ProtocolCell, Transport,
-    connect_accepted_socket, create_connection, create_connection_with, create_server,
-    create_server_with, create_unix_connection, create_unix_connection_with, create_unix_server,
+    Buffered, BufferedProtocol, DatagramOptions, DatagramProtocol, DatagramTransport, ExtraInfo,
+    Protocol, ProtocolCell, Transport, connect_accepted_socket, create_connection,
+    create_connection_with, create_datagram_endpoint, create_server, create_server_with,
+    create_unix_connection, create_unix_connection_with, create_unix_server,
     create_unix_server_with,
 };
 
@@ -284,8 +287,9 @@ pub use asyncio_core::{
 };
 pub use asyncio_pool::{HandoffError, PoolError, WorkerError, WorkerErrors, WorkerFailure};
 pub use asyncio_streams::{
-    BlockingSocketError, IncompleteReadError, LimitOverrunError, ReadError, ReadExactlyError,
-    ReadUntilError, ServerStateError, TransportError, WriteBufferLimitsError, WriterClosedError,
+    BlockingSocketError, DatagramError, IncompleteReadError, LimitOverrunError, ReadError,
+    ReadExactlyError, ReadUntilError, ServerStateError, TransportError, WriteBufferLimitsError,
+    WriterClosedError,
 };
 pub use asyncio_sync::{
     BrokenBarrierError, GetError, PutError, QueueEmpty, QueueError, QueueFull, QueueShutDown,

@@ -7,7 +7,8 @@
 //! (`write`, `write_eof`, `close`, `abort`, `pause_reading`, ...). Loop
 //! functions of asyncio's names make them: [`create_connection`],
 //! [`create_server`], [`create_unix_connection`], [`create_unix_server`],
-//! [`connect_accepted_socket`].
+//! [`connect_accepted_socket`]; for UDP, [`create_datagram_endpoint`] with a
+//! [`DatagramProtocol`] and a [`DatagramTransport`].
 //!
 //! # One connection core under the streams and the transports
 //!
@@ -48,6 +49,7 @@
 //! any other call into the protocol.
 
 mod create;
+mod datagram;
 mod stream;
 
 use std::io;
@@ -57,6 +59,9 @@ pub use create::{
     ProtocolCell, connect_accepted_socket, create_connection, create_connection_with,
     create_server, create_server_with, create_unix_connection, create_unix_connection_with,
     create_unix_server, create_unix_server_with,
+};
+pub use datagram::{
+    DatagramError, DatagramOptions, DatagramProtocol, DatagramTransport, create_datagram_endpoint,
 };
 pub use stream::Transport;
 
