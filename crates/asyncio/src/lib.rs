@@ -84,6 +84,7 @@
 //! - [`create_connection`], [`create_server`], [`create_unix_connection`],
 //!   [`create_unix_server`], [`connect_accepted_socket`]: the loop's
 //!   functions that make them; see [`transports`].
+//! - [`connect_read_pipe`], [`connect_write_pipe`]: a protocol on a pipe.
 //! - [`create_datagram_endpoint`] ([`DatagramOptions`]): UDP with a
 //!   [`DatagramProtocol`] and a [`DatagramTransport`] (`sendto`).
 //!
@@ -189,10 +190,10 @@ pub use asyncio_streams::{
 pub use asyncio_streams::transports;
 pub use asyncio_streams::{
     Buffered, BufferedProtocol, DatagramOptions, DatagramProtocol, DatagramTransport, ExtraInfo,
-    Protocol, ProtocolCell, Transport, connect_accepted_socket, create_connection,
-    create_connection_with, create_datagram_endpoint, create_server, create_server_with,
-    create_unix_connection, create_unix_connection_with, create_unix_server,
-    create_unix_server_with,
+    Protocol, ProtocolCell, Transport, connect_accepted_socket, connect_read_pipe,
+    connect_write_pipe, create_connection, create_connection_with, create_datagram_endpoint,
+    create_server, create_server_with, create_unix_connection, create_unix_connection_with,
+    create_unix_server, create_unix_server_with,
 };
 
 // HTTP with hyper 1.x (feature `hyper`)

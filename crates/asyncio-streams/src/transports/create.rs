@@ -344,3 +344,109 @@ where
         cleanup,
     )
 }
+
+/// Checks that `fd` is something the loop can watch as a pipe: a FIFO, a
+/// socket or a character device (asyncio's check; a regular file is
+/// always "ready" and cannot be registered with epoll).
+fn check_pipe(fd: &OwnedFd) -> io::Result<()> {
+    let meta = std::fs::File::from(fd.try_clone()?).metadata()?;
+    let ft = meta.file_type();
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_fifo() || ft.is_socket() || ft.is_char_device() {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "pipe transports are only for pipes, sockets and character devices",
+        ))
+    }
+}
+
+/// Runs the protocol on the read end of a pipe (asyncio's
+/// `loop.connect_read_pipe`): `data_received` with what comes out of it,
+/// then `eof_received` and `connection_lost(None)` when the write end is
+/// closed (the transport then closes whatever `eof_received` returns, as
+/// asyncio's read pipe transport does). The transport's `write` returns
+/// [`TransportError::NotWritable`](super::TransportError::NotWritable).
+/// The descriptor is switched to non-blocking mode.
+///
+/// ```
+/// #[derive(Default)]
+/// struct Out(Vec<u8>, bool);
+/// impl asyncio::Protocol for Out {
+///     fn data_received(&mut self, d: &[u8]) { self.0.extend_from_slice(d) }
+///     fn connection_lost(&mut self, _: Option<std::io::Error>) { self.1 = true }
+/// }
+/// let child = std::process::Command::new("echo")
+///     .arg("from a child")
+///     .stdout(std::process::Stdio::piped())
+///     .spawn()
+///     .unwrap();
+/// let stdout = child.stdout.unwrap();
+/// let got = asyncio::run(async move {
+///     let (_t, out) = asyncio::connect_read_pipe(Out::default, stdout)?;
+///     while !out.borrow().1 {
+///         asyncio::sleep(std::time::Duration::from_millis(1)).await;
+///     }
+///     std::io::Result::Ok(out.take().0)
+/// })
+/// .unwrap()
+/// .unwrap();
+/// assert_eq!(got, b"from a child\n");
+/// ```
+///
+/// # Errors
+/// `InvalidInput` for a regular file or a directory; the OS's error;
+/// `Other` outside a running loop.
+pub fn connect_read_pipe<P: Protocol>(
+    protocol_factory: impl FnOnce() -> P,
+    pipe: impl Into<OwnedFd>,
+) -> io::Result<(Transport, ProtocolCell<P>)> {
+    let fd = pipe.into();
+    check_pipe(&fd)?;
+    let p = mio::unix::pipe::Receiver::from(fd);
+    p.set_nonblocking(true)?;
+    let sock = Sock::PipeRead(p);
+    let reg = IoRegistration::new(sock.fd())?;
+    start_client(Conn::new(sock, reg), protocol_factory, Role::ReadPipe)
+}
+
+/// Runs the protocol on the write end of a pipe (asyncio's
+/// `loop.connect_write_pipe`): `write` sends into it, with the same write
+/// buffer and flow control as a socket; `write_eof` closes it once
+/// flushed. A write after the read end is gone fails the transport, and
+/// `connection_lost` gets `BrokenPipe` (the process is never killed by
+/// `SIGPIPE`). The descriptor is switched to non-blocking mode.
+///
+/// ```
+/// use std::io::Read;
+/// struct Quiet;
+/// impl asyncio::Protocol for Quiet {}
+/// let (mut reader, writer) = std::io::pipe().unwrap();
+/// asyncio::run(async move {
+///     let (t, _p) = asyncio::connect_write_pipe(|| Quiet, writer)?;
+///     t.write(b"into the pipe").unwrap();
+///     t.write_eof()?;
+///     std::io::Result::Ok(())
+/// })
+/// .unwrap()
+/// .unwrap();
+/// let mut got = String::new();
+/// reader.read_to_string(&mut got).unwrap();
+/// assert_eq!(got, "into the pipe");
+/// ```
+///
+/// # Errors
+/// As [`connect_read_pipe`].
+pub fn connect_write_pipe<P: Protocol>(
+    protocol_factory: impl FnOnce() -> P,
+    pipe: impl Into<OwnedFd>,
+) -> io::Result<(Transport, ProtocolCell<P>)> {
+    let fd = pipe.into();
+    check_pipe(&fd)?;
+    let p = mio::unix::pipe::Sender::from(fd);
+    p.set_nonblocking(true)?;
+    let sock = Sock::PipeWrite(p);
+    let reg = IoRegistration::new(sock.fd())?;
+    start_client(Conn::new(sock, reg), protocol_factory, Role::WritePipe)
+}
