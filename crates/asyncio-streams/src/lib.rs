@@ -108,11 +108,11 @@ pub use tls::{
 };
 pub use transports::{
     Buffered, BufferedProtocol, DatagramError, DatagramOptions, DatagramProtocol,
-    DatagramTransport, ExtraInfo, Protocol, ProtocolCell, Transport, TransportError,
-    connect_accepted_socket, connect_read_pipe, connect_write_pipe, create_connection,
-    create_connection_with, create_datagram_endpoint, create_server, create_server_with,
-    create_unix_connection, create_unix_connection_with, create_unix_server,
-    create_unix_server_with,
+    DatagramTransport, ExtraInfo, Protocol, ProtocolCell, SubprocessProtocol, SubprocessTransport,
+    Transport, TransportError, connect_accepted_socket, connect_read_pipe, connect_write_pipe,
+    create_connection, create_connection_with, create_datagram_endpoint, create_server,
+    create_server_with, create_unix_connection, create_unix_connection_with, create_unix_server,
+    create_unix_server_with, subprocess_exec, subprocess_exec_with, subprocess_shell,
 };
 pub use udp::DatagramSocket;
 

@@ -132,3 +132,19 @@ fn a_regular_file_is_refused() {
         assert!(log.borrow().is_empty(), "no protocol was made");
     });
 }
+
+#[test]
+fn an_idle_write_pipe_sees_its_reader_go_and_calls_connection_lost_none() {
+    run(async {
+        let (reader, writer) = std::io::pipe().unwrap();
+        let log: Log = Rc::default();
+        let (t, _p) = connect_write_pipe(rec(&log, false), writer).unwrap();
+        t.write(b"read me").unwrap();
+        asyncio_core::yield_now().await;
+        assert_eq!(t.get_write_buffer_size(), 0);
+        drop(reader);
+        until(|| log.borrow().len() == 2).await;
+        assert_eq!(*log.borrow(), ["made", "lost"]);
+        assert!(t.is_closing());
+    });
+}

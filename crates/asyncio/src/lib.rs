@@ -85,6 +85,8 @@
 //!   [`create_unix_server`], [`connect_accepted_socket`]: the loop's
 //!   functions that make them; see [`transports`].
 //! - [`connect_read_pipe`], [`connect_write_pipe`]: a protocol on a pipe.
+//! - [`subprocess_exec`], [`subprocess_shell`] ([`SubprocessProtocol`],
+//!   [`SubprocessTransport`]): a child process with a protocol.
 //! - [`create_datagram_endpoint`] ([`DatagramOptions`]): UDP with a
 //!   [`DatagramProtocol`] and a [`DatagramTransport`] (`sendto`).
 //!
@@ -190,10 +192,11 @@ pub use asyncio_streams::{
 pub use asyncio_streams::transports;
 pub use asyncio_streams::{
     Buffered, BufferedProtocol, DatagramOptions, DatagramProtocol, DatagramTransport, ExtraInfo,
-    Protocol, ProtocolCell, Transport, connect_accepted_socket, connect_read_pipe,
-    connect_write_pipe, create_connection, create_connection_with, create_datagram_endpoint,
-    create_server, create_server_with, create_unix_connection, create_unix_connection_with,
-    create_unix_server, create_unix_server_with,
+    Protocol, ProtocolCell, SubprocessProtocol, SubprocessTransport, Transport,
+    connect_accepted_socket, connect_read_pipe, connect_write_pipe, create_connection,
+    create_connection_with, create_datagram_endpoint, create_server, create_server_with,
+    create_unix_connection, create_unix_connection_with, create_unix_server,
+    create_unix_server_with, subprocess_exec, subprocess_exec_with, subprocess_shell,
 };
 
 // HTTP with hyper 1.x (feature `hyper`)

@@ -51,6 +51,7 @@
 mod create;
 mod datagram;
 mod stream;
+mod subprocess;
 
 use std::io;
 use std::os::fd::RawFd;
@@ -65,6 +66,10 @@ pub use datagram::{
     DatagramError, DatagramOptions, DatagramProtocol, DatagramTransport, create_datagram_endpoint,
 };
 pub use stream::Transport;
+pub use subprocess::{
+    SubprocessProtocol, SubprocessTransport, subprocess_exec, subprocess_exec_with,
+    subprocess_shell,
+};
 
 use crate::sock::StreamAddr;
 

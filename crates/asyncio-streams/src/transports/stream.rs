@@ -491,6 +491,21 @@ impl Inner {
                 };
             }
             self.poll_resume(cx);
+            if self.role == Role::WritePipe
+                && !self.conn.is_closing()
+                && self.conn.poll_read_ready(cx).is_ready()
+            {
+                // The write end of a pipe turns "readable" (EPOLLERR) only
+                // when its reader is gone (asyncio's write pipe transport
+                // watches for it the same way): with data still buffered
+                // that is a broken pipe, without it a plain end.
+                if self.conn.buffer_size() > 0 {
+                    self.conn.fail(io::Error::from(io::ErrorKind::BrokenPipe));
+                } else {
+                    self.conn.abort();
+                }
+                continue;
+            }
             let readable = {
                 let st = self.st.borrow();
                 self.role != Role::WritePipe
