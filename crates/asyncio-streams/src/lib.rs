@@ -85,7 +85,7 @@ pub use hyper_rt::{HyperIo, LocalExecutor};
 #[cfg(feature = "tls")]
 pub use options::StartTlsOptions;
 pub use options::{ConnectOptions, DEFAULT_BACKLOG, ServerOptions};
-pub use reader::{DEFAULT_LIMIT, StreamReader};
+pub use reader::{DEFAULT_LIMIT, Lines, StreamReader};
 /// rustls itself, for configurations made by hand
 /// ([`ClientTls::from_config`], [`ServerTls::from_config`]) and the types of
 /// [`TlsInfo`].

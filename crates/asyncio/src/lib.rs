@@ -180,7 +180,7 @@ pub use asyncio_structured::EXECUTOR_SHUTDOWN_TIMEOUT;
 
 // Streams and sockets
 pub use asyncio_streams::{
-    ConnectOptions, DEFAULT_BACKLOG, DEFAULT_LIMIT, DatagramSocket, Server, ServerOptions,
+    ConnectOptions, DEFAULT_BACKLOG, DEFAULT_LIMIT, DatagramSocket, Lines, Server, ServerOptions,
     StreamAddr, StreamReader, StreamWriter, getaddrinfo, open_connection,
     open_connection_from_stream, open_connection_with, open_unix_connection,
     open_unix_connection_with, sock_accept, sock_connect, sock_recv, sock_recv_into, sock_sendall,
