@@ -99,7 +99,10 @@ pub use server::{
     start_unix_server, start_unix_server_with, with_state,
 };
 pub use sock::StreamAddr;
-pub use sock_ops::{sock_accept, sock_connect, sock_recv, sock_recv_into, sock_sendall};
+pub use sock_ops::{
+    sock_accept, sock_connect, sock_connect_host, sock_recv, sock_recv_into, sock_recvfrom,
+    sock_recvfrom_into, sock_sendall, sock_sendto,
+};
 pub use subprocess::{Process, create_subprocess_exec, create_subprocess_shell};
 #[cfg(feature = "tls")]
 pub use tls::{

@@ -63,3 +63,104 @@ fn dropping_the_lines_in_the_middle_of_a_line_loses_nothing() {
         server.close();
     });
 }
+
+fn udp_pair() -> (std::net::UdpSocket, std::net::UdpSocket) {
+    let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    a.set_nonblocking(true).unwrap();
+    b.set_nonblocking(true).unwrap();
+    (a, b)
+}
+
+#[test]
+fn sock_sendto_and_sock_recvfrom_carry_datagrams_with_their_sender() {
+    run(async {
+        let (a, b) = udp_pair();
+        let b_addr = b.local_addr().unwrap();
+        // The receiver waits first: the datagram wakes it.
+        let receiver = asyncio_core::create_task(async move {
+            let got = asyncio_streams::sock_recvfrom(&b, 100).await.unwrap();
+            (got, b)
+        });
+        asyncio_core::yield_now().await;
+        let sent = asyncio_streams::sock_sendto(&a, b"first", b_addr)
+            .await
+            .unwrap();
+        assert_eq!(sent, 5);
+        let ((data, from), b) = receiver.await.unwrap();
+        assert_eq!(data, b"first");
+        assert_eq!(from.as_socket(), Some(a.local_addr().unwrap()));
+        // A datagram longer than the buffer is cut to it.
+        asyncio_streams::sock_sendto(&a, b"0123456789", b_addr)
+            .await
+            .unwrap();
+        let mut buf = [0u8; 4];
+        let (n, _) = asyncio_streams::sock_recvfrom_into(&b, &mut buf)
+            .await
+            .unwrap();
+        assert_eq!(&buf[..n], b"0123");
+    });
+}
+
+#[test]
+fn sock_recvfrom_works_on_unix_datagram_sockets() {
+    run(async {
+        let dir = std::env::temp_dir();
+        let pa = dir.join(format!("asyncio-dgram-a-{}", std::process::id()));
+        let pb = dir.join(format!("asyncio-dgram-b-{}", std::process::id()));
+        let _ = std::fs::remove_file(&pa);
+        let _ = std::fs::remove_file(&pb);
+        let a = std::os::unix::net::UnixDatagram::bind(&pa).unwrap();
+        let b = std::os::unix::net::UnixDatagram::bind(&pb).unwrap();
+        a.set_nonblocking(true).unwrap();
+        b.set_nonblocking(true).unwrap();
+        let to = socket2::SockAddr::unix(&pb).unwrap();
+        asyncio_streams::sock_sendto(&a, b"over unix", to)
+            .await
+            .unwrap();
+        let (data, from) = asyncio_streams::sock_recvfrom(&b, 64).await.unwrap();
+        assert_eq!(data, b"over unix");
+        assert_eq!(from.as_pathname(), Some(pa.as_path()));
+        let _ = std::fs::remove_file(&pa);
+        let _ = std::fs::remove_file(&pb);
+    });
+}
+
+#[test]
+fn the_datagram_calls_refuse_a_blocking_socket() {
+    run(async {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = s.local_addr().unwrap();
+        let err = asyncio_streams::sock_sendto(&s, b"x", to)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+        let err = asyncio_streams::sock_recvfrom(&s, 1).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    });
+}
+
+#[test]
+fn sock_connect_host_resolves_the_name_for_the_sockets_family() {
+    run(async {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let sock =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        sock.set_nonblocking(true).unwrap();
+        asyncio_streams::sock_connect_host(&sock, "localhost", port)
+            .await
+            .unwrap();
+        assert_eq!(
+            sock.peer_addr().unwrap().as_socket(),
+            Some(listener.local_addr().unwrap())
+        );
+        // An IPv6 socket and an IPv4-only name: no address to try.
+        let v6 = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None).unwrap();
+        v6.set_nonblocking(true).unwrap();
+        let err = asyncio_streams::sock_connect_host(&v6, "127.0.0.1", port)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+    });
+}

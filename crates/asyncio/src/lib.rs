@@ -183,9 +183,10 @@ pub use asyncio_streams::{
     ConnectOptions, DEFAULT_BACKLOG, DEFAULT_LIMIT, DatagramSocket, Lines, Server, ServerOptions,
     StreamAddr, StreamReader, StreamWriter, getaddrinfo, open_connection,
     open_connection_from_stream, open_connection_with, open_unix_connection,
-    open_unix_connection_with, sock_accept, sock_connect, sock_recv, sock_recv_into, sock_sendall,
-    start_server, start_server_from_listener, start_server_with, start_unix_server,
-    start_unix_server_with, with_state,
+    open_unix_connection_with, sock_accept, sock_connect, sock_connect_host, sock_recv,
+    sock_recv_into, sock_recvfrom, sock_recvfrom_into, sock_sendall, sock_sendto, start_server,
+    start_server_from_listener, start_server_with, start_unix_server, start_unix_server_with,
+    with_state,
 };
 
 // Transports and protocols
