@@ -117,23 +117,86 @@ pub(crate) async fn connect_tcp(
 ) -> io::Result<Rc<Conn>> {
     #[cfg(feature = "tls")]
     options.check_tls()?;
-    let addrs = getaddrinfo(host, port).await?;
-    let mut last = None;
-    for addr in addrs {
-        match connect_one(addr).await {
-            Ok((stream, reg)) => {
-                if options.nodelay {
-                    stream.set_nodelay(true)?;
-                }
-                let conn = Conn::new(Sock::Tcp(stream), reg);
-                #[cfg(feature = "tls")]
-                client_handshake(&conn, options, Some(host)).await?;
-                return Ok(conn);
-            }
-            Err(e) => last = Some(e),
+    let mut addrs = getaddrinfo(host, port).await?;
+    addrs.retain(|a| options.family.matches(a));
+    if let Some(local) = options.local_addr {
+        addrs.retain(|a| a.is_ipv4() == local.is_ipv4());
+    }
+    if addrs.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{host} has no address of the family asked for"),
+        ));
+    }
+    let interleave = options
+        .interleave
+        .or(options.happy_eyeballs_delay.map(|_| 1));
+    if let Some(n) = interleave.filter(|&n| n > 0) {
+        addrs = interleave_addrs(&addrs, n);
+    }
+    let local = options.local_addr;
+    let (winner, errors) = crate::staggered::staggered_race(
+        addrs.iter().map(|&addr| move || connect_from(addr, local)),
+        options.happy_eyeballs_delay,
+    )
+    .await;
+    let Some((_, (stream, reg))) = winner else {
+        let errors = addrs
+            .iter()
+            .zip(errors)
+            .filter_map(|(a, e)| e.map(|e| (*a, e)))
+            .collect();
+        return Err(connect_error(errors, options.all_errors));
+    };
+    if options.nodelay {
+        stream.set_nodelay(true)?;
+    }
+    let conn = Conn::new(Sock::Tcp(stream), reg);
+    #[cfg(feature = "tls")]
+    client_handshake(&conn, options, Some(host)).await?;
+    Ok(conn)
+}
+
+/// asyncio's `_interleave_addrinfos`: `first_family_count - 1` addresses of
+/// the first family, then one of each family in turn.
+pub(crate) fn interleave_addrs(addrs: &[SocketAddr], first_family_count: usize) -> Vec<SocketAddr> {
+    let mut families: Vec<Vec<SocketAddr>> = Vec::new();
+    for a in addrs {
+        match families.iter_mut().find(|f| f[0].is_ipv4() == a.is_ipv4()) {
+            Some(f) => f.push(*a),
+            None => families.push(vec![*a]),
         }
     }
-    Err(last.expect("getaddrinfo returns at least one address"))
+    let mut out = Vec::with_capacity(addrs.len());
+    let head = (first_family_count - 1).min(families[0].len());
+    out.extend(families[0].drain(..head));
+    let longest = families.iter().map(Vec::len).max().unwrap_or(0);
+    for i in 0..longest {
+        for f in &families {
+            if let Some(a) = f.get(i) {
+                out.push(*a);
+            }
+        }
+    }
+    out
+}
+
+/// The error of a connection that failed on every address (asyncio's
+/// rules in `create_connection`).
+fn connect_error(errors: Vec<(SocketAddr, io::Error)>, all_errors: bool) -> io::Error {
+    let kind = errors
+        .first()
+        .map_or(io::ErrorKind::NotFound, |(_, e)| e.kind());
+    if !all_errors {
+        let same = errors
+            .windows(2)
+            .all(|w| w[0].1.kind() == w[1].1.kind() && w[0].1.to_string() == w[1].1.to_string());
+        if same && !errors.is_empty() {
+            let (_, first) = errors.into_iter().next().expect("not empty");
+            return first;
+        }
+    }
+    io::Error::new(kind, crate::error::ConnectErrors { errors })
 }
 
 /// Wraps a TCP connection made elsewhere (asyncio's `open_connection(sock=...)`)
@@ -179,6 +242,32 @@ pub(crate) fn conn_from_stream(
     Ok(Conn::new(Sock::Tcp(stream), reg))
 }
 
+/// Connects one address, from `local` if given (bound first).
+async fn connect_from(
+    addr: SocketAddr,
+    local: Option<SocketAddr>,
+) -> io::Result<(mio::net::TcpStream, IoRegistration)> {
+    let Some(local) = local else {
+        return connect_one(addr).await;
+    };
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    sock.set_nonblocking(true)?;
+    sock.bind(&local.into())?;
+    match sock.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    let stream = mio::net::TcpStream::from_std(std::net::TcpStream::from(sock));
+    let reg = IoRegistration::new(stream.as_raw_fd())?;
+    wait_connected(&stream, &reg).await?;
+    Ok((stream, reg))
+}
+
 /// Connects one address without blocking: waits until the socket is
 /// writable, then asks it how the connect went.
 pub(crate) async fn connect_one(
@@ -186,13 +275,20 @@ pub(crate) async fn connect_one(
 ) -> io::Result<(mio::net::TcpStream, IoRegistration)> {
     let stream = mio::net::TcpStream::connect(addr)?;
     let reg = IoRegistration::new(stream.as_raw_fd())?;
+    wait_connected(&stream, &reg).await?;
+    Ok((stream, reg))
+}
+
+/// Waits until a non-blocking connect is done: the socket turns writable,
+/// then its error (or a peer address) tells how it went.
+async fn wait_connected(stream: &mio::net::TcpStream, reg: &IoRegistration) -> io::Result<()> {
     loop {
         reg.writable().await?;
         if let Some(e) = stream.take_error()? {
             return Err(e);
         }
         match stream.peer_addr() {
-            Ok(_) => return Ok((stream, reg)),
+            Ok(_) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotConnected => reg.clear_writable(),
             Err(e) => return Err(e),
         }
@@ -303,4 +399,29 @@ pub(crate) fn wrap(conn: Rc<Conn>, limit: usize) -> (StreamReader, StreamWriter)
         StreamReader::new(conn.clone(), limit),
         StreamWriter::new(conn),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::interleave_addrs;
+    use std::net::SocketAddr;
+
+    fn a(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    /// CPython's `test_base_events` `_interleave_addrinfos` cases.
+    #[test]
+    fn interleave_puts_one_of_each_family_in_turn_after_count_minus_one_of_the_first() {
+        let v6a = a("[::1]:1");
+        let v6b = a("[::2]:1");
+        let v4a = a("127.0.0.1:1");
+        let v4b = a("127.0.0.2:1");
+        let v4c = a("127.0.0.3:1");
+        let addrs = [v6a, v6b, v4a, v4b, v4c];
+        assert_eq!(interleave_addrs(&addrs, 1), [v6a, v4a, v6b, v4b, v4c]);
+        assert_eq!(interleave_addrs(&addrs, 2), [v6a, v6b, v4a, v4b, v4c]);
+        assert_eq!(interleave_addrs(&[v4a, v4b], 1), [v4a, v4b]);
+        assert_eq!(interleave_addrs(&[v4a, v6a, v4b], 1), [v4a, v6a, v4b]);
+    }
 }

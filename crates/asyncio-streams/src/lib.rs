@@ -65,6 +65,7 @@ mod reader;
 mod server;
 mod sock;
 mod sock_ops;
+mod staggered;
 pub mod subprocess;
 #[cfg(feature = "tls")]
 mod tls;
@@ -77,14 +78,14 @@ pub use connect::{
     open_unix_connection, open_unix_connection_with,
 };
 pub use error::{
-    BlockingSocketError, IncompleteReadError, LimitOverrunError, ReadError, ReadExactlyError,
-    ReadUntilError, WriteBufferLimitsError, WriterClosedError,
+    BlockingSocketError, ConnectErrors, IncompleteReadError, LimitOverrunError, ReadError,
+    ReadExactlyError, ReadUntilError, WriteBufferLimitsError, WriterClosedError,
 };
 #[cfg(feature = "hyper")]
 pub use hyper_rt::{HyperIo, LocalExecutor};
 #[cfg(feature = "tls")]
 pub use options::StartTlsOptions;
-pub use options::{ConnectOptions, DEFAULT_BACKLOG, ServerOptions};
+pub use options::{AddressFamily, ConnectOptions, DEFAULT_BACKLOG, ServerOptions};
 pub use reader::{DEFAULT_LIMIT, Lines, StreamReader};
 /// rustls itself, for configurations made by hand
 /// ([`ClientTls::from_config`], [`ServerTls::from_config`]) and the types of
@@ -103,6 +104,7 @@ pub use sock_ops::{
     sock_accept, sock_connect, sock_connect_host, sock_recv, sock_recv_into, sock_recvfrom,
     sock_recvfrom_into, sock_sendall, sock_sendto,
 };
+pub use staggered::{StaggeredOutcome, staggered_race};
 pub use subprocess::{Process, create_subprocess_exec, create_subprocess_shell};
 #[cfg(feature = "tls")]
 pub use tls::{
