@@ -62,6 +62,7 @@ mod hyper_rt;
 mod nosigpipe;
 mod options;
 mod reader;
+mod sendfile;
 mod server;
 mod sock;
 mod sock_ops;
@@ -95,6 +96,7 @@ pub use rustls;
 /// The certificate and key types of rustls ([`TlsInfo::peer_certificates`]).
 #[cfg(feature = "tls")]
 pub use rustls_pki_types as pki_types;
+pub use sendfile::{SendfileNotAvailableError, SendfileOptions, sendfile, sock_sendfile};
 pub use server::{
     Server, ServerStateError, start_server, start_server_from_listener, start_server_with,
     start_unix_server, start_unix_server_with, with_state,

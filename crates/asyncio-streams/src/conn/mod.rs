@@ -561,6 +561,42 @@ impl Conn {
         self.io.borrow().as_ref().map(|io| io.sock.fd())
     }
 
+    /// Whether TLS is on (its records must go through the write buffer).
+    pub(crate) fn speaks_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        {
+            self.is_tls()
+        }
+        #[cfg(not(feature = "tls"))]
+        {
+            false
+        }
+    }
+
+    /// Runs `op` on the raw socket once it is writable, for a sendfile that
+    /// bypasses the write buffer (which the caller flushed first).
+    /// `WouldBlock` from `op` clears the readiness and waits again.
+    pub(crate) fn poll_write_raw<T>(
+        &self,
+        cx: &mut Context<'_>,
+        mut op: impl FnMut(std::os::fd::RawFd) -> io::Result<T>,
+    ) -> Poll<io::Result<T>> {
+        loop {
+            let guard = self.io.borrow();
+            let Some(io) = guard.as_ref() else {
+                return Poll::Ready(Err(self
+                    .error()
+                    .unwrap_or_else(|| WriterClosedError::ConnectionLost.into())));
+            };
+            std::task::ready!(io.reg.poll_writable(cx))?;
+            match op(io.sock.fd()) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => io.reg.clear_writable(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+
     pub(crate) fn is_closing(&self) -> bool {
         self.st.borrow().closing
     }

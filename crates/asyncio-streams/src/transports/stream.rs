@@ -358,6 +358,18 @@ impl Transport {
     }
 }
 
+impl Transport {
+    /// The connection core, for `sendfile`.
+    pub(crate) fn conn(&self) -> &Rc<Conn> {
+        &self.inner.conn
+    }
+
+    /// Whether this is a socket's transport (not a pipe's).
+    pub(crate) fn is_socket(&self) -> bool {
+        self.inner.role == Role::Socket
+    }
+}
+
 impl Inner {
     fn wake(&self) {
         let w = self.st.borrow().waker.clone();
