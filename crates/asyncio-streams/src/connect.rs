@@ -425,3 +425,166 @@ mod tests {
         assert_eq!(interleave_addrs(&[v4a, v6a, v4b], 1), [v4a, v6a, v4b]);
     }
 }
+
+/// The hints of [`getaddrinfo_with`] (asyncio's `family=`, `type=`,
+/// `proto=` and `flags=`). Each is 0 (any) by default.
+///
+/// ```
+/// let hints = asyncio::AddrInfoHints::new()
+///     .family(asyncio::AddressFamily::Inet)
+///     .socktype(socket2::Type::STREAM)
+///     .flags(libc::AI_CANONNAME);
+/// # let _ = hints;
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AddrInfoHints {
+    family: crate::options::AddressFamily,
+    socktype: i32,
+    protocol: i32,
+    flags: i32,
+}
+
+impl AddrInfoHints {
+    /// Any family, type and protocol; no flags.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Only addresses of this family (`family=`).
+    pub fn family(mut self, family: crate::options::AddressFamily) -> Self {
+        self.family = family;
+        self
+    }
+
+    /// Only this socket type (`type=`), e.g. `socket2::Type::STREAM`.
+    pub fn socktype(mut self, socktype: socket2::Type) -> Self {
+        self.socktype = socktype.into();
+        self
+    }
+
+    /// Only this protocol (`proto=`), e.g. `socket2::Protocol::TCP`.
+    pub fn protocol(mut self, protocol: socket2::Protocol) -> Self {
+        self.protocol = protocol.into();
+        self
+    }
+
+    /// getaddrinfo(3)'s flags (`flags=`): libc's `AI_*` values or-ed, e.g.
+    /// `libc::AI_NUMERICHOST | libc::AI_CANONNAME`.
+    pub fn flags(mut self, flags: i32) -> Self {
+        self.flags = flags;
+        self
+    }
+}
+
+/// One result of [`getaddrinfo_with`] (asyncio's 5-tuple `(family, type,
+/// proto, canonname, sockaddr)`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddrInfo {
+    /// The socket type (`type`).
+    pub socktype: socket2::Type,
+    /// The protocol (`proto`).
+    pub protocol: socket2::Protocol,
+    /// The canonical name, with `AI_CANONNAME`, on the first result.
+    pub canonname: Option<String>,
+    /// The address (its family is the address's).
+    pub addr: SocketAddr,
+}
+
+/// getaddrinfo(3) with hints, on the default executor (asyncio's
+/// `loop.getaddrinfo(host, port, family=, type=, proto=, flags=)`). `host`
+/// or `port` may be `None` (not both): with `None` for the host and
+/// `AI_PASSIVE`, the addresses to bind on. `port` is a number or a service
+/// name (`"http"`).
+///
+/// ```
+/// let found = asyncio::run(async {
+///     let hints = asyncio::AddrInfoHints::new()
+///         .socktype(socket2::Type::STREAM)
+///         .flags(libc::AI_NUMERICHOST);
+///     asyncio::getaddrinfo_with(Some("127.0.0.1"), Some("80"), hints).await
+/// })
+/// .unwrap()
+/// .unwrap();
+/// assert_eq!(found.len(), 1);
+/// assert_eq!(found[0].addr, "127.0.0.1:80".parse().unwrap());
+/// assert_eq!(found[0].socktype, socket2::Type::STREAM);
+/// ```
+///
+/// # Errors
+/// The resolver's error (its message is `gai_strerror`'s; an unknown name
+/// is `NotFound` or `Other` depending on the C library); `InvalidInput`
+/// with neither host nor port; `Other` outside a running loop.
+pub async fn getaddrinfo_with(
+    host: Option<&str>,
+    port: Option<&str>,
+    hints: AddrInfoHints,
+) -> io::Result<Vec<AddrInfo>> {
+    if host.is_none() && port.is_none() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "getaddrinfo needs a host or a port",
+        ));
+    }
+    let (host, port) = (host.map(str::to_owned), port.map(str::to_owned));
+    let family = match hints.family {
+        crate::options::AddressFamily::Unspecified => libc::AF_UNSPEC,
+        crate::options::AddressFamily::Inet => libc::AF_INET,
+        crate::options::AddressFamily::Inet6 => libc::AF_INET6,
+    };
+    let c_hints = dns_lookup::AddrInfoHints {
+        flags: hints.flags,
+        address: family,
+        socktype: hints.socktype,
+        protocol: hints.protocol,
+    };
+    let lookup = asyncio_core::get_running_loop()
+        .and_then(|lp| {
+            lp.run_in_executor(move || -> io::Result<Vec<AddrInfo>> {
+                let iter = dns_lookup::getaddrinfo(host.as_deref(), port.as_deref(), Some(c_hints))
+                    .map_err(io::Error::from)?;
+                iter.map(|r| {
+                    r.map(|ai| AddrInfo {
+                        socktype: socket2::Type::from(ai.socktype),
+                        protocol: socket2::Protocol::from(ai.protocol),
+                        canonname: ai.canonname,
+                        addr: ai.sockaddr,
+                    })
+                })
+                .collect()
+            })
+        })
+        .map_err(io::Error::other)?;
+    lookup
+        .await
+        .map_err(|panic| io::Error::other(panic.message().to_owned()))?
+}
+
+/// getnameinfo(3) on the default executor (asyncio's
+/// `loop.getnameinfo(sockaddr, flags)`): the host and the service of
+/// `addr`. `flags` are libc's `NI_*` values or-ed (`NI_NUMERICHOST`,
+/// `NI_NUMERICSERV`...).
+///
+/// ```
+/// let (host, port) = asyncio::run(asyncio::getnameinfo(
+///     "127.0.0.1:80".parse().unwrap(),
+///     libc::NI_NUMERICHOST | libc::NI_NUMERICSERV,
+/// ))
+/// .unwrap()
+/// .unwrap();
+/// assert_eq!((host.as_str(), port.as_str()), ("127.0.0.1", "80"));
+/// ```
+///
+/// # Errors
+/// The resolver's error; `Other` outside a running loop.
+pub async fn getnameinfo(addr: SocketAddr, flags: i32) -> io::Result<(String, String)> {
+    let lookup = asyncio_core::get_running_loop()
+        .and_then(|lp| {
+            lp.run_in_executor(move || {
+                dns_lookup::getnameinfo(&addr, flags).map_err(io::Error::from)
+            })
+        })
+        .map_err(io::Error::other)?;
+    lookup
+        .await
+        .map_err(|panic| io::Error::other(panic.message().to_owned()))?
+}

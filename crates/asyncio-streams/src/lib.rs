@@ -75,8 +75,9 @@ mod udp;
 mod writer;
 
 pub use connect::{
-    getaddrinfo, open_connection, open_connection_from_stream, open_connection_with,
-    open_unix_connection, open_unix_connection_with,
+    AddrInfo, AddrInfoHints, getaddrinfo, getaddrinfo_with, getnameinfo, open_connection,
+    open_connection_from_stream, open_connection_with, open_unix_connection,
+    open_unix_connection_with,
 };
 pub use error::{
     BlockingSocketError, ConnectErrors, IncompleteReadError, LimitOverrunError, ReadError,

@@ -309,7 +309,8 @@ pub async fn sock_sendto<S: AsFd>(
 /// The resolver's error; `NotFound` if no address of the socket's family
 /// resolves; the last connect error; as [`sock_connect`].
 pub async fn sock_connect_host(sock: &Socket, host: &str, port: u16) -> io::Result<()> {
-    let domain = sock.domain()?;
+    // The family through getsockname: `Socket::domain` (SO_DOMAIN) is not on every Unix.
+    let domain = sock.local_addr()?.domain();
     let addrs = crate::connect::getaddrinfo(host, port).await?;
     let mut last = None;
     for addr in addrs

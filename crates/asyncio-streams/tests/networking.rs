@@ -164,3 +164,57 @@ fn sock_connect_host_resolves_the_name_for_the_sockets_family() {
         assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
     });
 }
+
+#[test]
+fn getaddrinfo_with_applies_family_type_and_flags() {
+    run(async {
+        use asyncio_streams::{AddrInfoHints, AddressFamily, getaddrinfo_with};
+        let hints = AddrInfoHints::new()
+            .family(AddressFamily::Inet)
+            .socktype(socket2::Type::STREAM)
+            .flags(libc::AI_NUMERICHOST);
+        let found = getaddrinfo_with(Some("127.0.0.1"), Some("8080"), hints)
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(found[0].socktype, socket2::Type::STREAM);
+        assert_eq!(found[0].protocol, socket2::Protocol::TCP);
+        // AI_NUMERICHOST refuses a name.
+        assert!(
+            getaddrinfo_with(Some("localhost"), Some("1"), hints)
+                .await
+                .is_err()
+        );
+        // The family filters.
+        let v6 = AddrInfoHints::new()
+            .family(AddressFamily::Inet6)
+            .flags(libc::AI_NUMERICHOST);
+        assert!(getaddrinfo_with(Some("127.0.0.1"), None, v6).await.is_err());
+        // No host and AI_PASSIVE: the wildcard to bind on.
+        let passive = AddrInfoHints::new()
+            .family(AddressFamily::Inet)
+            .socktype(socket2::Type::STREAM)
+            .flags(libc::AI_PASSIVE);
+        let any = getaddrinfo_with(None, Some("0"), passive).await.unwrap();
+        assert!(any.iter().all(|a| a.addr.ip().is_unspecified()));
+        // Neither host nor port: refused before the resolver.
+        let err = getaddrinfo_with(None, None, AddrInfoHints::new())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    });
+}
+
+#[test]
+fn getnameinfo_gives_host_and_service() {
+    run(async {
+        let (host, serv) = asyncio_streams::getnameinfo(
+            "[::1]:443".parse().unwrap(),
+            libc::NI_NUMERICHOST | libc::NI_NUMERICSERV,
+        )
+        .await
+        .unwrap();
+        assert_eq!((host.as_str(), serv.as_str()), ("::1", "443"));
+    });
+}

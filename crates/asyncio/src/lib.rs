@@ -180,14 +180,14 @@ pub use asyncio_structured::EXECUTOR_SHUTDOWN_TIMEOUT;
 
 // Streams and sockets
 pub use asyncio_streams::{
-    AddressFamily, ConnectOptions, DEFAULT_BACKLOG, DEFAULT_LIMIT, DatagramSocket, Lines,
-    SendfileNotAvailableError, SendfileOptions, Server, ServerOptions, StaggeredOutcome,
-    StreamAddr, StreamReader, StreamWriter, getaddrinfo, open_connection,
-    open_connection_from_stream, open_connection_with, open_unix_connection,
-    open_unix_connection_with, sendfile, sock_accept, sock_connect, sock_connect_host, sock_recv,
-    sock_recv_into, sock_recvfrom, sock_recvfrom_into, sock_sendall, sock_sendfile, sock_sendto,
-    staggered_race, start_server, start_server_from_listener, start_server_with, start_unix_server,
-    start_unix_server_with, with_state,
+    AddrInfo, AddrInfoHints, AddressFamily, ConnectOptions, DEFAULT_BACKLOG, DEFAULT_LIMIT,
+    DatagramSocket, Lines, SendfileNotAvailableError, SendfileOptions, Server, ServerOptions,
+    StaggeredOutcome, StreamAddr, StreamReader, StreamWriter, getaddrinfo, getaddrinfo_with,
+    getnameinfo, open_connection, open_connection_from_stream, open_connection_with,
+    open_unix_connection, open_unix_connection_with, sendfile, sock_accept, sock_connect,
+    sock_connect_host, sock_recv, sock_recv_into, sock_recvfrom, sock_recvfrom_into, sock_sendall,
+    sock_sendfile, sock_sendto, staggered_race, start_server, start_server_from_listener,
+    start_server_with, start_unix_server, start_unix_server_with, with_state,
 };
 
 // Transports and protocols

@@ -186,7 +186,8 @@ pub fn connect_accepted_socket<P: Protocol>(
         ));
     }
     sock.set_nonblocking(true)?;
-    let domain = sock.domain()?;
+    // The family through getsockname: `Socket::domain` (SO_DOMAIN) is not on every Unix.
+    let domain = sock.local_addr()?.domain();
     let sock = if domain == socket2::Domain::UNIX {
         let s = std::os::unix::net::UnixStream::from(OwnedFd::from(sock));
         Sock::Unix(mio::net::UnixStream::from_std(s))
