@@ -228,6 +228,36 @@ pub fn open_connection_from_stream(
     Ok(wrap(conn, options.limit))
 }
 
+/// Wraps a Unix stream connection made elsewhere (asyncio's
+/// `open_unix_connection(sock=...)`) in a reader and writer on the running
+/// loop. The socket is switched to non-blocking mode.
+///
+/// ```
+/// use std::io::Write;
+/// let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+/// b.write_all(b"ping").unwrap();
+/// asyncio::run(async move {
+///     let (mut r, _w) =
+///         asyncio::open_unix_connection_from_stream(a, &asyncio::ConnectOptions::new())?;
+///     assert_eq!(r.readexactly(4).await.unwrap(), b"ping");
+///     std::io::Result::Ok(())
+/// })
+/// .unwrap()
+/// .unwrap();
+/// ```
+///
+/// # Errors
+/// The OS's error; `Other` outside a running loop.
+pub fn open_unix_connection_from_stream(
+    stream: std::os::unix::net::UnixStream,
+    options: &ConnectOptions,
+) -> io::Result<(StreamReader, StreamWriter)> {
+    stream.set_nonblocking(true)?;
+    let stream = mio::net::UnixStream::from_std(stream);
+    let reg = IoRegistration::new(stream.as_raw_fd())?;
+    Ok(wrap(Conn::new(Sock::Unix(stream), reg), options.limit))
+}
+
 /// A connected TCP stream made elsewhere, on the running loop.
 pub(crate) fn conn_from_stream(
     stream: std::net::TcpStream,

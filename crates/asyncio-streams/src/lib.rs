@@ -77,7 +77,7 @@ mod writer;
 pub use connect::{
     AddrInfo, AddrInfoHints, getaddrinfo, getaddrinfo_with, getnameinfo, open_connection,
     open_connection_from_stream, open_connection_with, open_unix_connection,
-    open_unix_connection_with,
+    open_unix_connection_from_stream, open_unix_connection_with,
 };
 pub use error::{
     BlockingSocketError, ConnectErrors, IncompleteReadError, LimitOverrunError, ReadError,
@@ -100,7 +100,7 @@ pub use rustls_pki_types as pki_types;
 pub use sendfile::{SendfileNotAvailableError, SendfileOptions, sendfile, sock_sendfile};
 pub use server::{
     Server, ServerStateError, start_server, start_server_from_listener, start_server_with,
-    start_unix_server, start_unix_server_with, with_state,
+    start_unix_server, start_unix_server_from_listener, start_unix_server_with, with_state,
 };
 pub use sock::StreamAddr;
 pub use sock_ops::{
@@ -119,7 +119,8 @@ pub use transports::{
     DatagramTransport, ExtraInfo, Protocol, ProtocolCell, SubprocessProtocol, SubprocessTransport,
     Transport, TransportError, connect_accepted_socket, connect_read_pipe, connect_write_pipe,
     create_connection, create_connection_with, create_datagram_endpoint, create_server,
-    create_server_with, create_unix_connection, create_unix_connection_with, create_unix_server,
+    create_server_from_listener, create_server_with, create_unix_connection,
+    create_unix_connection_with, create_unix_server, create_unix_server_from_listener,
     create_unix_server_with, subprocess_exec, subprocess_exec_with, subprocess_shell,
 };
 pub use udp::DatagramSocket;

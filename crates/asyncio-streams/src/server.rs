@@ -449,20 +449,71 @@ pub(crate) fn bind_unix_listener(path: &Path, options: &ServerOptions) -> io::Re
     sock.bind(&SockAddr::unix(path)?)?;
     sock.listen(options.backlog)?;
     let std_listener = std::os::unix::net::UnixListener::from(OwnedFd::from(sock));
+    unix_listener_from_std(std_listener, options)
+}
+
+/// Takes over a bound, listening Unix socket; its file is cleaned up on
+/// close if `options.cleanup_socket` (and it has a path).
+pub(crate) fn unix_listener_from_std(
+    std_listener: std::os::unix::net::UnixListener,
+    options: &ServerOptions,
+) -> io::Result<UnixBound> {
+    std_listener.set_nonblocking(true)?;
     let listener = mio::net::UnixListener::from_std(std_listener);
-    let bound = vec![StreamAddr::Unix(listener.local_addr()?)];
-    let cleanup = if options.cleanup_socket {
-        let meta = std::fs::metadata(path)?;
-        Some((path.to_owned(), meta.dev(), meta.ino()))
-    } else {
-        None
+    let local = listener.local_addr()?;
+    let cleanup = match local.as_pathname() {
+        Some(path) if options.cleanup_socket => {
+            let meta = std::fs::metadata(path)?;
+            Some((path.to_owned(), meta.dev(), meta.ino()))
+        }
+        _ => None,
     };
+    let bound = vec![StreamAddr::Unix(local)];
     let reg = IoRegistration::new(listener.as_raw_fd())?;
     let listeners = vec![Listener {
         reg,
         sock: ListenSock::Unix(listener),
     }];
     Ok((listeners, bound, cleanup))
+}
+
+/// Starts a server on a Unix socket that is already bound and listening
+/// (asyncio's `start_unix_server(sock=...)`): one made elsewhere, such as
+/// one passed in by systemd's socket activation. The socket is switched to
+/// non-blocking mode; with `options.cleanup_socket` (the default) its file
+/// is removed on close, as for a server that bound it itself.
+///
+/// ```
+/// let path = std::env::temp_dir().join(format!("asyncio-doc-fromunix-{}.sock", std::process::id()));
+/// let _ = std::fs::remove_file(&path);
+/// let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+/// let got = asyncio::run(async {
+///     let cb = |_r, mut w: asyncio::StreamWriter| async move { w.write(b"hi") };
+///     let opts = asyncio::ServerOptions::new();
+///     let server = asyncio::start_unix_server_from_listener(cb, listener, &opts)?;
+///     let (mut r, _w) = asyncio::open_unix_connection(&path).await?;
+///     let got = r.read_to_eof().await?;
+///     server.close();
+///     std::io::Result::Ok(got)
+/// })
+/// .unwrap()
+/// .unwrap();
+/// assert_eq!(got, b"hi");
+/// ```
+///
+/// # Errors
+/// The OS's error; `Other` outside a running loop.
+pub fn start_unix_server_from_listener<F, Fut>(
+    client_connected_cb: F,
+    listener: std::os::unix::net::UnixListener,
+    options: &ServerOptions,
+) -> io::Result<Server>
+where
+    F: FnMut(StreamReader, StreamWriter) -> Fut + 'static,
+    Fut: Future + 'static,
+{
+    let (listeners, bound, cleanup) = unix_listener_from_std(listener, options)?;
+    Server::new(listeners, bound, client_connected_cb, options, cleanup)
 }
 
 impl Server {

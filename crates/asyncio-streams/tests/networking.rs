@@ -218,3 +218,61 @@ fn getnameinfo_gives_host_and_service() {
         assert_eq!((host.as_str(), serv.as_str()), ("::1", "443"));
     });
 }
+
+#[test]
+fn unix_sockets_made_elsewhere_serve_and_connect_and_the_file_goes_on_close() {
+    let path = std::env::temp_dir().join(format!("asyncio-sock-eq-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let p = path.clone();
+    run(async move {
+        let opts = asyncio_streams::ServerOptions::new();
+        let server = asyncio_streams::start_unix_server_from_listener(
+            |mut r: asyncio_streams::StreamReader, mut w: StreamWriter| async move {
+                let line = r.readline().await.unwrap();
+                w.write(&line);
+            },
+            listener,
+            &opts,
+        )
+        .unwrap();
+        let stream = std::os::unix::net::UnixStream::connect(&p).unwrap();
+        let (mut r, mut w) = asyncio_streams::open_unix_connection_from_stream(
+            stream,
+            &asyncio_streams::ConnectOptions::new(),
+        )
+        .unwrap();
+        w.write(b"over a socket made elsewhere\n");
+        assert_eq!(
+            r.readline().await.unwrap(),
+            b"over a socket made elsewhere\n"
+        );
+        server.close();
+        server.wait_closed().await;
+    });
+    assert!(!path.exists(), "cleanup_socket removed the file");
+}
+
+#[test]
+fn a_protocol_server_runs_on_a_tcp_listener_made_elsewhere() {
+    struct Bye;
+    impl asyncio_streams::Protocol for Bye {
+        fn connection_made(&mut self, t: &asyncio_streams::Transport) {
+            t.write(b"bye").unwrap();
+            t.close();
+        }
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    run(async move {
+        let server = asyncio_streams::create_server_from_listener(
+            || Bye,
+            listener,
+            &asyncio_streams::ServerOptions::new(),
+        )
+        .unwrap();
+        let (mut r, _w) = open_connection("127.0.0.1", port).await.unwrap();
+        assert_eq!(r.read_to_eof().await.unwrap(), b"bye");
+        server.close();
+    });
+}

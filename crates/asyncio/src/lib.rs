@@ -184,10 +184,11 @@ pub use asyncio_streams::{
     DatagramSocket, Lines, SendfileNotAvailableError, SendfileOptions, Server, ServerOptions,
     StaggeredOutcome, StreamAddr, StreamReader, StreamWriter, getaddrinfo, getaddrinfo_with,
     getnameinfo, open_connection, open_connection_from_stream, open_connection_with,
-    open_unix_connection, open_unix_connection_with, sendfile, sock_accept, sock_connect,
-    sock_connect_host, sock_recv, sock_recv_into, sock_recvfrom, sock_recvfrom_into, sock_sendall,
-    sock_sendfile, sock_sendto, staggered_race, start_server, start_server_from_listener,
-    start_server_with, start_unix_server, start_unix_server_with, with_state,
+    open_unix_connection, open_unix_connection_from_stream, open_unix_connection_with, sendfile,
+    sock_accept, sock_connect, sock_connect_host, sock_recv, sock_recv_into, sock_recvfrom,
+    sock_recvfrom_into, sock_sendall, sock_sendfile, sock_sendto, staggered_race, start_server,
+    start_server_from_listener, start_server_with, start_unix_server,
+    start_unix_server_from_listener, start_unix_server_with, with_state,
 };
 
 // Transports and protocols
@@ -196,9 +197,10 @@ pub use asyncio_streams::{
     Buffered, BufferedProtocol, DatagramOptions, DatagramProtocol, DatagramTransport, ExtraInfo,
     Protocol, ProtocolCell, SubprocessProtocol, SubprocessTransport, Transport,
     connect_accepted_socket, connect_read_pipe, connect_write_pipe, create_connection,
-    create_connection_with, create_datagram_endpoint, create_server, create_server_with,
-    create_unix_connection, create_unix_connection_with, create_unix_server,
-    create_unix_server_with, subprocess_exec, subprocess_exec_with, subprocess_shell,
+    create_connection_with, create_datagram_endpoint, create_server, create_server_from_listener,
+    create_server_with, create_unix_connection, create_unix_connection_with, create_unix_server,
+    create_unix_server_from_listener, create_unix_server_with, subprocess_exec,
+    subprocess_exec_with, subprocess_shell,
 };
 
 // HTTP with hyper 1.x (feature `hyper`)

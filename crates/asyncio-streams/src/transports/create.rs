@@ -14,7 +14,10 @@ use super::stream::{ProtoCell, Role, Transport, report};
 use crate::conn::Conn;
 use crate::connect::{connect_tcp, connect_unix};
 use crate::options::{ConnectOptions, ServerOptions};
-use crate::server::{Server, Spawn, bind_tcp_listeners, bind_unix_listener};
+use crate::server::{
+    Server, Spawn, bind_tcp_listeners, bind_unix_listener, tcp_listener_from_std,
+    unix_listener_from_std,
+};
 use crate::sock::Sock;
 
 /// The protocol as its creator keeps it: the loop borrows it for each call,
@@ -450,4 +453,80 @@ pub fn connect_write_pipe<P: Protocol>(
     let sock = Sock::PipeWrite(p);
     let reg = IoRegistration::new(sock.fd())?;
     start_client(Conn::new(sock, reg), protocol_factory, Role::WritePipe)
+}
+
+/// A protocol server on a TCP socket already bound and listening
+/// (asyncio's `loop.create_server(sock=...)`), switched to non-blocking
+/// mode.
+///
+/// # Errors
+/// The OS's error; `Other` outside a running loop.
+pub fn create_server_from_listener<P, F>(
+    protocol_factory: F,
+    listener: std::net::TcpListener,
+    options: &ServerOptions,
+) -> io::Result<Server>
+where
+    P: Protocol,
+    F: FnMut() -> P + 'static,
+{
+    let (listeners, bound) = tcp_listener_from_std(listener)?;
+    Server::from_spawn(
+        listeners,
+        bound,
+        protocol_spawn(protocol_factory),
+        options,
+        None,
+    )
+}
+
+/// A protocol server on a Unix socket already bound and listening
+/// (asyncio's `loop.create_unix_server(sock=...)`), e.g. from systemd's
+/// socket activation; its file is removed on close with
+/// `options.cleanup_socket` (the default).
+///
+/// ```
+/// let path = std::env::temp_dir().join(format!("asyncio-doc-cusfl-{}.sock", std::process::id()));
+/// let _ = std::fs::remove_file(&path);
+/// let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+/// struct Hi;
+/// impl asyncio::Protocol for Hi {
+///     fn connection_made(&mut self, t: &asyncio::Transport) {
+///         t.write(b"hi").unwrap();
+///         t.close();
+///     }
+/// }
+/// let got = asyncio::run(async {
+///     let opts = asyncio::ServerOptions::new();
+///     let server = asyncio::create_unix_server_from_listener(|| Hi, listener, &opts)?;
+///     let (mut r, _w) = asyncio::open_unix_connection(&path).await?;
+///     let got = r.read_to_eof().await?;
+///     server.close();
+///     std::io::Result::Ok(got)
+/// })
+/// .unwrap()
+/// .unwrap();
+/// assert_eq!(got, b"hi");
+/// assert!(!path.exists());
+/// ```
+///
+/// # Errors
+/// The OS's error; `Other` outside a running loop.
+pub fn create_unix_server_from_listener<P, F>(
+    protocol_factory: F,
+    listener: std::os::unix::net::UnixListener,
+    options: &ServerOptions,
+) -> io::Result<Server>
+where
+    P: Protocol,
+    F: FnMut() -> P + 'static,
+{
+    let (listeners, bound, cleanup) = unix_listener_from_std(listener, options)?;
+    Server::from_spawn(
+        listeners,
+        bound,
+        protocol_spawn(protocol_factory),
+        options,
+        cleanup,
+    )
 }

@@ -58,9 +58,9 @@ use std::os::fd::RawFd;
 
 pub use create::{
     ProtocolCell, connect_accepted_socket, connect_read_pipe, connect_write_pipe,
-    create_connection, create_connection_with, create_server, create_server_with,
-    create_unix_connection, create_unix_connection_with, create_unix_server,
-    create_unix_server_with,
+    create_connection, create_connection_with, create_server, create_server_from_listener,
+    create_server_with, create_unix_connection, create_unix_connection_with, create_unix_server,
+    create_unix_server_from_listener, create_unix_server_with,
 };
 pub use datagram::{
     DatagramError, DatagramOptions, DatagramProtocol, DatagramTransport, create_datagram_endpoint,
