@@ -576,6 +576,7 @@ impl Conn {
     /// Runs `op` on the raw socket once it is writable, for a sendfile that
     /// bypasses the write buffer (which the caller flushed first).
     /// `WouldBlock` from `op` clears the readiness and waits again.
+    #[cfg(target_os = "linux")]
     pub(crate) fn poll_write_raw<T>(
         &self,
         cx: &mut Context<'_>,
