@@ -413,3 +413,94 @@ fn every_fault_at_every_gate_call_of_a_protocol_echo_leaves_no_protocol_alive() 
         broken.join("\n")
     );
 }
+
+/// Panics on the datagram it is told to.
+struct FaultyDatagrams {
+    log: Rc<RefCell<Vec<String>>>,
+}
+
+impl asyncio_streams::DatagramProtocol for FaultyDatagrams {
+    fn datagram_received(&mut self, data: &[u8], _addr: std::net::SocketAddr) {
+        self.log
+            .borrow_mut()
+            .push(String::from_utf8_lossy(data).into_owned());
+        if data == b"boom" {
+            panic!("datagram_received failed on purpose");
+        }
+    }
+    fn connection_lost(&mut self, exc: Option<std::io::Error>) {
+        self.log.borrow_mut().push(match exc {
+            None => "lost".into(),
+            Some(e) => format!("lost: {e}"),
+        });
+    }
+}
+
+#[test]
+fn a_panic_in_datagram_received_is_reported_and_connection_lost_gets_it() {
+    run(async {
+        let reports = capture_reports();
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let l = log.clone();
+        let (rx, _p) = asyncio_streams::create_datagram_endpoint(
+            move || FaultyDatagrams { log: l },
+            asyncio_streams::DatagramOptions::new().local_addr("127.0.0.1:0".parse().unwrap()),
+        )
+        .unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = rx.sockname().unwrap();
+        tx.send_to(b"fine", to).unwrap();
+        tx.send_to(b"boom", to).unwrap();
+        until(|| log.borrow().iter().any(|l| l.starts_with("lost"))).await;
+        let log = log.borrow();
+        assert_eq!(log[..2], ["fine", "boom"]);
+        assert!(
+            log[2].contains("datagram_received failed on purpose"),
+            "{log:?}"
+        );
+        assert!(reports.borrow()[0].contains("protocol.datagram_received() call failed"));
+        assert!(rx.is_closing());
+    });
+}
+
+/// Panics on the child's output.
+#[derive(Default)]
+struct FaultyChild {
+    log: Vec<String>,
+}
+
+impl asyncio_streams::SubprocessProtocol for FaultyChild {
+    fn pipe_data_received(&mut self, fd: i32, _data: &[u8]) {
+        if fd == 1 {
+            panic!("pipe_data_received failed on purpose");
+        }
+    }
+    fn pipe_connection_lost(&mut self, fd: i32, exc: Option<std::io::Error>) {
+        self.log.push(match exc {
+            None => format!("pipe {fd} lost"),
+            Some(e) => format!("pipe {fd} lost: {e}"),
+        });
+    }
+    fn connection_lost(&mut self, _exc: Option<std::io::Error>) {
+        self.log.push("lost".into());
+    }
+}
+
+#[test]
+fn a_panic_in_pipe_data_received_loses_that_pipe_with_the_panic_and_the_rest_goes_on() {
+    run(async {
+        let reports = capture_reports();
+        let (t, p) =
+            asyncio_streams::subprocess_exec(FaultyChild::default, "echo", ["out"]).unwrap();
+        until(|| p.borrow().log.last().is_some_and(|l| l == "lost")).await;
+        let log = p.borrow().log.clone();
+        let stdout = log.iter().find(|l| l.starts_with("pipe 1")).unwrap();
+        assert!(
+            stdout.contains("pipe_data_received failed on purpose"),
+            "{log:?}"
+        );
+        assert!(log.contains(&"pipe 2 lost".to_owned()), "{log:?}");
+        assert!(t.get_returncode().is_some());
+        assert!(reports.borrow()[0].contains("protocol.data_received() call failed"));
+    });
+}

@@ -155,6 +155,8 @@ struct State {
     low: usize,
     writing_paused: bool,
     closing: bool,
+    /// A fatal error (a panic of the protocol), for `connection_lost`.
+    error: Option<io::Error>,
     made: bool,
     lost: bool,
     waker: Option<Waker>,
@@ -282,6 +284,7 @@ pub fn create_datagram_endpoint<P: DatagramProtocol>(
             low: crate::conn::DEFAULT_HIGH / 4,
             writing_paused: false,
             closing: false,
+            error: None,
             made: true,
             lost: false,
             waker: None,
@@ -437,12 +440,20 @@ impl Inner {
         asyncio_core::call_user(move || f(proto)).map(Some)
     }
 
+    /// asyncio's `_fatal_error`: reported, the endpoint closed at once
+    /// (queued datagrams dropped), and `connection_lost` gets the panic.
     fn fatal(&self, method: &str, panic: PanicError) {
         report(
             &format!("Fatal error: protocol.{method}() call failed"),
-            Some(panic),
+            Some(panic.clone()),
         );
-        self.st.borrow_mut().closing = true;
+        {
+            let mut st = self.st.borrow_mut();
+            st.closing = true;
+            st.buffer.clear();
+            st.buffer_size = 0;
+            st.error.get_or_insert_with(|| io::Error::other(panic));
+        }
         self.wake();
     }
 
@@ -577,8 +588,9 @@ impl Inner {
         }
         let io = self.io.borrow_mut().take();
         drop(io);
+        let error = self.st.borrow_mut().error.take();
         if self.st.borrow().made
-            && let Err(e) = self.call(|p| p.connection_lost(None))
+            && let Err(e) = self.call(|p| p.connection_lost(error))
         {
             report("protocol.connection_lost() failed", Some(e));
         }
