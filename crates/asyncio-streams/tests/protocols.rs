@@ -632,3 +632,36 @@ fn connect_accepted_socket_runs_a_protocol_on_tcp_and_unix_sockets() {
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
     });
 }
+
+/// Records the size of each `data_received` chunk.
+struct Sizes(Rc<RefCell<Vec<usize>>>);
+
+impl Protocol for Sizes {
+    fn data_received(&mut self, data: &[u8]) {
+        self.0.borrow_mut().push(data.len());
+    }
+}
+
+#[test]
+fn a_burst_is_read_in_chunks_that_grow_past_the_first_read() {
+    run(async {
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+        // Queued before the transport exists: one burst, read at once.
+        b.set_nonblocking(true).unwrap();
+        let mut queued = 0;
+        while queued < 150_000 {
+            match b.write(&[9u8; 8192]) {
+                Ok(n) => queued += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let sizes = Rc::new(RefCell::new(Vec::new()));
+        let s = sizes.clone();
+        let (t, _p) = connect_accepted_socket(move || Sizes(s), a).unwrap();
+        until(|| sizes.borrow().iter().sum::<usize>() == queued).await;
+        let largest = sizes.borrow().iter().copied().max().unwrap();
+        assert!(largest > 16 * 1024, "chunks {:?}", sizes.borrow());
+        t.close();
+    });
+}

@@ -18,10 +18,16 @@ use crate::sock::StreamAddr;
 /// The protocol, shared between the transport and whoever created it.
 pub(crate) type ProtoCell = Rc<RefCell<dyn Protocol>>;
 
-/// How much one read asks for (the size hint given to `get_buffer` too).
-/// asyncio's selector transport reads up to 256 KiB; 64 KiB matches the
-/// default high-water mark and a socket's usual receive buffer.
+/// The size hint given to a `BufferedProtocol`'s `get_buffer`: the default
+/// high-water mark and a socket's usual receive buffer.
 const READ_SIZE: usize = 64 * 1024;
+
+/// A `Protocol`'s read buffer starts at this size and doubles, up to
+/// [`MAX_READ`], while reads fill it; it is freed whenever the driver waits,
+/// so an idle connection holds none (asyncio's transport allocates a new
+/// `bytes` per read, up to 256 KiB).
+const FIRST_READ: usize = 16 * 1024;
+const MAX_READ: usize = 256 * 1024;
 
 /// Reads (each with its protocol call) before the driver lets other tasks
 /// run: a peer that sends without pause cannot starve the loop.
@@ -526,6 +532,8 @@ impl Inner {
                     && !self.conn.is_closing()
             };
             if !readable || self.read_once(cx, buf).is_pending() {
+                // Idle until the next wake-up: no buffer held meanwhile.
+                *buf = Vec::new();
                 break;
             }
             self.deliver_owed_pause();
@@ -589,12 +597,16 @@ impl Inner {
             }
         } else {
             if buf.is_empty() {
-                buf.resize(READ_SIZE, 0);
+                buf.resize(FIRST_READ, 0);
             }
             match self.conn.poll_read(cx, buf) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(0)) => Outcome::Eof,
                 Poll::Ready(Ok(n)) => {
+                    if n == buf.len() && buf.len() < MAX_READ {
+                        // A full read: more is waiting, read more at once.
+                        buf.resize(buf.len() * 2, 0);
+                    }
                     let data = &buf[..n];
                     let proto: &mut dyn Protocol = &mut *guard;
                     match asyncio_core::call_user(move || proto.data_received(data)) {
