@@ -5,6 +5,7 @@
 
 #![warn(missing_docs)]
 
+pub mod eco;
 pub mod net;
 pub mod pool;
 pub mod process;

@@ -18,6 +18,58 @@ use crate::time::TimeoutError;
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// Where blocking work runs: asyncio's `concurrent.futures.Executor`, for
+/// [`EventLoop::run_in_executor_on`] and
+/// [`EventLoop::set_default_executor`].
+///
+/// The loop hands [`execute`](Self::execute) a job that never panics (the
+/// user's function is caught inside it) and that sends its result back to
+/// the loop itself; the executor only has to run it, once, on some thread
+/// other than the loop's (running it inline would block the loop).
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// /// Runs every job on a thread of its own.
+/// struct ThreadPerJob;
+///
+/// impl asyncio::Executor for ThreadPerJob {
+///     fn execute(&self, job: Box<dyn FnOnce() + Send>) -> Result<(), asyncio::RuntimeError> {
+///         std::thread::Builder::new()
+///             .spawn(job)
+///             .map(drop)
+///             .map_err(|_| asyncio::RuntimeError::ExecutorUnavailable)
+///     }
+/// }
+///
+/// let lp = asyncio::EventLoop::new();
+/// let n = lp
+///     .run_until_complete(async {
+///         let lp = asyncio::get_running_loop().unwrap();
+///         lp.run_in_executor_on(&ThreadPerJob, || 6 * 7).unwrap().await.unwrap()
+///     })
+///     .unwrap();
+/// assert_eq!(n, 42);
+/// ```
+pub trait Executor: Send + Sync + 'static {
+    /// Runs `job` on another thread, now or when one is free (asyncio's
+    /// `Executor.submit`).
+    ///
+    /// # Errors
+    /// [`RuntimeError::ExecutorUnavailable`] when the executor takes no more
+    /// work (it was shut down, or cannot start a thread); `job` is dropped.
+    fn execute(&self, job: Box<dyn FnOnce() + Send>) -> Result<(), RuntimeError>;
+
+    /// Stops taking work (asyncio's `Executor.shutdown(wait)`); with `wait`,
+    /// returns once the jobs taken have finished. The loop calls it with
+    /// `wait` on a thread of its own (from
+    /// [`EventLoop::shutdown_default_executor`]), and without from
+    /// [`EventLoop::close`]. The default does nothing.
+    fn shutdown(&self, wait: bool) {
+        let _ = wait;
+    }
+}
+
 /// How the default executor is sized.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PoolConfig {
@@ -149,6 +201,13 @@ impl Pool {
         self.shutdown(Duration::ZERO);
     }
 
+    /// Refuses new jobs from now on; the queued and running ones finish, and
+    /// idle workers exit.
+    fn refuse_new(&self) {
+        lock(&self.state).shutdown = true;
+        self.work.notify_all();
+    }
+
     fn threads(&self) -> usize {
         lock(&self.state).threads
     }
@@ -217,12 +276,40 @@ impl LoopInner {
         ))
     }
 
+    /// Runs `f` on the default executor: the one set with
+    /// `set_default_executor`, else the built-in pool.
     pub(crate) fn run_in_executor<F, T>(&self, f: F) -> Result<Blocking<T>, RuntimeError>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let pool = self.pool()?;
+        if self.closed.get() {
+            return Err(RuntimeError::Closed);
+        }
+        if self.executor_shut_down.get() {
+            return Err(RuntimeError::ExecutorUnavailable);
+        }
+        let user = self.executor.borrow().clone();
+        match user {
+            Some(executor) => self.submit_job(|job| executor.execute(job), f),
+            None => {
+                let pool = self.pool()?;
+                self.submit_job(|job| pool.submit(job), f)
+            }
+        }
+    }
+
+    /// Wraps `f` in a job that hands its result (or panic) to a [`Blocking`],
+    /// and gives the job to `submit`.
+    pub(crate) fn submit_job<F, T>(
+        &self,
+        submit: impl FnOnce(Job) -> Result<(), RuntimeError>,
+        f: F,
+    ) -> Result<Blocking<T>, RuntimeError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
         let slot = Arc::new(Slot {
             state: Mutex::new(SlotState {
                 result: None,
@@ -231,7 +318,7 @@ impl LoopInner {
             _shared: Arc::clone(&self.shared),
         });
         let job_slot = Arc::clone(&slot);
-        pool.submit(Box::new(move || {
+        submit(Box::new(move || {
             let result = crate::gate::call(crate::gate::Site::Callback, f).map_err(PanicError::new);
             let waker = {
                 let mut st = lock(&job_slot.state);
@@ -247,6 +334,25 @@ impl LoopInner {
             }
         }))?;
         Ok(Blocking { slot })
+    }
+
+    /// `close()`'s part: the default executor takes no more work; running
+    /// jobs finish in the background (asyncio's `shutdown(wait=False)`).
+    pub(crate) fn shutdown_executors_nowait(&self) {
+        let pool = self.pool.borrow().clone();
+        if let Some(pool) = pool {
+            pool.shutdown_nowait();
+        }
+        let user = self.executor.borrow_mut().take();
+        if let Some(executor) = user {
+            if let Err(payload) =
+                crate::gate::call(crate::gate::Site::Callback, || executor.shutdown(false))
+            {
+                self.report_panic("the default executor's shutdown panicked", None, payload);
+            }
+            // Its `Drop` is user code too.
+            self.drop_reporting(executor);
+        }
     }
 }
 
@@ -282,32 +388,216 @@ impl EventLoop {
         self.inner.pool.borrow().as_ref().map_or(0, |p| p.threads())
     }
 
-    /// Shuts the default executor down (asyncio's
-    /// `shutdown_default_executor`): new work is refused, queued and running
-    /// jobs finish, and this waits up to `timeout` for its threads to exit.
-    /// `Runner::close` calls it with asyncio's 300 seconds.
+    /// Runs `f` on `executor` and returns a future of its result (asyncio's
+    /// `loop.run_in_executor(executor, f)`); the work starts at once. A panic
+    /// in `f` comes back as [`PanicError`].
+    ///
+    /// # Errors
+    /// [`RuntimeError::Closed`] on a closed loop; whatever
+    /// [`Executor::execute`] returns when it refuses the job.
+    pub fn run_in_executor_on<E, F, T>(
+        &self,
+        executor: &E,
+        f: F,
+    ) -> Result<Blocking<T>, RuntimeError>
+    where
+        E: Executor + ?Sized,
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        if self.inner.closed.get() {
+            return Err(RuntimeError::Closed);
+        }
+        self.inner.submit_job(|job| executor.execute(job), f)
+    }
+
+    /// Makes `executor` the loop's default executor, which
+    /// [`run_in_executor`](Self::run_in_executor) and [`to_thread`] use
+    /// (asyncio's `loop.set_default_executor`). The built-in pool, if it
+    /// was started, finishes what it has and its threads exit.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    ///
+    /// struct Counting(AtomicUsize);
+    /// impl asyncio::Executor for Counting {
+    ///     fn execute(&self, job: Box<dyn FnOnce() + Send>) -> Result<(), asyncio::RuntimeError> {
+    ///         self.0.fetch_add(1, Ordering::SeqCst);
+    ///         std::thread::spawn(job);
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let counting = Arc::new(Counting(AtomicUsize::new(0)));
+    /// let lp = asyncio::EventLoop::new();
+    /// lp.set_default_executor(counting.clone());
+    /// let n = lp
+    ///     .run_until_complete(async { asyncio::to_thread(|| 2 + 2).await })
+    ///     .unwrap()
+    ///     .unwrap();
+    /// assert_eq!((n, counting.0.load(Ordering::SeqCst)), (4, 1));
+    /// ```
+    pub fn set_default_executor(&self, executor: Arc<dyn Executor>) {
+        if self.inner.closed.get() {
+            self.inner.drop_reporting(executor);
+            return;
+        }
+        let pool = self.inner.pool.borrow_mut().take();
+        if let Some(pool) = pool {
+            pool.shutdown_nowait();
+        }
+        let old = self.inner.executor.borrow_mut().replace(executor);
+        // Dropped outside the borrow: its `Drop` is user code.
+        self.inner.drop_reporting(old);
+    }
+
+    /// Shuts the default executor down without blocking the loop (asyncio's
+    /// `await loop.shutdown_default_executor(timeout)`): new work is refused
+    /// at once ([`RuntimeError::ExecutorUnavailable`]); a thread of its own
+    /// waits for the queued and running jobs to finish ([`Executor::shutdown`]
+    /// with `wait` for an executor set with
+    /// [`set_default_executor`](Self::set_default_executor)), and the future
+    /// completes when they have, or with [`TimeoutError`] once `timeout`
+    /// passed (the jobs go on in the background; asyncio warns instead). The
+    /// loop runs other tasks meanwhile.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let lp = asyncio::EventLoop::new();
+    /// lp.run_until_complete(async {
+    ///     let lp = asyncio::get_running_loop().unwrap();
+    ///     let job = asyncio::to_thread(|| std::thread::sleep(Duration::from_millis(20)));
+    ///     lp.shutdown_default_executor(Duration::from_secs(10)).await.unwrap();
+    ///     assert!(job.await.is_ok(), "the running job finished first");
+    ///     assert!(lp.run_in_executor(|| ()).is_err(), "no new work");
+    /// })
+    /// .unwrap();
+    /// ```
+    pub fn shutdown_default_executor(&self, timeout: Duration) -> ExecutorShutdown {
+        let Some(waiter) = self.start_executor_shutdown() else {
+            return ExecutorShutdown { inner: None };
+        };
+        let waited = self.inner.submit_job(
+            |job| {
+                crate::sync::ThreadBuilder::new()
+                    .name("asyncio-executor-shutdown".into())
+                    .spawn(job)
+                    .map(drop)
+                    .map_err(|_| RuntimeError::ExecutorUnavailable)
+            },
+            waiter,
+        );
+        match waited {
+            Ok(blocking) => ExecutorShutdown {
+                inner: Some(crate::time::timeout(timeout, blocking)),
+            },
+            // No thread to wait on: the jobs finish in the background.
+            Err(_) => ExecutorShutdown { inner: None },
+        }
+    }
+
+    /// [`shutdown_default_executor`](Self::shutdown_default_executor) that
+    /// blocks the calling thread until the jobs finished or `timeout` passed,
+    /// for code outside the loop (`Runner::close` calls it with asyncio's
+    /// 300 seconds).
     ///
     /// # Errors
     /// [`TimeoutError`] if jobs were still running at the deadline (they go on
     /// in the background).
-    pub fn shutdown_default_executor(&self, timeout: Duration) -> Result<(), TimeoutError> {
+    pub fn shutdown_default_executor_blocking(
+        &self,
+        timeout: Duration,
+    ) -> Result<(), TimeoutError> {
+        let Some(waiter) = self.start_executor_shutdown() else {
+            return Ok(());
+        };
         let pool = self.inner.pool.borrow().clone();
         match pool {
-            None => {
-                // Nothing started; make later submissions fail as asyncio's do.
-                let pool = Pool::new(self.inner.pool_config.get());
-                pool.shutdown(Duration::ZERO);
-                *self.inner.pool.borrow_mut() = Some(pool);
-                Ok(())
-            }
-            Some(pool) => {
+            // The built-in pool can wait with a deadline.
+            Some(pool) if self.inner.executor.borrow().is_none() => {
+                drop(waiter);
                 if pool.shutdown(timeout) {
                     Ok(())
                 } else {
                     Err(TimeoutError)
                 }
             }
+            // A user executor's `shutdown(true)` has none: wait on a thread.
+            _ => {
+                let (tx, rx) = std::sync::mpsc::channel();
+                let spawned = crate::sync::ThreadBuilder::new()
+                    .name("asyncio-executor-shutdown".into())
+                    .spawn(move || {
+                        // A panic of the user's shutdown only ends the wait.
+                        if let Err(payload) = crate::gate::call(crate::gate::Site::Callback, waiter)
+                        {
+                            crate::gate::discard_payload(payload);
+                        }
+                        let _ = tx.send(());
+                    });
+                if spawned.is_err() {
+                    return Err(TimeoutError);
+                }
+                rx.recv_timeout(timeout).map_err(|_| TimeoutError)
+            }
         }
+    }
+
+    /// Marks the default executor shut down (new work is refused) and
+    /// returns what waits for its jobs, or `None` if nothing was started.
+    fn start_executor_shutdown(&self) -> Option<Box<dyn FnOnce() + Send>> {
+        self.inner.executor_shut_down.set(true);
+        let user = self.inner.executor.borrow().clone();
+        if let Some(executor) = user {
+            return Some(Box::new(move || executor.shutdown(true)));
+        }
+        let pool = self.inner.pool.borrow().clone()?;
+        pool.refuse_new();
+        Some(Box::new(move || {
+            pool.shutdown(Duration::MAX);
+        }))
+    }
+}
+
+/// The future of [`EventLoop::shutdown_default_executor`]: `Ok` once the
+/// default executor's jobs have finished, [`TimeoutError`] at the deadline.
+///
+/// # Panics
+/// When awaited, if a user executor's [`Executor::shutdown`] panicked (the
+/// panic goes on in the awaiting task).
+#[must_use = "futures do nothing unless awaited"]
+pub struct ExecutorShutdown {
+    inner: Option<crate::time::Timeout<Blocking<()>>>,
+}
+
+impl Future for ExecutorShutdown {
+    type Output = Result<(), TimeoutError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        match Pin::new(inner).poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(out) => {
+                self.inner = None;
+                Poll::Ready(match out {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(panic)) => std::panic::resume_unwind(panic.into_panic()),
+                    Err(e) => Err(e),
+                })
+            }
+        }
+    }
+}
+
+impl fmt::Debug for ExecutorShutdown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExecutorShutdown")
+            .field("done", &self.inner.is_none())
+            .finish()
     }
 }
 

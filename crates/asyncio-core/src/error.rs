@@ -119,12 +119,19 @@ pub enum RuntimeError {
     /// The loop cannot be closed while it is running.
     #[error("cannot close a running event loop")]
     CloseWhileRunning,
-    /// The main task is waiting, but nothing could ever wake it: no task is
-    /// ready and no waker or loop handle exists anywhere (asyncio would hang).
+    /// The main task (or `run_forever`) is waiting, but nothing could ever
+    /// wake the loop: no task is ready and no waker, timer or loop handle
+    /// exists anywhere (asyncio would hang).
     #[error(
-        "the main task is waiting but nothing can ever wake it: no task is ready and no waker or loop handle is alive"
+        "the loop is waiting but nothing can ever wake it: no task is ready and no waker, timer or loop handle is alive"
     )]
     Stalled,
+    /// `stop()` ended a `run_until_complete` before its future completed
+    /// (asyncio's "Event loop stopped before Future completed.").
+    #[error(
+        "the event loop was stopped before the main future completed: stop() ends run_forever; let the main future return instead"
+    )]
+    Stopped,
     /// The loop's default executor (`to_thread`, `run_in_executor`) was shut
     /// down, or could not start a thread.
     #[error(

@@ -70,6 +70,31 @@ impl LoopHandle {
         }
     }
 
+    /// Asks the loop to stop (asyncio's `loop.call_soon_threadsafe(loop.stop)`):
+    /// the request reaches the loop as a callback, so a running
+    /// [`run_forever`](EventLoop::run_forever) returns after the turn that
+    /// runs it, and a loop that is not running stops after the first turn of
+    /// its next run (see [`EventLoop::stop`]). Wakes the loop if it sleeps.
+    ///
+    /// ```
+    /// let lp = asyncio::EventLoop::new();
+    /// let handle = lp.handle();
+    /// let stopper = std::thread::spawn(move || handle.stop().unwrap());
+    /// lp.run_forever().unwrap(); // returns once the other thread's stop arrives
+    /// stopper.join().unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// [`RuntimeError::Closed`] if the loop is closed.
+    pub fn stop(&self) -> Result<(), RuntimeError> {
+        self.call_soon_threadsafe(|| {
+            // Injected calls run only on their own loop, while it runs.
+            if let Ok(lp) = crate::event_loop::running_inner() {
+                lp.stopping.set(true);
+            }
+        })
+    }
+
     /// Whether the loop is closed.
     pub fn is_closed(&self) -> bool {
         self.shared.is_closed()

@@ -1,15 +1,30 @@
 //! I/O readiness: [`IoRegistration`] for futures (edge-triggered, what the
 //! streams build on) and asyncio's callback style, `add_reader`/`add_writer`.
+//!
+//! Both take a Unix file descriptor, so both are Unix-only; elsewhere (a
+//! future Windows port) the entry table and the run loop's dispatch stay, and
+//! would register sockets instead.
+#![cfg_attr(not(unix), allow(dead_code))]
 
-use std::cell::Cell;
-use std::fmt;
 use std::io;
-use std::os::fd::RawFd;
-use std::rc::{Rc, Weak};
-use std::task::{Context, Poll, Waker};
+use std::rc::Rc;
+use std::task::Waker;
 
-use crate::error::RuntimeError;
-use crate::event_loop::{EventLoop, LoopInner};
+use crate::event_loop::LoopInner;
+#[cfg(unix)]
+use {
+    crate::error::RuntimeError,
+    crate::event_loop::EventLoop,
+    std::fmt,
+    std::os::fd::RawFd,
+    std::rc::Weak,
+    std::task::{Context, Poll},
+};
+
+/// Where there are no file descriptors the table is keyed by an integer that
+/// nothing registers.
+#[cfg(not(unix))]
+type RawFd = i32;
 
 /// One registered file descriptor.
 pub(crate) struct IoEntry {
@@ -73,7 +88,7 @@ impl IoEntry {
     }
 }
 
-#[cfg(not(miri))]
+#[cfg(all(unix, not(miri)))]
 fn register(lp: &LoopInner, fd: RawFd, key: usize, reregister: bool) -> io::Result<()> {
     let poll = lp.driver.registry();
     let mut source = mio::unix::SourceFd(&fd);
@@ -87,15 +102,19 @@ fn register(lp: &LoopInner, fd: RawFd, key: usize, reregister: bool) -> io::Resu
     }
 }
 
-#[cfg(miri)]
+#[cfg(any(miri, not(unix)))]
 fn register(_: &LoopInner, _: RawFd, _: usize, _: bool) -> io::Result<()> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
-        "I/O readiness is not available under Miri",
+        if cfg!(miri) {
+            "I/O readiness is not available under Miri"
+        } else {
+            "file-descriptor readiness needs Unix"
+        },
     ))
 }
 
-#[cfg(not(miri))]
+#[cfg(all(unix, not(miri)))]
 fn deregister(lp: &LoopInner, fd: RawFd) {
     let poll = lp.driver.registry();
     // The fd may already be closed (the kernel then dropped it from the epoll
@@ -103,7 +122,7 @@ fn deregister(lp: &LoopInner, fd: RawFd) {
     let _ = poll.registry().deregister(&mut mio::unix::SourceFd(&fd));
 }
 
-#[cfg(miri)]
+#[cfg(any(miri, not(unix)))]
 fn deregister(_: &LoopInner, _: RawFd) {}
 
 fn add(lp: &LoopInner, fd: RawFd) -> io::Result<usize> {
@@ -161,11 +180,13 @@ pub(crate) fn run_callback(lp: &LoopInner, cb: &Rc<dyn Fn()>, key: usize) {
 /// .unwrap();
 /// assert_eq!(got, b"ready");
 /// ```
+#[cfg(unix)]
 pub struct IoRegistration {
     lp: Weak<LoopInner>,
     key: usize,
 }
 
+#[cfg(unix)]
 impl IoRegistration {
     /// Registers `fd` (which must be in non-blocking mode and stay open while
     /// registered) with the running loop.
@@ -266,6 +287,7 @@ impl IoRegistration {
     }
 }
 
+#[cfg(unix)]
 impl Drop for IoRegistration {
     fn drop(&mut self) {
         if let Some(lp) = self.lp.upgrade() {
@@ -274,6 +296,7 @@ impl Drop for IoRegistration {
     }
 }
 
+#[cfg(unix)]
 impl fmt::Debug for IoRegistration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IoRegistration")
@@ -286,7 +309,7 @@ impl fmt::Debug for IoRegistration {
 #[derive(Default)]
 pub(crate) struct FdCallbacks {
     keys: std::cell::RefCell<std::collections::HashMap<RawFd, usize>>,
-    _not_send: std::marker::PhantomData<Cell<()>>,
+    _not_send: std::marker::PhantomData<std::cell::Cell<()>>,
 }
 
 impl LoopInner {
@@ -295,6 +318,7 @@ impl LoopInner {
     }
 }
 
+#[cfg(unix)]
 impl EventLoop {
     fn set_fd_callback(
         &self,

@@ -57,9 +57,10 @@ mod loom_models;
 pub use contextvars::{Context, ContextError, ContextVar, Token, copy_context};
 pub use error::{CancelledError, InvalidStateError, PanicError, RunError, RuntimeError, TaskError};
 pub use event_loop::{
-    CallHandle, EventLoop, ExceptionContext, IO_POLL_INTERVAL, MAX_EAGER_DEPTH, all_tasks,
-    create_task, create_task_in_place, create_task_with, current_task, get_running_loop,
-    in_eager_step, in_task_start, set_task_factory, task_failure_count, try_create_task,
+    CallHandle, EventLoop, ExceptionContext, ExceptionHandler, IO_POLL_INTERVAL, MAX_EAGER_DEPTH,
+    all_tasks, create_task, create_task_in_place, create_task_with, current_task,
+    default_exception_handler, get_running_loop, in_eager_step, in_task_start, set_task_factory,
+    task_failure_count, try_create_task,
 };
 pub use factory::{LazyTaskFactory, StartMode, TaskFactory, TaskOptions};
 pub use future::{FutureError, LoopFuture, SharedError, create_future};
@@ -69,10 +70,13 @@ pub use gate::fault_plan;
 pub use task::{CallbackId, Task, TaskRef};
 pub use yield_now::{YieldNow, yield_now};
 
-pub use blocking::{Blocking, to_thread};
+pub use blocking::{Blocking, Executor, ExecutorShutdown, to_thread};
 pub use handle::{ConcurrentFuture, LoopHandle};
+#[cfg(unix)]
 pub use io::IoRegistration;
 pub use signals::SignalError;
+#[doc(hidden)]
+pub use signals::signal_action_is_default;
 pub use time::{
     Sleep, Timeout, TimeoutError, TimeoutFinished, TimeoutHandle, TimerHandle, sleep, sleep_until,
     timeout, timeout_at, wait_for,

@@ -490,7 +490,7 @@ fn a_task_cancelled_while_its_job_runs_is_freed() {
             })
             .unwrap();
         assert!(cancelled);
-        lp.shutdown_default_executor(Duration::from_secs(3600))
+        lp.shutdown_default_executor_blocking(Duration::from_secs(3600))
             .unwrap();
         lp.close().unwrap();
         drop(lp);

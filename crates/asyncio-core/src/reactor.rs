@@ -155,13 +155,13 @@ impl Driver {
         }
     }
 
-    #[cfg(not(miri))]
+    #[cfg(all(unix, not(miri)))]
     pub(crate) fn registry(&self) -> std::cell::Ref<'_, mio::Poll> {
         self.poll.borrow()
     }
 
     /// Puts the read end of the loop's signal self-pipe in the `epoll` set.
-    #[cfg(not(miri))]
+    #[cfg(all(unix, not(miri)))]
     pub(crate) fn register_signal_pipe(&self, fd: std::os::fd::RawFd) -> io::Result<()> {
         self.poll.borrow().registry().register(
             &mut mio::unix::SourceFd(&fd),

@@ -59,14 +59,14 @@ pub enum SignalError {
 /// The signals of one loop.
 #[derive(Default)]
 pub(crate) struct LoopSignals {
-    #[cfg(not(miri))]
+    #[cfg(all(unix, not(miri)))]
     pipe: Option<imp::Pipe>,
     handlers: HashMap<i32, Handler>,
 }
 
 struct Handler {
     callback: Rc<dyn Fn()>,
-    #[cfg(not(miri))]
+    #[cfg(all(unix, not(miri)))]
     registration: imp::Registration,
 }
 
@@ -79,14 +79,14 @@ impl LoopSignals {
 
 /// Checks a signal number as asyncio's `_check_signal` does.
 fn check(signum: i32) -> Result<(), SignalError> {
-    #[cfg(not(miri))]
+    #[cfg(all(unix, not(miri)))]
     let valid = (1..imp::NSIG).contains(&signum);
-    #[cfg(miri)]
+    #[cfg(any(miri, not(unix)))]
     let valid = (1..65).contains(&signum);
     if !valid {
         return Err(SignalError::Invalid(signum));
     }
-    #[cfg(not(miri))]
+    #[cfg(all(unix, not(miri)))]
     if signal_hook::consts::FORBIDDEN.contains(&signum) {
         return Err(SignalError::Forbidden(signum));
     }
@@ -113,10 +113,11 @@ impl EventLoop {
     /// [`SignalError::Invalid`] for a number that is no signal,
     /// [`SignalError::Forbidden`] for SIGKILL, SIGSTOP and the crash signals,
     /// [`SignalError::Closed`] on a closed loop, [`SignalError::Io`] if the
-    /// self-pipe cannot be set up (and under Miri, which has no signals).
+    /// self-pipe cannot be set up, and of kind `Unsupported` under Miri and off
+    /// Unix (asyncio's `add_signal_handler` is Unix-only too).
     ///
     /// ```
-    /// # #[cfg(not(miri))] {
+    /// # #[cfg(all(unix, not(miri)))] {
     /// use std::cell::Cell;
     /// use std::rc::Rc;
     ///
@@ -163,8 +164,28 @@ impl EventLoop {
     }
 }
 
+/// Whether `signum` still has the action the process got by default, as far
+/// as asyncio-rs can tell: `SIG_DFL`, or the loops' own handler installed over
+/// `SIG_DFL`. An ignored signal (a program started by `nohup`, or in the
+/// background by a shell without job control, ignores SIGINT) or someone
+/// else's handler gives `false`, as does an invalid number, Miri and a
+/// platform without Unix signals.
+///
+/// `Runner` asks this before catching Ctrl-C by default, as asyncio's Runner
+/// catches it only while SIGINT's handler is Python's default one.
+#[doc(hidden)]
+pub fn signal_action_is_default(signum: i32) -> bool {
+    if check(signum).is_err() {
+        return false;
+    }
+    #[cfg(all(unix, not(miri)))]
+    return imp::action_is_default(signum);
+    #[cfg(any(miri, not(unix)))]
+    return false;
+}
+
 impl LoopInner {
-    #[cfg(not(miri))]
+    #[cfg(all(unix, not(miri)))]
     fn add_signal_handler(&self, signum: i32, callback: Rc<dyn Fn()>) -> Result<(), SignalError> {
         let mut signals = self.signals.borrow_mut();
         if signals.pipe.is_none() {
@@ -185,11 +206,15 @@ impl LoopInner {
         Ok(())
     }
 
-    #[cfg(miri)]
+    #[cfg(any(miri, not(unix)))]
     fn add_signal_handler(&self, _: i32, _: Rc<dyn Fn()>) -> Result<(), SignalError> {
         Err(SignalError::Io(io::Error::new(
             io::ErrorKind::Unsupported,
-            "signals are not available under Miri",
+            if cfg!(miri) {
+                "signals are not available under Miri"
+            } else {
+                "signal handlers need Unix (asyncio's add_signal_handler is Unix-only too)"
+            },
         )))
     }
 
@@ -198,7 +223,7 @@ impl LoopInner {
     pub(crate) fn dispatch_signals(&self) {
         let due: Vec<Rc<dyn Fn()>> = {
             let signals = self.signals.borrow();
-            #[cfg(not(miri))]
+            #[cfg(all(unix, not(miri)))]
             if let Some(pipe) = &signals.pipe {
                 pipe.drain();
             }
@@ -225,9 +250,9 @@ impl LoopInner {
 
 impl Handler {
     fn arrived(&self) -> bool {
-        #[cfg(not(miri))]
+        #[cfg(all(unix, not(miri)))]
         return self.registration.take_pending();
-        #[cfg(miri)]
+        #[cfg(any(miri, not(unix)))]
         return false;
     }
 }
@@ -235,7 +260,7 @@ impl Handler {
 /// Keeps `RefCell` out of the loop's field list.
 pub(crate) type SignalsCell = RefCell<LoopSignals>;
 
-#[cfg(not(miri))]
+#[cfg(all(unix, not(miri)))]
 mod imp {
     use std::io::{self, Read};
     use std::os::fd::{AsRawFd, IntoRawFd};
@@ -254,8 +279,45 @@ mod imp {
     /// How many loop handlers each signal has in the whole process.
     static LISTENERS: [AtomicUsize; NSIG as usize] = [const { AtomicUsize::new(0) }; NSIG as usize];
 
-    /// Which signals already got their default-restoring action.
-    static FALLBACK: Mutex<[bool; NSIG as usize]> = Mutex::new([false; NSIG as usize]);
+    /// What each signal's action was when a loop first took it over.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Before {
+        /// No loop has handled it yet in this process.
+        Untouched,
+        /// It was the default action: the default-restoring action is in.
+        Default,
+        /// It was ignored or someone else's handler.
+        Other,
+    }
+
+    /// Per signal, what its action was before the loops' (see [`Before`]).
+    static FALLBACK: Mutex<[Before; NSIG as usize]> =
+        Mutex::new([Before::Untouched; NSIG as usize]);
+
+    /// The signal's current action as `sigaction` reports it.
+    fn current_action(signum: i32) -> io::Result<libc::sighandler_t> {
+        // SAFETY: a zeroed `sigaction` is a valid out-parameter; passing a
+        // null new action only reads the current one.
+        unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(signum, std::ptr::null(), &mut old) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(old.sa_sigaction)
+        }
+    }
+
+    /// See [`super::signal_action_is_default`].
+    pub(super) fn action_is_default(signum: i32) -> bool {
+        let before = FALLBACK.lock().unwrap_or_else(|e| e.into_inner())[signum as usize];
+        match current_action(signum) {
+            Ok(libc::SIG_DFL) => true,
+            Ok(libc::SIG_IGN) | Err(_) => false,
+            // A handler: ours (signal-hook's, installed over the default)
+            // counts as the default, anyone else's does not.
+            Ok(_) => before == Before::Default,
+        }
+    }
 
     /// The loop's self-pipe: the read end is in its `epoll` set.
     pub(super) struct Pipe {
@@ -351,20 +413,11 @@ mod imp {
     /// signal's action is the default one, add an action that runs it
     /// whenever no loop listens.
     fn ensure_fallback(signum: i32) -> io::Result<()> {
-        let mut done = FALLBACK.lock().unwrap_or_else(|e| e.into_inner());
-        if done[signum as usize] {
+        let mut before = FALLBACK.lock().unwrap_or_else(|e| e.into_inner());
+        if before[signum as usize] != Before::Untouched {
             return Ok(());
         }
-        // SAFETY: a zeroed `sigaction` is a valid out-parameter; passing a
-        // null new action only reads the current one.
-        let current = unsafe {
-            let mut old: libc::sigaction = std::mem::zeroed();
-            if libc::sigaction(signum, std::ptr::null(), &mut old) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            old.sa_sigaction
-        };
-        if current == libc::SIG_DFL {
+        let was = if current_action(signum)? == libc::SIG_DFL {
             let action = move || {
                 if LISTENERS[signum as usize].load(Ordering::SeqCst) == 0 {
                     // Async-signal-safe: it resets the disposition and
@@ -375,8 +428,11 @@ mod imp {
             // SAFETY: the action only reads an atomic and calls an
             // async-signal-safe function, as a signal handler must.
             unsafe { signal_hook::low_level::register(signum, action) }?;
-        }
-        done[signum as usize] = true;
+            Before::Default
+        } else {
+            Before::Other
+        };
+        before[signum as usize] = was;
         Ok(())
     }
 }

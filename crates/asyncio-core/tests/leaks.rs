@@ -122,7 +122,7 @@ fn a_task_cancelled_while_awaiting_to_thread_is_freed_at_close() {
     finish_tx.send(()).unwrap();
     // As `asyncio::run` does at its end: wait for the executor, whose job
     // wakes the task from its thread, then close.
-    lp.shutdown_default_executor(Duration::from_secs(60))
+    lp.shutdown_default_executor_blocking(Duration::from_secs(60))
         .unwrap();
     lp.close().unwrap();
     drop(lp);

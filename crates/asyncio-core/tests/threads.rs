@@ -378,7 +378,7 @@ fn shutting_the_executor_down_waits_for_running_jobs_and_refuses_new_ones() {
         })
         .unwrap();
     drop(job); // nobody awaits it; it still runs to the end
-    lp.shutdown_default_executor(Duration::from_secs(10))
+    lp.shutdown_default_executor_blocking(Duration::from_secs(10))
         .unwrap();
     assert!(finished.load(Ordering::SeqCst));
     assert_eq!(
@@ -388,5 +388,8 @@ fn shutting_the_executor_down_waits_for_running_jobs_and_refuses_new_ones() {
     // A job that outlives the timeout is reported.
     let lp = EventLoop::new();
     let _job = lp.run_in_executor(|| std::thread::sleep(ms(200))).unwrap();
-    assert_eq!(lp.shutdown_default_executor(ms(10)), Err(TimeoutError));
+    assert_eq!(
+        lp.shutdown_default_executor_blocking(ms(10)),
+        Err(TimeoutError)
+    );
 }

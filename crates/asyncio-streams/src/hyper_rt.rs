@@ -1,7 +1,8 @@
 //! hyper 1.x on asyncio's streams (feature `hyper`): [`HyperIo`], hyper's
-//! I/O traits over a reader/writer pair, and [`LocalExecutor`], hyper's
-//! executor as `create_task` on the running loop, so a server or client
-//! needs no glue of its own and no tokio.
+//! I/O traits over a reader/writer pair (TCP, Unix or TLS alike),
+//! [`LocalExecutor`], hyper's executor as `create_task` on the running loop,
+//! and [`LoopTimer`], hyper's timer on the loop's timers, so a server or
+//! client needs no glue of its own and no tokio.
 //!
 //! ```
 //! use std::convert::Infallible;
@@ -37,16 +38,22 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use futures_io::{AsyncBufRead, AsyncWrite};
+use futures_io::AsyncWrite;
 
 use crate::{StreamReader, StreamWriter};
 
 /// A connection as hyper sees it: `hyper::rt::Read` and `hyper::rt::Write`
 /// over a [`StreamReader`]/[`StreamWriter`] pair (what `start_server`'s
-/// callback and `open_connection` give). Reading copies from the reader's
-/// buffer, so no uninitialised memory is exposed.
+/// callback and `open_connection` give), plain or TLS.
+///
+/// Reads go straight from the socket (or the TLS session) into hyper's own
+/// buffer, through hyper's uninitialised-buffer API: one copy, none through
+/// the reader's buffer (bytes the reader had already buffered, say after a
+/// `readline`, come first). Writes go through the writer, so `drain`'s flow
+/// control and the write buffer limits apply.
 #[derive(Debug)]
 pub struct HyperIo {
     reader: StreamReader,
@@ -72,10 +79,11 @@ impl hyper::rt::Read for HyperIo {
         mut buf: hyper::rt::ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let data = ready!(Pin::new(&mut this.reader).poll_fill_buf(cx))?;
-        let n = data.len().min(buf.remaining());
-        buf.put_slice(&data[..n]);
-        Pin::new(&mut this.reader).consume(n);
+        // SAFETY: `poll_read_uninit` only writes into the slice (it never
+        // de-initialises a byte), and reports how many bytes it wrote.
+        let n = std::task::ready!(this.reader.poll_read_uninit(cx, unsafe { buf.as_mut() }))?;
+        // SAFETY: those `n` bytes at the cursor's start were just written.
+        unsafe { buf.advance(n) };
         Poll::Ready(Ok(()))
     }
 }
@@ -115,5 +123,50 @@ where
         asyncio_core::create_task(async move {
             fut.await;
         });
+    }
+}
+
+/// hyper's timer (`hyper::rt::Timer`) on the running loop's timers, as
+/// [`sleep_until`](asyncio_core::sleep_until): what HTTP/1's
+/// `header_read_timeout` and HTTP/2's keep-alive pings need. Give it to a
+/// builder with `.timer(LoopTimer)`.
+///
+/// Its sleeps are `Send` and `Sync` as hyper asks, but, like every asyncio
+/// timer, wait only when polled on a thread whose loop is running.
+///
+/// ```
+/// use std::time::Duration;
+/// use asyncio::LoopTimer;
+/// use hyper::rt::Timer;
+///
+/// asyncio::run(async {
+///     LoopTimer.sleep(Duration::from_millis(1)).await;
+/// })
+/// .unwrap();
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoopTimer;
+
+/// One sleep of [`LoopTimer`]: the loop's own [`Sleep`](asyncio_core::Sleep).
+#[derive(Debug)]
+struct LoopSleep(asyncio_core::Sleep);
+
+impl Future for LoopSleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl hyper::rt::Sleep for LoopSleep {}
+
+impl hyper::rt::Timer for LoopTimer {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(LoopSleep(asyncio_core::sleep(duration)))
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(LoopSleep(asyncio_core::sleep_until(deadline)))
     }
 }

@@ -48,6 +48,10 @@
 //!   [`StreamWriter::start_tls`] with [`ClientTls`] and [`ServerTls`];
 //!   the same reader and writer, with every method, speak TLS.
 //!
+//! - Feature `hyper`: `HyperIo`, `LoopTimer`, `LocalExecutor` (hyper's
+//!   `rt` traits on these streams and the loop); feature `tokio`: tokio's
+//!   `AsyncRead`/`AsyncBufRead`/`AsyncWrite` on the reader and writer.
+//!
 //! Differences from asyncio (names are resolved on the default executor;
 //! writers close when dropped; TLS details) are listed in
 //! `docs/semantics.md`.
@@ -70,6 +74,8 @@ mod staggered;
 pub mod subprocess;
 #[cfg(feature = "tls")]
 mod tls;
+#[cfg(feature = "tokio")]
+mod tokio_io;
 pub mod transports;
 mod udp;
 mod writer;
@@ -84,7 +90,7 @@ pub use error::{
     ReadExactlyError, ReadUntilError, WriteBufferLimitsError, WriterClosedError,
 };
 #[cfg(feature = "hyper")]
-pub use hyper_rt::{HyperIo, LocalExecutor};
+pub use hyper_rt::{HyperIo, LocalExecutor, LoopTimer};
 #[cfg(feature = "tls")]
 pub use options::StartTlsOptions;
 pub use options::{AddressFamily, ConnectOptions, DEFAULT_BACKLOG, ServerOptions};

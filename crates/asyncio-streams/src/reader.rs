@@ -430,6 +430,46 @@ impl StreamReader {
     }
 }
 
+impl StreamReader {
+    /// The read behind the I/O traits of other crates (hyper's, tokio's):
+    /// what is buffered if anything is, else one read from the connection
+    /// straight into `out`, which may be uninitialised, so the bytes are
+    /// copied once (kernel or TLS session to the caller), never through the
+    /// reader's own buffer. `Ok(0)` at end of stream or for an empty `out`.
+    #[cfg(any(feature = "hyper", feature = "tokio"))]
+    pub(crate) fn poll_read_uninit(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut [std::mem::MaybeUninit<u8>],
+    ) -> Poll<io::Result<usize>> {
+        if self.start < self.end {
+            let n = out.len().min(self.end - self.start);
+            for (slot, byte) in out[..n].iter_mut().zip(self.data()) {
+                slot.write(*byte);
+            }
+            self.consume(n);
+            return Poll::Ready(Ok(n));
+        }
+        if self.eof || out.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        // SAFETY: `MaybeUninit<u8>` and `u8` have the same layout, and the
+        // slice is only ever written through: `Conn::poll_read` hands it to
+        // the kernel's `recv` or to rustls's `Reader::read`, both of which
+        // copy into it and never read from it, and the caller treats as
+        // initialised only the `n` bytes the read reports (tokio's
+        // `TcpStream` and hyper-util's `TokioIo` read the same way).
+        let bytes = unsafe { &mut *(out as *mut [std::mem::MaybeUninit<u8>] as *mut [u8]) };
+        match std::task::ready!(self.conn.poll_read(cx, bytes)) {
+            Ok(0) => {
+                self.eof = true;
+                Poll::Ready(Ok(0))
+            }
+            other => Poll::Ready(other),
+        }
+    }
+}
+
 impl futures_io::AsyncRead for StreamReader {
     fn poll_read(
         self: Pin<&mut Self>,

@@ -178,9 +178,10 @@ impl<T: 'static> Gather<T> {
 
     /// Takes note of the tasks that finished since the last poll.
     ///
-    /// The first poll only yields: tasks created just before the gather (as
-    /// `gather_tasks(tasks)` usually follows their `create_task`s) are ready
-    /// and run before it looks, so most need no waker at all. The next poll
+    /// The first poll only yields, unless every task is done already: tasks
+    /// created just before the gather (as `gather_tasks(tasks)` usually
+    /// follows their `create_task`s) are ready and run before it looks, so
+    /// most need no waker at all. The next poll
     /// looks at every task and leaves a waker with each one still running;
     /// later polls look only at the tasks that woke it.
     fn refresh(&mut self, cx: &Context<'_>) {
@@ -190,7 +191,15 @@ impl<T: 'static> Gather<T> {
         );
         match self.phase {
             Phase::Fresh => {
-                if !self.tasks.is_empty() {
+                if self.tasks.iter().all(|t| t.done()) {
+                    // Every child already finished (inside its `create_task`,
+                    // under the eager factory): complete without suspending,
+                    // as asyncio's gather of done futures returns a done
+                    // future, so a recursive gather of eager children never
+                    // suspends. The scan stops at the first child not done.
+                    self.phase = Phase::Watching;
+                    self.look_at_all();
+                } else {
                     self.phase = Phase::Yielded;
                     cx.waker().wake_by_ref();
                 }

@@ -46,7 +46,9 @@ pub use runner::{EXECUTOR_SHUTDOWN_TIMEOUT, Runner, RunnerBuilder, run};
 pub use shield::{Shield, shield};
 pub use sigint::exit_interrupted;
 pub use taskgroup::{Join, Scope, TaskGroup, TaskGroupHandle, task_group};
-pub use wait::{AsCompleted, EmptyWaitError, ReturnWhen, Wait, WaitResult, as_completed, wait};
+pub use wait::{
+    AsCompleted, EmptyWaitError, ReturnWhen, Wait, WaitResult, as_completed, wait, wait_fallible,
+};
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]

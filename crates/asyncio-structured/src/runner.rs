@@ -94,8 +94,13 @@ impl RunnerBuilder {
     /// Whether Ctrl-C (SIGINT) during [`Runner::run`] cancels the main task
     /// (the run then returns [`RunError::Interrupted`]; a second Ctrl-C while
     /// it is being cancelled ends the process, killed by SIGINT, as Python's
-    /// `KeyboardInterrupt`). By default only on the program's main thread, as
-    /// asyncio's Runner.
+    /// `KeyboardInterrupt`). By default, as asyncio's Runner: only on the
+    /// program's main thread, and only while SIGINT has its default action
+    /// (a program started with SIGINT ignored, by `nohup` or as a shell's
+    /// background job, keeps ignoring it; Python's Runner likewise leaves
+    /// SIGINT alone unless its handler is the default one). `true` catches it
+    /// anyway, on any thread; when the run ends SIGINT gets its previous
+    /// action back.
     pub fn handle_sigint(mut self, enabled: bool) -> Self {
         self.handle_sigint = Some(enabled);
         self
@@ -103,9 +108,10 @@ impl RunnerBuilder {
 
     /// Creates the runner (its loop is created on first use).
     pub fn build(self) -> Runner {
-        let sigint = self
-            .handle_sigint
-            .unwrap_or_else(|| std::thread::current().name() == Some("main"));
+        let sigint = self.handle_sigint.unwrap_or_else(|| {
+            std::thread::current().name() == Some("main")
+                && asyncio_core::signal_action_is_default(signal_hook::consts::SIGINT)
+        });
         Runner {
             state: RefCell::new(State::Fresh(self)),
             sigint,
@@ -296,7 +302,7 @@ impl Runner {
         // asyncio's Runner.close: wait (up to 300 s) for the default executor's
         // running jobs; on timeout they go on in the background, as there.
         if lp
-            .shutdown_default_executor(EXECUTOR_SHUTDOWN_TIMEOUT)
+            .shutdown_default_executor_blocking(EXECUTOR_SHUTDOWN_TIMEOUT)
             .is_err()
         {
             eprintln!(

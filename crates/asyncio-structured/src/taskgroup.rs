@@ -69,10 +69,11 @@ impl GroupState {
                 .is_none_or(|t| t.cancelling() == 0 && !t.done())
     }
 
-    /// Starts `fut` as a child task (named `name`, if given).
+    /// Starts `fut` as a child task (with `options`, if given: a name, a
+    /// context, an eager start).
     #[inline(always)]
     #[track_caller]
-    fn spawn<F, K>(self: &Rc<Self>, fut: F, name: Option<String>) -> Task<K::Ok>
+    fn spawn<F, K>(self: &Rc<Self>, fut: F, options: Option<TaskOptions>) -> Task<K::Ok>
     where
         F: Future + 'static,
         K: Kind<F::Output> + 'static,
@@ -85,19 +86,19 @@ impl GroupState {
             guard: ChildGuard::new(group),
             _kind: PhantomData,
         };
-        let task = match name {
+        let task = match options {
             // Built in the task's memory: a child (the future, a pointer and a
             // flag) is just the kind of small padded value whose copies stall
             // the CPU, and ex_6_1 creates a million of them. (The closure holds
             // the future and the pointer apart, unpadded.)
             None => create_task_in_place(child),
-            Some(name) => {
+            Some(options) => {
                 // Without a loop `create_task_with` would drop the child before
                 // panicking, outside any start: fail before making it.
                 if let Err(e) = get_running_loop() {
                     panic!("asyncio::TaskGroup::create_task_named: {e}");
                 }
-                create_task_with(child(), TaskOptions::new().name(name))
+                create_task_with(child(), options)
             }
         };
         if !task.done() {
@@ -772,11 +773,13 @@ impl TaskGroupHandle {
     /// should fail the group, as an exception does in asyncio, use
     /// [`create_fallible_task`](Self::create_fallible_task).
     ///
-    /// Once a child failed the group is shutting down (asyncio raises
-    /// `RuntimeError` then): the task returned is cancelled before it starts,
-    /// so awaiting it gives [`TaskError::Cancelled`](asyncio_core::TaskError),
-    /// and the body, which is about to be cancelled too, stops at its `?`.
-    /// [`try_create_task`](Self::try_create_task) returns the error instead.
+    /// Once a child failed the group is shutting down, and `create_task`
+    /// panics (asyncio raises `RuntimeError`): `fut` is dropped unpolled,
+    /// and the panic ends the body (or the child) that called it, which
+    /// `task_group` records in its [`ExceptionGroup`] after the failure that
+    /// started the shutdown, as asyncio's group collects the body's
+    /// `RuntimeError`. [`try_create_task`](Self::try_create_task) returns
+    /// [`TaskGroupError::ShuttingDown`] instead.
     ///
     /// ```
     /// let n = asyncio::run(async {
@@ -792,9 +795,9 @@ impl TaskGroupHandle {
     /// ```
     ///
     /// # Panics
-    /// Outside a running event loop, as `create_task`, and on a group that
-    /// has ended (create tasks while the group's body runs, or check with
-    /// `try_create_task`).
+    /// Outside a running event loop, as `create_task`; on a group that is
+    /// shutting down (above); and on a group that has ended (create tasks
+    /// while the group's body runs, or use `try_create_task`).
     #[inline]
     #[track_caller]
     pub fn create_task<F>(&self, fut: F) -> Task<F::Output>
@@ -817,8 +820,61 @@ impl TaskGroupHandle {
         F: Future + 'static,
     {
         match self.state.refusal() {
-            None => self.state.spawn::<F, Plain>(fut, Some(name.into())),
+            None => self
+                .state
+                .spawn::<F, Plain>(fut, Some(TaskOptions::new().name(name))),
             Some(e) => refused(e, fut),
+        }
+    }
+
+    /// [`create_task`](Self::create_task) with per-call options: a name, the
+    /// [`Context`](asyncio_core::Context) the child runs in (asyncio's
+    /// `TaskGroup.create_task(coro, context=ctx)`), an eager start.
+    ///
+    /// ```
+    /// let var = asyncio::ContextVar::new("user");
+    /// let seen = asyncio::run(asyncio::task_group(|tg| async move {
+    ///     let ctx = asyncio::Context::new();
+    ///     ctx.run(|| var.set("ada"));
+    ///     let child = tg.create_task_with(
+    ///         async move { var.get() },
+    ///         asyncio::TaskOptions::new().context(ctx),
+    ///     );
+    ///     Ok::<_, asyncio::TaskError>(child.await?)
+    /// }))
+    /// .unwrap();
+    /// assert_eq!(seen.unwrap(), Some("ada"));
+    /// ```
+    ///
+    /// # Panics
+    /// As `create_task`.
+    #[track_caller]
+    pub fn create_task_with<F>(&self, fut: F, options: TaskOptions) -> Task<F::Output>
+    where
+        F: Future + 'static,
+    {
+        match self.state.refusal() {
+            None => self.state.spawn::<F, Plain>(fut, Some(options)),
+            Some(e) => refused(e, fut),
+        }
+    }
+
+    /// [`create_task_with`](Self::create_task_with), failing instead when the
+    /// group takes no new task.
+    ///
+    /// # Errors
+    /// As [`try_create_task`](Self::try_create_task).
+    pub fn try_create_task_with<F>(
+        &self,
+        fut: F,
+        options: TaskOptions,
+    ) -> Result<Task<F::Output>, TaskGroupError>
+    where
+        F: Future + 'static,
+    {
+        match self.state.refusal() {
+            None => Ok(self.state.spawn::<F, Plain>(fut, Some(options))),
+            Some(e) => Err(e),
         }
     }
 
@@ -834,6 +890,67 @@ impl TaskGroupHandle {
     {
         match self.state.refusal() {
             None => Ok(self.state.spawn::<F, Plain>(fut, None)),
+            Some(e) => Err(e),
+        }
+    }
+
+    /// [`create_task_named`](Self::create_task_named), failing instead when
+    /// the group takes no new task.
+    ///
+    /// # Errors
+    /// As [`try_create_task`](Self::try_create_task).
+    pub fn try_create_task_named<F>(
+        &self,
+        fut: F,
+        name: impl Into<String>,
+    ) -> Result<Task<F::Output>, TaskGroupError>
+    where
+        F: Future + 'static,
+    {
+        match self.state.refusal() {
+            None => Ok(self
+                .state
+                .spawn::<F, Plain>(fut, Some(TaskOptions::new().name(name)))),
+            Some(e) => Err(e),
+        }
+    }
+
+    /// [`create_fallible_task`](Self::create_fallible_task), failing instead
+    /// when the group takes no new task.
+    ///
+    /// # Errors
+    /// As [`try_create_task`](Self::try_create_task).
+    pub fn try_create_fallible_task<F, T, E>(&self, fut: F) -> Result<Task<T>, TaskGroupError>
+    where
+        F: Future<Output = Result<T, E>> + 'static,
+        E: Into<BoxError> + 'static,
+        T: 'static,
+    {
+        match self.state.refusal() {
+            None => Ok(self.state.spawn::<F, Fallible>(fut, None)),
+            Some(e) => Err(e),
+        }
+    }
+
+    /// [`create_fallible_task_named`](Self::create_fallible_task_named),
+    /// failing instead when the group takes no new task.
+    ///
+    /// # Errors
+    /// As [`try_create_task`](Self::try_create_task).
+    pub fn try_create_fallible_task_named<F, T, E>(
+        &self,
+        fut: F,
+        name: impl Into<String>,
+    ) -> Result<Task<T>, TaskGroupError>
+    where
+        F: Future<Output = Result<T, E>> + 'static,
+        E: Into<BoxError> + 'static,
+        T: 'static,
+    {
+        match self.state.refusal() {
+            None => Ok(self
+                .state
+                .spawn::<F, Fallible>(fut, Some(TaskOptions::new().name(name)))),
             Some(e) => Err(e),
         }
     }
@@ -870,7 +987,7 @@ impl TaskGroupHandle {
     {
         match self.state.refusal() {
             None => self.state.spawn::<F, Fallible>(fut, None),
-            Some(e) => refused(e, async move { fut.await.ok().expect("never polled") }),
+            Some(e) => refused(e, fut),
         }
     }
 
@@ -886,25 +1003,26 @@ impl TaskGroupHandle {
         T: 'static,
     {
         match self.state.refusal() {
-            None => self.state.spawn::<F, Fallible>(fut, Some(name.into())),
-            Some(e) => refused(e, async move { fut.await.ok().expect("never polled") }),
+            None => self
+                .state
+                .spawn::<F, Fallible>(fut, Some(TaskOptions::new().name(name))),
+            Some(e) => refused(e, fut),
         }
     }
 }
 
-/// What `create_task` does on a group that takes no new task: a group that is
-/// shutting down gets a task cancelled before it starts; one that ended is a
-/// mistake of the caller.
+/// What `create_task` does on a group that takes no new task: it panics, as
+/// asyncio raises `RuntimeError` (the future is dropped unpolled first).
 #[cold]
 #[inline(never)]
 #[track_caller]
-fn refused<F: Future + 'static>(error: TaskGroupError, fut: F) -> Task<F::Output> {
+fn refused<T, F>(error: TaskGroupError, fut: F) -> Task<T> {
+    drop(fut);
     match error {
-        TaskGroupError::ShuttingDown => {
-            let task = create_task_with(fut, TaskOptions::new().eager_start(false));
-            task.cancel_with(error.to_string());
-            task
-        }
+        TaskGroupError::ShuttingDown => panic!(
+            "TaskGroup::create_task on a group that is shutting down (a child failed; asyncio \
+             raises RuntimeError): use try_create_task to get TaskGroupError::ShuttingDown"
+        ),
         TaskGroupError::Finished => panic!(
             "TaskGroup::create_task on a group that has ended: create tasks while the group's \
              body runs, or use try_create_task to get a TaskGroupError"

@@ -36,8 +36,10 @@ use futures_core::Stream;
 pub enum ReturnWhen {
     /// As soon as any task is done.
     FirstCompleted,
-    /// As soon as any task panics (a cancelled task does not count, as in
-    /// asyncio); otherwise when all are done.
+    /// As soon as any task fails (a cancelled task does not count, as in
+    /// asyncio); otherwise when all are done. A failure is a panic; for
+    /// tasks that return a `Result` and are waited for with
+    /// [`wait_fallible`], an `Err` too (asyncio's raised exception).
     FirstException,
     /// When every task is done.
     #[default]
@@ -156,17 +158,57 @@ pub fn wait<T>(tasks: Vec<Task<T>>, return_when: ReturnWhen) -> Result<Wait<T>, 
     if tasks.is_empty() {
         return Err(EmptyWaitError);
     }
-    let notices = Notices::new();
-    let callbacks = watch(&tasks, &notices);
-    Ok(Wait {
+    Ok(Wait::new(tasks, return_when, panicked::<T>))
+}
+
+/// [`wait`] for tasks that return a `Result`, where an `Err` is a failure as
+/// an exception is in asyncio: with [`ReturnWhen::FirstException`] it returns
+/// as soon as a task returns `Err` or panics (a cancelled task does not
+/// count). The other modes are [`wait`]'s. (A generic `wait` cannot tell a
+/// `Result` from any other value, as a `TaskGroup` child's `Err` fails the
+/// group only through `create_fallible_task`.)
+///
+/// # Errors
+/// [`EmptyWaitError`] when `tasks` is empty.
+///
+/// ```
+/// use asyncio::{ReturnWhen, create_task, sleep, wait_fallible};
+/// use std::time::Duration;
+///
+/// asyncio::run(async {
+///     let failing = create_task(async { "x".parse::<u32>() });
+///     let slow = create_task(async {
+///         sleep(Duration::from_secs(60)).await;
+///         Ok(1)
+///     });
+///     let r = wait_fallible(vec![failing, slow], ReturnWhen::FirstException).unwrap().await;
+///     assert_eq!((r.done.len(), r.pending.len()), (1, 1));
+///     assert!(r.done[0].result().unwrap().unwrap().is_err());
+/// })
+/// .unwrap();
+/// ```
+pub fn wait_fallible<T, E>(
+    tasks: Vec<Task<Result<T, E>>>,
+    return_when: ReturnWhen,
+) -> Result<Wait<Result<T, E>>, EmptyWaitError> {
+    if tasks.is_empty() {
+        return Err(EmptyWaitError);
+    }
+    Ok(Wait::new(
         tasks,
-        callbacks,
-        notices,
         return_when,
-        finished: 0,
-        panicked: false,
-        deadline: None,
-    })
+        returned_err_or_panicked::<T, E>,
+    ))
+}
+
+/// Whether a done task failed as [`wait`] counts it.
+fn panicked<T>(task: &Task<T>) -> bool {
+    task.panicked()
+}
+
+/// Whether a done task failed as [`wait_fallible`] counts it.
+fn returned_err_or_panicked<T, E>(task: &Task<Result<T, E>>) -> bool {
+    task.panicked() || matches!(task.result(), Ok(Ok(Err(_))))
 }
 
 /// The future of [`wait`].
@@ -191,12 +233,30 @@ pub struct Wait<T> {
     notices: Rc<Notices>,
     return_when: ReturnWhen,
     finished: usize,
-    panicked: bool,
+    /// A task failed, as `failed` tells.
+    failure_seen: bool,
+    /// Whether a done task counts as failed for `FirstException`.
+    failed: fn(&Task<T>) -> bool,
     /// Ends the wait early, leaving the unfinished tasks pending.
     deadline: Option<Sleep>,
 }
 
 impl<T> Wait<T> {
+    fn new(tasks: Vec<Task<T>>, return_when: ReturnWhen, failed: fn(&Task<T>) -> bool) -> Self {
+        let notices = Notices::new();
+        let callbacks = watch(&tasks, &notices);
+        Wait {
+            tasks,
+            callbacks,
+            notices,
+            return_when,
+            finished: 0,
+            failure_seen: false,
+            failed,
+            deadline: None,
+        }
+    }
+
     /// Returns after `timeout` at the latest, with the unfinished tasks in
     /// `pending` (asyncio's `wait(..., timeout=)`: a timeout is not an error,
     /// and the tasks are not cancelled).
@@ -216,13 +276,15 @@ impl<T> Wait<T> {
             let next = self.notices.finished.borrow_mut().pop_front();
             let Some(i) = next else { break };
             self.finished += 1;
-            self.panicked |= self.tasks[i].panicked();
+            if !self.failure_seen && self.return_when == ReturnWhen::FirstException {
+                self.failure_seen = (self.failed)(&self.tasks[i]);
+            }
         }
         let all = self.finished == self.tasks.len();
         match self.return_when {
             ReturnWhen::AllCompleted => all,
             ReturnWhen::FirstCompleted => self.finished > 0,
-            ReturnWhen::FirstException => self.panicked || all,
+            ReturnWhen::FirstException => self.failure_seen || all,
         }
     }
 

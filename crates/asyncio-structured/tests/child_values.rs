@@ -167,8 +167,38 @@ fn the_bodys_err_fails_the_group_and_cancels_the_children() {
     }
 }
 
+/// test_taskgroups: `create_task` on a group that is shutting down raises
+/// `RuntimeError` (the coroutine closed unrun), and the group collects that
+/// error from the body after the failure that started the shutdown.
 #[test]
-fn create_task_on_a_group_shutting_down_hands_back_a_task_that_never_starts() {
+fn create_task_on_a_group_shutting_down_panics_and_the_group_collects_it() {
+    let polled = Rc::new(Cell::new(false));
+    let p = polled.clone();
+    let lp = EventLoop::new();
+    // Eager: the first child fails inside its create_task, which aborts the
+    // group at once, while the body still runs.
+    lp.set_task_factory(eager_task_factory);
+    let err = lp
+        .run_until_complete(task_group(|tg| async move {
+            tg.create_fallible_task(async { Err::<(), _>(Boom("first")) });
+            assert_eq!(
+                tg.try_create_task(async {}).err(),
+                Some(TaskGroupError::ShuttingDown)
+            );
+            tg.create_task(async move { p.set(true) });
+            Ok::<_, TaskError>(())
+        }))
+        .unwrap()
+        .unwrap_err();
+    assert!(!polled.get(), "the refused child never ran");
+    assert_eq!(err.len(), 2, "{err}");
+    assert!(err.exceptions()[0].to_string().contains("first"));
+    assert!(err.exceptions()[1].is_panic());
+    assert!(err.exceptions()[1].to_string().contains("shutting down"));
+}
+
+#[test]
+fn create_task_on_an_explicit_group_shutting_down_panics_without_polling_the_child() {
     let polled = Rc::new(Cell::new(false));
     let p = polled.clone();
     let err = run(async move {
@@ -177,15 +207,12 @@ fn create_task_on_a_group_shutting_down_hands_back_a_task_that_never_starts() {
         // One turn for the child to fail, one for the group's abort callback.
         yield_now().await;
         yield_now().await;
-        let late = tg.create_task(async move { p.set(true) });
-        let out = late.await;
-        assert!(out.as_ref().unwrap_err().is_cancelled());
-        assert!(
-            out.unwrap_err()
-                .cancelled_message()
-                .unwrap()
-                .contains("shutting down")
-        );
+        let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            tg.create_task(async move { p.set(true) });
+        }));
+        let payload = refused.unwrap_err();
+        let message = asyncio_core::PanicError::new(payload);
+        assert!(message.message().contains("shutting down"), "{message}");
         tg.join().await
     })
     .unwrap()

@@ -237,3 +237,37 @@ fn runner_run_in_context_runs_the_main_task_in_that_context() {
     assert_eq!(seen, Some("kept"));
     assert_eq!(var.get(), None);
 }
+
+/// test_taskgroups' `test_taskgroup_context` / 3.11's `context=` on
+/// `TaskGroup.create_task`: the child runs in the context given, not in a
+/// copy of the body's.
+#[test]
+fn a_taskgroup_child_created_with_a_context_runs_in_that_context() {
+    let var = asyncio_core::ContextVar::new("user");
+    let ctx = asyncio_core::Context::new();
+    ctx.run(|| var.set("given"));
+    let (v, c) = (var.clone(), ctx.clone());
+    let seen = asyncio_structured::run(asyncio_structured::task_group(|tg| async move {
+        v.set("body");
+        let v2 = v.clone();
+        let child = tg.create_task_with(
+            async move {
+                let seen = v2.get();
+                v2.set("child");
+                seen
+            },
+            asyncio_core::TaskOptions::new().context(c),
+        );
+        let v3 = v.clone();
+        let plain = tg.create_task(async move { v3.get() });
+        Ok::<_, asyncio_core::TaskError>((child.await?, plain.await?, v.get()))
+    }))
+    .unwrap()
+    .unwrap();
+    assert_eq!(seen, (Some("given"), Some("body"), Some("body")));
+    assert_eq!(
+        ctx.run(|| var.get()),
+        Some("child"),
+        "the child set into the context given"
+    );
+}

@@ -569,3 +569,69 @@ fn in_debug_mode_gather_children_were_created_at_the_gather_call() {
         assert_eq!(s.line(), tuple_line, "{s}");
     }
 }
+
+/// A gather of `width` gathers of ... of leaves, `depth` levels deep, each
+/// level's children created by `gather` itself.
+fn fan(depth: u32, width: u32) -> std::pin::Pin<Box<dyn std::future::Future<Output = u32>>> {
+    Box::pin(async move {
+        if depth == 0 {
+            return 1;
+        }
+        let counts = gather((0..width).map(|_| fan(depth - 1, width)))
+            .await
+            .expect("no child fails");
+        counts.into_iter().sum()
+    })
+}
+
+/// test_eager_task_factory's recursive gather: under the eager factory, a
+/// gather whose children all finished inside their `create_task` is done at
+/// once (asyncio's gather of done futures), so the whole tree completes
+/// inside the first `create_task`, with no task ever suspending.
+#[test]
+fn a_recursive_gather_of_eager_children_completes_without_suspending() {
+    let factory = asyncio_factory::InstrumentedFactory::new(asyncio_factory::eager_task_factory);
+    let stats = factory.stats_handle();
+    let lp = asyncio_core::EventLoop::new();
+    lp.set_task_factory(factory);
+    let leaves = lp
+        .run_until_complete(async {
+            let tree = create_task(fan(3, 3));
+            assert!(tree.done(), "the whole tree finished inside create_task");
+            tree.await.unwrap()
+        })
+        .unwrap();
+    assert_eq!(leaves, 27);
+    let s = stats.get();
+    // 1 + 3 + 9 + 27 tasks of the tree, and the main task.
+    assert_eq!(s.created, 41);
+    assert_eq!((s.finished_eagerly, s.suspended), (41, 0));
+}
+
+#[test]
+fn a_gather_whose_children_all_failed_eagerly_fails_without_suspending() {
+    let lp = asyncio_core::EventLoop::new();
+    lp.set_task_factory(asyncio_factory::eager_task_factory);
+    lp.run_until_complete(async {
+        let polls = Rc::new(Cell::new(0));
+        let p = polls.clone();
+        let g = create_task(async move {
+            p.set(p.get() + 1);
+            let first = gather([
+                Box::pin(async { 1 }) as std::pin::Pin<Box<dyn std::future::Future<Output = i32>>>,
+                Box::pin(async { panic!("eager failure") }),
+            ])
+            .await;
+            let all = gather((2..=3).map(|i| async move { i }))
+                .return_exceptions()
+                .await;
+            (first.is_err(), all)
+        });
+        assert!(g.done(), "both gathers completed inside create_task");
+        let (failed, all) = g.await.unwrap();
+        assert!(failed);
+        assert_eq!(all, vec![Ok(2), Ok(3)]);
+        assert_eq!(polls.get(), 1);
+    })
+    .unwrap();
+}

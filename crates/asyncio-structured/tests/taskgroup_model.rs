@@ -57,7 +57,7 @@ fn real(children: &[Child], eager: bool) -> Report {
             let tg = TaskGroup::new();
             for (i, c) in children.iter().copied().enumerate() {
                 let fc = f.clone();
-                let r = tg.create_fallible_task_named(
+                let r = tg.try_create_fallible_task_named(
                     async move {
                         for _ in 0..c.ticks {
                             yield_now().await;
@@ -79,9 +79,11 @@ fn real(children: &[Child], eager: bool) -> Report {
                     },
                     i.to_string(),
                 );
-                // A group that is shutting down hands back a task cancelled
-                // before it ran (its future was never polled).
-                if r.cancelling() > 0 && f.borrow()[i] == Fate::Cancelled {
+                // A group that is shutting down refuses the child (asyncio
+                // raises RuntimeError); its future is never polled.
+                if let Err(e) = r {
+                    assert_eq!(e, asyncio_structured::TaskGroupError::ShuttingDown);
+                    assert_eq!(f.borrow()[i], Fate::Cancelled, "never ran");
                     f.borrow_mut()[i] = Fate::Refused;
                 }
             }

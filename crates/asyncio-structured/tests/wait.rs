@@ -4,7 +4,7 @@ use std::future::poll_fn;
 use std::pin::Pin;
 
 use asyncio_core::{Task, create_task, yield_now};
-use asyncio_structured::{EmptyWaitError, ReturnWhen, as_completed, run, wait};
+use asyncio_structured::{EmptyWaitError, ReturnWhen, as_completed, run, wait, wait_fallible};
 use futures_core::Stream;
 
 fn after(ticks: usize, value: u32) -> Task<u32> {
@@ -166,6 +166,103 @@ fn as_completed_with_a_timeout_ends_early_and_says_so() {
         let left = stream.into_remaining();
         assert_eq!(left.len(), 1);
         left[0].cancel();
+    })
+    .unwrap();
+}
+
+fn fallible_after(ticks: usize, out: Result<u32, String>) -> Task<Result<u32, String>> {
+    create_task(async move {
+        for _ in 0..ticks {
+            yield_now().await;
+        }
+        out
+    })
+}
+
+/// test_tasks' `test_wait_first_exception`: a task that raises ends the
+/// wait; in Rust a task that returns `Err` raised, for `wait_fallible`.
+#[test]
+fn first_exception_of_wait_fallible_returns_at_the_first_err() {
+    run(async {
+        let r = wait_fallible(
+            vec![
+                fallible_after(50, Ok(1)),
+                fallible_after(1, Ok(2)),
+                fallible_after(3, Err("bad".into())),
+            ],
+            ReturnWhen::FirstException,
+        )
+        .unwrap()
+        .await;
+        assert_eq!((r.done.len(), r.pending.len()), (2, 1));
+        assert_eq!(
+            r.done[1].result().unwrap().unwrap(),
+            &Err("bad".to_string())
+        );
+    })
+    .unwrap();
+}
+
+#[test]
+fn first_exception_of_wait_fallible_also_returns_at_a_panic_but_not_at_a_cancel() {
+    run(async {
+        let cancelled = fallible_after(100, Ok(0));
+        cancelled.cancel();
+        let panicking = create_task(async {
+            for _ in 0..5 {
+                yield_now().await;
+            }
+            if true {
+                panic!("bad");
+            }
+            Ok::<u32, String>(0)
+        });
+        let r = wait_fallible(
+            vec![cancelled, panicking, fallible_after(50, Ok(1))],
+            ReturnWhen::FirstException,
+        )
+        .unwrap()
+        .await;
+        assert_eq!((r.done.len(), r.pending.len()), (2, 1));
+        assert!(r.done[0].cancelled() && r.done[1].panicked());
+    })
+    .unwrap();
+}
+
+#[test]
+fn first_exception_of_plain_wait_treats_an_err_as_a_value() {
+    run(async {
+        let r = wait(
+            vec![
+                fallible_after(1, Err("a value".into())),
+                fallible_after(4, Ok(2)),
+            ],
+            ReturnWhen::FirstException,
+        )
+        .unwrap()
+        .await;
+        assert_eq!(r.pending.len(), 0, "no panic: it waited for all");
+    })
+    .unwrap();
+}
+
+#[test]
+fn first_exception_of_wait_fallible_without_a_failure_waits_for_all() {
+    run(async {
+        let r = wait_fallible(
+            vec![fallible_after(2, Ok(1)), fallible_after(4, Ok(2))],
+            ReturnWhen::FirstException,
+        )
+        .unwrap()
+        .await;
+        assert_eq!(r.pending.len(), 0);
+        assert!(
+            wait_fallible(
+                Vec::<Task<Result<(), ()>>>::new(),
+                ReturnWhen::FirstException
+            )
+            .is_err()
+        );
     })
     .unwrap();
 }

@@ -32,7 +32,7 @@ async fn main_task() -> std::io::Result<u32> {
     let stop = Rc::new(asyncio::Event::new());
     let lp = asyncio::get_running_loop().expect("inside asyncio::run");
     let s = stop.clone();
-    lp.add_signal_handler(libc::SIGTERM, move || s.set())
+    lp.add_signal_handler(asyncio::signal::SIGTERM, move || s.set())
         .map_err(std::io::Error::other)?;
 
     let ticks = Rc::new(std::cell::Cell::new(0u32));
@@ -57,7 +57,7 @@ async fn main_task() -> std::io::Result<u32> {
     println!("SIGTERM: shutting down cleanly");
     worker.cancel();
     let _ = worker.await; // ends Cancelled
-    lp.remove_signal_handler(libc::SIGTERM)
+    lp.remove_signal_handler(asyncio::signal::SIGTERM)
         .map_err(std::io::Error::other)?;
     Ok(ticks.get())
 }

@@ -69,8 +69,22 @@
 //!   [`with_state`] hands each connection a clone of shared state.
 //! - [`open_connection_from_stream`], [`start_server_from_listener`]: streams
 //!   and servers on sockets made elsewhere (asyncio's `sock=`).
-//! - `HyperIo`, `LocalExecutor` (feature `hyper`): hyper 1.x servers and
-//!   clients on these streams, with no glue of your own and no tokio.
+//! - [`io`]: the `futures-io` traits the streams implement, with their
+//!   `…Ext` methods; [`socket2`], whose `Socket` [`sock_connect`] takes.
+//!
+//! ## HTTP (the `hyper` feature, on by default)
+//! - [`http`] ([`http::Http`], [`http::HttpServer`], [`http::Connector`]):
+//!   hyper 1.x servers (HTTP/1.1, h2c, ALPN over TLS; a task per connection
+//!   in a `TaskGroup`; graceful shutdown with a deadline) and clients; axum's
+//!   `Router` is served the same way.
+//! - `HyperIo`, `LoopTimer`, `LocalExecutor`: hyper's `rt` traits (I/O,
+//!   timer, executor) on the loop, for hyper's own builders.
+//!
+//! ## tokio's world (the `tokio` feature, off by default)
+//! - `compat`: await a tokio-bound future (reqwest, `tokio::time`,
+//!   `tokio::sync`, drivers) from an asyncio task, through async-compat.
+//! - tokio's `AsyncRead`/`AsyncWrite`/`AsyncBufRead` on [`StreamReader`]
+//!   and [`StreamWriter`], for tokio-util's codecs.
 //! - [`sock_recv`], [`sock_recv_into`], [`sock_sendall`], [`sock_accept`],
 //!   [`sock_connect`]: `loop.sock_*` on your own non-blocking sockets;
 //!   [`DatagramSocket`]: UDP.
@@ -104,7 +118,8 @@
 //! ## Structured concurrency
 //! - [`TaskGroup`], [`task_group`], [`ExceptionGroup`]: children that end
 //!   together and fail together.
-//! - [`gather()`], [`wait`], [`as_completed`], [`shield`]: wait for several
+//! - [`gather()`], [`wait`] ([`wait_fallible`] for tasks whose `Err` is a
+//!   failure), [`as_completed`], [`shield`]: wait for several
 //!   futures or tasks; protect one from cancellation. [`gather!`] /
 //!   [`gather_tuple`]: futures of different types into a tuple.
 //!
@@ -127,7 +142,8 @@
 //! - [`create_subprocess_exec`], [`create_subprocess_shell`], [`Process`]:
 //!   child processes whose pipes are streams; [`subprocess`] holds `PIPE`,
 //!   `DEVNULL`, `STDOUT` (`asyncio.subprocess`).
-//! - [`EventLoop::add_signal_handler`]: Unix signals handled on the loop.
+//! - [`EventLoop::add_signal_handler`]: Unix signals handled on the loop;
+//!   `signal` holds their numbers (`signal.SIGTERM`).
 //!
 //! ## Task factories
 //! - [`set_task_factory`], [`eager_task_factory`], [`create_eager_task_factory`],
@@ -143,7 +159,7 @@
 //!   the streams; [`ReadError`], the one to match on for any read.
 //!
 //! ## Guides
-//! - [`_tutorial`]: the tutorial, eleven chapters from `run` to a loop per core and TLS,
+//! - [`_tutorial`]: the tutorial, twelve chapters from `run` to a loop per core, TLS and HTTP,
 //!   Python beside Rust at every step (every Rust block is a doc test).
 //! - [`_cheatsheet`]: Python ↔ Rust, one line per idiom.
 //! - [`_semantics`]: where asyncio-rs differs from CPython's asyncio, and why.
@@ -166,15 +182,17 @@ pub use asyncio_pool::{
 
 // Tasks
 pub use asyncio_core::{
-    CallHandle, CallbackId, ExceptionContext, FutureError, IO_POLL_INTERVAL, LoopFuture,
-    MAX_EAGER_DEPTH, SharedError, SignalError, Task, TaskOptions, TaskRef, YieldNow, all_tasks,
-    create_future, create_task, create_task_with, current_task, try_create_task, yield_now,
+    CallHandle, CallbackId, ExceptionContext, ExceptionHandler, FutureError, IO_POLL_INTERVAL,
+    LoopFuture, MAX_EAGER_DEPTH, SharedError, SignalError, Task, TaskOptions, TaskRef, YieldNow,
+    all_tasks, create_future, create_task, create_task_with, current_task,
+    default_exception_handler, try_create_task, yield_now,
 };
 
 // Time, threads and I/O
 pub use asyncio_core::{
-    Blocking, ConcurrentFuture, IoRegistration, LoopHandle, Sleep, Timeout, TimeoutFinished,
-    TimeoutHandle, TimerHandle, sleep, sleep_until, timeout, timeout_at, to_thread, wait_for,
+    Blocking, ConcurrentFuture, Executor, ExecutorShutdown, IoRegistration, LoopHandle, Sleep,
+    Timeout, TimeoutFinished, TimeoutHandle, TimerHandle, sleep, sleep_until, timeout, timeout_at,
+    to_thread, wait_for,
 };
 pub use asyncio_structured::EXECUTOR_SHUTDOWN_TIMEOUT;
 
@@ -203,9 +221,114 @@ pub use asyncio_streams::{
     subprocess_exec_with, subprocess_shell,
 };
 
+/// `socket2`, whose `Socket` [`sock_connect`] takes (a socket not yet
+/// connected), so a user of the facade needs no dependency of their own.
+pub use asyncio_streams::socket2;
+
+/// The I/O traits the streams implement (`futures-io`'s), with
+/// futures-lite's `…Ext` methods to call them: `read`, `read_exact`,
+/// `write_all`, `read_line`... Generic code over connections names these.
+///
+/// ```
+/// use asyncio::io::{AsyncBufReadExt, AsyncWriteExt};
+///
+/// asyncio::run(async {
+///     let server = asyncio::start_server(
+///         |_r: asyncio::StreamReader, mut w: asyncio::StreamWriter| async move {
+///             w.write_all(b"hi\n").await.unwrap();
+///         },
+///         "127.0.0.1",
+///         0,
+///     )
+///     .await
+///     .unwrap();
+///     let (mut r, _w) = asyncio::open_connection("127.0.0.1", server.local_addr().unwrap().port())
+///         .await
+///         .unwrap();
+///     let mut line = String::new();
+///     r.read_line(&mut line).await.unwrap();
+///     assert_eq!(line, "hi\n");
+/// })
+/// .unwrap();
+/// ```
+pub mod io {
+    pub use futures_io::{AsyncBufRead, AsyncRead, AsyncSeek, AsyncWrite};
+    pub use futures_lite::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+}
+
+/// Unix signal numbers, as Python's `signal` module names them, for
+/// [`EventLoop::add_signal_handler`] (the C library's values).
+///
+/// ```
+/// # #[cfg(unix)]
+/// asyncio::run(async {
+///     let lp = asyncio::get_running_loop().unwrap();
+///     lp.add_signal_handler(asyncio::signal::SIGUSR2, || {}).unwrap();
+///     assert!(lp.remove_signal_handler(asyncio::signal::SIGUSR2).unwrap());
+/// })
+/// .unwrap();
+/// ```
+#[cfg(unix)]
+pub mod signal {
+    pub use libc::{
+        SIGALRM, SIGCHLD, SIGCONT, SIGHUP, SIGINT, SIGPIPE, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2,
+        SIGWINCH,
+    };
+}
+
 // HTTP with hyper 1.x (feature `hyper`)
 #[cfg(feature = "hyper")]
-pub use asyncio_streams::{HyperIo, LocalExecutor};
+pub use asyncio_hyper as http;
+#[cfg(feature = "hyper")]
+pub use asyncio_streams::{HyperIo, LocalExecutor, LoopTimer};
+
+/// tokio-bound futures inside asyncio tasks (feature `tokio`).
+///
+/// Many crates — reqwest, database drivers, tonic, redis — are written
+/// against tokio and panic with "there is no reactor running" elsewhere.
+/// Wrap such a future in [`Compat`](compat::Compat) (`fut.compat()`, from
+/// [`CompatExt`](compat::CompatExt)) and await it from an asyncio task:
+/// the wrapper enters a tokio runtime for each poll (and for the drop), so
+/// the future finds tokio's reactor and timer there. A call that looks for
+/// the runtime at once (`tokio::time::sleep(d)` itself, `Client::new` of
+/// some crates) must be made inside the wrapped block:
+/// `async { tokio::time::sleep(d).await }.compat()`.
+///
+/// ```
+/// use std::time::Duration;
+/// use asyncio::compat::CompatExt;
+///
+/// asyncio::run(async {
+///     // tokio's own sleep, inside an asyncio task.
+///     async { tokio::time::sleep(Duration::from_millis(1)).await }.compat().await;
+///     let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+///     asyncio::create_task(async move { tx.send(42).await.unwrap() });
+///     assert_eq!(rx.recv().compat().await, Some(42));
+/// })
+/// .unwrap();
+/// ```
+///
+/// **The cost.** The tokio runtime is started on first use and lives for
+/// the process: one extra thread (async-compat's, named `async-compat/tokio-*`),
+/// which drives tokio's I/O and timers. A wrapped future is polled on the
+/// asyncio task as any future, but when it waits on tokio's reactor or timer,
+/// its wake-up comes from that thread, so it crosses threads (the loop's
+/// injector and a wake of its poller): a few microseconds per wake-up rather
+/// than a loop-local wake. `compat_roundtrip` in the showdown measures a
+/// wrapped future that completes at once. Futures that need only
+/// `tokio::sync` (channels, `Notify`) need no wrapper at all: they wake
+/// through the waker they are given.
+///
+/// Cancelling the asyncio task drops the wrapped future, as it drops any
+/// future; async-compat drops it inside the tokio runtime's context, so
+/// its destructors may reach tokio (a `JoinHandle`, a timer entry).
+///
+/// Use asyncio-rs's own streams, timers and `http` module when you can;
+/// reach for `compat` for crates that leave you no choice.
+#[cfg(feature = "tokio")]
+pub mod compat {
+    pub use async_compat::{Compat, CompatExt};
+}
 // TLS
 #[cfg(feature = "tls")]
 pub use asyncio_streams::{
@@ -225,7 +348,7 @@ pub use asyncio_structured::{
     AsCompleted, BoxError, ChildFailure, EmptyWaitError, ExceptionGroup, Gather, GatherAll,
     GatherTuple, IntoTasks, Join, ReturnWhen, Scope, Shield, TaskGroup, TaskGroupError,
     TaskGroupHandle, TaskTuple, Wait, WaitResult, as_completed, gather, gather_tasks, gather_tuple,
-    shield, task_group, wait,
+    shield, task_group, wait, wait_fallible,
 };
 
 // Streams of results
@@ -336,6 +459,9 @@ pub mod _tutorial {
     #[cfg(feature = "tls")]
     #[doc = include_str!("../docs/tutorial/11-tls.md")]
     pub mod ch11_tls {}
+    #[cfg(all(feature = "hyper", feature = "tokio"))]
+    #[doc = include_str!("../docs/tutorial/12-http-and-the-ecosystem.md")]
+    pub mod ch12_http_and_the_ecosystem {}
 }
 
 #[doc = include_str!("../docs/cheatsheet.md")]

@@ -38,6 +38,15 @@ async fn sleeping_main() {
     asyncio::sleep(common::PATIENCE).await;
 }
 
+/// A `main` that runs for a moment, then returns.
+#[asyncio::main]
+async fn briefly_sleeping_main() {
+    let _c = Cleanup("main task");
+    println!("child: running");
+    asyncio::sleep(Duration::from_millis(500)).await;
+    println!("child: main finished its work");
+}
+
 /// The same, with `main` taking the `RunError` itself.
 #[asyncio::main(return_run_error)]
 async fn sleeping_main_returning_the_run_error() -> Result<(), asyncio::RunError> {
@@ -59,10 +68,19 @@ fn as_program_main(f: impl FnOnce() + Send + 'static) {
         .expect("the child's main returned");
 }
 
-/// Starts the child for `test`, waits until it printed `child: running`,
-/// sends it SIGINT, and returns its exit status and everything it printed.
+/// Starts the child for `test` (SIGINT at its default action), waits until it
+/// printed `child: running`, sends it SIGINT, and returns its exit status and
+/// everything it printed.
 fn interrupt_child(test: &str) -> (std::process::ExitStatus, String, String) {
-    let mut child = common::spawn_child(test);
+    interrupt_child_with_sigint(test, false)
+}
+
+/// [`interrupt_child`], the child starting with SIGINT ignored if `ignored`.
+fn interrupt_child_with_sigint(
+    test: &str,
+    ignored: bool,
+) -> (std::process::ExitStatus, String, String) {
+    let mut child = common::spawn_child_with_sigint(test, ignored);
     let stdout = child.stdout.take().expect("piped stdout");
     let (tx, lines) = mpsc::channel();
     std::thread::spawn(move || {
@@ -170,4 +188,27 @@ fn exit_interrupted_after_an_interrupted_runner_run_dies_of_sigint() {
         stdout.contains("child: run returned Err(Interrupted)"),
         "printed before exit_interrupted, and flushed: {report}"
     );
+}
+
+/// asyncio's Runner catches Ctrl-C only while SIGINT's handler is the default
+/// one: a program started with SIGINT ignored (by `nohup`, or in the
+/// background by a shell without job control) is not interrupted by it. Before,
+/// `#[asyncio::main]` caught SIGINT anyway, cancelled `main` and died of it.
+#[test]
+#[cfg_attr(miri, ignore = "Miri has neither signals nor processes")]
+fn a_program_started_with_sigint_ignored_is_not_interrupted_by_it() {
+    const NAME: &str = "a_program_started_with_sigint_ignored_is_not_interrupted_by_it";
+    if common::child_mode(NAME) {
+        as_program_main(briefly_sleeping_main);
+        println!("child: main returned");
+        return;
+    }
+    let (status, stdout, stderr) = interrupt_child_with_sigint(NAME, true);
+    let report = format!("status {status}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(status.success(), "SIGINT stayed ignored: {report}");
+    assert!(
+        stdout.contains("child: main finished its work"),
+        "main was not cancelled: {report}"
+    );
+    assert!(stdout.contains("child: main returned"), "{report}");
 }

@@ -94,6 +94,7 @@ fn the_errors_of_tasks_and_the_loop_read_once() {
     reads_once(asyncio::InvalidStateError::AlreadyDone);
     reads_once(asyncio::RuntimeError::NoRunningLoop);
     reads_once(asyncio::RuntimeError::Stalled);
+    reads_once(asyncio::RuntimeError::Stopped);
     reads_once(asyncio::RunError::Runtime(asyncio::RuntimeError::Closed));
     reads_once(asyncio::RunError::Cancelled(
         asyncio::CancelledError::with_message("bye"),

@@ -11,6 +11,7 @@
 
 use std::rc::Rc;
 
+use asyncio_bench::eco::*;
 use asyncio_bench::net::*;
 use asyncio_bench::pool::*;
 use asyncio_bench::process::*;
@@ -369,6 +370,33 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
         .run(AsyncioRs, with(l, |l, n| asyncio_http_hello(l, http_ops(n))))
         .run(TokioCurrentThread, with(tn, |t, n| tokio_http_hello(t, http_ops(n)))),
         Scenario::new(
+            "compat_roundtrip",
+            "",
+            "a tokio task spawned and awaited from an asyncio task through asyncio::compat (tokio: the same spawn and await, no wrapper), n / 100 times",
+            "round trip",
+        )
+        .ops(compat_ops)
+        .run(AsyncioRs, with(l, |l, n| asyncio_compat_roundtrip(l, compat_ops(n))))
+        .run(TokioCurrentThread, with(tn, |t, n| tokio_compat_roundtrip(t, compat_ops(n)))),
+        Scenario::new(
+            "h2_hello",
+            "ex_5_4",
+            "hyper's hello world over HTTP/2 (h2c), 10 connections with 10 concurrent streams each from a hyper client on another thread, n / 100 requests",
+            "request",
+        )
+        .ops(h2_ops)
+        .run(AsyncioRs, with(l, |l, n| asyncio_h2_hello(l, h2_ops(n))))
+        .run(TokioCurrentThread, with(tn, |t, n| tokio_h2_hello(t, h2_ops(n)))),
+        Scenario::new(
+            "axum_json",
+            "ex_5_7",
+            "an axum route taking and returning JSON (tokio: axum::serve), POSTed over 50 keep-alive connections from another thread, n / 100 requests",
+            "request",
+        )
+        .ops(http_ops)
+        .run(AsyncioRs, with(l, |l, n| asyncio_axum_json(l, http_ops(n))))
+        .run(TokioCurrentThread, with(tn, |t, n| tokio_axum_json(t, http_ops(n)))),
+        Scenario::new(
             "ex_7_1_subprocess_spawn",
             "ex_7_1",
             "/bin/true children started at once, then each waited for and reaped (n / 1,000 children, at most 1,000)",
@@ -517,6 +545,16 @@ fn echo_ops(n: usize) -> usize {
 /// Requests of one `http_hello` run: a multiple of the 50 connections.
 fn http_ops(n: usize) -> usize {
     (n / 100).div_ceil(HTTP_CONNS).max(1) * HTTP_CONNS
+}
+
+/// Round trips of one `compat_roundtrip` run.
+fn compat_ops(n: usize) -> usize {
+    (n / 100).max(1)
+}
+
+/// Requests of one `h2_hello` run: a multiple of the 100 concurrent streams.
+fn h2_ops(n: usize) -> usize {
+    h2_total((n / 100).max(1))
 }
 
 /// Children of one subprocess run: n / 1,000, between 10 and [`CHILDREN`].

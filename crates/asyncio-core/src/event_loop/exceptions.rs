@@ -1,13 +1,17 @@
 //! The exception handler (asyncio's `loop.set_exception_handler`) and how the
 //! loop reports panics it catches instead of unwinding through itself.
 
+use std::any::Any;
+use std::error::Error;
 use std::fmt;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::error::PanicError;
 use crate::task::TaskRef;
 
 use super::LoopInner;
+use super::run::CallHandle;
 
 /// What the exception handler receives, as asyncio's context dict.
 ///
@@ -37,22 +41,93 @@ pub struct ExceptionContext {
     pub task: Option<TaskRef>,
     /// The panic, if one was caught.
     pub panic: Option<PanicError>,
+    /// The error, typed, when the failure was an error value rather than a
+    /// panic (asyncio's `'exception'` key): downcast it with
+    /// `exception.downcast_ref::<E>()`.
+    pub exception: Option<Arc<dyn Error + Send + Sync>>,
+    /// The callback concerned (asyncio's `'handle'`): one scheduled with
+    /// `call_soon`, `call_later` or `call_at` whose call panicked.
+    pub handle: Option<CallHandle>,
+    /// The future concerned (asyncio's `'future'`), type-erased: a
+    /// [`LoopFuture<T>`](crate::LoopFuture) (`downcast_ref::<LoopFuture<T>>()`)
+    /// or whatever future type the reporter names in its docs.
+    pub future: Option<Rc<dyn Any>>,
+    /// The transport concerned (asyncio's `'transport'`), type-erased: the
+    /// I/O crate that reports says which type it puts here.
+    pub transport: Option<Rc<dyn Any>>,
+    /// The socket concerned (asyncio's `'socket'`), type-erased, as
+    /// `transport`.
+    pub socket: Option<Rc<dyn Any>>,
 }
 
 impl ExceptionContext {
     /// A context with only a message, for libraries that report through the
-    /// loop's exception handler (asyncio's `call_exception_handler({'message': ...})`).
+    /// loop's exception handler (asyncio's `call_exception_handler({'message': ...})`);
+    /// the `with_*` methods add what it concerns.
     ///
     /// ```
     /// let ctx = asyncio::ExceptionContext::new("socket.accept() failed");
     /// assert_eq!(ctx.to_string(), "socket.accept() failed");
+    ///
+    /// let err = std::io::Error::other("too many open files");
+    /// let ctx = asyncio::ExceptionContext::new("accept failed").with_exception(err);
+    /// assert_eq!(ctx.to_string(), "accept failed: too many open files");
+    /// let io = ctx.exception.as_ref().unwrap().downcast_ref::<std::io::Error>();
+    /// assert_eq!(io.unwrap().kind(), std::io::ErrorKind::Other);
     /// ```
     pub fn new(message: impl Into<String>) -> Self {
         ExceptionContext {
             message: message.into(),
             task: None,
             panic: None,
+            exception: None,
+            handle: None,
+            future: None,
+            transport: None,
+            socket: None,
         }
+    }
+
+    /// Adds the typed error (asyncio's `'exception'`).
+    pub fn with_exception(mut self, error: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
+        self.exception = Some(Arc::from(error.into()));
+        self
+    }
+
+    /// Adds the task concerned.
+    pub fn with_task(mut self, task: TaskRef) -> Self {
+        self.task = Some(task);
+        self
+    }
+
+    /// Adds the panic caught.
+    pub fn with_panic(mut self, panic: PanicError) -> Self {
+        self.panic = Some(panic);
+        self
+    }
+
+    /// Adds the callback concerned.
+    pub fn with_handle(mut self, handle: CallHandle) -> Self {
+        self.handle = Some(handle);
+        self
+    }
+
+    /// Adds the future concerned.
+    pub fn with_future(mut self, future: Rc<dyn Any>) -> Self {
+        self.future = Some(future);
+        self
+    }
+
+    /// Adds the transport concerned.
+    pub fn with_transport(mut self, transport: Rc<dyn Any>) -> Self {
+        self.transport = Some(transport);
+        self
+    }
+
+    /// Adds the socket concerned.
+    pub fn with_socket(mut self, socket: Rc<dyn Any>) -> Self {
+        self.socket = Some(socket);
+        self
     }
 }
 
@@ -66,14 +141,31 @@ impl fmt::Display for ExceptionContext {
             }
             f.write_str(")")?;
         }
+        if self.handle.is_some() {
+            f.write_str(" (in a scheduled callback)")?;
+        }
         if let Some(panic) = &self.panic {
             write!(f, ": panicked: {}", panic.message())?;
+        }
+        if let Some(error) = &self.exception {
+            // The error and each of its causes, once.
+            write!(f, ": {error}")?;
+            let mut source = error.source();
+            while let Some(cause) = source {
+                write!(f, ": {cause}")?;
+                source = cause.source();
+            }
         }
         Ok(())
     }
 }
 
-pub(crate) type Handler = Rc<dyn Fn(&ExceptionContext)>;
+/// An installed exception handler, as
+/// [`EventLoop::get_exception_handler`](crate::EventLoop::get_exception_handler)
+/// returns it.
+pub type ExceptionHandler = Rc<dyn Fn(&ExceptionContext)>;
+
+pub(crate) type Handler = ExceptionHandler;
 
 /// What a state transition could not dispose of without running user code in
 /// its middle: it waits in the loop's deferred list until the transition is
@@ -87,9 +179,22 @@ pub(crate) enum Deferred {
     ReplacedPanic(TaskRef, PanicError),
 }
 
-/// The default handler: one line on stderr, best effort. A closed stderr (a
-/// program run as `prog 2>&1 | head`) loses the line; it never panics.
-pub(super) fn default_exception_handler(ctx: &ExceptionContext) {
+/// The default exception handler (asyncio's `loop.default_exception_handler`):
+/// one line on stderr, best effort. A closed stderr (a program run as
+/// `prog 2>&1 | head`) loses the line; it never panics. A custom handler may
+/// hand what it does not handle itself on to it (also as
+/// [`EventLoop::default_exception_handler`](crate::EventLoop::default_exception_handler)).
+///
+/// ```
+/// let lp = asyncio::EventLoop::new();
+/// lp.set_exception_handler(Some(|ctx: &asyncio::ExceptionContext| {
+///     if !ctx.message.contains("expected") {
+///         asyncio::default_exception_handler(ctx);
+///     }
+/// }));
+/// lp.call_exception_handler(&asyncio::ExceptionContext::new("expected, ignored"));
+/// ```
+pub fn default_exception_handler(ctx: &ExceptionContext) {
     crate::gate::write_stderr(format_args!("asyncio: {ctx}"));
 }
 
@@ -97,25 +202,32 @@ impl LoopInner {
     pub(crate) fn report_unobserved(&self, task: &TaskRef) {
         // SAFETY: the task is complete and alive (we hold a reference).
         let panic = unsafe { (task.header().vtable.peek_panic)(task.as_ptr()) };
-        self.call_exception_handler(&ExceptionContext {
-            message: "Task exception was never retrieved".to_owned(),
-            task: Some(task.clone()),
-            panic,
-        });
+        let mut ctx = ExceptionContext::new("Task exception was never retrieved");
+        ctx.task = Some(task.clone());
+        ctx.panic = panic;
+        self.call_exception_handler(&ctx);
     }
 
     /// Hands a caught panic to the exception handler.
-    pub(super) fn report_panic(
+    pub(crate) fn report_panic(
         &self,
         message: &str,
         task: Option<TaskRef>,
         payload: crate::gate::Payload,
     ) {
-        self.call_exception_handler(&ExceptionContext {
-            message: message.to_owned(),
-            task,
-            panic: Some(PanicError::new(payload)),
-        });
+        let mut ctx = ExceptionContext::new(message).with_panic(PanicError::new(payload));
+        ctx.task = task;
+        self.call_exception_handler(&ctx);
+    }
+
+    /// Hands a panic of a scheduled callback to the exception handler, with
+    /// the callback's handle (asyncio's `'handle'`).
+    pub(super) fn report_callback_panic(&self, handle: CallHandle, payload: crate::gate::Payload) {
+        self.call_exception_handler(
+            &ExceptionContext::new("Exception in callback")
+                .with_panic(PanicError::new(payload))
+                .with_handle(handle),
+        );
     }
 
     /// Reports a panic in the destructor of a value the loop dropped (a
@@ -146,11 +258,13 @@ impl LoopInner {
                 None => break,
                 Some(Deferred::Drop(value)) => self.drop_reporting(value),
                 Some(Deferred::ReplacedPanic(task, first)) => {
-                    self.call_exception_handler(&ExceptionContext {
-                        message: "a task panicked, then its future's destructor panicked too (the task ends with the second panic)".to_owned(),
-                        task: Some(task),
-                        panic: Some(first),
-                    });
+                    self.call_exception_handler(
+                        &ExceptionContext::new(
+                            "a task panicked, then its future's destructor panicked too (the task ends with the second panic)",
+                        )
+                        .with_task(task)
+                        .with_panic(first),
+                    );
                 }
             }
         }
@@ -187,11 +301,10 @@ impl LoopInner {
                     crate::gate::discard_payload(payload);
                 }
                 if let Err(payload) = called {
-                    default_exception_handler(&ExceptionContext {
-                        message: "Unhandled error in exception handler".to_owned(),
-                        task: None,
-                        panic: Some(PanicError::new(payload)),
-                    });
+                    default_exception_handler(
+                        &ExceptionContext::new("Unhandled error in exception handler")
+                            .with_panic(PanicError::new(payload)),
+                    );
                     default_exception_handler(ctx);
                 }
             }

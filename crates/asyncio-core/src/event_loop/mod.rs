@@ -40,8 +40,8 @@ mod running;
 mod spawn;
 
 pub(crate) use exceptions::Deferred;
-pub use exceptions::ExceptionContext;
 use exceptions::Handler;
+pub use exceptions::{ExceptionContext, ExceptionHandler, default_exception_handler};
 pub(crate) use run::Call;
 use run::Packed;
 pub use run::{CallHandle, IO_POLL_INTERVAL};
@@ -64,6 +64,12 @@ pub(crate) struct LoopInner {
     /// Loop thread only; every access is a short call that runs no user code.
     registry: UnsafeCell<registry::Registry>,
     running: Cell<bool>,
+    /// `stop()` was called: the run in progress (or the next one) ends after
+    /// the turn it is in (see `EventLoop::stop`). Cleared when a run ends.
+    pub(crate) stopping: Cell<bool>,
+    /// Cancellations of awaited tasks being finished inside one another (see
+    /// `finish_cancel_now`).
+    sync_cancel_depth: Cell<u32>,
     /// Turns in a row that ended with tasks still ready (see `busy_turn`).
     busy_turns: Cell<u32>,
     pub(crate) closed: Cell<bool>,
@@ -97,6 +103,12 @@ pub(crate) struct LoopInner {
     /// The default executor of `to_thread`/`run_in_executor`, started lazily.
     pub(crate) pool: RefCell<Option<Arc<Pool>>>,
     pub(crate) pool_config: Cell<PoolConfig>,
+    /// The default executor set with `set_default_executor` (in place of
+    /// `pool`).
+    pub(crate) executor: RefCell<Option<Arc<dyn crate::blocking::Executor>>>,
+    /// `shutdown_default_executor` was called: the default executor takes
+    /// no more work.
+    pub(crate) executor_shut_down: Cell<bool>,
     /// Unique among all loops of the process (addresses can be reused).
     pub(crate) id: u64,
 }
@@ -177,9 +189,14 @@ impl EventLoop {
     /// # Errors
     /// [`RuntimeError::Closed`] on a closed loop, [`RuntimeError::AlreadyRunning`]
     /// from inside this loop, [`RuntimeError::AnotherLoopRunning`] from inside
-    /// another loop, [`RunError::Cancelled`] if the main task was cancelled, and
+    /// another loop, [`RunError::Cancelled`] if the main task was cancelled,
     /// [`RuntimeError::Stalled`] if the main task waits but nothing could ever
-    /// wake it (no task ready, no waker or loop handle alive anywhere).
+    /// wake it (no task ready, no waker or loop handle alive anywhere), and
+    /// [`RuntimeError::Stopped`] if [`stop`](Self::stop) ended the run before
+    /// the main future completed (asyncio's "Event loop stopped before Future
+    /// completed."; the main future is dropped, since it may borrow from the
+    /// caller). A stop requested before the call lets the run make one turn
+    /// first, as asyncio's.
     ///
     /// The future may borrow from the caller (it is finished or dropped
     /// before this returns, as with `futures::executor::block_on`); the tasks
@@ -235,8 +252,11 @@ impl EventLoop {
         let mut slot = main_task::MainSlot::new(fut.as_mut(), &out);
         let (main_future, guard) = main_task::main_future(&mut slot);
         let mut main = self.inner.spawn(main_future, options);
-        let turned = self.turn_until(|| main.done());
+        let turned = self.turn_until(|| main.done(), true);
         drop(guard);
+        // As asyncio's `run_forever` (which its `run_until_complete` runs),
+        // a run consumes the stop request that ended it, or that it ignored.
+        self.inner.stopping.set(false);
         if let Err(e) = turned {
             drop(_running);
             drop(main);
@@ -293,7 +313,7 @@ impl EventLoop {
         // Cancellation drops a future at its task's next step, so a turn ends
         // them all, unless a request was withdrawn with `uncancel`: then wait
         // for it as a run would, and stop if nothing can ever wake it.
-        let _stalled = self.turn_until(|| tasks.iter().all(TaskRef::done));
+        let _stalled = self.turn_until(|| tasks.iter().all(TaskRef::done), false);
         drop(tasks);
         // The done callbacks the cancellations scheduled.
         self.inner.run_once();
@@ -317,11 +337,52 @@ impl EventLoop {
     /// [`call_soon`](Self::call_soon), failing with [`RuntimeError::Closed`]
     /// on a closed loop.
     pub fn try_call_soon(&self, f: impl FnOnce() + 'static) -> Result<CallHandle, RuntimeError> {
+        self.try_call_soon_in(f, crate::contextvars::copy_for_task())
+    }
+
+    /// [`call_soon`](Self::call_soon) with the context `f` runs in
+    /// (asyncio's `call_soon(callback, context=ctx)`); without it a callback
+    /// runs in a copy of the context current when it was scheduled.
+    ///
+    /// ```
+    /// let var = asyncio::ContextVar::new("user");
+    /// let ctx = asyncio::Context::new();
+    /// ctx.run(|| var.set("ada"));
+    /// let seen = std::rc::Rc::new(std::cell::Cell::new(None));
+    /// let s = seen.clone();
+    /// let lp = asyncio::EventLoop::new();
+    /// lp.call_soon_with_context(move || s.set(var.get()), ctx);
+    /// lp.stop();
+    /// lp.run_forever().unwrap();
+    /// assert_eq!(seen.get(), Some("ada"));
+    /// ```
+    ///
+    /// # Panics
+    /// On a closed loop, as `call_soon`.
+    pub fn call_soon_with_context(
+        &self,
+        f: impl FnOnce() + 'static,
+        context: crate::Context,
+    ) -> CallHandle {
+        self.try_call_soon_in(f, Some(context))
+            .unwrap_or_else(|e| closed_loop("EventLoop::call_soon_with_context", e))
+    }
+
+    fn try_call_soon_in(
+        &self,
+        f: impl FnOnce() + 'static,
+        context: Option<crate::Context>,
+    ) -> Result<CallHandle, RuntimeError> {
         if self.inner.closed.get() {
             crate::gate::dispose_refused(f);
+            // A context's values are user values too.
+            self.inner.drop_reporting(context);
             return Err(RuntimeError::Closed);
         }
-        Ok(self.inner.call_soon_boxed(Box::new(f)))
+        if context.is_some() {
+            crate::contextvars::mark_in_use();
+        }
+        Ok(self.inner.call_soon_in(Box::new(f), context))
     }
 
     /// Creates a task on this loop, started as the task factory says.
@@ -406,6 +467,28 @@ impl EventLoop {
             .handler
             .replace(handler.map(|h| Rc::new(h) as Handler));
         self.inner.drop_reporting(old);
+    }
+
+    /// The exception handler installed with
+    /// [`set_exception_handler`](Self::set_exception_handler); `None` means the
+    /// default one (asyncio's `loop.get_exception_handler()`).
+    ///
+    /// ```
+    /// let lp = asyncio::EventLoop::new();
+    /// assert!(lp.get_exception_handler().is_none());
+    /// lp.set_exception_handler(Some(|_: &asyncio::ExceptionContext| {}));
+    /// assert!(lp.get_exception_handler().is_some());
+    /// ```
+    pub fn get_exception_handler(&self) -> Option<ExceptionHandler> {
+        self.inner.handler.try_borrow().ok().and_then(|h| h.clone())
+    }
+
+    /// The default exception handler (asyncio's
+    /// `loop.default_exception_handler(context)`): one line on stderr. A
+    /// custom handler may hand contexts it does not handle on to it; see
+    /// [`default_exception_handler`](crate::default_exception_handler).
+    pub fn default_exception_handler(&self, ctx: &ExceptionContext) {
+        exceptions::default_exception_handler(ctx);
     }
 
     /// Passes `ctx` to the exception handler, as `loop.call_exception_handler`.
@@ -567,10 +650,7 @@ impl EventLoop {
         self.inner.clear_signal_handlers();
         // Like asyncio's `executor.shutdown(wait=False)`: running jobs finish
         // in the background, nothing new starts.
-        let pool = self.inner.pool.borrow().clone();
-        if let Some(pool) = pool {
-            pool.shutdown_nowait();
-        }
+        self.inner.shutdown_executors_nowait();
         let factory = self.inner.factory.borrow_mut().take();
         self.inner.drop_reporting(factory);
         // Last: with no handler left, a panic in its own destructor goes to
@@ -636,6 +716,8 @@ impl LoopInner {
             ready: UnsafeCell::new(VecDeque::new()),
             registry: UnsafeCell::new(registry::Registry::default()),
             running: Cell::new(false),
+            stopping: Cell::new(false),
+            sync_cancel_depth: Cell::new(0),
             busy_turns: Cell::new(0),
             closed: Cell::new(false),
             owned: Cell::new(true),
@@ -658,6 +740,8 @@ impl LoopInner {
             signals: Default::default(),
             pool: RefCell::new(None),
             pool_config: Cell::new(PoolConfig::default()),
+            executor: RefCell::new(None),
+            executor_shut_down: Cell::new(false),
             id: NEXT_LOOP_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }

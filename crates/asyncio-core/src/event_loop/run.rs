@@ -1,6 +1,6 @@
 //! The ready queue and the run loop: one turn, a task's step, its completion.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::ptr::NonNull;
 use std::rc::Rc;
@@ -33,18 +33,41 @@ use super::{EventLoop, LoopInner};
 /// ```
 pub const IO_POLL_INTERVAL: u32 = 61;
 
+/// How many cancellations of awaited tasks may be finished inside one another
+/// (a task whose cancellation drops the handle of a task it awaited, and so
+/// on); past it the rest finish at their tasks' next turn.
+pub(crate) const MAX_SYNC_CANCEL_DEPTH: u32 = 64;
+
 /// A callback scheduled with `call_soon` (or a timer, or another thread).
 pub(crate) struct Call {
     cancelled: Cell<bool>,
     f: Cell<Option<Box<dyn FnOnce()>>>,
+    /// The context the callback runs in (asyncio's `context=`, by default a
+    /// copy of the one current when it was scheduled); `None`: the loop's
+    /// own callbacks, and any while no context is in use on the thread.
+    context: RefCell<Option<contextvars::Context>>,
 }
 
 impl Call {
     pub(crate) fn new(f: Box<dyn FnOnce()>) -> Rc<Call> {
+        Self::with_context(f, None)
+    }
+
+    pub(crate) fn with_context(
+        f: Box<dyn FnOnce()>,
+        context: Option<contextvars::Context>,
+    ) -> Rc<Call> {
         Rc::new(Call {
             cancelled: Cell::new(false),
             f: Cell::new(Some(f)),
+            context: RefCell::new(context),
         })
+    }
+
+    /// The callback's context, made (empty) on first request.
+    fn get_context(&self) -> contextvars::Context {
+        let mut slot = self.context.borrow_mut();
+        slot.get_or_insert_with(contextvars::Context::new).clone()
     }
 
     pub(crate) fn cancel(&self) {
@@ -135,11 +158,36 @@ impl Drop for Packed {
 /// .unwrap();
 /// assert!(!ran.get(), "a cancelled callback does not run");
 /// ```
+#[derive(Clone)]
 pub struct CallHandle {
     call: Rc<Call>,
 }
 
 impl CallHandle {
+    pub(crate) fn from_call(call: Rc<Call>) -> Self {
+        CallHandle { call }
+    }
+
+    /// The context the callback runs in, as asyncio's `Handle.get_context()`:
+    /// the one given with `call_soon_with_context` (and the timer forms), or
+    /// a copy of the context current when it was scheduled. Values set in it
+    /// before the callback runs are what it sees.
+    ///
+    /// ```
+    /// let var = asyncio::ContextVar::new("request");
+    /// let seen = std::rc::Rc::new(std::cell::Cell::new(None));
+    /// let (v, s) = (var.clone(), seen.clone());
+    /// let lp = asyncio::EventLoop::new();
+    /// let handle = lp.call_soon(move || s.set(v.get()));
+    /// handle.get_context().run(|| var.set(7));
+    /// lp.stop();
+    /// lp.run_forever().unwrap();
+    /// assert_eq!(seen.get(), Some(7));
+    /// ```
+    pub fn get_context(&self) -> contextvars::Context {
+        self.call.get_context()
+    }
+
     /// Cancels the callback if it has not run yet, as `Handle.cancel()`.
     pub fn cancel(&self) {
         self.call.cancel();
@@ -150,6 +198,15 @@ impl CallHandle {
         self.call.cancelled.get()
     }
 }
+
+/// Two handles are equal when they refer to the same scheduled callback.
+impl PartialEq for CallHandle {
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.call, &other.call)
+    }
+}
+
+impl Eq for CallHandle {}
 
 impl fmt::Debug for CallHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -345,7 +402,15 @@ impl LoopInner {
     }
 
     pub(crate) fn call_soon_boxed(&self, f: Box<dyn FnOnce()>) -> CallHandle {
-        let call = Call::new(f);
+        self.call_soon_in(f, None)
+    }
+
+    pub(crate) fn call_soon_in(
+        &self,
+        f: Box<dyn FnOnce()>,
+        context: Option<contextvars::Context>,
+    ) -> CallHandle {
+        let call = Call::with_context(f, context);
         self.push_ready(Runnable::Call(Rc::clone(&call)));
         CallHandle { call }
     }
@@ -386,6 +451,41 @@ impl LoopInner {
         } else if header.state.get() & (REGISTERED | CANCEL_REQUESTED | DEFERRED) != REGISTERED {
             self.suspended_slow(task);
         }
+    }
+
+    /// Finishes the cancellation of `task` now, inside the caller, instead of
+    /// at the task's next turn: what asyncio's awaiter sees, since a
+    /// cancelled awaiter (or `wait_for` on its timeout) resumes only once the
+    /// task it awaited has finished cancelling. Used when the handle of an
+    /// awaited task is dropped. Does nothing (the cancellation then happens
+    /// at the task's next turn, as for any `cancel()`) unless this loop is
+    /// running on this thread and open, the task is not being polled (its
+    /// own step, or an eager step above this one), and fewer than
+    /// [`MAX_SYNC_CANCEL_DEPTH`] such cancellations are nested here, so a
+    /// long chain of tasks awaiting each other cannot overflow the stack.
+    pub(crate) fn finish_cancel_now(&self, task: &TaskRef) {
+        let header = task.header();
+        if header.state.get() & (COMPLETE | RUNNING | CANCEL_REQUESTED) != CANCEL_REQUESTED
+            || self.closed.get()
+            || !std::ptr::eq(context::running_loop(), self)
+        {
+            return;
+        }
+        let depth = self.sync_cancel_depth.get();
+        if depth >= MAX_SYNC_CANCEL_DEPTH {
+            return;
+        }
+        self.sync_cancel_depth.set(depth + 1);
+        struct Depth<'a>(&'a Cell<u32>);
+        impl Drop for Depth<'_> {
+            fn drop(&mut self) {
+                self.0.set(self.0.get() - 1);
+            }
+        }
+        let _depth = Depth(&self.sync_cancel_depth);
+        // A queued entry of the task stays in the ready queue; the loop skips
+        // it, as the task is complete when it comes up.
+        self.step(task);
     }
 
     /// A step that suspended a task not yet in the registry (its first), or
@@ -461,14 +561,28 @@ impl LoopInner {
         if call.cancelled.get() {
             return;
         }
-        if let Some(f) = call.f.take() {
-            self.run_boxed(f);
-        }
-    }
-
-    pub(super) fn run_boxed(&self, f: Box<dyn FnOnce()>) {
-        if let Err(payload) = crate::gate::call(crate::gate::Site::Callback, f) {
-            self.report_panic("Exception in callback", None, payload);
+        let Some(f) = call.f.take() else { return };
+        let context = call.context.borrow().clone();
+        match context {
+            None => {
+                if let Err(payload) = crate::gate::call(crate::gate::Site::Callback, f) {
+                    self.report_callback_panic(CallHandle::from_call(call), payload);
+                }
+            }
+            Some(ctx) => {
+                let called = {
+                    let ctx = ctx.clone();
+                    crate::gate::call(crate::gate::Site::Callback, move || ctx.run(f))
+                };
+                if let Err(payload) = called {
+                    self.report_callback_panic(CallHandle::from_call(Rc::clone(&call)), payload);
+                }
+                // Its values are user values: if this was the last handle
+                // (the call dropped below holds another), their destructors
+                // run through the gate.
+                drop(call);
+                self.drop_reporting(ctx);
+            }
         }
     }
 
@@ -599,11 +713,10 @@ impl LoopInner {
             for task in tasks {
                 if !task.header().has(COMPLETE) {
                     if self.debug.get() {
-                        self.call_exception_handler(&ExceptionContext {
-                            message: "Task was destroyed but it is pending!".to_owned(),
-                            task: Some(task.clone()),
-                            panic: None,
-                        });
+                        self.call_exception_handler(
+                            &ExceptionContext::new("Task was destroyed but it is pending!")
+                                .with_task(task.clone()),
+                        );
                     }
                     task.header().set(CANCEL_REQUESTED);
                     self.step(&task);
@@ -631,16 +744,26 @@ impl LoopInner {
 
 impl EventLoop {
     /// Turns the running loop until `done()` holds: runs what is ready, fires
-    /// due timers, and waits in the kernel when nothing is ready.
+    /// due timers, and waits in the kernel when nothing is ready. With
+    /// `honour_stop`, a [`stop`](Self::stop) ends it after the turn it was
+    /// requested in (or, requested before, after the first turn).
     ///
     /// # Errors
     /// [`RuntimeError::Stalled`] when nothing is ready and nothing could ever
-    /// wake the loop again.
-    pub(super) fn turn_until(&self, done: impl Fn() -> bool) -> Result<(), RuntimeError> {
+    /// wake the loop again; [`RuntimeError::Stopped`] when `stop` ended it
+    /// before `done()` held.
+    pub(super) fn turn_until(
+        &self,
+        done: impl Fn() -> bool,
+        honour_stop: bool,
+    ) -> Result<(), RuntimeError> {
         while !done() {
             self.inner.run_once();
             if done() {
                 break;
+            }
+            if honour_stop && self.inner.stopping.get() {
+                return Err(RuntimeError::Stopped);
             }
             self.inner.fire_timers();
             if self.inner.ready_len() == 0 {
@@ -654,6 +777,98 @@ impl EventLoop {
             }
         }
         Ok(())
+    }
+
+    /// Runs the loop until [`stop`](Self::stop) is called, as asyncio's
+    /// `loop.run_forever()`.
+    ///
+    /// Each turn is asyncio's `_run_once`: it looks at I/O (waiting in the
+    /// kernel only when nothing is ready and no stop is pending), moves due
+    /// timers to the ready queue, then runs what was ready when the turn
+    /// began. `stop()` ends the run once the turn it was called in is over;
+    /// callbacks and tasks that turn scheduled stay queued and run at the
+    /// start of the next run. A `stop()` called while the loop is not running
+    /// makes the next `run_forever` run one turn and return. The request is
+    /// consumed by the run it ends.
+    ///
+    /// Tasks still pending when it returns stay for the next run (or for
+    /// [`close`](Self::close), which cancels them).
+    ///
+    /// ```
+    /// use std::cell::RefCell;
+    /// use std::rc::Rc;
+    ///
+    /// let lp = asyncio::EventLoop::new();
+    /// let seen = Rc::new(RefCell::new(Vec::new()));
+    /// let (s, l) = (seen.clone(), lp.clone());
+    /// lp.call_soon(move || {
+    ///     s.borrow_mut().push("first");
+    ///     let s2 = s.clone();
+    ///     // Scheduled by the last turn's callback: runs in the next run.
+    ///     l.call_soon(move || s2.borrow_mut().push("second"));
+    ///     l.stop();
+    /// });
+    /// lp.run_forever().unwrap();
+    /// assert_eq!(*seen.borrow(), ["first"]);
+    /// lp.stop(); // before the run: it makes one turn and returns
+    /// lp.run_forever().unwrap();
+    /// assert_eq!(*seen.borrow(), ["first", "second"]);
+    /// ```
+    ///
+    /// # Errors
+    /// [`RuntimeError::Closed`], [`RuntimeError::AlreadyRunning`] and
+    /// [`RuntimeError::AnotherLoopRunning`] as
+    /// [`run_until_complete`](Self::run_until_complete);
+    /// [`RuntimeError::Stalled`] when nothing is ready and nothing could ever
+    /// wake the loop (no waker, timer, I/O registration, signal handler or
+    /// [`LoopHandle`](crate::LoopHandle) alive): nothing could call `stop`
+    /// either, and asyncio would hang.
+    pub fn run_forever(&self) -> Result<(), RuntimeError> {
+        let running = self.enter()?;
+        let turned = self.turn_forever();
+        self.inner.stopping.set(false);
+        drop(running);
+        self.close_if_unowned();
+        turned
+    }
+
+    fn turn_forever(&self) -> Result<(), RuntimeError> {
+        loop {
+            if self.inner.ready_len() == 0 && !self.inner.stopping.get() {
+                if self.inner.stalled() {
+                    return Err(RuntimeError::Stalled);
+                }
+                self.release_cached(self.inner.cells.trim(cell_cache::IDLE_KEEP));
+                // Waits for I/O, a timer or another thread, then fires the
+                // timers that are due.
+                self.inner.idle();
+            } else {
+                if self.inner.stopping.get() {
+                    // The last turn looks at I/O without waiting, as asyncio's
+                    // `select(0)` when stopping.
+                    self.inner.poll_io_now();
+                } else {
+                    self.inner.busy_turn();
+                }
+                self.inner.fire_timers();
+            }
+            self.inner.run_once();
+            if self.inner.stopping.get() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Asks the loop to stop, as asyncio's `loop.stop()`: a running
+    /// [`run_forever`](Self::run_forever) returns once the turn in progress
+    /// is over; if the loop is not running, the next `run_forever` runs one
+    /// turn and returns. A [`run_until_complete`](Self::run_until_complete)
+    /// stopped before its future completed returns [`RuntimeError::Stopped`].
+    /// From another thread use [`LoopHandle::stop`](crate::LoopHandle::stop);
+    /// from a signal, a handler that calls this (`add_signal_handler`
+    /// callbacks run on the loop).
+    pub fn stop(&self) {
+        self.inner.stopping.set(true);
     }
 
     /// Marks the loop running on this thread until the guard drops (also on unwind).

@@ -338,6 +338,31 @@ impl TaskRef {
         drop(old);
     }
 
+    /// The context the task runs in, as asyncio's `Task.get_context()`: a
+    /// copy of its creator's made at `create_task`, or the one given with
+    /// [`TaskOptions::context`](crate::TaskOptions::context). A task created
+    /// while no context variable was in use on the thread gets an empty one
+    /// here (what it would have seen).
+    ///
+    /// ```
+    /// let var = asyncio::ContextVar::new("user");
+    /// asyncio::run(async move {
+    ///     var.set("ada");
+    ///     let task = asyncio::create_task(async {});
+    ///     var.set("bob"); // after the copy: the task does not see it
+    ///     assert_eq!(task.get_context().run(|| var.get()), Some("ada"));
+    /// })
+    /// .unwrap();
+    /// ```
+    pub fn get_context(&self) -> crate::contextvars::Context {
+        if let Some(ctx) = self.context() {
+            return ctx;
+        }
+        let ctx = crate::contextvars::Context::new();
+        self.attach_context(ctx.clone());
+        ctx
+    }
+
     /// The task's own context, if it has one.
     pub(crate) fn context(&self) -> Option<crate::contextvars::Context> {
         if !self.header().has(HAS_CONTEXT) {
@@ -602,6 +627,60 @@ impl<T> Task<T> {
         Ok(self.take_output())
     }
 
+    /// The outcome, left in the task, as Python's `Task.result()`, which can
+    /// be called any number of times: a reference to the value, or the error
+    /// the task ended with (a new [`TaskError`] each call: a panic's payload,
+    /// which cannot be copied, stays in the task, and the copy keeps its
+    /// message).
+    ///
+    /// [`try_result`](Self::try_result) and awaiting move the value out
+    /// instead (Rust cannot hand out a value it does not own twice without
+    /// `Clone`); after that this fails with
+    /// [`InvalidStateError::ResultTaken`]. Reading it counts as retrieving a
+    /// failure: dropping the task afterwards reports nothing.
+    ///
+    /// ```
+    /// let lp = asyncio::EventLoop::new();
+    /// lp.run_until_complete(async {
+    ///     let task = asyncio::create_task(async { String::from("done") });
+    ///     asyncio::yield_now().await;
+    ///     assert_eq!(task.result().unwrap().unwrap(), "done");
+    ///     assert_eq!(task.result().unwrap().unwrap(), "done"); // again
+    ///     assert_eq!(task.await.unwrap(), "done"); // and then moved out
+    /// })
+    /// .unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// [`InvalidStateError::NotDone`] before the task finished,
+    /// [`InvalidStateError::ResultTaken`] once its outcome was moved out.
+    pub fn result(&self) -> Result<Result<&T, TaskError>, InvalidStateError> {
+        let header = self.raw.header();
+        if !header.has(COMPLETE) {
+            return Err(InvalidStateError::NotDone);
+        }
+        if header.has(OUTPUT_TAKEN) {
+            return Err(InvalidStateError::ResultTaken);
+        }
+        header.set(FAILURE_SEEN);
+        let ptr = self.raw.ptr;
+        // SAFETY: live cell of this task, loop thread (`Task` is `!Send`).
+        let value = unsafe { (header.vtable.output_ref)(ptr) };
+        if !value.is_null() {
+            // SAFETY: the cell's output type is `T` (constructor's contract)
+            // and the value is there. It stays there, unmoved, while `self`
+            // is borrowed: only `try_result` and `poll`, which need `&mut`,
+            // move it out, and the cell lives while this handle does.
+            return Ok(Ok(unsafe { &*value.cast::<T>() }));
+        }
+        // SAFETY: as above.
+        let failure = match unsafe { (header.vtable.peek_panic)(ptr) } {
+            Some(p) => crate::task::raw::Failure::Panicked(p),
+            None => crate::task::raw::Failure::Cancelled,
+        };
+        Ok(Err(crate::task::raw::task_error(ptr, failure)))
+    }
+
     fn take_output(&mut self) -> Result<T, TaskError> {
         let header = self.raw.header();
         header.set(OUTPUT_TAKEN | FAILURE_SEEN);
@@ -747,6 +826,11 @@ impl<T> Task<T> {
                 // handle and reports the failure.
                 self.raw.header().clear(HAS_HANDLE);
                 self.raw.owner().drop_reporting(waker);
+                // As asyncio's awaiter, whoever dropped the handle (the
+                // cancelled awaiter, a timeout) goes on only once the task
+                // has finished cancelling: its destructors run here, when
+                // the loop can step it now.
+                self.raw.owner().finish_cancel_now(&self.raw);
             }
             // Only completion looks at the flag: a failure nobody can take any
             // more is reported then.

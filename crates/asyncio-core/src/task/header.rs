@@ -36,6 +36,9 @@ pub(crate) struct Vtable {
     pub(crate) cancel: unsafe fn(NonNull<Header>),
     /// Moves the outcome into `*dst`, a `Poll<Result<T, TaskError>>`.
     pub(crate) read_output: unsafe fn(NonNull<Header>, *mut ()),
+    /// A pointer to the task's value (`T`) while the stage holds it
+    /// (`HAS_OUTPUT`), else null.
+    pub(crate) output_ref: unsafe fn(NonNull<Header>) -> *const (),
     /// Clones the panic the task ended with, if it ended with one.
     pub(crate) peek_panic: unsafe fn(NonNull<Header>) -> Option<crate::error::PanicError>,
     /// Drops whatever the cell still holds (future or outcome) on the loop thread;

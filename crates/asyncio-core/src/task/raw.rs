@@ -59,6 +59,7 @@ impl<F: Future + 'static> TaskCell<F> {
         poll: poll::<F>,
         cancel: cancel::<F>,
         read_output: read_output::<F>,
+        output_ref: output_ref::<F>,
         peek_panic: peek_panic::<F>,
         drop_stage: drop_stage::<F>,
         dealloc: dealloc::<F>,
@@ -394,11 +395,21 @@ unsafe fn read_output<F: Future>(ptr: NonNull<Header>, dst: *mut ()) {
     unsafe { *dst.cast::<Poll<Result<F::Output, TaskError>>>() = Poll::Ready(out) };
 }
 
+unsafe fn output_ref<F: Future>(ptr: NonNull<Header>) -> *const () {
+    // SAFETY: live header, loop thread.
+    if !unsafe { ptr.as_ref() }.has(HAS_OUTPUT) {
+        return ptr::null();
+    }
+    // SAFETY: live cell, loop thread; the flag says the value is there. Only
+    // a pointer is made: the caller decides how long it may be read.
+    unsafe { ptr::addr_of!((*stage::<F>(ptr)).output).cast() }
+}
+
 /// The error a task that ended without a value hands its awaiter: a
 /// cancellation carries the message of `cancel_with`, if it had one.
 #[cold]
 #[inline(never)]
-fn task_error(ptr: NonNull<Header>, failure: Failure) -> TaskError {
+pub(crate) fn task_error(ptr: NonNull<Header>, failure: Failure) -> TaskError {
     match failure {
         Failure::Panicked(p) => TaskError::Panicked(p),
         Failure::Cancelled => {

@@ -387,6 +387,12 @@ impl TimerHandle {
     pub fn when(&self) -> Option<Instant> {
         self.when
     }
+
+    /// The context the callback runs in, as asyncio's `Handle.get_context()`
+    /// (see [`CallHandle::get_context`](crate::CallHandle::get_context)).
+    pub fn get_context(&self) -> crate::Context {
+        crate::CallHandle::from_call(Rc::clone(&self.call)).get_context()
+    }
 }
 
 impl fmt::Debug for TimerHandle {
@@ -419,7 +425,50 @@ impl crate::EventLoop {
         delay: Duration,
         f: impl FnOnce() + 'static,
     ) -> Result<TimerHandle, crate::RuntimeError> {
-        self.inner.call_at_boxed(deadline_after(delay), Box::new(f))
+        self.inner.call_at_in(
+            deadline_after(delay),
+            Box::new(f),
+            crate::contextvars::copy_for_task(),
+        )
+    }
+
+    /// [`call_later`](Self::call_later) with the context `f` runs in
+    /// (asyncio's `context=`); without it a callback runs in a copy of the
+    /// context current when it was scheduled.
+    ///
+    /// # Panics
+    /// On a closed loop, as `call_later`.
+    pub fn call_later_with_context(
+        &self,
+        delay: Duration,
+        f: impl FnOnce() + 'static,
+        context: crate::Context,
+    ) -> TimerHandle {
+        crate::contextvars::mark_in_use();
+        self.inner
+            .call_at_in(deadline_after(delay), Box::new(f), Some(context))
+            .unwrap_or_else(|e| {
+                crate::event_loop::closed_loop("EventLoop::call_later_with_context", e)
+            })
+    }
+
+    /// [`call_at`](Self::call_at) with the context `f` runs in (asyncio's
+    /// `context=`).
+    ///
+    /// # Panics
+    /// On a closed loop, as `call_at`.
+    pub fn call_at_with_context(
+        &self,
+        when: Instant,
+        f: impl FnOnce() + 'static,
+        context: crate::Context,
+    ) -> TimerHandle {
+        crate::contextvars::mark_in_use();
+        self.inner
+            .call_at_in(Some(when), Box::new(f), Some(context))
+            .unwrap_or_else(|e| {
+                crate::event_loop::closed_loop("EventLoop::call_at_with_context", e)
+            })
     }
 
     /// How many timers are pending (sleeps, timeouts, `call_later`); for
@@ -445,23 +494,26 @@ impl crate::EventLoop {
         when: Instant,
         f: impl FnOnce() + 'static,
     ) -> Result<TimerHandle, crate::RuntimeError> {
-        self.inner.call_at_boxed(Some(when), Box::new(f))
+        self.inner
+            .call_at_in(Some(when), Box::new(f), crate::contextvars::copy_for_task())
     }
 }
 
 impl LoopInner {
-    pub(crate) fn call_at_boxed(
+    pub(crate) fn call_at_in(
         self: &Rc<Self>,
         when: Option<Instant>,
         f: Box<dyn FnOnce()>,
+        context: Option<crate::Context>,
     ) -> Result<TimerHandle, crate::RuntimeError> {
         if self.closed.get() {
             // Dropped here, not kept by a loop that will never run it (and
             // without recursion: see `dispose_refused`).
             crate::gate::dispose_refused(f);
+            self.drop_reporting(context);
             return Err(crate::RuntimeError::Closed);
         }
-        let call = Call::new(f);
+        let call = Call::with_context(f, context);
         let key = when.map(|when| {
             self.timers
                 .borrow_mut()

@@ -175,15 +175,44 @@ pub fn child_mode(test: &str) -> bool {
 
 /// A child process: the test binary running only the test `test` in child
 /// mode (it prints to the real stdout and stderr). Stdout and stderr are piped.
+/// It starts with SIGINT's default action, as a program started from a
+/// terminal does, whatever this process inherited (a test run in the
+/// background by a shell without job control inherits SIGINT ignored).
 pub fn spawn_child(test: &str) -> std::process::Child {
-    std::process::Command::new(std::env::current_exe().expect("the test binary"))
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+    spawn_child_with_sigint(test, false)
+}
+
+/// [`spawn_child`], with SIGINT ignored in the child from its start (as under
+/// `nohup`, or as a shell's background job) when `ignored`.
+pub fn spawn_child_with_sigint(test: &str, ignored: bool) -> std::process::Child {
+    let mut cmd = std::process::Command::new(std::env::current_exe().expect("the test binary"));
+    cmd.args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, test)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn the test binary")
+        .stderr(std::process::Stdio::piped());
+    #[cfg(all(unix, not(miri)))]
+    {
+        use std::os::unix::process::CommandExt;
+        let action = if ignored {
+            libc::SIG_IGN
+        } else {
+            libc::SIG_DFL
+        };
+        // SAFETY: between fork and exec only `signal`, which is
+        // async-signal-safe, runs; it touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::signal(libc::SIGINT, action) == libc::SIG_ERR {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(all(unix, not(miri))))]
+    let _ = ignored;
+    cmd.spawn().expect("spawn the test binary")
 }
 
 /// Waits (at most [`PATIENCE`]) for `child` to exit, killing it if it does
