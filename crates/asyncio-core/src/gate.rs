@@ -61,6 +61,25 @@ pub(crate) fn call<R>(site: Site, f: impl FnOnce() -> R) -> Result<R, Payload> {
     }
 }
 
+/// Runs user code for a library built on the loop (a protocol's method, a
+/// transport's callback) through the gate: a panic comes back as a
+/// [`PanicError`](crate::PanicError) instead of unwinding through the
+/// library, and the fault plan counts and faults the call as it does the
+/// loop's own callbacks.
+///
+/// ```
+/// let out = asyncio_core::call_user(|| -> u8 { panic!("protocol method failed") });
+/// assert_eq!(out.unwrap_err().message(), "protocol method failed");
+/// assert_eq!(asyncio_core::call_user(|| 7).unwrap(), 7);
+/// ```
+///
+/// # Errors
+/// The panic of `f`, as a `PanicError` (its payload is dropped through the
+/// gate when the error is dropped).
+pub fn call_user<R>(f: impl FnOnce() -> R) -> Result<R, crate::PanicError> {
+    call(Site::Callback, f).map_err(crate::PanicError::new)
+}
+
 /// Drops `value`; returns the payload if its destructor panicked.
 #[inline]
 pub(crate) fn drop_catching<T>(value: T) -> Option<Payload> {

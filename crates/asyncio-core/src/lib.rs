@@ -64,6 +64,7 @@ pub use event_loop::{
 };
 pub use factory::{LazyTaskFactory, StartMode, TaskFactory, TaskOptions};
 pub use future::{FutureError, LoopFuture, SharedError, create_future};
+pub use gate::call_user;
 #[cfg(feature = "fault-plan")]
 pub use gate::fault_plan;
 pub use task::{CallbackId, Task, TaskRef};

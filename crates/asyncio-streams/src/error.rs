@@ -363,3 +363,39 @@ impl StoredError {
         io::Error::new(self.kind, self.message.clone())
     }
 }
+
+/// Every address a connection was tried on failed (asyncio's
+/// `OSError('Multiple exceptions: ...')`, or with `all_errors=True` its
+/// `ExceptionGroup`): each address with its error, in the order they were
+/// tried. It comes inside an `io::Error` whose kind is the first error's.
+///
+/// ```
+/// let err = asyncio::run(async {
+///     let opts = asyncio::ConnectOptions::new().all_errors(true);
+///     asyncio::open_connection_with("127.0.0.1", 1, &opts).await.unwrap_err()
+/// })
+/// .unwrap();
+/// let all = err.get_ref().unwrap().downcast_ref::<asyncio::ConnectErrors>().unwrap();
+/// assert_eq!(all.errors.len(), 1);
+/// assert_eq!(all.errors[0].1.kind(), std::io::ErrorKind::ConnectionRefused);
+/// ```
+#[derive(Debug)]
+pub struct ConnectErrors {
+    /// Each address tried and why it failed.
+    pub errors: Vec<(std::net::SocketAddr, io::Error)>,
+}
+
+impl fmt::Display for ConnectErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Multiple exceptions: ")?;
+        for (i, (addr, e)) in self.errors.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "[{addr}] {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConnectErrors {}

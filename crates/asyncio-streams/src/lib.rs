@@ -66,31 +66,35 @@ mod hyper_rt;
 mod nosigpipe;
 mod options;
 mod reader;
+mod sendfile;
 mod server;
 mod sock;
 mod sock_ops;
+mod staggered;
 pub mod subprocess;
 #[cfg(feature = "tls")]
 mod tls;
 #[cfg(feature = "tokio")]
 mod tokio_io;
+pub mod transports;
 mod udp;
 mod writer;
 
 pub use connect::{
-    getaddrinfo, open_connection, open_connection_from_stream, open_connection_with,
-    open_unix_connection, open_unix_connection_with,
+    AddrInfo, AddrInfoHints, getaddrinfo, getaddrinfo_with, getnameinfo, open_connection,
+    open_connection_from_stream, open_connection_with, open_unix_connection,
+    open_unix_connection_from_stream, open_unix_connection_with,
 };
 pub use error::{
-    BlockingSocketError, IncompleteReadError, LimitOverrunError, ReadError, ReadExactlyError,
-    ReadUntilError, WriteBufferLimitsError, WriterClosedError,
+    BlockingSocketError, ConnectErrors, IncompleteReadError, LimitOverrunError, ReadError,
+    ReadExactlyError, ReadUntilError, WriteBufferLimitsError, WriterClosedError,
 };
 #[cfg(feature = "hyper")]
 pub use hyper_rt::{HyperIo, LocalExecutor, LoopTimer};
 #[cfg(feature = "tls")]
 pub use options::StartTlsOptions;
-pub use options::{ConnectOptions, DEFAULT_BACKLOG, ServerOptions};
-pub use reader::{DEFAULT_LIMIT, StreamReader};
+pub use options::{AddressFamily, ConnectOptions, DEFAULT_BACKLOG, ServerOptions};
+pub use reader::{DEFAULT_LIMIT, Lines, StreamReader};
 /// rustls itself, for configurations made by hand
 /// ([`ClientTls::from_config`], [`ServerTls::from_config`]) and the types of
 /// [`TlsInfo`].
@@ -99,17 +103,31 @@ pub use rustls;
 /// The certificate and key types of rustls ([`TlsInfo::peer_certificates`]).
 #[cfg(feature = "tls")]
 pub use rustls_pki_types as pki_types;
+pub use sendfile::{SendfileNotAvailableError, SendfileOptions, sendfile, sock_sendfile};
 pub use server::{
     Server, ServerStateError, start_server, start_server_from_listener, start_server_with,
-    start_unix_server, start_unix_server_with, with_state,
+    start_unix_server, start_unix_server_from_listener, start_unix_server_with, with_state,
 };
 pub use sock::StreamAddr;
-pub use sock_ops::{sock_accept, sock_connect, sock_recv, sock_recv_into, sock_sendall};
+pub use sock_ops::{
+    sock_accept, sock_connect, sock_connect_host, sock_recv, sock_recv_into, sock_recvfrom,
+    sock_recvfrom_into, sock_sendall, sock_sendto,
+};
+pub use staggered::{StaggeredOutcome, staggered_race};
 pub use subprocess::{Process, create_subprocess_exec, create_subprocess_shell};
 #[cfg(feature = "tls")]
 pub use tls::{
     ClientTls, ClientTlsBuilder, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, ServerTls,
     ServerTlsBuilder, TlsConfigError, TlsContext, TlsError, TlsInfo,
+};
+pub use transports::{
+    Buffered, BufferedProtocol, DatagramError, DatagramOptions, DatagramProtocol,
+    DatagramTransport, ExtraInfo, Protocol, ProtocolCell, SubprocessProtocol, SubprocessTransport,
+    Transport, TransportError, connect_accepted_socket, connect_read_pipe, connect_write_pipe,
+    create_connection, create_connection_with, create_datagram_endpoint, create_server,
+    create_server_from_listener, create_server_with, create_unix_connection,
+    create_unix_connection_with, create_unix_server, create_unix_server_from_listener,
+    create_unix_server_with, subprocess_exec, subprocess_exec_with, subprocess_shell,
 };
 pub use udp::DatagramSocket;
 

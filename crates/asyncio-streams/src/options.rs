@@ -19,6 +19,11 @@ pub(crate) use tls_opts::TlsOpts;
 pub struct ConnectOptions {
     pub(crate) limit: usize,
     pub(crate) nodelay: bool,
+    pub(crate) family: AddressFamily,
+    pub(crate) local_addr: Option<std::net::SocketAddr>,
+    pub(crate) happy_eyeballs_delay: Option<std::time::Duration>,
+    pub(crate) interleave: Option<usize>,
+    pub(crate) all_errors: bool,
     #[cfg(feature = "tls")]
     pub(crate) ssl: Option<crate::tls::ClientTls>,
     #[cfg(feature = "tls")]
@@ -30,6 +35,11 @@ impl Default for ConnectOptions {
         ConnectOptions {
             limit: DEFAULT_LIMIT,
             nodelay: true,
+            family: AddressFamily::Unspecified,
+            local_addr: None,
+            happy_eyeballs_delay: None,
+            interleave: None,
+            all_errors: false,
             #[cfg(feature = "tls")]
             ssl: None,
             #[cfg(feature = "tls")]
@@ -59,6 +69,72 @@ impl ConnectOptions {
     /// The limit set.
     pub fn get_limit(&self) -> usize {
         self.limit
+    }
+
+    /// Only addresses of this family are tried (asyncio's `family=`).
+    pub fn family(mut self, family: AddressFamily) -> Self {
+        self.family = family;
+        self
+    }
+
+    /// Binds the socket to `addr` before connecting (asyncio's
+    /// `local_addr=`; port 0 lets the OS pick). Only addresses of its
+    /// family are tried.
+    pub fn local_addr(mut self, addr: std::net::SocketAddr) -> Self {
+        self.local_addr = Some(addr);
+        self
+    }
+
+    /// Happy Eyeballs (RFC 8305, asyncio's `happy_eyeballs_delay=`): the
+    /// next address is tried when the one before fails or after `delay`,
+    /// whichever comes first, the attempts racing; RFC 8305 recommends
+    /// 250 ms. Without it the addresses are tried one after the other. It
+    /// also makes [`interleave`](Self::interleave) default to 1.
+    pub fn happy_eyeballs_delay(mut self, delay: std::time::Duration) -> Self {
+        self.happy_eyeballs_delay = Some(delay);
+        self
+    }
+
+    /// Reorders the resolved addresses by family (asyncio's `interleave=`):
+    /// `count - 1` addresses of the first family come first, then one of
+    /// each family in turn. 0 leaves the resolver's order.
+    pub fn interleave(mut self, count: usize) -> Self {
+        self.interleave = Some(count);
+        self
+    }
+
+    /// When every address fails, return all their errors in one
+    /// [`ConnectErrors`](crate::ConnectErrors) (asyncio's `all_errors=True`,
+    /// which raises an `ExceptionGroup`). Without it: the one error if
+    /// there was one, the first if all say the same, else a
+    /// `ConnectErrors` ("Multiple exceptions"), as asyncio.
+    pub fn all_errors(mut self, on: bool) -> Self {
+        self.all_errors = on;
+        self
+    }
+}
+
+/// Which addresses to use (asyncio's `family=`: `AF_UNSPEC`, `AF_INET`,
+/// `AF_INET6`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AddressFamily {
+    /// Any (`AF_UNSPEC`, the default).
+    #[default]
+    Unspecified,
+    /// IPv4 only (`AF_INET`).
+    Inet,
+    /// IPv6 only (`AF_INET6`).
+    Inet6,
+}
+
+impl AddressFamily {
+    /// Whether `addr` is of this family.
+    pub fn matches(self, addr: &std::net::SocketAddr) -> bool {
+        match self {
+            AddressFamily::Unspecified => true,
+            AddressFamily::Inet => addr.is_ipv4(),
+            AddressFamily::Inet6 => addr.is_ipv6(),
+        }
     }
 }
 

@@ -353,6 +353,45 @@ impl StreamReader {
         }
     }
 
+    /// The lines of the stream as a [`Stream`](futures_core::Stream)
+    /// (asyncio's `async for line in reader`): each item is what
+    /// [`readline`](Self::readline) returns, and the stream ends at the end
+    /// of the data (asyncio stops at the empty line `readline` returns
+    /// there). An error is an item; the next item reads on (after a line
+    /// over the limit, from past it, as `readline` does). Dropping the
+    /// stream in the middle of a line loses nothing: the bytes stay in the
+    /// reader's buffer.
+    ///
+    /// ```
+    /// use asyncio::StreamExt;
+    ///
+    /// let lines = asyncio::run(async {
+    ///     let server = asyncio::start_server(
+    ///         |_r, mut w: asyncio::StreamWriter| async move { w.write(b"one\ntwo\nthree") },
+    ///         "127.0.0.1",
+    ///         0,
+    ///     )
+    ///     .await?;
+    ///     let port = server.local_addr().unwrap().port();
+    ///     let (mut reader, _w) = asyncio::open_connection("127.0.0.1", port).await?;
+    ///     let mut lines = Vec::new();
+    ///     let mut stream = reader.lines();
+    ///     while let Some(line) = stream.next().await {
+    ///         lines.push(line?);
+    ///     }
+    ///     server.close();
+    ///     std::io::Result::Ok(lines)
+    /// })
+    /// .unwrap()
+    /// .unwrap();
+    /// assert_eq!(lines, [&b"one\n"[..], b"two\n", b"three"]);
+    /// ```
+    pub fn lines(&mut self) -> Lines<'_> {
+        Lines {
+            state: LinesState::Idle(self),
+        }
+    }
+
     /// Whether the buffer is empty and the stream has ended (asyncio's
     /// `at_eof`). The end of stream is noticed by reading: this checks the
     /// socket without waiting when nothing is buffered.
@@ -476,5 +515,57 @@ impl futures_io::AsyncBufRead for StreamReader {
         let this = self.get_mut();
         let amt = amt.min(this.end - this.start);
         this.consume(amt);
+    }
+}
+
+/// A line being read, with the reader it gives back.
+type LineFuture<'a> =
+    Pin<Box<dyn Future<Output = (Result<Vec<u8>, ReadUntilError>, &'a mut StreamReader)> + 'a>>;
+
+enum LinesState<'a> {
+    Idle(&'a mut StreamReader),
+    Reading(LineFuture<'a>),
+    Done,
+}
+
+/// The lines of a [`StreamReader`], from [`StreamReader::lines`].
+pub struct Lines<'a> {
+    state: LinesState<'a>,
+}
+
+impl fmt::Debug for Lines<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lines")
+            .field("done", &matches!(self.state, LinesState::Done))
+            .finish_non_exhaustive()
+    }
+}
+
+impl futures_core::Stream for Lines<'_> {
+    type Item = Result<Vec<u8>, ReadUntilError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            match std::mem::replace(&mut self.state, LinesState::Done) {
+                LinesState::Done => return Poll::Ready(None),
+                LinesState::Idle(reader) => {
+                    self.state = LinesState::Reading(Box::pin(async move {
+                        let line = reader.readline().await;
+                        (line, reader)
+                    }));
+                }
+                LinesState::Reading(mut fut) => match fut.as_mut().poll(cx) {
+                    Poll::Pending => {
+                        self.state = LinesState::Reading(fut);
+                        return Poll::Pending;
+                    }
+                    Poll::Ready((Ok(line), _)) if line.is_empty() => return Poll::Ready(None),
+                    Poll::Ready((line, reader)) => {
+                        self.state = LinesState::Idle(reader);
+                        return Poll::Ready(Some(line));
+                    }
+                },
+            }
+        }
     }
 }

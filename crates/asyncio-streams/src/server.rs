@@ -16,7 +16,7 @@ use asyncio_core::{IoRegistration, Task};
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use crate::conn::Conn;
-use crate::connect::{getaddrinfo, pair};
+use crate::connect::getaddrinfo;
 use crate::options::ServerOptions;
 use crate::reader::StreamReader;
 use crate::sock::{Sock, StreamAddr};
@@ -60,7 +60,7 @@ enum ListenSock {
 }
 
 /// A listening socket; the registration leaves `epoll` before the socket closes.
-struct Listener {
+pub(crate) struct Listener {
     reg: IoRegistration,
     sock: ListenSock,
 }
@@ -74,13 +74,14 @@ impl Listener {
     }
 }
 
-type Spawn = Rc<dyn Fn(StreamReader, StreamWriter)>;
+/// What a server does with each accepted connection: the streams' callback
+/// task, or a protocol's transport.
+pub(crate) type Spawn = Rc<dyn Fn(Rc<Conn>)>;
 
 struct Inner {
     listeners: RefCell<Vec<Listener>>,
     addrs: Vec<StreamAddr>,
     spawn: Spawn,
-    limit: usize,
     nodelay: bool,
     accept_tasks: RefCell<Vec<Task<()>>>,
     closed: Cell<bool>,
@@ -256,6 +257,16 @@ where
     F: FnMut(StreamReader, StreamWriter) -> Fut + 'static,
     Fut: Future + 'static,
 {
+    let (listeners, bound) = bind_tcp_listeners(host, port, options).await?;
+    Server::new(listeners, bound, client_connected_cb, options, None)
+}
+
+/// Binds every address `host` resolves to (`""`: all interfaces).
+pub(crate) async fn bind_tcp_listeners(
+    host: &str,
+    port: u16,
+    options: &ServerOptions,
+) -> io::Result<(Vec<Listener>, Vec<StreamAddr>)> {
     let mut addrs = if host.is_empty() {
         vec![
             SocketAddr::from(([0, 0, 0, 0], port)),
@@ -282,7 +293,7 @@ where
             sock: ListenSock::Tcp(listener),
         });
     }
-    Server::new(listeners, bound, client_connected_cb, options, None)
+    Ok((listeners, bound))
 }
 
 /// Starts a server on a TCP socket that is already bound and listening
@@ -318,6 +329,14 @@ where
     F: FnMut(StreamReader, StreamWriter) -> Fut + 'static,
     Fut: Future + 'static,
 {
+    let (listeners, bound) = tcp_listener_from_std(listener)?;
+    Server::new(listeners, bound, client_connected_cb, options, None)
+}
+
+/// Takes over a bound, listening TCP socket.
+pub(crate) fn tcp_listener_from_std(
+    listener: std::net::TcpListener,
+) -> io::Result<(Vec<Listener>, Vec<StreamAddr>)> {
     listener.set_nonblocking(true)?;
     let listener = mio::net::TcpListener::from_std(listener);
     let bound = vec![StreamAddr::Inet(listener.local_addr()?)];
@@ -326,7 +345,7 @@ where
         reg,
         sock: ListenSock::Tcp(listener),
     }];
-    Server::new(listeners, bound, client_connected_cb, options, None)
+    Ok((listeners, bound))
 }
 
 fn bind_tcp(addr: SocketAddr, options: &ServerOptions) -> io::Result<Socket> {
@@ -411,7 +430,15 @@ where
     F: FnMut(StreamReader, StreamWriter) -> Fut + 'static,
     Fut: Future + 'static,
 {
-    let path = path.as_ref();
+    let (listeners, bound, cleanup) = bind_unix_listener(path.as_ref(), options)?;
+    Server::new(listeners, bound, client_connected_cb, options, cleanup)
+}
+
+/// A bound Unix listener, what closing it must clean up.
+pub(crate) type UnixBound = (Vec<Listener>, Vec<StreamAddr>, Option<(PathBuf, u64, u64)>);
+
+/// Binds a Unix listener at `path`, replacing a stale socket file.
+pub(crate) fn bind_unix_listener(path: &Path, options: &ServerOptions) -> io::Result<UnixBound> {
     if let Ok(meta) = std::fs::metadata(path)
         && meta.file_type().is_socket()
     {
@@ -422,19 +449,70 @@ where
     sock.bind(&SockAddr::unix(path)?)?;
     sock.listen(options.backlog)?;
     let std_listener = std::os::unix::net::UnixListener::from(OwnedFd::from(sock));
+    unix_listener_from_std(std_listener, options)
+}
+
+/// Takes over a bound, listening Unix socket; its file is cleaned up on
+/// close if `options.cleanup_socket` (and it has a path).
+pub(crate) fn unix_listener_from_std(
+    std_listener: std::os::unix::net::UnixListener,
+    options: &ServerOptions,
+) -> io::Result<UnixBound> {
+    std_listener.set_nonblocking(true)?;
     let listener = mio::net::UnixListener::from_std(std_listener);
-    let bound = vec![StreamAddr::Unix(listener.local_addr()?)];
-    let cleanup = if options.cleanup_socket {
-        let meta = std::fs::metadata(path)?;
-        Some((path.to_owned(), meta.dev(), meta.ino()))
-    } else {
-        None
+    let local = listener.local_addr()?;
+    let cleanup = match local.as_pathname() {
+        Some(path) if options.cleanup_socket => {
+            let meta = std::fs::metadata(path)?;
+            Some((path.to_owned(), meta.dev(), meta.ino()))
+        }
+        _ => None,
     };
+    let bound = vec![StreamAddr::Unix(local)];
     let reg = IoRegistration::new(listener.as_raw_fd())?;
     let listeners = vec![Listener {
         reg,
         sock: ListenSock::Unix(listener),
     }];
+    Ok((listeners, bound, cleanup))
+}
+
+/// Starts a server on a Unix socket that is already bound and listening
+/// (asyncio's `start_unix_server(sock=...)`): one made elsewhere, such as
+/// one passed in by systemd's socket activation. The socket is switched to
+/// non-blocking mode; with `options.cleanup_socket` (the default) its file
+/// is removed on close, as for a server that bound it itself.
+///
+/// ```
+/// let path = std::env::temp_dir().join(format!("asyncio-doc-fromunix-{}.sock", std::process::id()));
+/// let _ = std::fs::remove_file(&path);
+/// let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+/// let got = asyncio::run(async {
+///     let cb = |_r, mut w: asyncio::StreamWriter| async move { w.write(b"hi") };
+///     let opts = asyncio::ServerOptions::new();
+///     let server = asyncio::start_unix_server_from_listener(cb, listener, &opts)?;
+///     let (mut r, _w) = asyncio::open_unix_connection(&path).await?;
+///     let got = r.read_to_eof().await?;
+///     server.close();
+///     std::io::Result::Ok(got)
+/// })
+/// .unwrap()
+/// .unwrap();
+/// assert_eq!(got, b"hi");
+/// ```
+///
+/// # Errors
+/// The OS's error; `Other` outside a running loop.
+pub fn start_unix_server_from_listener<F, Fut>(
+    client_connected_cb: F,
+    listener: std::os::unix::net::UnixListener,
+    options: &ServerOptions,
+) -> io::Result<Server>
+where
+    F: FnMut(StreamReader, StreamWriter) -> Fut + 'static,
+    Fut: Future + 'static,
+{
+    let (listeners, bound, cleanup) = unix_listener_from_std(listener, options)?;
     Server::new(listeners, bound, client_connected_cb, options, cleanup)
 }
 
@@ -450,12 +528,13 @@ impl Server {
         F: FnMut(StreamReader, StreamWriter) -> Fut + 'static,
         Fut: Future + 'static,
     {
-        #[cfg(feature = "tls")]
-        options.check_tls()?;
         // `FnMut`: the accept loops call it one at a time, on the loop's
         // thread, and nothing in it can reach the server to accept again.
         let cb = RefCell::new(cb);
-        let spawn: Spawn = Rc::new(move |r, w| {
+        let limit = options.limit;
+        let spawn: Spawn = Rc::new(move |conn: Rc<Conn>| {
+            let r = StreamReader::new(conn.clone(), limit);
+            let w = StreamWriter::new(conn);
             let Ok(mut cb) = cb.try_borrow_mut() else {
                 report(
                     "client_connected_cb was called again from inside itself: connection dropped",
@@ -481,12 +560,24 @@ impl Server {
                 fut.await;
             });
         });
+        Server::from_spawn(listeners, addrs, spawn, options, unix_path)
+    }
+
+    /// A server whose accepted connections go to `spawn`.
+    pub(crate) fn from_spawn(
+        listeners: Vec<Listener>,
+        addrs: Vec<StreamAddr>,
+        spawn: Spawn,
+        options: &ServerOptions,
+        unix_path: Option<(PathBuf, u64, u64)>,
+    ) -> io::Result<Server> {
+        #[cfg(feature = "tls")]
+        options.check_tls()?;
         let server = Server {
             inner: Rc::new(Inner {
                 listeners: RefCell::new(listeners),
                 addrs,
                 spawn,
-                limit: options.limit,
                 nodelay: options.nodelay,
                 accept_tasks: RefCell::new(Vec::new()),
                 closed: Cell::new(false),
@@ -718,9 +809,8 @@ impl Inner {
                 return;
             }
         };
-        let (reader, writer) = pair(sock, reg, self.limit);
-        let conn = writer.conn();
-        let key = self.clients.borrow_mut().insert(Rc::downgrade(conn));
+        let conn = Conn::new(sock, reg);
+        let key = self.clients.borrow_mut().insert(Rc::downgrade(&conn));
         let server = Rc::downgrade(self);
         conn.set_on_close(Box::new(move || {
             if let Some(server) = server.upgrade() {
@@ -732,10 +822,10 @@ impl Inner {
         }));
         #[cfg(feature = "tls")]
         if let Some((ctx, opts)) = &self.tls {
-            self.tls_handshake_then_spawn(ctx, opts, reader, writer);
+            self.tls_handshake_then_spawn(ctx, opts, conn);
             return;
         }
-        (self.spawn)(reader, writer);
+        (self.spawn)(conn);
     }
 
     /// A TLS server's connection: the handshake in a task of its own, then
@@ -746,8 +836,7 @@ impl Inner {
         &self,
         ctx: &crate::tls::TlsContext,
         opts: &crate::options::TlsOpts,
-        reader: StreamReader,
-        writer: StreamWriter,
+        conn: Rc<Conn>,
     ) {
         let session = crate::tls::TlsSession::new(
             ctx,
@@ -755,16 +844,20 @@ impl Inner {
             opts.shutdown_timeout(),
             opts.suppress_ragged_eofs,
         );
-        let installed = session.and_then(|s| writer.conn().install_tls(s, &[], false));
+        let installed = session.and_then(|s| conn.install_tls(s, &[], false));
         if installed.is_err() {
-            writer.abort();
+            conn.abort();
             return;
         }
         let spawn = Rc::clone(&self.spawn);
         let timeout = opts.handshake_timeout();
         let _ = asyncio_core::try_create_task(async move {
-            if writer.conn().handshake(timeout).await.is_ok() {
-                spawn(reader, writer);
+            if conn.handshake(timeout).await.is_ok() {
+                spawn(conn);
+            } else {
+                // As the writer's drop did before: the failed handshake's
+                // connection closes.
+                conn.close();
             }
         });
     }

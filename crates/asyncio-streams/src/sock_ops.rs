@@ -13,7 +13,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd};
 
 use asyncio_core::IoRegistration;
-use socket2::{SockRef, Socket};
+use socket2::{SockAddr, SockRef, Socket};
 
 use crate::error::BlockingSocketError;
 
@@ -215,4 +215,117 @@ pub async fn sock_connect(sock: &Socket, addr: SocketAddr) -> io::Result<()> {
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Views initialized bytes as possibly-uninitialized ones, for socket2's
+/// receive calls.
+fn as_uninit(buf: &mut [u8]) -> &mut [std::mem::MaybeUninit<u8>] {
+    // SAFETY: `MaybeUninit<u8>` has the layout of `u8`, and the receive
+    // calls this is handed to only ever write initialized bytes into it (the
+    // kernel copies data in), so `buf` stays initialized for its owner.
+    unsafe { &mut *(std::ptr::from_mut::<[u8]>(buf) as *mut [std::mem::MaybeUninit<u8>]) }
+}
+
+/// Receives one datagram of up to `n` bytes and its sender (asyncio's
+/// `loop.sock_recvfrom`). The address is socket2's `SockAddr`:
+/// `.as_socket()` gives an IP address and port, `.as_pathname()` a Unix
+/// datagram socket's path.
+///
+/// ```
+/// let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+/// let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+/// a.set_nonblocking(true).unwrap();
+/// b.set_nonblocking(true).unwrap();
+/// let to = b.local_addr().unwrap();
+/// let (data, from) = asyncio::run(async move {
+///     asyncio::sock_sendto(&a, b"hi", to).await?;
+///     asyncio::sock_recvfrom(&b, 100).await
+/// })
+/// .unwrap()
+/// .unwrap();
+/// assert_eq!(data, b"hi");
+/// assert!(from.as_socket().unwrap().ip().is_loopback());
+/// ```
+///
+/// # Errors
+/// As [`sock_recv`].
+pub async fn sock_recvfrom<S: AsFd>(sock: &S, n: usize) -> io::Result<(Vec<u8>, SockAddr)> {
+    let mut buf = vec![0; n];
+    let (got, from) = sock_recvfrom_into(sock, &mut buf).await?;
+    buf.truncate(got);
+    Ok((buf, from))
+}
+
+/// Receives one datagram into `buf` (a longer one is truncated); returns
+/// its length and sender (asyncio's `loop.sock_recvfrom_into`).
+///
+/// # Errors
+/// As [`sock_recv`].
+pub async fn sock_recvfrom_into<S: AsFd>(
+    sock: &S,
+    buf: &mut [u8],
+) -> io::Result<(usize, SockAddr)> {
+    let s = SockRef::from(sock);
+    check_nonblocking(&s)?;
+    let socket: &Socket = &s;
+    retry(&s, true, || socket.recv_from(as_uninit(buf))).await
+}
+
+/// Sends one datagram to `addr` (asyncio's `loop.sock_sendto`); returns
+/// the bytes sent.
+///
+/// # Errors
+/// As [`sock_recv`].
+pub async fn sock_sendto<S: AsFd>(
+    sock: &S,
+    data: &[u8],
+    addr: impl Into<SockAddr>,
+) -> io::Result<usize> {
+    let s = SockRef::from(sock);
+    check_nonblocking(&s)?;
+    let socket: &Socket = &s;
+    let addr = addr.into();
+    retry(&s, false, || socket.send_to(data, &addr)).await
+}
+
+/// Connects `sock` to `host` and `port`, resolving the name first (asyncio's
+/// `loop.sock_connect` with a host name): the addresses of the socket's
+/// family are tried in turn, as asyncio picks the first.
+///
+/// ```
+/// use socket2::{Domain, Socket, Type};
+/// asyncio::run(async {
+///     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+///     let sock = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+///     sock.set_nonblocking(true)?;
+///     asyncio::sock_connect_host(&sock, "localhost", listener.local_addr()?.port()).await?;
+///     std::io::Result::Ok(())
+/// })
+/// .unwrap()
+/// .unwrap();
+/// ```
+///
+/// # Errors
+/// The resolver's error; `NotFound` if no address of the socket's family
+/// resolves; the last connect error; as [`sock_connect`].
+pub async fn sock_connect_host(sock: &Socket, host: &str, port: u16) -> io::Result<()> {
+    // The family through getsockname: `Socket::domain` (SO_DOMAIN) is not on every Unix.
+    let domain = sock.local_addr()?.domain();
+    let addrs = crate::connect::getaddrinfo(host, port).await?;
+    let mut last = None;
+    for addr in addrs
+        .into_iter()
+        .filter(|a| socket2::Domain::for_address(*a) == domain)
+    {
+        match sock_connect(sock, addr).await {
+            Ok(()) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{host} has no address of the socket's family"),
+        )
+    }))
 }

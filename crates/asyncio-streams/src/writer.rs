@@ -63,10 +63,6 @@ impl StreamWriter {
         StreamWriter { conn }
     }
 
-    pub(crate) fn conn(&self) -> &Rc<Conn> {
-        &self.conn
-    }
-
     /// Writes `data` (asyncio's `write`): sent at once if the socket takes it,
     /// otherwise buffered and flushed in the background. Never waits; follow
     /// with [`drain`](Self::drain) to respect flow control.

@@ -89,6 +89,21 @@
 //!   [`sock_connect`]: `loop.sock_*` on your own non-blocking sockets;
 //!   [`DatagramSocket`]: UDP.
 //!
+//! ## Transports and protocols
+//! - [`Protocol`], [`BufferedProtocol`] (wrapped in [`Buffered`]): the
+//!   callbacks asyncio's low-level layer calls (`connection_made`,
+//!   `data_received`, `eof_received`, `connection_lost`, `pause_writing`,
+//!   `resume_writing`); [`Transport`]: `write`, `write_eof`, `close`,
+//!   `abort`, `pause_reading`, water marks, `get_extra_info`.
+//! - [`create_connection`], [`create_server`], [`create_unix_connection`],
+//!   [`create_unix_server`], [`connect_accepted_socket`]: the loop's
+//!   functions that make them; see [`transports`].
+//! - [`connect_read_pipe`], [`connect_write_pipe`]: a protocol on a pipe.
+//! - [`subprocess_exec`], [`subprocess_shell`] ([`SubprocessProtocol`],
+//!   [`SubprocessTransport`]): a child process with a protocol.
+//! - [`create_datagram_endpoint`] ([`DatagramOptions`]): UDP with a
+//!   [`DatagramProtocol`] and a [`DatagramTransport`] (`sendto`).
+//!
 //! ## TLS (the `tls` feature, on by default)
 //! - [`ClientTls`], [`ServerTls`]: asyncio's `SSLContext`, on rustls
 //!   (trusted CAs, certificates chosen by SNI, client certificates, ALPN).
@@ -183,12 +198,27 @@ pub use asyncio_structured::EXECUTOR_SHUTDOWN_TIMEOUT;
 
 // Streams and sockets
 pub use asyncio_streams::{
-    ConnectOptions, DEFAULT_BACKLOG, DEFAULT_LIMIT, DatagramSocket, Server, ServerOptions,
-    StreamAddr, StreamReader, StreamWriter, getaddrinfo, open_connection,
-    open_connection_from_stream, open_connection_with, open_unix_connection,
-    open_unix_connection_with, sock_accept, sock_connect, sock_recv, sock_recv_into, sock_sendall,
-    start_server, start_server_from_listener, start_server_with, start_unix_server,
-    start_unix_server_with, with_state,
+    AddrInfo, AddrInfoHints, AddressFamily, ConnectOptions, DEFAULT_BACKLOG, DEFAULT_LIMIT,
+    DatagramSocket, Lines, SendfileNotAvailableError, SendfileOptions, Server, ServerOptions,
+    StaggeredOutcome, StreamAddr, StreamReader, StreamWriter, getaddrinfo, getaddrinfo_with,
+    getnameinfo, open_connection, open_connection_from_stream, open_connection_with,
+    open_unix_connection, open_unix_connection_from_stream, open_unix_connection_with, sendfile,
+    sock_accept, sock_connect, sock_connect_host, sock_recv, sock_recv_into, sock_recvfrom,
+    sock_recvfrom_into, sock_sendall, sock_sendfile, sock_sendto, staggered_race, start_server,
+    start_server_from_listener, start_server_with, start_unix_server,
+    start_unix_server_from_listener, start_unix_server_with, with_state,
+};
+
+// Transports and protocols
+pub use asyncio_streams::transports;
+pub use asyncio_streams::{
+    Buffered, BufferedProtocol, DatagramOptions, DatagramProtocol, DatagramTransport, ExtraInfo,
+    Protocol, ProtocolCell, SubprocessProtocol, SubprocessTransport, Transport,
+    connect_accepted_socket, connect_read_pipe, connect_write_pipe, create_connection,
+    create_connection_with, create_datagram_endpoint, create_server, create_server_from_listener,
+    create_server_with, create_unix_connection, create_unix_connection_with, create_unix_server,
+    create_unix_server_from_listener, create_unix_server_with, subprocess_exec,
+    subprocess_exec_with, subprocess_shell,
 };
 
 /// `socket2`, whose `Socket` [`sock_connect`] takes (a socket not yet
@@ -388,8 +418,9 @@ pub use asyncio_core::{
 };
 pub use asyncio_pool::{HandoffError, PoolError, WorkerError, WorkerErrors, WorkerFailure};
 pub use asyncio_streams::{
-    BlockingSocketError, IncompleteReadError, LimitOverrunError, ReadError, ReadExactlyError,
-    ReadUntilError, ServerStateError, WriteBufferLimitsError, WriterClosedError,
+    BlockingSocketError, ConnectErrors, DatagramError, IncompleteReadError, LimitOverrunError,
+    ReadError, ReadExactlyError, ReadUntilError, ServerStateError, TransportError,
+    WriteBufferLimitsError, WriterClosedError,
 };
 pub use asyncio_sync::{
     BrokenBarrierError, GetError, PutError, QueueEmpty, QueueError, QueueFull, QueueShutDown,

@@ -502,6 +502,102 @@ impl Conn {
         self.with_sock(|s| s.shutdown(Shutdown::Write))
     }
 
+    /// Ready when a read would make progress: the socket is readable, the
+    /// connection is closing or gone, or TLS (whose reads decrypt what is
+    /// already buffered) is on. A transport asks this before it asks a
+    /// `BufferedProtocol` for a buffer, so `get_buffer` is called only when
+    /// data (or the end) is there.
+    pub(crate) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.st.borrow().closing {
+            return Poll::Ready(());
+        }
+        #[cfg(feature = "tls")]
+        if self.tls.borrow().is_some() {
+            return Poll::Ready(());
+        }
+        let guard = self.io.borrow();
+        let Some(io) = guard.as_ref() else {
+            return Poll::Ready(());
+        };
+        match io.reg.poll_readable(cx) {
+            Poll::Ready(_) => Poll::Ready(()),
+            Poll::Pending => {
+                set_waker(&mut self.st.borrow_mut().read_waker, cx.waker());
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Whether the write buffer is above the high-water mark (a transport's
+    /// protocol is then told `pause_writing`).
+    pub(crate) fn is_paused(&self) -> bool {
+        self.st.borrow().paused
+    }
+
+    /// Ready once the write buffer is no longer above the high-water mark
+    /// (it went down to the low-water mark) or the connection is gone.
+    pub(crate) fn poll_unpaused(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut st = self.st.borrow_mut();
+        if !st.paused || st.closed {
+            return Poll::Ready(());
+        }
+        add_waker(&mut st.waiters, cx.waker());
+        Poll::Pending
+    }
+
+    /// Whether the socket is released.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.st.borrow().closed
+    }
+
+    /// Releases the socket now with `error` as the connection's outcome
+    /// (a transport's fatal error: its protocol failed).
+    pub(crate) fn fail(&self, error: io::Error) {
+        self.teardown(Some(error));
+    }
+
+    /// The raw descriptor, while the socket is held.
+    pub(crate) fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.io.borrow().as_ref().map(|io| io.sock.fd())
+    }
+
+    /// Whether TLS is on (its records must go through the write buffer).
+    pub(crate) fn speaks_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        {
+            self.is_tls()
+        }
+        #[cfg(not(feature = "tls"))]
+        {
+            false
+        }
+    }
+
+    /// Runs `op` on the raw socket once it is writable, for a sendfile that
+    /// bypasses the write buffer (which the caller flushed first).
+    /// `WouldBlock` from `op` clears the readiness and waits again.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn poll_write_raw<T>(
+        &self,
+        cx: &mut Context<'_>,
+        mut op: impl FnMut(std::os::fd::RawFd) -> io::Result<T>,
+    ) -> Poll<io::Result<T>> {
+        loop {
+            let guard = self.io.borrow();
+            let Some(io) = guard.as_ref() else {
+                return Poll::Ready(Err(self
+                    .error()
+                    .unwrap_or_else(|| WriterClosedError::ConnectionLost.into())));
+            };
+            std::task::ready!(io.reg.poll_writable(cx))?;
+            match op(io.sock.fd()) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => io.reg.clear_writable(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+
     pub(crate) fn is_closing(&self) -> bool {
         self.st.borrow().closing
     }

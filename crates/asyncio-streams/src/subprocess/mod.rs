@@ -30,6 +30,8 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, ExitStatus};
+use std::rc::Rc;
+use std::task::{Context, Poll};
 
 use asyncio_core::IoRegistration;
 
@@ -89,6 +91,10 @@ pub struct SpawnError {
 }
 
 impl SpawnError {
+    pub(crate) fn new(program: String, source: io::Error) -> Self {
+        SpawnError { program, source }
+    }
+
     /// The program that could not be started.
     pub fn program(&self) -> &str {
         &self.program
@@ -349,13 +355,28 @@ impl Subprocess {
             .map_err(|source| SpawnError { program, source })
     }
 
+    /// The program's name, for errors.
+    pub(crate) fn program_name(&self) -> &str {
+        &self.program
+    }
+
     fn spawn_inner(self) -> io::Result<Process> {
+        let limit = self.limit;
+        let (mut process, [stdin, stdout, stderr]) = self.spawn_raw()?;
+        process.stdin = stdin.map(StreamWriter::new);
+        process.stdout = stdout.map(|c| StreamReader::new(c, limit));
+        process.stderr = stderr.map(|c| StreamReader::new(c, limit));
+        Ok(process)
+    }
+
+    /// Starts the child; its pipes come back as connections (stdin, stdout,
+    /// stderr), for the streams or for pipe transports.
+    pub(crate) fn spawn_raw(self) -> io::Result<(Process, [Option<Rc<Conn>>; 3])> {
         let Subprocess {
             mut command,
             stdin,
             stdout,
             stderr,
-            limit,
             ..
         } = self;
         if stdin == Stdio::Stdout || stdout == Stdio::Stdout {
@@ -406,19 +427,20 @@ impl Subprocess {
             .map(|p| pipe_writer(mio::unix::pipe::Sender::from(p)))
             .transpose()?;
         let stdout = match merged {
-            Some(fd) => Some(pipe_reader(fd.into(), limit)?),
-            None => pipes.1.map(|p| pipe_reader(p.into(), limit)).transpose()?,
+            Some(fd) => Some(pipe_reader(fd.into())?),
+            None => pipes.1.map(|p| pipe_reader(p.into())).transpose()?,
         };
-        let stderr = pipes.2.map(|p| pipe_reader(p.into(), limit)).transpose()?;
-        Ok(Process {
-            stdin,
-            stdout,
-            stderr,
+        let stderr = pipes.2.map(|p| pipe_reader(p.into())).transpose()?;
+        let process = Process {
+            stdin: None,
+            stdout: None,
+            stderr: None,
             pid,
             reaper,
             input_written: false,
             output: None,
-        })
+        };
+        Ok((process, [stdin, stdout, stderr]))
     }
 }
 
@@ -441,18 +463,18 @@ fn to_std(s: Stdio) -> std::process::Stdio {
     }
 }
 
-fn pipe_reader(p: mio::unix::pipe::Receiver, limit: usize) -> io::Result<StreamReader> {
+fn pipe_reader(p: mio::unix::pipe::Receiver) -> io::Result<Rc<Conn>> {
     p.set_nonblocking(true)?;
     let sock = Sock::PipeRead(p);
     let reg = IoRegistration::new(sock.fd())?;
-    Ok(StreamReader::new(Conn::new(sock, reg), limit))
+    Ok(Conn::new(sock, reg))
 }
 
-fn pipe_writer(p: mio::unix::pipe::Sender) -> io::Result<StreamWriter> {
+fn pipe_writer(p: mio::unix::pipe::Sender) -> io::Result<Rc<Conn>> {
     p.set_nonblocking(true)?;
     let sock = Sock::PipeWrite(p);
     let reg = IoRegistration::new(sock.fd())?;
-    Ok(StreamWriter::new(Conn::new(sock, reg)))
+    Ok(Conn::new(sock, reg))
 }
 
 /// A running (or finished) child process (asyncio's `Process`).
@@ -543,8 +565,13 @@ impl Process {
     /// # Errors
     /// If the loop closed, or `waitpid` failed.
     pub async fn wait(&mut self) -> io::Result<i32> {
-        let status = std::future::poll_fn(|cx| self.reaper.poll_exit(cx)).await?;
-        Ok(returncode(status))
+        std::future::poll_fn(|cx| self.poll_wait(cx)).await
+    }
+
+    /// [`wait`](Self::wait) as a poll, for a task that holds the process
+    /// behind a `RefCell` (the subprocess transport).
+    pub(crate) fn poll_wait(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<i32>> {
+        self.reaper.poll_exit(cx).map_ok(returncode)
     }
 
     /// Writes `input` (if any) to stdin and closes it, reads stdout and stderr
