@@ -2,7 +2,8 @@
 # Keeps the countable facts of the documentation true (issue 28): the number
 # of tutorial chapters, the example names the docs mention, the examples the
 # README lists, the range of examples the tutorial names, and the README's
-# "what is there, and what is not yet". Plain bash and grep, no build needed;
+# "what is there, and what is not yet", and (ci/check-conformance.py) the
+# coverage table docs/conformance.md. Plain bash, grep and python3, no build needed;
 # .ci/run calls it. Prints every mismatch, then fails if there was one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -97,6 +98,10 @@ if [ -d crates/asyncio-pool ]; then
             fail "$doc calls the loop pool planned; crates/asyncio-pool provides it"
     done
 fi
+
+# --- The coverage table of asyncio 3.13's names (issue 27) -------------------
+# Its rows, its totals, its links into semantics.md, and the README's totals.
+python3 ci/check-conformance.py || failed=1
 
 [ "$failed" = 0 ] && echo "check-docs: the docs agree with the code"
 exit "$failed"
