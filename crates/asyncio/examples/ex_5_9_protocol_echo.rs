@@ -5,7 +5,7 @@
 //! on one loop, and the run ends once the client's connection is lost.
 //!
 //! ```text
-//! cargo run --example ex_5_7_protocol_echo -- "Hello World!"
+//! cargo run --example ex_5_9_protocol_echo -- "Hello World!"
 //! ```
 //!
 //! The same in Python:
