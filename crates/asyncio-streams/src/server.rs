@@ -79,6 +79,8 @@ impl Listener {
 pub(crate) type Spawn = Rc<dyn Fn(Rc<Conn>)>;
 
 struct Inner {
+    /// The loop the server was made on (asyncio's `Server.get_loop()`).
+    lp: asyncio_core::EventLoop,
     listeners: RefCell<Vec<Listener>>,
     addrs: Vec<StreamAddr>,
     spawn: Spawn,
@@ -573,8 +575,10 @@ impl Server {
     ) -> io::Result<Server> {
         #[cfg(feature = "tls")]
         options.check_tls()?;
+        let lp = asyncio_core::get_running_loop().map_err(io::Error::other)?;
         let server = Server {
             inner: Rc::new(Inner {
+                lp,
                 listeners: RefCell::new(listeners),
                 addrs,
                 spawn,
@@ -617,6 +621,30 @@ impl Server {
             self.inner.accept_tasks.borrow_mut().push(task);
         }
         Ok(())
+    }
+
+    /// The event loop the server was made on, as asyncio's
+    /// `Server.get_loop()`: it accepts and runs its connections there. Like
+    /// every handle but the one `EventLoop::new` returned, it does not keep
+    /// the loop open.
+    ///
+    /// ```
+    /// asyncio::run(async {
+    ///     let server = asyncio::start_server(
+    ///         |_r: asyncio::StreamReader, _w: asyncio::StreamWriter| async {},
+    ///         "127.0.0.1",
+    ///         0,
+    ///     )
+    ///     .await?;
+    ///     assert!(server.get_loop().is_running());
+    ///     assert!(server.get_loop() == asyncio::get_running_loop().unwrap());
+    ///     std::io::Result::Ok(())
+    /// })
+    /// .unwrap()
+    /// .unwrap();
+    /// ```
+    pub fn get_loop(&self) -> asyncio_core::EventLoop {
+        self.inner.lp.clone()
     }
 
     /// Whether the server accepts connections (asyncio's `is_serving`).

@@ -550,3 +550,29 @@ fn a_server_callback_may_be_fnmut_and_with_state_gives_each_connection_the_state
     assert_eq!(numbers, ["1", "2", "3"]);
     assert_eq!(seen, 2);
 }
+
+/// asyncio's `Server.get_loop()`: the loop the server was made on, which its
+/// connections run on; it does not keep that loop open once its owner is gone.
+#[test]
+fn get_loop_is_the_loop_the_server_runs_on_and_does_not_keep_it_open() {
+    let lp = asyncio_core::EventLoop::new();
+    let server = lp
+        .run_until_complete(async {
+            let (server, port) = serve(echo).await;
+            let here = asyncio_core::get_running_loop().unwrap();
+            assert!(server.get_loop() == here);
+            assert!(server.get_loop().is_running());
+            // A connection handled by the server's loop works through it.
+            let (mut r, mut w) = open_connection("127.0.0.1", port).await.unwrap();
+            w.write(b"ping\n");
+            assert_eq!(r.readline().await.unwrap(), b"ping\n");
+            server
+        })
+        .unwrap();
+    let its_loop = server.get_loop();
+    assert!(its_loop == lp && !its_loop.is_running());
+    drop(lp); // the owner: the loop closes even though the server keeps a handle
+    assert!(its_loop.is_closed());
+    drop(its_loop);
+    drop(server);
+}
