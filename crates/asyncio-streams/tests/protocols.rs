@@ -665,3 +665,82 @@ fn a_burst_is_read_in_chunks_that_grow_past_the_first_read() {
         t.close();
     });
 }
+
+/// A protocol that hands the connection to `next` from inside its own
+/// `data_received` (asyncio's `transport.set_protocol`, as a protocol that
+/// upgrades does), after recording what it got.
+struct Switcher {
+    transport: Option<Transport>,
+    log: Log,
+    next: Option<Rc<RefCell<Recorder>>>,
+}
+
+impl Protocol for Switcher {
+    fn connection_made(&mut self, transport: &Transport) {
+        self.transport = Some(transport.clone());
+        self.log.borrow_mut().push("switcher made".into());
+    }
+    fn data_received(&mut self, data: &[u8]) {
+        self.log
+            .borrow_mut()
+            .push(format!("switcher data {}", String::from_utf8_lossy(data)));
+        if let (Some(t), Some(next)) = (&self.transport, self.next.take()) {
+            t.set_protocol(next);
+        }
+    }
+    fn connection_lost(&mut self, _exc: Option<std::io::Error>) {
+        self.log.borrow_mut().push("switcher lost".into());
+    }
+}
+
+/// asyncio's `set_protocol`/`get_protocol`: after the switch, made from
+/// inside the old protocol's `data_received`, every event goes to the new
+/// protocol (whose `connection_made` is not called), `connection_lost`
+/// included, and `get_protocol` names it; once the connection is lost there
+/// is no protocol, and one set then is not kept alive.
+#[test]
+fn set_protocol_from_data_received_sends_every_later_event_to_the_new_protocol() {
+    run(async {
+        let (log, data) = (log(), bytes());
+        let next = Rc::new(RefCell::new(Recorder::new(&log, &data)));
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (l, n) = (log.clone(), next.clone());
+        let (transport, first) = connect_accepted_socket(
+            move || Switcher {
+                transport: None,
+                log: l,
+                next: Some(n),
+            },
+            a,
+        )
+        .unwrap();
+        let now = transport
+            .get_protocol()
+            .expect("a protocol while connected");
+        assert!(std::ptr::addr_eq(Rc::as_ptr(&now), Rc::as_ptr(&first)));
+        b.write_all(b"one").unwrap();
+        until(|| log.borrow().iter().any(|l| l.starts_with("switcher data"))).await;
+        let now = transport
+            .get_protocol()
+            .expect("a protocol while connected");
+        assert!(std::ptr::addr_eq(Rc::as_ptr(&now), Rc::as_ptr(&next)));
+        drop(now);
+        b.write_all(b"two").unwrap();
+        until(|| data.borrow().as_slice() == b"two").await;
+        drop(b); // the peer goes: eof, then connection_lost, to the new protocol
+        until(|| last_is(&log, "lost")).await;
+        assert_eq!(
+            *log.borrow(),
+            ["switcher made", "switcher data one", "data", "eof", "lost"]
+        );
+        assert!(transport.get_protocol().is_none());
+        // A protocol set after the loss is dropped, not kept: it holds the
+        // transport, and keeping it would be a cycle nothing breaks.
+        let late = Rc::new(RefCell::new(Recorder::new(&log, &data)));
+        late.borrow_mut().transport = Some(transport.clone());
+        transport.set_protocol(late.clone());
+        assert_eq!(Rc::strong_count(&late), 1);
+        assert!(transport.get_protocol().is_none());
+        drop(first);
+    });
+}

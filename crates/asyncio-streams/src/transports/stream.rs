@@ -10,7 +10,7 @@ use std::task::{Context, Poll, Waker};
 
 use asyncio_core::PanicError;
 
-use super::{ExtraInfo, Protocol, TransportError};
+use super::{ExtraInfo, Protocol, ProtocolCell, TransportError};
 use crate::conn::Conn;
 use crate::error::WriteBufferLimitsError;
 use crate::sock::StreamAddr;
@@ -361,6 +361,65 @@ impl Transport {
     /// As [`peername`](Self::peername).
     pub fn sockname(&self) -> io::Result<StreamAddr> {
         self.inner.conn.with_sock(|s| s.local_addr())
+    }
+
+    /// Hands the connection to another protocol (asyncio's
+    /// `transport.set_protocol`): every call from the next one on
+    /// (`data_received`, `eof_received`, `pause_writing`, `connection_lost`…)
+    /// goes to `protocol`, whose `connection_made` is not called, as in
+    /// asyncio. It may be called from inside the old protocol's own method.
+    /// Once `connection_lost` has run there is nothing left to hand over:
+    /// the protocol is not kept (keeping it would keep alive, through the
+    /// transport it usually holds, a connection that is gone).
+    ///
+    /// ```
+    /// use std::{cell::RefCell, rc::Rc};
+    /// use asyncio::{Protocol, Transport};
+    ///
+    /// #[derive(Default)]
+    /// struct Log(Vec<u8>);
+    /// impl Protocol for Log {
+    ///     fn data_received(&mut self, data: &[u8]) { self.0.extend_from_slice(data) }
+    /// }
+    ///
+    /// asyncio::run(async {
+    ///     let (a, b) = std::os::unix::net::UnixStream::pair()?;
+    ///     let (transport, first) = asyncio::connect_accepted_socket(Log::default, a)?;
+    ///     let second = Rc::new(RefCell::new(Log::default()));
+    ///     transport.set_protocol(second.clone());
+    ///     std::io::Write::write_all(&mut &b, b"after")?;
+    ///     while second.borrow().0.is_empty() {
+    ///         asyncio::sleep(std::time::Duration::from_millis(1)).await;
+    ///     }
+    ///     assert!(first.borrow().0.is_empty());
+    ///     transport.close();
+    ///     std::io::Result::Ok(())
+    /// })
+    /// .unwrap()
+    /// .unwrap();
+    /// ```
+    pub fn set_protocol<P: Protocol>(&self, protocol: ProtocolCell<P>) {
+        let protocol: ProtoCell = protocol;
+        let replaced = if self.inner.st.borrow().lost {
+            Some(protocol)
+        } else {
+            self.inner.proto.borrow_mut().replace(protocol)
+        };
+        // The old protocol (or the refused one) may be the last handle on a
+        // user value: dropped through the gate, outside the borrows.
+        if let Some(p) = replaced
+            && let Err(e) = asyncio_core::call_user(move || drop(p))
+        {
+            report("a protocol panicked when dropped", Some(e));
+        }
+    }
+
+    /// The protocol that receives the transport's events (asyncio's
+    /// `transport.get_protocol()`), type-erased; `None` once
+    /// `connection_lost` has run. The creator also has it typed: the
+    /// [`ProtocolCell`] that `create_connection` returned.
+    pub fn get_protocol(&self) -> Option<Rc<RefCell<dyn Protocol>>> {
+        self.inner.proto.borrow().clone()
     }
 }
 
