@@ -373,6 +373,9 @@ pub async fn open_unix_connection_with(
 
 /// The connection under `open_unix_connection` and `create_unix_connection`.
 pub(crate) async fn connect_unix(path: &Path, options: &ConnectOptions) -> io::Result<Rc<Conn>> {
+    // Without TLS the options hold nothing a Unix connection uses.
+    #[cfg(not(feature = "tls"))]
+    let _ = options;
     #[cfg(feature = "tls")]
     options.check_tls()?;
     let stream = mio::net::UnixStream::connect(path)?;

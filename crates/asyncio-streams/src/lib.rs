@@ -120,6 +120,8 @@ pub use tls::{
     ClientTls, ClientTlsBuilder, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, ServerTls,
     ServerTlsBuilder, TlsConfigError, TlsContext, TlsError, TlsInfo,
 };
+#[cfg(feature = "tls")]
+pub use transports::start_tls;
 pub use transports::{
     Buffered, BufferedProtocol, DatagramError, DatagramOptions, DatagramProtocol,
     DatagramTransport, ExtraInfo, Protocol, ProtocolCell, SubprocessProtocol, SubprocessTransport,

@@ -829,3 +829,121 @@ fn close_clients_ends_every_tls_client_with_close_notify() {
         assert_eq!(server.active_connections(), 0);
     });
 }
+
+/// A protocol that keeps what it receives.
+#[derive(Default)]
+struct Received {
+    data: Vec<u8>,
+    lost: bool,
+}
+
+impl asyncio_streams::Protocol for Received {
+    fn data_received(&mut self, data: &[u8]) {
+        self.data.extend_from_slice(data);
+    }
+    fn connection_lost(&mut self, _exc: Option<std::io::Error>) {
+        self.lost = true;
+    }
+}
+
+/// asyncio's `loop.start_tls(transport, protocol, sslcontext)`: a protocol
+/// client upgrades its connection after the server's go-ahead; from then on
+/// its writes are encrypted and the new protocol receives in clear, the old
+/// one receives nothing more, and a second upgrade is refused.
+#[test]
+fn start_tls_upgrades_a_protocols_transport_and_hands_it_to_the_new_protocol() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let p = pki();
+    let server_tls = p.server.clone();
+    run(async move {
+        let (_server, port) = common::serve(move |mut r: StreamReader, mut w: StreamWriter| {
+            let tls = server_tls.clone();
+            async move {
+                assert_eq!(r.readline().await.unwrap(), b"STARTTLS\n");
+                w.write(b"220 go ahead\n");
+                w.start_tls(&mut r, tls, &StartTlsOptions::new())
+                    .await
+                    .unwrap();
+                echo_lines(r, w).await;
+            }
+        })
+        .await;
+        let (transport, plain) =
+            asyncio_streams::create_connection(Received::default, "127.0.0.1", port)
+                .await
+                .unwrap();
+        transport.write(b"STARTTLS\n").unwrap();
+        common::until(|| plain.borrow().data == b"220 go ahead\n").await;
+        let secure = Rc::new(RefCell::new(Received::default()));
+        let opts = StartTlsOptions::new().server_hostname("localhost");
+        let upgraded =
+            asyncio_streams::start_tls(&transport, secure.clone(), p.client.clone(), &opts)
+                .await
+                .unwrap();
+        upgraded.write(b"secret\n").unwrap();
+        common::until(|| secure.borrow().data == b"secret\n").await;
+        assert_eq!(
+            plain.borrow().data,
+            b"220 go ahead\n",
+            "the old protocol got nothing more"
+        );
+        let again = asyncio_streams::start_tls(
+            &upgraded,
+            Rc::new(RefCell::new(Received::default())),
+            p.client.clone(),
+            &opts,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(TlsError::from_io(&again), Some(&TlsError::AlreadyTls));
+        upgraded.close();
+        common::until(|| secure.borrow().lost).await;
+        assert!(
+            !plain.borrow().lost,
+            "connection_lost went to the new protocol"
+        );
+    });
+}
+
+/// A failed handshake (the server's certificate is not trusted) closes the
+/// connection, returns the TLS error, and the old protocol, still in charge,
+/// gets `connection_lost`.
+#[test]
+fn start_tls_on_a_protocol_transport_with_a_failed_handshake_closes_it() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let p = pki();
+    let server_tls = p.server.clone();
+    let stranger = Ca::new("stranger");
+    let untrusting = ClientTls::builder()
+        .add_root_pem(stranger.pem())
+        .build()
+        .unwrap();
+    run(async move {
+        let (_server, port) = common::serve(move |mut r: StreamReader, mut w: StreamWriter| {
+            let tls = server_tls.clone();
+            async move {
+                let _ = r.readline().await;
+                w.write(b"220 go ahead\n");
+                let _ = w.start_tls(&mut r, tls, &StartTlsOptions::new()).await;
+            }
+        })
+        .await;
+        let (transport, plain) =
+            asyncio_streams::create_connection(Received::default, "127.0.0.1", port)
+                .await
+                .unwrap();
+        transport.write(b"STARTTLS\n").unwrap();
+        common::until(|| plain.borrow().data == b"220 go ahead\n").await;
+        let opts = StartTlsOptions::new().server_hostname("localhost");
+        let secure = Rc::new(RefCell::new(Received::default()));
+        let err = asyncio_streams::start_tls(&transport, secure.clone(), untrusting, &opts)
+            .await
+            .unwrap_err();
+        assert!(TlsError::from_io(&err).is_some(), "a TLS error: {err}");
+        common::until(|| plain.borrow().lost).await;
+        assert!(transport.is_closing());
+        assert!(!secure.borrow().lost);
+    });
+}

@@ -334,7 +334,7 @@ pub mod compat {
 pub use asyncio_streams::{
     ClientTls, ClientTlsBuilder, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, ServerTls,
     ServerTlsBuilder, StartTlsOptions, TlsConfigError, TlsContext, TlsError, TlsInfo, pki_types,
-    rustls,
+    rustls, start_tls,
 };
 
 // Subprocesses

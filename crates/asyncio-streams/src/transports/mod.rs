@@ -66,6 +66,8 @@ pub use datagram::{
     DatagramError, DatagramOptions, DatagramProtocol, DatagramTransport, create_datagram_endpoint,
 };
 pub use stream::Transport;
+#[cfg(feature = "tls")]
+pub use stream::start_tls;
 pub use subprocess::{
     SubprocessProtocol, SubprocessTransport, subprocess_exec, subprocess_exec_with,
     subprocess_shell,

@@ -423,6 +423,77 @@ impl Transport {
     }
 }
 
+/// Upgrades the connection of `transport` to TLS (asyncio's
+/// `loop.start_tls(transport, protocol, sslcontext, server_side=...,
+/// server_hostname=...)`), for protocols such as SMTP's or IMAP's STARTTLS:
+/// reading pauses, the TLS handshake runs over the connection (as a client
+/// with a [`ClientTls`](crate::ClientTls), as a server with a
+/// [`ServerTls`](crate::ServerTls)), then `protocol` receives the
+/// connection's events in clear and its writes are encrypted.
+///
+/// As asyncio, `protocol`'s `connection_made` is not called, and the protocol
+/// should stop using the old handle; unlike asyncio the returned transport is
+/// the same transport (a clone), now speaking TLS, rather than a new object
+/// layered on the old one. Bytes the peer sent before the upgrade and the
+/// driver already delivered stay delivered to the old protocol, so a peer
+/// must wait for the go-ahead before its handshake, as STARTTLS peers do.
+///
+/// # Errors
+/// `Unsupported` for a pipe's transport;
+/// [`TlsError::AlreadyTls`](crate::TlsError::AlreadyTls)
+/// on a TLS connection; a closed transport; the handshake's failure, after
+/// which the connection is closed and the old protocol gets
+/// `connection_lost`.
+#[cfg(feature = "tls")]
+pub async fn start_tls<P: Protocol>(
+    transport: &Transport,
+    protocol: ProtocolCell<P>,
+    tls: impl Into<crate::tls::TlsContext>,
+    options: &crate::StartTlsOptions,
+) -> io::Result<Transport> {
+    use crate::tls::{TlsError, TlsSession};
+    let inner = &transport.inner;
+    if inner.role != Role::Socket {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "start_tls needs a socket's transport, not a pipe's",
+        ));
+    }
+    if inner.conn.is_tls() {
+        return Err(TlsError::AlreadyTls.into());
+    }
+    if transport.is_closing() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotConnected,
+            "start_tls on a transport that is closing",
+        ));
+    }
+    let opts = &options.tls;
+    let session = TlsSession::new(
+        &tls.into(),
+        opts.server_hostname.as_deref(),
+        opts.shutdown_timeout(),
+        opts.suppress_ragged_eofs,
+    )?;
+    let was_reading = transport.is_reading();
+    transport.pause_reading();
+    if let Err(e) = inner.conn.install_tls(session, &[], false) {
+        inner.conn.abort();
+        inner.wake();
+        return Err(e);
+    }
+    if let Err(e) = inner.conn.handshake(opts.handshake_timeout()).await {
+        // The connection is closed: the driver tells the old protocol.
+        inner.wake();
+        return Err(e);
+    }
+    transport.set_protocol(protocol);
+    if was_reading {
+        transport.resume_reading();
+    }
+    Ok(transport.clone())
+}
+
 impl Transport {
     /// The connection core, for `sendfile`.
     pub(crate) fn conn(&self) -> &Rc<Conn> {
