@@ -85,8 +85,8 @@ done
 # pool are Unix-only and are not checked.
 if [ "$#" = 0 ]; then
     rustup target add x86_64-pc-windows-gnu >/dev/null 2>&1 || rustup target add x86_64-pc-windows-gnu
-    windows=(-p asyncio-sync -p asyncio-core -p asyncio-factory -p asyncio-structured -p asyncio-macros)
-    echo "cross-check x86_64-pc-windows-gnu: the libraries of ${windows[*]//-p /}"
-    cargo clippy --quiet --target x86_64-pc-windows-gnu "${windows[@]}" --lib -- -D warnings
+    windows=(asyncio-sync asyncio-core asyncio-factory asyncio-structured asyncio-macros)
+    echo "cross-check x86_64-pc-windows-gnu: the libraries of ${windows[*]}"
+    cargo clippy --quiet --target x86_64-pc-windows-gnu "${windows[@]/#/--package=}" --lib -- -D warnings
 fi
 echo "cross-check: ${targets[*]} clean"
