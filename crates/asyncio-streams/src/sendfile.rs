@@ -154,11 +154,63 @@ pub async fn sock_sendfile<S: AsFd>(
         return Err(crate::error::BlockingSocketError.into());
     }
     let total = amount(file, &options)?;
-    let mut offset = options.offset;
+    let mut pos = SeekOnDrop::new(file, options.offset);
     let mut left = total;
-    let outcome = sock_sendfile_inner(sock, file, &mut offset, &mut left, options.fallback).await;
-    (&*file).seek(SeekFrom::Start(offset))?;
+    let outcome =
+        sock_sendfile_inner(sock, file, &mut pos.offset, &mut left, options.fallback).await;
+    pos.finish()?;
     outcome.map(|()| total - left)
+}
+
+/// Leaves the file's position just past what was sent, as asyncio's
+/// `finally: file.seek(offset + total_sent)`: also when the future is
+/// dropped (cancelled) in the middle.
+struct SeekOnDrop<'a> {
+    file: &'a File,
+    offset: u64,
+    done: bool,
+}
+
+impl<'a> SeekOnDrop<'a> {
+    fn new(file: &'a File, offset: u64) -> Self {
+        SeekOnDrop {
+            file,
+            offset,
+            done: false,
+        }
+    }
+
+    fn finish(mut self) -> io::Result<()> {
+        self.done = true;
+        let mut file = self.file;
+        file.seek(SeekFrom::Start(self.offset)).map(drop)
+    }
+}
+
+impl Drop for SeekOnDrop<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let mut file = self.file;
+            let _ = file.seek(SeekFrom::Start(self.offset));
+        }
+    }
+}
+
+/// Marks a transport's connection as sending a file while alive (a dropped
+/// `sendfile` future clears it too).
+struct SendfileMark<'a>(&'a crate::conn::Conn);
+
+impl<'a> SendfileMark<'a> {
+    fn new(conn: &'a crate::conn::Conn) -> Self {
+        conn.set_sendfile(true);
+        SendfileMark(conn)
+    }
+}
+
+impl Drop for SendfileMark<'_> {
+    fn drop(&mut self) {
+        self.0.set_sendfile(false);
+    }
 }
 
 async fn sock_sendfile_inner<S: AsFd>(
@@ -288,13 +340,18 @@ pub async fn sendfile(
     if transport.is_closing() {
         return Err(crate::error::WriterClosedError::ConnectionLost.into());
     }
+    if conn.sendfile_active() {
+        return Err(crate::transports::TransportError::SendfileInProgress.into());
+    }
+    let _mark = SendfileMark::new(&conn);
     std::future::poll_fn(|cx| conn.poll_flushed(cx)).await?;
     let total = amount(file, &options)?;
-    let mut offset = options.offset;
+    let mut pos = SeekOnDrop::new(file, options.offset);
+    let offset = &mut pos.offset;
     let mut left = total;
     let native = cfg!(target_os = "linux") && !conn.speaks_tls() && transport.is_socket();
     let mut outcome = if native {
-        native_sendfile(&conn, file, &mut offset, &mut left).await
+        native_sendfile(&conn, file, offset, &mut left).await
     } else {
         Err(SendfileNotAvailableError {
             reason: "TLS, a pipe, or no sendfile(2) here",
@@ -307,7 +364,7 @@ pub async fn sendfile(
         && left == total
     {
         outcome = if options.fallback {
-            write_through(transport, file, &mut offset, &mut left).await
+            write_through(transport, file, offset, &mut left).await
         } else {
             Err(SendfileNotAvailableError {
                 reason: "TLS, a pipe, or no sendfile(2) here",
@@ -315,7 +372,7 @@ pub async fn sendfile(
             .into())
         };
     }
-    (&*file).seek(SeekFrom::Start(offset))?;
+    pos.finish()?;
     outcome.map(|()| total - left)
 }
 
@@ -373,7 +430,11 @@ async fn write_through(
         if n == 0 {
             return Ok(());
         }
-        transport.write(&buf[..n]).map_err(io::Error::from)?;
+        // This sendfile's own write, past the refusal others get.
+        conn.set_sendfile(false);
+        let wrote = transport.write(&buf[..n]);
+        conn.set_sendfile(true);
+        wrote.map_err(io::Error::from)?;
         std::future::poll_fn(|cx| conn.poll_flushed(cx)).await?;
         *offset += n as u64;
         *left -= n as u64;

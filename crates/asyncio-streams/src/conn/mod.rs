@@ -62,6 +62,9 @@ struct State {
     read_waker: Option<Waker>,
     flush_waker: Option<Waker>,
     on_close: Option<Box<dyn FnOnce()>>,
+    /// A transport's `sendfile` writes straight into the socket: other
+    /// writes are refused meanwhile (asyncio's "sendfile is in progress").
+    sendfile: bool,
 }
 
 impl State {
@@ -96,6 +99,16 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
+    /// Marks a transport's `sendfile` as running (or not).
+    pub(crate) fn set_sendfile(&self, on: bool) {
+        self.st.borrow_mut().sendfile = on;
+    }
+
+    /// Whether a transport's `sendfile` is running.
+    pub(crate) fn sendfile_active(&self) -> bool {
+        self.st.borrow().sendfile
+    }
+
     pub(crate) fn new(sock: Sock, reg: IoRegistration) -> Rc<Conn> {
         Rc::new_cyclic(|me| Conn {
             me: me.clone(),
@@ -119,6 +132,7 @@ impl Conn {
                 read_waker: None,
                 flush_waker: None,
                 on_close: None,
+                sendfile: false,
             }),
         })
     }

@@ -502,7 +502,12 @@ impl Inner {
             let st = self.st.borrow();
             if st.closing && st.buffer.is_empty() {
                 drop(st);
-                self.lose();
+                if !self.lose() {
+                    // The protocol is borrowed (held across an await):
+                    // come back for its connection_lost.
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
                 return Poll::Ready(());
             }
         }
@@ -582,22 +587,34 @@ impl Inner {
 
     /// Releases the socket, calls `connection_lost(None)` once and lets the
     /// protocol go.
-    fn lose(&self) {
-        if std::mem::replace(&mut self.st.borrow_mut().lost, true) {
-            return;
+    /// Calls `connection_lost` once and lets the protocol go; `false` if the
+    /// protocol is borrowed right now (the caller comes back), as the stream
+    /// transport's `lose` does.
+    fn lose(&self) -> bool {
+        if self.st.borrow().lost {
+            return true;
         }
         let io = self.io.borrow_mut().take();
         drop(io);
-        let error = self.st.borrow_mut().error.take();
-        if self.st.borrow().made
-            && let Err(e) = self.call(|p| p.connection_lost(error))
-        {
-            report("protocol.connection_lost() failed", Some(e));
+        if self.st.borrow().made {
+            let busy = match self.proto.borrow().as_ref() {
+                Some(p) => p.try_borrow_mut().is_err(),
+                None => false,
+            };
+            if busy {
+                return false;
+            }
+            let error = self.st.borrow_mut().error.take();
+            if let Err(e) = self.call(|p| p.connection_lost(error)) {
+                report("protocol.connection_lost() failed", Some(e));
+            }
         }
+        self.st.borrow_mut().lost = true;
         let proto = self.proto.borrow_mut().take();
         if let Some(p) = proto {
             let _ = asyncio_core::call_user(move || drop(p));
         }
+        true
     }
 }
 

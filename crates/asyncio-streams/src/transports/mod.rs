@@ -290,6 +290,12 @@ pub enum TransportError {
     /// no `write`).
     #[error("the read end of a pipe cannot be written")]
     NotWritable,
+    /// `write` while the transport's [`sendfile`](crate::sendfile) runs
+    /// (asyncio's `RuntimeError('unable to write; sendfile is in
+    /// progress')`): the file's bytes go straight into the socket, and a
+    /// write would land in their middle.
+    #[error("unable to write; sendfile is in progress")]
+    SendfileInProgress,
 }
 
 impl From<TransportError> for io::Error {

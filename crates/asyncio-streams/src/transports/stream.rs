@@ -196,6 +196,9 @@ impl Transport {
         if self.inner.st.borrow().eof_written {
             return Err(TransportError::WriteAfterEof);
         }
+        if self.inner.conn.sendfile_active() {
+            return Err(TransportError::SendfileInProgress);
+        }
         if data.is_empty() || self.inner.conn.is_closing() {
             return Ok(());
         }

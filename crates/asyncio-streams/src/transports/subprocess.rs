@@ -84,8 +84,13 @@ struct State {
     /// Pipes not yet closed.
     open_pipes: usize,
     exited: bool,
+    /// `process_exited` is owed: the protocol was borrowed when the child
+    /// was reaped.
+    exit_owed: bool,
     made: bool,
     lost: bool,
+    /// A task is waiting for the borrowed protocol to come back.
+    retrying: bool,
 }
 
 struct Inner {
@@ -310,15 +315,24 @@ impl Inner {
         asyncio_core::call_user(move || f(proto)).map(Some)
     }
 
-    fn on_exit(&self, reaped: bool) {
-        self.st.borrow_mut().exited = true;
-        if reaped && let Err(e) = self.call(|p| p.process_exited()) {
-            report("protocol.process_exited() failed", Some(e));
+    fn on_exit(self: &Rc<Self>, reaped: bool) {
+        {
+            let mut st = self.st.borrow_mut();
+            st.exited = true;
+            st.exit_owed = reaped;
         }
         self.try_finish();
     }
 
-    fn on_pipe_lost(&self, fd: i32, exc: Option<io::Error>) {
+    /// Whether the protocol is borrowed right now (held across an await).
+    fn proto_busy(&self) -> bool {
+        self.proto
+            .borrow()
+            .as_ref()
+            .is_some_and(|p| p.try_borrow_mut().is_err())
+    }
+
+    fn on_pipe_lost(self: &Rc<Self>, fd: i32, exc: Option<io::Error>) {
         {
             let mut st = self.st.borrow_mut();
             st.open_pipes = st.open_pipes.saturating_sub(1);
@@ -330,18 +344,52 @@ impl Inner {
     }
 
     /// `connection_lost` once the child exited and every pipe closed.
-    fn try_finish(&self) {
+    fn try_finish(self: &Rc<Self>) {
+        if self.proto_busy() {
+            // The protocol is borrowed: nothing owed to it may be skipped
+            // (a borrow held across an await ends at a later turn).
+            self.retry_later();
+            return;
+        }
+        if std::mem::take(&mut self.st.borrow_mut().exit_owed)
+            && let Err(e) = self.call(|p| p.process_exited())
+        {
+            report("protocol.process_exited() failed", Some(e));
+        }
         {
             let st = self.st.borrow();
             if st.lost || !st.exited || st.open_pipes > 0 || !st.made {
                 return;
             }
         }
+        if self.proto_busy() {
+            self.retry_later();
+            return;
+        }
         self.st.borrow_mut().lost = true;
         if let Err(e) = self.call(|p| p.connection_lost(None)) {
             report("protocol.connection_lost() failed", Some(e));
         }
         self.release();
+    }
+
+    /// Comes back to `try_finish` once the protocol is free (one task at a
+    /// time; it ends with the loop, as every task does).
+    fn retry_later(self: &Rc<Self>) {
+        if std::mem::replace(&mut self.st.borrow_mut().retrying, true) {
+            return;
+        }
+        let me = Rc::clone(self);
+        let spawned = asyncio_core::try_create_task(async move {
+            while me.proto_busy() {
+                asyncio_core::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            me.st.borrow_mut().retrying = false;
+            me.try_finish();
+        });
+        if spawned.is_err() {
+            self.st.borrow_mut().retrying = false;
+        }
     }
 
     /// Lets the protocol and the pipes go (they hold the transport).
