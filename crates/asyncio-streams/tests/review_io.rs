@@ -758,6 +758,49 @@ fn a_datagram_protocol_borrowed_while_closing_still_gets_connection_lost() {
     assert_eq!(lost.get(), 1);
 }
 
+/// Datagrams that arrive while the protocol is borrowed (held across an
+/// await) are not lost: they wait in the socket and reach `datagram_received`
+/// once the borrow ends. Before, each one was received and dropped.
+#[test]
+#[allow(clippy::await_holding_refcell_ref)] // the point of the test
+fn datagrams_arriving_while_the_protocol_is_borrowed_are_delivered_afterwards() {
+    struct D(Rc<RefCell<Vec<Vec<u8>>>>);
+    impl asyncio::DatagramProtocol for D {
+        fn datagram_received(&mut self, data: &[u8], _from: std::net::SocketAddr) {
+            self.0.borrow_mut().push(data.to_vec());
+        }
+    }
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let (g, seen) = (got.clone(), got.clone());
+    run(async move {
+        let got = seen;
+        let (t, p) = asyncio::create_datagram_endpoint(
+            move || D(g),
+            asyncio::DatagramOptions::new().local_addr("127.0.0.1:0".parse().unwrap()),
+        )
+        .unwrap();
+        let to = t.sockname().unwrap();
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        {
+            let _held = p.borrow_mut();
+            for i in 0..5u8 {
+                sender.send_to(&[i; 3], to).unwrap();
+            }
+            asyncio::sleep(Duration::from_millis(20)).await;
+        }
+        let start = Instant::now();
+        while got.borrow().len() < 5 && start.elapsed() < Duration::from_secs(5) {
+            asyncio::sleep(Duration::from_millis(2)).await;
+        }
+        t.close();
+    });
+    let got = got.borrow();
+    assert_eq!(got.len(), 5, "every datagram arrived: {got:?}");
+    for (i, d) in got.iter().enumerate() {
+        assert_eq!(d, &vec![i as u8; 3]);
+    }
+}
+
 /// The same for a subprocess protocol: borrowed while the child exits and
 /// its pipes close, it never hears `process_exited` nor `connection_lost`.
 #[test]

@@ -518,6 +518,17 @@ impl Inner {
             if self.st.borrow().closing {
                 return Poll::Pending;
             }
+            // A protocol borrowed right now (held across an await) could not
+            // take a datagram: leave them in the socket and come back.
+            if self
+                .proto
+                .borrow()
+                .as_ref()
+                .is_some_and(|p| p.try_borrow_mut().is_err())
+            {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
             let got = {
                 let io = self.io.borrow();
                 let Some((reg, sock)) = io.as_ref() else {
