@@ -431,10 +431,9 @@ async fn write_through(
             return Ok(());
         }
         // This sendfile's own write, past the refusal others get.
-        conn.set_sendfile(false);
-        let wrote = transport.write(&buf[..n]);
-        conn.set_sendfile(true);
-        wrote.map_err(io::Error::from)?;
+        transport
+            .write_during_sendfile(&buf[..n])
+            .map_err(io::Error::from)?;
         std::future::poll_fn(|cx| conn.poll_flushed(cx)).await?;
         *offset += n as u64;
         *left -= n as u64;

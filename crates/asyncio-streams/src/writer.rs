@@ -179,17 +179,7 @@ impl StreamWriter {
         high: Option<usize>,
         low: Option<usize>,
     ) -> Result<(), WriteBufferLimitsError> {
-        let (high, low) = match (high, low) {
-            (Some(h), Some(l)) => (h, l),
-            (Some(h), None) => (h, h / 4),
-            (None, Some(l)) => (l.saturating_mul(4), l),
-            (None, None) => (crate::conn::DEFAULT_HIGH, crate::conn::DEFAULT_HIGH / 4),
-        };
-        if high < low {
-            return Err(WriteBufferLimitsError { high, low });
-        }
-        self.conn.set_limits(high, low);
-        Ok(())
+        self.conn.set_limits_from(high, low)
     }
 
     /// The remote address (asyncio's `get_extra_info('peername')`).

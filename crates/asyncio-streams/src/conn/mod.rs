@@ -625,6 +625,28 @@ impl Conn {
         (st.low, st.high)
     }
 
+    /// Sets the water marks from asyncio's `set_write_buffer_limits`
+    /// arguments: with only `high`, low is `high / 4`; with only `low`, high
+    /// is `4 * low`; with neither, the defaults. Shared by the stream writer
+    /// and the transport.
+    pub(crate) fn set_limits_from(
+        &self,
+        high: Option<usize>,
+        low: Option<usize>,
+    ) -> Result<(), crate::error::WriteBufferLimitsError> {
+        let (high, low) = match (high, low) {
+            (Some(h), Some(l)) => (h, l),
+            (Some(h), None) => (h, h / 4),
+            (None, Some(l)) => (l.saturating_mul(4), l),
+            (None, None) => (DEFAULT_HIGH, DEFAULT_HIGH / 4),
+        };
+        if high < low {
+            return Err(crate::error::WriteBufferLimitsError { high, low });
+        }
+        self.set_limits(high, low);
+        Ok(())
+    }
+
     pub(crate) fn set_limits(&self, high: usize, low: usize) {
         let wake = {
             let mut st = self.st.borrow_mut();

@@ -190,14 +190,20 @@ impl Transport {
     /// [`TransportError::WriteAfterEof`] after [`write_eof`](Self::write_eof);
     /// [`TransportError::NotWritable`] on the read end of a pipe.
     pub fn write(&self, data: &[u8]) -> Result<(), TransportError> {
+        if self.inner.conn.sendfile_active() {
+            return Err(TransportError::SendfileInProgress);
+        }
+        self.write_during_sendfile(data)
+    }
+
+    /// `write` without the sendfile-in-progress refusal: `sendfile`'s
+    /// fallback writes the file's chunks through it.
+    pub(crate) fn write_during_sendfile(&self, data: &[u8]) -> Result<(), TransportError> {
         if self.inner.role == Role::ReadPipe {
             return Err(TransportError::NotWritable);
         }
         if self.inner.st.borrow().eof_written {
             return Err(TransportError::WriteAfterEof);
-        }
-        if self.inner.conn.sendfile_active() {
-            return Err(TransportError::SendfileInProgress);
         }
         if data.is_empty() || self.inner.conn.is_closing() {
             return Ok(());
@@ -310,16 +316,7 @@ impl Transport {
         high: Option<usize>,
         low: Option<usize>,
     ) -> Result<(), WriteBufferLimitsError> {
-        let (high, low) = match (high, low) {
-            (Some(h), Some(l)) => (h, l),
-            (Some(h), None) => (h, h / 4),
-            (None, Some(l)) => (l.saturating_mul(4), l),
-            (None, None) => (crate::conn::DEFAULT_HIGH, crate::conn::DEFAULT_HIGH / 4),
-        };
-        if high < low {
-            return Err(WriteBufferLimitsError { high, low });
-        }
-        self.inner.conn.set_limits(high, low);
+        self.inner.conn.set_limits_from(high, low)?;
         self.inner.maybe_pause();
         self.inner.wake();
         Ok(())
