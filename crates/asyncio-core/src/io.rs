@@ -26,20 +26,52 @@ use {
 #[cfg(not(unix))]
 type RawFd = i32;
 
-/// One registered file descriptor.
+/// One registered file descriptor: its readiness and wakers (shared with its
+/// [`IoRegistration`], which reads them without going through the loop) and
+/// asyncio-style callbacks.
 pub(crate) struct IoEntry {
     fd: RawFd,
-    read_ready: bool,
-    write_ready: bool,
-    /// The peer closed (or the fd is in error): reading returns at once from
-    /// now on, so `clear_readable` no longer forgets the readiness.
-    read_closed: bool,
-    /// The same for writing.
-    write_closed: bool,
-    read_waker: Option<Waker>,
-    write_waker: Option<Waker>,
+    state: Rc<IoState>,
     reader: Option<Rc<dyn Fn()>>,
     writer: Option<Rc<dyn Fn()>>,
+}
+
+/// Readiness bits of an [`IoState`].
+const READ_READY: u8 = 1;
+const WRITE_READY: u8 = 1 << 1;
+/// The peer closed (or the fd is in error): reading returns at once from now
+/// on, so `clear_readable` no longer forgets the readiness.
+const READ_CLOSED: u8 = 1 << 2;
+/// The same for writing.
+const WRITE_CLOSED: u8 = 1 << 3;
+/// The entry left the loop (removed, or the loop closed or dropped): polls
+/// fail with `RuntimeError::Closed`.
+const GONE: u8 = 1 << 4;
+
+/// What an fd's entry and its registration share: the registration's hot
+/// path (is it ready? clear it; park a waker) is a few loads and stores here
+/// instead of reaching the entry through the loop's table. Loop thread only.
+#[derive(Default)]
+pub(crate) struct IoState {
+    bits: std::cell::Cell<u8>,
+    read_waker: std::cell::Cell<Option<Waker>>,
+    write_waker: std::cell::Cell<Option<Waker>>,
+}
+
+impl IoState {
+    /// Parks `waker` in `slot` unless the one there wakes the same task. The
+    /// replaced waker is dropped after the slot is written (a waker's drop
+    /// may re-enter; nothing is borrowed here).
+    #[cfg(unix)]
+    fn park(slot: &std::cell::Cell<Option<Waker>>, waker: &Waker) {
+        match slot.take() {
+            Some(w) if w.will_wake(waker) => slot.set(Some(w)),
+            old => {
+                slot.set(Some(waker.clone()));
+                drop(old);
+            }
+        }
+    }
 }
 
 /// What an event asks the loop to do.
@@ -51,20 +83,18 @@ pub(crate) enum Wakeup {
 }
 
 impl IoEntry {
-    fn new(fd: RawFd) -> Self {
+    fn new(fd: RawFd, state: Rc<IoState>) -> Self {
         IoEntry {
             fd,
-            read_ready: false,
-            write_ready: false,
-            read_closed: false,
-            write_closed: false,
-            read_waker: None,
-            write_waker: None,
+            state,
             reader: None,
             writer: None,
         }
     }
 
+    /// Records an event: readiness (and closure) bits, then the parked
+    /// wakers and the callbacks into `out`, for the loop to run once the
+    /// table is no longer borrowed.
     pub(crate) fn on_event(
         &mut self,
         key: usize,
@@ -73,18 +103,50 @@ impl IoEntry {
         closed: (bool, bool),
         out: &mut Vec<Wakeup>,
     ) {
-        self.read_closed |= closed.0;
-        self.write_closed |= closed.1;
+        let st = &self.state;
+        let mut bits = st.bits.get();
+        if closed.0 {
+            bits |= READ_CLOSED;
+        }
+        if closed.1 {
+            bits |= WRITE_CLOSED;
+        }
         if readable {
-            self.read_ready = true;
-            out.extend(self.read_waker.take().map(Wakeup::Waker));
-            out.extend(self.reader.clone().map(|cb| Wakeup::Callback(cb, key)));
+            bits |= READ_READY;
         }
         if writable {
-            self.write_ready = true;
-            out.extend(self.write_waker.take().map(Wakeup::Waker));
-            out.extend(self.writer.clone().map(|cb| Wakeup::Callback(cb, key)));
+            bits |= WRITE_READY;
         }
+        st.bits.set(bits);
+        if readable {
+            if let Some(w) = st.read_waker.take() {
+                out.push(Wakeup::Waker(w));
+            }
+            if let Some(cb) = &self.reader {
+                out.push(Wakeup::Callback(cb.clone(), key));
+            }
+        }
+        if writable {
+            if let Some(w) = st.write_waker.take() {
+                out.push(Wakeup::Waker(w));
+            }
+            if let Some(cb) = &self.writer {
+                out.push(Wakeup::Callback(cb.clone(), key));
+            }
+        }
+    }
+}
+
+impl Drop for IoEntry {
+    /// The registration (if any) sees the entry gone, and the wakers parked
+    /// in it go with the entry, as they did when they lived in it: nothing
+    /// but the loop's table keeps a waiting task's waker.
+    fn drop(&mut self) {
+        let st = &self.state;
+        st.bits.set(st.bits.get() | GONE);
+        let read = st.read_waker.take();
+        let write = st.write_waker.take();
+        drop((read, write));
     }
 }
 
@@ -125,8 +187,8 @@ fn deregister(lp: &LoopInner, fd: RawFd) {
 #[cfg(any(miri, not(unix)))]
 fn deregister(_: &LoopInner, _: RawFd) {}
 
-fn add(lp: &LoopInner, fd: RawFd) -> io::Result<usize> {
-    let key = lp.driver.io.borrow_mut().insert(IoEntry::new(fd));
+fn add(lp: &LoopInner, fd: RawFd, state: Rc<IoState>) -> io::Result<usize> {
+    let key = lp.driver.io.borrow_mut().insert(IoEntry::new(fd, state));
     if let Err(e) = register(lp, fd, key, false) {
         lp.driver.io.borrow_mut().remove(key);
         return Err(e);
@@ -184,6 +246,7 @@ pub(crate) fn run_callback(lp: &LoopInner, cb: &Rc<dyn Fn()>, key: usize) {
 pub struct IoRegistration {
     lp: Weak<LoopInner>,
     key: usize,
+    state: Rc<IoState>,
 }
 
 #[cfg(unix)]
@@ -197,33 +260,31 @@ impl IoRegistration {
     /// like a regular file); `Unsupported` under Miri.
     pub fn new(fd: RawFd) -> io::Result<Self> {
         let lp = crate::event_loop::running_inner().map_err(io::Error::other)?;
-        let key = add(&lp, fd)?;
+        let state = Rc::new(IoState::default());
+        let key = add(&lp, fd, state.clone())?;
         Ok(IoRegistration {
             lp: Rc::downgrade(&lp),
             key,
+            state,
         })
     }
 
+    #[inline]
     fn poll_ready(&self, cx: &mut Context<'_>, read: bool) -> Poll<io::Result<()>> {
-        let Some(lp) = self.lp.upgrade() else {
+        let st = &self.state;
+        let bits = st.bits.get();
+        if bits & GONE != 0 {
             return Poll::Ready(Err(io::Error::other(RuntimeError::Closed)));
-        };
-        let mut io = lp.driver.io.borrow_mut();
-        let Some(entry) = io.get_mut(self.key) else {
-            return Poll::Ready(Err(io::Error::other(RuntimeError::Closed)));
-        };
-        let (ready, waker) = if read {
-            (entry.read_ready, &mut entry.read_waker)
+        }
+        let (ready, slot) = if read {
+            (READ_READY, &st.read_waker)
         } else {
-            (entry.write_ready, &mut entry.write_waker)
+            (WRITE_READY, &st.write_waker)
         };
-        if ready {
+        if bits & ready != 0 {
             return Poll::Ready(Ok(()));
         }
-        match waker {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            slot => *slot = Some(cx.waker().clone()),
-        }
+        IoState::park(slot, cx.waker());
         Poll::Pending
     }
 
@@ -243,15 +304,19 @@ impl IoRegistration {
         self.poll_ready(cx, false)
     }
 
+    #[inline]
     fn clear(&self, read: bool) {
-        if let Some(lp) = self.lp.upgrade()
-            && let Some(entry) = lp.driver.io.borrow_mut().get_mut(self.key)
-        {
-            if read {
-                entry.read_ready = entry.read_closed;
-            } else {
-                entry.write_ready = entry.write_closed;
-            }
+        let st = &self.state;
+        let bits = st.bits.get();
+        // Once closed, the fd stays ready (see `clear_readable`).
+        let keep = if read {
+            bits & READ_CLOSED == 0
+        } else {
+            bits & WRITE_CLOSED == 0
+        };
+        if keep {
+            st.bits
+                .set(bits & !(if read { READ_READY } else { WRITE_READY }));
         }
     }
 
@@ -335,7 +400,7 @@ impl EventLoop {
             (Some(key), _) => key,
             (None, None) => return Ok(false),
             (None, Some(_)) => {
-                let key = add(lp, fd)?;
+                let key = add(lp, fd, Rc::default())?;
                 lp.fd_callbacks.keys.borrow_mut().insert(fd, key);
                 key
             }

@@ -148,3 +148,78 @@ fn bad_and_closed_fds() {
         "outside a loop: an error, not a panic"
     );
 }
+
+/// A waker that counts its wake-ups.
+struct Count(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for Count {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn counting_waker() -> (std::sync::Arc<Count>, std::task::Waker) {
+    let c = std::sync::Arc::new(Count(std::sync::atomic::AtomicUsize::new(0)));
+    (c.clone(), std::task::Waker::from(c))
+}
+
+#[test]
+fn a_registration_that_outlives_its_loop_reports_the_loop_closed() {
+    let (reader, _writer) = pair();
+    for close in [true, false] {
+        let lp = EventLoop::new();
+        let reg = lp
+            .run_until_complete(async { IoRegistration::new(reader.as_raw_fd()).unwrap() })
+            .unwrap();
+        if close {
+            lp.close().unwrap();
+        }
+        drop(lp);
+        let (_, waker) = counting_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        match reg.poll_readable(&mut cx) {
+            std::task::Poll::Ready(Err(e)) => assert!(
+                e.to_string().contains("closed"),
+                "close={close}: unexpected error {e}"
+            ),
+            other => panic!("close={close}: a registration of a gone loop polled {other:?}"),
+        }
+        // Dropping it after its loop is a no-op, not a crash.
+        drop(reg);
+    }
+}
+
+#[test]
+fn the_last_waker_to_poll_a_registration_is_the_one_woken() {
+    let lp = EventLoop::new();
+    lp.run_until_complete(async {
+        let (reader, mut writer) = pair();
+        let reg = IoRegistration::new(reader.as_raw_fd()).unwrap();
+        let (first, w1) = counting_waker();
+        let (second, w2) = counting_waker();
+        assert!(
+            reg.poll_readable(&mut std::task::Context::from_waker(&w1))
+                .is_pending()
+        );
+        assert!(
+            reg.poll_readable(&mut std::task::Context::from_waker(&w2))
+                .is_pending()
+        );
+        writer.write_all(b"x").unwrap();
+        // Let the loop see the event.
+        for _ in 0..100 {
+            if second.0.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                break;
+            }
+            sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(second.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(first.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+        // Ready now, and again after clearing only once a new event comes.
+        let mut cx = std::task::Context::from_waker(&w2);
+        assert!(reg.poll_readable(&mut cx).is_ready());
+        reg.clear_readable();
+        assert!(reg.poll_readable(&mut cx).is_pending());
+    })
+    .unwrap();
+}
