@@ -121,6 +121,145 @@ pub fn asyncio_tcp_echo(lp: &asyncio::EventLoop, total: usize) {
     record("asyncio-rs", percentiles(lats));
 }
 
+/// `tcp_echo` with no runtime at all: the floor of the echo. One thread, one
+/// `mio::Poll`, no tasks, no wakers, no buffers beyond a 64-byte array per
+/// connection: each message leg is one `recv` and one `send`, the same system
+/// calls a runtime makes for it, so what a runtime costs above this row is its
+/// own user-space work. The same [`ECHO_CONNS`] connections, message size and
+/// latency measure (client send to client receive of the echo) as the
+/// runtimes' rows.
+pub fn floor_tcp_echo(total: usize) {
+    use std::io::{ErrorKind, Read, Write};
+
+    use mio::net::{TcpListener, TcpStream};
+    use mio::{Events, Interest, Poll, Token};
+
+    /// One side of one connection: the socket, the bytes of the message read
+    /// so far, and (on a client) how many messages are left and when the one
+    /// in flight was sent.
+    struct Side {
+        sock: TcpStream,
+        buf: [u8; MSG],
+        got: usize,
+        server: bool,
+        left: usize,
+        sent_at: Instant,
+    }
+
+    fn send_all(sock: &mut TcpStream, buf: &[u8]) {
+        // One `send` of 64 bytes to a loopback socket with an empty send
+        // buffer always completes; anything else would be a broken floor.
+        let n = sock
+            .write(buf)
+            .expect("a 64-byte send to loopback succeeds");
+        assert_eq!(n, buf.len(), "a 64-byte loopback send is not split");
+    }
+
+    let per = total.div_ceil(ECHO_CONNS);
+    let mut poll = Poll::new().expect("an epoll instance");
+    let mut events = Events::with_capacity(1024);
+    let mut listener =
+        TcpListener::bind("127.0.0.1:0".parse().expect("an address")).expect("a loopback listener");
+    let addr = listener.local_addr().expect("bound");
+    let listen = Token(usize::MAX);
+    poll.registry()
+        .register(&mut listener, listen, Interest::READABLE)
+        .expect("register the listener");
+
+    // Clients connect (blocking connect through std, then non-blocking); the
+    // server accepts each; both sides are registered for readability only.
+    let mut sides: Vec<Side> = Vec::with_capacity(2 * ECHO_CONNS);
+    for _ in 0..ECHO_CONNS {
+        let std_sock = std::net::TcpStream::connect(addr).expect("the listener accepts");
+        std_sock.set_nodelay(true).expect("TCP_NODELAY");
+        std_sock.set_nonblocking(true).expect("non-blocking");
+        sides.push(Side {
+            sock: TcpStream::from_std(std_sock),
+            buf: [7u8; MSG],
+            got: 0,
+            server: false,
+            left: per,
+            sent_at: Instant::now(),
+        });
+    }
+    while sides.len() < 2 * ECHO_CONNS {
+        match listener.accept() {
+            Ok((sock, _)) => {
+                sock.set_nodelay(true).expect("TCP_NODELAY");
+                sides.push(Side {
+                    sock,
+                    buf: [0u8; MSG],
+                    got: 0,
+                    server: true,
+                    left: 0,
+                    sent_at: Instant::now(),
+                });
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                poll.poll(&mut events, Some(std::time::Duration::from_secs(5)))
+                    .expect("epoll_wait");
+                assert!(
+                    !events.is_empty(),
+                    "the floor's connections were not accepted in 5 s"
+                );
+            }
+            Err(e) => panic!("accept failed: {e}"),
+        }
+    }
+    for (i, side) in sides.iter_mut().enumerate() {
+        poll.registry()
+            .register(&mut side.sock, Token(i), Interest::READABLE)
+            .expect("register a connection");
+    }
+
+    let mut lats = Vec::with_capacity(per * ECHO_CONNS);
+    let mut live = 0usize;
+    for side in sides.iter_mut().filter(|s| !s.server) {
+        if side.left > 0 {
+            side.sent_at = Instant::now();
+            send_all(&mut side.sock, &[7u8; MSG]);
+            live += 1;
+        }
+    }
+    while live > 0 {
+        poll.poll(&mut events, Some(std::time::Duration::from_secs(5)))
+            .expect("epoll_wait");
+        assert!(!events.is_empty(), "the floor's echo stalled for 5 s");
+        for ev in events.iter() {
+            let side = &mut sides[ev.token().0];
+            // Read until the message is whole or the socket is empty (one
+            // `recv` in practice: a whole 64-byte message arrives at once).
+            while side.got < MSG {
+                match side.sock.read(&mut side.buf[side.got..]) {
+                    Ok(0) => panic!("a floor connection closed early"),
+                    Ok(n) => side.got += n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("recv failed: {e}"),
+                }
+            }
+            if side.got < MSG {
+                continue;
+            }
+            side.got = 0;
+            if side.server {
+                let Side { sock, buf, .. } = side;
+                send_all(sock, buf);
+            } else {
+                lats.push(side.sent_at.elapsed().as_nanos() as u64);
+                side.left -= 1;
+                if side.left == 0 {
+                    live -= 1;
+                } else {
+                    side.sent_at = Instant::now();
+                    let Side { sock, buf, .. } = side;
+                    send_all(sock, buf);
+                }
+            }
+        }
+    }
+    record("floor", percentiles(lats));
+}
+
 /// `tcp_echo` on tokio's current-thread runtime with `TcpStream`.
 pub fn tokio_tcp_echo(rt: &tokio::runtime::Runtime, total: usize) {
     tokio_tcp_echo_as(rt, total, "tokio-current-thread");
@@ -231,6 +370,167 @@ pub fn http_load(port: u16, total: usize) {
                 .expect("a load connection neither panics nor is cancelled");
         }
     });
+}
+
+/// `http_hello` with no runtime: the floor of the row. hyper's own HTTP/1.1
+/// connection futures, the same service, driven by a hand-written loop: one
+/// thread, one `mio::Poll`, no tasks, no timers, no executor; an event (or a
+/// wake from hyper itself) polls that connection's future again, and its I/O
+/// reads and writes the socket directly. What a runtime adds to hyper is
+/// everything above this row; the rest is hyper's, the kernel's and the load
+/// generator's.
+pub fn floor_http_hello(total: usize) {
+    use std::future::Future;
+    use std::io::{ErrorKind, Read, Write};
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::task::{Context, Poll as TaskPoll, Wake, Waker};
+
+    use mio::net::{TcpListener, TcpStream};
+    use mio::{Events, Interest, Poll, Token};
+
+    /// The socket as hyper's I/O: reads and writes go straight to it;
+    /// `WouldBlock` is `Pending`, and the next event on it polls again. A
+    /// read lands in the connection's own chunk (zeroed once, not per read)
+    /// and is copied into hyper's buffer: no unsafe code in a floor.
+    struct MioIo(TcpStream, Box<[u8; 4096]>);
+
+    impl hyper::rt::Read for MioIo {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            mut buf: hyper::rt::ReadBufCursor<'_>,
+        ) -> TaskPoll<std::io::Result<()>> {
+            let MioIo(sock, chunk) = self.get_mut();
+            let want = buf.remaining().min(chunk.len());
+            match sock.read(&mut chunk[..want]) {
+                Ok(n) => {
+                    buf.put_slice(&chunk[..n]);
+                    TaskPoll::Ready(Ok(()))
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => TaskPoll::Pending,
+                Err(e) => TaskPoll::Ready(Err(e)),
+            }
+        }
+    }
+
+    impl hyper::rt::Write for MioIo {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> TaskPoll<std::io::Result<usize>> {
+            match self.get_mut().0.write(buf) {
+                Err(e) if e.kind() == ErrorKind::WouldBlock => TaskPoll::Pending,
+                other => TaskPoll::Ready(other),
+            }
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> TaskPoll<std::io::Result<()>> {
+            TaskPoll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> TaskPoll<std::io::Result<()>> {
+            TaskPoll::Ready(self.0.shutdown(std::net::Shutdown::Write))
+        }
+    }
+
+    /// hyper's own wake-ups (it yields now and then): a flag the loop checks.
+    struct Flag(AtomicBool);
+
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+
+    type ConnFuture = Pin<Box<dyn Future<Output = Result<(), hyper::Error>>>>;
+
+    let mut poll = Poll::new().expect("an epoll instance");
+    let mut events = Events::with_capacity(1024);
+    let mut listener =
+        TcpListener::bind("127.0.0.1:0".parse().expect("an address")).expect("a loopback listener");
+    let port = listener.local_addr().expect("bound").port();
+    let listen = Token(usize::MAX);
+    poll.registry()
+        .register(&mut listener, listen, Interest::READABLE)
+        .expect("register the listener");
+    let load = std::thread::spawn(move || http_load(port, total));
+    let mut conns: Vec<Option<(ConnFuture, Arc<Flag>, Waker)>> = Vec::new();
+    let mut done = 0usize;
+    let mut ready: Vec<usize> = Vec::new();
+    while done < HTTP_CONNS {
+        poll.poll(&mut events, Some(std::time::Duration::from_secs(5)))
+            .expect("epoll_wait");
+        assert!(
+            !events.is_empty(),
+            "the floor's HTTP server stalled for 5 s"
+        );
+        ready.clear();
+        for ev in events.iter() {
+            if ev.token() != listen {
+                ready.push(ev.token().0);
+                continue;
+            }
+            loop {
+                match listener.accept() {
+                    Ok((mut sock, _)) => {
+                        sock.set_nodelay(true).expect("TCP_NODELAY");
+                        let key = conns.len();
+                        poll.registry()
+                            .register(
+                                &mut sock,
+                                Token(key),
+                                Interest::READABLE | Interest::WRITABLE,
+                            )
+                            .expect("register a connection");
+                        let fut: ConnFuture =
+                            Box::pin(hyper::server::conn::http1::Builder::new().serve_connection(
+                                MioIo(sock, Box::new([0; 4096])),
+                                hyper::service::service_fn(hello),
+                            ));
+                        let flag = Arc::new(Flag(AtomicBool::new(false)));
+                        let waker = Waker::from(flag.clone());
+                        conns.push(Some((fut, flag, waker)));
+                        ready.push(key);
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("accept failed: {e}"),
+                }
+            }
+        }
+        // Poll each connection with an event, and again while hyper wakes
+        // itself (bounded: a connection that keeps waking itself is polled
+        // again on the next turn).
+        let mut i = 0;
+        while i < ready.len() {
+            let key = ready[i];
+            i += 1;
+            let Some((fut, flag, waker)) = &mut conns[key] else {
+                continue;
+            };
+            flag.0.store(false, Ordering::Relaxed);
+            let finished = fut
+                .as_mut()
+                .poll(&mut Context::from_waker(waker))
+                .is_ready();
+            if finished {
+                conns[key] = None;
+                done += 1;
+            } else if flag.0.load(Ordering::Relaxed) && ready.len() < 64 * HTTP_CONNS {
+                ready.push(key);
+            }
+        }
+    }
+    load.join().expect("the load generator does not panic");
 }
 
 /// `http_hello` on asyncio-rs: hyper's hello world, a task per connection;

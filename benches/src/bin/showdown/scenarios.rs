@@ -36,7 +36,7 @@ pub(crate) enum Runtime {
     TokioMultiThread,
     /// smol's `async_executor::LocalExecutor`.
     AsyncExecutor,
-    /// No runtime at all: box, poll once, free (see [`FLOOR_LEGEND`]).
+    /// No runtime at all: the least work the scenario needs (see [`FLOOR_LEGEND`]).
     Floor,
     /// CPython's asyncio (the `python3` on `PATH`).
     Cpython,
@@ -80,8 +80,10 @@ impl Runtime {
 }
 
 /// The legend printed under the table and the chart.
-pub(crate) const FLOOR_LEGEND: &str = "floor = box, poll once, free a trivial future: \
-     the cost of a task with no runtime around it";
+pub(crate) const FLOOR_LEGEND: &str = "floor = the least work a scenario needs with no runtime \
+     around it: in the task scenarios, box, poll once, free a trivial future; in ex_5_2_tcp_echo, \
+     a hand-written mio loop with no tasks making the same recv/send calls; in ex_5_4_http_hello, \
+     hyper's connections driven by such a loop, with no runtime";
 
 /// One run of a workload at size `n` (timed by the harness).
 pub(crate) type Run = Box<dyn Fn(usize)>;
@@ -358,7 +360,8 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
         .ops(echo_ops)
         .python("ex_5_2_tcp_echo.py")
         .run(AsyncioRs, with(l, |l, n| asyncio_tcp_echo(l, echo_ops(n))))
-        .run(TokioCurrentThread, with(tn, |t, n| tokio_tcp_echo(t, echo_ops(n)))),
+        .run(TokioCurrentThread, with(tn, |t, n| tokio_tcp_echo(t, echo_ops(n))))
+        .run(Floor, |n| floor_tcp_echo(echo_ops(n))),
         Scenario::new(
             "ex_5_4_http_hello",
             "ex_5_4",
@@ -368,7 +371,8 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
         .ops(http_ops)
         .python_server("ex_5_4_http_hello.py", http_load)
         .run(AsyncioRs, with(l, |l, n| asyncio_http_hello(l, http_ops(n))))
-        .run(TokioCurrentThread, with(tn, |t, n| tokio_http_hello(t, http_ops(n)))),
+        .run(TokioCurrentThread, with(tn, |t, n| tokio_http_hello(t, http_ops(n))))
+        .run(Floor, |n| floor_http_hello(http_ops(n))),
         Scenario::new(
             "compat_roundtrip",
             "",
