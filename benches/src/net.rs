@@ -380,9 +380,11 @@ pub fn http_load(port: u16, total: usize) {
 /// everything above this row; the rest is hyper's, the kernel's and the load
 /// generator's.
 pub fn floor_http_hello(total: usize) {
+    use std::cell::Cell;
     use std::future::Future;
     use std::io::{ErrorKind, Read, Write};
     use std::pin::Pin;
+    use std::rc::Rc;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::task::{Context, Poll as TaskPoll, Wake, Waker};
@@ -393,8 +395,15 @@ pub fn floor_http_hello(total: usize) {
     /// The socket as hyper's I/O: reads and writes go straight to it;
     /// `WouldBlock` is `Pending`, and the next event on it polls again. A
     /// read lands in the connection's own chunk (zeroed once, not per read)
-    /// and is copied into hyper's buffer: no unsafe code in a floor.
-    struct MioIo(TcpStream, Box<[u8; 4096]>);
+    /// and is copied into hyper's buffer: no unsafe code in a floor. A short
+    /// read shows the socket drained, so the next read waits for an event
+    /// instead of making a system call that would fail with `EAGAIN` (as the
+    /// runtimes do); the flags are shared with the loop.
+    struct MioIo(TcpStream, Box<[u8; 4096]>, Rc<Cell<u8>>);
+    /// The connection waits for room to write: a writable event is news.
+    const WANTS_WRITE: u8 = 1;
+    /// The last read was short: nothing to read until a readable event.
+    const DRAINED: u8 = 2;
 
     impl hyper::rt::Read for MioIo {
         fn poll_read(
@@ -402,10 +411,16 @@ pub fn floor_http_hello(total: usize) {
             _: &mut Context<'_>,
             mut buf: hyper::rt::ReadBufCursor<'_>,
         ) -> TaskPoll<std::io::Result<()>> {
-            let MioIo(sock, chunk) = self.get_mut();
+            let MioIo(sock, chunk, flags) = self.get_mut();
+            if flags.get() & DRAINED != 0 {
+                return TaskPoll::Pending;
+            }
             let want = buf.remaining().min(chunk.len());
             match sock.read(&mut chunk[..want]) {
                 Ok(n) => {
+                    if n > 0 && n < want {
+                        flags.set(flags.get() | DRAINED);
+                    }
                     buf.put_slice(&chunk[..n]);
                     TaskPoll::Ready(Ok(()))
                 }
@@ -421,8 +436,13 @@ pub fn floor_http_hello(total: usize) {
             _: &mut Context<'_>,
             buf: &[u8],
         ) -> TaskPoll<std::io::Result<usize>> {
-            match self.get_mut().0.write(buf) {
-                Err(e) if e.kind() == ErrorKind::WouldBlock => TaskPoll::Pending,
+            let MioIo(sock, _, flags) = self.get_mut();
+            match sock.write(buf) {
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    // Only now does a writable event matter to this connection.
+                    flags.set(flags.get() | WANTS_WRITE);
+                    TaskPoll::Pending
+                }
                 other => TaskPoll::Ready(other),
             }
         }
@@ -464,7 +484,10 @@ pub fn floor_http_hello(total: usize) {
         .register(&mut listener, listen, Interest::READABLE)
         .expect("register the listener");
     let load = std::thread::spawn(move || http_load(port, total));
-    let mut conns: Vec<Option<(ConnFuture, Arc<Flag>, Waker)>> = Vec::new();
+    /// A connection: hyper's future, its wake flag and waker, and its I/O
+    /// flags.
+    type Slot = Option<(ConnFuture, Arc<Flag>, Waker, Rc<Cell<u8>>)>;
+    let mut conns: Vec<Slot> = Vec::new();
     let mut done = 0usize;
     let mut ready: Vec<usize> = Vec::new();
     while done < HTTP_CONNS {
@@ -477,7 +500,17 @@ pub fn floor_http_hello(total: usize) {
         ready.clear();
         for ev in events.iter() {
             if ev.token() != listen {
-                ready.push(ev.token().0);
+                let key = ev.token().0;
+                let Some((.., flags)) = &conns[key] else {
+                    continue;
+                };
+                let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                if readable {
+                    flags.set(flags.get() & !DRAINED);
+                }
+                if readable || flags.get() & WANTS_WRITE != 0 {
+                    ready.push(key);
+                }
                 continue;
             }
             loop {
@@ -492,14 +525,15 @@ pub fn floor_http_hello(total: usize) {
                                 Interest::READABLE | Interest::WRITABLE,
                             )
                             .expect("register a connection");
+                        let flags = Rc::new(Cell::new(0u8));
                         let fut: ConnFuture =
                             Box::pin(hyper::server::conn::http1::Builder::new().serve_connection(
-                                MioIo(sock, Box::new([0; 4096])),
+                                MioIo(sock, Box::new([0; 4096]), flags.clone()),
                                 hyper::service::service_fn(hello),
                             ));
                         let flag = Arc::new(Flag(AtomicBool::new(false)));
                         let waker = Waker::from(flag.clone());
-                        conns.push(Some((fut, flag, waker)));
+                        conns.push(Some((fut, flag, waker, flags)));
                         ready.push(key);
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,
@@ -514,10 +548,11 @@ pub fn floor_http_hello(total: usize) {
         while i < ready.len() {
             let key = ready[i];
             i += 1;
-            let Some((fut, flag, waker)) = &mut conns[key] else {
+            let Some((fut, flag, waker, flags)) = &mut conns[key] else {
                 continue;
             };
             flag.0.store(false, Ordering::Relaxed);
+            flags.set(flags.get() & !WANTS_WRITE);
             let finished = fut
                 .as_mut()
                 .poll(&mut Context::from_waker(waker))

@@ -5,10 +5,15 @@ use std::fmt::Write as _;
 
 use crate::scenarios::Runtime;
 
-/// Beside a floor row that asyncio-rs beats: why a runtime can cost less
-/// than boxing a future.
+/// Beside a task scenario's floor row that asyncio-rs beats: why a runtime
+/// can cost less than boxing a future.
 pub(crate) const FLOOR_BEATEN: &str = "  (asyncio-rs below the floor: it reuses cached task \
      cells and skips the allocator the floor pays for each box)";
+
+/// Beside a network scenario's floor row that asyncio-rs beats: the floor
+/// makes the same system calls, so the two are level within the row's noise.
+pub(crate) const NET_FLOOR_BEATEN: &str = "  (asyncio-rs below the floor: the same system calls, \
+     level within this row's noise)";
 
 /// The result of one (scenario, runtime) pair.
 #[derive(Debug, Clone)]
@@ -229,7 +234,11 @@ pub(crate) fn scenario_block(
                     "  <- fastest"
                 } else if beaten {
                     // A floor that a runtime beats needs its reason beside it.
-                    FLOOR_BEATEN
+                    if unit == "task" {
+                        FLOOR_BEATEN
+                    } else {
+                        NET_FLOOR_BEATEN
+                    }
                 } else {
                     ""
                 };
