@@ -6,7 +6,6 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::io;
-use std::panic::AssertUnwindSafe;
 use std::pin::{Pin, pin};
 use std::rc::Rc;
 use std::task::Poll;
@@ -294,10 +293,10 @@ where
             // A connection error (a reset, a malformed request, a timeout)
             // is the client's business, as in hyper's own examples.
             Ok(Err(_)) => {}
-            Err(payload) => {
+            Err(panic) => {
                 let mut ctx =
                     ExceptionContext::new("an HTTP service panicked; its connection was closed");
-                ctx.panic = Some(PanicError::new(payload));
+                ctx.panic = Some(panic);
                 if let Ok(lp) = asyncio_core::get_running_loop() {
                     lp.call_exception_handler(&ctx);
                 }
@@ -330,7 +329,7 @@ async fn drive<C, E>(
     conn: C,
     stop: &Event,
     graceful: impl Fn(Pin<&mut C>),
-) -> Result<Result<(), E>, Box<dyn std::any::Any + Send>>
+) -> Result<Result<(), E>, PanicError>
 where
     C: Future<Output = Result<(), E>>,
 {
@@ -342,10 +341,12 @@ where
             asked = true;
             graceful(conn.as_mut());
         }
-        match std::panic::catch_unwind(AssertUnwindSafe(|| conn.as_mut().poll(cx))) {
+        // Through the loop's gate, as every call into user code: the fault
+        // plan counts and faults it like the loop's own callbacks.
+        match asyncio_core::call_user(|| conn.as_mut().poll(cx)) {
             Ok(Poll::Ready(r)) => Poll::Ready(Ok(r)),
             Ok(Poll::Pending) => Poll::Pending,
-            Err(payload) => Poll::Ready(Err(payload)),
+            Err(panic) => Poll::Ready(Err(panic)),
         }
     })
     .await
