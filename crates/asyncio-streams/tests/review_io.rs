@@ -834,3 +834,70 @@ fn a_subprocess_protocol_borrowed_while_the_child_exits_still_hears_of_it() {
     });
     assert_eq!((exited, lost), (1, 1));
 }
+
+/// A stream protocol that user code holds borrowed across an await while
+/// its peer sends and then closes: nothing is lost, and nothing is called
+/// while it is borrowed. Once the borrow ends every byte reaches
+/// `data_received`, then `eof_received` and `connection_lost` each run once.
+/// (The driver looks again on a short timer while the protocol is busy,
+/// instead of re-polling at once and keeping the loop spinning.)
+#[test]
+#[allow(clippy::await_holding_refcell_ref)] // the point of the test
+fn a_stream_protocol_borrowed_while_data_and_the_end_arrive_gets_them_afterwards() {
+    #[derive(Default)]
+    struct P {
+        data: Vec<u8>,
+        eof: usize,
+        lost: usize,
+    }
+    impl Protocol for P {
+        fn data_received(&mut self, data: &[u8]) {
+            self.data.extend_from_slice(data);
+        }
+        fn eof_received(&mut self) -> bool {
+            self.eof += 1;
+            false
+        }
+        fn connection_lost(&mut self, _e: Option<std::io::Error>) {
+            self.lost += 1;
+        }
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let payload = pattern(100_000);
+    let sent = payload.clone();
+    let peer = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut go = [0u8; 1];
+        // Wait until the client holds its protocol, then send and close.
+        s.read_exact(&mut go).unwrap();
+        s.write_all(&sent).unwrap();
+    });
+    let p = run(async move {
+        let (t, p) = asyncio::create_connection(P::default, "127.0.0.1", port)
+            .await
+            .unwrap();
+        {
+            let look = p.borrow();
+            t.write(b"g").unwrap();
+            asyncio::sleep(Duration::from_millis(100)).await;
+            assert!(
+                look.data.is_empty() && look.lost == 0,
+                "called while borrowed"
+            );
+        }
+        let start = Instant::now();
+        while p.borrow().lost == 0 && start.elapsed() < Duration::from_secs(10) {
+            asyncio::sleep(Duration::from_millis(5)).await;
+        }
+        p
+    });
+    peer.join().unwrap();
+    let p = p.borrow();
+    assert_eq!(p.data.len(), payload.len());
+    assert!(
+        p.data == payload,
+        "the bytes arrived out of order or changed"
+    );
+    assert_eq!((p.eof, p.lost), (1, 1));
+}

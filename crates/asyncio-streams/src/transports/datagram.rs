@@ -168,6 +168,8 @@ struct Inner {
     remote: Option<SocketAddr>,
     proto: RefCell<Option<Rc<RefCell<dyn DatagramProtocol>>>>,
     st: RefCell<State>,
+    /// The driver's wait for a protocol borrowed across an await.
+    retry: super::BusyRetry,
 }
 
 /// A datagram transport (asyncio's `asyncio.DatagramTransport`): send with
@@ -289,6 +291,7 @@ pub fn create_datagram_endpoint<P: DatagramProtocol>(
             lost: false,
             waker: None,
         }),
+        retry: super::BusyRetry::default(),
     });
     let transport = DatagramTransport {
         inner: inner.clone(),
@@ -505,7 +508,7 @@ impl Inner {
                 if !self.lose() {
                     // The protocol is borrowed (held across an await):
                     // come back for its connection_lost.
-                    cx.waker().wake_by_ref();
+                    self.retry.arm(cx.waker());
                     return Poll::Pending;
                 }
                 return Poll::Ready(());
@@ -526,7 +529,7 @@ impl Inner {
                 .as_ref()
                 .is_some_and(|p| p.try_borrow_mut().is_err())
             {
-                cx.waker().wake_by_ref();
+                self.retry.arm(cx.waker());
                 return Poll::Pending;
             }
             let got = {

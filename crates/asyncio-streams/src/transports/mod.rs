@@ -53,8 +53,48 @@ mod datagram;
 mod stream;
 mod subprocess;
 
+use std::cell::Cell;
 use std::io;
 use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::task::Waker;
+use std::time::Duration;
+
+/// How long a driver waits before it looks again at a protocol that user
+/// code holds borrowed across an await.
+const BUSY_RETRY: Duration = Duration::from_millis(1);
+
+/// A driver's wait for a protocol that user code holds borrowed outside its
+/// methods (a `RefCell` borrow kept across an await): nothing signals the
+/// end of a borrow, so the driver looks again after [`BUSY_RETRY`] instead
+/// of at once, which would keep the loop turning at full speed for as long
+/// as the borrow lasts. One timer at a time per transport.
+#[derive(Default)]
+pub(crate) struct BusyRetry(Rc<Cell<bool>>);
+
+impl BusyRetry {
+    /// Wakes `waker` after [`BUSY_RETRY`] (unless a retry is already armed).
+    pub(crate) fn arm(&self, waker: &Waker) {
+        if self.0.replace(true) {
+            return;
+        }
+        let armed = self.0.clone();
+        let waker = waker.clone();
+        match asyncio_core::get_running_loop() {
+            Ok(lp) => {
+                // The timer runs to its end: its handle is not needed.
+                let _ = lp.call_later(BUSY_RETRY, move || {
+                    armed.set(false);
+                    waker.wake();
+                });
+            }
+            Err(_) => {
+                self.0.set(false);
+                waker.wake();
+            }
+        }
+    }
+}
 
 pub use create::{
     ProtocolCell, connect_accepted_socket, connect_read_pipe, connect_write_pipe,

@@ -70,6 +70,8 @@ pub(crate) struct Inner {
     /// clone of the transport, and this breaks the cycle.
     proto: RefCell<Option<ProtoCell>>,
     st: RefCell<State>,
+    /// The driver's wait for a protocol borrowed across an await.
+    retry: super::BusyRetry,
 }
 
 /// The outcome of a call into the protocol.
@@ -154,6 +156,7 @@ impl Transport {
             role,
             proto: RefCell::new(Some(proto)),
             st: RefCell::new(State::default()),
+            retry: super::BusyRetry::default(),
         });
         let transport = Transport {
             inner: inner.clone(),
@@ -560,8 +563,13 @@ impl Inner {
         match self.call(|p| p.pause_writing()) {
             Call::Busy => {
                 // Inside one of the protocol's methods: the driver calls it
-                // when that method returns.
-                self.wake();
+                // when that method returns (it looks after each call it
+                // makes). If user code holds the protocol borrowed across an
+                // await instead, the driver looks again once it may be free.
+                let waker = self.st.borrow().waker.clone();
+                if let Some(w) = waker {
+                    self.retry.arm(&w);
+                }
                 return;
             }
             Call::Panicked(e) => report("protocol.pause_writing() failed", Some(e)),
@@ -581,7 +589,7 @@ impl Inner {
         }
         match self.call(|p| p.resume_writing()) {
             Call::Busy => {
-                cx.waker().wake_by_ref();
+                self.retry.arm(cx.waker());
                 return;
             }
             Call::Panicked(e) => report("protocol.resume_writing() failed", Some(e)),
@@ -634,7 +642,8 @@ impl Inner {
                 return if self.lose() {
                     Poll::Ready(())
                 } else {
-                    cx.waker().wake_by_ref();
+                    // The protocol is borrowed: connection_lost once it is free.
+                    self.retry.arm(cx.waker());
                     Poll::Pending
                 };
             }
@@ -689,7 +698,8 @@ impl Inner {
             return Poll::Pending;
         };
         let Ok(mut guard) = p.try_borrow_mut() else {
-            cx.waker().wake_by_ref();
+            // Borrowed across an await: read (and deliver) once it is free.
+            self.retry.arm(cx.waker());
             return Poll::Pending;
         };
         let outcome = if guard.__as_buffered().is_some() {
