@@ -292,6 +292,7 @@ impl IoRegistration {
     ///
     /// # Errors
     /// If the loop closed.
+    #[inline]
     pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.poll_ready(cx, true)
     }
@@ -300,6 +301,7 @@ impl IoRegistration {
     ///
     /// # Errors
     /// If the loop closed.
+    #[inline]
     pub fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.poll_ready(cx, false)
     }
@@ -325,12 +327,14 @@ impl IoRegistration {
     /// buffer is drained). Once the peer closed its side or the fd is in
     /// error, the fd stays readable: reads return at once (end of file or
     /// the error), so the readiness is kept and no wake-up can be missed.
+    #[inline]
     pub fn clear_readable(&self) {
         self.clear(true);
     }
 
     /// Forgets the writable state after a write returned `WouldBlock` (or a
     /// short write); kept once the fd is closed for writing or in error.
+    #[inline]
     pub fn clear_writable(&self) {
         self.clear(false);
     }

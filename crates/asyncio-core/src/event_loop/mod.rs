@@ -73,6 +73,10 @@ pub(crate) struct LoopInner {
     pub(crate) nesting_base: Cell<u32>,
     /// Turns in a row that ended with tasks still ready (see `busy_turn`).
     busy_turns: Cell<u32>,
+    /// The buffer an I/O wait fills with wake-ups, kept between waits so
+    /// that a wait allocates nothing (taken while in use: a nested wait
+    /// starts an empty one).
+    io_wakeups: Cell<Vec<crate::io::Wakeup>>,
     pub(crate) closed: Cell<bool>,
     /// Whether the owning handle (the one `EventLoop::new()` returned) still
     /// lives; the loop closes when it goes (see `EventLoop`).
@@ -723,6 +727,7 @@ impl LoopInner {
             stopping: Cell::new(false),
             nesting_base: Cell::new(0),
             busy_turns: Cell::new(0),
+            io_wakeups: Cell::new(Vec::new()),
             closed: Cell::new(false),
             owned: Cell::new(true),
             next_id: Cell::new(1),

@@ -292,12 +292,13 @@ impl LoopInner {
     pub(super) fn idle(&self) {
         self.busy_turns.set(0);
         let timeout = self.timer_timeout();
-        let mut wakeups = Vec::new();
+        let mut wakeups = self.io_wakeups.take();
         if self.shared.prepare_to_sleep() {
             self.driver.wait(timeout, &mut wakeups);
             self.shared.awake();
         }
-        self.dispatch_io(wakeups);
+        self.dispatch_io(&mut wakeups);
+        self.io_wakeups.set(wakeups);
         self.fire_timers();
     }
 
@@ -319,16 +320,18 @@ impl LoopInner {
     #[inline(never)]
     pub(super) fn poll_io_now(&self) {
         if self.driver.has_io() || self.signals.borrow().any() {
-            let mut wakeups = Vec::new();
+            let mut wakeups = self.io_wakeups.take();
             self.driver
                 .wait(Some(std::time::Duration::ZERO), &mut wakeups);
-            self.dispatch_io(wakeups);
+            self.dispatch_io(&mut wakeups);
+            self.io_wakeups.set(wakeups);
         }
     }
 
     /// Wakes the futures and queues the callbacks that I/O events asked for.
-    pub(super) fn dispatch_io(&self, wakeups: Vec<Wakeup>) {
-        for w in wakeups {
+    /// Leaves `wakeups` empty (its capacity kept for the next wait).
+    pub(super) fn dispatch_io(&self, wakeups: &mut Vec<Wakeup>) {
+        for w in wakeups.drain(..) {
             match w {
                 Wakeup::Waker(w) => self.wake_reporting(w),
                 Wakeup::Signals => self.dispatch_signals(),
