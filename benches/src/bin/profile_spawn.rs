@@ -1,7 +1,7 @@
 //! Runs one workload repeatedly, for `perf record` / callgrind, or a quick look.
 //!
 //! `profile_spawn WORKLOAD [N] [ROUNDS]` with WORKLOAD one of `lazy`, `gather`,
-//! `gather_tasks` (create_task, then gather the tasks), `taskgroup`, `eager_plain` (eager `create_task` + drop, no group), `floor`,
+//! `gather_tasks` (create_task, then gather the tasks), `taskgroup`, `taskgroup_try` (the same with `try_create_task`), `eager_plain` (eager `create_task` + drop, no group), `floor`,
 //! `tokio`, `tokio_local`, `joinset`, `async_executor`, `loop_new` (`EventLoop::new()` and drop), `run_empty` (`asyncio::run(async {})`).
 
 use asyncio_bench::workloads::*;
@@ -26,6 +26,7 @@ fn main() {
                 "gather" => asyncio_gather_lazy(&lp, n),
                 "gather_tasks" => asyncio_create_then_gather_tasks(&lp, n),
                 "taskgroup" => asyncio_taskgroup_eager(&eager, n),
+                "taskgroup_try" => asyncio_taskgroup_eager_try(&eager, n),
                 "joinset" => tokio_joinset(&rt, n),
                 "floor" => floor_box_poll(n),
                 "eager_plain" => eager
