@@ -557,10 +557,12 @@ impl Server {
                 }
             };
             // Detached, as asyncio's callback task; a panic reaches the
-            // loop's exception handler.
-            let _ = asyncio_core::try_create_task(async move {
-                fut.await;
-            });
+            // loop's exception handler. The future itself is the task (its
+            // output is dropped when it ends): an `async move { fut.await }`
+            // around it would hold it twice, as the captured value and as
+            // the value being awaited, and an idle connection would pay for
+            // the handler's state two times over.
+            let _ = asyncio_core::try_create_task(fut);
         });
         Server::from_spawn(listeners, addrs, spawn, options, unix_path)
     }
