@@ -52,7 +52,10 @@ struct State {
     eof_sent: bool,
     /// The socket is released.
     closed: bool,
-    error: Option<StoredError>,
+    /// Boxed: set at most once, on a failure, and larger than every other
+    /// field together (its message, and with TLS the typed error); every
+    /// idle connection would carry its room.
+    error: Option<Box<StoredError>>,
     misuse: Option<WriterClosedError>,
     flusher: bool,
     /// Tasks in `drain`, `flush` or `wait_closed`.
@@ -413,7 +416,7 @@ impl Conn {
 
     /// The connection's error, if it failed.
     pub(crate) fn error(&self) -> Option<io::Error> {
-        self.st.borrow().error.as_ref().map(StoredError::to_io)
+        self.st.borrow().error.as_deref().map(StoredError::to_io)
     }
 
     /// Whether `poll_write` should wait (the buffer is above the high-water mark).
@@ -679,7 +682,7 @@ impl Conn {
             if let Some(e) = &error
                 && st.error.is_none()
             {
-                st.error = Some(StoredError::new(e));
+                st.error = Some(Box::new(StoredError::new(e)));
             }
             st.buf = Vec::new();
             st.pos = 0;
@@ -712,5 +715,26 @@ impl Drop for Conn {
         if let Some(f) = self.st.get_mut().on_close.take() {
             f();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every open connection holds one `Conn` (in an `Rc`) for as long as it
+    /// lives, idle or not: a field that only a failure fills (the stored
+    /// error, its message and its TLS error) is boxed, not carried by all.
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn a_connections_shared_state_carries_no_room_for_a_failure_it_has_not_had() {
+        assert_eq!(std::mem::size_of::<Option<Box<StoredError>>>(), 8);
+        // The TLS session's slot is 16 bytes more.
+        let most = if cfg!(feature = "tls") { 216 } else { 200 };
+        assert!(
+            std::mem::size_of::<Conn>() <= most,
+            "Conn grew to {} bytes",
+            std::mem::size_of::<Conn>()
+        );
     }
 }
