@@ -279,7 +279,10 @@ impl Barrier {
         batch: &mut WakeBatch,
     ) -> Poll<Result<usize, BrokenBarrierError>> {
         match st.phase {
-            Phase::Broken => Poll::Ready(Err(BrokenBarrierError)),
+            Phase::Broken => {
+                unpark(st, key);
+                Poll::Ready(Err(BrokenBarrierError))
+            }
             Phase::Filling => {
                 st.count += 1;
                 if st.count < self.parties {
@@ -287,9 +290,10 @@ impl Barrier {
                         outcome: Outcome::Waiting,
                         counted: true,
                     };
-                    *key = Some(st.waiters.push_back(cx.waker(), slot));
+                    park(st, key, cx, slot);
                     return Poll::Pending;
                 }
+                unpark(st, key);
                 trip(st, batch);
                 self.exit(st, batch);
                 Poll::Ready(Ok(self.parties - 1))
@@ -299,10 +303,27 @@ impl Barrier {
                     outcome: Outcome::Waiting,
                     counted: false,
                 };
-                *key = Some(st.waiters.push_back(cx.waker(), slot));
+                park(st, key, cx, slot);
                 Poll::Pending
             }
         }
+    }
+}
+
+/// Puts an arriving waiter in line: an admitted one (it has a key) in its
+/// own node again, a new one in a new node.
+fn park(st: &mut State, key: &mut Option<usize>, cx: &Context<'_>, slot: Slot) {
+    match *key {
+        Some(k) => st.waiters.requeue_back(k, cx.waker(), slot),
+        None => *key = Some(st.waiters.push_back(cx.waker(), slot)),
+    }
+}
+
+/// An arriving waiter that returns at once gives its node back, if it had
+/// one (it was admitted).
+fn unpark(st: &mut State, key: &mut Option<usize>) {
+    if let Some(k) = key.take() {
+        st.waiters.remove(k);
     }
 }
 
@@ -375,9 +396,9 @@ impl Future for BarrierWait<'_> {
                 st.waiters.set_waker(key, cx.waker());
                 return Poll::Pending;
             }
-            let slot = st.waiters.remove(key);
-            self.key = None;
-            if slot.outcome != Outcome::Admitted {
+            if st.waiters.data(key).outcome != Outcome::Admitted {
+                let slot = st.waiters.remove(key);
+                self.key = None;
                 // The common case wakes nobody: no batch to build or to wake.
                 if slot.counted && leave(&mut st) {
                     let mut batch = WakeBatch::default();
@@ -387,7 +408,8 @@ impl Future for BarrierWait<'_> {
                 }
                 return Poll::Ready(slot.outcome.result());
             }
-            // Admitted after the last draining party left: arrive now.
+            // Admitted after the last draining party left: arrive now, in
+            // the node it has (`arrive` parks it there again or removes it).
         }
         let mut batch = WakeBatch::default();
         let out = barrier.arrive(&mut st, &mut self.key, cx, &mut batch);

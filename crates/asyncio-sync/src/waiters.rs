@@ -86,6 +86,25 @@ impl<D> WaitList<D> {
         key
     }
 
+    /// The data of a waiter, woken or not.
+    #[inline]
+    pub(crate) fn data(&self, key: usize) -> &D {
+        &self.nodes[key].data
+    }
+
+    /// Parks a woken waiter again at the back of the line, in its own node
+    /// (no slab removal and insertion), with new data.
+    pub(crate) fn requeue_back(&mut self, key: usize, waker: &Waker, data: D) {
+        let node = &mut self.nodes[key];
+        debug_assert!(!node.linked, "only a woken waiter is parked again");
+        match &mut node.waker {
+            Some(old) if old.will_wake(waker) => {}
+            slot => *slot = Some(waker.clone()),
+        }
+        node.data = data;
+        self.link_back(key);
+    }
+
     fn insert(&mut self, waker: &Waker, data: D) -> usize {
         self.nodes.insert(Node {
             waker: Some(waker.clone()),
