@@ -64,7 +64,10 @@ struct State {
     /// registration that holds it is then dropped).
     read_waker: Option<Waker>,
     flush_waker: Option<Waker>,
-    on_close: Option<Box<dyn FnOnce()>>,
+    /// The server that counts this connection, and its key there: told
+    /// once when the socket is released. (Not a boxed closure: that would be
+    /// one more allocation for every connection a server accepts.)
+    on_close: Option<(Weak<crate::server::Inner>, usize)>,
     /// A transport's `sendfile` writes straight into the socket: other
     /// writes are refused meanwhile (asyncio's "sendfile is in progress").
     sendfile: bool,
@@ -140,10 +143,10 @@ impl Conn {
         })
     }
 
-    /// Registers a hook run once when the socket is released (the server's
-    /// count of its connections).
-    pub(crate) fn set_on_close(&self, f: Box<dyn FnOnce()>) {
-        self.st.borrow_mut().on_close = Some(f);
+    /// Registers the server to tell, once, when the socket is released (the
+    /// server's count of its connections), with the connection's key there.
+    pub(crate) fn set_on_close(&self, server: Weak<crate::server::Inner>, key: usize) {
+        self.st.borrow_mut().on_close = Some((server, key));
     }
 
     pub(crate) fn with_sock<T>(&self, f: impl FnOnce(&Sock) -> io::Result<T>) -> io::Result<T> {
@@ -693,8 +696,8 @@ impl Conn {
         };
         drop(io);
         wakers.into_iter().for_each(Waker::wake);
-        if let Some(f) = on_close {
-            f();
+        if let Some((server, key)) = on_close {
+            crate::server::Inner::client_closed(&server, key);
         }
     }
 }
@@ -712,8 +715,8 @@ fn io_error_again(e: &io::Error) -> io::Error {
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        if let Some(f) = self.st.get_mut().on_close.take() {
-            f();
+        if let Some((server, key)) = self.st.get_mut().on_close.take() {
+            crate::server::Inner::client_closed(&server, key);
         }
     }
 }
