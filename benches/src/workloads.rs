@@ -92,6 +92,23 @@ pub fn asyncio_taskgroup_eager(lp: &asyncio::EventLoop, n: usize) {
     .expect("the loop runs");
 }
 
+/// [`asyncio_taskgroup_eager`] with `try_create_task`, the form that returns
+/// the group's refusal as an error: a program that has both forms (as most
+/// do) must pay the same per child as one that has only `create_task`.
+pub fn asyncio_taskgroup_eager_try(lp: &asyncio::EventLoop, n: usize) {
+    lp.run_until_complete(async move {
+        asyncio::task_group(|tg| async move {
+            for _ in 0..n {
+                drop(tg.try_create_task(light_coro()).expect("the group is open"));
+            }
+            Ok::<_, asyncio::TaskError>(())
+        })
+        .await
+        .expect("no child fails");
+    })
+    .expect("the loop runs");
+}
+
 /// An event loop with the eager task factory installed.
 pub fn eager_loop() -> asyncio::EventLoop {
     let lp = asyncio::EventLoop::new();
@@ -222,6 +239,7 @@ mod tests {
         tokio_local_spawn_lazy(&rt, 100);
         async_executor_spawn_lazy(&async_executor::LocalExecutor::new(), 100);
         asyncio_taskgroup_eager(&eager_loop(), 100);
+        asyncio_taskgroup_eager_try(&eager_loop(), 100);
         asyncio_gather_lazy(&lp, 100);
         asyncio_create_then_gather_tasks(&lp, 100);
         tokio_joinset(&rt, 100);

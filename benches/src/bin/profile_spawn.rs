@@ -1,8 +1,8 @@
 //! Runs one workload repeatedly, for `perf record` / callgrind, or a quick look.
 //!
 //! `profile_spawn WORKLOAD [N] [ROUNDS]` with WORKLOAD one of `lazy`, `gather`,
-//! `gather_tasks` (create_task, then gather the tasks), `taskgroup`, `eager_plain` (eager `create_task` + drop, no group), `floor`,
-//! `tokio`, `tokio_local`, `joinset`, `async_executor`, `loop_new` (`EventLoop::new()` and drop), `run_empty` (`asyncio::run(async {})`).
+//! `gather_tasks` (create_task, then gather the tasks), `taskgroup`, `taskgroup_try` (the same with `try_create_task`), `eager_plain` (eager `create_task` + drop, no group), `floor`,
+//! `tokio`, `tokio_local`, `joinset`, `async_executor`, `barrier` (ex_4_4: 1,000 parties, n / 10,000 rounds), `idle_conns` (n idle connections, as the showdown's idle_conns_memory; under dhat or massif), `loop_new` (`EventLoop::new()` and drop), `run_empty` (`asyncio::run(async {})`).
 
 use asyncio_bench::workloads::*;
 
@@ -26,6 +26,7 @@ fn main() {
                 "gather" => asyncio_gather_lazy(&lp, n),
                 "gather_tasks" => asyncio_create_then_gather_tasks(&lp, n),
                 "taskgroup" => asyncio_taskgroup_eager(&eager, n),
+                "taskgroup_try" => asyncio_taskgroup_eager_try(&eager, n),
                 "joinset" => tokio_joinset(&rt, n),
                 "floor" => floor_box_poll(n),
                 "eager_plain" => eager
@@ -44,6 +45,11 @@ fn main() {
                     for _ in 0..n {
                         asyncio::run(async {}).unwrap();
                     }
+                }
+                "barrier" => asyncio_bench::sync::asyncio_barrier(&lp, 1000, n.div_ceil(10_000)),
+                "idle_conns" => {
+                    let per = asyncio_bench::net::asyncio_idle_bytes_per_conn(n);
+                    eprintln!("idle_conns: {per} B per connection");
                 }
                 "tokio" => tokio_spawn_lazy(&rt, n),
                 "tokio_local" => tokio_local_spawn_lazy(&rt, n),

@@ -120,9 +120,9 @@ where
     F: Future + 'static,
 {
     fn execute(&self, fut: F) {
-        asyncio_core::create_task(async move {
-            fut.await;
-        });
+        // The future itself is the task: `async move { fut.await }` would
+        // hold it twice (captured, and being awaited).
+        drop(asyncio_core::create_task(fut));
     }
 }
 

@@ -313,7 +313,10 @@ impl StreamReader {
                 }
                 .into());
             }
-            self.fill().await?;
+            // `poll_fill` straight, not the `fill` future around it: a
+            // connection waiting in `readline` holds this state, and the
+            // extra level would hold `self` once more.
+            std::future::poll_fn(|cx| self.poll_fill(cx)).await?;
         };
         if isep > self.limit {
             return Err(LimitOverrunError {

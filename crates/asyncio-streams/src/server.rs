@@ -78,7 +78,7 @@ impl Listener {
 /// task, or a protocol's transport.
 pub(crate) type Spawn = Rc<dyn Fn(Rc<Conn>)>;
 
-struct Inner {
+pub(crate) struct Inner {
     /// The loop the server was made on (asyncio's `Server.get_loop()`).
     lp: asyncio_core::EventLoop,
     listeners: RefCell<Vec<Listener>>,
@@ -557,10 +557,12 @@ impl Server {
                 }
             };
             // Detached, as asyncio's callback task; a panic reaches the
-            // loop's exception handler.
-            let _ = asyncio_core::try_create_task(async move {
-                fut.await;
-            });
+            // loop's exception handler. The future itself is the task (its
+            // output is dropped when it ends): an `async move { fut.await }`
+            // around it would hold it twice, as the captured value and as
+            // the value being awaited, and an idle connection would pay for
+            // the handler's state two times over.
+            let _ = asyncio_core::try_create_task(fut);
         });
         Server::from_spawn(listeners, addrs, spawn, options, unix_path)
     }
@@ -751,6 +753,18 @@ impl Inner {
         }
     }
 
+    /// A counted connection released its socket (or was dropped): it leaves
+    /// the server's count, and the last one out wakes whoever waits for a
+    /// closed server to be done.
+    pub(crate) fn client_closed(server: &Weak<Inner>, key: usize) {
+        if let Some(server) = server.upgrade() {
+            server.clients.borrow_mut().try_remove(key);
+            if server.closed.get() && server.clients.borrow().is_empty() {
+                server.wake_all();
+            }
+        }
+    }
+
     fn wake_all(&self) {
         let w = std::mem::take(&mut *self.waiters.borrow_mut());
         w.into_iter().for_each(Waker::wake);
@@ -839,15 +853,7 @@ impl Inner {
         };
         let conn = Conn::new(sock, reg);
         let key = self.clients.borrow_mut().insert(Rc::downgrade(&conn));
-        let server = Rc::downgrade(self);
-        conn.set_on_close(Box::new(move || {
-            if let Some(server) = server.upgrade() {
-                server.clients.borrow_mut().try_remove(key);
-                if server.closed.get() && server.clients.borrow().is_empty() {
-                    server.wake_all();
-                }
-            }
-        }));
+        conn.set_on_close(Rc::downgrade(self), key);
         #[cfg(feature = "tls")]
         if let Some((ctx, opts)) = &self.tls {
             self.tls_handshake_then_spawn(ctx, opts, conn);

@@ -72,6 +72,14 @@ struct State {
     /// In `Filling`, the tasks of the cycle; otherwise tasks that arrived
     /// during draining or resetting and wait for the next cycle.
     waiters: WaitList<Slot>,
+    /// Tasks admitted when the last party of a cycle left, that have not run
+    /// yet: the whole line, still linked, marked `Admitted`. Only the first
+    /// was woken; when it runs, they all arrive, in order (see
+    /// [`Barrier::admit_batch`]). Anything else that touches the barrier
+    /// first wakes the rest ([`flush_admitted`]).
+    admitted: usize,
+    /// The node of the batch's first task (the one woken), while `admitted`.
+    batch_head: usize,
 }
 
 #[derive(Debug)]
@@ -135,6 +143,8 @@ impl Barrier {
                 phase: Phase::Filling,
                 count: 0,
                 waiters: WaitList::new(),
+                admitted: 0,
+                batch_head: 0,
             }),
         })
     }
@@ -172,6 +182,7 @@ impl Barrier {
     pub fn reset(&self) {
         let mut st = self.state.borrow_mut();
         let mut batch = WakeBatch::default();
+        flush_admitted(&mut st, &mut batch);
         if st.count > 0 {
             match st.phase {
                 Phase::Filling => break_in_line(&mut st, &mut batch),
@@ -197,8 +208,9 @@ impl Barrier {
     /// ```
     pub fn abort(&self) {
         let mut st = self.state.borrow_mut();
-        st.phase = Phase::Broken;
         let mut batch = WakeBatch::default();
+        flush_admitted(&mut st, &mut batch);
+        st.phase = Phase::Broken;
         break_in_line(&mut st, &mut batch);
         break_released(&mut st);
         drop(st);
@@ -258,14 +270,102 @@ impl Barrier {
     /// only when they next run: until then `n_waiting()` does not show them
     /// and a `reset()` (by the task that just left, say) does not break them
     /// (test_locks `test_reset_barrier_while_tasks_draining`).
-    #[cold]
+    ///
+    /// Woken together, they would run one after the other, each arriving in
+    /// turn: so only the first is woken, and when it runs it makes them all
+    /// arrive ([`admit_batch`](Self::admit_batch)), which saves every other
+    /// one a wake-up and a poll per cycle. Until then they stay in line,
+    /// marked `Admitted` and not counted; whatever else touches the barrier
+    /// before that (a `reset()`, an `abort()`, a new arrival, a dropped
+    /// waiter) first wakes the rest ([`flush_admitted`]), so that it sees
+    /// what it would if each had been woken.
     fn refill(&self, st: &mut State, batch: &mut WakeBatch) {
         st.phase = Phase::Filling;
-        batch.reserve(st.waiters.len());
-        while let Some(slot) = st.waiters.front_mut() {
-            slot.outcome = Outcome::Admitted;
+        flush_admitted(st, batch);
+        let Some(first) = st.waiters.front_key() else {
+            return;
+        };
+        let mut key = Some(first);
+        while let Some(k) = key {
+            st.waiters.data_mut(k).outcome = Outcome::Admitted;
+            key = st.waiters.key_after(k);
+        }
+        st.admitted = st.waiters.len();
+        st.batch_head = first;
+        batch.push(st.waiters.take_waker(first));
+    }
+
+    /// The first task of an admitted batch runs: the batch arrives, in the order of the line, as its tasks
+    /// would one by one. If the cycle fills, the last of them to arrive trips
+    /// the barrier: it is woken first (in asyncio it goes on at once), then
+    /// the batch's tasks beyond the cycle (they find it draining), then the
+    /// released ones by index, as asyncio's run order would be. `key` is the
+    /// polling task's node.
+    fn admit_batch(
+        &self,
+        st: &mut State,
+        key: &mut Option<usize>,
+        cx: &Context<'_>,
+        batch: &mut WakeBatch,
+    ) -> Poll<Result<usize, BrokenBarrierError>> {
+        let me = key.expect("an admitted waiter has its node");
+        st.waiters.set_waker(me, cx.waker());
+        let n = std::mem::take(&mut st.admitted);
+        debug_assert!(st.phase == Phase::Filling && st.count + n <= st.waiters.len());
+        if st.count + n < self.parties {
+            let mut next = Some(st.batch_head);
+            while let Some(k) = next {
+                *st.waiters.data_mut(k) = Slot {
+                    outcome: Outcome::Waiting,
+                    counted: true,
+                };
+                next = st.waiters.key_after(k);
+            }
+            st.count += n;
+            return Poll::Pending;
+        }
+        // The `parties`-th in line trips (those who arrived since the batch
+        // was admitted are ahead of it, counted).
+        let mut tripper = st.waiters.front_key().expect("the batch is in line");
+        for _ in 1..self.parties {
+            tripper = st.waiters.key_after(tripper).expect("the batch is in line");
+        }
+        let beyond = st.waiters.key_after(tripper);
+        *st.waiters.data_mut(tripper) = Slot {
+            outcome: Outcome::released(self.parties - 1),
+            counted: true,
+        };
+        let tripper_waker = st.waiters.wake(tripper);
+        batch.reserve(n);
+        if tripper != me {
+            batch.push(tripper_waker);
+        }
+        let mut next = beyond;
+        while let Some(k) = next {
+            next = st.waiters.key_after(k);
+            // `outcome` stays `Admitted`, `counted` false: it arrives when it
+            // runs, finding the barrier draining.
+            batch.push(st.waiters.wake(k));
+        }
+        for index in 0..self.parties - 1 {
+            let slot = st.waiters.front_mut().expect("the cycle is in line");
+            *slot = Slot {
+                outcome: Outcome::released(index),
+                counted: true,
+            };
             batch.push(st.waiters.wake_front());
         }
+        st.phase = Phase::Draining;
+        st.count = self.parties;
+        if tripper == me {
+            // It returns now, as the last to arrive does.
+            st.waiters.remove(me);
+            *key = None;
+            self.exit(st, batch);
+            return Poll::Ready(Ok(self.parties - 1));
+        }
+        // Released too: it returns at its turn, after the one that tripped.
+        Poll::Pending
     }
 
     /// A task arrives (a new `wait()`, or one admitted after draining); a
@@ -279,7 +379,10 @@ impl Barrier {
         batch: &mut WakeBatch,
     ) -> Poll<Result<usize, BrokenBarrierError>> {
         match st.phase {
-            Phase::Broken => Poll::Ready(Err(BrokenBarrierError)),
+            Phase::Broken => {
+                unpark(st, key);
+                Poll::Ready(Err(BrokenBarrierError))
+            }
             Phase::Filling => {
                 st.count += 1;
                 if st.count < self.parties {
@@ -287,22 +390,68 @@ impl Barrier {
                         outcome: Outcome::Waiting,
                         counted: true,
                     };
-                    *key = Some(st.waiters.push_back(cx.waker(), slot));
+                    if st.admitted > 0 && key.is_none() {
+                        // It arrives before the admitted batch has run, so
+                        // ahead of it in line.
+                        let head = st.batch_head;
+                        *key = Some(st.waiters.push_before(head, cx.waker(), slot));
+                    } else {
+                        flush_admitted(st, batch);
+                        park(st, key, cx, slot);
+                    }
                     return Poll::Pending;
                 }
+                unpark(st, key);
+                // The batch has not run: it will find the barrier draining
+                // (woken before the released tasks, as it was before them).
+                flush_admitted(st, batch);
                 trip(st, batch);
                 self.exit(st, batch);
                 Poll::Ready(Ok(self.parties - 1))
             }
             Phase::Draining | Phase::Resetting => {
+                flush_admitted(st, batch);
                 let slot = Slot {
                     outcome: Outcome::Waiting,
                     counted: false,
                 };
-                *key = Some(st.waiters.push_back(cx.waker(), slot));
+                park(st, key, cx, slot);
                 Poll::Pending
             }
         }
+    }
+}
+
+/// Wakes the tasks of an admitted batch that have not run yet (see
+/// [`Barrier::refill`]): each arrives when it runs, as in asyncio. The first
+/// was woken already.
+fn flush_admitted(st: &mut State, batch: &mut WakeBatch) {
+    if st.admitted == 0 {
+        return;
+    }
+    batch.reserve(std::mem::take(&mut st.admitted));
+    // The batch is the back of the line: those who arrived since are ahead.
+    let mut next = Some(st.batch_head);
+    while let Some(k) = next {
+        next = st.waiters.key_after(k);
+        batch.push(st.waiters.wake(k));
+    }
+}
+
+/// Puts an arriving waiter in line: an admitted one (it has a key) in its
+/// own node again, a new one in a new node.
+fn park(st: &mut State, key: &mut Option<usize>, cx: &Context<'_>, slot: Slot) {
+    match *key {
+        Some(k) => st.waiters.requeue_back(k, cx.waker(), slot),
+        None => *key = Some(st.waiters.push_back(cx.waker(), slot)),
+    }
+}
+
+/// An arriving waiter that returns at once gives its node back, if it had
+/// one (it was admitted).
+fn unpark(st: &mut State, key: &mut Option<usize>) {
+    if let Some(k) = key.take() {
+        st.waiters.remove(k);
     }
 }
 
@@ -372,12 +521,22 @@ impl Future for BarrierWait<'_> {
         let mut st = barrier.state.borrow_mut();
         if let Some(key) = self.key {
             if st.waiters.is_linked(key) {
+                if st.admitted > 0 && st.batch_head == key {
+                    // The first of the admitted batch, the one that was
+                    // woken, runs: the batch arrives. (The others wait for
+                    // that, also when polled before it.)
+                    let mut batch = WakeBatch::default();
+                    let out = barrier.admit_batch(&mut st, &mut self.key, cx, &mut batch);
+                    drop(st);
+                    batch.wake();
+                    return out;
+                }
                 st.waiters.set_waker(key, cx.waker());
                 return Poll::Pending;
             }
-            let slot = st.waiters.remove(key);
-            self.key = None;
-            if slot.outcome != Outcome::Admitted {
+            if st.waiters.data(key).outcome != Outcome::Admitted {
+                let slot = st.waiters.remove(key);
+                self.key = None;
                 // The common case wakes nobody: no batch to build or to wake.
                 if slot.counted && leave(&mut st) {
                     let mut batch = WakeBatch::default();
@@ -387,7 +546,8 @@ impl Future for BarrierWait<'_> {
                 }
                 return Poll::Ready(slot.outcome.result());
             }
-            // Admitted after the last draining party left: arrive now.
+            // Admitted after the last draining party left: arrive now, in
+            // the node it has (`arrive` parks it there again or removes it).
         }
         let mut batch = WakeBatch::default();
         let out = barrier.arrive(&mut st, &mut self.key, cx, &mut batch);
@@ -401,12 +561,15 @@ impl Drop for BarrierWait<'_> {
     fn drop(&mut self) {
         let Some(key) = self.key else { return };
         let mut st = self.barrier.state.borrow_mut();
+        let mut batch = WakeBatch::default();
+        // A task of the admitted batch leaves before it ran: the others
+        // arrive as they would have, each when it runs.
+        flush_admitted(&mut st, &mut batch);
         let slot = st.waiters.remove(key);
         if slot.counted && leave(&mut st) {
-            let mut batch = WakeBatch::default();
             self.barrier.refill(&mut st, &mut batch);
-            drop(st);
-            batch.wake();
         }
+        drop(st);
+        batch.wake();
     }
 }

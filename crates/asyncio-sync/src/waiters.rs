@@ -86,6 +86,46 @@ impl<D> WaitList<D> {
         key
     }
 
+    /// The data of a waiter, woken or not.
+    #[inline]
+    pub(crate) fn data(&self, key: usize) -> &D {
+        &self.nodes[key].data
+    }
+
+    /// Parks a woken waiter again at the back of the line, in its own node
+    /// (no slab removal and insertion), with new data.
+    pub(crate) fn requeue_back(&mut self, key: usize, waker: &Waker, data: D) {
+        let node = &mut self.nodes[key];
+        debug_assert!(!node.linked, "only a woken waiter is parked again");
+        match &mut node.waker {
+            Some(old) if old.will_wake(waker) => {}
+            slot => *slot = Some(waker.clone()),
+        }
+        node.data = data;
+        self.link_back(key);
+    }
+
+    /// Parks a new waiter in line just before `before` (which is in line).
+    pub(crate) fn push_before(&mut self, before: usize, waker: &Waker, data: D) -> usize {
+        let key = self.insert(waker, data);
+        let prev = self.nodes[before].prev;
+        {
+            let node = &mut self.nodes[key];
+            node.prev = prev;
+            node.next = link(before);
+            node.linked = true;
+        }
+        let k = link(key);
+        if prev == NIL {
+            self.head = k;
+        } else {
+            self.nodes[prev as usize].next = k;
+        }
+        self.nodes[before].prev = k;
+        self.linked += 1;
+        key
+    }
+
     fn insert(&mut self, waker: &Waker, data: D) -> usize {
         self.nodes.insert(Node {
             waker: Some(waker.clone()),
@@ -181,6 +221,33 @@ impl<D> WaitList<D> {
         } else {
             Some(&mut self.nodes[self.head as usize].data)
         }
+    }
+
+    /// The key of the waiter at the front of the line.
+    pub(crate) fn front_key(&self) -> Option<usize> {
+        (self.head != NIL).then_some(self.head as usize)
+    }
+
+    /// The key of the waiter behind `key` in the line (which `key` is in).
+    pub(crate) fn key_after(&self, key: usize) -> Option<usize> {
+        let next = self.nodes[key].next;
+        (next != NIL).then_some(next as usize)
+    }
+
+    /// The data of a waiter, woken or not.
+    pub(crate) fn data_mut(&mut self, key: usize) -> &mut D {
+        &mut self.nodes[key].data
+    }
+
+    /// Takes a waiter's waker, leaving it in line (where it is).
+    pub(crate) fn take_waker(&mut self, key: usize) -> Option<Waker> {
+        self.nodes[key].waker.take()
+    }
+
+    /// Takes a waiter out of the line, wherever it is, and returns its waker.
+    pub(crate) fn wake(&mut self, key: usize) -> Option<Waker> {
+        self.unlink(key);
+        self.nodes[key].waker.take()
     }
 
     /// Takes the first waiter out of the line and returns its waker.

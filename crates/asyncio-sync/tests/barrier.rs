@@ -64,22 +64,96 @@ fn tasks_arriving_while_it_drains_wait_for_the_next_cycle() {
     // `a` has been released but has not returned yet: the barrier drains.
     assert_eq!(barrier.n_waiting(), 0);
     let (wc, woken_c) = counting_waker();
+    let (wd, woken_d) = counting_waker();
     let mut c = Box::pin(barrier.wait());
     let mut d = Box::pin(barrier.wait());
     assert!(poll_with(c.as_mut(), &wc).is_pending());
     assert!(
-        poll_once(d.as_mut()).is_pending(),
+        poll_with(d.as_mut(), &wd).is_pending(),
         "d alone would have tripped a filling barrier"
     );
     assert_eq!(poll_once(a.as_mut()), Poll::Ready(Ok(0)));
-    // The last of the old cycle left: c and d are woken to form the next
-    // one, and count once they run (asyncio's `_block` returns then).
+    // The last of the old cycle left: c and d are admitted to form the next
+    // one, and count once they run (asyncio's `_block` returns then). Woken
+    // together they would run one after the other: c, the first, is woken,
+    // and when it runs both arrive in order, so d trips the barrier.
     assert_eq!(woken_c.get(), 1);
     assert_eq!(barrier.n_waiting(), 0);
+    assert_eq!(woken_d.get(), 0, "d has not run: c goes first");
     assert!(poll_once(c.as_mut()).is_pending());
-    assert_eq!(barrier.n_waiting(), 1);
+    assert_eq!(woken_d.get(), 1, "the batch arrived: d, the last, tripped");
+    assert_eq!(barrier.n_waiting(), 0, "tripped: draining");
     assert_eq!(poll_once(d.as_mut()), Poll::Ready(Ok(1)));
     assert_eq!(poll_once(c.as_mut()), Poll::Ready(Ok(0)));
+}
+
+#[test]
+fn a_task_arriving_before_the_admitted_batch_has_run_comes_first() {
+    let barrier = Barrier::new(3).unwrap();
+    let mut a = Box::pin(barrier.wait());
+    let mut b = Box::pin(barrier.wait());
+    assert!(poll_once(a.as_mut()).is_pending());
+    assert!(poll_once(b.as_mut()).is_pending());
+    assert_eq!(
+        poll_once(Box::pin(barrier.wait()).as_mut()),
+        Poll::Ready(Ok(2))
+    );
+    // Draining: d and e wait for the next cycle.
+    let (wd, woken_d) = counting_waker();
+    let (we, woken_e) = counting_waker();
+    let mut d = Box::pin(barrier.wait());
+    let mut e = Box::pin(barrier.wait());
+    assert!(poll_with(d.as_mut(), &wd).is_pending());
+    assert!(poll_with(e.as_mut(), &we).is_pending());
+    assert_eq!(poll_once(a.as_mut()), Poll::Ready(Ok(0)));
+    assert_eq!(poll_once(b.as_mut()), Poll::Ready(Ok(1)));
+    // The last one left: d and e are admitted, and have not run yet.
+    assert_eq!(woken_d.get(), 1);
+    // f arrives before them (as the task that left last, waiting again,
+    // would): it is the first of the new cycle.
+    let mut f = Box::pin(barrier.wait());
+    assert!(poll_once(f.as_mut()).is_pending());
+    assert_eq!(barrier.n_waiting(), 1);
+    // d runs: d, then e, arrive; e completes the cycle and trips it.
+    assert!(poll_with(d.as_mut(), &wd).is_pending());
+    assert_eq!(woken_e.get(), 1);
+    assert_eq!(poll_with(e.as_mut(), &we), Poll::Ready(Ok(2)));
+    assert_eq!(poll_once(f.as_mut()), Poll::Ready(Ok(0)));
+    assert_eq!(poll_with(d.as_mut(), &wd), Poll::Ready(Ok(1)));
+    assert_eq!(barrier.n_waiting(), 0);
+}
+
+#[test]
+fn the_admitted_batch_still_arrives_when_its_first_task_is_dropped_before_it_ran() {
+    let barrier = Barrier::new(2).unwrap();
+    let mut a = Box::pin(barrier.wait());
+    assert!(poll_once(a.as_mut()).is_pending());
+    assert_eq!(
+        poll_once(Box::pin(barrier.wait()).as_mut()),
+        Poll::Ready(Ok(1))
+    );
+    let (wc, woken_c) = counting_waker();
+    let (wd, woken_d) = counting_waker();
+    let mut c = Box::pin(barrier.wait());
+    let mut d = Box::pin(barrier.wait());
+    assert!(poll_with(c.as_mut(), &wc).is_pending());
+    assert!(poll_with(d.as_mut(), &wd).is_pending());
+    assert_eq!(poll_once(a.as_mut()), Poll::Ready(Ok(0)));
+    assert_eq!(
+        (woken_c.get(), woken_d.get()),
+        (1, 0),
+        "only the first was woken"
+    );
+    // c is cancelled before it ran: d is woken, and arrives when it runs.
+    drop(c);
+    assert_eq!(woken_d.get(), 1, "d is not stranded");
+    assert!(poll_with(d.as_mut(), &wd).is_pending());
+    assert_eq!(barrier.n_waiting(), 1);
+    assert_eq!(
+        poll_once(Box::pin(barrier.wait()).as_mut()),
+        Poll::Ready(Ok(1))
+    );
+    assert_eq!(poll_with(d.as_mut(), &wd), Poll::Ready(Ok(0)));
 }
 
 // After CPython's test_locks `test_reset_barrier_while_tasks_draining`: the

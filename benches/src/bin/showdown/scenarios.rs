@@ -203,6 +203,14 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
         .run(AsyncExecutor, with(x, async_executor_group))
         .run(Floor, floor_box_poll),
         Scenario::new(
+            "ex_6_1_taskgroup_eager_try",
+            "ex_6_1",
+            "ex_6_1 with try_create_task, the form that returns the group's refusal as an error (the binary has both forms, as a real program does)",
+            "task",
+        )
+        .run(AsyncioRs, with(e, asyncio_taskgroup_eager_try))
+        .run(Floor, floor_box_poll),
+        Scenario::new(
             "ex_6_1_taskgroup_lazy",
             "ex_6_1",
             "ex_6_1 without the eager factory: trivial tasks in a TaskGroup, each scheduled, then run",

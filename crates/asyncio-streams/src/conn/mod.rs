@@ -52,7 +52,10 @@ struct State {
     eof_sent: bool,
     /// The socket is released.
     closed: bool,
-    error: Option<StoredError>,
+    /// Boxed: set at most once, on a failure, and larger than every other
+    /// field together (its message, and with TLS the typed error); every
+    /// idle connection would carry its room.
+    error: Option<Box<StoredError>>,
     misuse: Option<WriterClosedError>,
     flusher: bool,
     /// Tasks in `drain`, `flush` or `wait_closed`.
@@ -61,7 +64,10 @@ struct State {
     /// registration that holds it is then dropped).
     read_waker: Option<Waker>,
     flush_waker: Option<Waker>,
-    on_close: Option<Box<dyn FnOnce()>>,
+    /// The server that counts this connection, and its key there: told
+    /// once when the socket is released. (Not a boxed closure: that would be
+    /// one more allocation for every connection a server accepts.)
+    on_close: Option<(Weak<crate::server::Inner>, usize)>,
     /// A transport's `sendfile` writes straight into the socket: other
     /// writes are refused meanwhile (asyncio's "sendfile is in progress").
     sendfile: bool,
@@ -137,10 +143,10 @@ impl Conn {
         })
     }
 
-    /// Registers a hook run once when the socket is released (the server's
-    /// count of its connections).
-    pub(crate) fn set_on_close(&self, f: Box<dyn FnOnce()>) {
-        self.st.borrow_mut().on_close = Some(f);
+    /// Registers the server to tell, once, when the socket is released (the
+    /// server's count of its connections), with the connection's key there.
+    pub(crate) fn set_on_close(&self, server: Weak<crate::server::Inner>, key: usize) {
+        self.st.borrow_mut().on_close = Some((server, key));
     }
 
     pub(crate) fn with_sock<T>(&self, f: impl FnOnce(&Sock) -> io::Result<T>) -> io::Result<T> {
@@ -413,7 +419,7 @@ impl Conn {
 
     /// The connection's error, if it failed.
     pub(crate) fn error(&self) -> Option<io::Error> {
-        self.st.borrow().error.as_ref().map(StoredError::to_io)
+        self.st.borrow().error.as_deref().map(StoredError::to_io)
     }
 
     /// Whether `poll_write` should wait (the buffer is above the high-water mark).
@@ -679,7 +685,7 @@ impl Conn {
             if let Some(e) = &error
                 && st.error.is_none()
             {
-                st.error = Some(StoredError::new(e));
+                st.error = Some(Box::new(StoredError::new(e)));
             }
             st.buf = Vec::new();
             st.pos = 0;
@@ -690,8 +696,8 @@ impl Conn {
         };
         drop(io);
         wakers.into_iter().for_each(Waker::wake);
-        if let Some(f) = on_close {
-            f();
+        if let Some((server, key)) = on_close {
+            crate::server::Inner::client_closed(&server, key);
         }
     }
 }
@@ -709,8 +715,29 @@ fn io_error_again(e: &io::Error) -> io::Error {
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        if let Some(f) = self.st.get_mut().on_close.take() {
-            f();
+        if let Some((server, key)) = self.st.get_mut().on_close.take() {
+            crate::server::Inner::client_closed(&server, key);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every open connection holds one `Conn` (in an `Rc`) for as long as it
+    /// lives, idle or not: a field that only a failure fills (the stored
+    /// error, its message and its TLS error) is boxed, not carried by all.
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn a_connections_shared_state_carries_no_room_for_a_failure_it_has_not_had() {
+        assert_eq!(std::mem::size_of::<Option<Box<StoredError>>>(), 8);
+        // The TLS session's slot is 16 bytes more.
+        let most = if cfg!(feature = "tls") { 216 } else { 200 };
+        assert!(
+            std::mem::size_of::<Conn>() <= most,
+            "Conn grew to {} bytes",
+            std::mem::size_of::<Conn>()
+        );
     }
 }
