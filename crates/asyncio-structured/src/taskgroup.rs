@@ -69,80 +69,52 @@ impl GroupState {
                 .is_none_or(|t| t.cancelling() == 0 && !t.done())
     }
 
-    /// Starts `fut` as a child task without options: the spawn path of every
-    /// `create_task` and `try_create_task` call.
-    ///
-    /// Out of line on purpose, and generic only over the future and its kind:
-    /// every call site of either form calls the same copy, made once per future
-    /// type, so what a spawn costs does not depend on how many call sites a
-    /// program has, which form they use, or whether the compiler happened to
-    /// inline a large body into each (it did for a program whose only call was
-    /// `create_task`, and not once `try_create_task` was called too). The
-    /// future's first poll is still inlined into the step, inside this copy.
-    #[inline(never)]
-    #[track_caller]
-    fn spawn<F, K>(self: &Rc<Self>, fut: F) -> Task<K::Ok>
-    where
-        F: Future + 'static,
-        K: Kind<F::Output> + 'static,
-    {
-        // Built in the task's memory: a child (the future, a pointer and a
-        // flag) is just the kind of small padded value whose copies stall the
-        // CPU, and ex_6_1 creates a million of them. (The closure holds the
-        // future and the pointer apart, unpadded.)
-        let group = self.as_non_null();
-        let task = create_task_in_place(move || Child::<F, K>::new(fut, group));
-        if !task.done() {
-            self.counted(&task);
-        }
-        task
-    }
-
-    /// [`spawn`](Self::spawn) with per-call options (a name, a context, an
-    /// eager start): the general path, off the hot one.
-    #[inline(never)]
-    #[track_caller]
-    fn spawn_with<F, K>(self: &Rc<Self>, fut: F, options: TaskOptions) -> Task<K::Ok>
-    where
-        F: Future + 'static,
-        K: Kind<F::Output> + 'static,
-    {
-        // Without a loop `create_task_with` would drop the child before
-        // panicking, outside any start: fail before making it.
-        if let Err(e) = get_running_loop() {
-            panic!("asyncio::TaskGroup::create_task_named: {e}");
-        }
-        let child = Child::<F, K>::new(fut, self.as_non_null());
-        let task = create_task_with(child, options);
-        if !task.done() {
-            self.counted(&task);
-        }
-        task
-    }
-
-    /// The group as the raw pointer its children's guards hold.
+    /// Starts `fut` as a child task (with `options`, if given: a name, a
+    /// context, an eager start).
     #[inline(always)]
-    fn as_non_null(self: &Rc<Self>) -> NonNull<GroupState> {
+    #[track_caller]
+    fn spawn<F, K>(self: &Rc<Self>, fut: F, options: Option<TaskOptions>) -> Task<K::Ok>
+    where
+        F: Future + 'static,
+        K: Kind<F::Output> + 'static,
+    {
         // `Rc::as_ptr` keeps the provenance of the whole `Rc` allocation, which
         // `Rc::from_raw` needs when the child gives its count back.
-        NonNull::new(Rc::as_ptr(self).cast_mut()).expect("an Rc is never null")
-    }
-
-    /// A new child suspended (or has not started yet): from now on it counts,
-    /// and keeps the group alive until it reports. Not generic: one copy for
-    /// every future type.
-    #[cold]
-    #[inline(never)]
-    fn counted(self: &Rc<Self>, task: &TaskRef) {
-        self.live.set(self.live.get() + 1);
-        // SAFETY: `self` is a live `Rc`; the child's guard gives this count
-        // back, once, when it reports.
-        unsafe { Rc::increment_strong_count(Rc::as_ptr(self)) };
-        self.track(task.clone());
-        // A sibling may have failed during this child's eager step.
-        if self.aborting.get() {
-            task.cancel();
+        let group = NonNull::new(Rc::as_ptr(self).cast_mut()).expect("an Rc is never null");
+        let child = move || Child::<F, K> {
+            fut: ManuallyDrop::new(CatchPanic::new(fut)),
+            guard: ChildGuard::new(group),
+            _kind: PhantomData,
+        };
+        let task = match options {
+            // Built in the task's memory: a child (the future, a pointer and a
+            // flag) is just the kind of small padded value whose copies stall
+            // the CPU, and ex_6_1 creates a million of them. (The closure holds
+            // the future and the pointer apart, unpadded.)
+            None => create_task_in_place(child),
+            Some(options) => {
+                // Without a loop `create_task_with` would drop the child before
+                // panicking, outside any start: fail before making it.
+                if let Err(e) = get_running_loop() {
+                    panic!("asyncio::TaskGroup::create_task_named: {e}");
+                }
+                create_task_with(child(), options)
+            }
+        };
+        if !task.done() {
+            // The child suspended (or has not started yet): from now on it
+            // counts, and keeps the group alive until it reports.
+            self.live.set(self.live.get() + 1);
+            // SAFETY: `self` is a live `Rc`; the child's guard gives this count
+            // back, once, when it reports.
+            unsafe { Rc::increment_strong_count(Rc::as_ptr(self)) };
+            self.track(task.to_ref());
+            // A sibling may have failed during this child's eager step.
+            if self.aborting.get() {
+                task.cancel();
+            }
         }
+        task
     }
 
     /// Why the group takes no new task, if it does not.
@@ -374,16 +346,6 @@ impl<F, K> Drop for Child<F, K> {
 }
 
 impl<F, K> Child<F, K> {
-    /// A child of the group behind `group` that has not started.
-    #[inline(always)]
-    fn new(fut: F, group: NonNull<GroupState>) -> Self {
-        Child {
-            fut: ManuallyDrop::new(CatchPanic::new(fut)),
-            guard: ChildGuard::new(group),
-            _kind: PhantomData,
-        }
-    }
-
     /// The child still owes its group a report. Dropped before it ended (the
     /// group or the loop closing cancelled it), a panic of its future's
     /// destructor is the child's failure, recorded in the group with its own
@@ -836,16 +798,14 @@ impl TaskGroupHandle {
     /// Outside a running event loop, as `create_task`; on a group that is
     /// shutting down (above); and on a group that has ended (create tasks
     /// while the group's body runs, or use `try_create_task`).
-    // Always inlined, and small: the check, then a call of the one copy of
-    // the spawn path per future type (see `GroupState::spawn`).
-    #[inline(always)]
+    #[inline]
     #[track_caller]
     pub fn create_task<F>(&self, fut: F) -> Task<F::Output>
     where
         F: Future + 'static,
     {
         match self.state.refusal() {
-            None => self.state.spawn::<F, Plain>(fut),
+            None => self.state.spawn::<F, Plain>(fut, None),
             Some(e) => refused(e, fut),
         }
     }
@@ -862,7 +822,7 @@ impl TaskGroupHandle {
         match self.state.refusal() {
             None => self
                 .state
-                .spawn_with::<F, Plain>(fut, TaskOptions::new().name(name)),
+                .spawn::<F, Plain>(fut, Some(TaskOptions::new().name(name))),
             Some(e) => refused(e, fut),
         }
     }
@@ -894,7 +854,7 @@ impl TaskGroupHandle {
         F: Future + 'static,
     {
         match self.state.refusal() {
-            None => self.state.spawn_with::<F, Plain>(fut, options),
+            None => self.state.spawn::<F, Plain>(fut, Some(options)),
             Some(e) => refused(e, fut),
         }
     }
@@ -913,7 +873,7 @@ impl TaskGroupHandle {
         F: Future + 'static,
     {
         match self.state.refusal() {
-            None => Ok(self.state.spawn_with::<F, Plain>(fut, options)),
+            None => Ok(self.state.spawn::<F, Plain>(fut, Some(options))),
             Some(e) => Err(e),
         }
     }
@@ -924,14 +884,12 @@ impl TaskGroupHandle {
     /// # Errors
     /// [`TaskGroupError::ShuttingDown`] once a child failed, and
     /// [`TaskGroupError::Finished`] after the group ended.
-    #[inline(always)]
-    #[track_caller]
     pub fn try_create_task<F>(&self, fut: F) -> Result<Task<F::Output>, TaskGroupError>
     where
         F: Future + 'static,
     {
         match self.state.refusal() {
-            None => Ok(self.state.spawn::<F, Plain>(fut)),
+            None => Ok(self.state.spawn::<F, Plain>(fut, None)),
             Some(e) => Err(e),
         }
     }
@@ -952,7 +910,7 @@ impl TaskGroupHandle {
         match self.state.refusal() {
             None => Ok(self
                 .state
-                .spawn_with::<F, Plain>(fut, TaskOptions::new().name(name))),
+                .spawn::<F, Plain>(fut, Some(TaskOptions::new().name(name)))),
             Some(e) => Err(e),
         }
     }
@@ -969,7 +927,7 @@ impl TaskGroupHandle {
         T: 'static,
     {
         match self.state.refusal() {
-            None => Ok(self.state.spawn::<F, Fallible>(fut)),
+            None => Ok(self.state.spawn::<F, Fallible>(fut, None)),
             Some(e) => Err(e),
         }
     }
@@ -992,7 +950,7 @@ impl TaskGroupHandle {
         match self.state.refusal() {
             None => Ok(self
                 .state
-                .spawn_with::<F, Fallible>(fut, TaskOptions::new().name(name))),
+                .spawn::<F, Fallible>(fut, Some(TaskOptions::new().name(name)))),
             Some(e) => Err(e),
         }
     }
@@ -1028,7 +986,7 @@ impl TaskGroupHandle {
         T: 'static,
     {
         match self.state.refusal() {
-            None => self.state.spawn::<F, Fallible>(fut),
+            None => self.state.spawn::<F, Fallible>(fut, None),
             Some(e) => refused(e, fut),
         }
     }
@@ -1047,7 +1005,7 @@ impl TaskGroupHandle {
         match self.state.refusal() {
             None => self
                 .state
-                .spawn_with::<F, Fallible>(fut, TaskOptions::new().name(name)),
+                .spawn::<F, Fallible>(fut, Some(TaskOptions::new().name(name))),
             Some(e) => refused(e, fut),
         }
     }
