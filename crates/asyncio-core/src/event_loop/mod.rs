@@ -96,7 +96,8 @@ pub(crate) struct LoopInner {
     pub(crate) slow_callback_duration: Cell<std::time::Duration>,
     /// Timers: `sleep`, timeouts, `call_later`.
     pub(crate) timers: RefCell<Timers>,
-    /// Where the loop waits, and its I/O registrations.
+    /// Where the loop waits (its poller, made on first need), and its I/O
+    /// registrations.
     pub(crate) driver: Driver,
     pub(crate) fd_callbacks: FdCallbacks,
     /// Signal handlers (`add_signal_handler`) and their self-pipe.
@@ -710,12 +711,33 @@ impl fmt::Debug for EventLoop {
 }
 
 impl LoopInner {
+    /// The loop's poller, made now if it has none yet (its first I/O
+    /// registration, or its first wait while it handles signals).
+    ///
+    /// # Errors
+    /// If the kernel refuses the poller or its wake-up fd (out of file
+    /// descriptors).
+    #[cfg(not(miri))]
+    pub(crate) fn poller(&self) -> std::io::Result<&crate::reactor::Poller> {
+        let fresh = !self.driver.has_poller();
+        let poller = self.driver.poller(&self.shared.notifier)?;
+        #[cfg(unix)]
+        if fresh {
+            // Signal handlers wake the loop through the poller's eventfd
+            // from now on (Linux).
+            self.signals
+                .borrow()
+                .publish(self.shared.notifier.poll_wake());
+        }
+        #[cfg(not(unix))]
+        let _ = fresh;
+        Ok(poller)
+    }
+
     fn new(me: *const LoopInner) -> Self {
-        let (driver, notifier) = Driver::new()
-            .unwrap_or_else(|e| panic!("could not create the event loop's poller (epoll): {e}"));
         let me = NonNull::new(me.cast_mut()).expect("an Rc's address is never null");
         LoopInner {
-            shared: Arc::new(Shared::new(notifier, me)),
+            shared: Arc::new(Shared::new(me)),
             cells: CellCache::new(),
             ready: UnsafeCell::new(VecDeque::new()),
             registry: UnsafeCell::new(registry::Registry::default()),
@@ -739,7 +761,7 @@ impl LoopInner {
             debug: Cell::new(debug_from_env()),
             slow_callback_duration: Cell::new(std::time::Duration::from_millis(100)),
             timers: RefCell::new(Timers::default()),
-            driver,
+            driver: Driver::new(),
             fd_callbacks: FdCallbacks::default(),
             signals: Default::default(),
             pool: RefCell::new(None),

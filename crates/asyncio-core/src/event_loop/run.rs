@@ -12,6 +12,7 @@ use crate::contextvars;
 use crate::error::RuntimeError;
 use crate::event_loop::ExceptionContext;
 use crate::io::Wakeup;
+use crate::reactor::SleepMode;
 use crate::shared::Injected;
 use crate::task::header::Header;
 use crate::task::state::*;
@@ -293,12 +294,35 @@ impl LoopInner {
         self.busy_turns.set(0);
         let timeout = self.timer_timeout();
         let mut wakeups = Vec::new();
-        if self.shared.prepare_to_sleep() {
-            self.driver.wait(timeout, &mut wakeups);
+        let mode = self.sleep_mode();
+        if self.shared.prepare_to_sleep(mode) {
+            // A signal that came before the loop published its wake-up fd
+            // wrote to no fd: the flag says so (see `signals`).
+            if !self.signals.borrow().arrived() {
+                self.driver.wait(mode, timeout, &mut wakeups);
+            }
             self.shared.awake();
         }
+        self.take_signals();
         self.dispatch_io(wakeups);
         self.fire_timers();
+    }
+
+    /// How the loop waits: in its poller if it has one, or if it handles
+    /// signals (whose actions wake the poller; its first such wait makes
+    /// it), else parked, with no file descriptor.
+    fn sleep_mode(&self) -> SleepMode {
+        #[cfg(all(unix, not(miri)))]
+        if !self.driver.has_poller() && self.signals.borrow().any() {
+            self.poller().unwrap_or_else(|e| {
+                panic!("could not create the event loop's poller (epoll) to wait for signals: {e}")
+            });
+        }
+        if self.driver.has_poller() {
+            SleepMode::Poll
+        } else {
+            SleepMode::Park
+        }
     }
 
     /// A turn that left tasks ready: the loop will not wait in the kernel,
@@ -320,8 +344,8 @@ impl LoopInner {
     pub(super) fn poll_io_now(&self) {
         if self.driver.has_io() || self.signals.borrow().any() {
             let mut wakeups = Vec::new();
-            self.driver
-                .wait(Some(std::time::Duration::ZERO), &mut wakeups);
+            self.driver.poll_now(&mut wakeups);
+            self.take_signals();
             self.dispatch_io(wakeups);
         }
     }
@@ -331,7 +355,7 @@ impl LoopInner {
         for w in wakeups {
             match w {
                 Wakeup::Waker(w) => self.wake_reporting(w),
-                Wakeup::Signals => self.dispatch_signals(),
+                Wakeup::Signals => self.drain_signal_pipe(),
                 Wakeup::Callback(cb, key) => {
                     self.push_call(Call::new(Box::new(move || {
                         if let Ok(lp) = running_inner() {
