@@ -58,7 +58,8 @@ pub enum SignalError {
     /// The loop is closed.
     #[error("the event loop is closed")]
     Closed,
-    /// The self-pipe could not be made or registered, or `signal-hook` refused.
+    /// The wake-up (the poller, or a self-pipe) could not be made, or
+    /// `signal-hook` refused.
     #[error("could not set up the signal handler")]
     Io(#[from] io::Error),
 }
@@ -144,7 +145,7 @@ impl EventLoop {
     /// [`SignalError::Invalid`] for a number that is no signal,
     /// [`SignalError::Forbidden`] for SIGKILL, SIGSTOP and the crash signals,
     /// [`SignalError::Closed`] on a closed loop, [`SignalError::Io`] if the
-    /// self-pipe cannot be set up, and of kind `Unsupported` under Miri and off
+    /// wake-up cannot be set up, and of kind `Unsupported` under Miri and off
     /// Unix (asyncio's `add_signal_handler` is Unix-only too).
     ///
     /// ```

@@ -59,6 +59,11 @@ pub(crate) struct LoopInner {
     /// FIFO of tasks and callbacks to run. Loop thread only; every access is a
     /// short call that never runs user code while borrowed.
     ready: UnsafeCell<VecDeque<Packed>>,
+    /// `call_soon_threadsafe` callbacks taken from the injector at the start
+    /// of a turn after its last foreign wake: they are the ready queue's
+    /// tail, run after it in the same turn, without an `Rc<Call>` each (see
+    /// `drain_injector`). Empty outside `run_once`.
+    injected_calls: RefCell<VecDeque<Box<dyn FnOnce() + Send>>>,
     /// Tasks that are not done and have suspended at least once, each holding
     /// one reference for the list, at its `Header::slot` (see `registry`).
     /// Loop thread only; every access is a short call that runs no user code.
@@ -100,7 +105,7 @@ pub(crate) struct LoopInner {
     /// registrations.
     pub(crate) driver: Driver,
     pub(crate) fd_callbacks: FdCallbacks,
-    /// Signal handlers (`add_signal_handler`) and their self-pipe.
+    /// Signal handlers (`add_signal_handler`) and their wake-up.
     pub(crate) signals: crate::signals::SignalsCell,
     /// The default executor of `to_thread`/`run_in_executor`, started lazily.
     pub(crate) pool: RefCell<Option<Arc<Pool>>>,
@@ -740,6 +745,7 @@ impl LoopInner {
             shared: Arc::new(Shared::new(me)),
             cells: CellCache::new(),
             ready: UnsafeCell::new(VecDeque::new()),
+            injected_calls: RefCell::new(VecDeque::new()),
             registry: UnsafeCell::new(registry::Registry::default()),
             running: Cell::new(false),
             stopping: Cell::new(false),
