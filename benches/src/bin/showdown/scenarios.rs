@@ -106,6 +106,10 @@ pub(crate) struct Scenario {
     pub(crate) python_load: Option<fn(u16, usize)>,
     /// The Rust runtimes and their workloads.
     pub(crate) runs: Vec<(Runtime, Run)>,
+    /// Each run happens in a fresh process (this binary again, with the
+    /// hidden `--timed-child`), which times it and reports back: for what
+    /// the state of a long-lived process could skew (start-up).
+    pub(crate) fresh_process: bool,
 }
 
 impl Scenario {
@@ -124,7 +128,13 @@ impl Scenario {
             python: None,
             python_load: None,
             runs: Vec::new(),
+            fresh_process: false,
         }
+    }
+
+    fn fresh_process(mut self) -> Self {
+        self.fresh_process = true;
+        self
     }
 
     fn ops(mut self, ops: fn(usize) -> usize) -> Self {
@@ -330,25 +340,14 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
         Scenario::new(
             "ex_2_2_loop_startup",
             "ex_2_2",
-            "a whole run(empty coroutine): loop created, run, closed (tokio: a runtime built, block_on, dropped), n / 100 times",
+            "a whole run(empty coroutine): loop created, run, closed (tokio: a runtime built with every driver, block_on, dropped), n / 100 times, each round in a fresh process",
             "run",
         )
         .ops(startup_ops)
         .python("ex_2_2_loop_startup.py")
-        .run(AsyncioRs, |n| {
-            for _ in 0..startup_ops(n) {
-                asyncio::run(async {}).expect("an empty run succeeds");
-            }
-        })
-        .run(TokioCurrentThread, |n| {
-            for _ in 0..startup_ops(n) {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a tokio runtime")
-                    .block_on(async {});
-            }
-        }),
+        .fresh_process()
+        .run(AsyncioRs, asyncio_startup)
+        .run(TokioCurrentThread, tokio_startup),
         Scenario::new(
             TCP_ECHO,
             "ex_5_2, ex_5_3",
@@ -530,6 +529,35 @@ fn barrier_ops(n: usize) -> usize {
 /// Callbacks of one `call_soon_threadsafe` run.
 fn threadsafe_ops(n: usize) -> usize {
     (n / 10).max(1)
+}
+
+/// ex_2_2 on asyncio-rs: `startup_ops(n)` whole `asyncio::run(async {})`.
+fn asyncio_startup(n: usize) {
+    for _ in 0..startup_ops(n) {
+        asyncio::run(async {}).expect("an empty run succeeds");
+    }
+}
+
+/// ex_2_2 on tokio: a current-thread runtime with every driver built,
+/// `block_on(async {})`, dropped, `startup_ops(n)` times.
+fn tokio_startup(n: usize) {
+    for _ in 0..startup_ops(n) {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime")
+            .block_on(async {});
+    }
+}
+
+/// The workload of a fresh-process scenario's runtime, for the child that
+/// runs it (without building every other scenario's runtimes).
+pub(crate) fn fresh_process_workload(scenario: &str, runtime: &str) -> Option<fn(usize)> {
+    match (scenario, runtime) {
+        ("ex_2_2_loop_startup", "asyncio-rs") => Some(asyncio_startup),
+        ("ex_2_2_loop_startup", "tokio-current-thread") => Some(tokio_startup),
+        _ => None,
+    }
 }
 
 /// Runs of one loop start-up measurement: 10,000 for the default n.
@@ -721,6 +749,20 @@ mod tests {
                 "cpython-uvloop"
             ]
         );
+    }
+
+    #[test]
+    fn every_runtime_of_a_fresh_process_scenario_has_a_child_workload() {
+        for s in scenarios().iter().filter(|s| s.fresh_process) {
+            for (rt, _) in &s.runs {
+                assert!(
+                    fresh_process_workload(s.id, rt.name()).is_some(),
+                    "{}/{} would have no workload in its child",
+                    s.id,
+                    rt.name()
+                );
+            }
+        }
     }
 
     #[test]
