@@ -99,6 +99,14 @@ impl LoopSignals {
         return false;
     }
 
+    /// Takes the "a signal arrived" flag.
+    fn take_arrived(&self) -> bool {
+        #[cfg(all(unix, not(miri)))]
+        return self.wake.as_ref().is_some_and(|w| w.take());
+        #[cfg(any(miri, not(unix)))]
+        return false;
+    }
+
     /// Hands the poller's eventfd to the signal actions (Linux), once the
     /// loop made its poller.
     #[cfg(all(unix, not(miri)))]
@@ -274,17 +282,9 @@ impl LoopInner {
     /// After a wait: if a signal arrived, schedule the callbacks of the
     /// signals that did.
     pub(crate) fn take_signals(&self) {
-        #[cfg(all(unix, not(miri)))]
-        {
-            let arrived = self
-                .signals
-                .borrow()
-                .wake
-                .as_ref()
-                .is_some_and(|w| w.take());
-            if arrived {
-                self.dispatch_signals();
-            }
+        let arrived = self.signals.borrow().take_arrived();
+        if arrived {
+            self.dispatch_signals();
         }
     }
 

@@ -670,6 +670,35 @@ impl EventLoop {
         Ok(())
     }
 
+    /// Makes the loop's poller (`epoll`) and its wake-up fd now, as asyncio's
+    /// loops make their selector when they are created. Without this call a
+    /// loop makes them when it first needs them (its first I/O registration,
+    /// or its first wait while it handles a signal), and a loop that never
+    /// does I/O never makes them. A loop that will serve I/O in a process
+    /// that may run out of file descriptors (a server's worker loops) makes
+    /// them at start with this, so that a connection handed to it later
+    /// cannot fail for want of a poller. Calling it again does nothing.
+    ///
+    /// # Errors
+    /// The OS error if the poller or its wake-up fd cannot be made (out of
+    /// file descriptors); [`RuntimeError::Closed`] (as an `io::Error` of
+    /// kind `Other`) on a closed loop. Under Miri, which has no poller, it
+    /// does nothing.
+    ///
+    /// ```
+    /// let lp = asyncio::EventLoop::new();
+    /// lp.open_poller().unwrap();
+    /// lp.open_poller().unwrap(); // once made, it stays
+    /// ```
+    pub fn open_poller(&self) -> std::io::Result<()> {
+        if self.inner.closed.get() {
+            return Err(std::io::Error::other(RuntimeError::Closed));
+        }
+        #[cfg(not(miri))]
+        self.inner.poller()?;
+        Ok(())
+    }
+
     /// Whether two handles refer to the same loop.
     pub fn same_loop(&self, other: &EventLoop) -> bool {
         Rc::ptr_eq(&self.inner, &other.inner)
