@@ -71,14 +71,17 @@ fn loop_allocations_for(lp: &EventLoop, n: usize) -> usize {
 
 #[test]
 fn taking_in_threadsafe_callbacks_costs_the_loop_no_allocation_per_callback() {
+    // Fewer under Miri, which runs them slowly; the queue's own growth stays
+    // well under the bound either way.
+    let n = if cfg!(miri) { 300 } else { 10_000 };
     let lp = EventLoop::new();
     // Warm: the loop's own queues have grown once.
-    loop_allocations_for(&lp, 10_000);
+    loop_allocations_for(&lp, n);
     let none = loop_allocations_for(&lp, 0);
-    let many = loop_allocations_for(&lp, 10_000);
+    let many = loop_allocations_for(&lp, n);
     assert!(
         many <= none + 20,
-        "10,000 callbacks cost the loop's thread {} allocations beyond an empty run's {none}",
+        "{n} callbacks cost the loop's thread {} allocations beyond an empty run's {none}",
         many - none
     );
     lp.close().unwrap();
