@@ -330,13 +330,20 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
         Scenario::new(
             "ex_3_1_call_soon_threadsafe",
             "ex_3_1",
-            "trivial callbacks sent to the loop from another thread (tokio: Handle::spawn), n / 10 of them",
+            "trivial callbacks sent to the loop from another thread (tokio: Handle::spawn), n / 10 of them; a fresh loop or runtime per run",
             "callback",
         )
         .ops(threadsafe_ops)
         .python("ex_3_1_call_soon_threadsafe.py")
-        .run(AsyncioRs, with(l, |l, n| asyncio_threadsafe(l, threadsafe_ops(n))))
-        .run(TokioCurrentThread, with(tt, |t, n| tokio_threadsafe(t, threadsafe_ops(n)))),
+        // A fresh loop (runtime) per run, as ex_6_2_gather: on the shared one
+        // the row paid for freeing the task cells an earlier row left in the
+        // loop's cache at its first idle (docs/performance.md).
+        .run(AsyncioRs, |n| {
+            asyncio_threadsafe(&asyncio::EventLoop::new(), threadsafe_ops(n));
+        })
+        .run(TokioCurrentThread, |n| {
+            tokio_threadsafe(&tokio_rt_timers(), threadsafe_ops(n));
+        }),
         Scenario::new(
             "ex_2_2_loop_startup",
             "ex_2_2",
