@@ -37,6 +37,7 @@ crates=(-p asyncio-core -p asyncio-sync -p asyncio-structured -p asyncio-streams
 # The tests whose threads race the loop: wakes, channels, to_thread,
 # call_soon_threadsafe, run_coroutine_threadsafe and the pool's hand-off.
 cross_thread=(-p asyncio-core --test threads --test waker --test leaks
+              --test lazy_poller --test threadsafe_calls
               -p asyncio-sync --test channel
               -p asyncio-pool --test handoff --test run)
 repeat="${ASYNCIO_TSAN_REPEAT:-5}"

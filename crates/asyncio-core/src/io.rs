@@ -152,7 +152,9 @@ impl Drop for IoEntry {
 
 #[cfg(all(unix, not(miri)))]
 fn register(lp: &LoopInner, fd: RawFd, key: usize, reregister: bool) -> io::Result<()> {
-    let poll = lp.driver.registry();
+    // The loop's first registration makes its poller.
+    let poller = lp.poller()?;
+    let poll = poller.registry();
     let mut source = mio::unix::SourceFd(&fd);
     let interest = mio::Interest::READABLE | mio::Interest::WRITABLE;
     if reregister {
@@ -178,7 +180,9 @@ fn register(_: &LoopInner, _: RawFd, _: usize, _: bool) -> io::Result<()> {
 
 #[cfg(all(unix, not(miri)))]
 fn deregister(lp: &LoopInner, fd: RawFd) {
-    let poll = lp.driver.registry();
+    // A registered fd means the poller exists.
+    let Ok(poller) = lp.poller() else { return };
+    let poll = poller.registry();
     // The fd may already be closed (the kernel then dropped it from the epoll
     // set itself); either way it is gone, which is what was asked.
     let _ = poll.registry().deregister(&mut mio::unix::SourceFd(&fd));

@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
-use crate::reactor::Driver;
+use crate::reactor::{Driver, SleepMode};
 use crate::shared::{Injected, Shared};
 use crate::{EventLoop, Task, TaskError, create_task, to_thread, yield_now};
 
@@ -184,36 +184,60 @@ impl Parked {
 /// Two threads inject work while the loop decides to sleep, as
 /// `LoopInner::idle` does (`prepare_to_sleep`, wait, `awake`), and takes in
 /// what was queued: either the loop sees the work and stays awake, or an
-/// injector sees the sleeping loop and wakes it (only the first pays for the
-/// wake-up). Never both miss: a lost wake-up deadlocks the model.
+/// injector sees the sleeping loop and wakes it the way it sleeps (only the
+/// first pays for the wake-up). Never both miss: a lost wake-up deadlocks
+/// the model. The loop sleeps parked (no poller: loom's `park`/`unpark`)
+/// or, with `poller`, in its poller (made first, as the first I/O
+/// registration makes it).
+fn injection_racing_sleep(poller: bool) {
+    let driver = Driver::new();
+    // No loop around it: its address is never used.
+    let shared = Arc::new(Shared::new(std::ptr::NonNull::dangling()));
+    let mode = if poller {
+        driver.poller(&shared.notifier).unwrap();
+        SleepMode::Poll
+    } else {
+        SleepMode::Park
+    };
+    let injectors: Vec<_> = (0..2)
+        .map(|_| {
+            let remote = Arc::clone(&shared);
+            loom::thread::spawn(move || {
+                assert!(remote.inject(Injected::Call(Box::new(|| {}))));
+            })
+        })
+        .collect();
+    let mut taken = 0;
+    while taken < 2 {
+        if shared.prepare_to_sleep(mode) {
+            driver.wait(mode, None, &mut Vec::new());
+            shared.awake();
+        }
+        while shared.injector.pop().is_some() {
+            taken += 1;
+        }
+    }
+    for t in injectors {
+        t.join().unwrap();
+    }
+}
+
 #[test]
 fn injection_racing_the_loop_going_to_sleep_is_never_lost() {
     model("injection_racing_the_loop_going_to_sleep", || {
-        let (driver, notifier) = Driver::new().unwrap();
-        // No loop around it: its address is never used.
-        let shared = Arc::new(Shared::new(notifier, std::ptr::NonNull::dangling()));
-        let injectors: Vec<_> = (0..2)
-            .map(|_| {
-                let remote = Arc::clone(&shared);
-                loom::thread::spawn(move || {
-                    assert!(remote.inject(Injected::Call(Box::new(|| {}))));
-                })
-            })
-            .collect();
-        let mut taken = 0;
-        while taken < 2 {
-            if shared.prepare_to_sleep() {
-                driver.wait(None, &mut Vec::new());
-                shared.awake();
-            }
-            while shared.injector.pop().is_some() {
-                taken += 1;
-            }
-        }
-        for t in injectors {
-            t.join().unwrap();
-        }
+        injection_racing_sleep(false);
     });
+}
+
+/// The same with the loop asleep in its poller.
+#[test]
+fn injection_racing_the_loop_going_to_sleep_in_its_poller_is_never_lost() {
+    model(
+        "injection_racing_the_loop_going_to_sleep_in_its_poller",
+        || {
+            injection_racing_sleep(true);
+        },
+    );
 }
 
 /// The whole loop, not only `Shared`: a `call_soon_threadsafe` from another

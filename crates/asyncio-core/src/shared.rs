@@ -3,12 +3,12 @@
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering;
 
-use crate::sync::{AtomicBool, fence};
+use crate::sync::{AtomicBool, AtomicU32, fence};
 
 use crossbeam_queue::SegQueue;
 
 use crate::event_loop::LoopInner;
-use crate::reactor::Notifier;
+use crate::reactor::{Notifier, SleepMode};
 use crate::task::header::Header;
 use crate::task::waker;
 
@@ -53,16 +53,24 @@ pub(crate) enum Injected {
 pub(crate) struct Shared {
     pub(crate) injector: SegQueue<Injected>,
     pub(crate) closed: AtomicBool,
-    /// Set while the loop is about to wait, or waits, in the kernel, until the
-    /// first injection clears it: only that one pays for a wake-up system call.
-    sleeping: AtomicBool,
-    notifier: Notifier,
+    /// Set while the loop is about to wait, or waits, in the kernel (to how it
+    /// waits: `PARKED` or `POLLING`), until the first injection clears it
+    /// (`AWAKE`): only that one pays for a wake-up system call.
+    sleeping: AtomicU32,
+    pub(crate) notifier: Notifier,
     /// The thread the loop belongs to (the one that created it).
     pub(crate) thread: crate::sync::ThreadId,
     /// The loop itself, for its tasks (their headers name the loop through
     /// this, see `Header::owner`).
     pub(crate) owner: LoopAddr,
 }
+
+/// `Shared::sleeping`: the loop is not waiting in the kernel.
+const AWAKE: u32 = 0;
+/// `Shared::sleeping`: the loop parks its thread (it has no poller).
+const PARKED: u32 = 1;
+/// `Shared::sleeping`: the loop waits in its poller.
+const POLLING: u32 = 2;
 
 /// The address of a loop's `LoopInner`. Fixed for the loop's life.
 pub(crate) struct LoopAddr(NonNull<LoopInner>);
@@ -83,13 +91,13 @@ impl LoopAddr {
 impl Shared {
     /// The shared part of the loop at `owner` (which is being built: only
     /// its address is kept).
-    pub(crate) fn new(notifier: Notifier, owner: NonNull<LoopInner>) -> Self {
+    pub(crate) fn new(owner: NonNull<LoopInner>) -> Self {
         Shared {
             owner: LoopAddr(owner),
             injector: SegQueue::new(),
             closed: AtomicBool::new(false),
-            sleeping: AtomicBool::new(false),
-            notifier,
+            sleeping: AtomicU32::new(AWAKE),
+            notifier: Notifier::new(),
             thread: crate::sync::current_thread().id(),
         }
     }
@@ -108,9 +116,16 @@ impl Shared {
         fence(Ordering::SeqCst);
         // Only the first injection after the loop went to sleep pays for the
         // wake-up call; the loop takes in everything queued when it wakes.
-        if self.sleeping.load(Ordering::Relaxed) && self.sleeping.swap(false, Ordering::Relaxed) {
-            // gate-exempt: the loop's own notifier, not user code.
-            self.notifier.wake();
+        // Acquire: a loop that sleeps in its poller published the poller's
+        // wake-up before it said so (see `prepare_to_sleep`).
+        if self.sleeping.load(Ordering::Relaxed) != AWAKE {
+            match self.sleeping.swap(AWAKE, Ordering::Acquire) {
+                // gate-exempt: the loop's own notifier, not user code.
+                PARKED => self.notifier.wake(SleepMode::Park),
+                // gate-exempt: the loop's own notifier, not user code.
+                POLLING => self.notifier.wake(SleepMode::Poll),
+                _ => {}
+            }
         }
         // Pairs with the fence in `close`: either the closing loop's drain sees our
         // push, or we see `closed` and drain it ourselves; nothing stays behind
@@ -125,27 +140,33 @@ impl Shared {
         true
     }
 
-    /// The loop is about to wait in the kernel: returns false (and does not
-    /// sleep) if something was injected meanwhile.
-    pub(crate) fn prepare_to_sleep(&self) -> bool {
+    /// The loop is about to wait in the kernel, in `mode`: returns false (and
+    /// does not sleep) if something was injected meanwhile.
+    pub(crate) fn prepare_to_sleep(&self, mode: SleepMode) -> bool {
         // A swap, not a store: it costs nothing next to the `epoll_wait` that
         // follows, and as a read-modify-write it is ordered after an
         // injector's earlier `swap(false)` in loom's model too (loom cannot
         // order a plain store after a concurrent swap it did not read, and
         // reports a lost wake-up that the memory model rules out).
-        self.sleeping.swap(true, Ordering::Relaxed);
+        // Release: pairs with the injector's acquiring swap, so that one
+        // that sees `POLLING` also sees the poller's wake-up.
+        let state = match mode {
+            SleepMode::Park => PARKED,
+            SleepMode::Poll => POLLING,
+        };
+        self.sleeping.swap(state, Ordering::Release);
         fence(Ordering::SeqCst);
         if self.injector.is_empty() {
             true
         } else {
-            self.sleeping.store(false, Ordering::Relaxed);
+            self.sleeping.store(AWAKE, Ordering::Relaxed);
             false
         }
     }
 
     /// The loop woke up.
     pub(crate) fn awake(&self) {
-        self.sleeping.store(false, Ordering::Relaxed);
+        self.sleeping.store(AWAKE, Ordering::Relaxed);
     }
 
     /// Marks the loop closed and drops whatever was injected.

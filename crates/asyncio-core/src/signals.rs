@@ -1,12 +1,19 @@
 //! Unix signal handlers that run on the loop, as asyncio's
-//! `loop.add_signal_handler`: no thread, the reactor wakes for them.
+//! `loop.add_signal_handler`: no thread, the loop wakes for them.
 //!
-//! For each handled signal the loop registers two `signal-hook` actions: one
-//! sets the signal's pending flag, the next writes a byte to the loop's
-//! self-pipe, whose read end sits in the loop's `epoll` set. When the pipe is
-//! readable the loop drains it and schedules the callback of every signal
-//! whose flag it finds set (several arrivals before the loop looks run the
-//! callback once, as with asyncio's wakeup fd).
+//! For each handled signal the loop registers one `signal-hook` action: it
+//! sets the signal's pending flag and the loop's "a signal arrived" flag,
+//! then writes to the loop's wake-up fd if the loop has one yet. On Linux
+//! that fd is the eventfd the loop's poller waits on (the one other threads
+//! wake it through), made at the loop's first wait in the poller, so a loop
+//! that handles signals but never waits (`asyncio::run(async {})` with its
+//! Ctrl-C handler) makes no fd at all; a signal that arrives before the fd is
+//! published is seen by the loop's check of the flag before it sleeps.
+//! Elsewhere (macOS, FreeBSD) the fd is the write end of a self-pipe whose
+//! read end sits in the poller, made with the first handler. Whenever the
+//! loop wakes it takes the flag and schedules the callback of every signal
+//! whose pending flag it finds set (several arrivals before the loop looks
+//! run the callback once, as with asyncio's wakeup fd).
 //!
 //! `signal-hook` keeps its own handler installed once it has been, and does not
 //! run a signal's default action itself. So that a signal no loop handles any
@@ -51,7 +58,8 @@ pub enum SignalError {
     /// The loop is closed.
     #[error("the event loop is closed")]
     Closed,
-    /// The self-pipe could not be made or registered, or `signal-hook` refused.
+    /// The wake-up (the poller, or a self-pipe) could not be made, or
+    /// `signal-hook` refused.
     #[error("could not set up the signal handler")]
     Io(#[from] io::Error),
 }
@@ -59,9 +67,15 @@ pub enum SignalError {
 /// The signals of one loop.
 #[derive(Default)]
 pub(crate) struct LoopSignals {
-    #[cfg(all(unix, not(miri)))]
-    pipe: Option<imp::Pipe>,
+    /// Dropped first (see `clear_signal_handlers`): no action may still use
+    /// the wake-up fd when it closes.
     handlers: HashMap<i32, Handler>,
+    /// What the actions share with the loop, made with the first handler.
+    #[cfg(all(unix, not(miri)))]
+    wake: Option<std::sync::Arc<imp::SignalWake>>,
+    /// The self-pipe, where the eventfd is not available.
+    #[cfg(all(unix, not(miri), not(any(target_os = "linux", target_os = "android"))))]
+    pipe: Option<imp::Pipe>,
 }
 
 struct Handler {
@@ -74,6 +88,32 @@ impl LoopSignals {
     /// Whether a signal could still wake the loop.
     pub(crate) fn any(&self) -> bool {
         !self.handlers.is_empty()
+    }
+
+    /// Whether a signal arrived since the loop last took them (it then must
+    /// not sleep: the signal may have come before the wake-up fd existed).
+    pub(crate) fn arrived(&self) -> bool {
+        #[cfg(all(unix, not(miri)))]
+        return self.wake.as_ref().is_some_and(|w| w.arrived());
+        #[cfg(any(miri, not(unix)))]
+        return false;
+    }
+
+    /// Takes the "a signal arrived" flag.
+    fn take_arrived(&self) -> bool {
+        #[cfg(all(unix, not(miri)))]
+        return self.wake.as_ref().is_some_and(|w| w.take());
+        #[cfg(any(miri, not(unix)))]
+        return false;
+    }
+
+    /// Hands the poller's eventfd to the signal actions (Linux), once the
+    /// loop made its poller.
+    #[cfg(all(unix, not(miri)))]
+    pub(crate) fn publish(&self, poll_wake: Option<&crate::reactor::PollWake>) {
+        if let (Some(wake), Some(fd)) = (&self.wake, poll_wake.and_then(|w| w.signal_fd())) {
+            wake.publish(fd);
+        }
     }
 }
 
@@ -113,7 +153,7 @@ impl EventLoop {
     /// [`SignalError::Invalid`] for a number that is no signal,
     /// [`SignalError::Forbidden`] for SIGKILL, SIGSTOP and the crash signals,
     /// [`SignalError::Closed`] on a closed loop, [`SignalError::Io`] if the
-    /// self-pipe cannot be set up, and of kind `Unsupported` under Miri and off
+    /// wake-up cannot be set up, and of kind `Unsupported` under Miri and off
     /// Unix (asyncio's `add_signal_handler` is Unix-only too).
     ///
     /// ```
@@ -187,12 +227,24 @@ pub fn signal_action_is_default(signum: i32) -> bool {
 impl LoopInner {
     #[cfg(all(unix, not(miri)))]
     fn add_signal_handler(&self, signum: i32, callback: Rc<dyn Fn()>) -> Result<(), SignalError> {
-        let mut signals = self.signals.borrow_mut();
-        if signals.pipe.is_none() {
-            signals.pipe = Some(imp::Pipe::new(&self.driver)?);
+        // Where signals write to a self-pipe, it goes in the poller, made now.
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        if self.signals.borrow().pipe.is_none() {
+            let pipe = imp::Pipe::new(self.poller()?)?;
+            let mut signals = self.signals.borrow_mut();
+            let wake = std::sync::Arc::new(imp::SignalWake::new());
+            wake.publish(pipe.write_fd());
+            signals.wake = Some(wake);
+            signals.pipe = Some(pipe);
         }
-        let pipe = signals.pipe.as_ref().expect("made above");
-        let registration = imp::Registration::new(signum, pipe)?;
+        let mut signals = self.signals.borrow_mut();
+        if signals.wake.is_none() {
+            signals.wake = Some(std::sync::Arc::new(imp::SignalWake::new()));
+            // A loop that already has its poller hands its eventfd over now.
+            signals.publish(self.shared.notifier.poll_wake());
+        }
+        let wake = signals.wake.as_ref().expect("made above");
+        let registration = imp::Registration::new(signum, wake)?;
         let old = signals.handlers.insert(
             signum,
             Handler {
@@ -218,15 +270,28 @@ impl LoopInner {
         )))
     }
 
-    /// The self-pipe was readable: schedule the callbacks of the signals
-    /// that arrived.
-    pub(crate) fn dispatch_signals(&self) {
+    /// The self-pipe was readable: empty it (the signals themselves are
+    /// taken by `take_signals`).
+    pub(crate) fn drain_signal_pipe(&self) {
+        #[cfg(all(unix, not(miri), not(any(target_os = "linux", target_os = "android"))))]
+        if let Some(pipe) = &self.signals.borrow().pipe {
+            pipe.drain();
+        }
+    }
+
+    /// After a wait: if a signal arrived, schedule the callbacks of the
+    /// signals that did.
+    pub(crate) fn take_signals(&self) {
+        let arrived = self.signals.borrow().take_arrived();
+        if arrived {
+            self.dispatch_signals();
+        }
+    }
+
+    /// Schedules the callbacks of the signals that arrived.
+    fn dispatch_signals(&self) {
         let due: Vec<Rc<dyn Fn()>> = {
             let signals = self.signals.borrow();
-            #[cfg(all(unix, not(miri)))]
-            if let Some(pipe) = &signals.pipe {
-                pipe.drain();
-            }
             signals
                 .handlers
                 .values()
@@ -242,7 +307,10 @@ impl LoopInner {
     /// Removes every handler (the loop closes).
     pub(crate) fn clear_signal_handlers(&self) {
         let signals = std::mem::take(&mut *self.signals.borrow_mut());
-        for (_, handler) in signals.handlers {
+        let LoopSignals { handlers, .. } = signals;
+        // Each handler's action is unregistered as it drops, before the
+        // self-pipe (dropped at the end of this scope) closes.
+        for (_, handler) in handlers {
             self.drop_reporting(handler);
         }
     }
@@ -262,16 +330,13 @@ pub(crate) type SignalsCell = RefCell<LoopSignals>;
 
 #[cfg(all(unix, not(miri)))]
 mod imp {
-    use std::io::{self, Read};
-    use std::os::fd::{AsRawFd, IntoRawFd};
-    use std::os::unix::net::UnixStream;
+    use std::io;
+    use std::os::fd::RawFd;
     use std::sync::Arc;
     use std::sync::Mutex;
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 
     use signal_hook::SigId;
-
-    use crate::reactor::Driver;
 
     /// One past the largest signal number (Linux: 64 + 1).
     pub(super) const NSIG: i32 = 65;
@@ -310,6 +375,14 @@ mod imp {
     /// See [`super::signal_action_is_default`].
     pub(super) fn action_is_default(signum: i32) -> bool {
         let before = FALLBACK.lock().unwrap_or_else(|e| e.into_inner())[signum as usize];
+        if before == Before::Default {
+            // The loops' handler went in over the default action, and
+            // signal-hook keeps it installed: asked again (each
+            // `asyncio::run` asks), the answer is the same without a system
+            // call. As with Python's `signal.getsignal`, a disposition
+            // changed behind signal-hook's back (raw `sigaction`) is not seen.
+            return true;
+        }
         match current_action(signum) {
             Ok(libc::SIG_DFL) => true,
             Ok(libc::SIG_IGN) | Err(_) => false,
@@ -319,24 +392,85 @@ mod imp {
         }
     }
 
-    /// The loop's self-pipe: the read end is in its `epoll` set.
-    pub(super) struct Pipe {
-        read: UnixStream,
-        write: UnixStream,
+    /// What a loop's signal actions share with it.
+    pub(super) struct SignalWake {
+        /// A signal arrived since the loop last looked.
+        arrived: AtomicBool,
+        /// The fd the actions write to (-1 until there is one): the
+        /// poller's eventfd, or the self-pipe's write end. It stays open
+        /// while any action can run (see `LoopSignals`).
+        fd: AtomicI32,
     }
 
+    impl SignalWake {
+        pub(super) fn new() -> SignalWake {
+            SignalWake {
+                arrived: AtomicBool::new(false),
+                fd: AtomicI32::new(-1),
+            }
+        }
+
+        /// From now on the actions write to `fd`.
+        pub(super) fn publish(&self, fd: RawFd) {
+            // SeqCst, with the action's: either the action sees the fd and
+            // writes to it, or the loop, which checks `arrived` after this
+            // and before it sleeps, sees the signal.
+            self.fd.store(fd, Ordering::SeqCst);
+        }
+
+        pub(super) fn arrived(&self) -> bool {
+            self.arrived.load(Ordering::SeqCst)
+        }
+
+        pub(super) fn take(&self) -> bool {
+            self.arrived.swap(false, Ordering::SeqCst)
+        }
+
+        /// In the signal handler: only atomics and write(2), which are
+        /// async-signal-safe (signal-hook keeps `errno`).
+        fn raise(&self) {
+            self.arrived.store(true, Ordering::SeqCst);
+            let fd = self.fd.load(Ordering::SeqCst);
+            if fd >= 0 {
+                // Eight bytes: an eventfd takes nothing else (a pipe takes
+                // them as well).
+                let one = 1u64.to_ne_bytes();
+                // SAFETY: `one` is valid for reads of its 8 bytes; `fd` stays
+                // open while this action can run (it is unregistered first).
+                // A failed write (a full pipe) leaves the loop woken anyway.
+                let _ = unsafe { libc::write(fd, one.as_ptr().cast(), one.len()) };
+            }
+        }
+    }
+
+    /// A self-pipe whose read end is in the poller (where the actions cannot
+    /// write to the poller's eventfd).
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    pub(super) struct Pipe {
+        read: std::os::unix::net::UnixStream,
+        write: std::os::unix::net::UnixStream,
+    }
+
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
     impl Pipe {
-        pub(super) fn new(driver: &Driver) -> io::Result<Pipe> {
-            let (read, write) = UnixStream::pair()?;
+        pub(super) fn new(poller: &crate::reactor::Poller) -> io::Result<Pipe> {
+            use std::os::fd::AsRawFd;
+            let (read, write) = std::os::unix::net::UnixStream::pair()?;
             read.set_nonblocking(true)?;
             write.set_nonblocking(true)?;
-            driver.register_signal_pipe(read.as_raw_fd())?;
+            poller.register_signal_pipe(read.as_raw_fd())?;
             Ok(Pipe { read, write })
+        }
+
+        pub(super) fn write_fd(&self) -> RawFd {
+            use std::os::fd::AsRawFd;
+            self.write.as_raw_fd()
         }
 
         /// Reads everything the signal actions wrote (the registration is
         /// edge-triggered: the next write must find the pipe empty).
         pub(super) fn drain(&self) {
+            use std::io::Read;
             let mut buf = [0u8; 64];
             // Bounded by what is there: a read returns WouldBlock when empty.
             while let Ok(n) = (&self.read).read(&mut buf) {
@@ -347,47 +481,34 @@ mod imp {
         }
     }
 
-    /// One signal's registration on one loop: its pending flag, and the two
-    /// `signal-hook` actions (set the flag, then wake the pipe).
+    /// One signal's registration on one loop: its pending flag and its
+    /// `signal-hook` action.
     pub(super) struct Registration {
         signum: i32,
         pending: Arc<AtomicBool>,
-        flag_id: SigId,
-        wake_id: SigId,
+        id: SigId,
     }
 
     impl Registration {
-        pub(super) fn new(signum: i32, pipe: &Pipe) -> io::Result<Registration> {
+        pub(super) fn new(signum: i32, wake: &Arc<SignalWake>) -> io::Result<Registration> {
             ensure_fallback(signum)?;
             let pending = Arc::new(AtomicBool::new(false));
-            // Listening before the actions exist: a signal arriving in
+            // Listening before the action exists: a signal arriving in
             // between finds a listener and does not run the default action.
             LISTENERS[signum as usize].fetch_add(1, Ordering::SeqCst);
-            let registered = (|| {
-                let flag_id = signal_hook::flag::register(signum, Arc::clone(&pending))?;
-                let wake_fd = match pipe.write.try_clone() {
-                    Ok(fd) => fd,
-                    Err(e) => {
-                        signal_hook::low_level::unregister(flag_id);
-                        return Err(e);
-                    }
-                };
-                // `register_raw` owns the fd from here and closes it when
-                // the action is unregistered.
-                match signal_hook::low_level::pipe::register_raw(signum, wake_fd.into_raw_fd()) {
-                    Ok(wake_id) => Ok((flag_id, wake_id)),
-                    Err(e) => {
-                        signal_hook::low_level::unregister(flag_id);
-                        Err(e)
-                    }
-                }
-            })();
-            match registered {
-                Ok((flag_id, wake_id)) => Ok(Registration {
+            let (p, w) = (Arc::clone(&pending), Arc::clone(wake));
+            let action = move || {
+                p.store(true, Ordering::SeqCst);
+                w.raise();
+            };
+            // SAFETY: the action only stores to atomics and calls write(2)
+            // (`SignalWake::raise`), all async-signal-safe, as a signal
+            // handler must be.
+            match unsafe { signal_hook::low_level::register(signum, action) } {
+                Ok(id) => Ok(Registration {
                     signum,
                     pending,
-                    flag_id,
-                    wake_id,
+                    id,
                 }),
                 Err(e) => {
                     LISTENERS[signum as usize].fetch_sub(1, Ordering::SeqCst);
@@ -403,8 +524,9 @@ mod imp {
 
     impl Drop for Registration {
         fn drop(&mut self) {
-            signal_hook::low_level::unregister(self.wake_id);
-            signal_hook::low_level::unregister(self.flag_id);
+            // Returns once no handler runs the action any more
+            // (signal-hook's registry waits for them).
+            signal_hook::low_level::unregister(self.id);
             LISTENERS[self.signum as usize].fetch_sub(1, Ordering::SeqCst);
         }
     }

@@ -11,13 +11,17 @@ pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, fence};
 #[cfg(loom)]
 pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
 #[cfg(loom)]
-pub(crate) use loom::thread::{Builder as ThreadBuilder, ThreadId, current as current_thread};
+pub(crate) use loom::thread::{
+    Builder as ThreadBuilder, Thread, ThreadId, current as current_thread,
+};
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicBool, AtomicU32, fence};
 #[cfg(not(loom))]
 pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
 #[cfg(not(loom))]
-pub(crate) use std::thread::{Builder as ThreadBuilder, ThreadId, current as current_thread};
+pub(crate) use std::thread::{
+    Builder as ThreadBuilder, Thread, ThreadId, current as current_thread,
+};
 
 /// Locks `m`, ignoring poisoning: every mutex here guards state that user code
 /// never runs under (jobs and callbacks run outside the lock, their panics are

@@ -278,7 +278,16 @@ fn worker_thread<F, Fut>(
         // Another worker's thread could not start: the pool is not run.
         return;
     };
-    let outcome = if pin && let Err(e) = crate::affinity::pin_to_core(i) {
+    // A pool's loops serve I/O: each makes its poller now, not when a
+    // connection is first handed to it (then the process may be out of
+    // descriptors, and the connection would be lost).
+    let started = if pin {
+        crate::affinity::pin_to_core(i)
+    } else {
+        Ok(())
+    }
+    .and_then(|()| lp.open_poller());
+    let outcome = if let Err(e) = started {
         Outcome::Failed(WorkerFailure::Error {
             worker: i,
             error: WorkerError::new(Box::new(e)),

@@ -3,8 +3,8 @@
 //! as an unhandled `KeyboardInterrupt` would (killed by SIGINT).
 //!
 //! The first SIGINT reaches the loop through its own signal handling
-//! (`EventLoop::add_signal_handler`: a self-pipe in the loop's `epoll` set, no
-//! thread), and its handler cancels the main future, which is wrapped for
+//! (`EventLoop::add_signal_handler`: its action writes to the loop's wake-up
+//! fd, made only if the loop ever waits; no thread), and its handler cancels the main future, which is wrapped for
 //! that. The second must work even while the loop is stuck in a destructor of
 //! that cancellation, so it is decided in the signal handler itself: a flag the
 //! first SIGINT sets arms `signal-hook`'s conditional default action. When the

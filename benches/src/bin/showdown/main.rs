@@ -87,6 +87,12 @@ struct Args {
     /// scenario in this fresh process and print the number.
     #[arg(long, hide = true, num_args = 3, value_names = ["SCENARIO", "RUNTIME", "N"])]
     memory_child: Vec<String>,
+
+    /// Internal: time one run of a fresh-process scenario's runtime at size
+    /// N in this fresh process (after a warm-up at N / 10) and print the
+    /// nanoseconds.
+    #[arg(long, hide = true, num_args = 3, value_names = ["SCENARIO", "RUNTIME", "N"])]
+    timed_child: Vec<String>,
 }
 
 /// The size of a `--quick` run.
@@ -127,6 +133,17 @@ fn main() {
             Some(per) => println!("{per}"),
             None => fail(&format!("no memory workload {scenario}/{runtime}")),
         }
+        return;
+    }
+    if let [scenario, runtime, n] = args.timed_child.as_slice() {
+        let n: usize = n.parse().unwrap_or_else(|_| fail("N is a number"));
+        let run = scenarios::fresh_process_workload(scenario, runtime)
+            .unwrap_or_else(|| fail(&format!("no fresh-process workload {scenario}/{runtime}")));
+        run((n / 10).max(1));
+        release_free_memory();
+        let t = Instant::now();
+        run(n);
+        println!("{}", t.elapsed().as_nanos());
         return;
     }
     let quick = args.quick;
@@ -421,13 +438,16 @@ fn release_free_memory() {}
 
 /// Runs one entry once at size `n`: `Ok(Some((ns, ops)))` when timed,
 /// `Ok(None)` after marking it unavailable or failed.
-fn run_once(
-    e: &mut Entry,
-    ops: fn(usize) -> usize,
-    n: usize,
-    py_version: &str,
-) -> Option<(f64, usize)> {
+fn run_once(e: &mut Entry, s: &Scenario, n: usize, py_version: &str) -> Option<(f64, usize)> {
+    let ops = s.ops;
     match &e.work {
+        Work::Rust(_) if s.fresh_process => match timed_child(s.id, e.runtime, n) {
+            Ok(ns) => Some((ns, ops(n))),
+            Err(why) => {
+                e.result = Measured::Failed(why);
+                None
+            }
+        },
         Work::Rust(run) => {
             // A fresh heap for every run: what earlier runs freed goes back
             // to the system first, so no runtime finds memory warm.
@@ -467,6 +487,30 @@ fn run_once(
     }
 }
 
+/// Runs one fresh-process scenario's runtime at size `n` in a child (this
+/// binary with the hidden `--timed-child`), which times the run itself: the
+/// nanoseconds it reports.
+fn timed_child(scenario: &str, runtime: Runtime, n: usize) -> Result<f64, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find myself: {e}"))?;
+    let out = std::process::Command::new(exe)
+        .args(["--timed-child", scenario, runtime.name(), &n.to_string()])
+        .output()
+        .map_err(|e| format!("cannot start the child: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "the child failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        ));
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse::<f64>()
+        .map_err(|_| "the child printed no number".to_owned())
+}
+
 /// One warm-up per entry at n / 10, then `rounds` rounds in which every entry
 /// runs once, in table order.
 fn measure(
@@ -492,7 +536,7 @@ fn measure(
                 format!("round {round}/{rounds}")
             };
             progress.step(&format!("{what}: {} on {}", s.id, e.runtime.name()));
-            let measured = run_once(e, s.ops, size, py_version);
+            let measured = run_once(e, s, size, py_version);
             // The echo workloads record each run's percentiles; they belong
             // to this (scenario, runtime), and the warm-up's are dropped.
             let lats = asyncio_bench::net::take_latencies();
@@ -858,5 +902,6 @@ mod tests {
             assert!(help.contains(flag), "--help does not mention {flag}");
         }
         assert!(!help.contains("--memory-child"));
+        assert!(!help.contains("--timed-child"));
     }
 }

@@ -164,11 +164,11 @@ pub(crate) fn versus(ratio: f64) -> String {
 /// The one-sentence method.
 pub(crate) fn method(rounds: usize) -> String {
     format!(
-        "every scenario runs on each runtime in this one process (CPython: one fresh \
-         interpreter per round), the runtimes taking turns round by round after one \
-         warm-up each; a row is the median time per operation over {rounds} rounds \
-         (lower is better), the fastest and slowest round, and the median's ratio to \
-         asyncio-rs's in the same run"
+        "every scenario runs on each runtime in this one process (loop start-up: a fresh \
+         process per round; CPython: one fresh interpreter per round), the runtimes \
+         taking turns round by round after one warm-up each; a row is the median time \
+         per operation over {rounds} rounds (lower is better), the fastest and slowest \
+         round, and the median's ratio to asyncio-rs's in the same run"
     )
 }
 

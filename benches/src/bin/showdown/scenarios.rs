@@ -108,6 +108,10 @@ pub(crate) struct Scenario {
     pub(crate) python_load: Option<fn(u16, usize)>,
     /// The Rust runtimes and their workloads.
     pub(crate) runs: Vec<(Runtime, Run)>,
+    /// Each run happens in a fresh process (this binary again, with the
+    /// hidden `--timed-child`), which times it and reports back: for what
+    /// the state of a long-lived process could skew (start-up).
+    pub(crate) fresh_process: bool,
 }
 
 impl Scenario {
@@ -126,7 +130,13 @@ impl Scenario {
             python: None,
             python_load: None,
             runs: Vec::new(),
+            fresh_process: false,
         }
+    }
+
+    fn fresh_process(mut self) -> Self {
+        self.fresh_process = true;
+        self
     }
 
     fn ops(mut self, ops: fn(usize) -> usize) -> Self {
@@ -330,35 +340,31 @@ pub(crate) fn scenarios() -> Vec<Scenario> {
         Scenario::new(
             "ex_3_1_call_soon_threadsafe",
             "ex_3_1",
-            "trivial callbacks sent to the loop from another thread (tokio: Handle::spawn), n / 10 of them",
+            "trivial callbacks sent to the loop from another thread (tokio: Handle::spawn), n / 10 of them; a fresh loop or runtime per run",
             "callback",
         )
         .ops(threadsafe_ops)
         .python("ex_3_1_call_soon_threadsafe.py")
-        .run(AsyncioRs, with(l, |l, n| asyncio_threadsafe(l, threadsafe_ops(n))))
-        .run(TokioCurrentThread, with(tt, |t, n| tokio_threadsafe(t, threadsafe_ops(n)))),
+        // A fresh loop (runtime) per run, as ex_6_2_gather: on the shared one
+        // the row paid for freeing the task cells an earlier row left in the
+        // loop's cache at its first idle (docs/performance.md).
+        .run(AsyncioRs, |n| {
+            asyncio_threadsafe(&asyncio::EventLoop::new(), threadsafe_ops(n));
+        })
+        .run(TokioCurrentThread, |n| {
+            tokio_threadsafe(&tokio_rt_timers(), threadsafe_ops(n));
+        }),
         Scenario::new(
             "ex_2_2_loop_startup",
             "ex_2_2",
-            "a whole run(empty coroutine): loop created, run, closed (tokio: a runtime built, block_on, dropped), n / 100 times",
+            "a whole run(empty coroutine): loop created, run, closed (tokio: a runtime built with every driver, block_on, dropped), n / 100 times, each round in a fresh process",
             "run",
         )
         .ops(startup_ops)
         .python("ex_2_2_loop_startup.py")
-        .run(AsyncioRs, |n| {
-            for _ in 0..startup_ops(n) {
-                asyncio::run(async {}).expect("an empty run succeeds");
-            }
-        })
-        .run(TokioCurrentThread, |n| {
-            for _ in 0..startup_ops(n) {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a tokio runtime")
-                    .block_on(async {});
-            }
-        }),
+        .fresh_process()
+        .run(AsyncioRs, asyncio_startup)
+        .run(TokioCurrentThread, tokio_startup),
         Scenario::new(
             TCP_ECHO,
             "ex_5_2, ex_5_3",
@@ -542,6 +548,35 @@ fn barrier_ops(n: usize) -> usize {
 /// Callbacks of one `call_soon_threadsafe` run.
 fn threadsafe_ops(n: usize) -> usize {
     (n / 10).max(1)
+}
+
+/// ex_2_2 on asyncio-rs: `startup_ops(n)` whole `asyncio::run(async {})`.
+fn asyncio_startup(n: usize) {
+    for _ in 0..startup_ops(n) {
+        asyncio::run(async {}).expect("an empty run succeeds");
+    }
+}
+
+/// ex_2_2 on tokio: a current-thread runtime with every driver built,
+/// `block_on(async {})`, dropped, `startup_ops(n)` times.
+fn tokio_startup(n: usize) {
+    for _ in 0..startup_ops(n) {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime")
+            .block_on(async {});
+    }
+}
+
+/// The workload of a fresh-process scenario's runtime, for the child that
+/// runs it (without building every other scenario's runtimes).
+pub(crate) fn fresh_process_workload(scenario: &str, runtime: &str) -> Option<fn(usize)> {
+    match (scenario, runtime) {
+        ("ex_2_2_loop_startup", "asyncio-rs") => Some(asyncio_startup),
+        ("ex_2_2_loop_startup", "tokio-current-thread") => Some(tokio_startup),
+        _ => None,
+    }
 }
 
 /// Runs of one loop start-up measurement: 10,000 for the default n.
@@ -733,6 +768,20 @@ mod tests {
                 "cpython-uvloop"
             ]
         );
+    }
+
+    #[test]
+    fn every_runtime_of_a_fresh_process_scenario_has_a_child_workload() {
+        for s in scenarios().iter().filter(|s| s.fresh_process) {
+            for (rt, _) in &s.runs {
+                assert!(
+                    fresh_process_workload(s.id, rt.name()).is_some(),
+                    "{}/{} would have no workload in its child",
+                    s.id,
+                    rt.name()
+                );
+            }
+        }
     }
 
     #[test]

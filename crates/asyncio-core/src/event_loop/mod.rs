@@ -59,6 +59,11 @@ pub(crate) struct LoopInner {
     /// FIFO of tasks and callbacks to run. Loop thread only; every access is a
     /// short call that never runs user code while borrowed.
     ready: UnsafeCell<VecDeque<Packed>>,
+    /// `call_soon_threadsafe` callbacks taken from the injector at the start
+    /// of a turn after its last foreign wake: they are the ready queue's
+    /// tail, run after it in the same turn, without an `Rc<Call>` each (see
+    /// `drain_injector`). Empty outside `run_once`.
+    injected_calls: RefCell<VecDeque<Box<dyn FnOnce() + Send>>>,
     /// Tasks that are not done and have suspended at least once, each holding
     /// one reference for the list, at its `Header::slot` (see `registry`).
     /// Loop thread only; every access is a short call that runs no user code.
@@ -100,10 +105,11 @@ pub(crate) struct LoopInner {
     pub(crate) slow_callback_duration: Cell<std::time::Duration>,
     /// Timers: `sleep`, timeouts, `call_later`.
     pub(crate) timers: RefCell<Timers>,
-    /// Where the loop waits, and its I/O registrations.
+    /// Where the loop waits (its poller, made on first need), and its I/O
+    /// registrations.
     pub(crate) driver: Driver,
     pub(crate) fd_callbacks: FdCallbacks,
-    /// Signal handlers (`add_signal_handler`) and their self-pipe.
+    /// Signal handlers (`add_signal_handler`) and their wake-up.
     pub(crate) signals: crate::signals::SignalsCell,
     /// The default executor of `to_thread`/`run_in_executor`, started lazily.
     pub(crate) pool: RefCell<Option<Arc<Pool>>>,
@@ -668,6 +674,35 @@ impl EventLoop {
         Ok(())
     }
 
+    /// Makes the loop's poller (`epoll`) and its wake-up fd now, as asyncio's
+    /// loops make their selector when they are created. Without this call a
+    /// loop makes them when it first needs them (its first I/O registration,
+    /// or its first wait while it handles a signal), and a loop that never
+    /// does I/O never makes them. A loop that will serve I/O in a process
+    /// that may run out of file descriptors (a server's worker loops) makes
+    /// them at start with this, so that a connection handed to it later
+    /// cannot fail for want of a poller. Calling it again does nothing.
+    ///
+    /// # Errors
+    /// The OS error if the poller or its wake-up fd cannot be made (out of
+    /// file descriptors); [`RuntimeError::Closed`] (as an `io::Error` of
+    /// kind `Other`) on a closed loop. Under Miri, which has no poller, it
+    /// does nothing.
+    ///
+    /// ```
+    /// let lp = asyncio::EventLoop::new();
+    /// lp.open_poller().unwrap();
+    /// lp.open_poller().unwrap(); // once made, it stays
+    /// ```
+    pub fn open_poller(&self) -> std::io::Result<()> {
+        if self.inner.closed.get() {
+            return Err(std::io::Error::other(RuntimeError::Closed));
+        }
+        #[cfg(not(miri))]
+        self.inner.poller()?;
+        Ok(())
+    }
+
     /// Whether two handles refer to the same loop.
     pub fn same_loop(&self, other: &EventLoop) -> bool {
         Rc::ptr_eq(&self.inner, &other.inner)
@@ -714,14 +749,36 @@ impl fmt::Debug for EventLoop {
 }
 
 impl LoopInner {
+    /// The loop's poller, made now if it has none yet (its first I/O
+    /// registration, or its first wait while it handles signals).
+    ///
+    /// # Errors
+    /// If the kernel refuses the poller or its wake-up fd (out of file
+    /// descriptors).
+    #[cfg(not(miri))]
+    pub(crate) fn poller(&self) -> std::io::Result<&crate::reactor::Poller> {
+        let fresh = !self.driver.has_poller();
+        let poller = self.driver.poller(&self.shared.notifier)?;
+        #[cfg(unix)]
+        if fresh {
+            // Signal handlers wake the loop through the poller's eventfd
+            // from now on (Linux).
+            self.signals
+                .borrow()
+                .publish(self.shared.notifier.poll_wake());
+        }
+        #[cfg(not(unix))]
+        let _ = fresh;
+        Ok(poller)
+    }
+
     fn new(me: *const LoopInner) -> Self {
-        let (driver, notifier) = Driver::new()
-            .unwrap_or_else(|e| panic!("could not create the event loop's poller (epoll): {e}"));
         let me = NonNull::new(me.cast_mut()).expect("an Rc's address is never null");
         LoopInner {
-            shared: Arc::new(Shared::new(notifier, me)),
+            shared: Arc::new(Shared::new(me)),
             cells: CellCache::new(),
             ready: UnsafeCell::new(VecDeque::new()),
+            injected_calls: RefCell::new(VecDeque::new()),
             registry: UnsafeCell::new(registry::Registry::default()),
             running: Cell::new(false),
             stopping: Cell::new(false),
@@ -744,7 +801,7 @@ impl LoopInner {
             debug: Cell::new(debug_from_env()),
             slow_callback_duration: Cell::new(std::time::Duration::from_millis(100)),
             timers: RefCell::new(Timers::default()),
-            driver,
+            driver: Driver::new(),
             fd_callbacks: FdCallbacks::default(),
             signals: Default::default(),
             pool: RefCell::new(None),

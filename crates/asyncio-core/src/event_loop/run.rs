@@ -12,6 +12,7 @@ use crate::contextvars;
 use crate::error::RuntimeError;
 use crate::event_loop::ExceptionContext;
 use crate::io::Wakeup;
+use crate::reactor::SleepMode;
 use crate::shared::Injected;
 use crate::task::header::Header;
 use crate::task::state::*;
@@ -69,6 +70,15 @@ impl Call {
     fn get_context(&self) -> contextvars::Context {
         let mut slot = self.context.borrow_mut();
         slot.get_or_insert_with(contextvars::Context::new).clone()
+    }
+
+    /// A call that already ran, for a report about it.
+    fn finished() -> Rc<Call> {
+        Rc::new(Call {
+            cancelled: Cell::new(false),
+            f: Cell::new(None),
+            context: RefCell::new(None),
+        })
     }
 
     pub(crate) fn cancel(&self) {
@@ -293,13 +303,36 @@ impl LoopInner {
         self.busy_turns.set(0);
         let timeout = self.timer_timeout();
         let mut wakeups = self.io_wakeups.take();
-        if self.shared.prepare_to_sleep() {
-            self.driver.wait(timeout, &mut wakeups);
+        let mode = self.sleep_mode();
+        if self.shared.prepare_to_sleep(mode) {
+            // A signal that came before the loop published its wake-up fd
+            // wrote to no fd: the flag says so (see `signals`).
+            if !self.signals.borrow().arrived() {
+                self.driver.wait(mode, timeout, &mut wakeups);
+            }
             self.shared.awake();
         }
+        self.take_signals();
         self.dispatch_io(&mut wakeups);
         self.io_wakeups.set(wakeups);
         self.fire_timers();
+    }
+
+    /// How the loop waits: in its poller if it has one, or if it handles
+    /// signals (whose actions wake the poller; its first such wait makes
+    /// it), else parked, with no file descriptor.
+    fn sleep_mode(&self) -> SleepMode {
+        #[cfg(all(unix, not(miri)))]
+        if !self.driver.has_poller() && self.signals.borrow().any() {
+            self.poller().unwrap_or_else(|e| {
+                panic!("could not create the event loop's poller (epoll) to wait for signals: {e}")
+            });
+        }
+        if self.driver.has_poller() {
+            SleepMode::Poll
+        } else {
+            SleepMode::Park
+        }
     }
 
     /// A turn that left tasks ready: the loop will not wait in the kernel,
@@ -321,8 +354,8 @@ impl LoopInner {
     pub(super) fn poll_io_now(&self) {
         if self.driver.has_io() || self.signals.borrow().any() {
             let mut wakeups = self.io_wakeups.take();
-            self.driver
-                .wait(Some(std::time::Duration::ZERO), &mut wakeups);
+            self.driver.poll_now(&mut wakeups);
+            self.take_signals();
             self.dispatch_io(&mut wakeups);
             self.io_wakeups.set(wakeups);
         }
@@ -334,7 +367,7 @@ impl LoopInner {
         for w in wakeups.drain(..) {
             match w {
                 Wakeup::Waker(w) => self.wake_reporting(w),
-                Wakeup::Signals => self.dispatch_signals(),
+                Wakeup::Signals => self.drain_signal_pipe(),
                 Wakeup::Callback(cb, key) => {
                     self.push_call(Call::new(Box::new(move || {
                         if let Ok(lp) = running_inner() {
@@ -601,11 +634,18 @@ impl LoopInner {
         self.drop_reporting(call);
     }
 
-    /// Moves wakes that came from other threads into the ready queue.
+    /// Moves wakes that came from other threads into the ready queue. The
+    /// callbacks after the last wake go to `injected_calls` instead, the
+    /// ready queue's tail in effect (`run_once` runs them right after it):
+    /// the order is the injector's, and a callback costs no allocation here.
     pub(super) fn drain_injector(&self) {
         while let Some(item) = self.shared.injector.pop() {
             match item {
                 Injected::Wake(wake) => {
+                    // FIFO: the callbacks injected before this wake go first.
+                    if !self.injected_calls.borrow().is_empty() {
+                        self.flush_injected_calls();
+                    }
                     // SAFETY: the entry owns a waker count, so the header is allocated.
                     let header = unsafe { wake.0.as_ref() };
                     header.wakers.fetch_and(
@@ -622,10 +662,54 @@ impl LoopInner {
                     }
                     drop(wake);
                 }
-                // Boxed twice over (`Call` holds the box): a wide `Runnable`
-                // would slow every ready-queue operation more than this costs.
-                Injected::Call(f) => self.push_call(Call::new(f)),
+                Injected::Call(f) => self.injected_calls.borrow_mut().push_back(f),
             }
+        }
+    }
+
+    /// Moves the drained callbacks into the ready queue (a foreign wake came
+    /// after them), each as a `Call`.
+    #[cold]
+    #[inline(never)]
+    fn flush_injected_calls(&self) {
+        let calls = std::mem::take(&mut *self.injected_calls.borrow_mut());
+        for f in calls {
+            self.push_call(Call::new(f));
+        }
+    }
+
+    /// Runs the callbacks `drain_injector` set aside this turn.
+    #[inline]
+    fn run_injected_calls(&self, timed: bool) {
+        loop {
+            // Nothing else adds to the list while the loop runs them: only
+            // `drain_injector` does, at the start of a turn.
+            let Some(f) = self.injected_calls.borrow_mut().pop_front() else {
+                break;
+            };
+            let t0 = timed.then(std::time::Instant::now);
+            if let Err(payload) = crate::gate::call(crate::gate::Site::Callback, f) {
+                self.report_callback_panic(CallHandle::from_call(Call::finished()), payload);
+            }
+            if let Some(t0) = t0 {
+                let took = t0.elapsed();
+                if took >= self.slow_callback_duration.get() {
+                    log::warn!(
+                        target: "asyncio",
+                        "Executing a callback took {:.3} seconds",
+                        took.as_secs_f64()
+                    );
+                }
+            }
+        }
+    }
+
+    /// Drops the callbacks set aside if a turn was cut short (the loop
+    /// closes); through the gate, as every user value.
+    pub(super) fn drop_injected_calls(&self) {
+        let calls = std::mem::take(&mut *self.injected_calls.borrow_mut());
+        for f in calls {
+            self.drop_reporting(f);
         }
     }
 
@@ -647,6 +731,9 @@ impl LoopInner {
                 Some(Runnable::Call(call)) => self.run_call(call),
                 None => break,
             }
+        }
+        if !self.injected_calls.borrow().is_empty() {
+            self.run_injected_calls(false);
         }
     }
 
@@ -680,6 +767,7 @@ impl LoopInner {
                 None => break,
             }
         }
+        self.run_injected_calls(true);
     }
 
     /// Debug mode: logs a task step that ran longer than
@@ -724,6 +812,7 @@ impl LoopInner {
     /// Drops every unfinished task's future (marking it cancelled), then the
     /// callbacks still queued.
     pub(super) fn cancel_everything_now(&self) {
+        self.drop_injected_calls();
         loop {
             // The tasks that never ran, and the registered ones.
             let never_ran = self.never_ran();

@@ -117,8 +117,9 @@ impl LoopThread {
         LoopThread { tid: Some(tid) }
     }
 
-    /// Whether the thread is asleep in `epoll_wait` right now (state `S`, and
-    /// in an epoll wait when the kernel shows the system call).
+    /// Whether the thread is asleep in the kernel right now (state `S`, and
+    /// in an epoll wait, or a futex wait for a loop that parks because it has
+    /// no poller, when the kernel shows the system call).
     pub fn is_parked(&self) -> bool {
         let Some(tid) = self.tid else {
             return true;
@@ -134,11 +135,11 @@ impl LoopThread {
         if state != Some("S") {
             return false;
         }
-        // epoll_wait, epoll_pwait, epoll_pwait2.
+        // epoll_wait, epoll_pwait, epoll_pwait2, futex.
         let epoll_waits: &[&str] = if cfg!(target_arch = "x86_64") {
-            &["232", "281", "441"]
+            &["232", "281", "441", "202"]
         } else if cfg!(target_arch = "aarch64") {
-            &["22", "441"]
+            &["22", "441", "98"]
         } else {
             return true;
         };
@@ -160,7 +161,7 @@ impl LoopThread {
     pub fn wait_until_parked(&self) {
         assert!(
             eventually(|| self.is_parked()),
-            "the loop's thread never went to sleep in epoll"
+            "the loop's thread never went to sleep in the kernel"
         );
     }
 }
