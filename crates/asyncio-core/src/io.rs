@@ -32,6 +32,15 @@ type RawFd = i32;
 pub(crate) struct IoEntry {
     fd: RawFd,
     state: Rc<IoState>,
+    /// `add_reader`/`add_writer` callbacks, boxed: most entries (every
+    /// socket of a stream) have none, and each open connection pays for an
+    /// entry.
+    callbacks: Option<Box<Callbacks>>,
+}
+
+/// An entry's asyncio-style callbacks.
+#[derive(Default)]
+struct Callbacks {
     reader: Option<Rc<dyn Fn()>>,
     writer: Option<Rc<dyn Fn()>>,
 }
@@ -87,8 +96,7 @@ impl IoEntry {
         IoEntry {
             fd,
             state,
-            reader: None,
-            writer: None,
+            callbacks: None,
         }
     }
 
@@ -122,7 +130,7 @@ impl IoEntry {
             if let Some(w) = st.read_waker.take() {
                 out.push(Wakeup::Waker(w));
             }
-            if let Some(cb) = &self.reader {
+            if let Some(cb) = self.callbacks.as_ref().and_then(|c| c.reader.as_ref()) {
                 out.push(Wakeup::Callback(cb.clone(), key));
             }
         }
@@ -130,7 +138,7 @@ impl IoEntry {
             if let Some(w) = st.write_waker.take() {
                 out.push(Wakeup::Waker(w));
             }
-            if let Some(cb) = &self.writer {
+            if let Some(cb) = self.callbacks.as_ref().and_then(|c| c.writer.as_ref()) {
                 out.push(Wakeup::Callback(cb.clone(), key));
             }
         }
@@ -144,9 +152,14 @@ impl Drop for IoEntry {
     fn drop(&mut self) {
         let st = &self.state;
         st.bits.set(st.bits.get() | GONE);
-        let read = st.read_waker.take();
-        let write = st.write_waker.take();
-        drop((read, write));
+        // Each waker is dropped through the gate: two whose drops panic must
+        // not abort the process (a second panic while the first unwinds).
+        // The first panic goes on once both are dropped.
+        let read = crate::gate::drop_catching(st.read_waker.take());
+        let write = crate::gate::drop_catching(st.write_waker.take());
+        if let Some(payload) = read.or(write) {
+            std::panic::resume_unwind(payload);
+        }
     }
 }
 
@@ -204,7 +217,8 @@ fn remove(lp: &LoopInner, key: usize) {
     let entry = lp.driver.io.borrow_mut().try_remove(key);
     if let Some(entry) = entry {
         deregister(lp, entry.fd);
-        drop(entry); // wakers and callbacks dropped outside the borrow
+        // Wakers and callbacks dropped outside the borrow, through the gate.
+        lp.drop_reporting(entry);
     }
 }
 
@@ -212,6 +226,23 @@ fn remove(lp: &LoopInner, key: usize) {
 /// registration, so the callback runs again while the fd stays ready, as
 /// asyncio's level-triggered callbacks do.
 pub(crate) fn run_callback(lp: &LoopInner, cb: &Rc<dyn Fn()>, key: usize) {
+    // A callback removed (or replaced) since its event was taken does not
+    // run, as asyncio cancels the handle of a removed reader; this also
+    // keeps a callback off an fd that took over its entry's key.
+    let current = {
+        let io = lp.driver.io.borrow();
+        io.get(key)
+            .and_then(|e| e.callbacks.as_ref())
+            .is_some_and(|c| {
+                [&c.reader, &c.writer]
+                    .into_iter()
+                    .flatten()
+                    .any(|r| Rc::ptr_eq(r, cb))
+            })
+    };
+    if !current {
+        return;
+    }
     cb();
     let fd = lp.driver.io.borrow().get(key).map(|e| e.fd);
     if let Some(fd) = fd {
@@ -413,17 +444,23 @@ impl EventLoop {
                 key
             }
         };
-        let (had, now_empty) = {
+        let (old, now_empty) = {
             let mut io = lp.driver.io.borrow_mut();
             let entry = &mut io[key];
+            let cbs = entry.callbacks.get_or_insert_with(Box::default);
             let slot = if read {
-                &mut entry.reader
+                &mut cbs.reader
             } else {
-                &mut entry.writer
+                &mut cbs.writer
             };
-            let had = std::mem::replace(slot, callback.clone()).is_some();
-            (had, entry.reader.is_none() && entry.writer.is_none())
+            let old = std::mem::replace(slot, callback.clone());
+            (old, cbs.reader.is_none() && cbs.writer.is_none())
         };
+        let had = old.is_some();
+        // The replaced callback may own anything (a registration of its own,
+        // whose drop goes back to the table): dropped after the borrow, and
+        // through the gate.
+        lp.drop_reporting(old);
         if now_empty {
             lp.fd_callbacks.keys.borrow_mut().remove(&fd);
             remove(lp, key);

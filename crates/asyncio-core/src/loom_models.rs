@@ -607,3 +607,45 @@ fn run_coroutine_threadsafe_cancel_racing_completion() {
         lp.close().unwrap();
     });
 }
+
+/// review29: the loop sleeps parked once (no poller), then makes its poller
+/// (as its first I/O registration, or its first wait with a signal handler,
+/// would) and sleeps in it, while two threads inject: an injector that saw
+/// the loop parked must not leave it asleep in the poller, nor one that saw
+/// it in the poller find no wake-up published.
+#[test]
+fn r29_injection_racing_the_loop_switching_from_park_to_poll_is_never_lost() {
+    model("r29_injection_racing_park_then_poll", || {
+        let driver = Driver::new();
+        let shared = Arc::new(Shared::new(std::ptr::NonNull::dangling()));
+        let injectors: Vec<_> = (0..2)
+            .map(|_| {
+                let remote = Arc::clone(&shared);
+                loom::thread::spawn(move || {
+                    assert!(remote.inject(Injected::Call(Box::new(|| {}))));
+                })
+            })
+            .collect();
+        let mut taken = 0;
+        let mut turns = 0;
+        while taken < 2 {
+            let mode = if turns == 0 {
+                SleepMode::Park
+            } else {
+                driver.poller(&shared.notifier).unwrap();
+                SleepMode::Poll
+            };
+            turns += 1;
+            if shared.prepare_to_sleep(mode) {
+                driver.wait(mode, None, &mut Vec::new());
+                shared.awake();
+            }
+            while shared.injector.pop().is_some() {
+                taken += 1;
+            }
+        }
+        for t in injectors {
+            t.join().unwrap();
+        }
+    });
+}

@@ -153,7 +153,10 @@ impl EventLoop {
     /// [`SignalError::Invalid`] for a number that is no signal,
     /// [`SignalError::Forbidden`] for SIGKILL, SIGSTOP and the crash signals,
     /// [`SignalError::Closed`] on a closed loop, [`SignalError::Io`] if the
-    /// wake-up cannot be set up, and of kind `Unsupported` under Miri and off
+    /// wake-up cannot be set up (the self-pipe of macOS and FreeBSD; on
+    /// Linux the handler wakes the loop's own eventfd, and a loop that has no
+    /// descriptor left to make it takes the handler all the same and looks at
+    /// its signal flags every few milliseconds), and of kind `Unsupported` under Miri and off
     /// Unix (asyncio's `add_signal_handler` is Unix-only too).
     ///
     /// ```

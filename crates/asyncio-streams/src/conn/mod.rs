@@ -732,8 +732,10 @@ mod tests {
     #[test]
     fn a_connections_shared_state_carries_no_room_for_a_failure_it_has_not_had() {
         assert_eq!(std::mem::size_of::<Option<Box<StoredError>>>(), 8);
-        // The TLS session's slot is 16 bytes more.
-        let most = if cfg!(feature = "tls") { 216 } else { 200 };
+        // The TLS session's slot is 16 bytes more; the socket's registration
+        // holds a pointer to the readiness it shares with the loop (8 bytes,
+        // which spare the hot path a table look-up per read).
+        let most = if cfg!(feature = "tls") { 224 } else { 208 };
         assert!(
             std::mem::size_of::<Conn>() <= most,
             "Conn grew to {} bytes",
