@@ -43,6 +43,9 @@ const CLASSES: usize = 64; // up to 1 KiB
 pub(crate) const DEFAULT_LIMIT: usize = 256 << 20;
 /// What an idle loop keeps.
 pub(crate) const IDLE_KEEP: usize = 1 << 20;
+/// The most cells the loop frees in one step of an idle trim (see
+/// [`CellCache::trim_some`]): a few tens of microseconds.
+pub(crate) const IDLE_TRIM_CELLS: usize = 1024;
 /// The most the hot slots hold: one cell of every class.
 pub(crate) const HOT_RESERVE: usize = GRANULE * CLASSES * (CLASSES + 1) / 2 - SLACK * CLASSES;
 
@@ -182,24 +185,36 @@ impl CellCache {
     /// Frees cached cells until at most `keep` bytes remain (listed cells
     /// first); returns how many it freed.
     pub(crate) fn trim(&self, keep: usize) -> usize {
+        self.trim_some(keep, usize::MAX).0
+    }
+
+    /// [`trim`](Self::trim), freeing at most about `max` cells (the hot
+    /// slots, at most one cell per class, may come on top): how many it
+    /// freed, and whether the cache is now within `keep`. The loop trims in
+    /// such steps between looks at I/O, so that going idle after a burst of
+    /// a million tasks is not one long pause.
+    pub(crate) fn trim_some(&self, keep: usize, max: usize) -> (usize, bool) {
         if self.listed_bytes() + HOT_RESERVE <= keep {
-            return 0;
+            return (0, true);
         }
         let hot = self.hot_bytes();
-        let mut freed = self.trim_lists(keep.saturating_sub(hot));
+        let mut freed = self.trim_lists(keep.saturating_sub(hot), max);
+        if freed >= max && self.listed_bytes() + hot > keep {
+            return (freed, false);
+        }
         if self.listed_bytes() + hot > keep {
             freed += self.free_hot();
         }
-        freed
+        (freed, true)
     }
 
-    /// Frees listed cells until the lists hold at most `keep` bytes; returns
-    /// how many it freed.
-    fn trim_lists(&self, keep: usize) -> usize {
+    /// Frees listed cells until the lists hold at most `keep` bytes or `max`
+    /// cells were freed; returns how many it freed.
+    fn trim_lists(&self, keep: usize, max: usize) -> usize {
         let mut freed = 0;
         for (class, head) in self.heads.iter().enumerate() {
             let layout = class_layout_of(class);
-            while self.listed_bytes() > keep {
+            while self.listed_bytes() > keep && freed < max {
                 let Some(cell) = NonNull::new(head.get()) else {
                     break;
                 };
@@ -233,7 +248,7 @@ impl CellCache {
         let hot_on = limit >= HOT_RESERVE;
         let list_limit = if hot_on { limit - HOT_RESERVE } else { limit };
         let mut freed = if hot_on { 0 } else { self.free_hot() };
-        freed += self.trim_lists(list_limit);
+        freed += self.trim_lists(list_limit, usize::MAX);
         let listed = self.listed_bytes();
         self.hot_on.set(hot_on);
         self.list_limit.set(list_limit);
@@ -338,6 +353,30 @@ mod tests {
         assert_eq!(cache.trim(16), 2);
         assert_eq!(cache.bytes(), 0);
         assert_eq!(cache.trim(0), 0);
+    }
+
+    #[test]
+    fn a_trim_in_steps_frees_at_most_the_step_each_time_and_ends_where_one_trim_would() {
+        let cache = CellCache::new();
+        let (layout, class) = class_layout_of_size(32);
+        let size = layout.size();
+        for cell in alloc_n(&cache, layout, class, 10) {
+            cache.free(cell, layout, class);
+        }
+        // One in the slot, nine listed; steps of at most 4 down to nothing.
+        assert_eq!(cache.trim_some(0, 4), (4, false));
+        assert_eq!(cache.bytes(), 6 * size);
+        assert_eq!(cache.trim_some(0, 4), (4, false));
+        // The last listed cell, then the slot's (on top of the step).
+        assert_eq!(cache.trim_some(0, 4), (2, true));
+        assert_eq!(cache.bytes(), 0);
+        assert_eq!(cache.trim_some(0, 4), (0, true));
+        // A cache already within what it may keep frees nothing and is done.
+        for cell in alloc_n(&cache, layout, class, 2) {
+            cache.free(cell, layout, class);
+        }
+        assert_eq!(cache.trim_some(2 * size, 1), (0, true));
+        assert_eq!(cache.trim(0), 2);
     }
 
     #[test]

@@ -197,3 +197,37 @@ fn a_destructor_panicking_in_close_still_lets_the_loop_go() {
     );
     drop(lp);
 }
+
+/// A loop that goes idle after a burst trims its cache in steps (a bounded
+/// number of cells each, looking at I/O in between), and goes on stepping
+/// until it keeps no more than an idle loop keeps (1 MiB) before it sleeps:
+/// the steps must not stop after the first.
+#[test]
+#[cfg_attr(miri, ignore = "needs megabytes of task cells")]
+fn an_idle_loop_trims_a_large_cache_in_steps_down_to_what_it_keeps() {
+    const N: usize = 10_000;
+    let lp = EventLoop::new();
+    lp.set_task_cache_limit(64 << 20);
+    let freed = std::rc::Rc::new(Cell::new(0));
+    let f = freed.clone();
+    lp.run_until_complete(async move {
+        // All alive at once, then all finished: N cells in the cache.
+        let tasks: Vec<_> = (0..N).map(|_| create_task(sized::<200>(1))).collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let before = FREED_BYTES.with(Cell::get);
+        asyncio_core::sleep(std::time::Duration::from_millis(20)).await;
+        f.set(FREED_BYTES.with(Cell::get) - before);
+    })
+    .unwrap();
+    // Each cell holds a future of over 200 bytes; all but 1 MiB (and a few
+    // cells the hot slots keep) must have gone while the loop was idle.
+    let at_least = N * 200 - (1 << 20) - (64 << 10);
+    assert!(
+        freed.get() >= at_least,
+        "freed {} bytes while idle, expected {at_least} or more",
+        freed.get()
+    );
+    lp.close().unwrap();
+}

@@ -34,6 +34,11 @@ use super::{EventLoop, LoopInner};
 /// ```
 pub const IO_POLL_INTERVAL: u32 = 61;
 
+/// How often a loop parked with signal handlers but without a poller (the
+/// process had no descriptor left to make one) looks at its signal flags.
+#[cfg(all(unix, not(miri)))]
+const SIGNAL_RECHECK: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// How deep cancellations of awaited tasks may be finished inside one another
 /// (a task whose cancellation drops the handle of a task it awaited, and so
 /// on), counted together with eager steps (`MAX_EAGER_DEPTH`, the same
@@ -304,6 +309,15 @@ impl LoopInner {
         let timeout = self.timer_timeout();
         let mut wakeups = self.io_wakeups.take();
         let mode = self.sleep_mode();
+        // Parked with signal handlers installed: only the poller could be
+        // woken by a signal, and there is none (no descriptor left to make
+        // it), so the loop looks at the signal flags every few milliseconds.
+        #[cfg(all(unix, not(miri)))]
+        let timeout = if matches!(mode, SleepMode::Park) && self.signals.borrow().any() {
+            Some(timeout.map_or(SIGNAL_RECHECK, |t| t.min(SIGNAL_RECHECK)))
+        } else {
+            timeout
+        };
         if self.shared.prepare_to_sleep(mode) {
             // A signal that came before the loop published its wake-up fd
             // wrote to no fd: the flag says so (see `signals`).
@@ -320,13 +334,14 @@ impl LoopInner {
 
     /// How the loop waits: in its poller if it has one, or if it handles
     /// signals (whose actions wake the poller; its first such wait makes
-    /// it), else parked, with no file descriptor.
+    /// it), else parked, with no file descriptor. If the poller cannot be
+    /// made (the process is out of descriptors), the loop parks and `idle`
+    /// caps the wait so that it still sees signals; the next wait tries to
+    /// make the poller again.
     fn sleep_mode(&self) -> SleepMode {
         #[cfg(all(unix, not(miri)))]
         if !self.driver.has_poller() && self.signals.borrow().any() {
-            self.poller().unwrap_or_else(|e| {
-                panic!("could not create the event loop's poller (epoll) to wait for signals: {e}")
-            });
+            let _ = self.poller();
         }
         if self.driver.has_poller() {
             SleepMode::Poll
@@ -881,8 +896,9 @@ impl EventLoop {
                 if self.inner.stalled() {
                     return Err(RuntimeError::Stalled);
                 }
-                self.release_cached(self.inner.cells.trim(cell_cache::IDLE_KEEP));
-                self.inner.idle();
+                if self.trim_cache_step() {
+                    self.inner.idle();
+                }
             } else {
                 self.inner.busy_turn();
             }
@@ -943,16 +959,34 @@ impl EventLoop {
         turned
     }
 
+    /// With nothing ready: one step of trimming the task-cell cache to what
+    /// an idle loop keeps. `true` once it is trimmed (the loop may sleep);
+    /// `false` after a step that left more to free, having looked at I/O
+    /// without waiting, so that what arrives meanwhile is not kept waiting
+    /// behind the rest of the trim.
+    fn trim_cache_step(&self) -> bool {
+        let (freed, done) = self
+            .inner
+            .cells
+            .trim_some(cell_cache::IDLE_KEEP, cell_cache::IDLE_TRIM_CELLS);
+        self.release_cached(freed);
+        if !done {
+            self.inner.poll_io_now();
+        }
+        done
+    }
+
     fn turn_forever(&self) -> Result<(), RuntimeError> {
         loop {
             if self.inner.ready_len() == 0 && !self.inner.stopping.get() {
                 if self.inner.stalled() {
                     return Err(RuntimeError::Stalled);
                 }
-                self.release_cached(self.inner.cells.trim(cell_cache::IDLE_KEEP));
-                // Waits for I/O, a timer or another thread, then fires the
-                // timers that are due.
-                self.inner.idle();
+                if self.trim_cache_step() {
+                    // Waits for I/O, a timer or another thread, then fires
+                    // the timers that are due.
+                    self.inner.idle();
+                }
             } else {
                 if self.inner.stopping.get() {
                     // The last turn looks at I/O without waiting, as asyncio's
