@@ -866,13 +866,26 @@ fn nesting_of_eager_chains_inside_cancellations_finished_inside_drops() {
         asyncio_core::MAX_EAGER_DEPTH - 1,
         plain.1,
         eager.1
-    ); // A spawned thread's default stack is 2 MiB: the nesting must fit.
+    );
+    // The bounds must not multiply: 66 cancellations each starting a chain
+    // go little deeper than one chain alone (before the shared count they
+    // went 64 times as deep).
     assert!(
-        eager.0 < 2 << 20,
-        "{} bytes of stack for nested steps (one eager chain alone: {})",
+        eager.0 <= one.0 + one.0 / 4,
+        "{} bytes of stack for nested steps, one eager chain alone: {}",
         eager.0,
         one.0
     );
+    // A spawned thread's default stack is 2 MiB: the nesting must fit. Not
+    // under a sanitizer, whose instrumented frames are larger (docs/testing.md).
+    if std::env::var_os("ASYNCIO_SANITIZER").is_none() {
+        assert!(
+            eager.0 < 2 << 20,
+            "{} bytes of stack for nested steps (one eager chain alone: {})",
+            eager.0,
+            one.0
+        );
+    }
 }
 
 /// The awaited handle of a task dropped inside an eager step that task's own
