@@ -71,6 +71,13 @@ fn counting_handler(
 #[test]
 fn r29_out_of_fds_with_a_signal_handler_is_an_error_not_a_panic_in_the_run() {
     const NAME: &str = "r29_out_of_fds_with_a_signal_handler_is_an_error_not_a_panic_in_the_run";
+    if std::env::var_os("ASYNCIO_SANITIZER").is_some_and(|s| s == "thread") {
+        // ThreadSanitizer defers a signal's handler until the thread calls
+        // into its runtime again; a thread parked with nothing else to do
+        // never saw it (docs/testing.md).
+        eprintln!("skipped under ThreadSanitizer: it defers signal handlers");
+        return;
+    }
     if !child_mode(NAME) {
         let (status, out, err) = run_child(NAME);
         assert!(
