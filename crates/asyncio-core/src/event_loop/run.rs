@@ -707,14 +707,7 @@ impl LoopInner {
                 self.report_callback_panic(CallHandle::from_call(Call::finished()), payload);
             }
             if let Some(t0) = t0 {
-                let took = t0.elapsed();
-                if took >= self.slow_callback_duration.get() {
-                    log::warn!(
-                        target: "asyncio",
-                        "Executing a callback took {:.3} seconds",
-                        took.as_secs_f64()
-                    );
-                }
+                self.check_slow_callback(t0);
             }
         }
     }
@@ -770,19 +763,27 @@ impl LoopInner {
                 }
                 Some(Runnable::Call(call)) => {
                     self.run_call(call);
-                    let took = t0.elapsed();
-                    if took >= self.slow_callback_duration.get() {
-                        log::warn!(
-                            target: "asyncio",
-                            "Executing a callback took {:.3} seconds",
-                            took.as_secs_f64()
-                        );
-                    }
+                    self.check_slow_callback(t0);
                 }
                 None => break,
             }
         }
         self.run_injected_calls(true);
+    }
+
+    /// Debug mode: logs a callback that ran longer than
+    /// `slow_callback_duration` (asyncio's "Executing ... took" warning).
+    #[cold]
+    #[inline(never)]
+    fn check_slow_callback(&self, t0: std::time::Instant) {
+        let took = t0.elapsed();
+        if took >= self.slow_callback_duration.get() {
+            log::warn!(
+                target: "asyncio",
+                "Executing a callback took {:.3} seconds",
+                took.as_secs_f64()
+            );
+        }
     }
 
     /// Debug mode: logs a task step that ran longer than
